@@ -1,0 +1,129 @@
+/* matmul.c - the matrix-product entry point (see matmul.h): argument checks, the local
+ * (OpenBLAS) path, statistics, and dispatch to the offload engine for other modes. */
+#include "tempo/matmul.h"
+
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tempo/common.h"
+
+struct tempo_mm {
+  tempo_mm_config cfg;
+  bool training;
+  int next_slot;
+  tempo_mm_stats run, step;
+};
+
+const char *tempo_mode_name(tempo_mode m) {
+  switch (m) {
+  case TEMPO_MODE_LOCAL: return "local";
+  case TEMPO_MODE_PLAIN: return "plain";
+  case TEMPO_MODE_TEMPO: return "tempo";
+  case TEMPO_MODE_SHIELD: return "shield";
+  }
+  return "?";
+}
+
+bool tempo_mode_parse(const char *s, tempo_mode *out) {
+  static const tempo_mode all[] = {TEMPO_MODE_LOCAL, TEMPO_MODE_PLAIN, TEMPO_MODE_TEMPO, TEMPO_MODE_SHIELD};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+    if (strcmp(s, tempo_mode_name(all[i])) == 0) {
+      *out = all[i];
+      return true;
+    }
+  return false;
+}
+
+void tempo_mm_config_default(tempo_mm_config *cfg) {
+  memset(cfg, 0, sizeof *cfg);
+  cfg->mode = TEMPO_MODE_TEMPO;
+  cfg->workers = 2;
+  cfg->verify_rounds = 1;
+  cfg->threads = 1;
+}
+
+tempo_status tempo_mm_create(const tempo_mm_config *cfg, tempo_mm **out) {
+  *out = NULL;
+  if (cfg->workers < 1 || cfg->workers > 256 || cfg->verify_rounds < 0 || cfg->verify_rounds > 64 ||
+      cfg->threads < 1 || cfg->threads > 256)
+    return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT,
+                           "engine: workers must be 1..256, verify rounds 0..64, threads 1..256");
+  if (cfg->mode != TEMPO_MODE_LOCAL)
+    return tempo_set_error(TEMPO_STATUS_UNSUPPORTED, "mode '%s' is not built yet; use --mode local",
+                           tempo_mode_name(cfg->mode));
+  tempo_mm *mm = calloc(1, sizeof *mm);
+  if (!mm) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "out of memory creating the engine");
+  mm->cfg = *cfg;
+  mm->cfg.audit_dir = NULL;
+  openblas_set_num_threads(cfg->threads);
+  *out = mm;
+  return TEMPO_STATUS_OK;
+}
+
+void tempo_mm_free(tempo_mm *mm) { free(mm); }
+tempo_mode tempo_mm_mode(const tempo_mm *mm) { return mm->cfg.mode; }
+void tempo_mm_set_training(tempo_mm *mm, bool training) { mm->training = training; }
+
+static tempo_status check_shape(const tempo_mm_shape *s) {
+  if (s->batch < 1 || s->m < 1 || s->n < 1 || s->p < 1)
+    return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "matmul: bad shape batch=%d m=%d n=%d p=%d",
+                           s->batch, s->m, s->n, s->p);
+  return TEMPO_STATUS_OK;
+}
+
+static void count(tempo_mm *mm, const tempo_mm_shape *s, double t) {
+  mm->run.products += (uint64_t)s->batch;
+  mm->step.products += (uint64_t)s->batch;
+  mm->run.t_local += t;
+  mm->step.t_local += t;
+}
+
+tempo_status tempo_mm_forward(tempo_mm *mm, tempo_mm_site *site, const tempo_mm_shape *s, const float *X,
+                              const float *W, float *Y) {
+  tempo_status st = check_shape(s);
+  if (st) return st;
+  if (site->slot == 0) site->slot = ++mm->next_slot;
+  double t0 = tempo_now();
+  const size_t xs = (size_t)s->m * s->n, ws = (size_t)s->n * s->p, ys = (size_t)s->m * s->p;
+  for (int b = 0; b < s->batch; b++)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, s->w_trans ? CblasTrans : CblasNoTrans, s->m, s->p, s->n, 1.0f,
+                X + b * xs, s->n, W + b * ws, s->w_trans ? s->n : s->p, 0.0f, Y + b * ys, s->p);
+  count(mm, s, tempo_now() - t0);
+  return TEMPO_STATUS_OK;
+}
+
+tempo_status tempo_mm_backward(tempo_mm *mm, tempo_mm_site *site, const tempo_mm_shape *s, const float *X,
+                               const float *W, const float *dY, float *dX, float *dW, unsigned flags) {
+  tempo_status st = check_shape(s);
+  if (st) return st;
+  if (site->slot == 0) return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "matmul: backward before forward");
+  double t0 = tempo_now();
+  const size_t xs = (size_t)s->m * s->n, ws = (size_t)s->n * s->p, ys = (size_t)s->m * s->p;
+  const float bx = (flags & TEMPO_MM_ACCUM_DX) ? 1.0f : 0.0f, bw = (flags & TEMPO_MM_ACCUM_DW) ? 1.0f : 0.0f;
+  for (int b = 0; b < s->batch; b++) {
+    const float *x = X + b * xs, *w = W + b * ws, *dy = dY + b * ys;
+    if (dX) /* dX (m,n) = dY (m,p) . W^T */
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, s->w_trans ? CblasNoTrans : CblasTrans, s->m, s->n, s->p, 1.0f,
+                  dy, s->p, w, s->w_trans ? s->n : s->p, bx, dX + b * xs, s->n);
+    if (dW) {
+      if (s->w_trans) /* dW_stored (p,n) = dY^T (p,m) . X (m,n) */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, s->p, s->n, s->m, 1.0f, dy, s->p, x, s->n, bw,
+                    dW + b * ws, s->n);
+      else /* dW (n,p) = X^T (n,m) . dY (m,p) */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, s->n, s->p, s->m, 1.0f, x, s->n, dy, s->p, bw,
+                    dW + b * ws, s->p);
+    }
+  }
+  count(mm, s, tempo_now() - t0);
+  return TEMPO_STATUS_OK;
+}
+
+void tempo_mm_step_end(tempo_mm *mm) { (void)mm; }
+
+void tempo_mm_stats_run(const tempo_mm *mm, tempo_mm_stats *out) { *out = mm->run; }
+
+void tempo_mm_stats_step(tempo_mm *mm, tempo_mm_stats *out) {
+  *out = mm->step;
+  memset(&mm->step, 0, sizeof mm->step);
+}
