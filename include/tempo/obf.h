@@ -1,0 +1,106 @@
+/* obf.h - MM-obfuscation (../shared/spec/obfuscation.md): keys, the fused Enc/Dec passes
+ * and the integrity check. Only the master links this module; the worker never does.
+ *
+ * Notation: a product instance Y = X . W with X (m, n), W (n, p), Y (m, p), row-major.
+ * For each dimension d in {m, n, p}: a permutation pi_d and positive coefficients c_d.
+ *   X'  = P_m D_m X D_n P_n^T          X'[i][j]  = c_m[pi_m i] c_n[pi_n j] X[pi_m i][pi_n j]
+ *   W'  = P_n D_n^-1 W D_p P_p^T       W'[i][j]  = c_p[pi_p j] / c_n[pi_n i] W[pi_n i][pi_p j]
+ *   Y   = D_m^-1 P_m^T Y' P_p D_p^-1
+ *   dY* = P_m D_m^-1 dY D_p^-1 P_p^T   (the backward key-shift: one upload serves dX and dW)
+ *   dX  = D_m P_m^T dX' P_n D_n        where dX' = dY* W'^T
+ *   dW  = D_n^-1 P_n^T dW' P_p D_p     where dW' = X'^T dY*
+ * With w_trans, W, W', dW and dW' are all kept in the stored layout (p, n) (the transpose
+ * of the above), so a worker computes with the same transposition flag as local BLAS.
+ *
+ * Keys (tempo_obf_key) are allocated once per product site, refilled with fresh
+ * randomness for every product of every step by tempo_keygen_fill, and wiped by
+ * tempo_obf_key_wipe at the end of the step. Key memory is locked (sodium_mlock) where
+ * the system allows. Keys never leave the master. */
+#ifndef TEMPO_OBF_H
+#define TEMPO_OBF_H
+
+#include "tempo/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The coefficient key space K. */
+typedef enum {
+  TEMPO_KEYSPACE_INT = 0,        /* integers 1..2^bits, uniform (the paper's choice) */
+  TEMPO_KEYSPACE_LOGUNIFORM = 1, /* reals log-uniform in [1/range, range] */
+} tempo_keyspace_kind;
+
+typedef struct {
+  tempo_keyspace_kind kind;
+  int bits;     /* TEMPO_KEYSPACE_INT: 1..16 */
+  double range; /* TEMPO_KEYSPACE_LOGUNIFORM: > 1 */
+} tempo_keyspace;
+
+/* The documented default key space (see docs/obfuscation.md for the reason). */
+void tempo_keyspace_default(tempo_keyspace *ks);
+
+/* The secret of one dimension of size `size`. All arrays (size) are owned by the key. */
+typedef struct {
+  int size;
+  uint32_t *perm;   /* pi */
+  uint32_t *inv;    /* pi^-1 */
+  float *coef;      /* c */
+  float *rcoef;     /* 1 / c */
+  float *coef_p;    /* c[pi[i]]: the scale of output row/column i in Enc passes */
+  float *rcoef_p;   /* 1 / c[pi[i]] */
+} tempo_obf_dim;
+
+typedef struct {
+  int m, n, p;
+  bool identity;    /* identity key (plain mode): Enc/Dec are plain copies */
+  tempo_obf_dim dm, dn, dp;
+} tempo_obf_key;
+
+/* Allocates a key for shape (m, n, p), initialised to the identity. */
+TEMPO_WUR tempo_status tempo_obf_key_alloc(tempo_obf_key *k, int m, int n, int p);
+/* Overwrites every secret with zeros (the identity flag is set). */
+void tempo_obf_key_wipe(tempo_obf_key *k);
+/* Wipes and frees; safe on a zeroed struct. */
+void tempo_obf_key_free(tempo_obf_key *k);
+
+/* A cryptographic key generator (libsodium ChaCha20 stream under a per-run master secret). */
+typedef struct tempo_keygen tempo_keygen;
+
+/* master_secret: 32 bytes, or NULL for fresh randomness from the OS (randombytes_buf). */
+TEMPO_WUR tempo_status tempo_keygen_create(const uint8_t *master_secret, const tempo_keyspace *ks,
+                                           tempo_keygen **out);
+void tempo_keygen_free(tempo_keygen *g); /* wipes its state */
+/* Fills k with fresh uniform permutations (Fisher-Yates, unbiased bounded draws) and
+ * coefficients drawn from the key space. Clears k->identity. */
+TEMPO_WUR tempo_status tempo_keygen_fill(tempo_keygen *g, tempo_obf_key *k);
+/* Uniform random bytes from the generator's stream (used to seed check vectors). */
+void tempo_keygen_bytes(tempo_keygen *g, void *buf, size_t len);
+
+/* The fused gather-and-scale passes, one instance each. Output buffers must not alias
+ * inputs. `accumulate` adds into the output instead of overwriting it. Each pass reads
+ * its input once and writes its output once; large passes use up to `threads` threads
+ * (tempo_obf_set_threads, default 1). */
+void tempo_obf_enc_x(const tempo_obf_key *k, const float *X, float *Xp);
+void tempo_obf_enc_w(const tempo_obf_key *k, bool w_trans, const float *W, float *Wp);
+void tempo_obf_enc_dy(const tempo_obf_key *k, const float *dY, float *dYs);
+void tempo_obf_dec_y(const tempo_obf_key *k, const float *Yp, float *Y);
+void tempo_obf_dec_dx(const tempo_obf_key *k, const float *dXp, float *dX, bool accumulate);
+void tempo_obf_dec_dw(const tempo_obf_key *k, bool w_trans, const float *dWp, float *dW, bool accumulate);
+void tempo_obf_set_threads(int threads);
+
+/* Freivalds' check of a product C = op(A) . op(B), with C (r, c), op(A) (r, k), op(B) (k, c),
+ * on the master, for `rounds` fresh random vectors drawn from rng_seed. The tolerance per
+ * row is derived from a floating-point error bound (docs/obfuscation.md):
+ *   |C v - op(A)(op(B) v)|_i <= TEMPO_VERIFY_SAFETY * (k + 4) * 2^-24 * (|op(A)| (|op(B)| |v|))_i + tiny
+ * A non-finite value in C fails the check. `work` holds at least 3*(r + k + c) floats.
+ * Returns TEMPO_STATUS_OK or TEMPO_STATUS_VERIFY_FAILED (with tempo_errmsg set). */
+#define TEMPO_VERIFY_SAFETY 8.0
+TEMPO_WUR tempo_status tempo_verify_product(int r, int k, int c, const float *A, bool a_trans, const float *B,
+                                            bool b_trans, const float *C, int rounds, uint64_t rng_seed,
+                                            float *work);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
