@@ -1,0 +1,67 @@
+/* model.h - the model interface and registry.
+ *
+ * A model owns its parameter registry (params.h: data, grad, state in one buffer each),
+ * its activation buffers (allocated once for cfg.max_batch samples and reused every
+ * step), and a pointer to the matmul engine it sends every product through (not owned).
+ * Input x is (batch, c, h, w) normalised float32; logits are (batch, num_classes).
+ *
+ * Step protocol (training): zero grads, forward (training = true), loss, backward
+ * (accumulates into params.grad), optimizer step, tempo_mm_step_end(). The model keeps
+ * what backward needs from the last forward, so a backward must follow its forward
+ * before the next forward. */
+#ifndef TEMPO_MODEL_H
+#define TEMPO_MODEL_H
+
+#include "tempo/matmul.h"
+#include "tempo/params.h"
+#include "tempo/rng.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+  char name[32];       /* "mlp", "resnet20", "resnet18", "resnet50", "vit-mini", "vit-tiny" */
+  int in_c, in_h, in_w; /* 1x28x28 or 3x32x32 */
+  int num_classes;     /* 10 */
+  int max_batch;       /* activations are allocated for this many samples */
+  float dropout;       /* ViT dropout probability (0 = off) */
+} tempo_model_config;
+
+typedef struct tempo_model tempo_model;
+
+typedef struct {
+  /* logits (batch, num_classes) for x (batch, c, h, w); batch <= max_batch. */
+  TEMPO_WUR tempo_status (*forward)(tempo_model *m, const float *x, int batch, float *logits);
+  /* Accumulates parameter gradients for dlogits (batch, num_classes) of the last forward. */
+  TEMPO_WUR tempo_status (*backward)(tempo_model *m, const float *dlogits, int batch);
+  /* Frees impl (the registry is freed by tempo_model_free). */
+  void (*destroy)(tempo_model *m);
+} tempo_model_ops;
+
+struct tempo_model {
+  const tempo_model_ops *ops;
+  tempo_model_config cfg;
+  tempo_params params;
+  tempo_mm *mm;   /* the matmul entry point; not owned */
+  bool training;  /* batch norm statistics, dropout */
+  tempo_rng rng;  /* initialisation, then dropout */
+  void *impl;
+};
+
+/* Creates a model by cfg->name, initialised from seed. Unknown name or input shape the
+ * model cannot take -> TEMPO_STATUS_INVALID_ARGUMENT with a message listing valid names. */
+TEMPO_WUR tempo_status tempo_model_create(const tempo_model_config *cfg, tempo_mm *mm, uint64_t seed,
+                                          tempo_model **out);
+void tempo_model_free(tempo_model *m);
+/* The registered names, NULL-terminated. */
+const char *const *tempo_model_names(void);
+
+/* Family constructors, called by tempo_model_create with m->cfg, m->mm and m->rng set and
+ * m->params initialised: they set ops and impl, declare and finalise params, initialise them. */
+TEMPO_WUR tempo_status tempo_mlp_init(tempo_model *m);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
