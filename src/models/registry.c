@@ -9,13 +9,20 @@ typedef struct {
   tempo_status (*init)(tempo_model *m);
 } model_entry;
 
+/* Each family constructor reads m->cfg.name to pick its variant. Test-only variants
+ * (small shapes for golden fixtures) are registered here too. */
 static const model_entry entries[] = {
     {"mlp", tempo_mlp_init},
 };
 
-static const char *const names[] = {"mlp", NULL};
+#define N_ENTRIES (sizeof entries / sizeof entries[0])
+static const char *names[N_ENTRIES + 1];
 
-const char *const *tempo_model_names(void) { return names; }
+const char *const *tempo_model_names(void) {
+  for (size_t i = 0; i < N_ENTRIES; i++) names[i] = entries[i].name;
+  names[N_ENTRIES] = NULL;
+  return names;
+}
 
 tempo_status tempo_model_create(const tempo_model_config *cfg, tempo_mm *mm, uint64_t seed, tempo_model **out) {
   *out = NULL;
@@ -24,7 +31,7 @@ tempo_status tempo_model_create(const tempo_model_config *cfg, tempo_mm *mm, uin
     if (strcmp(entries[i].name, cfg->name) == 0) e = &entries[i];
   if (!e) {
     char list[256] = "";
-    for (const char *const *n = names; *n; n++) {
+    for (const char *const *n = tempo_model_names(); *n; n++) {
       strncat(list, *n, sizeof list - strlen(list) - 1);
       if (n[1]) strncat(list, ", ", sizeof list - strlen(list) - 1);
     }
