@@ -1,0 +1,358 @@
+/* dataset.c - loaders for Fashion-MNIST (IDX, gzip'd or plain) and CIFAR-10 (binary batches).
+ *
+ * Every header field and file size is validated and capped before anything is allocated;
+ * the whole split is read into one (n, c, h, w) byte buffer. gzip is read through zlib,
+ * which also reads uncompressed files transparently; the CRC at the end of a gzip stream is
+ * checked by reading one byte past the expected data. */
+#include "tempo/data.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "tempo/common.h"
+
+#define FMNIST_HINT "apt-get install --reinstall dataset-fashion-mnist or pass --data-dir"
+#define CIFAR_HINT "extract cifar-10-binary.tar.gz (www.cs.toronto.edu/~kriz/cifar.html) into ./data or pass --data-dir"
+#define CIFAR_RECORD 3073 /* 1 label byte + 3 * 32 * 32 pixel bytes */
+#define PATH_CAP 4096
+
+static const float fmnist_mean[3] = {0.2860f, 0.2860f, 0.2860f};
+static const float fmnist_std[3] = {0.3530f, 0.3530f, 0.3530f};
+static const float cifar_mean[3] = {0.4914f, 0.4822f, 0.4465f};
+static const float cifar_std[3] = {0.2470f, 0.2435f, 0.2616f};
+
+bool tempo_dataset_kind_parse(const char *s, tempo_dataset_kind *out) {
+  if (!s || !out) return false;
+  if (strcmp(s, "fashion-mnist") == 0) {
+    *out = TEMPO_DATASET_FASHION_MNIST;
+    return true;
+  }
+  if (strcmp(s, "cifar10") == 0) {
+    *out = TEMPO_DATASET_CIFAR10;
+    return true;
+  }
+  return false;
+}
+
+const char *tempo_dataset_kind_name(tempo_dataset_kind k) {
+  switch (k) {
+  case TEMPO_DATASET_FASHION_MNIST: return "fashion-mnist";
+  case TEMPO_DATASET_CIFAR10: return "cifar10";
+  }
+  return "unknown";
+}
+
+const char *tempo_dataset_default_dir(tempo_dataset_kind k) {
+  switch (k) {
+  case TEMPO_DATASET_FASHION_MNIST: return "/usr/share/datasets/fashion-mnist";
+  case TEMPO_DATASET_CIFAR10: return "./data/cifar-10-batches-bin";
+  }
+  return "";
+}
+
+const float *tempo_dataset_mean(tempo_dataset_kind k) {
+  return k == TEMPO_DATASET_CIFAR10 ? cifar_mean : fmnist_mean;
+}
+
+const float *tempo_dataset_std(tempo_dataset_kind k) { return k == TEMPO_DATASET_CIFAR10 ? cifar_std : fmnist_std; }
+
+void tempo_dataset_free(tempo_dataset *d) {
+  if (!d) return;
+  free(d->images);
+  free(d->labels);
+  memset(d, 0, sizeof *d);
+}
+
+static uint32_t be32(const uint8_t *p) {
+  return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | (uint32_t)p[3];
+}
+
+static tempo_status join_path(char *buf, const char *dir, const char *name, const char *suffix) {
+  int len = snprintf(buf, PATH_CAP, "%s/%s%s", dir, name, suffix);
+  if (len < 0 || len >= PATH_CAP)
+    return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "dataset path too long: %.200s/%s", dir, name);
+  return TEMPO_STATUS_OK;
+}
+
+/* Opens path (a regular file) for zlib; on failure *err is an errno value, or -1 for a
+ * path that is not a regular file. */
+static gzFile gz_open_regular(const char *path, int *err) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    *err = errno;
+    return NULL;
+  }
+  struct stat sb;
+  if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    *err = fstat(fd, &sb) != 0 ? errno : S_ISDIR(sb.st_mode) ? EISDIR : -1;
+    close(fd);
+    return NULL;
+  }
+  gzFile f = gzdopen(fd, "rb");
+  if (!f) {
+    *err = ENOMEM;
+    close(fd);
+  }
+  return f;
+}
+
+/* Opens dir/base.gz, else dir/base (uncompressed); path receives the name that was opened. */
+static tempo_status idx_open(const char *dir, const char *base, char *path, gzFile *out) {
+  tempo_status st;
+  int err = 0;
+  *out = NULL;
+  if ((st = join_path(path, dir, base, ".gz")) != TEMPO_STATUS_OK) return st;
+  gzFile f = gz_open_regular(path, &err);
+  if (!f && err == ENOENT) {
+    if ((st = join_path(path, dir, base, "")) != TEMPO_STATUS_OK) return st;
+    f = gz_open_regular(path, &err);
+    if (!f && err == ENOENT)
+      return tempo_set_error(TEMPO_STATUS_IO, "missing Fashion-MNIST file %s/%s.gz (nor %s): " FMNIST_HINT, dir,
+                             base, base);
+  }
+  if (!f) return tempo_set_error(TEMPO_STATUS_IO, "cannot open %s: %s; " FMNIST_HINT, path,
+                                 err < 0 ? "not a regular file" : strerror(err));
+  gzbuffer(f, 1u << 18);
+  *out = f;
+  return TEMPO_STATUS_OK;
+}
+
+/* zlib's error message without the "<fd:N>: " prefix that gzdopen'ed files carry. */
+static const char *gz_message(gzFile f, int *zerr) {
+  const char *msg = gzerror(f, zerr);
+  const char *colon = strstr(msg, ": ");
+  return msg[0] == '<' && colon ? colon + 2 : msg;
+}
+
+/* Reads exactly len bytes; a short read is truncation, a zlib failure a gzip error. */
+static tempo_status gz_read_exact(gzFile f, const char *path, void *buf, size_t len, const char *what) {
+  uint8_t *p = buf;
+  size_t got = 0;
+  while (got < len) {
+    size_t want = len - got;
+    if (want > (1u << 30)) want = 1u << 30;
+    int r = gzread(f, p + got, (unsigned)want);
+    if (r < 0) {
+      int zerr = Z_OK;
+      const char *msg = gz_message(f, &zerr);
+      if (zerr == Z_ERRNO)
+        return tempo_set_error(TEMPO_STATUS_IO, "cannot read %s: %s; " FMNIST_HINT, path, strerror(errno));
+      return tempo_set_error(TEMPO_STATUS_CORRUPT, "%s: gzip error while reading the %s (%s); " FMNIST_HINT, path,
+                             what, msg);
+    }
+    if (r == 0) {
+      int zerr = Z_OK;
+      const char *msg = gz_message(f, &zerr);
+      return tempo_set_error(TEMPO_STATUS_CORRUPT, "%s: truncated %s: %zu of %zu bytes%s%s%s; " FMNIST_HINT, path, what,
+                             got, len, zerr != Z_OK ? " (gzip: " : "", zerr != Z_OK ? msg : "",
+                             zerr != Z_OK ? ")" : "");
+    }
+    got += (size_t)r;
+  }
+  return TEMPO_STATUS_OK;
+}
+
+/* Checks that nothing follows the data; reading past the end also verifies the gzip CRC. */
+static tempo_status gz_expect_end(gzFile f, const char *path) {
+  uint8_t extra;
+  int r = gzread(f, &extra, 1);
+  int zerr = Z_OK;
+  const char *msg = gz_message(f, &zerr);
+  if (r < 0 || (zerr != Z_OK && zerr != Z_BUF_ERROR))
+    return tempo_set_error(TEMPO_STATUS_CORRUPT, "%s: gzip error at the end of the data (%s); " FMNIST_HINT, path, msg);
+  if (zerr == Z_BUF_ERROR)
+    return tempo_set_error(TEMPO_STATUS_CORRUPT, "%s: gzip stream truncated (%s); " FMNIST_HINT, path, msg);
+  if (r > 0)
+    return tempo_set_error(TEMPO_STATUS_CORRUPT, "%s: unexpected bytes after the data; " FMNIST_HINT, path);
+  return TEMPO_STATUS_OK;
+}
+
+static tempo_status load_fmnist(const char *dir, bool train, tempo_dataset *out) {
+  const char *split = train ? "train" : "t10k";
+  char base[64], path[PATH_CAP];
+  uint8_t hdr[16];
+  gzFile f = NULL;
+  tempo_status st;
+
+  /* Images: magic 0x00000803, n, rows, cols (big-endian), then n*rows*cols bytes. */
+  snprintf(base, sizeof base, "%s-images-idx3-ubyte", split);
+  if ((st = idx_open(dir, base, path, &f)) != TEMPO_STATUS_OK) goto fail;
+  if ((st = gz_read_exact(f, path, hdr, 16, "IDX header")) != TEMPO_STATUS_OK) goto fail_file;
+  uint32_t magic = be32(hdr), n = be32(hdr + 4), rows = be32(hdr + 8), cols = be32(hdr + 12);
+  if (magic != 0x00000803u) {
+    st = tempo_set_error(TEMPO_STATUS_CORRUPT, "%s: bad magic 0x%08x (an IDX image file has 0x00000803); " FMNIST_HINT,
+                         path, magic);
+    goto fail_file;
+  }
+  if (rows != 28 || cols != 28) {
+    st = tempo_set_error(TEMPO_STATUS_CORRUPT, "%s: images are %ux%u, Fashion-MNIST's are 28x28; " FMNIST_HINT, path,
+                         rows, cols);
+    goto fail_file;
+  }
+  if (n == 0 || n > TEMPO_DATASET_MAX_SAMPLES) {
+    st = tempo_set_error(TEMPO_STATUS_CORRUPT, "%s: header claims %u images (allowed 1..%d); " FMNIST_HINT, path, n,
+                         TEMPO_DATASET_MAX_SAMPLES);
+    goto fail_file;
+  }
+  size_t img_bytes;
+  if (!tempo_mul_size(n, 28 * 28, &img_bytes)) {
+    st = tempo_set_error(TEMPO_STATUS_NO_MEMORY, "%s: image size overflows", path);
+    goto fail_file;
+  }
+  out->images = malloc(img_bytes);
+  if (!out->images) {
+    st = tempo_set_error(TEMPO_STATUS_NO_MEMORY, "%s: cannot allocate %zu bytes for the images", path, img_bytes);
+    goto fail_file;
+  }
+  if ((st = gz_read_exact(f, path, out->images, img_bytes, "image data")) != TEMPO_STATUS_OK) goto fail_file;
+  if ((st = gz_expect_end(f, path)) != TEMPO_STATUS_OK) goto fail_file;
+  gzclose(f);
+  f = NULL;
+
+  /* Labels: magic 0x00000801, n (big-endian), then n bytes in 0..9. */
+  snprintf(base, sizeof base, "%s-labels-idx1-ubyte", split);
+  if ((st = idx_open(dir, base, path, &f)) != TEMPO_STATUS_OK) goto fail;
+  if ((st = gz_read_exact(f, path, hdr, 8, "IDX header")) != TEMPO_STATUS_OK) goto fail_file;
+  magic = be32(hdr);
+  uint32_t nl = be32(hdr + 4);
+  if (magic != 0x00000801u) {
+    st = tempo_set_error(TEMPO_STATUS_CORRUPT, "%s: bad magic 0x%08x (an IDX label file has 0x00000801); " FMNIST_HINT,
+                         path, magic);
+    goto fail_file;
+  }
+  if (nl != n) {
+    st = tempo_set_error(TEMPO_STATUS_CORRUPT, "%s: %u labels for %u images; " FMNIST_HINT, path, nl, n);
+    goto fail_file;
+  }
+  out->labels = malloc(n);
+  if (!out->labels) {
+    st = tempo_set_error(TEMPO_STATUS_NO_MEMORY, "%s: cannot allocate %u bytes for the labels", path, n);
+    goto fail_file;
+  }
+  if ((st = gz_read_exact(f, path, out->labels, n, "label data")) != TEMPO_STATUS_OK) goto fail_file;
+  if ((st = gz_expect_end(f, path)) != TEMPO_STATUS_OK) goto fail_file;
+  for (uint32_t i = 0; i < n; i++) {
+    if (out->labels[i] >= 10) {
+      st = tempo_set_error(TEMPO_STATUS_CORRUPT, "%s: label %u of sample %u is out of range 0..9; " FMNIST_HINT, path,
+                           out->labels[i], i);
+      goto fail_file;
+    }
+  }
+  gzclose(f);
+  out->n = (int)n;
+  out->c = 1;
+  out->h = out->w = 28;
+  return TEMPO_STATUS_OK;
+
+fail_file:
+  gzclose(f);
+fail:
+  return st;
+}
+
+static tempo_status load_cifar(const char *dir, bool train, tempo_dataset *out) {
+  enum { MAX_FILES = 5 };
+  char paths[MAX_FILES][PATH_CAP];
+  FILE *files[MAX_FILES] = {0};
+  size_t records[MAX_FILES] = {0};
+  int nf = train ? 5 : 1;
+  size_t total = 0;
+  tempo_status st = TEMPO_STATUS_OK;
+
+  /* Pass 1: open every file and validate its size, so nothing is allocated for a bad set. */
+  for (int i = 0; i < nf; i++) {
+    char name[32];
+    if (train)
+      snprintf(name, sizeof name, "data_batch_%d.bin", i + 1);
+    else
+      snprintf(name, sizeof name, "test_batch.bin");
+    if ((st = join_path(paths[i], dir, name, "")) != TEMPO_STATUS_OK) goto done;
+    files[i] = fopen(paths[i], "rb");
+    if (!files[i]) {
+      st = tempo_set_error(TEMPO_STATUS_IO, "%s %s: %s; " CIFAR_HINT, errno == ENOENT ? "missing CIFAR-10 file" : "cannot open",
+                           paths[i], strerror(errno));
+      goto done;
+    }
+    struct stat sb;
+    if (fstat(fileno(files[i]), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+      st = tempo_set_error(TEMPO_STATUS_IO, "cannot read %s: not a regular file; " CIFAR_HINT, paths[i]);
+      goto done;
+    }
+    if (sb.st_size <= 0 || sb.st_size % CIFAR_RECORD != 0) {
+      st = tempo_set_error(TEMPO_STATUS_CORRUPT,
+                           "%s: truncated or not CIFAR-10: size %lld is not a positive multiple of %d bytes; " CIFAR_HINT,
+                           paths[i], (long long)sb.st_size, CIFAR_RECORD);
+      goto done;
+    }
+    records[i] = (size_t)(sb.st_size / CIFAR_RECORD);
+    total += records[i];
+    if (total > TEMPO_DATASET_MAX_SAMPLES) {
+      st = tempo_set_error(TEMPO_STATUS_CORRUPT, "%s: the split would exceed %d records; " CIFAR_HINT, paths[i],
+                           TEMPO_DATASET_MAX_SAMPLES);
+      goto done;
+    }
+  }
+
+  size_t img_bytes;
+  if (!tempo_mul_size(total, CIFAR_RECORD - 1, &img_bytes)) {
+    st = tempo_set_error(TEMPO_STATUS_NO_MEMORY, "CIFAR-10 image size overflows");
+    goto done;
+  }
+  out->images = malloc(img_bytes);
+  out->labels = malloc(total);
+  if (!out->images || !out->labels) {
+    st = tempo_set_error(TEMPO_STATUS_NO_MEMORY, "cannot allocate %zu bytes for CIFAR-10 in %s", img_bytes, dir);
+    goto done;
+  }
+
+  /* Pass 2: read the records; a file that shrank since fstat is reported as truncated. */
+  size_t k = 0;
+  for (int i = 0; i < nf; i++) {
+    for (size_t r = 0; r < records[i]; r++, k++) {
+      int lab = fgetc(files[i]);
+      uint8_t *img = out->images + k * (CIFAR_RECORD - 1);
+      if (lab == EOF || fread(img, 1, CIFAR_RECORD - 1, files[i]) != CIFAR_RECORD - 1) {
+        st = tempo_set_error(ferror(files[i]) ? TEMPO_STATUS_IO : TEMPO_STATUS_CORRUPT,
+                             "%s: %s in record %zu of %zu; " CIFAR_HINT, paths[i],
+                             ferror(files[i]) ? "read error" : "truncated", r, records[i]);
+        goto done;
+      }
+      if (lab >= 10) {
+        st = tempo_set_error(TEMPO_STATUS_CORRUPT, "%s: label %d of record %zu is out of range 0..9; " CIFAR_HINT,
+                             paths[i], lab, r);
+        goto done;
+      }
+      out->labels[k] = (uint8_t)lab;
+    }
+  }
+  out->n = (int)total;
+  out->c = 3;
+  out->h = out->w = 32;
+
+done:
+  for (int i = 0; i < nf; i++)
+    if (files[i]) fclose(files[i]);
+  return st;
+}
+
+tempo_status tempo_dataset_load(tempo_dataset_kind kind, const char *dir, bool train, tempo_dataset *out) {
+  if (!out) return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "tempo_dataset_load: out is NULL");
+  memset(out, 0, sizeof *out);
+  if (kind != TEMPO_DATASET_FASHION_MNIST && kind != TEMPO_DATASET_CIFAR10)
+    return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "unknown dataset kind %d", (int)kind);
+  if (!dir) dir = tempo_dataset_default_dir(kind);
+  tempo_status st = kind == TEMPO_DATASET_FASHION_MNIST ? load_fmnist(dir, train, out) : load_cifar(dir, train, out);
+  if (st != TEMPO_STATUS_OK) {
+    tempo_dataset_free(out);
+    return st;
+  }
+  out->kind = kind;
+  out->num_classes = 10;
+  return TEMPO_STATUS_OK;
+}
