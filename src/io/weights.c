@@ -1,0 +1,45 @@
+/* weights.c - registry <-> safetensors by name (see weights.h). */
+#include "tempo/weights.h"
+
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+
+tempo_status tempo_params_load_st(tempo_params *p, const tempo_st_file *f, bool strict, int *loaded) {
+  int n = 0;
+  for (int i = 0; i < p->n; i++) {
+    const tempo_param_info *in = &p->info[i];
+    const tempo_st_tensor *t = tempo_st_get(f, in->name);
+    if (!t) {
+      if (strict) return tempo_set_error(TEMPO_STATUS_MISMATCH, "weights file lacks tensor '%s'", in->name);
+      continue;
+    }
+    bool same = t->ndim == in->ndim;
+    for (int d = 0; same && d < in->ndim; d++) same = t->shape[d] == in->shape[d];
+    if (!same)
+      return tempo_set_error(TEMPO_STATUS_MISMATCH, "tensor '%s' has a different shape in the weights file "
+                             "(is it for another model or input size?)", in->name);
+    tempo_status st = tempo_st_read_f32(t, tempo_params_ptr(p, i), in->count);
+    if (st) return st;
+    n++;
+  }
+  if (loaded) *loaded = n;
+  return TEMPO_STATUS_OK;
+}
+
+tempo_status tempo_params_save_st(const tempo_params *p, const char *path) {
+  tempo_st_tensor *t = calloc((size_t)(p->n ? p->n : 1), sizeof *t);
+  if (!t) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "out of memory exporting weights");
+  for (int i = 0; i < p->n; i++) {
+    const tempo_param_info *in = &p->info[i];
+    snprintf(t[i].name, sizeof t[i].name, "%s", in->name);
+    t[i].dtype = TEMPO_ST_F32;
+    t[i].ndim = in->ndim;
+    for (int d = 0; d < in->ndim; d++) t[i].shape[d] = in->shape[d];
+    t[i].data = tempo_params_ptr(p, i);
+    t[i].nbytes = in->count * sizeof(float);
+  }
+  tempo_status st = tempo_st_write(path, t, p->n);
+  free(t);
+  return st;
+}
