@@ -13,6 +13,9 @@ typedef struct {
  * (small shapes for golden fixtures) are registered here too. */
 static const model_entry entries[] = {
     {"mlp", tempo_mlp_init},
+    {"vit-mini", tempo_vit_init},
+    {"vit-tiny", tempo_vit_init},
+    {"vit-test", tempo_vit_init}, /* test-only: golden fixture */
 };
 
 #define N_ENTRIES (sizeof entries / sizeof entries[0])
