@@ -1,0 +1,195 @@
+/* conv.c - conv2d lowered to one matrix product per call (see cnn.h): im2col/col2im on the
+ * master, the product through the matmul entry point (weight (Co, K) with w_trans).
+ * Letters as in cnn.h; KK = kh*kw taps. */
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "tempo/cnn.h"
+#include "tempo/common.h"
+
+int tempo_conv_out_size(int in, int k, int stride, int pad) {
+  if (in < 1 || k < 1 || stride < 1 || pad < 0 || in + 2 * pad < k) return 0;
+  return (in + 2 * pad - k) / stride + 1;
+}
+
+tempo_status tempo_conv2d_declare(tempo_conv2d *l, tempo_params *p, const char *prefix, int cin, int cout, int k,
+                                  int stride, int pad, bool bias, int in_h, int in_w, tempo_layout in_layout) {
+  char name[TEMPO_PARAM_NAME_MAX];
+  memset(l, 0, sizeof *l);
+  if (cin < 1 || cout < 1 || k < 1 || k > 64 || stride < 1 || pad < 0 || pad >= k || in_h < 1 || in_w < 1 ||
+      tempo_conv_out_size(in_h, k, stride, pad) < 1 || tempo_conv_out_size(in_w, k, stride, pad) < 1 ||
+      (in_layout != TEMPO_LAYOUT_NHWC && in_layout != TEMPO_LAYOUT_NCHW))
+    return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT,
+                           "conv2d %s: bad geometry cin=%d cout=%d k=%d stride=%d pad=%d input %dx%d", prefix, cin,
+                           cout, k, stride, pad, in_h, in_w);
+  l->cin = cin;
+  l->cout = cout;
+  l->kh = l->kw = k;
+  l->stride = stride;
+  l->pad = pad;
+  l->in_h = in_h;
+  l->in_w = in_w;
+  l->out_h = tempo_conv_out_size(in_h, k, stride, pad);
+  l->out_w = tempo_conv_out_size(in_w, k, stride, pad);
+  l->in_layout = in_layout;
+  l->direct = k == 1 && stride == 1 && pad == 0 && in_layout == TEMPO_LAYOUT_NHWC;
+  l->b_idx = -1;
+  snprintf(name, sizeof name, "%s.weight", prefix);
+  tempo_status st = tempo_params_add(p, name, 4, (int[]){cout, cin, k, k}, 0, &l->w_idx);
+  if (st || !bias) return st;
+  snprintf(name, sizeof name, "%s.bias", prefix);
+  return tempo_params_add(p, name, 1, (int[]){cout}, TEMPO_PARAM_NO_DECAY, &l->b_idx);
+}
+
+size_t tempo_conv2d_cols_floats(const tempo_conv2d *l, int batch) {
+  if (l->direct) return 0;
+  size_t n;
+  if (!tempo_mul3_size((size_t)batch, (size_t)l->out_h * l->out_w, (size_t)l->cin * l->kh * l->kw, &n)) return 0;
+  return n;
+}
+
+void tempo_conv2d_init_kaiming(const tempo_conv2d *l, tempo_params *p, tempo_rng *rng) {
+  const double std = sqrt(2.0 / ((double)l->cout * l->kh * l->kw));
+  const size_t n = (size_t)l->cout * l->cin * l->kh * l->kw;
+  float *w = tempo_params_ptr(p, l->w_idx);
+  for (size_t i = 0; i < n; i++) w[i] = (float)(std * tempo_rng_normal(rng));
+  if (l->b_idx >= 0) {
+    const double bound = 1.0 / sqrt((double)l->cin * l->kh * l->kw);
+    float *b = tempo_params_ptr(p, l->b_idx);
+    for (int i = 0; i < l->cout; i++) b[i] = (float)((2.0 * tempo_rng_uniform(rng) - 1.0) * bound);
+  }
+}
+
+/* Element strides of the input: (batch, row, column, channel). */
+typedef struct {
+  size_t sb, sh, sw, sc;
+} in_strides;
+
+static in_strides strides_of(const tempo_conv2d *l) {
+  const size_t hw = (size_t)l->in_h * l->in_w;
+  if (l->in_layout == TEMPO_LAYOUT_NCHW) return (in_strides){hw * l->cin, (size_t)l->in_w, 1, hw};
+  return (in_strides){hw * l->cin, (size_t)l->in_w * l->cin, (size_t)l->cin, 1};
+}
+
+/* One output row of cols for pixel (oh, ow) of sample xb: tap t = (i, j) of channel ci goes to
+ * column ci*KK + t. NHWC reads are contiguous per tap (stride KK stores into an L1-resident
+ * row); padded taps are zero. */
+static void im2col_row(const tempo_conv2d *l, const in_strides *s, const float *xb, int oh, int ow, float *dst) {
+  const int kk = l->kh * l->kw, cin = l->cin;
+  for (int i = 0; i < l->kh; i++) {
+    const int ih = oh * l->stride - l->pad + i;
+    for (int j = 0; j < l->kw; j++) {
+      const int iw = ow * l->stride - l->pad + j, t = i * l->kw + j;
+      float *d = dst + t;
+      if (ih < 0 || ih >= l->in_h || iw < 0 || iw >= l->in_w) {
+        for (int c = 0; c < cin; c++) d[(size_t)c * kk] = 0.0f;
+        continue;
+      }
+      const float *src = xb + (size_t)ih * s->sh + (size_t)iw * s->sw;
+      if (kk == 1 && s->sc == 1) {
+        memcpy(d, src, (size_t)cin * sizeof *d);
+      } else if (s->sc == 1) {
+        for (int c = 0; c < cin; c++) d[(size_t)c * kk] = src[c];
+      } else {
+        for (int c = 0; c < cin; c++) d[(size_t)c * kk] = src[(size_t)c * s->sc];
+      }
+    }
+  }
+}
+
+void tempo_im2col(const tempo_conv2d *l, const float *x, int batch, float *cols) {
+  const in_strides s = strides_of(l);
+  const size_t k = (size_t)l->cin * l->kh * l->kw;
+  float *dst = cols;
+  for (int b = 0; b < batch; b++) {
+    const float *xb = x + (size_t)b * s.sb;
+    for (int oh = 0; oh < l->out_h; oh++)
+      for (int ow = 0; ow < l->out_w; ow++, dst += k) im2col_row(l, &s, xb, oh, ow, dst);
+  }
+}
+
+void tempo_col2im(const tempo_conv2d *l, const float *cols, int batch, float *dx, bool accumulate) {
+  const in_strides s = strides_of(l);
+  const int kk = l->kh * l->kw, cin = l->cin;
+  const size_t k = (size_t)cin * kk;
+  if (!accumulate) memset(dx, 0, (size_t)batch * s.sb * sizeof *dx);
+  const float *src = cols;
+  for (int b = 0; b < batch; b++) {
+    float *xb = dx + (size_t)b * s.sb;
+    for (int oh = 0; oh < l->out_h; oh++)
+      for (int ow = 0; ow < l->out_w; ow++, src += k)
+        for (int i = 0; i < l->kh; i++) {
+          const int ih = oh * l->stride - l->pad + i;
+          if (ih < 0 || ih >= l->in_h) continue;
+          for (int j = 0; j < l->kw; j++) {
+            const int iw = ow * l->stride - l->pad + j;
+            if (iw < 0 || iw >= l->in_w) continue;
+            float *d = xb + (size_t)ih * s.sh + (size_t)iw * s.sw;
+            const float *c0 = src + i * l->kw + j;
+            if (kk == 1 && s.sc == 1) {
+              for (int c = 0; c < cin; c++) d[c] += c0[c];
+            } else if (s.sc == 1) {
+              for (int c = 0; c < cin; c++) d[c] += c0[(size_t)c * kk];
+            } else {
+              for (int c = 0; c < cin; c++) d[(size_t)c * s.sc] += c0[(size_t)c * kk];
+            }
+          }
+        }
+  }
+}
+
+static tempo_status conv_shape(const tempo_conv2d *l, int batch, tempo_mm_shape *s) {
+  const size_t rows = (size_t)batch * l->out_h * l->out_w;
+  if (batch < 1 || rows > INT_MAX || (size_t)l->cin * l->kh * l->kw > INT_MAX)
+    return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "conv2d: batch %d gives too many rows", batch);
+  *s = (tempo_mm_shape){.batch = 1, .m = (int)rows, .n = l->cin * l->kh * l->kw, .p = l->cout, .w_trans = true};
+  return TEMPO_STATUS_OK;
+}
+
+tempo_status tempo_conv2d_forward(tempo_conv2d *l, tempo_mm *mm, const tempo_params *p, const float *x, int batch,
+                                  float *cols, float *y) {
+  tempo_mm_shape s;
+  tempo_status st = conv_shape(l, batch, &s);
+  if (st) return st;
+  const float *X = x;
+  if (!l->direct) {
+    if (!cols) return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "conv2d: a column buffer is required");
+    tempo_im2col(l, x, batch, cols);
+    X = cols;
+  }
+  if ((st = tempo_mm_forward(mm, &l->site, &s, X, tempo_params_ptr(p, l->w_idx), y))) return st;
+  if (l->b_idx >= 0) {
+    const float *b = tempo_params_ptr(p, l->b_idx);
+    for (int r = 0; r < s.m; r++) {
+      float *yr = y + (size_t)r * l->cout;
+      for (int o = 0; o < l->cout; o++) yr[o] += b[o];
+    }
+  }
+  return TEMPO_STATUS_OK;
+}
+
+tempo_status tempo_conv2d_backward(tempo_conv2d *l, tempo_mm *mm, tempo_params *p, const float *x, int batch,
+                                   const float *cols, const float *dy, float *dcols, float *dx, unsigned flags) {
+  tempo_mm_shape s;
+  tempo_status st = conv_shape(l, batch, &s);
+  if (st) return st;
+  const bool acc = (flags & TEMPO_CONV_ACCUM_DX) != 0;
+  if (!l->direct && (!cols || (dx && !dcols)))
+    return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "conv2d: backward needs the column buffers");
+  float *dX = dx ? (l->direct ? dx : dcols) : NULL;
+  const unsigned mmflags = TEMPO_MM_ACCUM_DW | (l->direct && acc ? TEMPO_MM_ACCUM_DX : 0u);
+  if ((st = tempo_mm_backward(mm, &l->site, &s, l->direct ? x : cols, tempo_params_ptr(p, l->w_idx), dy, dX,
+                              tempo_params_grad(p, l->w_idx), mmflags)))
+    return st;
+  if (dx && !l->direct) tempo_col2im(l, dcols, batch, dx, acc);
+  if (l->b_idx >= 0) {
+    float *db = tempo_params_grad(p, l->b_idx);
+    for (int r = 0; r < s.m; r++) {
+      const float *dyr = dy + (size_t)r * l->cout;
+      for (int o = 0; o < l->cout; o++) db[o] += dyr[o];
+    }
+  }
+  return TEMPO_STATUS_OK;
+}
