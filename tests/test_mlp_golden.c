@@ -74,6 +74,7 @@ static void test_mlp_matches_pytorch(void **state) {
   tempo_optim_config_default(&oc, TEMPO_OPTIM_SGD);
   oc.lr = 0.1f;
   oc.weight_decay = 0.0f;
+  oc.schedule = TEMPO_SCHED_CONSTANT;
   tempo_optim opt;
   assert_int_equal(tempo_optim_init(&opt, &oc, &m->params), TEMPO_STATUS_OK);
   for (int s = 0; s < 5; s++) {

@@ -38,7 +38,7 @@ bool tempo_optim_kind_parse(const char *s, tempo_optim_kind *out);
 const char *tempo_optim_kind_name(tempo_optim_kind k);
 bool tempo_sched_kind_parse(const char *s, tempo_sched_kind *out);
 const char *tempo_sched_kind_name(tempo_sched_kind k);
-/* Defaults for a kind (lr 0.05 SGD / 1e-3 AdamW, constant schedule). */
+/* Defaults for a kind (lr 0.05 SGD / 1e-3 AdamW, cosine schedule to the end of the run). */
 void tempo_optim_config_default(tempo_optim_config *c, tempo_optim_kind kind);
 
 TEMPO_WUR tempo_status tempo_optim_init(tempo_optim *o, const tempo_optim_config *cfg, const tempo_params *p);

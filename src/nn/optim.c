@@ -31,7 +31,7 @@ void tempo_optim_config_default(tempo_optim_config *c, tempo_optim_kind kind) {
   c->beta1 = 0.9f;
   c->beta2 = 0.999f;
   c->eps = 1e-8f;
-  c->schedule = TEMPO_SCHED_CONSTANT;
+  c->schedule = TEMPO_SCHED_COSINE;
   if (kind == TEMPO_OPTIM_SGD) {
     c->lr = 0.05f;
     c->weight_decay = 5e-4f;

@@ -1,0 +1,53 @@
+/* checkpoint.h - training checkpoints: everything needed to evaluate a model or to resume
+ * its exact trajectory (parameters, batch-norm state, optimizer state, the loop position
+ * and the random-generator state).
+ *
+ * File layout (all little-endian, fixed width; docs/checkpoint-format.md):
+ *   "TMPOCKPT" magic, u32 version, u32 header bytes, the header fields, then the f32
+ *   arrays (params, state, optimizer state), then a 32-byte BLAKE2b checksum of all that
+ *   precedes it. Files are written atomically (temp file + rename). Readers validate
+ *   magic, version, sizes against the model and the checksum before using anything. */
+#ifndef TEMPO_CHECKPOINT_H
+#define TEMPO_CHECKPOINT_H
+
+#include "tempo/optim.h"
+#include "tempo/params.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TEMPO_CKPT_VERSION 1
+
+typedef struct {
+  char model[32];    /* model name */
+  int32_t in_c, in_h, in_w, num_classes;
+  char dataset[32];  /* dataset name the model was trained on */
+  uint64_t seed;
+  int64_t step;            /* optimizer steps done */
+  int32_t epoch;           /* position of the next batch: epoch ... */
+  int32_t batch_in_epoch;  /* ... and batch index within it */
+  int32_t batch_size;
+  int32_t epochs;          /* the run's planned epochs */
+  int64_t max_steps;       /* the run's step limit (0 = none) */
+  tempo_optim_config optim;
+  uint64_t rng[4];         /* the model's generator (dropout) */
+  uint64_t param_count, state_count, optim_count;
+} tempo_ckpt_meta;
+
+/* Serialises into a malloc'ed buffer (caller frees). opt may be NULL (no optimizer state). */
+TEMPO_WUR tempo_status tempo_ckpt_serialize(const tempo_ckpt_meta *meta, const tempo_params *p,
+                                            const tempo_optim *opt, uint8_t **out, size_t *len);
+/* Validates buf and fills meta. Then, when p != NULL, copies parameters and state into p
+ * (whose counts must match: TEMPO_STATUS_MISMATCH otherwise) and, when opt != NULL,
+ * the optimizer state and step into opt (initialised for p with meta.optim). */
+TEMPO_WUR tempo_status tempo_ckpt_parse(const uint8_t *buf, size_t len, const char *what, tempo_ckpt_meta *meta,
+                                        tempo_params *p, tempo_optim *opt);
+TEMPO_WUR tempo_status tempo_ckpt_save(const char *path, const tempo_ckpt_meta *meta, const tempo_params *p,
+                                       const tempo_optim *opt);
+TEMPO_WUR tempo_status tempo_ckpt_load(const char *path, tempo_ckpt_meta *meta, tempo_params *p, tempo_optim *opt);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,64 @@
+/* train.h - the training loop and evaluation of the trusted master.
+ *
+ * tempo_train_run builds the engine (every product goes through it, in the configured
+ * mode), the model and the data, trains, evaluates on the test split after each epoch,
+ * and writes into cfg.out_dir:
+ *   metrics.jsonl   one JSON object per logged step ({"step","epoch","loss","acc","lr",
+ *                   "images_per_s", engine counters...}), per evaluation ({"epoch",
+ *                   "test_loss","test_acc"}) and a final {"summary": ...} object;
+ *   checkpoint.ckpt the latest checkpoint (atomic), enough to --resume the exact trajectory;
+ *   model.ckpt      the final model (for `tempo eval`).
+ * Progress goes to stdout: a progress bar on a terminal, one line every log_every steps
+ * otherwise. */
+#ifndef TEMPO_TRAIN_H
+#define TEMPO_TRAIN_H
+
+#include "tempo/data.h"
+#include "tempo/matmul.h"
+#include "tempo/optim.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+  char model[32];            /* default "mlp" */
+  tempo_dataset_kind dataset;/* default Fashion-MNIST */
+  const char *data_dir;      /* NULL = the dataset's default folder */
+  int epochs;                /* 0 = 1, or the checkpoint's value when resuming */
+  long max_steps;            /* stop after this many optimizer steps in total (0 = no limit) */
+  int batch_size;            /* default 64 */
+  uint64_t seed;             /* default 1 */
+  tempo_optim_config optim;
+  bool augment;              /* random crop + flip (CIFAR-10 only by default) */
+  float dropout;
+  const char *out_dir;       /* default "runs/<model>" */
+  const char *resume;        /* checkpoint to resume from, or NULL */
+  const char *init_from;     /* safetensors weights to start from, or NULL */
+  int log_every;             /* default 50 */
+  long checkpoint_every;     /* also checkpoint every N steps (0 = only per epoch and at the end) */
+  int progress;              /* 1 = progress bar, 0 = lines, -1 = decide by isatty(stdout) */
+  bool quiet;                /* only errors and the final result */
+  tempo_mm_config engine;
+} tempo_train_config;
+
+typedef struct {
+  long steps;
+  double final_loss;         /* mean loss of the last logged window */
+  double test_acc, test_loss;/* after the last epoch (test_acc < 0 when not evaluated) */
+  double seconds;
+  tempo_mm_stats stats;      /* engine totals */
+} tempo_train_result;
+
+void tempo_train_config_default(tempo_train_config *cfg);
+TEMPO_WUR tempo_status tempo_train_run(const tempo_train_config *cfg, tempo_train_result *res);
+
+/* Evaluates a checkpoint on the test split of its dataset through an engine of the given
+ * configuration. data_dir NULL = default folder. */
+TEMPO_WUR tempo_status tempo_eval_checkpoint(const char *path, const char *data_dir, const tempo_mm_config *engine,
+                                             int batch_size, double *acc, double *loss);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

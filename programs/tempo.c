@@ -1,0 +1,280 @@
+/* tempo.c - the master's command-line program: `tempo train`, `tempo eval`.
+ * Argument parsing and exit() live only here. Exit status: 0 ok, 1 runtime error, 2 usage. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tempo/model.h"
+#include "tempo/train.h"
+
+#define EXIT_USAGE 2
+
+static const char *prog = "tempo";
+
+static void print_version(void) {
+  printf("tempo %s (OpenBLAS, libsodium%s%s)\n", TEMPO_VERSION, TEMPO_HAVE_MPI ? ", MPI" : "",
+         TEMPO_HAVE_CUDA ? ", CUDA toolkit" : "");
+}
+
+static void print_help(void) {
+  printf("usage: tempo <command> [options]\n"
+         "\n"
+         "Confidential neural-network training: the master holds model, data and keys; every matrix\n"
+         "product goes to workers blinded by MM-obfuscation, is verified and decrypted by the master.\n"
+         "\n"
+         "commands:\n"
+         "  train      train a model (defaults: mlp on Fashion-MNIST, 1 epoch, tempo mode, 2 workers)\n"
+         "  eval CKPT  evaluate a checkpoint on the test split of its dataset\n"
+         "  models     list the model names\n"
+         "\n"
+         "train options:\n"
+         "  --model NAME          mlp, resnet20, resnet18, resnet50, vit-mini, vit-tiny (`tempo models`)\n"
+         "  --data NAME           fashion-mnist (default) or cifar10\n"
+         "  --data-dir DIR        dataset folder (default /usr/share/datasets/fashion-mnist,\n"
+         "                        ./data/cifar-10-batches-bin for cifar10)\n"
+         "  --epochs N            epochs to train (default 1)\n"
+         "  --max-steps N         stop after N optimizer steps in total (default: no limit)\n"
+         "  --batch-size N        samples per step (default 64)\n"
+         "  --lr X                peak learning rate (default 0.05 for sgd, 0.001 for adamw)\n"
+         "  --optimizer NAME      sgd (momentum 0.9, default) or adamw\n"
+         "  --momentum X          SGD momentum (default 0.9)\n"
+         "  --weight-decay X      default 5e-4 (sgd) / 0.05 (adamw); not applied to biases and norms\n"
+         "  --schedule NAME       cosine (default: decays to 0 at the last step) or constant\n"
+         "  --warmup N            cosine schedule: linear warm-up steps (default 0)\n"
+         "  --augment             random crop (pad 4) and horizontal flip\n"
+         "  --dropout X           ViT dropout probability (default 0)\n"
+         "  --seed N              seed of initialisation, shuffling, augmentation (default 1)\n"
+         "  --out DIR             output folder: metrics.jsonl, checkpoint.ckpt, model.ckpt (default runs/MODEL)\n"
+         "  --resume CKPT         continue the exact trajectory of a checkpoint\n"
+         "  --init-from FILE      start from safetensors weights (PyTorch state_dict names)\n"
+         "  --checkpoint-every N  also write checkpoint.ckpt every N steps\n"
+         "  --log-every N         log every N steps (default 50)\n"
+         "  --progress / --no-progress   force the progress bar on or off (default: on a terminal)\n"
+         "  --quiet               print only errors and the result\n"
+         "\n"
+         "engine options (train and eval):\n"
+         "  --mode MODE           local | plain | tempo (default) | shield\n"
+         "                        local: the master computes every product (pure-TEE baseline);\n"
+         "                        plain: workers compute unblinded products (insecure upper bound);\n"
+         "                        tempo: workers compute MM-obfuscated products, verified and decrypted\n"
+         "  --workers N           in-process worker threads for plain/tempo (default 2)\n"
+         "  --verify-rounds T     Freivalds check vectors per result (default 1; 0 disables checks)\n"
+         "  --threads N           BLAS threads of the master in local mode (default: CPU count)\n"
+         "  --audit DIR           record every message to and from the workers in DIR\n"
+         "  --key-seed N          seed of the key stream (default: fresh OS randomness per run)\n"
+         "\n"
+         "eval options: --data-dir, --batch-size and the engine options.\n"
+         "\n"
+         "  -h, --help            this help\n"
+         "  -V, --version         version and built-in features\n");
+}
+
+static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void usage_error(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "%s: ", prog);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "\nTry 'tempo --help'.\n");
+  exit(EXIT_USAGE);
+}
+
+static long parse_long(const char *flag, const char *s, long lo, long hi) {
+  char *end;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (errno || *end || end == s || v < lo || v > hi) {
+    fprintf(stderr, "%s: %s needs a whole number from %ld to %ld, got '%s'\nTry 'tempo --help'.\n", prog, flag, lo,
+            hi, s);
+    exit(EXIT_USAGE);
+  }
+  return v;
+}
+
+static float parse_float(const char *flag, const char *s, double lo, double hi) {
+  char *end;
+  double v = strtod(s, &end);
+  if (*end || end == s || !(v >= lo && v <= hi)) {
+    fprintf(stderr, "%s: %s needs a number from %g to %g, got '%s'\nTry 'tempo --help'.\n", prog, flag, lo, hi, s);
+    exit(EXIT_USAGE);
+  }
+  return (float)v;
+}
+
+enum {
+  OPT_MODEL = 256, OPT_DATA, OPT_DATA_DIR, OPT_EPOCHS, OPT_MAX_STEPS, OPT_BATCH, OPT_LR, OPT_OPTIMIZER, OPT_MOMENTUM,
+  OPT_WD, OPT_SCHEDULE, OPT_WARMUP, OPT_AUGMENT, OPT_DROPOUT, OPT_SEED, OPT_OUT, OPT_RESUME, OPT_INIT_FROM,
+  OPT_CKPT_EVERY, OPT_LOG_EVERY, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_QUIET, OPT_MODE, OPT_WORKERS, OPT_VERIFY,
+  OPT_THREADS, OPT_AUDIT, OPT_KEY_SEED,
+};
+
+static const struct option long_opts[] = {
+    {"model", required_argument, 0, OPT_MODEL},         {"data", required_argument, 0, OPT_DATA},
+    {"data-dir", required_argument, 0, OPT_DATA_DIR},   {"epochs", required_argument, 0, OPT_EPOCHS},
+    {"max-steps", required_argument, 0, OPT_MAX_STEPS}, {"batch-size", required_argument, 0, OPT_BATCH},
+    {"lr", required_argument, 0, OPT_LR},               {"optimizer", required_argument, 0, OPT_OPTIMIZER},
+    {"momentum", required_argument, 0, OPT_MOMENTUM},   {"weight-decay", required_argument, 0, OPT_WD},
+    {"schedule", required_argument, 0, OPT_SCHEDULE},   {"warmup", required_argument, 0, OPT_WARMUP},
+    {"augment", no_argument, 0, OPT_AUGMENT},           {"dropout", required_argument, 0, OPT_DROPOUT},
+    {"seed", required_argument, 0, OPT_SEED},           {"out", required_argument, 0, OPT_OUT},
+    {"resume", required_argument, 0, OPT_RESUME},       {"init-from", required_argument, 0, OPT_INIT_FROM},
+    {"checkpoint-every", required_argument, 0, OPT_CKPT_EVERY},
+    {"log-every", required_argument, 0, OPT_LOG_EVERY}, {"progress", no_argument, 0, OPT_PROGRESS},
+    {"no-progress", no_argument, 0, OPT_NO_PROGRESS},   {"quiet", no_argument, 0, OPT_QUIET},
+    {"mode", required_argument, 0, OPT_MODE},           {"workers", required_argument, 0, OPT_WORKERS},
+    {"verify-rounds", required_argument, 0, OPT_VERIFY}, {"threads", required_argument, 0, OPT_THREADS},
+    {"audit", required_argument, 0, OPT_AUDIT},         {"key-seed", required_argument, 0, OPT_KEY_SEED},
+    {"help", no_argument, 0, 'h'},                      {"version", no_argument, 0, 'V'},
+    {0, 0, 0, 0},
+};
+
+/* Parses train/eval options into cfg; returns the index of the first non-option argument. */
+static int parse_options(int argc, char **argv, tempo_train_config *cfg, bool is_train) {
+  bool lr_set = false, wd_set = false;
+  long threads = sysconf(_SC_NPROCESSORS_ONLN);
+  cfg->engine.threads = threads > 0 && threads <= 256 ? (int)threads : 1;
+  optind = 1;
+  opterr = 0;
+  int c;
+  while ((c = getopt_long(argc, argv, ":hV", long_opts, NULL)) != -1) {
+    if (!is_train && c != OPT_DATA_DIR && c != OPT_BATCH && c != OPT_MODE && c != OPT_WORKERS && c != OPT_VERIFY &&
+        c != OPT_THREADS && c != OPT_AUDIT && c != OPT_KEY_SEED && c != 'h' && c != 'V' && c != '?' && c != ':')
+      usage_error("'%s' is a train option, not an eval option", argv[optind - 1]);
+    switch (c) {
+    case OPT_MODEL: snprintf(cfg->model, sizeof cfg->model, "%s", optarg); break;
+    case OPT_DATA:
+      if (!tempo_dataset_kind_parse(optarg, &cfg->dataset))
+        usage_error("unknown dataset '%s' (use fashion-mnist or cifar10)", optarg);
+      break;
+    case OPT_DATA_DIR: cfg->data_dir = optarg; break;
+    case OPT_EPOCHS: cfg->epochs = (int)parse_long("--epochs", optarg, 1, 100000); break;
+    case OPT_MAX_STEPS: cfg->max_steps = parse_long("--max-steps", optarg, 1, 1L << 40); break;
+    case OPT_BATCH: cfg->batch_size = (int)parse_long("--batch-size", optarg, 1, 65536); break;
+    case OPT_LR: cfg->optim.lr = parse_float("--lr", optarg, 1e-9, 100), lr_set = true; break;
+    case OPT_OPTIMIZER: {
+      tempo_optim_kind k;
+      if (!tempo_optim_kind_parse(optarg, &k)) usage_error("unknown optimizer '%s' (use sgd or adamw)", optarg);
+      tempo_optim_config keep = cfg->optim;
+      tempo_optim_config_default(&cfg->optim, k);
+      cfg->optim.schedule = keep.schedule;
+      cfg->optim.warmup_steps = keep.warmup_steps;
+      if (lr_set) cfg->optim.lr = keep.lr;
+      if (wd_set) cfg->optim.weight_decay = keep.weight_decay;
+      break;
+    }
+    case OPT_MOMENTUM: cfg->optim.momentum = parse_float("--momentum", optarg, 0, 0.999999); break;
+    case OPT_WD: cfg->optim.weight_decay = parse_float("--weight-decay", optarg, 0, 10), wd_set = true; break;
+    case OPT_SCHEDULE:
+      if (!tempo_sched_kind_parse(optarg, &cfg->optim.schedule))
+        usage_error("unknown schedule '%s' (use constant or cosine)", optarg);
+      break;
+    case OPT_WARMUP: cfg->optim.warmup_steps = parse_long("--warmup", optarg, 0, 1L << 40); break;
+    case OPT_AUGMENT: cfg->augment = true; break;
+    case OPT_DROPOUT: cfg->dropout = parse_float("--dropout", optarg, 0, 0.99); break;
+    case OPT_SEED: cfg->seed = (uint64_t)parse_long("--seed", optarg, 0, 1L << 62); break;
+    case OPT_OUT: cfg->out_dir = optarg; break;
+    case OPT_RESUME: cfg->resume = optarg; break;
+    case OPT_INIT_FROM: cfg->init_from = optarg; break;
+    case OPT_CKPT_EVERY: cfg->checkpoint_every = parse_long("--checkpoint-every", optarg, 1, 1L << 40); break;
+    case OPT_LOG_EVERY: cfg->log_every = (int)parse_long("--log-every", optarg, 1, 1 << 30); break;
+    case OPT_PROGRESS: cfg->progress = 1; break;
+    case OPT_NO_PROGRESS: cfg->progress = 0; break;
+    case OPT_QUIET: cfg->quiet = true; break;
+    case OPT_MODE:
+      if (!tempo_mode_parse(optarg, &cfg->engine.mode))
+        usage_error("unknown mode '%s' (use local, plain, tempo or shield)", optarg);
+      break;
+    case OPT_WORKERS: cfg->engine.workers = (int)parse_long("--workers", optarg, 1, 256); break;
+    case OPT_VERIFY: cfg->engine.verify_rounds = (int)parse_long("--verify-rounds", optarg, 0, 64); break;
+    case OPT_THREADS: cfg->engine.threads = (int)parse_long("--threads", optarg, 1, 256); break;
+    case OPT_AUDIT: cfg->engine.audit_dir = optarg; break;
+    case OPT_KEY_SEED: cfg->engine.seed = (uint64_t)parse_long("--key-seed", optarg, 1, 1L << 62); break;
+    case 'h': print_help(); exit(0);
+    case 'V': print_version(); exit(0);
+    case ':': usage_error("option '%s' needs a value", argv[optind - 1]); break;
+    default: usage_error("unknown option '%s'", argv[optind - 1]);
+    }
+  }
+  return optind;
+}
+
+static int cmd_train(int argc, char **argv) {
+  tempo_train_config cfg;
+  tempo_train_config_default(&cfg);
+  int first = parse_options(argc, argv, &cfg, true);
+  if (first < argc) usage_error("unexpected argument '%s'", argv[first]);
+  tempo_train_result res;
+  tempo_status st = tempo_train_run(&cfg, &res);
+  if (st) {
+    fprintf(stderr, "%s: %s\n", prog, tempo_errmsg());
+    return st == TEMPO_STATUS_INVALID_ARGUMENT ? EXIT_USAGE : 1;
+  }
+  const tempo_mm_stats *s = &res.stats;
+  printf("done: %ld steps in %.1f s", res.steps, res.seconds);
+  if (res.test_acc >= 0) printf(", test accuracy %.2f%%", 100.0 * res.test_acc);
+  printf("\n");
+  if (cfg.engine.mode != TEMPO_MODE_LOCAL) {
+    printf("engine: %llu products, %llu encryptions (naive scheme: %llu; key-shift saved %llu = %.0f%%), "
+           "%llu decryptions\n",
+           (unsigned long long)s->products, (unsigned long long)s->encryptions,
+           (unsigned long long)s->naive_encryptions, (unsigned long long)(s->naive_encryptions - s->encryptions),
+           s->naive_encryptions ? 100.0 * (double)(s->naive_encryptions - s->encryptions) / s->naive_encryptions : 0.0,
+           (unsigned long long)s->decryptions);
+    printf("engine: uploaded %.1f MB (naive %.1f MB), downloaded %.1f MB; verify failures %llu, recomputed %llu, "
+           "evicted %llu\n",
+           s->bytes_up / 1e6, s->naive_bytes_up / 1e6, s->bytes_down / 1e6, (unsigned long long)s->verify_failures,
+           (unsigned long long)s->recomputed, (unsigned long long)s->evictions);
+    printf("engine time: blind %.2f s, transfer %.2f s, worker compute %.2f s, verify %.2f s, unblind %.2f s\n",
+           s->t_blind, s->t_transfer, s->t_compute, s->t_verify, s->t_unblind);
+  } else {
+    printf("engine: %llu products computed locally in %.2f s\n", (unsigned long long)s->products, s->t_local);
+  }
+  return 0;
+}
+
+static int cmd_eval(int argc, char **argv) {
+  tempo_train_config cfg;
+  tempo_train_config_default(&cfg);
+  cfg.batch_size = 256;
+  int first = parse_options(argc, argv, &cfg, false);
+  if (first >= argc) usage_error("%s", "eval needs a checkpoint: tempo eval runs/mlp/model.ckpt");
+  if (first + 1 < argc) usage_error("unexpected argument '%s'", argv[first + 1]);
+  double acc, loss;
+  tempo_status st = tempo_eval_checkpoint(argv[first], cfg.data_dir, &cfg.engine, cfg.batch_size, &acc, &loss);
+  if (st) {
+    fprintf(stderr, "%s: %s\n", prog, tempo_errmsg());
+    return st == TEMPO_STATUS_INVALID_ARGUMENT ? EXIT_USAGE : 1;
+  }
+  printf("test accuracy %.2f%% (loss %.4f), mode %s\n", 100.0 * acc, loss, tempo_mode_name(cfg.engine.mode));
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  if (argc < 2) {
+    print_help();
+    return EXIT_USAGE;
+  }
+  const char *cmd = argv[1];
+  if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+    print_help();
+    return 0;
+  }
+  if (!strcmp(cmd, "-V") || !strcmp(cmd, "--version")) {
+    print_version();
+    return 0;
+  }
+  if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
+  if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
+  if (!strcmp(cmd, "models")) {
+    for (const char *const *n = tempo_model_names(); *n; n++) printf("%s\n", *n);
+    return 0;
+  }
+  fprintf(stderr, "%s: unknown command '%s'\nTry 'tempo --help'.\n", prog, cmd);
+  return EXIT_USAGE;
+}

@@ -1,0 +1,379 @@
+/* train.c - the training loop of the trusted master (see train.h). */
+#include "tempo/train.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tempo/checkpoint.h"
+#include "tempo/common.h"
+#include "tempo/fileio.h"
+#include "tempo/layers.h"
+#include "tempo/model.h"
+#include "tempo/safetensors.h"
+#include "tempo/weights.h"
+
+void tempo_train_config_default(tempo_train_config *c) {
+  memset(c, 0, sizeof *c);
+  snprintf(c->model, sizeof c->model, "mlp");
+  c->dataset = TEMPO_DATASET_FASHION_MNIST;
+  c->epochs = 0; /* 0 = 1, or the checkpoint's when resuming */
+  c->batch_size = 64;
+  c->seed = 1;
+  tempo_optim_config_default(&c->optim, TEMPO_OPTIM_SGD);
+  c->log_every = 50;
+  c->progress = -1;
+  tempo_mm_config_default(&c->engine);
+}
+
+/* Everything one run holds; released by run_free in reverse order. */
+typedef struct {
+  tempo_mm *mm;
+  tempo_model *model;
+  tempo_dataset train, test;
+  tempo_batcher batcher;
+  tempo_optim opt;
+  float *x, *logits, *dlogits; /* (B, c, h, w), (B, C), (B, C) */
+  int *y;                      /* (B) */
+  FILE *metrics;
+  char path[4096];
+} run_state;
+
+static void run_free(run_state *r) {
+  if (r->metrics) fclose(r->metrics);
+  tempo_free_floats(r->x);
+  tempo_free_floats(r->logits);
+  tempo_free_floats(r->dlogits);
+  free(r->y);
+  tempo_optim_free(&r->opt);
+  tempo_batcher_free(&r->batcher);
+  tempo_dataset_free(&r->test);
+  tempo_dataset_free(&r->train);
+  tempo_model_free(r->model);
+  tempo_mm_free(r->mm);
+}
+
+static tempo_status evaluate(tempo_model *m, tempo_mm *mm, const tempo_dataset *d, int batch, float *x, int *y,
+                             float *logits, double *acc, double *loss) {
+  tempo_batcher b;
+  tempo_status st = tempo_batcher_init(&b, d, batch, 0, false, NULL);
+  if (st) return st;
+  const bool was_training = m->training;
+  m->training = false;
+  tempo_mm_set_training(mm, false);
+  double sum = 0.0;
+  long correct = 0, seen = 0;
+  int n;
+  while ((n = tempo_batcher_next(&b, x, y)) > 0) {
+    if ((st = m->ops->forward(m, x, n, logits))) break;
+    int ok;
+    sum += tempo_softmax_xent(logits, y, n, m->cfg.num_classes, NULL, &ok) * n;
+    correct += ok;
+    seen += n;
+  }
+  tempo_batcher_free(&b);
+  m->training = was_training;
+  tempo_mm_set_training(mm, was_training);
+  if (st) return st;
+  *acc = seen ? (double)correct / seen : 0.0;
+  *loss = seen ? sum / seen : 0.0;
+  return TEMPO_STATUS_OK;
+}
+
+static void json_stats(FILE *f, const tempo_mm_stats *s) {
+  fprintf(f,
+          ",\"products\":%llu,\"encryptions\":%llu,\"decryptions\":%llu,\"naive_encryptions\":%llu,"
+          "\"bytes_up\":%llu,\"bytes_down\":%llu,\"naive_bytes_up\":%llu,\"verify_failures\":%llu,"
+          "\"recomputed\":%llu,\"evictions\":%llu,\"t_blind\":%.6f,\"t_transfer\":%.6f,\"t_compute\":%.6f,"
+          "\"t_verify\":%.6f,\"t_unblind\":%.6f,\"t_local\":%.6f",
+          (unsigned long long)s->products, (unsigned long long)s->encryptions, (unsigned long long)s->decryptions,
+          (unsigned long long)s->naive_encryptions, (unsigned long long)s->bytes_up,
+          (unsigned long long)s->bytes_down, (unsigned long long)s->naive_bytes_up,
+          (unsigned long long)s->verify_failures, (unsigned long long)s->recomputed,
+          (unsigned long long)s->evictions, s->t_blind, s->t_transfer, s->t_compute, s->t_verify, s->t_unblind,
+          s->t_local);
+}
+
+static void add_stats(tempo_mm_stats *a, const tempo_mm_stats *b) {
+  a->products += b->products;
+  a->encryptions += b->encryptions;
+  a->decryptions += b->decryptions;
+  a->naive_encryptions += b->naive_encryptions;
+  a->bytes_up += b->bytes_up;
+  a->bytes_down += b->bytes_down;
+  a->naive_bytes_up += b->naive_bytes_up;
+  a->verify_failures += b->verify_failures;
+  a->recomputed += b->recomputed;
+  a->evictions += b->evictions;
+  a->t_blind += b->t_blind;
+  a->t_transfer += b->t_transfer;
+  a->t_compute += b->t_compute;
+  a->t_verify += b->t_verify;
+  a->t_unblind += b->t_unblind;
+  a->t_local += b->t_local;
+}
+
+static void fmt_duration(char *buf, size_t n, double s) {
+  if (!(s >= 0) || s > 359999) s = 0;
+  long t = (long)(s + 0.5);
+  snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+}
+
+static void fill_meta(tempo_ckpt_meta *meta, const tempo_train_config *c, const tempo_model *m, long step, int epoch,
+                      int batch_in_epoch) {
+  memset(meta, 0, sizeof *meta);
+  snprintf(meta->model, sizeof meta->model, "%s", m->cfg.name);
+  meta->in_c = m->cfg.in_c;
+  meta->in_h = m->cfg.in_h;
+  meta->in_w = m->cfg.in_w;
+  meta->num_classes = m->cfg.num_classes;
+  snprintf(meta->dataset, sizeof meta->dataset, "%s", tempo_dataset_kind_name(c->dataset));
+  meta->seed = c->seed;
+  meta->step = step;
+  meta->epoch = epoch;
+  meta->batch_in_epoch = batch_in_epoch;
+  meta->batch_size = c->batch_size;
+  meta->epochs = c->epochs;
+  meta->max_steps = c->max_steps;
+  meta->optim = c->optim;
+  memcpy(meta->rng, m->rng.s, sizeof meta->rng);
+}
+
+static tempo_status save_ckpt(run_state *r, const tempo_train_config *c, const char *name, long step, int epoch,
+                              int batch_in_epoch) {
+  tempo_ckpt_meta meta;
+  fill_meta(&meta, c, r->model, step, epoch, batch_in_epoch);
+  snprintf(r->path, sizeof r->path, "%s/%s", c->out_dir, name);
+  return tempo_ckpt_save(r->path, &meta, &r->model->params, &r->opt);
+}
+
+tempo_status tempo_train_run(const tempo_train_config *cfg_in, tempo_train_result *res) {
+  tempo_train_config c = *cfg_in;
+  run_state r;
+  memset(&r, 0, sizeof r);
+  memset(res, 0, sizeof *res);
+  res->test_acc = -1.0;
+  char default_out[96];
+  if (!c.out_dir) {
+    snprintf(default_out, sizeof default_out, "runs/%s", c.model);
+    c.out_dir = default_out;
+  }
+  if (c.batch_size < 1 || c.batch_size > 65536 || c.epochs < 0 || c.max_steps < 0 || c.log_every < 1)
+    return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "batch size must be 1..65536, epochs >= 1, log-every >= 1");
+
+  /* Resuming takes the model, data, seed, batch size and optimizer from the checkpoint. */
+  tempo_ckpt_meta meta;
+  memset(&meta, 0, sizeof meta);
+  tempo_status st;
+  if (c.resume) {
+    if ((st = tempo_ckpt_load(c.resume, &meta, NULL, NULL))) return st;
+    snprintf(c.model, sizeof c.model, "%s", meta.model);
+    if (!tempo_dataset_kind_parse(meta.dataset, &c.dataset))
+      return tempo_set_error(TEMPO_STATUS_CORRUPT, "%s names an unknown dataset '%s'", c.resume, meta.dataset);
+    c.seed = meta.seed;
+    c.batch_size = meta.batch_size;
+    c.optim = meta.optim;
+    if (cfg_in->max_steps == 0) c.max_steps = meta.max_steps;
+    if (cfg_in->epochs == 0) c.epochs = meta.epochs;
+  }
+  if (c.epochs == 0) c.epochs = 1;
+
+  if ((st = tempo_mkdir_p(c.out_dir))) return st;
+  if ((st = tempo_dataset_load(c.dataset, c.data_dir, true, &r.train)) ||
+      (st = tempo_dataset_load(c.dataset, c.data_dir, false, &r.test)))
+    goto out;
+  if ((st = tempo_mm_create(&c.engine, &r.mm))) goto out;
+  tempo_model_config mc = {.in_c = r.train.c, .in_h = r.train.h, .in_w = r.train.w,
+                           .num_classes = r.train.num_classes, .max_batch = c.batch_size, .dropout = c.dropout};
+  snprintf(mc.name, sizeof mc.name, "%s", c.model);
+  if ((st = tempo_model_create(&mc, r.mm, c.seed, &r.model))) goto out;
+  tempo_model *m = r.model;
+
+  tempo_augment aug = {.crop = true, .pad = 4, .flip = true};
+  if ((st = tempo_batcher_init(&r.batcher, &r.train, c.batch_size, c.seed, true, c.augment ? &aug : NULL))) goto out;
+  const int per_epoch = tempo_batcher_batches_per_epoch(&r.batcher);
+  const long planned = c.max_steps > 0 && c.max_steps < (long)per_epoch * c.epochs ? c.max_steps
+                                                                                   : (long)per_epoch * c.epochs;
+  /* The schedule spans the planned epochs; --max-steps only stops early, so a run cut
+   * short and resumed follows the same learning rates as an uninterrupted one. */
+  if (c.optim.schedule == TEMPO_SCHED_COSINE && c.optim.total_steps == 0)
+    c.optim.total_steps = (long)per_epoch * c.epochs;
+  if ((st = tempo_optim_init(&r.opt, &c.optim, &m->params))) goto out;
+
+  long step = 0;
+  int epoch = 0, batch_in_epoch = 0;
+  if (c.resume) {
+    if ((st = tempo_ckpt_load(c.resume, &meta, &m->params, &r.opt))) goto out;
+    memcpy(m->rng.s, meta.rng, sizeof meta.rng);
+    step = meta.step;
+    epoch = meta.epoch;
+    batch_in_epoch = meta.batch_in_epoch;
+  } else if (c.init_from) {
+    tempo_st_file *f;
+    if ((st = tempo_st_open(c.init_from, &f))) goto out;
+    st = tempo_params_load_st(&m->params, f, true, NULL);
+    tempo_st_close(f);
+    if (st) goto out;
+  }
+
+  size_t in_size = (size_t)r.train.c * r.train.h * r.train.w;
+  r.x = tempo_alloc_floats((size_t)c.batch_size * in_size);
+  r.logits = tempo_alloc_floats((size_t)c.batch_size * mc.num_classes);
+  r.dlogits = tempo_alloc_floats((size_t)c.batch_size * mc.num_classes);
+  r.y = calloc((size_t)c.batch_size, sizeof(int));
+  if (!r.x || !r.logits || !r.dlogits || !r.y) {
+    st = tempo_set_error(TEMPO_STATUS_NO_MEMORY, "out of memory for batch buffers");
+    goto out;
+  }
+  snprintf(r.path, sizeof r.path, "%s/metrics.jsonl", c.out_dir);
+  if (!(r.metrics = fopen(r.path, c.resume ? "a" : "w"))) {
+    st = tempo_set_error(TEMPO_STATUS_IO, "cannot write %s: %s", r.path, strerror(errno));
+    goto out;
+  }
+  const bool bar = c.progress == 1 || (c.progress < 0 && isatty(STDOUT_FILENO));
+  if (!c.quiet)
+    printf("tempo: training %s (%zu parameters) on %s: %d train / %d test images, batch %d, %d epoch(s), "
+           "%ld steps, %s lr %g (%s), mode %s, %d worker(s), verify rounds %d, out %s\n",
+           c.model, m->params.count, tempo_dataset_kind_name(c.dataset), r.train.n, r.test.n, c.batch_size,
+           c.epochs, planned, tempo_optim_kind_name(c.optim.kind), c.optim.lr, tempo_sched_kind_name(c.optim.schedule),
+           tempo_mode_name(c.engine.mode), c.engine.mode == TEMPO_MODE_LOCAL ? 0 : c.engine.workers,
+           c.engine.verify_rounds, c.out_dir);
+
+  const double t_start = tempo_now();
+  double win_loss = 0.0, win_t0 = tempo_now();
+  long win_correct = 0, win_seen = 0, win_steps = 0, steps_this_run = 0;
+  tempo_mm_stats win_stats;
+  memset(&win_stats, 0, sizeof win_stats);
+  tempo_mm_stats_step(r.mm, &win_stats); /* reset */
+  memset(&win_stats, 0, sizeof win_stats);
+  m->training = true;
+  tempo_mm_set_training(r.mm, true);
+
+  while (epoch < c.epochs && (c.max_steps == 0 || step < c.max_steps)) {
+    tempo_batcher_seek(&r.batcher, epoch, batch_in_epoch);
+    int n;
+    while ((c.max_steps == 0 || step < c.max_steps) && (n = tempo_batcher_next(&r.batcher, r.x, r.y)) > 0) {
+      const float lr = tempo_optim_lr(&r.opt);
+      tempo_params_zero_grad(&m->params);
+      if ((st = m->ops->forward(m, r.x, n, r.logits))) goto out;
+      int ok;
+      const double loss = tempo_softmax_xent(r.logits, r.y, n, mc.num_classes, r.dlogits, &ok);
+      if (!isfinite(loss)) {
+        st = tempo_set_error(TEMPO_STATUS_NUMERIC, "loss became %g at step %ld: lower --lr", loss, step);
+        goto out;
+      }
+      if ((st = m->ops->backward(m, r.dlogits, n))) goto out;
+      if ((st = tempo_optim_step(&r.opt, &m->params))) goto out;
+      tempo_mm_step_end(r.mm);
+      step++;
+      steps_this_run++;
+      batch_in_epoch++;
+      tempo_mm_stats ss;
+      tempo_mm_stats_step(r.mm, &ss);
+      add_stats(&win_stats, &ss);
+      win_loss += loss;
+      win_correct += ok;
+      win_seen += n;
+      win_steps++;
+      const bool last = batch_in_epoch == per_epoch || step == c.max_steps;
+      if (step % c.log_every == 0 || last) {
+        const double now = tempo_now(), ips = win_seen / fmax(now - win_t0, 1e-9);
+        const double eta = (double)(planned - step) / fmax((double)steps_this_run, 1.0) * (now - t_start);
+        fprintf(r.metrics, "{\"step\":%ld,\"epoch\":%d,\"loss\":%.6f,\"acc\":%.4f,\"lr\":%.6g,\"images_per_s\":%.1f",
+                step, epoch + 1, win_loss / win_steps, (double)win_correct / win_seen, lr, ips);
+        json_stats(r.metrics, &win_stats);
+        fputs("}\n", r.metrics);
+        fflush(r.metrics);
+        res->final_loss = win_loss / win_steps;
+        if (!c.quiet) {
+          char etas[32];
+          fmt_duration(etas, sizeof etas, eta);
+          if (bar) {
+            const int width = 24, fill = (int)((double)batch_in_epoch / per_epoch * width);
+            printf("\r[epoch %d/%d] %5d/%d [%.*s%*s] loss %.4f acc %5.1f%% %7.0f img/s ETA %s ", epoch + 1,
+                   c.epochs, batch_in_epoch, per_epoch, fill, "========================", width - fill, "",
+                   win_loss / win_steps, 100.0 * win_correct / win_seen, ips, etas);
+          } else {
+            printf("step %ld epoch %d batch %d/%d loss %.4f acc %.4f lr %.4g images/s %.0f eta %s\n", step,
+                   epoch + 1, batch_in_epoch, per_epoch, win_loss / win_steps, (double)win_correct / win_seen, lr,
+                   ips, etas);
+          }
+          fflush(stdout);
+        }
+        win_loss = 0.0;
+        win_correct = win_seen = win_steps = 0;
+        memset(&win_stats, 0, sizeof win_stats);
+        win_t0 = tempo_now();
+      }
+      if (c.checkpoint_every > 0 && step % c.checkpoint_every == 0 && !last) {
+        int e = epoch, b = batch_in_epoch;
+        if (b == per_epoch) e++, b = 0;
+        if ((st = save_ckpt(&r, &c, "checkpoint.ckpt", step, e, b))) goto out;
+      }
+    }
+    if (batch_in_epoch < per_epoch) break; /* stopped by max_steps inside the epoch */
+    epoch++;
+    batch_in_epoch = 0;
+    if (bar && !c.quiet) printf("\n");
+    if ((st = save_ckpt(&r, &c, "checkpoint.ckpt", step, epoch, 0))) goto out;
+    double acc, tl;
+    if ((st = evaluate(m, r.mm, &r.test, c.batch_size, r.x, r.y, r.logits, &acc, &tl))) goto out;
+    res->test_acc = acc;
+    res->test_loss = tl;
+    fprintf(r.metrics, "{\"epoch\":%d,\"step\":%ld,\"test_loss\":%.6f,\"test_acc\":%.6f}\n", epoch, step, tl, acc);
+    fflush(r.metrics);
+    if (!c.quiet) printf("epoch %d: test loss %.4f, test accuracy %.2f%%\n", epoch, tl, 100.0 * acc);
+    win_t0 = tempo_now();
+  }
+  if (bar && !c.quiet && batch_in_epoch > 0) printf("\n");
+  if ((st = save_ckpt(&r, &c, "checkpoint.ckpt", step, epoch, batch_in_epoch))) goto out;
+  if ((st = save_ckpt(&r, &c, "model.ckpt", step, epoch, batch_in_epoch))) goto out;
+  res->steps = step;
+  res->seconds = tempo_now() - t_start;
+  tempo_mm_stats_run(r.mm, &res->stats);
+  fprintf(r.metrics, "{\"summary\":{\"steps\":%ld,\"seconds\":%.3f,\"test_acc\":%.6f,\"mode\":\"%s\"", step,
+          res->seconds, res->test_acc, tempo_mode_name(c.engine.mode));
+  json_stats(r.metrics, &res->stats);
+  fputs("}}\n", r.metrics);
+out:
+  run_free(&r);
+  return st;
+}
+
+tempo_status tempo_eval_checkpoint(const char *path, const char *data_dir, const tempo_mm_config *engine,
+                                   int batch_size, double *acc, double *loss) {
+  tempo_ckpt_meta meta;
+  tempo_status st = tempo_ckpt_load(path, &meta, NULL, NULL);
+  if (st) return st;
+  tempo_dataset_kind kind;
+  if (!tempo_dataset_kind_parse(meta.dataset, &kind))
+    return tempo_set_error(TEMPO_STATUS_CORRUPT, "%s names an unknown dataset '%s'", path, meta.dataset);
+  run_state r;
+  memset(&r, 0, sizeof r);
+  if ((st = tempo_dataset_load(kind, data_dir, false, &r.test))) goto out;
+  if (r.test.c != meta.in_c || r.test.h != meta.in_h || r.test.w != meta.in_w) {
+    st = tempo_set_error(TEMPO_STATUS_MISMATCH, "%s was trained on %dx%dx%d inputs; the data is %dx%dx%d", path,
+                         meta.in_c, meta.in_h, meta.in_w, r.test.c, r.test.h, r.test.w);
+    goto out;
+  }
+  if ((st = tempo_mm_create(engine, &r.mm))) goto out;
+  tempo_model_config mc = {.in_c = meta.in_c, .in_h = meta.in_h, .in_w = meta.in_w,
+                           .num_classes = meta.num_classes, .max_batch = batch_size};
+  snprintf(mc.name, sizeof mc.name, "%s", meta.model);
+  if ((st = tempo_model_create(&mc, r.mm, 0, &r.model))) goto out;
+  if ((st = tempo_ckpt_load(path, &meta, &r.model->params, NULL))) goto out;
+  r.x = tempo_alloc_floats((size_t)batch_size * meta.in_c * meta.in_h * meta.in_w);
+  r.logits = tempo_alloc_floats((size_t)batch_size * meta.num_classes);
+  r.y = calloc((size_t)batch_size, sizeof(int));
+  if (!r.x || !r.logits || !r.y) {
+    st = tempo_set_error(TEMPO_STATUS_NO_MEMORY, "out of memory for batch buffers");
+    goto out;
+  }
+  st = evaluate(r.model, r.mm, &r.test, batch_size, r.x, r.y, r.logits, acc, loss);
+out:
+  run_free(&r);
+  return st;
+}
