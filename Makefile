@@ -39,6 +39,7 @@ PROGRAMS := $(O)/tempo
 PROG_SRC := $(sort $(wildcard programs/tempo*.c))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TESTS := $(TEST_SRC:tests/%.c=$(O)/tests/%)
+SCRIPT_TESTS := $(sort $(wildcard tests/test_*.sh))
 BENCH_SRC := $(sort $(wildcard bench/bench_*.c))
 BENCHES := $(BENCH_SRC:bench/%.c=$(O)/bench/%)
 
@@ -70,7 +71,7 @@ run: all
 	$(O)/tempo train $(ARGS)
 
 test: all
-	@TEMPO_BUILD=$(O) scripts/run-tests.sh $(TESTS)
+	@TEMPO_BUILD=$(O) scripts/run-tests.sh $(TESTS) $(SCRIPT_TESTS)
 
 check:
 	$(MAKE) SANITIZE=address,undefined test

@@ -9,7 +9,9 @@ passed=0 failed=0 failed_names=()
 for t in "$@"; do
   name=$(basename "$t")
   start=$(date +%s.%N)
-  timeout "${TEMPO_TEST_TIMEOUT:-600}" "$t" > "$t.log" 2>&1
+  log="${TEMPO_BUILD:-build}/tests/$name.log"
+  mkdir -p "$(dirname "$log")"
+  timeout "${TEMPO_TEST_TIMEOUT:-600}" "$t" > "$log" 2>&1
   rc=$?
   secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')
   if [ $rc -eq 0 ]; then
@@ -17,7 +19,7 @@ for t in "$@"; do
   else
     failed=$((failed + 1)); failed_names+=("$name")
     printf 'FAIL %-36s %6ss (exit %d)\n' "$name" "$secs" "$rc"
-    sed 's/^/    /' "$t.log" | tail -n 40
+    sed 's/^/    /' "$log" | tail -n 40
   fi
 done
 [ $failed -gt 0 ] && echo "failed: ${failed_names[*]}"

@@ -22,7 +22,7 @@ extern "C" {
 #endif
 
 typedef struct {
-  char model[32];            /* default "mlp" */
+  char model[32];            /* "" = "mlp", or the checkpoint's model when resuming */
   tempo_dataset_kind dataset;/* default Fashion-MNIST */
   const char *data_dir;      /* NULL = the dataset's default folder */
   int epochs;                /* 0 = 1, or the checkpoint's value when resuming */

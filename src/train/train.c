@@ -18,7 +18,7 @@
 
 void tempo_train_config_default(tempo_train_config *c) {
   memset(c, 0, sizeof *c);
-  snprintf(c->model, sizeof c->model, "mlp");
+  c->model[0] = '\0'; /* "" = mlp, or the checkpoint's model when resuming */
   c->dataset = TEMPO_DATASET_FASHION_MNIST;
   c->epochs = 0; /* 0 = 1, or the checkpoint's when resuming */
   c->batch_size = 64;
@@ -156,11 +156,6 @@ tempo_status tempo_train_run(const tempo_train_config *cfg_in, tempo_train_resul
   memset(&r, 0, sizeof r);
   memset(res, 0, sizeof *res);
   res->test_acc = -1.0;
-  char default_out[96];
-  if (!c.out_dir) {
-    snprintf(default_out, sizeof default_out, "runs/%s", c.model);
-    c.out_dir = default_out;
-  }
   if (c.batch_size < 1 || c.batch_size > 65536 || c.epochs < 0 || c.max_steps < 0 || c.log_every < 1)
     return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "batch size must be 1..65536, epochs >= 1, log-every >= 1");
 
@@ -170,6 +165,10 @@ tempo_status tempo_train_run(const tempo_train_config *cfg_in, tempo_train_resul
   tempo_status st;
   if (c.resume) {
     if ((st = tempo_ckpt_load(c.resume, &meta, NULL, NULL))) return st;
+    if (c.model[0] && strcmp(c.model, meta.model) != 0)
+      return tempo_set_error(TEMPO_STATUS_MISMATCH,
+                             "%s is a checkpoint of model '%s', not '%s': drop --model or pick the right checkpoint",
+                             c.resume, meta.model, c.model);
     snprintf(c.model, sizeof c.model, "%s", meta.model);
     if (!tempo_dataset_kind_parse(meta.dataset, &c.dataset))
       return tempo_set_error(TEMPO_STATUS_CORRUPT, "%s names an unknown dataset '%s'", c.resume, meta.dataset);
@@ -180,7 +179,13 @@ tempo_status tempo_train_run(const tempo_train_config *cfg_in, tempo_train_resul
     if (cfg_in->epochs == 0) c.epochs = meta.epochs;
   }
   if (c.epochs == 0) c.epochs = 1;
+  if (!c.model[0]) snprintf(c.model, sizeof c.model, "mlp");
 
+  char default_out[96];
+  if (!c.out_dir) {
+    snprintf(default_out, sizeof default_out, "runs/%s", c.model);
+    c.out_dir = default_out;
+  }
   if ((st = tempo_mkdir_p(c.out_dir))) return st;
   if ((st = tempo_dataset_load(c.dataset, c.data_dir, true, &r.train)) ||
       (st = tempo_dataset_load(c.dataset, c.data_dir, false, &r.test)))

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# test_cli.sh - the tempo program as a user meets it: help and version, exit status 2 with a
+# hint for usage errors, 1 with a one-line message for runtime errors (missing dataset,
+# corrupt checkpoint, wrong model for a checkpoint), and a short real training run + eval.
+set -u
+T="${TEMPO_BUILD:-build}/tempo"
+tmp=$(mktemp -d /tmp/tempo-cli-XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+fails=0 n=0
+check() { # name, expected status, command...
+  local name=$1 want=$2; shift 2
+  n=$((n + 1))
+  "$@" >"$tmp/out" 2>"$tmp/err"
+  local rc=$?
+  if [ "$rc" != "$want" ]; then
+    echo "not ok - $name: exit $rc, expected $want"; sed 's/^/    /' "$tmp/err" | head -5; fails=$((fails + 1))
+  else
+    echo "ok - $name"
+  fi
+}
+grep_in() { # name, file, pattern
+  n=$((n + 1))
+  if grep -q -- "$3" "$2"; then echo "ok - $1"; else echo "not ok - $1: '$3' not in $2"; fails=$((fails + 1)); fi
+}
+
+check "help exits 0" 0 "$T" --help
+for flag in --model --data --data-dir --epochs --max-steps --batch-size --lr --optimizer --seed --out --resume \
+            --mode --workers --verify-rounds --audit --init-from --checkpoint-every --log-every --version; do
+  grep_in "help explains $flag" "$tmp/out" "$flag"
+done
+check "version exits 0" 0 "$T" --version
+grep_in "version names the build" "$tmp/out" "tempo "
+check "no command is a usage error" 2 "$T"
+check "unknown command" 2 "$T" frobnicate
+check "unknown flag" 2 "$T" train --no-such-flag
+grep_in "unknown flag hint" "$tmp/err" "Try 'tempo --help'"
+check "bad number" 2 "$T" train --epochs zero
+check "missing value" 2 "$T" train --lr
+check "unknown mode" 2 "$T" train --mode secret
+check "unknown model" 2 "$T" train --model nosuch --max-steps 1 --mode local --out "$tmp/x"
+grep_in "unknown model lists names" "$tmp/err" "mlp"
+check "missing dataset" 1 "$T" train --data-dir /nonexistent --mode local --out "$tmp/x"
+grep_in "missing dataset says what to do" "$tmp/err" "dataset-fashion-mnist"
+check "eval needs a checkpoint" 2 "$T" eval
+check "train runs" 0 "$T" train --mode local --max-steps 30 --log-every 10 --out "$tmp/run" --no-progress
+grep_in "metrics has steps" "$tmp/run/metrics.jsonl" '"images_per_s"'
+grep_in "metrics has a summary" "$tmp/run/metrics.jsonl" '"summary"'
+check "eval runs" 0 "$T" eval "$tmp/run/model.ckpt" --mode local
+grep_in "eval prints accuracy" "$tmp/out" "test accuracy"
+cp "$tmp/run/model.ckpt" "$tmp/bad.ckpt"
+printf '\x55' | dd of="$tmp/bad.ckpt" bs=1 seek=300 conv=notrunc status=none
+check "corrupt checkpoint refused" 1 "$T" eval "$tmp/bad.ckpt" --mode local
+grep_in "corrupt checkpoint message" "$tmp/err" "corrupt"
+head -c 1000 "$tmp/run/model.ckpt" > "$tmp/short.ckpt"
+check "truncated checkpoint refused" 1 "$T" eval "$tmp/short.ckpt" --mode local
+check "wrong model for checkpoint" 1 "$T" train --model resnet20 --resume "$tmp/run/checkpoint.ckpt" --mode local --out "$tmp/y"
+grep_in "wrong model message" "$tmp/err" "drop --model"
+check "missing checkpoint" 1 "$T" eval "$tmp/none.ckpt" --mode local
+
+echo "$((n - fails)) passed, $fails failed"
+[ "$fails" = 0 ]
