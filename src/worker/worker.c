@@ -1,0 +1,396 @@
+/* worker.c - the worker core (worker.h): request validation, the operand cache, the CPU
+ * backend (cblas_sgemm in the calling thread) and test-only fault injection. No key,
+ * model or dataset code is reachable from here. */
+#include "tempo/worker.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tempo/common.h"
+
+enum { KIND_X = 1, KIND_W = 2 };
+
+typedef struct {
+  uint64_t handle;
+  int kind;
+  uint32_t batch, m, n, p, lo, hi;
+  bool w_trans;
+  const float *data; /* the operand: borrowed (stable request) or == owned */
+  float *owned;
+  size_t count; /* floats */
+} cache_entry;
+
+struct tempo_worker {
+  tempo_worker_config cfg;
+  cache_entry *ent;
+  size_t n_ent, cap_ent;
+  uint64_t owned_bytes;
+  float *scratch[3]; /* payload tensors that straddle segments are gathered here */
+  size_t scratch_cap[3];
+  tempo_worker_fault fault;
+  uint64_t n_results, n_injected, last_task;
+  float *stale; /* the last honest result payload, for TEMPO_FAULT_STALE */
+  size_t stale_len, stale_cap;
+};
+
+const char *tempo_fault_name(tempo_fault_kind k) {
+  static const char *const names[] = {"none", "wrong-element", "scale", "stale", "zero",
+                                      "other-task", "error-reply", "no-reply"};
+  return (unsigned)k < TEMPO_FAULT_COUNT_ ? names[k] : "?";
+}
+
+void tempo_worker_config_default(tempo_worker_config *cfg) {
+  cfg->max_handles = 65536;
+  cfg->max_cache_bytes = (uint64_t)8 << 30;
+}
+
+tempo_status tempo_worker_create(const tempo_worker_config *cfg, tempo_worker **out) {
+  *out = NULL;
+  tempo_worker *w = calloc(1, sizeof *w);
+  if (!w) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "out of memory creating a worker");
+  if (cfg)
+    w->cfg = *cfg;
+  else
+    tempo_worker_config_default(&w->cfg);
+  *out = w;
+  return TEMPO_STATUS_OK;
+}
+
+static void entry_clear(tempo_worker *w, cache_entry *e) {
+  if (e->owned) {
+    w->owned_bytes -= e->count * sizeof(float);
+    tempo_free_floats(e->owned);
+  }
+  memset(e, 0, sizeof *e);
+}
+
+void tempo_worker_free(tempo_worker *w) {
+  if (!w) return;
+  for (size_t i = 0; i < w->n_ent; i++) entry_clear(w, &w->ent[i]);
+  free(w->ent);
+  for (int i = 0; i < 3; i++) tempo_free_floats(w->scratch[i]);
+  free(w->stale);
+  free(w);
+}
+
+size_t tempo_worker_handle_count(const tempo_worker *w) { return w->n_ent; }
+void tempo_worker_set_fault(tempo_worker *w, const tempo_worker_fault *f) {
+  w->fault = *f;
+  if (w->fault.period == 0) w->fault.period = 1;
+}
+uint64_t tempo_worker_faults_injected(const tempo_worker *w) { return w->n_injected; }
+
+static cache_entry *find(tempo_worker *w, uint64_t handle, int kind) {
+  for (size_t i = 0; i < w->n_ent; i++)
+    if (w->ent[i].handle == handle && w->ent[i].kind == kind) return &w->ent[i];
+  return NULL;
+}
+
+static void release(tempo_worker *w, uint64_t handle) {
+  for (size_t i = 0; i < w->n_ent;) {
+    if (w->ent[i].handle == handle) {
+      entry_clear(w, &w->ent[i]);
+      w->ent[i] = w->ent[--w->n_ent];
+      memset(&w->ent[w->n_ent], 0, sizeof w->ent[0]);
+    } else {
+      i++;
+    }
+  }
+}
+
+/* Does a cached operand fit this request? X' must be the same split; W' of a row split
+ * (batch 1) is the whole W', so only its dims must agree. */
+static bool entry_fits(const cache_entry *e, const tempo_msg_header *h) {
+  const bool wt = h->flags & TEMPO_MSG_F_W_TRANS;
+  if (e->batch != h->batch || e->n != h->n) return false;
+  if (e->kind == KIND_X) return e->m == h->m && e->lo == h->lo && e->hi == h->hi;
+  if (e->p != h->p || e->w_trans != wt) return false;
+  return h->batch == 1 || (e->lo == h->lo && e->hi == h->hi);
+}
+
+static tempo_status store(tempo_worker *w, const tempo_msg_header *h, int kind, uint64_t handle, const float *src,
+                          size_t count, bool stable) {
+  release(w, handle); /* a handle names one operand of each kind; replace */
+  if (w->n_ent >= w->cfg.max_handles)
+    return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "worker: operand cache full (%u handles)", w->cfg.max_handles);
+  if (w->n_ent == w->cap_ent) {
+    size_t cap = w->cap_ent ? 2 * w->cap_ent : 16;
+    cache_entry *e = realloc(w->ent, cap * sizeof *e);
+    if (!e) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "worker: out of memory for the cache");
+    w->ent = e;
+    w->cap_ent = cap;
+  }
+  cache_entry e = {.handle = handle, .kind = kind, .batch = h->batch, .m = h->m, .n = h->n, .p = h->p,
+                   .lo = h->lo, .hi = h->hi, .w_trans = (h->flags & TEMPO_MSG_F_W_TRANS) != 0, .count = count};
+  if (stable) {
+    e.data = src;
+  } else {
+    if (w->owned_bytes + count * sizeof(float) > w->cfg.max_cache_bytes)
+      return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "worker: operand cache above its byte limit");
+    e.owned = tempo_alloc_floats(count);
+    if (!e.owned) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "worker: out of memory caching an operand");
+    memcpy(e.owned, src, count * sizeof(float));
+    e.data = e.owned;
+    w->owned_bytes += count * sizeof(float);
+  }
+  w->ent[w->n_ent++] = e;
+  return TEMPO_STATUS_OK;
+}
+
+/* The payload tensor at byte offset `off` of `count` floats: a pointer into a segment when
+ * it lies in one (and is float-aligned), else a gathered copy in scratch slot `slot`. */
+static tempo_status tensor_at(tempo_worker *w, const tempo_msg_view *v, size_t off, size_t count, int slot,
+                              const float **out, bool *borrowed) {
+  const size_t bytes = count * sizeof(float);
+  size_t base = 0;
+  for (int i = 0; i < v->nseg; i++) {
+    if (off >= base && off + bytes <= base + v->seg_len[i]) {
+      const uint8_t *p = v->seg[i] + (off - base);
+      if (((uintptr_t)p & (sizeof(float) - 1)) == 0) {
+        *out = (const float *)p;
+        *borrowed = true;
+        return TEMPO_STATUS_OK;
+      }
+      break;
+    }
+    base += v->seg_len[i];
+  }
+  if (w->scratch_cap[slot] < count) {
+    tempo_free_floats(w->scratch[slot]);
+    w->scratch[slot] = tempo_alloc_floats(count);
+    w->scratch_cap[slot] = w->scratch[slot] ? count : 0;
+    if (!w->scratch[slot]) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "worker: out of memory");
+  }
+  uint8_t *dst = (uint8_t *)w->scratch[slot];
+  size_t done = 0;
+  base = 0;
+  for (int i = 0; i < v->nseg && done < bytes; i++) {
+    size_t s_lo = base, s_hi = base + v->seg_len[i];
+    size_t a = off + done;
+    if (a >= s_lo && a < s_hi) {
+      size_t take = s_hi - a < bytes - done ? s_hi - a : bytes - done;
+      memcpy(dst + done, v->seg[i] + (a - s_lo), take);
+      done += take;
+    }
+    base = s_hi;
+  }
+  if (done != bytes) return tempo_set_error(TEMPO_STATUS_CORRUPT, "worker: payload shorter than its tensors");
+  *out = w->scratch[slot];
+  *borrowed = false;
+  return TEMPO_STATUS_OK;
+}
+
+/* Looks up a cached operand for this request (ERROR reply text on failure). */
+static tempo_status cached(tempo_worker *w, const tempo_msg_header *h, int kind, const float **out) {
+  uint64_t handle = kind == KIND_X ? h->handle_x : h->handle_w;
+  cache_entry *e = find(w, handle, kind);
+  if (!e)
+    return tempo_set_error(TEMPO_STATUS_MISMATCH, "worker: unknown %s handle %llu", kind == KIND_X ? "X'" : "W'",
+                           (unsigned long long)handle);
+  if (!entry_fits(e, h))
+    return tempo_set_error(TEMPO_STATUS_MISMATCH, "worker: handle %llu holds an operand of another shape",
+                           (unsigned long long)handle);
+  *out = e->data;
+  return TEMPO_STATUS_OK;
+}
+
+static void gemm_forward(const tempo_msg_header *h, const float *X, const float *W, float *Y) {
+  const bool wt = h->flags & TEMPO_MSG_F_W_TRANS;
+  const int cnt = h->batch == 1 ? 1 : (int)(h->hi - h->lo);
+  const int rows = h->batch == 1 ? (int)(h->hi - h->lo) : (int)h->m;
+  const int n = (int)h->n, p = (int)h->p;
+  const size_t xs = (size_t)rows * n, ws = (size_t)n * p, ys = (size_t)rows * p;
+  for (int b = 0; b < cnt; b++)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, wt ? CblasTrans : CblasNoTrans, rows, p, n, 1.0f, X + b * xs,
+                n, W + b * ws, wt ? n : p, 0.0f, Y + b * ys, p);
+}
+
+static void gemm_backward(const tempo_msg_header *h, const float *X, const float *W, const float *dY, float *dX,
+                          float *dW) {
+  const bool wt = h->flags & TEMPO_MSG_F_W_TRANS;
+  const int cnt = h->batch == 1 ? 1 : (int)(h->hi - h->lo);
+  const int rows = h->batch == 1 ? (int)(h->hi - h->lo) : (int)h->m;
+  const int n = (int)h->n, p = (int)h->p;
+  const size_t xs = (size_t)rows * n, ws = (size_t)n * p, ys = (size_t)rows * p;
+  for (int b = 0; b < cnt; b++) {
+    const float *dy = dY + b * ys;
+    if (dX) /* dX' (rows, n) = dY* (rows, p) . W'^T */
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, wt ? CblasNoTrans : CblasTrans, rows, n, p, 1.0f, dy, p,
+                  W + b * ws, wt ? n : p, 0.0f, dX + b * xs, n);
+    if (dW) {
+      if (wt) /* dW' (p, n) = dY*^T . X' */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, p, n, rows, 1.0f, dy, p, X + b * xs, n, 0.0f,
+                    dW + b * ws, n);
+      else /* dW' (n, p) = X'^T . dY* */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, p, rows, 1.0f, X + b * xs, n, dy, p, 0.0f,
+                    dW + b * ws, p);
+    }
+  }
+}
+
+/* Falsifies a result payload as the fault says; false when it could not (stale with no
+ * earlier result of this size), in which case the reply stays honest. */
+static bool cheat_payload(tempo_worker *w, tempo_msg_header *rh, float *pay, size_t count) {
+  switch (w->fault.kind) {
+  case TEMPO_FAULT_WRONG_ELEMENT: {
+    if (!count) return false;
+    size_t i = (size_t)(rh->task_id * 2654435761u) % count;
+    pay[i] += 1.0f + 0.5f * fabsf(pay[i]);
+    return true;
+  }
+  case TEMPO_FAULT_SCALE:
+    for (size_t i = 0; i < count; i++) pay[i] *= 1.05f;
+    return true;
+  case TEMPO_FAULT_ZERO: memset(pay, 0, count * sizeof(float)); return true;
+  case TEMPO_FAULT_STALE:
+    if (!w->stale || w->stale_len != count) return false;
+    memcpy(pay, w->stale, count * sizeof(float));
+    return true;
+  case TEMPO_FAULT_OTHER_TASK:
+    rh->task_id = w->last_task != rh->task_id ? w->last_task : rh->task_id ^ ((uint64_t)1 << 63);
+    return true;
+  default: return false;
+  }
+}
+
+static void remember_stale(tempo_worker *w, const float *pay, size_t count) {
+  if (w->fault.kind != TEMPO_FAULT_STALE) return;
+  if (w->stale_cap < count) {
+    float *s = realloc(w->stale, count * sizeof(float));
+    if (!s) return;
+    w->stale = s;
+    w->stale_cap = count;
+  }
+  memcpy(w->stale, pay, count * sizeof(float));
+  w->stale_len = count;
+}
+
+static tempo_status ack(tempo_msgbuf *reply, uint64_t task_id) {
+  tempo_msg_header rh;
+  tempo_msg_header_init(&rh, TEMPO_OP_ACK);
+  rh.task_id = task_id;
+  uint8_t *p;
+  return tempo_msgbuf_start(reply, &rh, 0, &p);
+}
+
+/* Runs one valid request; a failure status here becomes an ERROR reply. */
+static tempo_status run(tempo_worker *w, const tempo_msg_header *h, const tempo_msg_view *v, tempo_msgbuf *reply,
+                        bool *send_reply) {
+  tempo_status st;
+  if (h->op == TEMPO_OP_RELEASE) {
+    if (h->flags & TEMPO_MSG_F_RELEASE_ALL) {
+      for (size_t i = 0; i < w->n_ent; i++) entry_clear(w, &w->ent[i]);
+      w->n_ent = 0;
+    } else {
+      if (h->handle_x) release(w, h->handle_x);
+      if (h->handle_w) release(w, h->handle_w);
+    }
+    return ack(reply, h->task_id);
+  }
+  if (h->op != TEMPO_OP_STORE && h->op != TEMPO_OP_FORWARD && h->op != TEMPO_OP_BACKWARD)
+    return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "worker: %s is not a request", tempo_msg_op_name(h->op));
+  tempo_msg_sizes sz;
+  tempo_msg_split_sizes(h, &sz);
+  const unsigned f = h->flags;
+  size_t off = 0;
+  const float *dY = NULL, *X = NULL, *W = NULL;
+  bool bx = false, bw = false, bd = false;
+  if (h->op == TEMPO_OP_BACKWARD) {
+    if ((st = tensor_at(w, v, off, sz.dy, 0, &dY, &bd))) return st;
+    off += sz.dy * sizeof(float);
+  }
+  if (f & TEMPO_MSG_F_X_INLINE) {
+    if ((st = tensor_at(w, v, off, sz.x, 1, &X, &bx))) return st;
+    off += sz.x * sizeof(float);
+  }
+  if (f & TEMPO_MSG_F_W_INLINE) {
+    if ((st = tensor_at(w, v, off, sz.w, 2, &W, &bw))) return st;
+    off += sz.w * sizeof(float);
+  }
+  const bool keep = h->op == TEMPO_OP_STORE || (f & TEMPO_MSG_F_KEEP);
+  if (keep && X && (st = store(w, h, KIND_X, h->handle_x, X, sz.x, v->stable && bx))) return st;
+  if (keep && W && (st = store(w, h, KIND_W, h->handle_w, W, sz.w, v->stable && bw))) return st;
+  if (h->op == TEMPO_OP_STORE) return ack(reply, h->task_id);
+
+  const bool want_dx = f & TEMPO_MSG_F_WANT_DX, want_dw = f & TEMPO_MSG_F_WANT_DW;
+  const bool need_x = h->op == TEMPO_OP_FORWARD || want_dw, need_w = h->op == TEMPO_OP_FORWARD || want_dx;
+  if (need_x && !X && (st = cached(w, h, KIND_X, &X))) return st;
+  if (need_w && !W && (st = cached(w, h, KIND_W, &W))) return st;
+
+  tempo_msg_header rh;
+  tempo_msg_header_init(&rh, TEMPO_OP_RESULT);
+  rh.task_id = h->task_id;
+  rh.batch = h->batch, rh.m = h->m, rh.n = h->n, rh.p = h->p, rh.lo = h->lo, rh.hi = h->hi;
+  rh.flags = f & (TEMPO_MSG_F_W_TRANS | TEMPO_MSG_F_WANT_DX | TEMPO_MSG_F_WANT_DW);
+  uint64_t bytes;
+  if (!tempo_msg_payload_bytes(&rh, &bytes)) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "worker: result too big");
+  uint8_t *pay;
+  if ((st = tempo_msgbuf_start(reply, &rh, bytes, &pay))) return st;
+  float *out = (float *)pay;
+  double t0 = tempo_now();
+  if (h->op == TEMPO_OP_FORWARD)
+    gemm_forward(h, X, W, out);
+  else
+    gemm_backward(h, X, W, dY, want_dx ? out : NULL, want_dw ? out + (want_dx ? sz.dx : 0) : NULL);
+  rh.compute_ns = (uint64_t)((tempo_now() - t0) * 1e9);
+  if (rh.compute_ns == 0) rh.compute_ns = 1;
+
+  /* test-only fault injection on result requests */
+  const uint64_t idx = w->n_results++;
+  const size_t count = (size_t)(bytes / sizeof(float));
+  const tempo_worker_fault *fl = &w->fault;
+  bool cheat = fl->kind != TEMPO_FAULT_NONE && idx >= fl->start && (idx - fl->start) % fl->period == 0;
+  if (cheat && fl->kind == TEMPO_FAULT_NO_REPLY) {
+    w->n_injected++;
+    *send_reply = false;
+  } else if (cheat && fl->kind == TEMPO_FAULT_ERROR_REPLY) {
+    w->n_injected++;
+    w->last_task = h->task_id;
+    return tempo_set_error(TEMPO_STATUS_WORKER, "worker: injected error reply");
+  } else if (cheat && cheat_payload(w, &rh, out, count)) {
+    w->n_injected++;
+  } else {
+    remember_stale(w, out, count);
+  }
+  w->last_task = h->task_id;
+  tempo_msg_header_write(&rh, reply->data);
+  return TEMPO_STATUS_OK;
+}
+
+tempo_status tempo_worker_handle(tempo_worker *w, const tempo_msg_view *v, tempo_msgbuf *reply, bool *send_reply) {
+  *send_reply = true;
+  tempo_msg_header h;
+  uint64_t task = 0;
+  size_t total = 0;
+  tempo_status st = tempo_msg_header_read(v->header, TEMPO_MSG_HEADER_SIZE, &h);
+  if (!st) {
+    task = h.task_id;
+    if (v->nseg < 0 || v->nseg > 4) st = tempo_set_error(TEMPO_STATUS_CORRUPT, "worker: bad segment count");
+    for (int i = 0; !st && i < v->nseg; i++) total += v->seg_len[i];
+    if (!st && total != h.payload_len)
+      st = tempo_set_error(TEMPO_STATUS_CORRUPT, "worker: %zu payload bytes received, header says %llu", total,
+                           (unsigned long long)h.payload_len);
+  }
+  if (!st) st = run(w, &h, v, reply, send_reply);
+  if (st) {
+    char text[512];
+    snprintf(text, sizeof text, "%s", tempo_errmsg());
+    return tempo_msg_encode_error(reply, task, st, text);
+  }
+  return TEMPO_STATUS_OK;
+}
+
+tempo_status tempo_worker_handle_buf(tempo_worker *w, const uint8_t *msg, size_t len, tempo_msgbuf *reply,
+                                     bool *send_reply) {
+  tempo_msg_view v = {.header = msg, .nseg = 1, .stable = false};
+  if (len < TEMPO_MSG_HEADER_SIZE) {
+    *send_reply = true;
+    return tempo_msg_encode_error(reply, 0, TEMPO_STATUS_CORRUPT, "worker: truncated header");
+  }
+  v.seg[0] = msg + TEMPO_MSG_HEADER_SIZE;
+  v.seg_len[0] = len - TEMPO_MSG_HEADER_SIZE;
+  return tempo_worker_handle(w, &v, reply, send_reply);
+}
