@@ -60,6 +60,8 @@ const char *const *tempo_model_names(void);
 /* Family constructors, called by tempo_model_create with m->cfg, m->mm and m->rng set and
  * m->params initialised: they set ops and impl, declare and finalise params, initialise them. */
 TEMPO_WUR tempo_status tempo_mlp_init(tempo_model *m);
+/* resnet20, resnet18, resnet50 and the test-only resnet-test, resnet-test-bneck (resnet.c). */
+TEMPO_WUR tempo_status tempo_resnet_init(tempo_model *m);
 /* vit-mini, vit-tiny, vit-test (src/models/vit.c). */
 TEMPO_WUR tempo_status tempo_vit_init(tempo_model *m);
 

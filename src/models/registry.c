@@ -16,6 +16,11 @@ static const model_entry entries[] = {
     {"vit-mini", tempo_vit_init},
     {"vit-tiny", tempo_vit_init},
     {"vit-test", tempo_vit_init}, /* test-only: golden fixture */
+    {"resnet20", tempo_resnet_init},
+    {"resnet18", tempo_resnet_init},
+    {"resnet50", tempo_resnet_init},
+    {"resnet-test", tempo_resnet_init},       /* test-only: golden fixture */
+    {"resnet-test-bneck", tempo_resnet_init}, /* test-only: golden fixture */
 };
 
 #define N_ENTRIES (sizeof entries / sizeof entries[0])
