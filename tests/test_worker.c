@@ -1,0 +1,258 @@
+/* test_worker.c - the worker core by itself: STORE / FORWARD / BACKWARD / RELEASE by
+ * handle against a naive reference, bad requests (unknown handle, wrong shape,
+ * malformed bytes, segmented payloads) answered with ERROR replies, and fault injection. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tempo/worker.h"
+
+/* Y (m, p) = X (m, n) . W, W (n, p) or stored (p, n) with wt */
+static void ref_mm(int m, int n, int p, const float *X, const float *W, bool wt, float *Y) {
+  for (int i = 0; i < m; i++)
+    for (int j = 0; j < p; j++) {
+      double s = 0;
+      for (int k = 0; k < n; k++) s += (double)X[i * n + k] * W[wt ? j * n + k : k * p + j];
+      Y[i * p + j] = (float)s;
+    }
+}
+
+static void fill(float *a, size_t n, unsigned seed) {
+  for (size_t i = 0; i < n; i++) a[i] = (float)(((i * 2654435761u + seed * 97u) % 1000u) / 500.0 - 1.0);
+}
+
+static void assert_close(const float *a, const float *b, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (fabsf(a[i] - b[i]) > 1e-4f * (1.0f + fabsf(b[i]))) fail_msg("element %zu: %g vs %g", i, a[i], b[i]);
+}
+
+/* Sends a message (header + segments, contiguous) and decodes the reply. */
+static void call(tempo_worker *w, tempo_msg_header *h, int nseg, const void *const *seg, const size_t *len,
+                 tempo_msgbuf *req, tempo_msgbuf *rep, tempo_msg_header *rh, const float **out) {
+  assert_int_equal(tempo_msg_encode(req, h, nseg, seg, len), TEMPO_STATUS_OK);
+  bool send;
+  assert_int_equal(tempo_worker_handle_buf(w, req->data, req->len, rep, &send), TEMPO_STATUS_OK);
+  assert_true(send);
+  const uint8_t *pay;
+  assert_int_equal(tempo_msg_decode(rep->data, rep->len, rh, &pay), TEMPO_STATUS_OK);
+  assert_int_equal(rh->task_id, h->task_id);
+  *out = (const float *)pay;
+}
+
+static void test_store_forward_backward_release(void **state) {
+  (void)state;
+  enum { M = 7, N = 13, P = 5 };
+  for (int wt = 0; wt < 2; wt++) {
+    tempo_worker *w;
+    assert_int_equal(tempo_worker_create(NULL, &w), TEMPO_STATUS_OK);
+    float X[M * N], W[N * P], dY[M * P], ref[M * N], WT[P * N], XT[N * M];
+    fill(X, M * N, 1), fill(W, N * P, 2), fill(dY, M * P, 3);
+    tempo_msgbuf req = {0}, rep = {0};
+    tempo_msg_header h, rh;
+    const float *out;
+    /* FORWARD rows [2, 6) with both operands inline and KEEP */
+    tempo_msg_header_init(&h, TEMPO_OP_FORWARD);
+    h.task_id = 1, h.handle_x = 10, h.handle_w = 11;
+    h.batch = 1, h.m = M, h.n = N, h.p = P, h.lo = 2, h.hi = 6;
+    h.flags = TEMPO_MSG_F_X_INLINE | TEMPO_MSG_F_W_INLINE | TEMPO_MSG_F_KEEP | (wt ? TEMPO_MSG_F_W_TRANS : 0);
+    const void *seg[2] = {X + 2 * N, W};
+    size_t len[2] = {4 * N * sizeof(float), sizeof W};
+    call(w, &h, 2, seg, len, &req, &rep, &rh, &out);
+    assert_int_equal(rh.op, TEMPO_OP_RESULT);
+    assert_true(rh.compute_ns > 0);
+    ref_mm(4, N, P, X + 2 * N, W, wt, ref);
+    assert_close(out, ref, 4 * P);
+    assert_int_equal(tempo_worker_handle_count(w), 2);
+    /* BACKWARD by handle: dX' = dY W^T, dW' = X^T dY for rows [2, 6) */
+    tempo_msg_header_init(&h, TEMPO_OP_BACKWARD);
+    h.task_id = 2, h.handle_x = 10, h.handle_w = 11;
+    h.batch = 1, h.m = M, h.n = N, h.p = P, h.lo = 2, h.hi = 6;
+    h.flags = TEMPO_MSG_F_WANT_DX | TEMPO_MSG_F_WANT_DW | (wt ? TEMPO_MSG_F_W_TRANS : 0);
+    const void *bseg[1] = {dY + 2 * P};
+    size_t blen[1] = {4 * P * sizeof(float)};
+    call(w, &h, 1, bseg, blen, &req, &rep, &rh, &out);
+    assert_int_equal(rh.op, TEMPO_OP_RESULT);
+    assert_int_equal(rh.flags, h.flags);
+    /* reference dX (4, N) = dY_blk (4, P) . W^T : W^T as stored (P, N) */
+    for (int i = 0; i < N; i++)
+      for (int j = 0; j < P; j++) WT[j * N + i] = W[wt ? j * N + i : i * P + j];
+    (void)WT;
+    ref_mm(4, P, N, dY + 2 * P, W, !wt, ref);
+    assert_close(out, ref, 4 * N);
+    /* dW (N, P) = X_blk^T (N, 4) . dY_blk (4, P), or its transpose when stored */
+    for (int i = 0; i < 4; i++)
+      for (int k = 0; k < N; k++) XT[k * 4 + i] = X[(2 + i) * N + k];
+    float dw[N * P];
+    ref_mm(N, 4, P, XT, dY + 2 * P, false, dw);
+    if (wt) {
+      for (int i = 0; i < N; i++)
+        for (int j = 0; j < P; j++) ref[j * N + i] = dw[i * P + j];
+      assert_close(out + 4 * N, ref, N * P);
+    } else {
+      assert_close(out + 4 * N, dw, N * P);
+    }
+    /* unknown handle: an ERROR reply, no crash */
+    h.task_id = 3, h.handle_x = 99;
+    call(w, &h, 1, bseg, blen, &req, &rep, &rh, &out);
+    assert_int_equal(rh.op, TEMPO_OP_ERROR);
+    assert_int_equal(rh.code, -TEMPO_STATUS_MISMATCH);
+    /* known handle, other split: refused */
+    h.task_id = 4, h.handle_x = 10, h.lo = 1, h.hi = 5;
+    call(w, &h, 1, bseg, blen, &req, &rep, &rh, &out);
+    assert_int_equal(rh.op, TEMPO_OP_ERROR);
+    /* RELEASE one handle, then the other via ALL */
+    tempo_msg_header_init(&h, TEMPO_OP_RELEASE);
+    h.task_id = 5, h.handle_x = 10;
+    call(w, &h, 0, NULL, NULL, &req, &rep, &rh, &out);
+    assert_int_equal(rh.op, TEMPO_OP_ACK);
+    assert_int_equal(tempo_worker_handle_count(w), 1);
+    h.task_id = 6, h.handle_x = 0, h.flags = TEMPO_MSG_F_RELEASE_ALL;
+    call(w, &h, 0, NULL, NULL, &req, &rep, &rh, &out);
+    assert_int_equal(tempo_worker_handle_count(w), 0);
+    tempo_msgbuf_free(&req);
+    tempo_msgbuf_free(&rep);
+    tempo_worker_free(w);
+  }
+}
+
+/* STORE, then FORWARD by handle over a batch split; a segmented (in-process style)
+ * request whose tensor straddles segments is gathered correctly. */
+static void test_store_batch_and_segments(void **state) {
+  (void)state;
+  enum { B = 3, M = 2, N = 3, P = 4 };
+  tempo_worker *w;
+  assert_int_equal(tempo_worker_create(NULL, &w), TEMPO_STATUS_OK);
+  float X[B * M * N], W[B * N * P], ref[M * P];
+  fill(X, B * M * N, 5), fill(W, B * N * P, 6);
+  tempo_msgbuf req = {0}, rep = {0};
+  tempo_msg_header h, rh;
+  const float *out;
+  tempo_msg_header_init(&h, TEMPO_OP_STORE);
+  h.task_id = 1, h.handle_x = 1, h.handle_w = 2;
+  h.batch = B, h.m = M, h.n = N, h.p = P, h.lo = 1, h.hi = 3;
+  h.flags = TEMPO_MSG_F_X_INLINE | TEMPO_MSG_F_W_INLINE;
+  const void *seg[2] = {X + M * N, W + N * P};
+  size_t len[2] = {2 * M * N * sizeof(float), 2 * N * P * sizeof(float)};
+  call(w, &h, 2, seg, len, &req, &rep, &rh, &out);
+  assert_int_equal(rh.op, TEMPO_OP_ACK);
+  tempo_msg_header_init(&h, TEMPO_OP_FORWARD);
+  h.task_id = 2, h.handle_x = 1, h.handle_w = 2;
+  h.batch = B, h.m = M, h.n = N, h.p = P, h.lo = 1, h.hi = 3;
+  call(w, &h, 0, NULL, NULL, &req, &rep, &rh, &out);
+  assert_int_equal(rh.op, TEMPO_OP_RESULT);
+  for (int i = 0; i < 2; i++) {
+    ref_mm(M, N, P, X + (1 + i) * M * N, W + (1 + i) * N * P, false, ref);
+    assert_close(out + i * M * P, ref, M * P);
+  }
+  /* the same FORWARD inline, with the payload cut into 3 odd segments */
+  h.task_id = 3, h.flags = TEMPO_MSG_F_X_INLINE | TEMPO_MSG_F_W_INLINE;
+  size_t xb = 2 * M * N * sizeof(float), wb = 2 * N * P * sizeof(float);
+  uint8_t *pay = malloc(xb + wb);
+  memcpy(pay, X + M * N, xb);
+  memcpy(pay + xb, W + N * P, wb);
+  h.payload_len = xb + wb;
+  uint8_t hdr[TEMPO_MSG_HEADER_SIZE];
+  tempo_msg_header_write(&h, hdr);
+  tempo_msg_view v = {.header = hdr, .nseg = 3, .stable = false};
+  v.seg[0] = pay, v.seg_len[0] = 10;
+  v.seg[1] = pay + 10, v.seg_len[1] = xb + 6 - 10;
+  v.seg[2] = pay + xb + 6, v.seg_len[2] = wb - 6;
+  bool send;
+  assert_int_equal(tempo_worker_handle(w, &v, &rep, &send), TEMPO_STATUS_OK);
+  const uint8_t *rp;
+  assert_int_equal(tempo_msg_decode(rep.data, rep.len, &rh, &rp), TEMPO_STATUS_OK);
+  assert_int_equal(rh.op, TEMPO_OP_RESULT);
+  ref_mm(M, N, P, X + 2 * M * N, W + 2 * N * P, false, ref);
+  assert_close((const float *)rp + M * P, ref, M * P);
+  /* segments that do not add up to the payload length: an ERROR reply */
+  v.seg_len[2] -= 4;
+  assert_int_equal(tempo_worker_handle(w, &v, &rep, &send), TEMPO_STATUS_OK);
+  assert_int_equal(tempo_msg_decode(rep.data, rep.len, &rh, &rp), TEMPO_STATUS_OK);
+  assert_int_equal(rh.op, TEMPO_OP_ERROR);
+  /* garbage bytes: an ERROR reply */
+  memset(hdr, 0xab, sizeof hdr);
+  assert_int_equal(tempo_worker_handle_buf(w, hdr, sizeof hdr, &rep, &send), TEMPO_STATUS_OK);
+  assert_int_equal(tempo_msg_decode(rep.data, rep.len, &rh, &rp), TEMPO_STATUS_OK);
+  assert_int_equal(rh.op, TEMPO_OP_ERROR);
+  assert_int_equal(rh.code, -TEMPO_STATUS_CORRUPT);
+  free(pay);
+  tempo_msgbuf_free(&req);
+  tempo_msgbuf_free(&rep);
+  tempo_worker_free(w);
+}
+
+/* Each fault kind changes the reply as documented, from request `start` on. */
+static void test_faults(void **state) {
+  (void)state;
+  enum { M = 4, N = 3, P = 2 };
+  float X[M * N], W[N * P], ref[M * P];
+  fill(X, M * N, 8), fill(W, N * P, 9);
+  ref_mm(M, N, P, X, W, false, ref);
+  for (int k = TEMPO_FAULT_WRONG_ELEMENT; k < TEMPO_FAULT_COUNT_; k++) {
+    tempo_worker *w;
+    assert_int_equal(tempo_worker_create(NULL, &w), TEMPO_STATUS_OK);
+    tempo_worker_fault f = {.kind = (tempo_fault_kind)k, .start = 1, .period = 1};
+    tempo_worker_set_fault(w, &f);
+    tempo_msgbuf req = {0}, rep = {0};
+    for (int it = 0; it < 3; it++) {
+      tempo_msg_header h, rh;
+      tempo_msg_header_init(&h, TEMPO_OP_FORWARD);
+      h.task_id = 100 + (uint64_t)it;
+      h.batch = 1, h.m = M, h.n = N, h.p = P, h.lo = 0, h.hi = M;
+      h.flags = TEMPO_MSG_F_X_INLINE | TEMPO_MSG_F_W_INLINE;
+      float Xs[M * N];
+      for (int i = 0; i < M * N; i++) Xs[i] = X[i] * (float)(1 + it); /* a different product each time */
+      const void *seg[2] = {Xs, W};
+      size_t len[2] = {sizeof Xs, sizeof W};
+      assert_int_equal(tempo_msg_encode(&req, &h, 2, seg, len), TEMPO_STATUS_OK);
+      bool send;
+      assert_int_equal(tempo_worker_handle_buf(w, req.data, req.len, &rep, &send), TEMPO_STATUS_OK);
+      float r[M * P];
+      for (int i = 0; i < M * P; i++) r[i] = ref[i] * (float)(1 + it);
+      if (it == 0) { /* honest before start */
+        const uint8_t *pay;
+        assert_true(send);
+        assert_int_equal(tempo_msg_decode(rep.data, rep.len, &rh, &pay), TEMPO_STATUS_OK);
+        assert_close((const float *)pay, r, M * P);
+        continue;
+      }
+      if (k == TEMPO_FAULT_NO_REPLY) {
+        assert_false(send);
+        continue;
+      }
+      const uint8_t *pay;
+      assert_true(send);
+      assert_int_equal(tempo_msg_decode(rep.data, rep.len, &rh, &pay), TEMPO_STATUS_OK);
+      if (k == TEMPO_FAULT_ERROR_REPLY) {
+        assert_int_equal(rh.op, TEMPO_OP_ERROR);
+      } else if (k == TEMPO_FAULT_OTHER_TASK) {
+        assert_int_not_equal(rh.task_id, h.task_id);
+      } else {
+        const float *y = (const float *)pay;
+        int diff = 0;
+        for (int i = 0; i < M * P; i++) diff += fabsf(y[i] - r[i]) > 1e-4f * (1 + fabsf(r[i]));
+        if (diff == 0) fail_msg("fault %s left the result right", tempo_fault_name((tempo_fault_kind)k));
+        if (k == TEMPO_FAULT_WRONG_ELEMENT) assert_int_equal(diff, 1);
+        if (k == TEMPO_FAULT_STALE) assert_close(y, ref, M * P); /* the first task's result */
+      }
+    }
+    assert_int_equal(tempo_worker_faults_injected(w), 2);
+    tempo_msgbuf_free(&req);
+    tempo_msgbuf_free(&rep);
+    tempo_worker_free(w);
+  }
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_store_forward_backward_release),
+      cmocka_unit_test(test_store_batch_and_segments),
+      cmocka_unit_test(test_faults),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
