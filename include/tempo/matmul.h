@@ -68,6 +68,11 @@ typedef struct {
   uint64_t verify_failures;     /* results rejected by the integrity check */
   uint64_t recomputed;          /* products recomputed on another worker */
   uint64_t evictions;           /* workers evicted */
+  uint64_t worker_errors;       /* error replies, malformed replies, replies naming another task */
+  uint64_t timeouts;            /* requests a worker did not answer in time */
+  /* t_blind: Enc passes; t_unblind: Dec passes; t_verify: integrity checks; t_compute:
+   * the workers' compute time as they report it (summed over workers); t_transfer: time
+   * the master waited for replies minus the busiest worker's compute; t_local: local mode. */
   double t_blind, t_transfer, t_compute, t_verify, t_unblind, t_local;
 } tempo_mm_stats;
 
@@ -101,6 +106,12 @@ TEMPO_WUR tempo_status tempo_mm_backward(tempo_mm *mm, tempo_mm_site *site, cons
 
 /* Ends a training step: wipes the step's keys and releases the workers' operands. */
 void tempo_mm_step_end(tempo_mm *mm);
+
+/* Seconds a worker may take to answer one request before the product is recomputed
+ * elsewhere (default 60). No effect in local mode. */
+void tempo_mm_set_timeout(tempo_mm *mm, double seconds);
+/* Workers not evicted (0 in local mode). */
+int tempo_mm_live_workers(const tempo_mm *mm);
 
 /* Run totals and the totals since the last tempo_mm_stats_step call (then reset). */
 void tempo_mm_stats_run(const tempo_mm *mm, tempo_mm_stats *out);

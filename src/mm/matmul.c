@@ -3,13 +3,16 @@
 #include "tempo/matmul.h"
 
 #include <cblas.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "offload/engine.h"
 #include "tempo/common.h"
 
 struct tempo_mm {
   tempo_mm_config cfg;
+  tempo_engine *engine; /* plain and tempo modes */
   bool training;
   int next_slot;
   tempo_mm_stats run, step;
@@ -49,19 +52,32 @@ tempo_status tempo_mm_create(const tempo_mm_config *cfg, tempo_mm **out) {
       cfg->threads < 1 || cfg->threads > 256)
     return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT,
                            "engine: workers must be 1..256, verify rounds 0..64, threads 1..256");
-  if (cfg->mode != TEMPO_MODE_LOCAL)
-    return tempo_set_error(TEMPO_STATUS_UNSUPPORTED, "mode '%s' is not built yet; use --mode local",
-                           tempo_mode_name(cfg->mode));
+  if (cfg->mode == TEMPO_MODE_SHIELD)
+    return tempo_set_error(TEMPO_STATUS_UNSUPPORTED, "mode 'shield' is not built yet; use --mode tempo");
+  if ((unsigned)cfg->mode > TEMPO_MODE_SHIELD)
+    return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "engine: unknown mode %d", (int)cfg->mode);
   tempo_mm *mm = calloc(1, sizeof *mm);
   if (!mm) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "out of memory creating the engine");
   mm->cfg = *cfg;
   mm->cfg.audit_dir = NULL;
-  openblas_set_num_threads(cfg->threads);
+  if (cfg->mode == TEMPO_MODE_LOCAL) {
+    openblas_set_num_threads(cfg->threads);
+  } else {
+    tempo_status st = tempo_engine_create(cfg, &mm->engine); /* sets one BLAS thread per worker */
+    if (st) {
+      free(mm);
+      return st;
+    }
+  }
   *out = mm;
   return TEMPO_STATUS_OK;
 }
 
-void tempo_mm_free(tempo_mm *mm) { free(mm); }
+void tempo_mm_free(tempo_mm *mm) {
+  if (!mm) return;
+  tempo_engine_free(mm->engine);
+  free(mm);
+}
 tempo_mode tempo_mm_mode(const tempo_mm *mm) { return mm->cfg.mode; }
 void tempo_mm_set_training(tempo_mm *mm, bool training) { mm->training = training; }
 
@@ -84,6 +100,11 @@ tempo_status tempo_mm_forward(tempo_mm *mm, tempo_mm_site *site, const tempo_mm_
   tempo_status st = check_shape(s);
   if (st) return st;
   if (site->slot == 0) site->slot = ++mm->next_slot;
+  if (mm->engine) {
+    st = tempo_engine_forward(mm->engine, site->slot, s, X, W, Y, mm->training);
+    tempo_engine_take_stats(mm->engine, &mm->run, &mm->step);
+    return st;
+  }
   double t0 = tempo_now();
   const size_t xs = (size_t)s->m * s->n, ws = (size_t)s->n * s->p, ys = (size_t)s->m * s->p;
   for (int b = 0; b < s->batch; b++)
@@ -98,6 +119,11 @@ tempo_status tempo_mm_backward(tempo_mm *mm, tempo_mm_site *site, const tempo_mm
   tempo_status st = check_shape(s);
   if (st) return st;
   if (site->slot == 0) return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "matmul: backward before forward");
+  if (mm->engine) {
+    st = tempo_engine_backward(mm->engine, site->slot, s, dY, dX, dW, flags);
+    tempo_engine_take_stats(mm->engine, &mm->run, &mm->step);
+    return st;
+  }
   double t0 = tempo_now();
   const size_t xs = (size_t)s->m * s->n, ws = (size_t)s->n * s->p, ys = (size_t)s->m * s->p;
   const float bx = (flags & TEMPO_MM_ACCUM_DX) ? 1.0f : 0.0f, bw = (flags & TEMPO_MM_ACCUM_DW) ? 1.0f : 0.0f;
@@ -119,7 +145,19 @@ tempo_status tempo_mm_backward(tempo_mm *mm, tempo_mm_site *site, const tempo_mm
   return TEMPO_STATUS_OK;
 }
 
-void tempo_mm_step_end(tempo_mm *mm) { (void)mm; }
+void tempo_mm_step_end(tempo_mm *mm) {
+  if (!mm->engine) return;
+  if (tempo_engine_step_end(mm->engine)) fprintf(stderr, "tempo: step end: %s\n", tempo_errmsg());
+  tempo_engine_take_stats(mm->engine, &mm->run, &mm->step);
+}
+
+void tempo_mm_set_timeout(tempo_mm *mm, double seconds) {
+  if (mm->engine) tempo_engine_set_timeout(mm->engine, seconds);
+}
+
+int tempo_mm_live_workers(const tempo_mm *mm) { return mm->engine ? tempo_engine_live_workers(mm->engine) : 0; }
+
+tempo_transport *tempo_mm_test_transport(tempo_mm *mm) { return mm->engine ? tempo_engine_transport(mm->engine) : NULL; }
 
 void tempo_mm_stats_run(const tempo_mm *mm, tempo_mm_stats *out) { *out = mm->run; }
 
