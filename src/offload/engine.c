@@ -208,6 +208,7 @@ static void worker_failed(tempo_engine *e, int w, int why) {
 }
 
 static bool was_abandoned(const tempo_engine *e, int w, uint64_t id) {
+  if (id == 0) return false; /* task ids start at 1; the ring starts zeroed */
   for (int i = 0; i < ABANDONED; i++)
     if (e->abandoned[(size_t)w * ABANDONED + i] == id) return true;
   return false;
