@@ -19,6 +19,7 @@
 #include "tempo/common.h"
 #include "tempo/model.h"
 #include "tempo/vit.h"
+#include "nn/vit_simd.h"
 
 typedef struct {
   const char *name;
@@ -95,6 +96,14 @@ static void layout(vit_impl *s, vit_arena *a, int max_b, size_t attn_scratch) {
   s->dln = take(a, u), s->dt = take(a, u), s->ds = take(a, u);
 }
 
+/* y += x over n values. */
+TEMPO_VIT_CLONES
+static void add_into(float *restrict y, const float *restrict x, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) vstore(y + i, vload(y + i) + vload(x + i));
+  for (; i < n; i++) y[i] += x[i];
+}
+
 static tempo_status vit_forward(tempo_model *m, const float *x, int batch, float *logits) {
   vit_impl *s = m->impl;
   if (batch < 1 || batch > m->cfg.max_batch)
@@ -112,18 +121,18 @@ static tempo_status vit_forward(tempo_model *m, const float *x, int batch, float
   if (drop) tempo_dropout_forward(&m->rng, p_drop, s->xs[0], s->xs[0], s->mask_embed, u);
   for (int l = 0; l < s->v.depth; l++) {
     vit_block *b = &s->blocks[l];
-    const float *restrict in = s->xs[l];
-    float *restrict out = s->xs[l + 1], *restrict mid = b->mid;
+    const float *in = s->xs[l];
+    float *out = s->xs[l + 1], *mid = b->mid;
     tempo_layernorm_forward(&b->norm1, &m->params, in, rows, b->ln1, b->mean1, b->rstd1);
     if ((st = tempo_mhsa_forward(&b->attn, m->mm, &m->params, b->ln1, batch, mid, s->attn_scratch))) return st;
     if (drop) tempo_dropout_forward(&m->rng, p_drop, mid, mid, b->mask_attn, u);
-    for (size_t i = 0; i < u; i++) mid[i] += in[i];
+    add_into(mid, in, u);
     tempo_layernorm_forward(&b->norm2, &m->params, mid, rows, b->ln2, b->mean2, b->rstd2);
     if ((st = tempo_linear_forward(&b->fc1, m->mm, &m->params, b->ln2, rows, b->h_pre))) return st;
     tempo_gelu_forward(b->h_pre, b->h_act, hm);
     if ((st = tempo_linear_forward(&b->fc2, m->mm, &m->params, b->h_act, rows, out))) return st;
     if (drop) tempo_dropout_forward(&m->rng, p_drop, out, out, b->mask_mlp, u);
-    for (size_t i = 0; i < u; i++) out[i] += mid[i];
+    add_into(out, mid, u);
   }
   const float *last = s->xs[s->v.depth];
   for (int i = 0; i < batch; i++) memcpy(s->cls + (size_t)i * d, last + (size_t)i * n * d, (size_t)d * sizeof(float));

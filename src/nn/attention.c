@@ -13,31 +13,52 @@
 
 #include "tempo/common.h"
 #include "tempo/vit.h"
+#include "vit_simd.h"
 
+/* One row: y = softmax(scale * x), 8 values at a time; the tail is padded with -inf
+ * (exp gives 0, so it adds nothing to the sum). */
+TEMPO_VIT_CLONES
 void tempo_softmax_rows_forward(const float *x, float *y, size_t rows, int n, float scale) {
+  const int full = n & ~7, tail = n - full;
   for (size_t r = 0; r < rows; r++) {
     const float *xr = x + r * (size_t)n;
     float *yr = y + r * (size_t)n;
-    float mx = xr[0];
-    for (int i = 1; i < n; i++) mx = xr[i] > mx ? xr[i] : mx;
-    float sum = 0.0f;
-    for (int i = 0; i < n; i++) {
-      const float e = expf((xr[i] - mx) * scale);
-      yr[i] = e;
-      sum += e;
+    v8f m8 = vset(-__builtin_inff());
+    for (int i = 0; i < full; i += 8) m8 = vmax(m8, vload(xr + i));
+    if (tail) m8 = vmax(m8, vload_part(xr + full, tail, -__builtin_inff()));
+    const float mx = vhmax(m8);
+    const v8f vmx = vset(mx), vsc = vset(scale);
+    v8f s8 = vset(0.0f);
+    for (int i = 0; i < full; i += 8) {
+      const v8f e = vexp((vload(xr + i) - vmx) * vsc);
+      vstore(yr + i, e);
+      s8 += e;
     }
-    const float inv = 1.0f / sum;
-    for (int i = 0; i < n; i++) yr[i] *= inv;
+    v8f et = vset(0.0f);
+    if (tail) {
+      et = vexp((vload_part(xr + full, tail, -__builtin_inff()) - vmx) * vsc);
+      s8 += et;
+    }
+    const v8f inv = vset(1.0f / vsum(s8));
+    for (int i = 0; i < full; i += 8) vstore(yr + i, vload(yr + i) * inv);
+    if (tail) vstore_part(yr + full, et * inv, tail);
   }
 }
 
+TEMPO_VIT_CLONES
 void tempo_softmax_rows_backward(const float *y, const float *dy, float *dx, size_t rows, int n, float scale) {
+  const int full = n & ~7, tail = n - full;
   for (size_t r = 0; r < rows; r++) {
     const float *yr = y + r * (size_t)n, *dyr = dy + r * (size_t)n;
     float *dxr = dx + r * (size_t)n;
-    float dot = 0.0f;
-    for (int i = 0; i < n; i++) dot += yr[i] * dyr[i];
-    for (int i = 0; i < n; i++) dxr[i] = scale * yr[i] * (dyr[i] - dot);
+    v8f d8 = vset(0.0f);
+    for (int i = 0; i < full; i += 8) d8 += vload(yr + i) * vload(dyr + i);
+    if (tail) d8 += vload_part(yr + full, tail, 0.0f) * vload_part(dyr + full, tail, 0.0f);
+    const v8f dot = vset(vsum(d8)), vsc = vset(scale);
+    for (int i = 0; i < full; i += 8) vstore(dxr + i, vsc * vload(yr + i) * (vload(dyr + i) - dot));
+    if (tail)
+      vstore_part(dxr + full,
+                  vsc * vload_part(yr + full, tail, 0.0f) * (vload_part(dyr + full, tail, 0.0f) - dot), tail);
   }
 }
 
@@ -95,52 +116,62 @@ size_t tempo_mhsa_scratch_floats(const tempo_mhsa *a, int batch) {
   return 6 * u + (size_t)batch * a->heads * a->tokens * a->tokens;
 }
 
+/* Copies one head's E values: inline 8-wide moves when E is a multiple of 8 (E is 32 or
+ * 64 in the reference models, where a libc call per 128 bytes costs more than the copy). */
+VS_INLINE void copy_head(float *restrict dst, const float *restrict src, int e) {
+  if (e & 7) {
+    memcpy(dst, src, (size_t)e * sizeof *dst);
+    return;
+  }
+  for (int i = 0; i < e; i += 8) vstore(dst + i, vload(src + i));
+}
+
 /* (B, N, 3D) rows -> three (T, N, E) blocks: the twin's reshape(B, N, 3, H, E).permute(2, 0, 3, 1, 4). */
+TEMPO_VIT_CLONES
 static void split_heads3(const tempo_mhsa *a, int batch, const float *qkv, float *q, float *k, float *v) {
   const int n = a->tokens, h = a->heads, e = a->head_dim, d = a->dim;
-  const size_t eb = (size_t)e * sizeof(float);
   for (int b = 0; b < batch; b++)
     for (int t = 0; t < n; t++) {
       const float *row = qkv + ((size_t)b * n + t) * 3 * d;
       for (int hh = 0; hh < h; hh++) {
         const size_t dst = (((size_t)b * h + hh) * n + t) * e;
-        memcpy(q + dst, row + hh * e, eb);
-        memcpy(k + dst, row + d + hh * e, eb);
-        memcpy(v + dst, row + 2 * d + hh * e, eb);
+        copy_head(q + dst, row + hh * e, e);
+        copy_head(k + dst, row + d + hh * e, e);
+        copy_head(v + dst, row + 2 * d + hh * e, e);
       }
     }
 }
 
 /* The inverse of split_heads3. */
+TEMPO_VIT_CLONES
 static void merge_heads3(const tempo_mhsa *a, int batch, const float *q, const float *k, const float *v,
                          float *qkv) {
   const int n = a->tokens, h = a->heads, e = a->head_dim, d = a->dim;
-  const size_t eb = (size_t)e * sizeof(float);
   for (int b = 0; b < batch; b++)
     for (int t = 0; t < n; t++) {
       float *row = qkv + ((size_t)b * n + t) * 3 * d;
       for (int hh = 0; hh < h; hh++) {
         const size_t src = (((size_t)b * h + hh) * n + t) * e;
-        memcpy(row + hh * e, q + src, eb);
-        memcpy(row + d + hh * e, k + src, eb);
-        memcpy(row + 2 * d + hh * e, v + src, eb);
+        copy_head(row + hh * e, q + src, e);
+        copy_head(row + d + hh * e, k + src, e);
+        copy_head(row + 2 * d + hh * e, v + src, e);
       }
     }
 }
 
 /* (T, N, E) <-> (B, N, D); to_heads selects the direction. */
+TEMPO_VIT_CLONES
 static void permute_heads(const tempo_mhsa *a, int batch, const float *src, float *dst, bool to_heads) {
   const int n = a->tokens, h = a->heads, e = a->head_dim, d = a->dim;
-  const size_t eb = (size_t)e * sizeof(float);
   for (int b = 0; b < batch; b++)
     for (int t = 0; t < n; t++) {
       const size_t row = ((size_t)b * n + t) * d;
       for (int hh = 0; hh < h; hh++) {
         const size_t hd = (((size_t)b * h + hh) * n + t) * e;
         if (to_heads)
-          memcpy(dst + hd, src + row + hh * e, eb);
+          copy_head(dst + hd, src + row + hh * e, e);
         else
-          memcpy(dst + row + hh * e, src + hd, eb);
+          copy_head(dst + row + hh * e, src + hd, e);
       }
     }
 }

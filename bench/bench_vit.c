@@ -1,0 +1,145 @@
+/* bench_vit.c - milliseconds per training step of the ViT models in local mode (the
+ * pure-TEE baseline), to compare with the PyTorch twin (/work/shared/peer-baselines.md).
+ *
+ * A step is what peer_bench.py times: zero grads, forward, softmax cross-entropy,
+ * backward, SGD (momentum 0.9) update. Random N(0, 1) inputs of 3x32x32, batch 64.
+ * Per (model, threads): one correctness check (loss finite and near ln 10 on the first
+ * step), --warmup steps, then --steps timed steps; prints a markdown table with the
+ * median, min and max, and the share of the median spent in matrix products (the
+ * engine's t_local) versus everything else (layer norm, GELU, softmax, rearrangements).
+ *
+ * Usage: bench_vit [--models vit-mini,vit-tiny] [--threads 1,2] [--steps N] [--warmup N]
+ *                  [--batch B] [--quick]   (--quick: vit-mini, 3 steps, batch 16) */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tempo/common.h"
+#include "tempo/layers.h"
+#include "tempo/model.h"
+#include "tempo/optim.h"
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static void die(const char *what) {
+  fprintf(stderr, "bench_vit: %s: %s\n", what, tempo_errmsg());
+  exit(1);
+}
+
+typedef struct {
+  double med, min, max, mm_share;
+} result;
+
+static result bench_one(const char *name, int threads, int batch, int warmup, int steps) {
+  tempo_mm_config mc;
+  tempo_mm_config_default(&mc);
+  mc.mode = TEMPO_MODE_LOCAL;
+  mc.threads = threads;
+  tempo_mm *mm;
+  if (tempo_mm_create(&mc, &mm)) die("engine");
+  tempo_model_config cfg = {.in_c = 3, .in_h = 32, .in_w = 32, .num_classes = 10, .max_batch = batch};
+  snprintf(cfg.name, sizeof cfg.name, "%s", name);
+  tempo_model *m;
+  if (tempo_model_create(&cfg, mm, 1, &m)) die(name);
+  tempo_optim_config oc;
+  tempo_optim_config_default(&oc, TEMPO_OPTIM_SGD);
+  oc.lr = 0.01f;
+  oc.momentum = 0.9f;
+  oc.weight_decay = 0.0f;
+  tempo_optim opt;
+  if (tempo_optim_init(&opt, &oc, &m->params)) die("optimizer");
+  const size_t xn = (size_t)batch * 3 * 32 * 32;
+  float *x = tempo_alloc_floats(xn), *logits = tempo_alloc_floats((size_t)batch * 10),
+        *dlogits = tempo_alloc_floats((size_t)batch * 10);
+  int *labels = malloc((size_t)batch * sizeof *labels);
+  double *t = malloc((size_t)steps * sizeof *t), *tm = malloc((size_t)steps * sizeof *tm);
+  if (!x || !logits || !dlogits || !labels || !t || !tm) die("out of memory");
+  tempo_rng rng;
+  tempo_rng_seed(&rng, 3, 0);
+  for (size_t i = 0; i < xn; i++) x[i] = (float)tempo_rng_normal(&rng);
+  for (int i = 0; i < batch; i++) labels[i] = (int)tempo_rng_below(&rng, 10);
+  tempo_mm_set_training(mm, true);
+  for (int s = -warmup; s < steps; s++) {
+    tempo_mm_stats st;
+    tempo_mm_stats_step(mm, &st);
+    const double t0 = tempo_now();
+    tempo_params_zero_grad(&m->params);
+    if (m->ops->forward(m, x, batch, logits)) die("forward");
+    const double loss = tempo_softmax_xent(logits, labels, batch, 10, dlogits, NULL);
+    if (m->ops->backward(m, dlogits, batch)) die("backward");
+    if (tempo_optim_step(&opt, &m->params)) die("optimizer step");
+    tempo_mm_step_end(mm);
+    const double dt = tempo_now() - t0;
+    tempo_mm_stats_step(mm, &st);
+    if (s == -warmup && !(isfinite(loss) && fabs(loss - log(10.0)) < 1.5)) {
+      fprintf(stderr, "bench_vit: %s: first loss %g is not near ln 10\n", name, loss);
+      exit(1);
+    }
+    if (s >= 0) t[s] = dt, tm[s] = st.t_local;
+  }
+  double share = 0;
+  for (int s = 0; s < steps; s++) share += tm[s] / t[s];
+  qsort(t, (size_t)steps, sizeof *t, cmp_double);
+  result r = {t[steps / 2] * 1e3, t[0] * 1e3, t[steps - 1] * 1e3, share / steps};
+  free(t);
+  free(tm);
+  free(labels);
+  tempo_free_floats(x);
+  tempo_free_floats(logits);
+  tempo_free_floats(dlogits);
+  tempo_optim_free(&opt);
+  tempo_model_free(m);
+  tempo_mm_free(mm);
+  return r;
+}
+
+int main(int argc, char **argv) {
+  char models[256] = "vit-mini,vit-tiny", threads[64] = "1,2";
+  int steps = 10, warmup = 2, batch = 64;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--models") && i + 1 < argc)
+      snprintf(models, sizeof models, "%s", argv[++i]);
+    else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+      snprintf(threads, sizeof threads, "%s", argv[++i]);
+    else if (!strcmp(argv[i], "--steps") && i + 1 < argc)
+      steps = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--warmup") && i + 1 < argc)
+      warmup = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--batch") && i + 1 < argc)
+      batch = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--quick")) {
+      snprintf(models, sizeof models, "vit-mini");
+      steps = 3, warmup = 1, batch = 16;
+    } else {
+      fprintf(stderr, "usage: bench_vit [--models a,b] [--threads 1,2] [--steps N] [--warmup N] [--batch B] "
+                      "[--quick]\n");
+      return 2;
+    }
+  }
+  if (steps < 1 || warmup < 1 || batch < 1) {
+    fprintf(stderr, "bench_vit: --steps, --warmup and --batch must be >= 1\n");
+    return 2;
+  }
+  printf("| model | batch | threads | ms/step median | min | max | matmul share |\n");
+  printf("|---|--:|--:|--:|--:|--:|--:|\n");
+  for (char *ms = models, *mtok; (mtok = strtok_r(ms, ",", &ms));) {
+    char tl[64];
+    snprintf(tl, sizeof tl, "%s", threads);
+    for (char *ts = tl, *ttok; (ttok = strtok_r(ts, ",", &ts));) {
+      const int th = atoi(ttok);
+      if (th < 1) {
+        fprintf(stderr, "bench_vit: bad thread count '%s'\n", ttok);
+        return 2;
+      }
+      result r = bench_one(mtok, th, batch, warmup, steps);
+      printf("| %s | %d | %d | %.1f | %.1f | %.1f | %.0f%% |\n", mtok, batch, th, r.med, r.min, r.max,
+             100 * r.mm_share);
+      fflush(stdout);
+    }
+  }
+  return 0;
+}
