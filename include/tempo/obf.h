@@ -90,15 +90,32 @@ void tempo_obf_dec_dw(const tempo_obf_key *k, bool w_trans, const float *dWp, fl
 void tempo_obf_set_threads(int threads);
 
 /* Freivalds' check of a product C = op(A) . op(B), with C (r, c), op(A) (r, k), op(B) (k, c),
- * on the master, for `rounds` fresh random vectors drawn from rng_seed. The tolerance per
- * row is derived from a floating-point error bound (docs/obfuscation.md):
+ * on the master, for `rounds` fresh random vectors drawn from rng_seed (v_j = +-U[0.5, 1)).
+ * A is stored (r, k), or (k, r) with a_trans; B is stored (k, c), or (c, k) with b_trans;
+ * C is stored (r, c). All sums are accumulated in double. The tolerance per row is derived
+ * from the floating-point error bound of ANY float32 evaluation order of the worker's
+ * product (docs/obfuscation.md):
  *   |C v - op(A)(op(B) v)|_i <= TEMPO_VERIFY_SAFETY * (k + 4) * 2^-24 * (|op(A)| (|op(B)| |v|))_i + tiny
+ * with tiny = k c max|v| 2^-126 (underflow). Errors below that bound cannot be detected by
+ * any check that accepts every honest float32 product; larger ones are caught in 1 round.
  * A non-finite value in C fails the check. `work` holds at least 3*(r + k + c) floats.
- * Returns TEMPO_STATUS_OK or TEMPO_STATUS_VERIFY_FAILED (with tempo_errmsg set). */
-#define TEMPO_VERIFY_SAFETY 8.0
+ * Returns TEMPO_STATUS_OK, TEMPO_STATUS_VERIFY_FAILED (with tempo_errmsg set), or
+ * TEMPO_STATUS_INVALID_ARGUMENT. Thread-safe (no shared state). */
+#define TEMPO_VERIFY_SAFETY 2.0
 TEMPO_WUR tempo_status tempo_verify_product(int r, int k, int c, const float *A, bool a_trans, const float *B,
                                             bool b_trans, const float *C, int rounds, uint64_t rng_seed,
                                             float *work);
+
+/* The same check with v_j scaled by col_weight[j] > 0 (c; NULL = all 1). On a blinded
+ * result whose column j carries the key scale s_j, passing col_weight[j] = 1 / s_j makes
+ * the check as sensitive to every column as on the plaintext product (otherwise columns
+ * with small scales weigh less, by up to the key space's max/min coefficient ratio):
+ *   Y'  (m, p): 1 / c_p[pi_p j] = dp.rcoef_p          dX' (m, n): c_n[pi_n j] = dn.coef_p
+ *   dW' (n, p): c_p[pi_p j] = dp.coef_p                dW' stored (p, n): 1 / c_n[pi_n j] = dn.rcoef_p */
+TEMPO_WUR tempo_status tempo_verify_product_weighted(int r, int k, int c, const float *A, bool a_trans,
+                                                     const float *B, bool b_trans, const float *C,
+                                                     const float *col_weight, int rounds, uint64_t rng_seed,
+                                                     float *work);
 
 #ifdef __cplusplus
 }

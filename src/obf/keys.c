@@ -1,0 +1,257 @@
+/* keys.c - obfuscation keys: allocation in locked memory, wiping, and the libsodium-based
+ * key generator (ChaCha20 keystream under a 32-byte master secret, read through a buffer).
+ *
+ * A key's arrays live in one 64-byte aligned block, locked with sodium_mlock where the
+ * system allows (failure is tolerated: RLIMIT_MEMLOCK is small without privilege), and
+ * zeroed with sodium_memzero / sodium_munlock. */
+#include "tempo/obf.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tempo/common.h"
+
+/* ---- libsodium initialisation (once, thread-safe) ---- */
+
+static pthread_once_t sodium_once = PTHREAD_ONCE_INIT;
+static int sodium_rc = -1;
+static void sodium_init_once(void) { sodium_rc = sodium_init(); }
+
+static tempo_status obf_sodium_init(void) {
+  pthread_once(&sodium_once, sodium_init_once);
+  if (sodium_rc < 0) return tempo_set_error(TEMPO_STATUS_INTERNAL, "libsodium failed to initialise");
+  return TEMPO_STATUS_OK;
+}
+
+/* ---- key space ---- */
+
+void tempo_keyspace_default(tempo_keyspace *ks) {
+  ks->kind = TEMPO_KEYSPACE_LOGUNIFORM;
+  ks->bits = 16;
+  ks->range = 16.0;
+}
+
+static tempo_status keyspace_check(const tempo_keyspace *ks) {
+  switch (ks->kind) {
+  case TEMPO_KEYSPACE_INT:
+    if (ks->bits < 1 || ks->bits > 16)
+      return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "integer key space needs 1..16 bits, got %d", ks->bits);
+    return TEMPO_STATUS_OK;
+  case TEMPO_KEYSPACE_LOGUNIFORM:
+    if (!(ks->range > 1.0 && ks->range <= 65536.0))
+      return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "log-uniform key space needs 1 < range <= 65536, got %g",
+                             ks->range);
+    return TEMPO_STATUS_OK;
+  }
+  return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "unknown key space kind %d", (int)ks->kind);
+}
+
+/* ---- keys ---- */
+
+#define KEY_ALIGN 64
+
+static size_t round_up(size_t x) { return (x + KEY_ALIGN - 1) & ~(size_t)(KEY_ALIGN - 1); }
+
+/* Bytes of one dimension's six arrays, each rounded up to KEY_ALIGN. */
+static size_t dim_bytes(int size) { return 6 * round_up((size_t)size * 4); }
+
+static size_t key_bytes(const tempo_obf_key *k) { return dim_bytes(k->m) + dim_bytes(k->n) + dim_bytes(k->p); }
+
+static void dim_identity(tempo_obf_dim *d) {
+  for (int i = 0; i < d->size; i++) {
+    d->perm[i] = d->inv[i] = (uint32_t)i;
+    d->coef[i] = d->rcoef[i] = d->coef_p[i] = d->rcoef_p[i] = 1.0f;
+  }
+}
+
+static uint8_t *dim_carve(tempo_obf_dim *d, int size, uint8_t *p) {
+  size_t a = round_up((size_t)size * 4);
+  d->size = size;
+  d->perm = (uint32_t *)(void *)p;
+  d->inv = (uint32_t *)(void *)(p + a);
+  d->coef = (float *)(void *)(p + 2 * a);
+  d->rcoef = (float *)(void *)(p + 3 * a);
+  d->coef_p = (float *)(void *)(p + 4 * a);
+  d->rcoef_p = (float *)(void *)(p + 5 * a);
+  return p + 6 * a;
+}
+
+tempo_status tempo_obf_key_alloc(tempo_obf_key *k, int m, int n, int p) {
+  memset(k, 0, sizeof *k);
+  if (m < 1 || n < 1 || p < 1)
+    return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "obfuscation key shape (%d, %d, %d) must be positive", m, n,
+                           p);
+  tempo_status st = obf_sodium_init();
+  if (st != TEMPO_STATUS_OK) return st;
+  k->m = m;
+  k->n = n;
+  k->p = p;
+  size_t bytes = key_bytes(k); /* <= 3 * 6 * 2^33: no overflow on 64-bit size_t */
+  uint8_t *base = aligned_alloc(KEY_ALIGN, bytes);
+  if (!base) {
+    memset(k, 0, sizeof *k);
+    return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "out of memory allocating a (%d, %d, %d) key", m, n, p);
+  }
+  (void)sodium_mlock(base, bytes); /* best effort: may fail without privilege */
+  uint8_t *q = dim_carve(&k->dm, m, base);
+  q = dim_carve(&k->dn, n, q);
+  dim_carve(&k->dp, p, q);
+  dim_identity(&k->dm);
+  dim_identity(&k->dn);
+  dim_identity(&k->dp);
+  k->identity = true;
+  return TEMPO_STATUS_OK;
+}
+
+void tempo_obf_key_wipe(tempo_obf_key *k) {
+  if (!k || !k->dm.perm) return;
+  sodium_memzero(k->dm.perm, key_bytes(k));
+  k->identity = true;
+}
+
+void tempo_obf_key_free(tempo_obf_key *k) {
+  if (!k) return;
+  if (k->dm.perm) {
+    sodium_munlock(k->dm.perm, key_bytes(k)); /* zeroes, then unlocks */
+    free(k->dm.perm);
+  }
+  memset(k, 0, sizeof *k);
+}
+
+/* ---- key generator ---- */
+
+#define KEYGEN_BUF 4096
+
+struct tempo_keygen {
+  uint8_t key[crypto_stream_chacha20_KEYBYTES];
+  uint64_t nonce; /* one fresh nonce per buffer refill */
+  size_t pos;     /* next unread byte of buf */
+  tempo_keyspace ks;
+  uint8_t buf[KEYGEN_BUF];
+};
+
+static void keygen_refill(tempo_keygen *g) {
+  uint8_t nonce[crypto_stream_chacha20_NONCEBYTES];
+  uint64_t c = g->nonce++;
+  for (size_t i = 0; i < sizeof nonce; i++) nonce[i] = (uint8_t)(c >> (8 * i));
+  crypto_stream_chacha20(g->buf, KEYGEN_BUF, nonce, g->key);
+  g->pos = 0;
+}
+
+void tempo_keygen_bytes(tempo_keygen *g, void *buf, size_t len) {
+  uint8_t *out = buf;
+  while (len > 0) {
+    if (g->pos == KEYGEN_BUF) keygen_refill(g);
+    size_t take = KEYGEN_BUF - g->pos;
+    if (take > len) take = len;
+    memcpy(out, g->buf + g->pos, take);
+    g->pos += take;
+    out += take;
+    len -= take;
+  }
+}
+
+static uint32_t keygen_u32(tempo_keygen *g) {
+  uint32_t x;
+  if (KEYGEN_BUF - g->pos < 4) keygen_refill(g); /* KEYGEN_BUF is a multiple of 4 */
+  memcpy(&x, g->buf + g->pos, 4);
+  g->pos += 4;
+  return x;
+}
+
+static uint64_t keygen_u64(tempo_keygen *g) {
+  uint64_t lo = keygen_u32(g);
+  return lo | ((uint64_t)keygen_u32(g) << 32);
+}
+
+/* Uniform in [0, bound), bound >= 1, without bias (Lemire's multiply-and-reject). */
+static uint32_t keygen_below(tempo_keygen *g, uint32_t bound) {
+  uint64_t mprod = (uint64_t)keygen_u32(g) * bound;
+  uint32_t l = (uint32_t)mprod;
+  if (l < bound) {
+    uint32_t t = (uint32_t)(-bound) % bound;
+    while (l < t) {
+      mprod = (uint64_t)keygen_u32(g) * bound;
+      l = (uint32_t)mprod;
+    }
+  }
+  return (uint32_t)(mprod >> 32);
+}
+
+tempo_status tempo_keygen_create(const uint8_t *master_secret, const tempo_keyspace *ks, tempo_keygen **out) {
+  *out = NULL;
+  tempo_keyspace def;
+  if (!ks) {
+    tempo_keyspace_default(&def);
+    ks = &def;
+  }
+  tempo_status st = keyspace_check(ks);
+  if (st != TEMPO_STATUS_OK) return st;
+  st = obf_sodium_init();
+  if (st != TEMPO_STATUS_OK) return st;
+  size_t bytes = round_up(sizeof(tempo_keygen));
+  tempo_keygen *g = aligned_alloc(KEY_ALIGN, bytes);
+  if (!g) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "out of memory allocating the key generator");
+  (void)sodium_mlock(g, bytes);
+  memset(g, 0, bytes);
+  if (master_secret)
+    memcpy(g->key, master_secret, sizeof g->key);
+  else
+    randombytes_buf(g->key, sizeof g->key);
+  g->ks = *ks;
+  g->nonce = 0;
+  g->pos = KEYGEN_BUF; /* refill on first use */
+  *out = g;
+  return TEMPO_STATUS_OK;
+}
+
+void tempo_keygen_free(tempo_keygen *g) {
+  if (!g) return;
+  sodium_munlock(g, round_up(sizeof(tempo_keygen)));
+  free(g);
+}
+
+static void fill_dim(tempo_keygen *g, tempo_obf_dim *d) {
+  uint32_t n = (uint32_t)d->size;
+  for (uint32_t i = 0; i < n; i++) d->perm[i] = i;
+  for (uint32_t i = n; i > 1; i--) { /* Fisher-Yates */
+    uint32_t j = keygen_below(g, i);
+    uint32_t t = d->perm[i - 1];
+    d->perm[i - 1] = d->perm[j];
+    d->perm[j] = t;
+  }
+  for (uint32_t i = 0; i < n; i++) d->inv[d->perm[i]] = i;
+  if (g->ks.kind == TEMPO_KEYSPACE_INT) {
+    uint32_t mask = (1u << g->ks.bits) - 1u; /* a power-of-two range: masking is unbiased */
+    for (uint32_t i = 0; i < n; i++) {
+      uint32_t c = (keygen_u32(g) & mask) + 1u;
+      d->coef[i] = (float)c;
+      d->rcoef[i] = (float)(1.0 / (double)c);
+    }
+  } else {
+    double lr = log(g->ks.range);
+    for (uint32_t i = 0; i < n; i++) {
+      double u = (double)(keygen_u64(g) >> 11) * 0x1.0p-53; /* [0, 1) */
+      float c = (float)exp((2.0 * u - 1.0) * lr);
+      d->coef[i] = c;
+      d->rcoef[i] = (float)(1.0 / (double)c);
+    }
+  }
+  for (uint32_t i = 0; i < n; i++) {
+    d->coef_p[i] = d->coef[d->perm[i]];
+    d->rcoef_p[i] = d->rcoef[d->perm[i]];
+  }
+}
+
+tempo_status tempo_keygen_fill(tempo_keygen *g, tempo_obf_key *k) {
+  if (!g || !k || !k->dm.perm)
+    return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "tempo_keygen_fill needs a generator and an allocated key");
+  fill_dim(g, &k->dm);
+  fill_dim(g, &k->dn);
+  fill_dim(g, &k->dp);
+  k->identity = false;
+  return TEMPO_STATUS_OK;
+}

@@ -1,0 +1,29 @@
+/* obf_internal.h - internals of the obfuscation module shared with its tests and benchmark. */
+#ifndef TEMPO_OBF_INTERNAL_H
+#define TEMPO_OBF_INTERNAL_H
+
+#include "tempo/status.h"
+
+#define TEMPO_OBF_MAX_THREADS 64
+/* A pass uses an extra thread only for at least this many elements per thread
+ * (thread start-up is ~30 us here; a thread moves ~1-2 elements per ns). */
+#define TEMPO_OBF_MIN_ELEMS_PER_THREAD (256 * 1024)
+
+/* Outputs of at least TEMPO_OBF_NT_BYTES with rows shorter than TEMPO_OBF_NT_MAX_ROW_BYTES
+ * are written with non-temporal stores (measured: 2x faster for 50176x64 and 50176x576,
+ * slower for rows of 4 KiB and more, where the prefetcher streams the ordinary stores). */
+#define TEMPO_OBF_NT_BYTES ((size_t)8 << 20)
+#define TEMPO_OBF_NT_MAX_ROW_BYTES ((size_t)4096)
+
+/* Kernel selection for the gather-and-scale passes (for measurement and tests). */
+enum {
+  TEMPO_OBF_KERNEL_AUTO = 0,           /* scatter, AVX2 if the CPU has it, NT stores for large outputs */
+  TEMPO_OBF_KERNEL_NAIVE = 1,          /* one output row at a time, scalar gather (the reference) */
+  TEMPO_OBF_KERNEL_SCATTER_SCALAR = 2, /* scatter 4 input rows at a time, scalar (the portable kernel) */
+  TEMPO_OBF_KERNEL_SCATTER = 3,        /* scatter, AVX2 where available, ordinary stores always */
+  TEMPO_OBF_KERNEL_SCATTER_NT = 4,     /* scatter, AVX2, NT stores whenever rows are aligned */
+  TEMPO_OBF_KERNEL_COUNT = 5,
+};
+void tempo_obf_set_kernel(int kernel);
+
+#endif

@@ -1,0 +1,362 @@
+/* passes.c - the fused Enc/Dec passes: one gather-and-scale pass each,
+ *   out[i][j] (+)= in[ri[i]][ci[j]] * cs[j] * rs[i]        out, in: (R, C)
+ * with the row/column index and scale vectors of the pass's role (the table is in
+ * docs/obfuscation.md). Each pass reads its input once and writes its output once.
+ *
+ * How it is fast (measurements in docs/obfuscation.md):
+ * - Rows are permuted by scattering: input rows are read in order (a = 0, 1, ...: the
+ *   hardware prefetcher and the TLB like that) and written to output row ro[a] = ri^-1[a].
+ *   Reading rows in random order instead cost ~2x on large matrices here.
+ * - The column gather stays inside one input row (in L1). Four consecutive input rows
+ *   share each column index and scale, so an element costs one gathered load and one
+ *   store; AVX2 builds vectors from scalar loads (vgatherdps was slower on this CPU).
+ * - The gathers hop around inside a block of rows, which hides the input stream from the
+ *   hardware prefetcher; the next block is software-prefetched (2x on large matrices).
+ * - Large outputs with short rows (TEMPO_OBF_NT_BYTES, TEMPO_OBF_NT_MAX_ROW_BYTES) are
+ *   written with non-temporal stores: whole lines, no read-for-ownership of randomly
+ *   placed short rows. Long rows are streamed well by the hardware prefetcher with
+ *   ordinary stores, and small outputs stay in cache for the consumer.
+ * - Passes of at least 2 * TEMPO_OBF_MIN_ELEMS_PER_THREAD elements are split by input
+ *   rows over up to tempo_obf_set_threads() threads. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "obf/obf_internal.h"
+#include "tempo/common.h"
+#include "tempo/obf.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define OBF_X86 1
+#else
+#define OBF_X86 0
+#endif
+
+typedef struct {
+  int rows, cols;
+  const float *in; /* (rows, cols) */
+  float *out;      /* (rows, cols) */
+  const uint32_t *ri; /* (rows) output row i reads input row ri[i] */
+  const uint32_t *ro; /* (rows) input row a goes to output row ro[a] (ri^-1) */
+  const float *rs;    /* (rows) scale of output row i */
+  const uint32_t *ci; /* (cols) output column j reads input column ci[j] */
+  const float *cs;    /* (cols) scale of output column j */
+  bool acc;
+  bool identity;
+  bool nt; /* non-temporal stores (set only when rows are 32-byte aligned and !acc) */
+} obf_pass;
+
+static atomic_int obf_threads = 1;
+static atomic_int obf_kernel = TEMPO_OBF_KERNEL_AUTO;
+
+void tempo_obf_set_threads(int threads) {
+  if (threads < 1) threads = 1;
+  if (threads > TEMPO_OBF_MAX_THREADS) threads = TEMPO_OBF_MAX_THREADS;
+  atomic_store(&obf_threads, threads);
+}
+
+void tempo_obf_set_kernel(int kernel) { atomic_store(&obf_kernel, kernel); }
+
+/* The naive reference kernel: one output row at a time, gathering from input row ri[i]. */
+static void rows_naive(const obf_pass *p, int r0, int r1) {
+  const int C = p->cols;
+  for (int i = r0; i < r1; i++) {
+    const float *src = p->in + (size_t)p->ri[i] * (size_t)C;
+    float *dst = p->out + (size_t)i * (size_t)C;
+    const float s = p->rs[i];
+    if (p->acc)
+      for (int j = 0; j < C; j++) dst[j] += src[p->ci[j]] * p->cs[j] * s;
+    else
+      for (int j = 0; j < C; j++) dst[j] = src[p->ci[j]] * p->cs[j] * s;
+  }
+}
+
+#define OBF_BLOCK 4
+
+/* One input row a (any row count) scattered to its output row, scalar. */
+static void scatter_row_scalar(const obf_pass *p, int a) {
+  const int C = p->cols;
+  const uint32_t i = p->ro[a];
+  const float *src = p->in + (size_t)a * (size_t)C;
+  float *dst = p->out + (size_t)i * (size_t)C;
+  const float s = p->rs[i];
+  if (p->acc)
+    for (int j = 0; j < C; j++) dst[j] += src[p->ci[j]] * p->cs[j] * s;
+  else
+    for (int j = 0; j < C; j++) dst[j] = src[p->ci[j]] * p->cs[j] * s;
+}
+
+/* Input rows [a0, a1), four at a time, scalar (the portable kernel). */
+static void rows_scatter_scalar(const obf_pass *p, int a0, int a1) {
+  const int C = p->cols;
+  int a = a0;
+  for (; a + OBF_BLOCK <= a1; a += OBF_BLOCK) {
+    const float *s0 = p->in + (size_t)a * (size_t)C, *s1 = s0 + C, *s2 = s1 + C, *s3 = s2 + C;
+    const uint32_t o0 = p->ro[a], o1 = p->ro[a + 1], o2 = p->ro[a + 2], o3 = p->ro[a + 3];
+    float *d0 = p->out + (size_t)o0 * (size_t)C, *d1 = p->out + (size_t)o1 * (size_t)C;
+    float *d2 = p->out + (size_t)o2 * (size_t)C, *d3 = p->out + (size_t)o3 * (size_t)C;
+    const float q0 = p->rs[o0], q1 = p->rs[o1], q2 = p->rs[o2], q3 = p->rs[o3];
+    const char *pf = (const char *)(s3 + C); /* the next block: see rows_scatter_avx2 */
+    for (int j = 0; j < C; j += 4) __builtin_prefetch(pf + 16 * j, 0, 3);
+    if (p->acc) {
+      for (int j = 0; j < C; j++) {
+        const uint32_t c = p->ci[j];
+        const float w = p->cs[j];
+        d0[j] += s0[c] * w * q0;
+        d1[j] += s1[c] * w * q1;
+        d2[j] += s2[c] * w * q2;
+        d3[j] += s3[c] * w * q3;
+      }
+    } else {
+      for (int j = 0; j < C; j++) {
+        const uint32_t c = p->ci[j];
+        const float w = p->cs[j];
+        d0[j] = s0[c] * w * q0;
+        d1[j] = s1[c] * w * q1;
+        d2[j] = s2[c] * w * q2;
+        d3[j] = s3[c] * w * q3;
+      }
+    }
+  }
+  for (; a < a1; a++) scatter_row_scalar(p, a);
+}
+
+#if OBF_X86
+/* 8 gathered values by scalar loads into one vector (the loads fold into vinsertps). */
+__attribute__((target("avx2"))) static inline __m256 gather8(const float *s, const uint32_t *c) {
+  __m128 lo = _mm_set_ps(s[c[3]], s[c[2]], s[c[1]], s[c[0]]);
+  __m128 hi = _mm_set_ps(s[c[7]], s[c[6]], s[c[5]], s[c[4]]);
+  return _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
+}
+
+/* Output = v, v + old output (acc), or streamed past the caches (nt). */
+#define OBF_STORE8(d, v)                                                                                               \
+  do {                                                                                                                 \
+    if (nt)                                                                                                            \
+      _mm256_stream_ps((d), (v));                                                                                      \
+    else if (acc)                                                                                                      \
+      _mm256_storeu_ps((d), _mm256_add_ps(_mm256_loadu_ps(d), (v)));                                                   \
+    else                                                                                                               \
+      _mm256_storeu_ps((d), (v));                                                                                      \
+  } while (0)
+
+/* Input rows [a0, a1), four at a time, AVX2. */
+__attribute__((target("avx2"))) static void rows_scatter_avx2(const obf_pass *p, int a0, int a1) {
+  const int C = p->cols, C8 = C & ~7;
+  const bool nt = p->nt, acc = p->acc;
+  int a = a0;
+  for (; a + OBF_BLOCK <= a1; a += OBF_BLOCK) {
+    const float *s0 = p->in + (size_t)a * (size_t)C, *s1 = s0 + C, *s2 = s1 + C, *s3 = s2 + C;
+    const uint32_t o0 = p->ro[a], o1 = p->ro[a + 1], o2 = p->ro[a + 2], o3 = p->ro[a + 3];
+    float *d0 = p->out + (size_t)o0 * (size_t)C, *d1 = p->out + (size_t)o1 * (size_t)C;
+    float *d2 = p->out + (size_t)o2 * (size_t)C, *d3 = p->out + (size_t)o3 * (size_t)C;
+    const __m256 q0 = _mm256_set1_ps(p->rs[o0]), q1 = _mm256_set1_ps(p->rs[o1]);
+    const __m256 q2 = _mm256_set1_ps(p->rs[o2]), q3 = _mm256_set1_ps(p->rs[o3]);
+    /* The gathers hop around within the four rows, which hides the stream from the
+     * hardware prefetcher: prefetch the next four rows (contiguous, 16*C bytes) as this
+     * block consumes its own, 16 bytes of the next block per column. */
+    const char *pf = (const char *)(s3 + C);
+    int j = 0;
+    if (nt) { /* whole 64-byte lines per row: interleaving rows by halves of lines is ~2x slower */
+      for (; j + 16 <= C8; j += 16) {
+        const uint32_t *c = p->ci + j;
+        __builtin_prefetch(pf + 16 * j, 0, 3);
+        __builtin_prefetch(pf + 16 * j + 64, 0, 3);
+        __builtin_prefetch(pf + 16 * j + 128, 0, 3);
+        __builtin_prefetch(pf + 16 * j + 192, 0, 3);
+        const __m256 w = _mm256_loadu_ps(p->cs + j), x = _mm256_loadu_ps(p->cs + j + 8);
+        _mm256_stream_ps(d0 + j, _mm256_mul_ps(_mm256_mul_ps(gather8(s0, c), w), q0));
+        _mm256_stream_ps(d0 + j + 8, _mm256_mul_ps(_mm256_mul_ps(gather8(s0, c + 8), x), q0));
+        _mm256_stream_ps(d1 + j, _mm256_mul_ps(_mm256_mul_ps(gather8(s1, c), w), q1));
+        _mm256_stream_ps(d1 + j + 8, _mm256_mul_ps(_mm256_mul_ps(gather8(s1, c + 8), x), q1));
+        _mm256_stream_ps(d2 + j, _mm256_mul_ps(_mm256_mul_ps(gather8(s2, c), w), q2));
+        _mm256_stream_ps(d2 + j + 8, _mm256_mul_ps(_mm256_mul_ps(gather8(s2, c + 8), x), q2));
+        _mm256_stream_ps(d3 + j, _mm256_mul_ps(_mm256_mul_ps(gather8(s3, c), w), q3));
+        _mm256_stream_ps(d3 + j + 8, _mm256_mul_ps(_mm256_mul_ps(gather8(s3, c + 8), x), q3));
+      }
+    }
+    for (; j < C8; j += 8) {
+      const uint32_t *c = p->ci + j;
+      const __m256 w = _mm256_loadu_ps(p->cs + j);
+      __builtin_prefetch(pf + 16 * j, 0, 3);
+      __builtin_prefetch(pf + 16 * j + 64, 0, 3);
+      OBF_STORE8(d0 + j, _mm256_mul_ps(_mm256_mul_ps(gather8(s0, c), w), q0));
+      OBF_STORE8(d1 + j, _mm256_mul_ps(_mm256_mul_ps(gather8(s1, c), w), q1));
+      OBF_STORE8(d2 + j, _mm256_mul_ps(_mm256_mul_ps(gather8(s2, c), w), q2));
+      OBF_STORE8(d3 + j, _mm256_mul_ps(_mm256_mul_ps(gather8(s3, c), w), q3));
+    }
+    for (; j < C; j++) { /* nt implies C % 8 == 0: no tail then */
+      const uint32_t c = p->ci[j];
+      const float w = p->cs[j];
+      const float v0 = s0[c] * w * p->rs[o0], v1 = s1[c] * w * p->rs[o1];
+      const float v2 = s2[c] * w * p->rs[o2], v3 = s3[c] * w * p->rs[o3];
+      if (acc) {
+        d0[j] += v0, d1[j] += v1, d2[j] += v2, d3[j] += v3;
+      } else {
+        d0[j] = v0, d1[j] = v1, d2[j] = v2, d3[j] = v3;
+      }
+    }
+  }
+  for (; a < a1; a++) {
+    const uint32_t i = p->ro[a];
+    const float *src = p->in + (size_t)a * (size_t)C;
+    float *d = p->out + (size_t)i * (size_t)C;
+    const __m256 q = _mm256_set1_ps(p->rs[i]);
+    int j = 0;
+    for (; j < C8; j += 8)
+      OBF_STORE8(d + j, _mm256_mul_ps(_mm256_mul_ps(gather8(src, p->ci + j), _mm256_loadu_ps(p->cs + j)), q));
+    for (; j < C; j++) {
+      const float v = src[p->ci[j]] * p->cs[j] * p->rs[i];
+      d[j] = acc ? d[j] + v : v;
+    }
+  }
+  if (nt) _mm_sfence(); /* streamed stores are visible before the pass returns */
+}
+#undef OBF_STORE8
+#endif
+
+/* The identity key: a copy, or a plain add when accumulating. */
+static void rows_identity(const obf_pass *p, int r0, int r1) {
+  size_t off = (size_t)r0 * (size_t)p->cols, n = (size_t)(r1 - r0) * (size_t)p->cols;
+  if (!p->acc) {
+    memcpy(p->out + off, p->in + off, n * sizeof(float));
+    return;
+  }
+  float *restrict dst = p->out + off;
+  const float *restrict src = p->in + off;
+  for (size_t j = 0; j < n; j++) dst[j] += src[j];
+}
+
+static bool have_avx2(void) {
+#if OBF_X86
+  static atomic_int cached = -1;
+  int c = atomic_load(&cached);
+  if (c < 0) {
+    __builtin_cpu_init();
+    c = __builtin_cpu_supports("avx2") ? 1 : 0;
+    atomic_store(&cached, c);
+  }
+  return c == 1;
+#else
+  return false;
+#endif
+}
+
+/* Rows [r0, r1): output rows for the naive kernel, input rows for the scatter kernels. */
+static void run_rows(const obf_pass *p, int r0, int r1) {
+  if (p->identity) {
+    rows_identity(p, r0, r1);
+    return;
+  }
+  int kern = atomic_load(&obf_kernel);
+  if (kern == TEMPO_OBF_KERNEL_NAIVE) {
+    rows_naive(p, r0, r1);
+    return;
+  }
+#if OBF_X86
+  if (kern != TEMPO_OBF_KERNEL_SCATTER_SCALAR && have_avx2()) {
+    rows_scatter_avx2(p, r0, r1);
+    return;
+  }
+#endif
+  rows_scatter_scalar(p, r0, r1);
+}
+
+typedef struct {
+  const obf_pass *p;
+  int r0, r1;
+} obf_chunk;
+
+static void *chunk_main(void *arg) {
+  const obf_chunk *c = arg;
+  run_rows(c->p, c->r0, c->r1);
+  return NULL;
+}
+
+/* Splits the rows over threads when the pass is large enough to pay for thread start-up. */
+static void run_pass(const obf_pass *p) {
+  size_t elems = (size_t)p->rows * (size_t)p->cols;
+  int t = atomic_load(&obf_threads);
+  if ((size_t)t * TEMPO_OBF_MIN_ELEMS_PER_THREAD > elems) t = (int)(elems / TEMPO_OBF_MIN_ELEMS_PER_THREAD);
+  if (t > p->rows) t = p->rows;
+  if (t <= 1) {
+    run_rows(p, 0, p->rows);
+    return;
+  }
+  pthread_t tid[TEMPO_OBF_MAX_THREADS];
+  obf_chunk ch[TEMPO_OBF_MAX_THREADS];
+  bool started[TEMPO_OBF_MAX_THREADS] = {false};
+  for (int k = 0; k < t; k++) {
+    ch[k].p = p;
+    ch[k].r0 = (int)((int64_t)p->rows * k / t);
+    ch[k].r1 = (int)((int64_t)p->rows * (k + 1) / t);
+  }
+  for (int k = 1; k < t; k++) started[k] = pthread_create(&tid[k], NULL, chunk_main, &ch[k]) == 0;
+  run_rows(p, ch[0].r0, ch[0].r1);
+  for (int k = 1; k < t; k++) {
+    if (started[k])
+      pthread_join(tid[k], NULL);
+    else
+      run_rows(p, ch[k].r0, ch[k].r1); /* no thread available: do it here */
+  }
+}
+
+/* One pass. rd/cd: the dimensions of output rows and columns; rperm: gather rows with pi
+ * (Enc) or with pi^-1 (Dec); likewise cperm for columns; rs/cs: output row/column scales. */
+static void pass(const tempo_obf_key *k, int rows, int cols, const float *in, float *out, const tempo_obf_dim *rd,
+                 bool rperm, const float *rs, const tempo_obf_dim *cd, bool cperm, const float *cs, bool acc) {
+  TEMPO_ASSERT(rd->size == rows && cd->size == cols);
+  obf_pass p = {
+      .rows = rows,
+      .cols = cols,
+      .in = in,
+      .out = out,
+      .ri = rperm ? rd->perm : rd->inv,
+      .ro = rperm ? rd->inv : rd->perm,
+      .rs = rs,
+      .ci = cperm ? cd->perm : cd->inv,
+      .cs = cs,
+      .acc = acc,
+      .identity = k->identity,
+  };
+  int kern = atomic_load(&obf_kernel);
+  size_t bytes = (size_t)rows * (size_t)cols * sizeof(float);
+  bool aligned = cols % 8 == 0 && ((uintptr_t)out & 31) == 0;
+  bool large = bytes >= TEMPO_OBF_NT_BYTES && (size_t)cols * sizeof(float) < TEMPO_OBF_NT_MAX_ROW_BYTES;
+  p.nt = !acc && aligned && (kern == TEMPO_OBF_KERNEL_SCATTER_NT || (kern == TEMPO_OBF_KERNEL_AUTO && large));
+  run_pass(&p);
+}
+
+/* Enc passes gather with pi and scale output index i by c[pi[i]] (coef_p / rcoef_p);
+ * Dec passes gather with pi^-1 and scale output index a by c[a] (coef / rcoef). */
+
+void tempo_obf_enc_x(const tempo_obf_key *k, const float *X, float *Xp) {
+  pass(k, k->m, k->n, X, Xp, &k->dm, true, k->dm.coef_p, &k->dn, true, k->dn.coef_p, false);
+}
+
+void tempo_obf_enc_w(const tempo_obf_key *k, bool w_trans, const float *W, float *Wp) {
+  if (w_trans)
+    pass(k, k->p, k->n, W, Wp, &k->dp, true, k->dp.coef_p, &k->dn, true, k->dn.rcoef_p, false);
+  else
+    pass(k, k->n, k->p, W, Wp, &k->dn, true, k->dn.rcoef_p, &k->dp, true, k->dp.coef_p, false);
+}
+
+void tempo_obf_enc_dy(const tempo_obf_key *k, const float *dY, float *dYs) {
+  pass(k, k->m, k->p, dY, dYs, &k->dm, true, k->dm.rcoef_p, &k->dp, true, k->dp.rcoef_p, false);
+}
+
+void tempo_obf_dec_y(const tempo_obf_key *k, const float *Yp, float *Y) {
+  pass(k, k->m, k->p, Yp, Y, &k->dm, false, k->dm.rcoef, &k->dp, false, k->dp.rcoef, false);
+}
+
+void tempo_obf_dec_dx(const tempo_obf_key *k, const float *dXp, float *dX, bool accumulate) {
+  pass(k, k->m, k->n, dXp, dX, &k->dm, false, k->dm.coef, &k->dn, false, k->dn.coef, accumulate);
+}
+
+void tempo_obf_dec_dw(const tempo_obf_key *k, bool w_trans, const float *dWp, float *dW, bool accumulate) {
+  if (w_trans)
+    pass(k, k->p, k->n, dWp, dW, &k->dp, false, k->dp.coef, &k->dn, false, k->dn.rcoef, accumulate);
+  else
+    pass(k, k->n, k->p, dWp, dW, &k->dn, false, k->dn.rcoef, &k->dp, false, k->dp.coef, accumulate);
+}
