@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "obf/obf_internal.h"
 #include "tempo/common.h"
 #include "tempo/obf.h"
 #include "tempo/rng.h"
@@ -231,6 +232,14 @@ static void test_planted_blinded_weighted(void **state) {
   tempo_keygen_free(g);
 }
 
+/* The portable kernels give the same verdicts (honest accepted, planted caught). */
+static void test_scalar_kernels(void **state) {
+  tempo_verify_force_scalar(true);
+  test_honest_blinded(state);
+  test_planted_errors_caught(state);
+  tempo_verify_force_scalar(false);
+}
+
 static void test_bad_arguments(void **state) {
   bufs *b = *state;
   memset(b->A, 0, 16 * sizeof(float));
@@ -258,6 +267,7 @@ int main(void) {
       cmocka_unit_test(test_honest_blinded),
       cmocka_unit_test(test_planted_errors_caught),
       cmocka_unit_test(test_planted_blinded_weighted),
+      cmocka_unit_test(test_scalar_kernels),
       cmocka_unit_test(test_bad_arguments),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

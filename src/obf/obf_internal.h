@@ -26,4 +26,7 @@ enum {
 };
 void tempo_obf_set_kernel(int kernel);
 
+/* Makes tempo_verify_product use its portable (scalar) kernels, for tests. */
+void tempo_verify_force_scalar(bool on);
+
 #endif

@@ -13,6 +13,7 @@
 #include <math.h>
 #include <stdio.h>
 
+#include "obf/obf_internal.h"
 #include "tempo/common.h"
 #include "tempo/obf.h"
 #include "tempo/rng.h"
@@ -124,8 +125,12 @@ __attribute__((target("avx2,fma"))) static void dot_cols_avx2(int lrows, int i0,
 }
 #endif
 
+static int vf_force_scalar; /* tests: exercise the portable kernels */
+void tempo_verify_force_scalar(bool on) { __atomic_store_n(&vf_force_scalar, on ? 1 : 0, __ATOMIC_RELAXED); }
+
 static bool vf_avx2(void) {
 #if VF_X86
+  if (__atomic_load_n(&vf_force_scalar, __ATOMIC_RELAXED)) return false;
   static int cached = -1; /* benign race: every thread computes the same value */
   int c = __atomic_load_n(&cached, __ATOMIC_RELAXED);
   if (c < 0) {
