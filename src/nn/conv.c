@@ -1,6 +1,10 @@
 /* conv.c - conv2d lowered to one matrix product per call (see cnn.h): im2col/col2im on the
  * master, the product through the matmul entry point (weight (Co, K) with w_trans).
  * Letters as in cnn.h; KK = kh*kw taps. */
+/* The build is -O2, whose "very cheap" vectoriser skips any loop that needs a remainder or
+ * an alias check, i.e. every channel loop here; let it weigh the cost instead. */
+#pragma GCC optimize("vect-cost-model=dynamic")
+
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -99,14 +103,50 @@ static void im2col_row(const tempo_conv2d *l, const in_strides *s, const float *
   }
 }
 
+/* True when every tap of output pixel (oh, ow) lies inside the input. */
+static bool interior(const tempo_conv2d *l, int oh, int ow) {
+  const int ih = oh * l->stride - l->pad, iw = ow * l->stride - l->pad;
+  return ih >= 0 && iw >= 0 && ih + l->kh <= l->in_h && iw + l->kw <= l->in_w;
+}
+
+/* The common case, a 3x3 window inside an NHWC input: 9 contiguous stores per channel from
+ * three input rows (r + c, r + c + C, r + c + 2C for the three columns). */
+static void im2col_row_3x3(const float *restrict r0, const float *restrict r1, const float *restrict r2, int cin,
+                           float *restrict dst) {
+  const int c1 = cin, c2 = 2 * cin;
+  for (int c = 0; c < cin; c++, dst += 9) {
+    dst[0] = r0[c], dst[1] = r0[c + c1], dst[2] = r0[c + c2];
+    dst[3] = r1[c], dst[4] = r1[c + c1], dst[5] = r1[c + c2];
+    dst[6] = r2[c], dst[7] = r2[c + c1], dst[8] = r2[c + c2];
+  }
+}
+
+static void col2im_row_3x3(float *restrict r0, float *restrict r1, float *restrict r2, int cin,
+                           const float *restrict src) {
+  const int c1 = cin, c2 = 2 * cin;
+  for (int c = 0; c < cin; c++, src += 9) {
+    r0[c] += src[0], r0[c + c1] += src[1], r0[c + c2] += src[2];
+    r1[c] += src[3], r1[c + c1] += src[4], r1[c + c2] += src[5];
+    r2[c] += src[6], r2[c + c1] += src[7], r2[c + c2] += src[8];
+  }
+}
+
 void tempo_im2col(const tempo_conv2d *l, const float *x, int batch, float *cols) {
   const in_strides s = strides_of(l);
   const size_t k = (size_t)l->cin * l->kh * l->kw;
+  const bool fast = l->kh == 3 && l->kw == 3 && s.sc == 1;
   float *dst = cols;
   for (int b = 0; b < batch; b++) {
     const float *xb = x + (size_t)b * s.sb;
     for (int oh = 0; oh < l->out_h; oh++)
-      for (int ow = 0; ow < l->out_w; ow++, dst += k) im2col_row(l, &s, xb, oh, ow, dst);
+      for (int ow = 0; ow < l->out_w; ow++, dst += k) {
+        if (fast && interior(l, oh, ow)) {
+          const float *r0 = xb + (size_t)(oh * l->stride - l->pad) * s.sh + (size_t)(ow * l->stride - l->pad) * s.sw;
+          im2col_row_3x3(r0, r0 + s.sh, r0 + 2 * s.sh, l->cin, dst);
+        } else {
+          im2col_row(l, &s, xb, oh, ow, dst);
+        }
+      }
   }
 }
 
@@ -114,12 +154,18 @@ void tempo_col2im(const tempo_conv2d *l, const float *cols, int batch, float *dx
   const in_strides s = strides_of(l);
   const int kk = l->kh * l->kw, cin = l->cin;
   const size_t k = (size_t)cin * kk;
+  const bool fast = l->kh == 3 && l->kw == 3 && s.sc == 1;
   if (!accumulate) memset(dx, 0, (size_t)batch * s.sb * sizeof *dx);
   const float *src = cols;
   for (int b = 0; b < batch; b++) {
     float *xb = dx + (size_t)b * s.sb;
     for (int oh = 0; oh < l->out_h; oh++)
-      for (int ow = 0; ow < l->out_w; ow++, src += k)
+      for (int ow = 0; ow < l->out_w; ow++, src += k) {
+        if (fast && interior(l, oh, ow)) {
+          float *r0 = xb + (size_t)(oh * l->stride - l->pad) * s.sh + (size_t)(ow * l->stride - l->pad) * s.sw;
+          col2im_row_3x3(r0, r0 + s.sh, r0 + 2 * s.sh, cin, src);
+          continue;
+        }
         for (int i = 0; i < l->kh; i++) {
           const int ih = oh * l->stride - l->pad + i;
           if (ih < 0 || ih >= l->in_h) continue;
@@ -137,6 +183,7 @@ void tempo_col2im(const tempo_conv2d *l, const float *cols, int batch, float *dx
             }
           }
         }
+      }
   }
 }
 
