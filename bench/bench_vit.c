@@ -6,7 +6,8 @@
  * Per (model, threads): one correctness check (loss finite and near ln 10 on the first
  * step), --warmup steps, then --steps timed steps; prints a markdown table with the
  * median, min and max, and the share of the median spent in matrix products (the
- * engine's t_local) versus everything else (layer norm, GELU, softmax, rearrangements).
+ * engine's t_local) versus everything else (layer norm, GELU, softmax, rearrangements),
+ * and the minor page faults per timed step (0 when every buffer is reused).
  *
  * Usage: bench_vit [--models vit-mini,vit-tiny] [--threads 1,2] [--steps N] [--warmup N]
  *                  [--batch B] [--quick]   (--quick: vit-mini, 3 steps, batch 16) */
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "tempo/common.h"
 #include "tempo/layers.h"
@@ -31,8 +33,14 @@ static void die(const char *what) {
 }
 
 typedef struct {
-  double med, min, max, mm_share;
+  double med, min, max, mm_share, faults;
 } result;
+
+static long minor_faults(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_minflt;
+}
 
 static result bench_one(const char *name, int threads, int batch, int warmup, int steps) {
   tempo_mm_config mc;
@@ -63,7 +71,9 @@ static result bench_one(const char *name, int threads, int batch, int warmup, in
   for (size_t i = 0; i < xn; i++) x[i] = (float)tempo_rng_normal(&rng);
   for (int i = 0; i < batch; i++) labels[i] = (int)tempo_rng_below(&rng, 10);
   tempo_mm_set_training(mm, true);
+  long f0 = 0;
   for (int s = -warmup; s < steps; s++) {
+    if (s == 0) f0 = minor_faults();
     tempo_mm_stats st;
     tempo_mm_stats_step(mm, &st);
     const double t0 = tempo_now();
@@ -81,10 +91,11 @@ static result bench_one(const char *name, int threads, int batch, int warmup, in
     }
     if (s >= 0) t[s] = dt, tm[s] = st.t_local;
   }
+  const double faults = (double)(minor_faults() - f0) / steps;
   double share = 0;
   for (int s = 0; s < steps; s++) share += tm[s] / t[s];
   qsort(t, (size_t)steps, sizeof *t, cmp_double);
-  result r = {t[steps / 2] * 1e3, t[0] * 1e3, t[steps - 1] * 1e3, share / steps};
+  result r = {t[steps / 2] * 1e3, t[0] * 1e3, t[steps - 1] * 1e3, share / steps, faults};
   free(t);
   free(tm);
   free(labels);
@@ -124,8 +135,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "bench_vit: --steps, --warmup and --batch must be >= 1\n");
     return 2;
   }
-  printf("| model | batch | threads | ms/step median | min | max | matmul share |\n");
-  printf("|---|--:|--:|--:|--:|--:|--:|\n");
+  printf("| model | batch | threads | ms/step median | min | max | matmul share | page faults/step |\n");
+  printf("|---|--:|--:|--:|--:|--:|--:|--:|\n");
   for (char *ms = models, *mtok; (mtok = strtok_r(ms, ",", &ms));) {
     char tl[64];
     snprintf(tl, sizeof tl, "%s", threads);
@@ -136,8 +147,8 @@ int main(int argc, char **argv) {
         return 2;
       }
       result r = bench_one(mtok, th, batch, warmup, steps);
-      printf("| %s | %d | %d | %.1f | %.1f | %.1f | %.0f%% |\n", mtok, batch, th, r.med, r.min, r.max,
-             100 * r.mm_share);
+      printf("| %s | %d | %d | %.1f | %.1f | %.1f | %.0f%% | %.0f |\n", mtok, batch, th, r.med, r.min, r.max,
+             100 * r.mm_share, r.faults);
       fflush(stdout);
     }
   }

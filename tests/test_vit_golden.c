@@ -135,6 +135,36 @@ static void test_parameter_counts(void **state) {
   assert_int_equal(count_params("vit-mini", 1, 28, 28), 811146 + 128 - 48 * 128);
 }
 
+/* Fashion-MNIST inputs: patch 7, 16 patches + cls; one training step runs and stays finite. */
+static void test_fashion_mnist_shape(void **state) {
+  (void)state;
+  enum { NB = 2, NI = 28 * 28 };
+  tempo_mm *mm = local_mm();
+  tempo_model_config cfg = {.name = "vit-mini", .in_c = 1, .in_h = 28, .in_w = 28, .num_classes = C, .max_batch = NB};
+  tempo_model *m;
+  assert_int_equal(tempo_model_create(&cfg, mm, 3, &m), TEMPO_STATUS_OK);
+  const int pos = tempo_params_find(&m->params, "pos_embed");
+  assert_true(pos >= 0);
+  assert_int_equal(m->params.info[pos].shape[1], 17);
+  assert_int_equal(m->params.info[tempo_params_find(&m->params, "patch_embed.weight")].shape[2], 7);
+  static float x[NB * NI];
+  float logits[NB * C], dlogits[NB * C];
+  int labels[NB] = {1, 8};
+  tempo_rng rng;
+  tempo_rng_seed(&rng, 4, 0);
+  for (int i = 0; i < NB * NI; i++) x[i] = (float)tempo_rng_normal(&rng);
+  tempo_params_zero_grad(&m->params);
+  assert_int_equal(m->ops->forward(m, x, NB, logits), TEMPO_STATUS_OK);
+  const double loss = tempo_softmax_xent(logits, labels, NB, C, dlogits, NULL);
+  assert_true(isfinite(loss) && fabs(loss - log(10.0)) < 1.5); /* a fresh model is near uniform */
+  assert_int_equal(m->ops->backward(m, dlogits, NB), TEMPO_STATUS_OK);
+  double gn = 0;
+  for (size_t i = 0; i < m->params.count; i++) gn += (double)m->params.grad[i] * m->params.grad[i];
+  assert_true(isfinite(gn) && gn > 0);
+  tempo_model_free(m);
+  tempo_mm_free(mm);
+}
+
 static void test_bad_configs(void **state) {
   (void)state;
   tempo_mm *mm = local_mm();
@@ -157,6 +187,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_vit_matches_pytorch),
       cmocka_unit_test(test_parameter_counts),
+      cmocka_unit_test(test_fashion_mnist_shape),
       cmocka_unit_test(test_bad_configs),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
