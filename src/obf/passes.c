@@ -73,6 +73,21 @@ static void rows_naive(const obf_pass *p, int r0, int r1) {
 }
 
 #define OBF_BLOCK 4
+/* Rows ahead (two blocks) whose output lines are prefetched for writing. */
+#define OBF_DST_AHEAD (2 * OBF_BLOCK)
+
+/* Ordinary stores into randomly placed short output rows (and accumulation, which reads
+ * them) wait for each line's read-for-ownership: prefetch the output rows of the block
+ * after next. Long rows are streamed by the hardware prefetcher. */
+static inline void prefetch_dst(const obf_pass *p, int a, int a1) {
+  const size_t bytes = (size_t)p->cols * sizeof(float);
+  if (p->nt || bytes > TEMPO_OBF_NT_MAX_ROW_BYTES) return;
+  for (int b = a + OBF_DST_AHEAD; b < a + OBF_DST_AHEAD + OBF_BLOCK && b < a1; b++) {
+    const char *d = (const char *)(p->out + (size_t)p->ro[b] * (size_t)p->cols);
+    for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(d + o, 1, 3);
+    __builtin_prefetch(d + bytes - 1, 1, 3);
+  }
+}
 
 /* One input row a (any row count) scattered to its output row, scalar. */
 static void scatter_row_scalar(const obf_pass *p, int a) {
@@ -91,7 +106,9 @@ static void scatter_row_scalar(const obf_pass *p, int a) {
 static void rows_scatter_scalar(const obf_pass *p, int a0, int a1) {
   const int C = p->cols;
   int a = a0;
+  if (a0 < a1) prefetch_dst(p, a0 - OBF_DST_AHEAD, a1), prefetch_dst(p, a0 - OBF_BLOCK, a1);
   for (; a + OBF_BLOCK <= a1; a += OBF_BLOCK) {
+    prefetch_dst(p, a, a1);
     const float *s0 = p->in + (size_t)a * (size_t)C, *s1 = s0 + C, *s2 = s1 + C, *s3 = s2 + C;
     const uint32_t o0 = p->ro[a], o1 = p->ro[a + 1], o2 = p->ro[a + 2], o3 = p->ro[a + 3];
     float *d0 = p->out + (size_t)o0 * (size_t)C, *d1 = p->out + (size_t)o1 * (size_t)C;
@@ -146,7 +163,9 @@ __attribute__((target("avx2"))) static void rows_scatter_avx2(const obf_pass *p,
   const int C = p->cols, C8 = C & ~7;
   const bool nt = p->nt, acc = p->acc;
   int a = a0;
+  if (a0 < a1) prefetch_dst(p, a0 - OBF_DST_AHEAD, a1), prefetch_dst(p, a0 - OBF_BLOCK, a1);
   for (; a + OBF_BLOCK <= a1; a += OBF_BLOCK) {
+    prefetch_dst(p, a, a1);
     const float *s0 = p->in + (size_t)a * (size_t)C, *s1 = s0 + C, *s2 = s1 + C, *s3 = s2 + C;
     const uint32_t o0 = p->ro[a], o1 = p->ro[a + 1], o2 = p->ro[a + 2], o3 = p->ro[a + 3];
     float *d0 = p->out + (size_t)o0 * (size_t)C, *d1 = p->out + (size_t)o1 * (size_t)C;
