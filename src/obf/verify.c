@@ -107,7 +107,39 @@ __attribute__((target("avx2,fma"))) static void dot_cols_avx2(int lrows, int i0,
   const __m256d absmask = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7fffffffffffffffLL));
   const int c4 = cnt & ~3;
   for (int i = 0; i < cnt; i++) y[i] = 0, yb[i] = 0;
-  for (int l = 0; l < lrows; l++) {
+  int l = 0;
+  /* four rows of M per sweep over y, yb: a quarter of the accumulator loads and stores */
+  for (; l + 4 <= lrows; l += 4) {
+    const float *m0 = M + (size_t)l * ld + i0, *m1 = m0 + ld, *m2 = m1 + ld, *m3 = m2 + ld;
+    const __m256d x0 = _mm256_set1_pd(x[l]), x1 = _mm256_set1_pd(x[l + 1]);
+    const __m256d x2 = _mm256_set1_pd(x[l + 2]), x3 = _mm256_set1_pd(x[l + 3]);
+    const __m256d b0 = _mm256_set1_pd(xb ? xb[l] : 0), b1 = _mm256_set1_pd(xb ? xb[l + 1] : 0);
+    const __m256d b2 = _mm256_set1_pd(xb ? xb[l + 2] : 0), b3 = _mm256_set1_pd(xb ? xb[l + 3] : 0);
+    int i = 0;
+    for (; i < c4; i += 4) {
+      __m256d v0 = _mm256_cvtps_pd(_mm_loadu_ps(m0 + i)), v1 = _mm256_cvtps_pd(_mm_loadu_ps(m1 + i));
+      __m256d v2 = _mm256_cvtps_pd(_mm_loadu_ps(m2 + i)), v3 = _mm256_cvtps_pd(_mm_loadu_ps(m3 + i));
+      __m256d acc = _mm256_loadu_pd(y + i);
+      acc = _mm256_fmadd_pd(v0, x0, acc);
+      acc = _mm256_fmadd_pd(v1, x1, acc);
+      acc = _mm256_fmadd_pd(v2, x2, acc);
+      _mm256_storeu_pd(y + i, _mm256_fmadd_pd(v3, x3, acc));
+      if (xb) {
+        __m256d ab = _mm256_loadu_pd(yb + i);
+        ab = _mm256_fmadd_pd(_mm256_and_pd(v0, absmask), b0, ab);
+        ab = _mm256_fmadd_pd(_mm256_and_pd(v1, absmask), b1, ab);
+        ab = _mm256_fmadd_pd(_mm256_and_pd(v2, absmask), b2, ab);
+        _mm256_storeu_pd(yb + i, _mm256_fmadd_pd(_mm256_and_pd(v3, absmask), b3, ab));
+      }
+    }
+    for (; i < cnt; i++)
+      for (int q = 0; q < 4; q++) {
+        const double mv = (double)M[(size_t)(l + q) * ld + i0 + i];
+        y[i] += mv * x[l + q];
+        if (xb) yb[i] += fabs(mv) * xb[l + q];
+      }
+  }
+  for (; l < lrows; l++) {
     const float *m = M + (size_t)l * ld + i0;
     const double xl = x[l], bl = xb ? xb[l] : 0;
     const __m256d xv = _mm256_set1_pd(xl), bv = _mm256_set1_pd(bl);
