@@ -47,6 +47,17 @@ TEMPO_WUR tempo_status tempo_ckpt_save(const char *path, const tempo_ckpt_meta *
                                        const tempo_optim *opt);
 TEMPO_WUR tempo_status tempo_ckpt_load(const char *path, tempo_ckpt_meta *meta, tempo_params *p, tempo_optim *opt);
 
+/* Sealed checkpoints (seal.h, label TEMPO_SEAL_LABEL_CHECKPOINT): the serialised checkpoint
+ * encrypted and authenticated with the owner key, written atomically; the plaintext buffer
+ * is wiped. With key NULL these are tempo_ckpt_save/tempo_ckpt_load. Loading with a key
+ * refuses a plain checkpoint (TEMPO_STATUS_CORRUPT: the host could have substituted it);
+ * tempo_ckpt_load on a sealed file says that a key is needed (TEMPO_STATUS_INVALID_ARGUMENT). */
+typedef struct tempo_owner_key tempo_owner_key;
+TEMPO_WUR tempo_status tempo_ckpt_save_sealed(const char *path, const tempo_owner_key *key, const tempo_ckpt_meta *meta,
+                                              const tempo_params *p, const tempo_optim *opt);
+TEMPO_WUR tempo_status tempo_ckpt_load_sealed(const char *path, const tempo_owner_key *key, tempo_ckpt_meta *meta,
+                                              tempo_params *p, tempo_optim *opt);
+
 #ifdef __cplusplus
 }
 #endif

@@ -61,6 +61,17 @@ typedef struct {
  *   TEMPO_STATUS_NO_MEMORY, TEMPO_STATUS_INVALID_ARGUMENT (bad kind, NULL out, path too long),
  * with a one-line message (tempo_errmsg) naming the file, the problem and what to do. */
 TEMPO_WUR tempo_status tempo_dataset_load(tempo_dataset_kind kind, const char *dir, bool train, tempo_dataset *out);
+/* As tempo_dataset_load, but with an owner key (seal.h) every file is read sealed: file F
+ * above is read from F.sealed (Fashion-MNIST: <base>.gz.sealed, else <base>.sealed) and must
+ * carry the label "data/<F without .gz>" (e.g. "data/train-labels-idx1-ubyte"), so sealed
+ * files swapped between roles are refused. The decrypted bytes go through the same header,
+ * size, gzip and label validation as plain files. Plain files are ignored when a key is
+ * given (the host could substitute them). Extra errors: TEMPO_STATUS_CORRUPT (tampered,
+ * truncated, wrong key), TEMPO_STATUS_MISMATCH (an authentic file of another role).
+ * key NULL = tempo_dataset_load. */
+typedef struct tempo_owner_key tempo_owner_key;
+TEMPO_WUR tempo_status tempo_dataset_load_sealed(tempo_dataset_kind kind, const char *dir, bool train,
+                                                 const tempo_owner_key *key, tempo_dataset *out);
 /* Frees the buffers and zeroes *d. Safe on a zeroed struct and on NULL. */
 void tempo_dataset_free(tempo_dataset *d);
 

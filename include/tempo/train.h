@@ -9,7 +9,13 @@
  *   checkpoint.ckpt the latest checkpoint (atomic), enough to --resume the exact trajectory;
  *   model.ckpt      the final model (for `tempo eval`).
  * Progress goes to stdout: a progress bar on a terminal, one line every log_every steps
- * otherwise. */
+ * otherwise.
+ *
+ * With an owner key (cfg.key, seal.h) every input is read sealed (the dataset files as
+ * <file>.sealed, --resume and --init-from files must be sealed) and every output is written
+ * sealed instead: checkpoint.ckpt.sealed, model.ckpt.sealed and metrics.jsonl.sealed (the
+ * metrics are kept in memory and resealed at each checkpoint and at the end). Progress on
+ * stdout still shows the aggregate loss and accuracy; pass quiet to hide them. */
 #ifndef TEMPO_TRAIN_H
 #define TEMPO_TRAIN_H
 
@@ -20,6 +26,8 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+typedef struct tempo_owner_key tempo_owner_key;
 
 typedef struct {
   char model[32];            /* "" = "mlp", or the checkpoint's model when resuming */
@@ -40,6 +48,7 @@ typedef struct {
   int progress;              /* 1 = progress bar, 0 = lines, -1 = decide by isatty(stdout) */
   bool quiet;                /* only errors and the final result */
   tempo_mm_config engine;
+  const tempo_owner_key *key; /* NULL = plain files; else sealed inputs and outputs (not owned) */
 } tempo_train_config;
 
 typedef struct {
@@ -57,6 +66,10 @@ TEMPO_WUR tempo_status tempo_train_run(const tempo_train_config *cfg, tempo_trai
  * configuration. data_dir NULL = default folder. */
 TEMPO_WUR tempo_status tempo_eval_checkpoint(const char *path, const char *data_dir, const tempo_mm_config *engine,
                                              int batch_size, double *acc, double *loss);
+/* As tempo_eval_checkpoint; with key != NULL the checkpoint and the test files are read sealed. */
+TEMPO_WUR tempo_status tempo_eval_checkpoint_sealed(const char *path, const char *data_dir, const tempo_owner_key *key,
+                                                    const tempo_mm_config *engine, int batch_size, double *acc,
+                                                    double *loss);
 
 #ifdef __cplusplus
 }

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,11 +17,14 @@
 #include <zlib.h>
 
 #include "tempo/common.h"
+#include "tempo/seal.h"
 
 #define FMNIST_HINT "apt-get install --reinstall dataset-fashion-mnist or pass --data-dir"
 #define CIFAR_HINT "extract cifar-10-binary.tar.gz (www.cs.toronto.edu/~kriz/cifar.html) into ./data or pass --data-dir"
 #define CIFAR_RECORD 3073 /* 1 label byte + 3 * 32 * 32 pixel bytes */
 #define PATH_CAP 4096
+#define SEALED_HINT "seal the dataset files with 'tempo seal' (docs/confidential-io.md)"
+#define SEALED_MAX ((size_t)1 << 30) /* largest decrypted dataset file accepted */
 
 static const float fmnist_mean[3] = {0.2860f, 0.2860f, 0.2860f};
 static const float fmnist_std[3] = {0.3530f, 0.3530f, 0.3530f};
@@ -173,17 +177,123 @@ static tempo_status gz_expect_end(gzFile f, const char *path) {
   return TEMPO_STATUS_OK;
 }
 
-static tempo_status load_fmnist(const char *dir, bool train, tempo_dataset *out) {
+/* An IDX file being read: through zlib from disk, or from decrypted bytes in memory
+ * (inflated when they are gzip'd), so both get the same validation. */
+typedef struct {
+  gzFile gz;        /* plain file, or NULL */
+  uint8_t *mem;     /* (mem_len) decrypted bytes, owned; wiped at close */
+  size_t mem_len, pos;
+  bool gzip, zs_ready, zs_end;
+  z_stream zs;
+} idx_src;
+
+static void src_close(idx_src *s) {
+  if (s->gz) gzclose(s->gz);
+  if (s->zs_ready) inflateEnd(&s->zs);
+  if (s->mem) sodium_memzero(s->mem, s->mem_len);
+  free(s->mem);
+  memset(s, 0, sizeof *s);
+}
+
+/* Opens dir/base.gz.sealed, else dir/base.sealed, and decrypts it into memory. */
+static tempo_status sealed_open(const char *dir, const char *base, const tempo_owner_key *key, char *path,
+                                idx_src *s) {
+  char label[96];
+  tempo_status st;
+  snprintf(label, sizeof label, "data/%s", base);
+  if ((st = join_path(path, dir, base, ".gz" TEMPO_SEAL_SUFFIX))) return st;
+  if (access(path, F_OK) != 0) {
+    if ((st = join_path(path, dir, base, TEMPO_SEAL_SUFFIX))) return st;
+    if (access(path, F_OK) != 0)
+      return tempo_set_error(TEMPO_STATUS_IO, "missing sealed Fashion-MNIST file %s/%s.gz.sealed (nor %s.sealed): "
+                             SEALED_HINT, dir, base, base);
+  }
+  if ((st = tempo_unseal_read(path, key, label, SEALED_MAX, &s->mem, &s->mem_len, NULL))) return st;
+  if (s->mem_len >= 2 && s->mem[0] == 0x1f && s->mem[1] == 0x8b) {
+    if (inflateInit2(&s->zs, 16 + MAX_WBITS) != Z_OK)
+      return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "%s: cannot start zlib", path);
+    s->zs_ready = s->gzip = true;
+    s->zs.next_in = s->mem;
+    s->zs.avail_in = (uInt)(s->mem_len > UINT32_MAX ? UINT32_MAX : s->mem_len); /* capped at 1 GiB above */
+  }
+  return TEMPO_STATUS_OK;
+}
+
+/* Reads exactly len bytes from s (see gz_read_exact). */
+static tempo_status src_read_exact(idx_src *s, const char *path, void *buf, size_t len, const char *what) {
+  if (s->gz) return gz_read_exact(s->gz, path, buf, len, what);
+  if (!s->gzip) {
+    if (len > s->mem_len - s->pos)
+      return tempo_set_error(TEMPO_STATUS_CORRUPT, "%s: truncated %s: %zu of %zu bytes; " SEALED_HINT, path, what,
+                             s->mem_len - s->pos, len);
+    memcpy(buf, s->mem + s->pos, len);
+    s->pos += len;
+    return TEMPO_STATUS_OK;
+  }
+  s->zs.next_out = buf;
+  s->zs.avail_out = (uInt)len; /* len <= 16 + 784 * TEMPO_DATASET_MAX_SAMPLES < 4 GiB */
+  while (s->zs.avail_out > 0) {
+    if (s->zs_end) {
+      if (s->zs.avail_in >= 2 && s->zs.next_in[0] == 0x1f && s->zs.next_in[1] == 0x8b) { /* next gzip member */
+        inflateReset(&s->zs);
+        s->zs_end = false;
+      } else {
+        return tempo_set_error(TEMPO_STATUS_CORRUPT, "%s: truncated %s: %zu of %zu bytes; " SEALED_HINT, path, what,
+                               len - s->zs.avail_out, len);
+      }
+    }
+    int r = inflate(&s->zs, Z_NO_FLUSH);
+    if (r == Z_STREAM_END) {
+      s->zs_end = true;
+    } else if (r == Z_BUF_ERROR) {
+      return tempo_set_error(TEMPO_STATUS_CORRUPT, "%s: gzip stream truncated in the %s; " SEALED_HINT, path, what);
+    } else if (r != Z_OK) {
+      return tempo_set_error(TEMPO_STATUS_CORRUPT, "%s: gzip error while reading the %s (%s); " SEALED_HINT, path,
+                             what, s->zs.msg ? s->zs.msg : "bad data");
+    }
+  }
+  return TEMPO_STATUS_OK;
+}
+
+/* Checks that nothing follows the data (and, for gzip, that the stream ends with its CRC). */
+static tempo_status src_expect_end(idx_src *s, const char *path) {
+  if (s->gz) return gz_expect_end(s->gz, path);
+  if (s->gzip && !s->zs_end) {
+    uint8_t extra;
+    s->zs.next_out = &extra;
+    s->zs.avail_out = 1;
+    int r = inflate(&s->zs, Z_NO_FLUSH);
+    if (r == Z_STREAM_END && s->zs.avail_out == 1)
+      s->zs_end = true;
+    else if (r == Z_OK || (r == Z_STREAM_END && s->zs.avail_out == 0))
+      return tempo_set_error(TEMPO_STATUS_CORRUPT, "%s: unexpected bytes after the data; " SEALED_HINT, path);
+    else
+      return tempo_set_error(TEMPO_STATUS_CORRUPT, "%s: gzip stream truncated or damaged at the end (%s); " SEALED_HINT,
+                             path, s->zs.msg ? s->zs.msg : "no end marker");
+  }
+  bool left = s->gzip ? s->zs.avail_in > 0 : s->pos < s->mem_len;
+  if (left) return tempo_set_error(TEMPO_STATUS_CORRUPT, "%s: unexpected bytes after the data; " SEALED_HINT, path);
+  return TEMPO_STATUS_OK;
+}
+
+static tempo_status src_open(const char *dir, const char *base, const tempo_owner_key *key, char *path,
+                             idx_src *s) {
+  memset(s, 0, sizeof *s);
+  return key ? sealed_open(dir, base, key, path, s) : idx_open(dir, base, path, &s->gz);
+}
+
+static tempo_status load_fmnist(const char *dir, bool train, const tempo_owner_key *key, tempo_dataset *out) {
   const char *split = train ? "train" : "t10k";
   char base[64], path[PATH_CAP];
   uint8_t hdr[16];
-  gzFile f = NULL;
+  idx_src f;
+  memset(&f, 0, sizeof f);
   tempo_status st;
 
   /* Images: magic 0x00000803, n, rows, cols (big-endian), then n*rows*cols bytes. */
   snprintf(base, sizeof base, "%s-images-idx3-ubyte", split);
-  if ((st = idx_open(dir, base, path, &f)) != TEMPO_STATUS_OK) goto fail;
-  if ((st = gz_read_exact(f, path, hdr, 16, "IDX header")) != TEMPO_STATUS_OK) goto fail_file;
+  if ((st = src_open(dir, base, key, path, &f)) != TEMPO_STATUS_OK) goto fail_file;
+  if ((st = src_read_exact(&f, path, hdr, 16, "IDX header")) != TEMPO_STATUS_OK) goto fail_file;
   uint32_t magic = be32(hdr), n = be32(hdr + 4), rows = be32(hdr + 8), cols = be32(hdr + 12);
   if (magic != 0x00000803u) {
     st = tempo_set_error(TEMPO_STATUS_CORRUPT, "%s: bad magic 0x%08x (an IDX image file has 0x00000803); " FMNIST_HINT,
@@ -210,15 +320,14 @@ static tempo_status load_fmnist(const char *dir, bool train, tempo_dataset *out)
     st = tempo_set_error(TEMPO_STATUS_NO_MEMORY, "%s: cannot allocate %zu bytes for the images", path, img_bytes);
     goto fail_file;
   }
-  if ((st = gz_read_exact(f, path, out->images, img_bytes, "image data")) != TEMPO_STATUS_OK) goto fail_file;
-  if ((st = gz_expect_end(f, path)) != TEMPO_STATUS_OK) goto fail_file;
-  gzclose(f);
-  f = NULL;
+  if ((st = src_read_exact(&f, path, out->images, img_bytes, "image data")) != TEMPO_STATUS_OK) goto fail_file;
+  if ((st = src_expect_end(&f, path)) != TEMPO_STATUS_OK) goto fail_file;
+  src_close(&f);
 
   /* Labels: magic 0x00000801, n (big-endian), then n bytes in 0..9. */
   snprintf(base, sizeof base, "%s-labels-idx1-ubyte", split);
-  if ((st = idx_open(dir, base, path, &f)) != TEMPO_STATUS_OK) goto fail;
-  if ((st = gz_read_exact(f, path, hdr, 8, "IDX header")) != TEMPO_STATUS_OK) goto fail_file;
+  if ((st = src_open(dir, base, key, path, &f)) != TEMPO_STATUS_OK) goto fail_file;
+  if ((st = src_read_exact(&f, path, hdr, 8, "IDX header")) != TEMPO_STATUS_OK) goto fail_file;
   magic = be32(hdr);
   uint32_t nl = be32(hdr + 4);
   if (magic != 0x00000801u) {
@@ -235,8 +344,8 @@ static tempo_status load_fmnist(const char *dir, bool train, tempo_dataset *out)
     st = tempo_set_error(TEMPO_STATUS_NO_MEMORY, "%s: cannot allocate %u bytes for the labels", path, n);
     goto fail_file;
   }
-  if ((st = gz_read_exact(f, path, out->labels, n, "label data")) != TEMPO_STATUS_OK) goto fail_file;
-  if ((st = gz_expect_end(f, path)) != TEMPO_STATUS_OK) goto fail_file;
+  if ((st = src_read_exact(&f, path, out->labels, n, "label data")) != TEMPO_STATUS_OK) goto fail_file;
+  if ((st = src_expect_end(&f, path)) != TEMPO_STATUS_OK) goto fail_file;
   for (uint32_t i = 0; i < n; i++) {
     if (out->labels[i] >= 10) {
       st = tempo_set_error(TEMPO_STATUS_CORRUPT, "%s: label %u of sample %u is out of range 0..9; " FMNIST_HINT, path,
@@ -244,15 +353,85 @@ static tempo_status load_fmnist(const char *dir, bool train, tempo_dataset *out)
       goto fail_file;
     }
   }
-  gzclose(f);
+  src_close(&f);
   out->n = (int)n;
   out->c = 1;
   out->h = out->w = 28;
   return TEMPO_STATUS_OK;
 
 fail_file:
-  gzclose(f);
-fail:
+  src_close(&f);
+  return st;
+}
+
+/* Copies `records` CIFAR-10 records from rec into images/labels, validating the labels. */
+static tempo_status cifar_split_records(const uint8_t *rec, size_t records, const char *path, uint8_t *images,
+                                        uint8_t *labels) {
+  for (size_t r = 0; r < records; r++, rec += CIFAR_RECORD) {
+    if (rec[0] >= 10)
+      return tempo_set_error(TEMPO_STATUS_CORRUPT, "%s: label %d of record %zu is out of range 0..9", path, rec[0], r);
+    labels[r] = rec[0];
+    memcpy(images + r * (CIFAR_RECORD - 1), rec + 1, CIFAR_RECORD - 1);
+  }
+  return TEMPO_STATUS_OK;
+}
+
+/* CIFAR-10 from sealed files: every file is decrypted and size-checked first, then the
+ * records are copied into the split's buffers and the decrypted copies wiped. */
+static tempo_status load_cifar_sealed(const char *dir, bool train, const tempo_owner_key *key, tempo_dataset *out) {
+  enum { MAX_FILES = 5 };
+  char paths[MAX_FILES][PATH_CAP];
+  uint8_t *bufs[MAX_FILES] = {0};
+  size_t lens[MAX_FILES] = {0}, total = 0;
+  int nf = train ? 5 : 1;
+  tempo_status st = TEMPO_STATUS_OK;
+  for (int i = 0; i < nf; i++) {
+    char name[32], label[48];
+    if (train)
+      snprintf(name, sizeof name, "data_batch_%d.bin", i + 1);
+    else
+      snprintf(name, sizeof name, "test_batch.bin");
+    snprintf(label, sizeof label, "data/%s", name);
+    if ((st = join_path(paths[i], dir, name, TEMPO_SEAL_SUFFIX))) goto done;
+    if (access(paths[i], F_OK) != 0) {
+      st = tempo_set_error(TEMPO_STATUS_IO, "missing sealed CIFAR-10 file %s: " SEALED_HINT, paths[i]);
+      goto done;
+    }
+    if ((st = tempo_unseal_read(paths[i], key, label, SEALED_MAX, &bufs[i], &lens[i], NULL))) goto done;
+    if (lens[i] == 0 || lens[i] % CIFAR_RECORD != 0) {
+      st = tempo_set_error(TEMPO_STATUS_CORRUPT, "%s: truncated or not CIFAR-10: size %zu is not a positive multiple "
+                           "of %d bytes", paths[i], lens[i], CIFAR_RECORD);
+      goto done;
+    }
+    total += lens[i] / CIFAR_RECORD;
+    if (total > TEMPO_DATASET_MAX_SAMPLES) {
+      st = tempo_set_error(TEMPO_STATUS_CORRUPT, "%s: the split would exceed %d records", paths[i],
+                           TEMPO_DATASET_MAX_SAMPLES);
+      goto done;
+    }
+  }
+  out->images = malloc(total * (CIFAR_RECORD - 1)); /* total <= 1e6: no overflow */
+  out->labels = malloc(total);
+  if (!out->images || !out->labels) {
+    st = tempo_set_error(TEMPO_STATUS_NO_MEMORY, "cannot allocate CIFAR-10 buffers for %s", dir);
+    goto done;
+  }
+  size_t k = 0;
+  for (int i = 0; i < nf; i++) {
+    size_t records = lens[i] / CIFAR_RECORD;
+    if ((st = cifar_split_records(bufs[i], records, paths[i], out->images + k * (CIFAR_RECORD - 1),
+                                  out->labels + k)))
+      goto done;
+    k += records;
+  }
+  out->n = (int)total;
+  out->c = 3;
+  out->h = out->w = 32;
+done:
+  for (int i = 0; i < nf; i++) {
+    if (bufs[i]) sodium_memzero(bufs[i], lens[i]);
+    free(bufs[i]);
+  }
   return st;
 }
 
@@ -342,12 +521,19 @@ done:
 }
 
 tempo_status tempo_dataset_load(tempo_dataset_kind kind, const char *dir, bool train, tempo_dataset *out) {
+  return tempo_dataset_load_sealed(kind, dir, train, NULL, out);
+}
+
+tempo_status tempo_dataset_load_sealed(tempo_dataset_kind kind, const char *dir, bool train,
+                                       const tempo_owner_key *key, tempo_dataset *out) {
   if (!out) return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "tempo_dataset_load: out is NULL");
   memset(out, 0, sizeof *out);
   if (kind != TEMPO_DATASET_FASHION_MNIST && kind != TEMPO_DATASET_CIFAR10)
     return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "unknown dataset kind %d", (int)kind);
   if (!dir) dir = tempo_dataset_default_dir(kind);
-  tempo_status st = kind == TEMPO_DATASET_FASHION_MNIST ? load_fmnist(dir, train, out) : load_cifar(dir, train, out);
+  tempo_status st = kind == TEMPO_DATASET_FASHION_MNIST ? load_fmnist(dir, train, key, out)
+                    : key                              ? load_cifar_sealed(dir, train, key, out)
+                                                       : load_cifar(dir, train, out);
   if (st != TEMPO_STATUS_OK) {
     tempo_dataset_free(out);
     return st;

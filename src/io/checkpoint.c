@@ -7,6 +7,7 @@
 
 #include "tempo/common.h"
 #include "tempo/fileio.h"
+#include "tempo/seal.h"
 
 #define CKPT_MAGIC "TMPOCKPT"
 #define CKPT_SUM 32
@@ -168,6 +169,8 @@ tempo_status tempo_ckpt_serialize(const tempo_ckpt_meta *meta, const tempo_param
 
 tempo_status tempo_ckpt_parse(const uint8_t *buf, size_t len, const char *what, tempo_ckpt_meta *meta,
                               tempo_params *p, tempo_optim *opt) {
+  if (len >= 8 && memcmp(buf, TEMPO_SEAL_MAGIC, 8) == 0)
+    return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "%s is sealed: pass the owner key (--key-file)", what);
   if (len < 16 + CKPT_SUM || memcmp(buf, CKPT_MAGIC, 8) != 0)
     return tempo_set_error(TEMPO_STATUS_CORRUPT, "%s is not a Tempo checkpoint (bad magic or too short)", what);
   uint8_t sum[CKPT_SUM];
@@ -221,6 +224,32 @@ tempo_status tempo_ckpt_load(const char *path, tempo_ckpt_meta *meta, tempo_para
   tempo_status st = tempo_read_file(path, CKPT_MAX_FILE, &buf, &len);
   if (st) return st;
   st = tempo_ckpt_parse(buf, len, path, meta, p, opt);
+  free(buf);
+  return st;
+}
+
+tempo_status tempo_ckpt_save_sealed(const char *path, const tempo_owner_key *key, const tempo_ckpt_meta *meta,
+                                    const tempo_params *p, const tempo_optim *opt) {
+  if (!key) return tempo_ckpt_save(path, meta, p, opt);
+  uint8_t *buf;
+  size_t len;
+  tempo_status st = tempo_ckpt_serialize(meta, p, opt, &buf, &len);
+  if (st) return st;
+  st = tempo_seal_write(path, key, TEMPO_SEAL_LABEL_CHECKPOINT, buf, len, 0);
+  sodium_memzero(buf, len);
+  free(buf);
+  return st;
+}
+
+tempo_status tempo_ckpt_load_sealed(const char *path, const tempo_owner_key *key, tempo_ckpt_meta *meta,
+                                    tempo_params *p, tempo_optim *opt) {
+  if (!key) return tempo_ckpt_load(path, meta, p, opt);
+  uint8_t *buf;
+  size_t len;
+  tempo_status st = tempo_unseal_read(path, key, TEMPO_SEAL_LABEL_CHECKPOINT, CKPT_MAX_FILE, &buf, &len, NULL);
+  if (st) return st;
+  st = tempo_ckpt_parse(buf, len, path, meta, p, opt);
+  sodium_memzero(buf, len);
   free(buf);
   return st;
 }

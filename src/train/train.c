@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include "tempo/layers.h"
 #include "tempo/model.h"
 #include "tempo/safetensors.h"
+#include "tempo/seal.h"
 #include "tempo/weights.h"
 
 void tempo_train_config_default(tempo_train_config *c) {
@@ -39,11 +41,15 @@ typedef struct {
   float *x, *logits, *dlogits; /* (B, c, h, w), (B, C), (B, C) */
   int *y;                      /* (B) */
   FILE *metrics;
+  char *mbuf;   /* sealed runs: the metrics file's text, written through metrics (open_memstream) */
+  size_t mlen;
   char path[4096];
 } run_state;
 
 static void run_free(run_state *r) {
   if (r->metrics) fclose(r->metrics);
+  if (r->mbuf) sodium_memzero(r->mbuf, r->mlen);
+  free(r->mbuf);
   tempo_free_floats(r->x);
   tempo_free_floats(r->logits);
   tempo_free_floats(r->dlogits);
@@ -142,12 +148,65 @@ static void fill_meta(tempo_ckpt_meta *meta, const tempo_train_config *c, const 
   memcpy(meta->rng, m->rng.s, sizeof meta->rng);
 }
 
+/* Sealed runs: reseals the whole metrics text into metrics.jsonl.sealed (atomically). */
+static tempo_status save_sealed_metrics(run_state *r, const tempo_train_config *c) {
+  if (!c->key || !r->metrics) return TEMPO_STATUS_OK;
+  if (fflush(r->metrics) != 0) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "out of memory for the metrics");
+  snprintf(r->path, sizeof r->path, "%s/metrics.jsonl" TEMPO_SEAL_SUFFIX, c->out_dir);
+  return tempo_seal_write(r->path, c->key, TEMPO_SEAL_LABEL_METRICS, r->mbuf, r->mlen, 0);
+}
+
 static tempo_status save_ckpt(run_state *r, const tempo_train_config *c, const char *name, long step, int epoch,
                               int batch_in_epoch) {
   tempo_ckpt_meta meta;
   fill_meta(&meta, c, r->model, step, epoch, batch_in_epoch);
-  snprintf(r->path, sizeof r->path, "%s/%s", c->out_dir, name);
-  return tempo_ckpt_save(r->path, &meta, &r->model->params, &r->opt);
+  snprintf(r->path, sizeof r->path, "%s/%s%s", c->out_dir, name, c->key ? TEMPO_SEAL_SUFFIX : "");
+  tempo_status st = tempo_ckpt_save_sealed(r->path, c->key, &meta, &r->model->params, &r->opt);
+  return st ? st : save_sealed_metrics(r, c);
+}
+
+/* Opens the metrics stream: the file itself, or (sealed) a memory stream that starts with the
+ * earlier run's decrypted metrics when resuming into the same folder. */
+static tempo_status open_metrics(run_state *r, const tempo_train_config *c) {
+  if (!c->key) {
+    snprintf(r->path, sizeof r->path, "%s/metrics.jsonl", c->out_dir);
+    if (!(r->metrics = fopen(r->path, c->resume ? "a" : "w")))
+      return tempo_set_error(TEMPO_STATUS_IO, "cannot write %s: %s", r->path, strerror(errno));
+    return TEMPO_STATUS_OK;
+  }
+  if (!(r->metrics = open_memstream(&r->mbuf, &r->mlen)))
+    return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "out of memory for the metrics");
+  snprintf(r->path, sizeof r->path, "%s/metrics.jsonl" TEMPO_SEAL_SUFFIX, c->out_dir);
+  if (!c->resume || access(r->path, F_OK) != 0) return TEMPO_STATUS_OK;
+  uint8_t *old;
+  size_t len;
+  tempo_status st = tempo_unseal_read(r->path, c->key, TEMPO_SEAL_LABEL_METRICS, (size_t)1 << 30, &old, &len, NULL);
+  if (st) return st;
+  if (len && fwrite(old, 1, len, r->metrics) != len)
+    st = tempo_set_error(TEMPO_STATUS_NO_MEMORY, "out of memory for the metrics");
+  sodium_memzero(old, len);
+  free(old);
+  return st;
+}
+
+/* --init-from: a safetensors file, sealed (label "weights") when the run has a key. */
+static tempo_status load_init(tempo_params *p, const char *path, const tempo_owner_key *key) {
+  tempo_st_file *f;
+  tempo_status st;
+  if (key) {
+    uint8_t *buf;
+    size_t len;
+    if ((st = tempo_unseal_read(path, key, TEMPO_SEAL_LABEL_WEIGHTS, (size_t)16 << 30, &buf, &len, NULL))) return st;
+    st = tempo_st_parse(buf, len, path, &f);
+    sodium_memzero(buf, len);
+    free(buf);
+  } else {
+    st = tempo_st_open(path, &f);
+  }
+  if (st) return st;
+  st = tempo_params_load_st(p, f, true, NULL);
+  tempo_st_close(f);
+  return st;
 }
 
 tempo_status tempo_train_run(const tempo_train_config *cfg_in, tempo_train_result *res) {
@@ -164,7 +223,7 @@ tempo_status tempo_train_run(const tempo_train_config *cfg_in, tempo_train_resul
   memset(&meta, 0, sizeof meta);
   tempo_status st;
   if (c.resume) {
-    if ((st = tempo_ckpt_load(c.resume, &meta, NULL, NULL))) return st;
+    if ((st = tempo_ckpt_load_sealed(c.resume, c.key, &meta, NULL, NULL))) return st;
     if (c.model[0] && strcmp(c.model, meta.model) != 0)
       return tempo_set_error(TEMPO_STATUS_MISMATCH,
                              "%s is a checkpoint of model '%s', not '%s': drop --model or pick the right checkpoint",
@@ -187,8 +246,8 @@ tempo_status tempo_train_run(const tempo_train_config *cfg_in, tempo_train_resul
     c.out_dir = default_out;
   }
   if ((st = tempo_mkdir_p(c.out_dir))) return st;
-  if ((st = tempo_dataset_load(c.dataset, c.data_dir, true, &r.train)) ||
-      (st = tempo_dataset_load(c.dataset, c.data_dir, false, &r.test)))
+  if ((st = tempo_dataset_load_sealed(c.dataset, c.data_dir, true, c.key, &r.train)) ||
+      (st = tempo_dataset_load_sealed(c.dataset, c.data_dir, false, c.key, &r.test)))
     goto out;
   if ((st = tempo_mm_create(&c.engine, &r.mm))) goto out;
   tempo_model_config mc = {.in_c = r.train.c, .in_h = r.train.h, .in_w = r.train.w,
@@ -211,17 +270,13 @@ tempo_status tempo_train_run(const tempo_train_config *cfg_in, tempo_train_resul
   long step = 0;
   int epoch = 0, batch_in_epoch = 0;
   if (c.resume) {
-    if ((st = tempo_ckpt_load(c.resume, &meta, &m->params, &r.opt))) goto out;
+    if ((st = tempo_ckpt_load_sealed(c.resume, c.key, &meta, &m->params, &r.opt))) goto out;
     memcpy(m->rng.s, meta.rng, sizeof meta.rng);
     step = meta.step;
     epoch = meta.epoch;
     batch_in_epoch = meta.batch_in_epoch;
   } else if (c.init_from) {
-    tempo_st_file *f;
-    if ((st = tempo_st_open(c.init_from, &f))) goto out;
-    st = tempo_params_load_st(&m->params, f, true, NULL);
-    tempo_st_close(f);
-    if (st) goto out;
+    if ((st = load_init(&m->params, c.init_from, c.key))) goto out;
   }
 
   size_t in_size = (size_t)r.train.c * r.train.h * r.train.w;
@@ -233,11 +288,7 @@ tempo_status tempo_train_run(const tempo_train_config *cfg_in, tempo_train_resul
     st = tempo_set_error(TEMPO_STATUS_NO_MEMORY, "out of memory for batch buffers");
     goto out;
   }
-  snprintf(r.path, sizeof r.path, "%s/metrics.jsonl", c.out_dir);
-  if (!(r.metrics = fopen(r.path, c.resume ? "a" : "w"))) {
-    st = tempo_set_error(TEMPO_STATUS_IO, "cannot write %s: %s", r.path, strerror(errno));
-    goto out;
-  }
+  if ((st = open_metrics(&r, &c))) goto out;
   const bool bar = c.progress == 1 || (c.progress < 0 && isatty(STDOUT_FILENO));
   if (!c.quiet)
     printf("tempo: training %s (%zu parameters) on %s: %d train / %d test images, batch %d, %d epoch(s), "
@@ -246,6 +297,11 @@ tempo_status tempo_train_run(const tempo_train_config *cfg_in, tempo_train_resul
            c.epochs, planned, tempo_optim_kind_name(c.optim.kind), c.optim.lr, tempo_sched_kind_name(c.optim.schedule),
            tempo_mode_name(c.engine.mode), c.engine.mode == TEMPO_MODE_LOCAL ? 0 : c.engine.workers,
            c.engine.verify_rounds, c.out_dir);
+  if (!c.quiet && c.key) {
+    char id[2 * TEMPO_OWNER_KEY_ID_BYTES + 1];
+    tempo_owner_key_id_hex(c.key, id);
+    printf("tempo: sealed inputs and outputs (owner key %s)\n", id);
+  }
 
   const double t_start = tempo_now();
   double win_loss = 0.0, win_t0 = tempo_now();
@@ -343,22 +399,34 @@ tempo_status tempo_train_run(const tempo_train_config *cfg_in, tempo_train_resul
           res->seconds, res->test_acc, tempo_mode_name(c.engine.mode));
   json_stats(r.metrics, &res->stats);
   fputs("}}\n", r.metrics);
+  st = save_sealed_metrics(&r, &c);
 out:
+  if (st && c.key && r.metrics) { /* keep what was logged, sealed, for the owner's diagnosis */
+    tempo_status keep = st;
+    if (save_sealed_metrics(&r, &c)) {
+    }
+    st = keep;
+  }
   run_free(&r);
   return st;
 }
 
 tempo_status tempo_eval_checkpoint(const char *path, const char *data_dir, const tempo_mm_config *engine,
                                    int batch_size, double *acc, double *loss) {
+  return tempo_eval_checkpoint_sealed(path, data_dir, NULL, engine, batch_size, acc, loss);
+}
+
+tempo_status tempo_eval_checkpoint_sealed(const char *path, const char *data_dir, const tempo_owner_key *key,
+                                          const tempo_mm_config *engine, int batch_size, double *acc, double *loss) {
   tempo_ckpt_meta meta;
-  tempo_status st = tempo_ckpt_load(path, &meta, NULL, NULL);
+  tempo_status st = tempo_ckpt_load_sealed(path, key, &meta, NULL, NULL);
   if (st) return st;
   tempo_dataset_kind kind;
   if (!tempo_dataset_kind_parse(meta.dataset, &kind))
     return tempo_set_error(TEMPO_STATUS_CORRUPT, "%s names an unknown dataset '%s'", path, meta.dataset);
   run_state r;
   memset(&r, 0, sizeof r);
-  if ((st = tempo_dataset_load(kind, data_dir, false, &r.test))) goto out;
+  if ((st = tempo_dataset_load_sealed(kind, data_dir, false, key, &r.test))) goto out;
   if (r.test.c != meta.in_c || r.test.h != meta.in_h || r.test.w != meta.in_w) {
     st = tempo_set_error(TEMPO_STATUS_MISMATCH, "%s was trained on %dx%dx%d inputs; the data is %dx%dx%d", path,
                          meta.in_c, meta.in_h, meta.in_w, r.test.c, r.test.h, r.test.w);
@@ -369,7 +437,7 @@ tempo_status tempo_eval_checkpoint(const char *path, const char *data_dir, const
                            .num_classes = meta.num_classes, .max_batch = batch_size};
   snprintf(mc.name, sizeof mc.name, "%s", meta.model);
   if ((st = tempo_model_create(&mc, r.mm, 0, &r.model))) goto out;
-  if ((st = tempo_ckpt_load(path, &meta, &r.model->params, NULL))) goto out;
+  if ((st = tempo_ckpt_load_sealed(path, key, &meta, &r.model->params, NULL))) goto out;
   r.x = tempo_alloc_floats((size_t)batch_size * meta.in_c * meta.in_h * meta.in_w);
   r.logits = tempo_alloc_floats((size_t)batch_size * meta.num_classes);
   r.y = calloc((size_t)batch_size, sizeof(int));
