@@ -97,7 +97,7 @@ static void layout(vit_impl *s, vit_arena *a, int max_b, size_t attn_scratch) {
 }
 
 /* y += x over n values. */
-TEMPO_VIT_CLONES
+__attribute__((noinline)) TEMPO_VIT_CLONES
 static void add_into(float *restrict y, const float *restrict x, size_t n) {
   size_t i = 0;
   for (; i + 8 <= n; i += 8) vstore(y + i, vload(y + i) + vload(x + i));

@@ -127,7 +127,10 @@ VS_INLINE void copy_head(float *restrict dst, const float *restrict src, int e) 
 }
 
 /* (B, N, 3D) rows -> three (T, N, E) blocks: the twin's reshape(B, N, 3, H, E).permute(2, 0, 3, 1, 4). */
-TEMPO_VIT_CLONES
+/* noinline: a clone inlined into a non-cloned caller would lose its AVX2 body; no loop
+ * distribution: GCC would turn copy_head's loop back into a memmove call. */
+#define HEADS_FN __attribute__((noinline, optimize("no-tree-loop-distribute-patterns"))) TEMPO_VIT_CLONES
+HEADS_FN
 static void split_heads3(const tempo_mhsa *a, int batch, const float *qkv, float *q, float *k, float *v) {
   const int n = a->tokens, h = a->heads, e = a->head_dim, d = a->dim;
   for (int b = 0; b < batch; b++)
@@ -143,7 +146,7 @@ static void split_heads3(const tempo_mhsa *a, int batch, const float *qkv, float
 }
 
 /* The inverse of split_heads3. */
-TEMPO_VIT_CLONES
+HEADS_FN
 static void merge_heads3(const tempo_mhsa *a, int batch, const float *q, const float *k, const float *v,
                          float *qkv) {
   const int n = a->tokens, h = a->heads, e = a->head_dim, d = a->dim;
@@ -160,7 +163,7 @@ static void merge_heads3(const tempo_mhsa *a, int batch, const float *q, const f
 }
 
 /* (T, N, E) <-> (B, N, D); to_heads selects the direction. */
-TEMPO_VIT_CLONES
+HEADS_FN
 static void permute_heads(const tempo_mhsa *a, int batch, const float *src, float *dst, bool to_heads) {
   const int n = a->tokens, h = a->heads, e = a->head_dim, d = a->dim;
   for (int b = 0; b < batch; b++)

@@ -33,12 +33,17 @@ VS_INLINE v8f vload(const float *p) {
 VS_INLINE void vstore(float *p, v8f v) { memcpy(p, &v, sizeof v); }
 VS_INLINE v8f vset(float x) { return (v8f){x, x, x, x, x, x, x, x}; }
 /* The first k (< 8) values of p, the rest `fill`. */
+/* Element loops, not memcpy: a variable-length memcpy is a library call per row tail. */
 VS_INLINE v8f vload_part(const float *p, int k, float fill) {
-  v8f v = vset(fill);
-  memcpy(&v, p, (size_t)k * sizeof(float));
-  return v;
+  float t[8];
+  for (int i = 0; i < 8; i++) t[i] = i < k ? p[i] : fill;
+  return vload(t);
 }
-VS_INLINE void vstore_part(float *p, v8f v, int k) { memcpy(p, &v, (size_t)k * sizeof(float)); }
+VS_INLINE void vstore_part(float *p, v8f v, int k) {
+  float t[8];
+  vstore(t, v);
+  for (int i = 0; i < k; i++) p[i] = t[i];
+}
 VS_INLINE float vsum(v8f v) { return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7])); }
 /* mask ? a : b per lane (mask lanes are all ones or all zeros, as comparisons give). */
 VS_INLINE v8f vselect(v8i mask, v8f a, v8f b) {
