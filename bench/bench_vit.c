@@ -9,8 +9,11 @@
  * engine's t_local) versus everything else (layer norm, GELU, softmax, rearrangements),
  * and the minor page faults per timed step (0 when every buffer is reused).
  *
+ * --layers times the element-wise passes alone at vit-mini's shapes for the batch (softmax
+ * over (B*H*N, N), GELU over (B*N, M), layer norm over (B*N, D)): ms per call, median of 20.
+ *
  * Usage: bench_vit [--models vit-mini,vit-tiny] [--threads 1,2] [--steps N] [--warmup N]
- *                  [--batch B] [--quick]   (--quick: vit-mini, 3 steps, batch 16) */
+ *                  [--batch B] [--quick] [--layers]   (--quick: vit-mini, 3 steps, batch 16) */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +24,7 @@
 #include "tempo/layers.h"
 #include "tempo/model.h"
 #include "tempo/optim.h"
+#include "tempo/vit.h"
 
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
@@ -108,9 +112,66 @@ static result bench_one(const char *name, int threads, int batch, int warmup, in
   return r;
 }
 
+typedef struct {
+  float *a, *b, *c, *mean, *rstd;
+  tempo_layernorm ln;
+  tempo_params p;
+  size_t rows_sm, n_gelu;
+  int n_sm, rows_ln;
+} layer_ctx;
+
+static double time_pass(layer_ctx *c, int which) {
+  double t[20];
+  for (int r = -2; r < 20; r++) {
+    const double t0 = tempo_now();
+    switch (which) {
+    case 0: tempo_softmax_rows_forward(c->a, c->b, c->rows_sm, c->n_sm, 0.125f); break;
+    case 1: tempo_softmax_rows_backward(c->b, c->a, c->c, c->rows_sm, c->n_sm, 0.125f); break;
+    case 2: tempo_gelu_forward(c->a, c->b, c->n_gelu); break;
+    case 3: tempo_gelu_backward(c->a, c->b, c->c, c->n_gelu); break;
+    case 4: tempo_layernorm_forward(&c->ln, &c->p, c->a, c->rows_ln, c->b, c->mean, c->rstd); break;
+    default: tempo_layernorm_backward(&c->ln, &c->p, c->a, c->mean, c->rstd, c->b, c->rows_ln, c->c, true); break;
+    }
+    if (r >= 0) t[r] = tempo_now() - t0;
+  }
+  qsort(t, 20, sizeof t[0], cmp_double);
+  return t[10] * 1e3;
+}
+
+/* The element-wise passes at vit-mini's shapes (D 128, H 4, N 65, M 256). */
+static void bench_layers(int batch) {
+  layer_ctx c = {.rows_sm = (size_t)batch * 4 * 65, .n_sm = 65, .n_gelu = (size_t)batch * 65 * 256,
+                 .rows_ln = batch * 65};
+  const size_t n = c.n_gelu > c.rows_sm * 65 ? c.n_gelu : c.rows_sm * 65;
+  c.a = tempo_alloc_floats(n), c.b = tempo_alloc_floats(n), c.c = tempo_alloc_floats(n);
+  c.mean = tempo_alloc_floats((size_t)c.rows_ln), c.rstd = tempo_alloc_floats((size_t)c.rows_ln);
+  tempo_params_init(&c.p);
+  if (!c.a || !c.b || !c.c || !c.mean || !c.rstd || tempo_layernorm_declare(&c.ln, &c.p, "ln", 128) ||
+      tempo_params_finalize(&c.p))
+    die("layer buffers");
+  tempo_layernorm_init(&c.ln, &c.p);
+  tempo_rng rng;
+  tempo_rng_seed(&rng, 5, 0);
+  for (size_t i = 0; i < n; i++) c.a[i] = (float)tempo_rng_normal(&rng), c.b[i] = (float)tempo_rng_normal(&rng);
+  static const char *names[6] = {"softmax forward", "softmax backward", "GELU forward", "GELU backward",
+                                 "layer norm forward", "layer norm backward"};
+  const double elems[6] = {(double)c.rows_sm * 65, (double)c.rows_sm * 65, (double)c.n_gelu, (double)c.n_gelu,
+                           (double)c.rows_ln * 128, (double)c.rows_ln * 128};
+  printf("| pass (vit-mini shapes, batch %d) | values | ms/call | ns/value |\n|---|--:|--:|--:|\n", batch);
+  for (int w = 0; w < 6; w++) {
+    const double ms = time_pass(&c, w);
+    printf("| %s | %.0f | %.3f | %.2f |\n", names[w], elems[w], ms, ms * 1e6 / elems[w]);
+  }
+  printf("\n");
+  tempo_params_free(&c.p);
+  tempo_free_floats(c.a), tempo_free_floats(c.b), tempo_free_floats(c.c);
+  tempo_free_floats(c.mean), tempo_free_floats(c.rstd);
+}
+
 int main(int argc, char **argv) {
   char models[256] = "vit-mini,vit-tiny", threads[64] = "1,2";
   int steps = 10, warmup = 2, batch = 64;
+  bool layers = false;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--models") && i + 1 < argc)
       snprintf(models, sizeof models, "%s", argv[++i]);
@@ -122,12 +183,14 @@ int main(int argc, char **argv) {
       warmup = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--batch") && i + 1 < argc)
       batch = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--layers"))
+      layers = true;
     else if (!strcmp(argv[i], "--quick")) {
       snprintf(models, sizeof models, "vit-mini");
       steps = 3, warmup = 1, batch = 16;
     } else {
       fprintf(stderr, "usage: bench_vit [--models a,b] [--threads 1,2] [--steps N] [--warmup N] [--batch B] "
-                      "[--quick]\n");
+                      "[--quick] [--layers]\n");
       return 2;
     }
   }
@@ -135,6 +198,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "bench_vit: --steps, --warmup and --batch must be >= 1\n");
     return 2;
   }
+  if (layers) bench_layers(batch);
   printf("| model | batch | threads | ms/step median | min | max | matmul share | page faults/step |\n");
   printf("|---|--:|--:|--:|--:|--:|--:|--:|\n");
   for (char *ms = models, *mtok; (mtok = strtok_r(ms, ",", &ms));) {

@@ -15,18 +15,19 @@
 #include "tempo/vit.h"
 #include "vit_simd.h"
 
-/* One row: y = softmax(scale * x), 8 values at a time; the tail is padded with -inf
- * (exp gives 0, so it adds nothing to the sum). */
+/* One row: y = softmax(scale * x), 8 values at a time; the n % 8 tail values go one by
+ * one (a broadcast vexp per value) rather than through a padded vector, which stalls on
+ * store forwarding in every row. */
 TEMPO_VIT_CLONES
 void tempo_softmax_rows_forward(const float *x, float *y, size_t rows, int n, float scale) {
-  const int full = n & ~7, tail = n - full;
+  const int full = n & ~7;
   for (size_t r = 0; r < rows; r++) {
     const float *xr = x + r * (size_t)n;
     float *yr = y + r * (size_t)n;
     v8f m8 = vset(-__builtin_inff());
     for (int i = 0; i < full; i += 8) m8 = vmax(m8, vload(xr + i));
-    if (tail) m8 = vmax(m8, vload_part(xr + full, tail, -__builtin_inff()));
-    const float mx = vhmax(m8);
+    float mx = vhmax(m8);
+    for (int i = full; i < n; i++) mx = xr[i] > mx ? xr[i] : mx;
     const v8f vmx = vset(mx), vsc = vset(scale);
     v8f s8 = vset(0.0f);
     for (int i = 0; i < full; i += 8) {
@@ -34,31 +35,29 @@ void tempo_softmax_rows_forward(const float *x, float *y, size_t rows, int n, fl
       vstore(yr + i, e);
       s8 += e;
     }
-    v8f et = vset(0.0f);
-    if (tail) {
-      et = vexp((vload_part(xr + full, tail, -__builtin_inff()) - vmx) * vsc);
-      s8 += et;
-    }
-    const v8f inv = vset(1.0f / vsum(s8));
-    for (int i = 0; i < full; i += 8) vstore(yr + i, vload(yr + i) * inv);
-    if (tail) vstore_part(yr + full, et * inv, tail);
+    float sum = vsum(s8);
+    for (int i = full; i < n; i++) sum += yr[i] = vexp(vset((xr[i] - mx) * scale))[0];
+    const float inv = 1.0f / sum;
+    const v8f vinv = vset(inv);
+    for (int i = 0; i < full; i += 8) vstore(yr + i, vload(yr + i) * vinv);
+    for (int i = full; i < n; i++) yr[i] *= inv;
   }
 }
 
+/* dx = scale * y * (dy - <y, dy>) per row; tails value by value as in the forward. */
 TEMPO_VIT_CLONES
 void tempo_softmax_rows_backward(const float *y, const float *dy, float *dx, size_t rows, int n, float scale) {
-  const int full = n & ~7, tail = n - full;
+  const int full = n & ~7;
   for (size_t r = 0; r < rows; r++) {
     const float *yr = y + r * (size_t)n, *dyr = dy + r * (size_t)n;
     float *dxr = dx + r * (size_t)n;
     v8f d8 = vset(0.0f);
     for (int i = 0; i < full; i += 8) d8 += vload(yr + i) * vload(dyr + i);
-    if (tail) d8 += vload_part(yr + full, tail, 0.0f) * vload_part(dyr + full, tail, 0.0f);
-    const v8f dot = vset(vsum(d8)), vsc = vset(scale);
-    for (int i = 0; i < full; i += 8) vstore(dxr + i, vsc * vload(yr + i) * (vload(dyr + i) - dot));
-    if (tail)
-      vstore_part(dxr + full,
-                  vsc * vload_part(yr + full, tail, 0.0f) * (vload_part(dyr + full, tail, 0.0f) - dot), tail);
+    float dot = vsum(d8);
+    for (int i = full; i < n; i++) dot += yr[i] * dyr[i];
+    const v8f vdot = vset(dot), vsc = vset(scale);
+    for (int i = 0; i < full; i += 8) vstore(dxr + i, vsc * vload(yr + i) * (vload(dyr + i) - vdot));
+    for (int i = full; i < n; i++) dxr[i] = scale * yr[i] * (dyr[i] - dot);
   }
 }
 
