@@ -3,7 +3,7 @@
  * and the losses of 5 SGD steps (lr 0.1, momentum 0.9); plus the parameter counts of
  * vit-mini and vit-tiny against the twin's (tools/peer_bench.py, 3x32x32 inputs).
  * Tolerances: logits and gradients within 1e-5 * max|value| + 1e-6 (float32, different
- * summation orders, an erf/exp of a different library; the errors seen are ~3e-7 * max);
+ * summation orders, an erf/exp of a different library; the errors seen are < 1e-6 * max);
  * losses within 1e-5 relative. The same checks run in tempo mode (obfuscated products on
  * in-process workers) with 1e-4, room for other key spaces (the positive scaling adds
  * rounding; with the default keys the errors stay below 1e-5). */
