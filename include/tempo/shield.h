@@ -1,0 +1,104 @@
+/* shield.h - the hardened offload mode (--mode shield, docs/shield.md): MM-obfuscation
+ * plus fresh additive masks whose correction terms other workers compute.
+ *
+ * One product instance Y' = X' W' (X' (m, n), W' (n, p), blinded as in tempo mode) is
+ * masked with fresh Gaussian masks R (like X') and S (like W'):
+ *   X'' = X' + R,  W'' = W' + S
+ * and split over FOUR distinct workers (roles), each holding one X-operand and one
+ * W-operand:
+ *   role A: X'' W''    role B: X'' S    role C: R W''    role D: R S
+ *   Y' = A - B - C + D                                   (combined on the master)
+ * The backward masks dY* with a fresh T: dY** = dY* + T. Each role runs the ordinary
+ * backward product on the pair it keeps from the forward, with dY** (roles A, D) or T
+ * (roles B, C), so no worker ever holds a masked value together with its mask:
+ *   dX' = A.dx + B.dx - C.dx - D.dx      dW' = A.dw - B.dw + C.dw - D.dw
+ * Trust assumption: no two of the four workers of a product collude (any two together
+ * can unmask something: e.g. A + B give W' = W'' - S). The master therefore refuses
+ * shield mode with fewer than TEMPO_SHIELD_MIN_WORKERS workers, never gives two roles of
+ * one product to the same worker (a failed role is recomputed only on a worker holding
+ * no role of that product in this step), and stops with TEMPO_STATUS_WORKER when no such
+ * worker is left.
+ *
+ * Shares are float32 (the workers' existing GEMM). Masks are drawn with standard
+ * deviation sigma = alpha * rms(operand) per instance: larger alpha hides more
+ * (per-element signal ~ 1/alpha) and costs precision (relative error ~ 2^-24 alpha^2 n^½);
+ * docs/shield.md measures both and justifies TEMPO_SHIELD_DEFAULT_ALPHA. */
+#ifndef TEMPO_SHIELD_H
+#define TEMPO_SHIELD_H
+
+#include "tempo/matmul.h"
+#include "tempo/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TEMPO_SHIELD_ROLES 4
+#define TEMPO_SHIELD_MIN_WORKERS 4
+#define TEMPO_SHIELD_DEFAULT_ALPHA 32.0
+#define TEMPO_SHIELD_SEED_BYTES 32
+
+enum { TEMPO_SHIELD_ROLE_A = 0, TEMPO_SHIELD_ROLE_B, TEMPO_SHIELD_ROLE_C, TEMPO_SHIELD_ROLE_D };
+
+/* Role r's operands: masked (X'', W'') or mask (R, S); and the sign of its share in the
+ * forward, dX and dW combination (+1 or -1). */
+bool tempo_shield_role_masked_x(int role); /* X'' (true) or R */
+bool tempo_shield_role_masked_w(int role); /* W'' (true) or S */
+bool tempo_shield_role_masked_dy(int role); /* dY** (true) or T */
+int tempo_shield_sign_y(int role);
+int tempo_shield_sign_dx(int role);
+int tempo_shield_sign_dw(int role);
+
+/* Expands a mask: out[i] = sigma * N(0, 1), i < n, from a 32-byte seed (ChaCha20 stream
+ * + Box-Muller). A pure function of (seed, sigma, n): a worker given the seed can expand
+ * the same mask (it then learns that mask, which is independent of every secret). */
+void tempo_shield_expand(const uint8_t seed[TEMPO_SHIELD_SEED_BYTES], float sigma, float *out, size_t n);
+
+/* sqrt(mean(x^2)) accumulated in double; 0 for n == 0. */
+double tempo_shield_rms(const float *x, size_t n);
+/* The mask scale for an operand of rms `rms`: alpha * rms, at least 1e-30. */
+float tempo_shield_sigma(double alpha, double rms);
+/* out = a + b (n floats). */
+void tempo_shield_add(const float *a, const float *b, float *out, size_t n);
+/* acc += sign * share (n values; acc in double). */
+void tempo_shield_accumulate(double *acc, const float *share, int sign, size_t n);
+/* out = (float)acc. */
+void tempo_shield_narrow(const double *acc, float *out, size_t n);
+
+/* Picks TEMPO_SHIELD_ROLES distinct live workers starting the scan at `start` (round
+ * robin load balance). roles[r] = worker. False when fewer than 4 live workers. */
+bool tempo_shield_assign(int n_workers, const bool *live, int start, int roles[TEMPO_SHIELD_ROLES]);
+
+/* Sets the mask scale alpha (> 0) of a shield-mode tempo_mm (INVALID_ARGUMENT if mm is
+ * not in shield mode or alpha <= 0). Also read at creation from TEMPO_SHIELD_ALPHA. */
+TEMPO_WUR tempo_status tempo_shield_set_alpha(tempo_mm *mm, double alpha);
+
+/* ---- the precision / leakage study (docs/shield.md) ----
+ * One random product of shape (m, n, p): X = ReLU(N(0,1)) activations (half zeros),
+ * W = N(0, 1/n), blinded with a fresh tempo key, shielded with masks of scale alpha, the
+ * four shares computed locally in float32 (as the workers do) or float64, combined and
+ * compared with the plaintext product; and the leakage of X'' (what roles A, B see)
+ * about X'. */
+typedef struct {
+  int m, n, p;
+  double alpha;
+  bool f64;       /* float64 shares (sgemm replaced by dgemm) */
+  uint64_t seed;
+} tempo_shield_study_cfg;
+
+typedef struct {
+  double rel_err;     /* ||Y_shield - Y|| / ||Y|| (Frobenius), Y the float64 plaintext product */
+  double max_err;     /* max |Y_shield - Y| / max |Y| */
+  double corr;        /* |Pearson correlation| of X'' with X' over all elements */
+  double sign_agree;  /* fraction of nonzero X' entries with sign(X'') == sign(X') */
+  double zero_auc;    /* AUC of |X''| separating X' == 0 from X' != 0 (0.5 = chance) */
+  double dist_adv;    /* two-secret distinguisher advantage: |P(correct) - 1/2| * 2 */
+  double tempo_rel_err; /* the same product in tempo mode (no masks), for reference */
+} tempo_shield_study_result;
+
+TEMPO_WUR tempo_status tempo_shield_study(const tempo_shield_study_cfg *cfg, tempo_shield_study_result *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
