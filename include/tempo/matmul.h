@@ -6,7 +6,7 @@
  *   local  - the master computes it (OpenBLAS): the pure-TEE baseline;
  *   plain  - workers compute it, unblinded (insecure upper bound, same messages);
  *   tempo  - workers compute it MM-obfuscated; the master verifies and decrypts;
- *   shield - reserved for the hardened mode.
+ *   shield - MM-obfuscation plus fresh additive masks over 4 roles (shield.h).
  * Layers never know which mode runs.
  *
  * Shapes: one product instance is Y = X . W with X (m, n), W (n, p), Y (m, p), row-major

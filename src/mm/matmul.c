@@ -8,11 +8,13 @@
 #include <string.h>
 
 #include "offload/engine.h"
+#include "offload/shield_engine.h"
 #include "tempo/common.h"
 
 struct tempo_mm {
   tempo_mm_config cfg;
   tempo_engine *engine; /* plain and tempo modes */
+  tempo_shield_engine *shield; /* shield mode */
   bool training;
   int next_slot;
   tempo_mm_stats run, step;
@@ -52,8 +54,6 @@ tempo_status tempo_mm_create(const tempo_mm_config *cfg, tempo_mm **out) {
       cfg->threads < 1 || cfg->threads > 256)
     return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT,
                            "engine: workers must be 1..256, verify rounds 0..64, threads 1..256");
-  if (cfg->mode == TEMPO_MODE_SHIELD)
-    return tempo_set_error(TEMPO_STATUS_UNSUPPORTED, "mode 'shield' is not built yet; use --mode tempo");
   if ((unsigned)cfg->mode > TEMPO_MODE_SHIELD)
     return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "engine: unknown mode %d", (int)cfg->mode);
   tempo_mm *mm = calloc(1, sizeof *mm);
@@ -62,6 +62,12 @@ tempo_status tempo_mm_create(const tempo_mm_config *cfg, tempo_mm **out) {
   mm->cfg.audit_dir = NULL;
   if (cfg->mode == TEMPO_MODE_LOCAL) {
     openblas_set_num_threads(cfg->threads);
+  } else if (cfg->mode == TEMPO_MODE_SHIELD) {
+    tempo_status st = tempo_shield_engine_create(cfg, &mm->shield); /* refuses < 4 workers */
+    if (st) {
+      free(mm);
+      return st;
+    }
   } else {
     tempo_status st = tempo_engine_create(cfg, &mm->engine); /* sets one BLAS thread per worker */
     if (st) {
@@ -76,6 +82,7 @@ tempo_status tempo_mm_create(const tempo_mm_config *cfg, tempo_mm **out) {
 void tempo_mm_free(tempo_mm *mm) {
   if (!mm) return;
   tempo_engine_free(mm->engine);
+  tempo_shield_engine_free(mm->shield);
   free(mm);
 }
 tempo_mode tempo_mm_mode(const tempo_mm *mm) { return mm->cfg.mode; }
@@ -100,6 +107,11 @@ tempo_status tempo_mm_forward(tempo_mm *mm, tempo_mm_site *site, const tempo_mm_
   tempo_status st = check_shape(s);
   if (st) return st;
   if (site->slot == 0) site->slot = ++mm->next_slot;
+  if (mm->shield) {
+    st = tempo_shield_engine_forward(mm->shield, site->slot, s, X, W, Y, mm->training);
+    tempo_shield_engine_take_stats(mm->shield, &mm->run, &mm->step);
+    return st;
+  }
   if (mm->engine) {
     st = tempo_engine_forward(mm->engine, site->slot, s, X, W, Y, mm->training);
     tempo_engine_take_stats(mm->engine, &mm->run, &mm->step);
@@ -119,6 +131,11 @@ tempo_status tempo_mm_backward(tempo_mm *mm, tempo_mm_site *site, const tempo_mm
   tempo_status st = check_shape(s);
   if (st) return st;
   if (site->slot == 0) return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "matmul: backward before forward");
+  if (mm->shield) {
+    st = tempo_shield_engine_backward(mm->shield, site->slot, s, dY, dX, dW, flags);
+    tempo_shield_engine_take_stats(mm->shield, &mm->run, &mm->step);
+    return st;
+  }
   if (mm->engine) {
     st = tempo_engine_backward(mm->engine, site->slot, s, dY, dX, dW, flags);
     tempo_engine_take_stats(mm->engine, &mm->run, &mm->step);
@@ -146,6 +163,11 @@ tempo_status tempo_mm_backward(tempo_mm *mm, tempo_mm_site *site, const tempo_mm
 }
 
 void tempo_mm_step_end(tempo_mm *mm) {
+  if (mm->shield) {
+    if (tempo_shield_engine_step_end(mm->shield)) fprintf(stderr, "tempo: step end: %s\n", tempo_errmsg());
+    tempo_shield_engine_take_stats(mm->shield, &mm->run, &mm->step);
+    return;
+  }
   if (!mm->engine) return;
   if (tempo_engine_step_end(mm->engine)) fprintf(stderr, "tempo: step end: %s\n", tempo_errmsg());
   tempo_engine_take_stats(mm->engine, &mm->run, &mm->step);
@@ -153,11 +175,20 @@ void tempo_mm_step_end(tempo_mm *mm) {
 
 void tempo_mm_set_timeout(tempo_mm *mm, double seconds) {
   if (mm->engine) tempo_engine_set_timeout(mm->engine, seconds);
+  if (mm->shield) tempo_shield_engine_set_timeout(mm->shield, seconds);
 }
 
-int tempo_mm_live_workers(const tempo_mm *mm) { return mm->engine ? tempo_engine_live_workers(mm->engine) : 0; }
+int tempo_mm_live_workers(const tempo_mm *mm) {
+  if (mm->shield) return tempo_shield_engine_live_workers(mm->shield);
+  return mm->engine ? tempo_engine_live_workers(mm->engine) : 0;
+}
 
-tempo_transport *tempo_mm_test_transport(tempo_mm *mm) { return mm->engine ? tempo_engine_transport(mm->engine) : NULL; }
+tempo_transport *tempo_mm_test_transport(tempo_mm *mm) {
+  if (mm->shield) return tempo_shield_engine_transport(mm->shield);
+  return mm->engine ? tempo_engine_transport(mm->engine) : NULL;
+}
+
+tempo_shield_engine *tempo_mm_shield_engine(tempo_mm *mm) { return mm->shield; }
 
 void tempo_mm_stats_run(const tempo_mm *mm, tempo_mm_stats *out) { *out = mm->run; }
 
