@@ -1,0 +1,183 @@
+/* match.c - the attacks' building blocks (attack.h): Sinkhorn balancing, linear
+ * assignment, weight matching, co-occurrence linking, patch recovery. */
+#include <cblas.h>
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tempo/attack.h"
+#include "attack/attack_internal.h"
+#include "tempo/common.h"
+
+double tempo_sinkhorn(const float *A, int r, int c, int iters, double *rf, double *cf) {
+  for (int i = 0; i < r; i++) rf[i] = 1.0;
+  for (int j = 0; j < c; j++) cf[j] = 1.0;
+  double *cs = calloc((size_t)c, sizeof *cs);
+  if (!cs) return INFINITY;
+  double dev = 0;
+  for (int it = 0; it < iters; it++) {
+    /* rows: rf[i] sum_j |A| cf = c */
+    dev = 0;
+    for (int i = 0; i < r; i++) {
+      const float *a = A + (size_t)i * c;
+      double s = 0;
+      for (int j = 0; j < c; j++) s += fabs((double)a[j]) * cf[j];
+      double want = rf[i] * s;
+      if (s > 0) {
+        if (it > 0) dev = fmax(dev, fabs(want / c - 1.0));
+        rf[i] = c / s;
+      }
+    }
+    memset(cs, 0, (size_t)c * sizeof *cs);
+    for (int i = 0; i < r; i++) {
+      const float *a = A + (size_t)i * c;
+      for (int j = 0; j < c; j++) cs[j] += fabs((double)a[j]) * rf[i];
+    }
+    for (int j = 0; j < c; j++)
+      if (cs[j] > 0) cf[j] = r / cs[j];
+    if (it > 0 && dev < 1e-7) break;
+  }
+  free(cs);
+  return dev;
+}
+
+void tempo_balance_apply(const float *A, int r, int c, const double *rf, const double *cf, float *B) {
+  for (int i = 0; i < r; i++)
+    for (int j = 0; j < c; j++) B[(size_t)i * c + j] = (float)(rf[i] * A[(size_t)i * c + j] * cf[j]);
+}
+
+/* Shortest augmenting path Hungarian algorithm (potentials u, v; 1-based internally). */
+tempo_status tempo_assign(const double *cost, int n, int *assign, double *total) {
+  size_t n1 = (size_t)n + 1;
+  double *u = calloc(n1, sizeof *u), *v = calloc(n1, sizeof *v), *minv = malloc(n1 * sizeof *minv);
+  int *p = calloc(n1, sizeof *p), *way = calloc(n1, sizeof *way);
+  bool *used = malloc(n1 * sizeof *used);
+  if (!u || !v || !minv || !p || !way || !used) {
+    free(u), free(v), free(minv), free(p), free(way), free(used);
+    return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "assign: out of memory (n %d)", n);
+  }
+  for (int i = 1; i <= n; i++) {
+    p[0] = i;
+    int j0 = 0;
+    for (int j = 0; j <= n; j++) minv[j] = INFINITY, used[j] = false;
+    do {
+      used[j0] = true;
+      int i0 = p[j0], j1 = 0;
+      double delta = INFINITY;
+      const double *row = cost + (size_t)(i0 - 1) * n;
+      for (int j = 1; j <= n; j++) {
+        if (used[j]) continue;
+        double cur = row[j - 1] - u[i0] - v[j];
+        if (cur < minv[j]) minv[j] = cur, way[j] = j0;
+        if (minv[j] < delta) delta = minv[j], j1 = j;
+      }
+      for (int j = 0; j <= n; j++) {
+        if (used[j]) u[p[j]] += delta, v[j] -= delta;
+        else minv[j] -= delta;
+      }
+      j0 = j1;
+    } while (p[j0] != 0);
+    do {
+      int j1 = way[j0];
+      p[j0] = p[j1];
+      j0 = j1;
+    } while (j0);
+  }
+  double t = 0;
+  for (int j = 1; j <= n; j++) {
+    assign[p[j] - 1] = j - 1;
+    t += cost[(size_t)(p[j] - 1) * n + (j - 1)];
+  }
+  if (total) *total = t;
+  free(u), free(v), free(minv), free(p), free(way), free(used);
+  return TEMPO_STATUS_OK;
+}
+
+int tempo_attack_cmp_float(const void *a, const void *b) {
+  float x = *(const float *)a, y = *(const float *)b;
+  return (x > y) - (x < y);
+}
+
+static void transpose(const float *A, int r, int c, float *T) {
+  for (int i = 0; i < r; i++)
+    for (int j = 0; j < c; j++) T[(size_t)j * r + i] = A[(size_t)i * c + j];
+}
+
+/* Rows of A (r, c) against rows of B (r, c): sorted-value signatures (perm-invariant). */
+static void cost_sorted_rows(const float *A, const float *B, int r, int c, float *sa, float *sb, double *cost) {
+  memcpy(sa, A, (size_t)r * c * sizeof *sa);
+  memcpy(sb, B, (size_t)r * c * sizeof *sb);
+  for (int i = 0; i < r; i++) {
+    qsort(sa + (size_t)i * c, (size_t)c, sizeof *sa, tempo_attack_cmp_float);
+    qsort(sb + (size_t)i * c, (size_t)c, sizeof *sb, tempo_attack_cmp_float);
+  }
+  for (int i = 0; i < r; i++)
+    for (int k = 0; k < r; k++) {
+      double s = 0;
+      const float *x = sa + (size_t)i * c, *y = sb + (size_t)k * c;
+      for (int j = 0; j < c; j++) s += ((double)x[j] - y[j]) * ((double)x[j] - y[j]);
+      cost[(size_t)i * r + k] = s;
+    }
+}
+
+/* Rows of A against rows of B with A's columns aligned: A col j = B col cp[j]. */
+static void cost_aligned_rows(const float *A, const float *B, int r, int c, const int *cp, double *cost) {
+  for (int i = 0; i < r; i++)
+    for (int k = 0; k < r; k++) {
+      double s = 0;
+      const float *x = A + (size_t)i * c, *y = B + (size_t)k * c;
+      for (int j = 0; j < c; j++) s += ((double)x[j] - y[cp[j]]) * ((double)x[j] - y[cp[j]]);
+      cost[(size_t)i * r + k] = s;
+    }
+}
+
+tempo_status tempo_attack_match_weight(const float *Wb, const float *W0, int r, int c, int rounds, int *row_perm,
+                                       int *col_perm, float *rec) {
+  if (r < 1 || c < 1) return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "match: empty matrix");
+  size_t rc = (size_t)r * c, big = (size_t)(r > c ? r : c);
+  float *bb = tempo_alloc_floats(rc), *b0 = tempo_alloc_floats(rc), *tb = tempo_alloc_floats(rc),
+        *t0 = tempo_alloc_floats(rc), *s1 = tempo_alloc_floats(rc), *s2 = tempo_alloc_floats(rc);
+  double *rfb = malloc(r * sizeof(double)), *cfb = malloc(c * sizeof(double)), *rf0 = malloc(r * sizeof(double)),
+         *cf0 = malloc(c * sizeof(double)), *cost = malloc(big * big * sizeof(double));
+  tempo_status st = TEMPO_STATUS_OK;
+  if (!bb || !b0 || !tb || !t0 || !s1 || !s2 || !rfb || !cfb || !rf0 || !cf0 || !cost) {
+    st = tempo_set_error(TEMPO_STATUS_NO_MEMORY, "match: out of memory (%d x %d)", r, c);
+    goto done;
+  }
+  tempo_sinkhorn(Wb, r, c, 500, rfb, cfb);
+  tempo_sinkhorn(W0, r, c, 500, rf0, cf0);
+  tempo_balance_apply(Wb, r, c, rfb, cfb, bb);
+  tempo_balance_apply(W0, r, c, rf0, cf0, b0);
+  transpose(bb, r, c, tb);
+  transpose(b0, r, c, t0);
+  /* first the dimension with the longer signatures */
+  if (c >= r) {
+    cost_sorted_rows(bb, b0, r, c, s1, s2, cost);
+    if ((st = tempo_assign(cost, r, row_perm, NULL))) goto done;
+    cost_aligned_rows(tb, t0, c, r, row_perm, cost);
+    if ((st = tempo_assign(cost, c, col_perm, NULL))) goto done;
+  } else {
+    cost_sorted_rows(tb, t0, c, r, s1, s2, cost);
+    if ((st = tempo_assign(cost, c, col_perm, NULL))) goto done;
+    cost_aligned_rows(bb, b0, r, c, col_perm, cost);
+    if ((st = tempo_assign(cost, r, row_perm, NULL))) goto done;
+  }
+  for (int it = 0; it < rounds; it++) {
+    cost_aligned_rows(bb, b0, r, c, col_perm, cost);
+    if ((st = tempo_assign(cost, r, row_perm, NULL))) goto done;
+    cost_aligned_rows(tb, t0, c, r, row_perm, cost);
+    if ((st = tempo_assign(cost, c, col_perm, NULL))) goto done;
+  }
+  if (rec)
+    for (int i = 0; i < r; i++)
+      for (int j = 0; j < c; j++) {
+        int a = row_perm[i], b = col_perm[j];
+        rec[(size_t)a * c + b] = (float)(bb[(size_t)i * c + j] / (rf0[a] * cf0[b]));
+      }
+done:
+  tempo_free_floats(bb), tempo_free_floats(b0), tempo_free_floats(tb), tempo_free_floats(t0);
+  tempo_free_floats(s1), tempo_free_floats(s2);
+  free(rfb), free(cfb), free(rf0), free(cf0), free(cost);
+  return st;
+}

@@ -1,0 +1,357 @@
+/* suite.c - every attack on one step of an audit trail (attack.h, docs/SECURITY.md).
+ * Prints "result <name> <value>" lines (and writes them as JSON with json_out). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "attack/attack_internal.h"
+#include "tempo/checkpoint.h"
+#include "tempo/common.h"
+
+#define MAX_RESULTS 64
+typedef struct {
+  int n;
+  char name[MAX_RESULTS][48];
+  double v[MAX_RESULTS];
+} results;
+
+static void put(results *r, const char *name, double v) {
+  printf("result %s %.6g\n", name, v);
+  if (r->n == MAX_RESULTS) return;
+  snprintf(r->name[r->n], sizeof r->name[0], "%s", name);
+  r->v[r->n++] = v;
+}
+
+void tempo_attack_config_default(tempo_attack_config *cfg) {
+  memset(cfg, 0, sizeof *cfg);
+  cfg->model = "resnet20";
+  cfg->finetune_steps = 150;
+  cfg->eval_samples = 2000;
+}
+
+/* The parameter holding the weight of product s (shape (p, ...) with n per row), the
+ * next unused one in declaration order; -1 if none. */
+static void map_weights(const tempo_trail_step *s, const tempo_params *P, int *param_of) {
+  bool *used = calloc((size_t)P->n, sizeof *used);
+  int next = 0;
+  for (int i = 0; i < s->n; i++) {
+    const tempo_trail_product *pr = &s->prods[i];
+    param_of[i] = -1;
+    if (!used || pr->batch != 1 || !pr->w_trans || !pr->w) continue;
+    for (int t = 0; t < P->n; t++) {
+      int k = (next + t) % P->n;
+      const tempo_param_info *in = &P->info[k];
+      if (used[k] || in->ndim < 2 || (in->flags & TEMPO_PARAM_STATE)) continue;
+      if (in->shape[0] != pr->p || in->count != (size_t)pr->p * pr->n) continue;
+      used[k] = true;
+      param_of[i] = k;
+      next = k + 1;
+      break;
+    }
+  }
+  free(used);
+}
+
+static double sqdiff(const float *a, const float *b, size_t n, double *ref) {
+  double s = 0, r = 0;
+  for (size_t i = 0; i < n; i++) s += ((double)a[i] - b[i]) * ((double)a[i] - b[i]), r += (double)b[i] * b[i];
+  *ref += r;
+  return s;
+}
+
+/* Truth column permutation of a blinded matrix against its plaintext: balanced columns
+ * are the same multisets, so sorted columns match exactly. */
+static tempo_status truth_cols(const float *Xb, const float *Xt, int m, int n, int *perm) {
+  tempo_status st = TEMPO_STATUS_OK;
+  float *bb = tempo_alloc_floats((size_t)m * n), *bt = tempo_alloc_floats((size_t)m * n);
+  double *rf = malloc((size_t)m * sizeof *rf), *cf = malloc((size_t)n * sizeof *cf);
+  double *cost = malloc((size_t)n * n * sizeof *cost);
+  float *ca = tempo_alloc_floats((size_t)n * m), *ct = tempo_alloc_floats((size_t)n * m);
+  if (!bb || !bt || !rf || !cf || !cost || !ca || !ct) {
+    st = tempo_set_error(TEMPO_STATUS_NO_MEMORY, "attack: out of memory");
+    goto out;
+  }
+  tempo_sinkhorn(Xb, m, n, 300, rf, cf);
+  tempo_balance_apply(Xb, m, n, rf, cf, bb);
+  tempo_sinkhorn(Xt, m, n, 300, rf, cf);
+  tempo_balance_apply(Xt, m, n, rf, cf, bt);
+  for (int i = 0; i < m; i++)
+    for (int j = 0; j < n; j++) ca[(size_t)j * m + i] = bb[(size_t)i * n + j], ct[(size_t)j * m + i] = bt[(size_t)i * n + j];
+  for (int j = 0; j < n; j++) {
+    qsort(ca + (size_t)j * m, (size_t)m, sizeof(float), tempo_attack_cmp_float);
+    qsort(ct + (size_t)j * m, (size_t)m, sizeof(float), tempo_attack_cmp_float);
+  }
+  for (int j = 0; j < n; j++)
+    for (int l = 0; l < n; l++) {
+      double s = 0;
+      for (int i = 0; i < m; i++) {
+        double d = (double)ca[(size_t)j * m + i] - ct[(size_t)l * m + i];
+        s += d * d;
+      }
+      cost[(size_t)j * n + l] = s;
+    }
+  st = tempo_assign(cost, n, perm, NULL);
+out:
+  tempo_free_floats(bb), tempo_free_floats(bt), tempo_free_floats(ca), tempo_free_floats(ct);
+  free(rf), free(cf), free(cost);
+  return st;
+}
+
+/* out = balanced(Y) with each column minus its median (Y (m, p)). */
+static tempo_status center_columns(const float *Y, int m, int p, float *out) {
+  double *rf = malloc((size_t)m * sizeof *rf), *cf = malloc((size_t)p * sizeof *cf);
+  float *col = tempo_alloc_floats((size_t)m);
+  if (!rf || !cf || !col) {
+    free(rf), free(cf), tempo_free_floats(col);
+    return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "attack: out of memory");
+  }
+  tempo_sinkhorn(Y, m, p, 200, rf, cf);
+  tempo_balance_apply(Y, m, p, rf, cf, out);
+  for (int j = 0; j < p; j++) {
+    for (int i = 0; i < m; i++) col[i] = out[(size_t)i * p + j];
+    qsort(col, (size_t)m, sizeof *col, tempo_attack_cmp_float);
+    float med = col[m / 2];
+    for (int i = 0; i < m; i++) out[(size_t)i * p + j] -= med;
+  }
+  free(rf), free(cf), tempo_free_floats(col);
+  return TEMPO_STATUS_OK;
+}
+
+/* Input recovery on product 0: column permutation and patch PSNR against the truth. */
+static tempo_status attack_input(const tempo_trail_product *pb, const tempo_trail_product *pp,
+                                 const tempo_trail_product *pt, results *res) {
+  int m = pb->m, n = pb->n;
+  const float mean = 0.2860f, sd = 0.3530f, floor_v = -mean / sd; /* Fashion-MNIST normalisation */
+  tempo_status st = TEMPO_STATUS_OK;
+  int *cp = malloc((size_t)n * sizeof *cp), *tcp = malloc((size_t)n * sizeof *tcp);
+  float *rec = tempo_alloc_floats((size_t)m * n), *bb = tempo_alloc_floats((size_t)m * n),
+        *bt = tempo_alloc_floats((size_t)m * n), *re = malloc((size_t)n * sizeof(float));
+  double *rf = malloc((size_t)m * sizeof *rf), *cf = malloc((size_t)n * sizeof *cf), *mp = calloc((size_t)n, sizeof *mp);
+  if (!cp || !tcp || !rec || !bb || !bt || !re || !rf || !cf || !mp) {
+    st = tempo_set_error(TEMPO_STATUS_NO_MEMORY, "attack: out of memory");
+    goto out;
+  }
+  if ((st = tempo_attack_patches(pb->x, m, pp->x, pp->m, n, floor_v, cp, rec))) goto out;
+  if (!pt || !pt->x) goto out;
+  if ((st = truth_cols(pb->x, pt->x, m, n, tcp))) goto out;
+  int ok = 0;
+  for (int j = 0; j < n; j++) ok += cp[j] == tcp[j];
+  put(res, "input_colperm_recovered", (double)ok / n);
+  /* row correspondence for scoring: nearest balanced truth row */
+  tempo_sinkhorn(pb->x, m, n, 300, rf, cf);
+  tempo_balance_apply(pb->x, m, n, rf, cf, bb);
+  tempo_sinkhorn(pt->x, m, n, 300, rf, cf);
+  tempo_balance_apply(pt->x, m, n, rf, cf, bt);
+  for (int i = 0; i < pp->m; i++)
+    for (int j = 0; j < n; j++) mp[j] += pp->x[(size_t)i * n + j] * sd + mean;
+  for (int j = 0; j < n; j++) mp[j] /= pp->m;
+  int samples = m < 2000 ? m : 2000, good = 0;
+  double mse = 0, mse_triv = 0;
+  for (int s = 0; s < samples; s++) {
+    int r = (int)((long)s * m / samples);
+    for (int j = 0; j < n; j++) re[tcp[j]] = bb[(size_t)r * n + j];
+    int best = 0;
+    double bd = INFINITY;
+    for (int t = 0; t < m; t++) {
+      const float *b = bt + (size_t)t * n;
+      double d = 0;
+      for (int j = 0; j < n && d < bd; j++) d += ((double)b[j] - re[j]) * ((double)b[j] - re[j]);
+      if (d < bd) bd = d, best = t;
+    }
+    double e = 0, et = 0;
+    for (int j = 0; j < n; j++) {
+      double truth = pt->x[(size_t)best * n + j] * sd + mean;
+      double guess = fmin(1.0, fmax(0.0, rec[(size_t)r * n + j] * sd + mean));
+      e += (guess - truth) * (guess - truth);
+      et += (mp[j] - truth) * (mp[j] - truth);
+    }
+    e /= n, et /= n;
+    good += e < 0.01; /* 20 dB */
+    mse += e, mse_triv += et;
+  }
+  put(res, "input_patch_psnr_db", 10 * log10(samples / fmax(mse, 1e-12)));
+  put(res, "input_patch_psnr_mean_guess_db", 10 * log10(samples / fmax(mse_triv, 1e-12)));
+  put(res, "input_patches_over_20db", (double)good / samples);
+out:
+  free(cp), free(tcp), tempo_free_floats(rec), tempo_free_floats(bb), tempo_free_floats(bt), free(re);
+  free(rf), free(cf), free(mp);
+  return st;
+}
+
+tempo_status tempo_attack_run(const tempo_attack_config *cfg) {
+  tempo_trail_step sb = {0}, st_truth = {0}, sp = {0};
+  tempo_attack_model am = {0};
+  tempo_dataset test = {0}, train = {0}, small = {0};
+  results res = {0};
+  int *param_of = NULL, **trp = NULL, **tcp = NULL;
+  float *prior_data = NULL, *prior_state = NULL, *asis = NULL, *recd = NULL;
+  tempo_status st;
+  if ((st = tempo_trail_load_step(cfg->audit_dir, cfg->step, &sb))) return st;
+  if (cfg->truth_dir && (st = tempo_trail_load_step(cfg->truth_dir, cfg->step, &st_truth))) goto out;
+  if (cfg->public_dir && (st = tempo_trail_load_step(cfg->public_dir, 0, &sp))) goto out;
+  if (st_truth.n && st_truth.n != sb.n) {
+    st = tempo_set_error(TEMPO_STATUS_MISMATCH, "attack: the truth trail has %d products, the trail %d", st_truth.n, sb.n);
+    goto out;
+  }
+  printf("attack: %s step %d: %d forward products\n", cfg->audit_dir, cfg->step, sb.n);
+  /* the prior: a checkpoint, or the public initialisation scheme with another seed */
+  if ((st = tempo_attack_model_create(cfg->model, 0x5eed5eedull, &am))) goto out;
+  tempo_params *P = &am.model->params;
+  if (cfg->prior) {
+    tempo_ckpt_meta meta;
+    if ((st = tempo_ckpt_load(cfg->prior, &meta, P, NULL))) goto out;
+  }
+  size_t cnt = P->count, scnt = P->state_count;
+  prior_data = malloc(cnt * sizeof(float)), asis = malloc(cnt * sizeof(float)), recd = malloc(cnt * sizeof(float));
+  prior_state = malloc((scnt ? scnt : 1) * sizeof(float));
+  param_of = malloc((size_t)sb.n * sizeof *param_of);
+  trp = calloc((size_t)sb.n, sizeof *trp), tcp = calloc((size_t)sb.n, sizeof *tcp);
+  if (!prior_data || !asis || !recd || !prior_state || !param_of || !trp || !tcp) {
+    st = tempo_set_error(TEMPO_STATUS_NO_MEMORY, "attack: out of memory");
+    goto out;
+  }
+  memcpy(prior_data, P->data, cnt * sizeof(float));
+  if (scnt) memcpy(prior_state, P->state, scnt * sizeof(float));
+  memcpy(asis, prior_data, cnt * sizeof(float));
+  memcpy(recd, prior_data, cnt * sizeof(float));
+  map_weights(&sb, P, param_of);
+
+  /* 1. weight recovery against the prior */
+  long rows_ok = 0, rows = 0, cols_ok = 0, cols = 0, mapped = 0;
+  double err = 0, err_prior = 0, ref = 0, ref2 = 0;
+  for (int i = 0; i < sb.n; i++) {
+    if (param_of[i] < 0) continue;
+    const tempo_trail_product *pr = &sb.prods[i];
+    int r = pr->p, c = pr->n;
+    float *W0 = prior_data + P->info[param_of[i]].offset, *rec = recd + P->info[param_of[i]].offset;
+    int *rp = malloc((size_t)r * sizeof *rp), *cp = malloc((size_t)c * sizeof *cp);
+    trp[i] = malloc((size_t)r * sizeof **trp), tcp[i] = malloc((size_t)c * sizeof **tcp);
+    if (!rp || !cp || !trp[i] || !tcp[i]) {
+      free(rp), free(cp);
+      st = tempo_set_error(TEMPO_STATUS_NO_MEMORY, "attack: out of memory");
+      goto out;
+    }
+    memcpy(asis + P->info[param_of[i]].offset, pr->w, (size_t)r * c * sizeof(float));
+    st = tempo_attack_match_weight(pr->w, W0, r, c, 2, rp, cp, rec);
+    if (!st && st_truth.n) st = tempo_attack_match_weight(pr->w, st_truth.prods[i].w, r, c, 1, trp[i], tcp[i], NULL);
+    if (st) {
+      free(rp), free(cp);
+      goto out;
+    }
+    mapped++;
+    if (st_truth.n) {
+      const float *Wt = st_truth.prods[i].w;
+      for (int a = 0; a < r; a++) rows_ok += rp[a] == trp[i][a];
+      for (int a = 0; a < c; a++) cols_ok += cp[a] == tcp[i][a];
+      rows += r, cols += c;
+      err += sqdiff(rec, Wt, (size_t)r * c, &ref);
+      err_prior += sqdiff(W0, Wt, (size_t)r * c, &ref2);
+    }
+    free(rp), free(cp);
+  }
+  put(&res, "weights_attacked", (double)mapped);
+  if (rows) {
+    put(&res, "weight_perm_recovered", (double)(rows_ok + cols_ok) / (double)(rows + cols));
+    put(&res, "weight_perm_recovered_out", (double)rows_ok / rows);
+    put(&res, "weight_perm_recovered_in", (double)cols_ok / cols);
+    put(&res, "weight_rel_error", sqrt(err / ref));
+    put(&res, "weight_rel_error_of_prior", sqrt(err_prior / ref2));
+  }
+
+  /* 2. linking: the next product's input columns to this product's output columns */
+  long link_ok = 0, link_n = 0, link_pairs = 0;
+  double chance = 0;
+  for (int i = 0; i + 1 < sb.n; i++) {
+    const tempo_trail_product *a = &sb.prods[i], *b = &sb.prods[i + 1];
+    if (a->batch != 1 || b->batch != 1 || !a->y || !b->x || a->m != b->m || b->n % a->p) continue;
+    int *link = malloc((size_t)b->n * sizeof *link);
+    if (!link) {
+      st = tempo_set_error(TEMPO_STATUS_NO_MEMORY, "attack: out of memory");
+      goto out;
+    }
+    /* Batch norm thresholds the next input at the batch mean, not at 0: centre each
+     * output column of the balanced Y' (row scales removed) at its median first. */
+    float *yc = tempo_alloc_floats((size_t)a->m * a->p);
+    if (!yc) {
+      free(link);
+      st = tempo_set_error(TEMPO_STATUS_NO_MEMORY, "attack: out of memory");
+      goto out;
+    }
+    st = center_columns(a->y, a->m, a->p, yc);
+    if (!st) st = tempo_attack_link(yc, a->m, a->p, b->x, b->m, b->n, link);
+    tempo_free_floats(yc);
+    if (st) {
+      free(link);
+      goto out;
+    }
+    link_pairs++;
+    if (trp[i] && tcp[i + 1]) {
+      int k = b->n / a->p, ok = 0;
+      for (int l = 0; l < b->n; l++) ok += tcp[i + 1][l] / k == trp[i][link[l]];
+      printf("attack: link %d -> %d (%d units, %d inputs): %.3f\n", i, i + 1, a->p, b->n, (double)ok / b->n);
+      link_ok += ok, link_n += b->n;
+      chance += 1.0 / a->p;
+    }
+    free(link);
+  }
+  put(&res, "link_pairs", (double)link_pairs);
+  if (link_n) {
+    put(&res, "link_recovered", (double)link_ok / link_n);
+    put(&res, "link_chance", chance / link_pairs);
+  }
+
+  /* 3. input recovery from the first product */
+  if (sp.n && sb.prods[0].x && sp.prods[0].x && sp.prods[0].n == sb.prods[0].n && sb.prods[0].batch == 1)
+    if ((st = attack_input(&sb.prods[0], &sp.prods[0], st_truth.n ? &st_truth.prods[0] : NULL, &res))) goto out;
+
+  /* 4. model theft */
+  if (cfg->data_dir) {
+    if ((st = tempo_dataset_load(TEMPO_DATASET_FASHION_MNIST, cfg->data_dir, false, &test))) goto out;
+    if ((st = tempo_dataset_load(TEMPO_DATASET_FASHION_MNIST, cfg->data_dir, true, &train))) goto out;
+    if ((st = tempo_attack_subset(&train, train.n / 100, &small))) goto out;
+    const float lr = 0.02f;
+    struct {
+      const char *name;
+      const float *data;
+      bool finetune;
+    } runs[] = {{"theft_acc_prior", prior_data, false},  {"theft_acc_blinded", asis, false},
+                {"theft_acc_recovered", recd, false},    {"theft_acc_blinded_ft1pct", asis, true},
+                {"theft_acc_recovered_ft1pct", recd, true}};
+    for (size_t k = 0; k < sizeof runs / sizeof runs[0]; k++) {
+      memcpy(P->data, runs[k].data, cnt * sizeof(float));
+      if (scnt) memcpy(P->state, prior_state, scnt * sizeof(float));
+      if (runs[k].finetune && (st = tempo_attack_finetune(&am, &small, cfg->finetune_steps, lr))) goto out;
+      double acc;
+      if ((st = tempo_attack_accuracy(&am, &test, cfg->eval_samples, &acc))) goto out;
+      put(&res, runs[k].name, acc);
+    }
+    tempo_attack_model scratch;
+    if ((st = tempo_attack_model_create(cfg->model, 0xabcdefull, &scratch))) goto out;
+    double acc = 0;
+    st = tempo_attack_finetune(&scratch, &small, cfg->finetune_steps, lr);
+    if (!st) st = tempo_attack_accuracy(&scratch, &test, cfg->eval_samples, &acc);
+    tempo_attack_model_free(&scratch);
+    if (st) goto out;
+    put(&res, "theft_acc_scratch_1pct", acc);
+  }
+  if (cfg->json_out) {
+    FILE *f = fopen(cfg->json_out, "w");
+    if (!f) {
+      st = tempo_set_error(TEMPO_STATUS_IO, "attack: cannot write %s", cfg->json_out);
+      goto out;
+    }
+    fprintf(f, "{");
+    for (int k = 0; k < res.n; k++) fprintf(f, "%s\"%s\": %.6g", k ? ", " : "", res.name[k], res.v[k]);
+    fprintf(f, "}\n");
+    if (fclose(f)) st = tempo_set_error(TEMPO_STATUS_IO, "attack: cannot write %s", cfg->json_out);
+  }
+out:
+  for (int i = 0; trp && tcp && i < sb.n; i++) free(trp[i]), free(tcp[i]);
+  free(trp), free(tcp), free(param_of);
+  free(prior_data), free(prior_state), free(asis), free(recd);
+  tempo_dataset_free(&test), tempo_dataset_free(&train), tempo_dataset_free(&small);
+  tempo_attack_model_free(&am);
+  tempo_trail_step_free(&sb), tempo_trail_step_free(&st_truth), tempo_trail_step_free(&sp);
+  return st;
+}
