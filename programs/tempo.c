@@ -13,6 +13,9 @@
 
 #define EXIT_USAGE 2
 
+int tempo_cmd_attack(int argc, char **argv);  /* programs/tempo_attack.c */
+int tempo_cmd_privacy(int argc, char **argv);
+
 static const char *prog = "tempo";
 
 static void print_version(void) {
@@ -271,6 +274,8 @@ int main(int argc, char **argv) {
   }
   if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
   if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
+  if (!strcmp(cmd, "attack")) return tempo_cmd_attack(argc - 1, argv + 1);
+  if (!strcmp(cmd, "privacy")) return tempo_cmd_privacy(argc - 1, argv + 1);
   if (!strcmp(cmd, "models")) {
     for (const char *const *n = tempo_model_names(); *n; n++) printf("%s\n", *n);
     return 0;
