@@ -9,7 +9,14 @@
 #include <unistd.h>
 
 #include "tempo/model.h"
+#include "tempo/seal.h"
 #include "tempo/train.h"
+
+/* Owner-side commands (programs/tempo_owner.c). */
+int tempo_cmd_keygen(int argc, char **argv);
+int tempo_cmd_seal(int argc, char **argv);
+int tempo_cmd_unseal(int argc, char **argv);
+int tempo_cmd_export(int argc, char **argv);
 
 #define EXIT_USAGE 2
 
@@ -17,6 +24,7 @@ int tempo_cmd_attack(int argc, char **argv);  /* programs/tempo_attack.c */
 int tempo_cmd_privacy(int argc, char **argv);
 
 static const char *prog = "tempo";
+static const char *key_spec; /* --key-file: sealed inputs and outputs */
 
 static void print_version(void) {
   printf("tempo %s (OpenBLAS, libsodium%s%s)\n", TEMPO_VERSION, TEMPO_HAVE_MPI ? ", MPI" : "",
@@ -33,6 +41,7 @@ static void print_help(void) {
          "  train      train a model (defaults: mlp on Fashion-MNIST, 1 epoch, tempo mode, 2 workers)\n"
          "  eval CKPT  evaluate a checkpoint on the test split of its dataset\n"
          "  models     list the model names\n"
+         "  keygen, seal, unseal, export   the model owner's tools (tempo <command> --help)\n"
          "\n"
          "train options:\n"
          "  --model NAME          mlp, resnet20, resnet18, resnet50, vit-mini, vit-tiny (`tempo models`)\n"
@@ -54,6 +63,8 @@ static void print_help(void) {
          "  --out DIR             output folder: metrics.jsonl, checkpoint.ckpt, model.ckpt (default runs/MODEL)\n"
          "  --resume CKPT         continue the exact trajectory of a checkpoint\n"
          "  --init-from FILE      start from safetensors weights (PyTorch state_dict names)\n"
+         "  --key-file SPEC       owner key (PATH, fd:N or gramine-secret): read sealed inputs, write sealed\n"
+         "                        outputs (train and eval; docs/confidential-io.md)\n"
          "  --checkpoint-every N  also write checkpoint.ckpt every N steps\n"
          "  --log-every N         log every N steps (default 50)\n"
          "  --progress / --no-progress   force the progress bar on or off (default: on a terminal)\n"
@@ -113,7 +124,7 @@ enum {
   OPT_MODEL = 256, OPT_DATA, OPT_DATA_DIR, OPT_EPOCHS, OPT_MAX_STEPS, OPT_BATCH, OPT_LR, OPT_OPTIMIZER, OPT_MOMENTUM,
   OPT_WD, OPT_SCHEDULE, OPT_WARMUP, OPT_AUGMENT, OPT_DROPOUT, OPT_SEED, OPT_OUT, OPT_RESUME, OPT_INIT_FROM,
   OPT_CKPT_EVERY, OPT_LOG_EVERY, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_QUIET, OPT_MODE, OPT_WORKERS, OPT_VERIFY,
-  OPT_THREADS, OPT_AUDIT, OPT_KEY_SEED,
+  OPT_THREADS, OPT_AUDIT, OPT_KEY_SEED, OPT_KEY_FILE,
 };
 
 static const struct option long_opts[] = {
@@ -132,6 +143,7 @@ static const struct option long_opts[] = {
     {"mode", required_argument, 0, OPT_MODE},           {"workers", required_argument, 0, OPT_WORKERS},
     {"verify-rounds", required_argument, 0, OPT_VERIFY}, {"threads", required_argument, 0, OPT_THREADS},
     {"audit", required_argument, 0, OPT_AUDIT},         {"key-seed", required_argument, 0, OPT_KEY_SEED},
+    {"key-file", required_argument, 0, OPT_KEY_FILE},
     {"help", no_argument, 0, 'h'},                      {"version", no_argument, 0, 'V'},
     {0, 0, 0, 0},
 };
@@ -146,7 +158,7 @@ static int parse_options(int argc, char **argv, tempo_train_config *cfg, bool is
   int c;
   while ((c = getopt_long(argc, argv, ":hV", long_opts, NULL)) != -1) {
     if (!is_train && c != OPT_DATA_DIR && c != OPT_BATCH && c != OPT_MODE && c != OPT_WORKERS && c != OPT_VERIFY &&
-        c != OPT_THREADS && c != OPT_AUDIT && c != OPT_KEY_SEED && c != 'h' && c != 'V' && c != '?' && c != ':')
+        c != OPT_THREADS && c != OPT_AUDIT && c != OPT_KEY_SEED && c != OPT_KEY_FILE && c != 'h' && c != 'V' && c != '?' && c != ':')
       usage_error("'%s' is a train option, not an eval option", argv[optind - 1]);
     switch (c) {
     case OPT_MODEL: snprintf(cfg->model, sizeof cfg->model, "%s", optarg); break;
@@ -196,6 +208,7 @@ static int parse_options(int argc, char **argv, tempo_train_config *cfg, bool is
     case OPT_VERIFY: cfg->engine.verify_rounds = (int)parse_long("--verify-rounds", optarg, 0, 64); break;
     case OPT_THREADS: cfg->engine.threads = (int)parse_long("--threads", optarg, 1, 256); break;
     case OPT_AUDIT: cfg->engine.audit_dir = optarg; break;
+    case OPT_KEY_FILE: key_spec = optarg; break;
     case OPT_KEY_SEED: cfg->engine.seed = (uint64_t)parse_long("--key-seed", optarg, 1, 1L << 62); break;
     case 'h': print_help(); exit(0);
     case 'V': print_version(); exit(0);
@@ -212,7 +225,11 @@ static int cmd_train(int argc, char **argv) {
   int first = parse_options(argc, argv, &cfg, true);
   if (first < argc) usage_error("unexpected argument '%s'", argv[first]);
   tempo_train_result res;
-  tempo_status st = tempo_train_run(&cfg, &res);
+  tempo_owner_key *key = NULL;
+  tempo_status st = key_spec ? tempo_owner_key_provision(key_spec, &key) : TEMPO_STATUS_OK;
+  cfg.key = key;
+  if (!st) st = tempo_train_run(&cfg, &res);
+  tempo_owner_key_free(key);
   if (st) {
     fprintf(stderr, "%s: %s\n", prog, tempo_errmsg());
     return st == TEMPO_STATUS_INVALID_ARGUMENT ? EXIT_USAGE : 1;
@@ -248,7 +265,10 @@ static int cmd_eval(int argc, char **argv) {
   if (first >= argc) usage_error("%s", "eval needs a checkpoint: tempo eval runs/mlp/model.ckpt");
   if (first + 1 < argc) usage_error("unexpected argument '%s'", argv[first + 1]);
   double acc, loss;
-  tempo_status st = tempo_eval_checkpoint(argv[first], cfg.data_dir, &cfg.engine, cfg.batch_size, &acc, &loss);
+  tempo_owner_key *key = NULL;
+  tempo_status st = key_spec ? tempo_owner_key_provision(key_spec, &key) : TEMPO_STATUS_OK;
+  if (!st) st = tempo_eval_checkpoint_sealed(argv[first], cfg.data_dir, key, &cfg.engine, cfg.batch_size, &acc, &loss);
+  tempo_owner_key_free(key);
   if (st) {
     fprintf(stderr, "%s: %s\n", prog, tempo_errmsg());
     return st == TEMPO_STATUS_INVALID_ARGUMENT ? EXIT_USAGE : 1;
@@ -259,6 +279,10 @@ static int cmd_eval(int argc, char **argv) {
 
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
+  if (tempo_harden_process() != TEMPO_STATUS_OK) {
+    fprintf(stderr, "%s: %s\n", prog, tempo_errmsg());
+    return 1;
+  }
   if (argc < 2) {
     print_help();
     return EXIT_USAGE;
@@ -274,6 +298,10 @@ int main(int argc, char **argv) {
   }
   if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
   if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
+  if (!strcmp(cmd, "keygen")) return tempo_cmd_keygen(argc - 1, argv + 1);
+  if (!strcmp(cmd, "seal")) return tempo_cmd_seal(argc - 1, argv + 1);
+  if (!strcmp(cmd, "unseal")) return tempo_cmd_unseal(argc - 1, argv + 1);
+  if (!strcmp(cmd, "export")) return tempo_cmd_export(argc - 1, argv + 1);
   if (!strcmp(cmd, "attack")) return tempo_cmd_attack(argc - 1, argv + 1);
   if (!strcmp(cmd, "privacy")) return tempo_cmd_privacy(argc - 1, argv + 1);
   if (!strcmp(cmd, "models")) {
