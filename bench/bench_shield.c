@@ -116,7 +116,9 @@ int main(int argc, char **argv) {
            "chance, 1 = always right).\n\n");
     printf("| alpha | err f32 shares | max err f32 | err f64 shares | corr | sign agree | zero AUC | distinguisher adv "
            "| tempo err |\n|---|---|---|---|---|---|---|---|---|\n");
-    for (double a = 1; a <= 65536; a *= 4) {
+    static const double alphas[] = {1, 4, 16, 32, 64, 256, 1024, 4096, 65536};
+    for (size_t ai = 0; ai < sizeof alphas / sizeof alphas[0]; ai++) {
+      const double a = alphas[ai];
       tempo_shield_study_cfg c = {256, 576, 64, a, false, 42};
       tempo_shield_study_result r32, r64;
       if (tempo_shield_study(&c, &r32)) return 1;
