@@ -561,7 +561,9 @@ tempo_status tempo_shield_engine_forward(tempo_shield_engine *e, int slot, const
   int roles[NR];
   if (!tempo_shield_assign(e->nw, e->live, e->rr, roles))
     return tempo_set_error(TEMPO_STATUS_WORKER, "shield: fewer than %d live workers (%d left)", NR, e->n_live);
-  e->rr = (e->rr + 1) % e->nw;
+  /* advance by 4: with exactly 4 workers worker i always holds role i (a worker's view is
+   * one role's view); with more, the roles spread over all workers */
+  e->rr = (e->rr + NR) % e->nw;
   memset(s->seen, 0, sizeof s->seen);
   for (int r = 0; r < NR; r++) {
     s->seen[roles[r] / 64] |= 1ull << (roles[r] % 64);
