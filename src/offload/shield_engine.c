@@ -37,9 +37,7 @@ typedef struct {
   float *xm, *r;            /* X'' and R (batch, m, n) */
   float *wm, *s;            /* W'' and S (batch, n, p) or (batch, p, n) */
   float *dym, *t;           /* dY** and T (batch, m, p) */
-  float *enc, *enc2;        /* one instance's plaintext mask and masked operand; narrowed results */
-  double *acc;              /* combine accumulators: y, or dx then dw */
-  size_t cap_x, cap_w, cap_y, cap_enc, cap_enc2, cap_acc, cap_r, cap_s, cap_t, cap_dym;
+  size_t cap_x, cap_w, cap_r, cap_s, cap_t, cap_dym;
   role_slot role[NR];
   uint64_t seen[4]; /* workers (bit per worker, < 256) that held any role of this product this step */
 } ssite;
@@ -77,6 +75,11 @@ struct tempo_shield_engine {
   int n_sites;
   float *vwork;
   size_t cap_vwork;
+  /* shared by all sites (rounds run one at a time): one instance's plaintext mask and
+   * masked operand, narrowed results; the combine accumulators (y, or dx then dw) */
+  float *enc, *enc2;
+  double *acc;
+  size_t cap_enc, cap_enc2, cap_acc;
   tempo_mm_stats st;
 };
 
@@ -150,9 +153,8 @@ fail:
 static void site_free(ssite *s) {
   for (int i = 0; i < s->nkeys; i++) tempo_obf_key_free(&s->keys[i]);
   free(s->keys);
-  float *f[] = {s->xm, s->r, s->wm, s->s, s->dym, s->t, s->enc, s->enc2};
+  float *f[] = {s->xm, s->r, s->wm, s->s, s->dym, s->t};
   for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) tempo_free_floats(f[i]);
-  free(s->acc);
   memset(s, 0, sizeof *s);
 }
 
@@ -164,6 +166,9 @@ void tempo_shield_engine_free(tempo_shield_engine *e) {
   tempo_keygen_free(e->kg);
   if (tempo_audit_writer_close(e->audit)) fprintf(stderr, "tempo: %s\n", tempo_errmsg());
   tempo_free_floats(e->vwork);
+  tempo_free_floats(e->enc);
+  tempo_free_floats(e->enc2);
+  free(e->acc);
   free(e->live);
   free(e->holds);
   free(e->fails);
@@ -343,10 +348,10 @@ static bool consume(tempo_shield_engine *e, sround *c, stask *t, const tempo_msg
   if (ok) {
     e->st.t_compute += (double)h->compute_ns * 1e-9;
     if (c->op == TEMPO_OP_FORWARD) {
-      tempo_shield_accumulate(s->acc, pay, tempo_shield_sign_y(role), (size_t)B * ys);
+      tempo_shield_accumulate(e->acc, pay, tempo_shield_sign_y(role), (size_t)B * ys);
     } else {
-      if (c->want_dx) tempo_shield_accumulate(s->acc, dxr, tempo_shield_sign_dx(role), (size_t)B * xs);
-      if (c->want_dw) tempo_shield_accumulate(s->acc + (size_t)B * xs, dwr, tempo_shield_sign_dw(role), (size_t)B * ws);
+      if (c->want_dx) tempo_shield_accumulate(e->acc, dxr, tempo_shield_sign_dx(role), (size_t)B * xs);
+      if (c->want_dw) tempo_shield_accumulate(e->acc + (size_t)B * xs, dwr, tempo_shield_sign_dw(role), (size_t)B * ws);
     }
     e->st.t_unblind += tempo_now() - t1;
   }
@@ -527,8 +532,8 @@ static tempo_status prepare_site(tempo_shield_engine *e, ssite *s, const tempo_m
   one = x > w ? x : w;
   one = one > y ? one : y;
   if ((st = growf(&s->xm, &s->cap_x, x)) || (st = growf(&s->r, &s->cap_r, x)) || (st = growf(&s->wm, &s->cap_w, w)) ||
-      (st = growf(&s->s, &s->cap_s, w)) || (st = growf(&s->enc, &s->cap_enc, one)) || (st = growf(&s->enc2, &s->cap_enc2, one)) ||
-      (st = growd(&s->acc, &s->cap_acc, (x + w > y ? x + w : y))))
+      (st = growf(&s->s, &s->cap_s, w)) || (st = growf(&e->enc, &e->cap_enc, one)) ||
+      (st = growf(&e->enc2, &e->cap_enc2, one)) || (st = growd(&e->acc, &e->cap_acc, (x + w > y ? x + w : y))))
     return st;
   size_t need = 3 * ((size_t)sh->m + sh->n + sh->p) + 64;
   return growf(&e->vwork, &e->cap_vwork, need);
@@ -544,12 +549,12 @@ static void mask_into(tempo_shield_engine *e, ssite *s, const tempo_obf_key *k, 
                       float *mask, float *masked, size_t n) {
   uint8_t seed[TEMPO_SHIELD_SEED_BYTES];
   tempo_keygen_bytes(e->kg, seed, sizeof seed);
-  tempo_shield_expand(seed, tempo_shield_sigma(e->alpha, tempo_shield_rms(A, n)), s->enc2, n);
+  tempo_shield_expand(seed, tempo_shield_sigma(e->alpha, tempo_shield_rms(A, n)), e->enc2, n);
   sodium_memzero(seed, sizeof seed);
-  tempo_shield_add(A, s->enc2, s->enc, n);
-  if (kind == OPER_X) tempo_obf_enc_x(k, s->enc, masked), tempo_obf_enc_x(k, s->enc2, mask);
-  else if (kind == OPER_W) tempo_obf_enc_w(k, s->shape.w_trans, s->enc, masked), tempo_obf_enc_w(k, s->shape.w_trans, s->enc2, mask);
-  else tempo_obf_enc_dy(k, s->enc, masked), tempo_obf_enc_dy(k, s->enc2, mask);
+  tempo_shield_add(A, e->enc2, e->enc, n);
+  if (kind == OPER_X) tempo_obf_enc_x(k, e->enc, masked), tempo_obf_enc_x(k, e->enc2, mask);
+  else if (kind == OPER_W) tempo_obf_enc_w(k, s->shape.w_trans, e->enc, masked), tempo_obf_enc_w(k, s->shape.w_trans, e->enc2, mask);
+  else tempo_obf_enc_dy(k, e->enc, masked), tempo_obf_enc_dy(k, e->enc2, mask);
 }
 
 tempo_status tempo_shield_engine_forward(tempo_shield_engine *e, int slot, const tempo_mm_shape *sh, const float *X,
@@ -582,13 +587,13 @@ tempo_status tempo_shield_engine_forward(tempo_shield_engine *e, int slot, const
   e->st.t_blind += tempo_now() - t0;
   e->st.encryptions += 2 * (uint64_t)sh->batch;
   e->st.naive_encryptions += 2 * (uint64_t)sh->batch;
-  memset(s->acc, 0, (size_t)sh->batch * ys * sizeof *s->acc);
+  memset(e->acc, 0, (size_t)sh->batch * ys * sizeof *e->acc);
   sround c = {.s = s, .op = TEMPO_OP_FORWARD, .keep = training};
   if ((st = run_round(e, &c))) return st;
   double t1 = tempo_now();
   for (int i = 0; i < sh->batch; i++) {
-    tempo_shield_narrow(s->acc + i * ys, s->enc, ys);
-    tempo_obf_dec_y(&s->keys[i], s->enc, Y + i * ys);
+    tempo_shield_narrow(e->acc + i * ys, e->enc, ys);
+    tempo_obf_dec_y(&s->keys[i], e->enc, Y + i * ys);
   }
   e->st.t_unblind += tempo_now() - t1;
   e->st.decryptions += (uint64_t)sh->batch;
@@ -621,18 +626,18 @@ tempo_status tempo_shield_engine_backward(tempo_shield_engine *e, int slot, cons
   e->st.encryptions += B;
   const uint64_t outs = (dX ? 1u : 0u) + (dW ? 1u : 0u);
   e->st.naive_encryptions += 2 * outs * B;
-  memset(s->acc, 0, (B * xs + B * ws) * sizeof *s->acc);
+  memset(e->acc, 0, (B * xs + B * ws) * sizeof *e->acc);
   sround c = {.s = s, .op = TEMPO_OP_BACKWARD, .want_dx = dX != NULL, .want_dw = dW != NULL};
   if ((st = run_round(e, &c))) return st;
   double t1 = tempo_now();
   for (size_t i = 0; i < B; i++) {
     if (dX) {
-      tempo_shield_narrow(s->acc + i * xs, s->enc, xs);
-      tempo_obf_dec_dx(&s->keys[i], s->enc, dX + i * xs, flags & TEMPO_MM_ACCUM_DX);
+      tempo_shield_narrow(e->acc + i * xs, e->enc, xs);
+      tempo_obf_dec_dx(&s->keys[i], e->enc, dX + i * xs, flags & TEMPO_MM_ACCUM_DX);
     }
     if (dW) {
-      tempo_shield_narrow(s->acc + B * xs + i * ws, s->enc, ws);
-      tempo_obf_dec_dw(&s->keys[i], sh->w_trans, s->enc, dW + i * ws, flags & TEMPO_MM_ACCUM_DW);
+      tempo_shield_narrow(e->acc + B * xs + i * ws, e->enc, ws);
+      tempo_obf_dec_dw(&s->keys[i], sh->w_trans, e->enc, dW + i * ws, flags & TEMPO_MM_ACCUM_DW);
     }
   }
   e->st.t_unblind += tempo_now() - t1;
