@@ -32,18 +32,46 @@ HAVE_CUDA := $(if $(NVCC),yes,no)
 HAVE_OPENBLAS := $(shell test -e /usr/include/x86_64-linux-gnu/cblas.h -o -e /usr/include/cblas.h && echo yes || echo no)
 CFLAGS += -DTEMPO_HAVE_MPI=$(if $(filter yes,$(HAVE_MPI)),1,0) -DTEMPO_HAVE_CUDA=$(if $(filter yes,$(HAVE_CUDA)),1,0)
 
-LIB_SRC := $(sort $(wildcard src/*/*.c))
+# src/mpi (MPI transport) and src/cuda (CUDA backend) stay out of libtempo.a: only the two
+# programs (and the CUDA tests) link them, so the library and its tests need neither.
+LIB_SRC := $(sort $(filter-out src/mpi/%,$(wildcard src/*/*.c)))
 LIB_OBJ := $(LIB_SRC:%.c=$(O)/%.o)
 LIB := $(O)/libtempo.a
-PROGRAMS := $(O)/tempo
-PROG_SRC := $(sort $(wildcard programs/tempo*.c))
+# The worker program's archive: protocol, envelope, worker core, CPU backend, status/alloc.
+# No model, optimizer, dataset or key code (tests/test_worker_program.sh checks with nm).
+WORKER_LIB_SRC := $(sort $(wildcard src/worker/*.c)) src/core/status.c
+WORKER_LIB := $(O)/libtempo_worker.a
+PROGRAMS := $(O)/tempo $(O)/tempo-worker
+PROG_SRC := $(filter-out programs/tempo_worker.c,$(sort $(wildcard programs/tempo*.c)))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TESTS := $(TEST_SRC:tests/%.c=$(O)/tests/%)
+
+ifeq ($(HAVE_MPI),yes)
+MPI_CFLAGS := $(shell mpicc --showme:compile)
+MPI_LIBS := $(shell mpicc --showme:link)
+MASTER_MPI_OBJ := $(O)/src/mpi/master_mpi.o
+WORKER_MPI_OBJ := $(O)/src/mpi/worker_mpi.o
+$(MASTER_MPI_OBJ) $(WORKER_MPI_OBJ) $(O)/programs/tempo.o $(O)/programs/tempo_worker.o: CFLAGS += $(MPI_CFLAGS)
+endif
+
+ifeq ($(HAVE_CUDA),yes)
+CUDA_HOME := $(patsubst %/bin/nvcc,%,$(NVCC))
+NVCCFLAGS := -O2 -std=c++17 -Iinclude -Isrc -Xcompiler -fPIC,-Wall \
+  -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
+CUDA_OBJ := $(patsubst %.cu,$(O)/%.o,$(sort $(wildcard src/cuda/*.cu)))
+CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
+$(O)/src/cuda/%.o: src/cuda/%.cu $(wildcard src/cuda/*.h) include/tempo/worker.h
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+# the CUDA tests link the backend too
+$(O)/tests/test_cuda%: $(CUDA_OBJ)
+$(O)/tests/test_cuda%: EXTRA_LIBS = $(CUDA_OBJ) $(CUDA_LIBS)
+endif
 SCRIPT_TESTS := $(sort $(wildcard tests/test_*.sh))
 BENCH_SRC := $(sort $(wildcard bench/bench_*.c))
 BENCHES := $(BENCH_SRC:bench/%.c=$(O)/bench/%)
 
-.PHONY: all features run test check bench install uninstall clean
+.PHONY: all features run test check bench install uninstall clean fuzz
 all: features $(PROGRAMS) $(TESTS) $(BENCHES)
 
 features:
@@ -57,11 +85,18 @@ $(LIB): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(O)/tempo: $(PROG_SRC:%.c=$(O)/%.o) $(LIB)
-	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIB) $(LDLIBS)
+$(O)/tempo: $(PROG_SRC:%.c=$(O)/%.o) $(MASTER_MPI_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIB) $(LDLIBS) $(MPI_LIBS)
+
+$(WORKER_LIB): $(WORKER_LIB_SRC:%.c=$(O)/%.o)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(O)/tempo-worker: $(O)/programs/tempo_worker.o $(WORKER_MPI_OBJ) $(CUDA_OBJ) $(WORKER_LIB)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(WORKER_LIB) -lopenblas -lsodium -lm -pthread $(MPI_LIBS) $(CUDA_LIBS)
 
 $(O)/tests/%: $(O)/tests/%.o $(LIB)
-	$(CC) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS) -lcmocka
+	$(CC) $(LDFLAGS) -o $@ $< $(LIB) $(EXTRA_LIBS) $(LDLIBS) -lcmocka
 
 $(O)/bench/%: $(O)/bench/%.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
@@ -89,11 +124,21 @@ install: all
 	install -m 644 docs/tempo.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/tempo $(DESTDIR)$(PREFIX)/lib/libtempo.a \
+	rm -f $(DESTDIR)$(PREFIX)/bin/tempo $(DESTDIR)$(PREFIX)/bin/tempo-worker $(DESTDIR)$(PREFIX)/lib/libtempo.a \
 	  $(DESTDIR)$(PREFIX)/lib/pkgconfig/tempo.pc $(DESTDIR)$(PREFIX)/share/man/man1/tempo.1
 	rm -rf $(DESTDIR)$(PREFIX)/include/tempo
+
+# libFuzzer targets (clang): the worker's and the master's message decoders.
+# scripts/fuzz.sh SECONDS builds and runs them; tests/test_fuzz_replay.c replays the corpus.
+FUZZ_CC ?= clang
+FUZZ_SRC := src/worker/protocol.c src/worker/envelope.c src/worker/worker.c src/worker/backend_cpu.c src/core/status.c
+fuzz: $(O)/fuzz/fuzz_worker $(O)/fuzz/fuzz_master
+$(O)/fuzz/%: tests/fuzz/%.c $(FUZZ_SRC) include/tempo/protocol.h include/tempo/worker.h include/tempo/envelope.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -g -O1 -std=c17 -D_GNU_SOURCE -Iinclude -Isrc -fsanitize=fuzzer,address,undefined \
+	  -fno-sanitize-recover=undefined -o $@ $< $(FUZZ_SRC) -lopenblas -lm -pthread
 
 clean:
 	rm -rf build build-san
 
--include $(LIB_OBJ:.o=.d) $(TESTS:%=%.d)
+-include $(LIB_OBJ:.o=.d) $(TESTS:%=%.d) $(O)/programs/tempo.d $(O)/programs/tempo_worker.d $(O)/src/mpi/master_mpi.d $(O)/src/mpi/worker_mpi.d

@@ -40,9 +40,36 @@ typedef struct {
 
 const char *tempo_fault_name(tempo_fault_kind k);
 
+/* One split's GEMM dimensions: `cnt` instances of X (rows, n), W (n, p) or stored (p, n)
+ * with w_trans, Y/dY (rows, p); all tensors of an instance back to back. */
+typedef struct {
+  int cnt, rows, n, p;
+  bool w_trans;
+} tempo_gemm_desc;
+
+/* A GEMM backend (CPU: cblas_sgemm; CUDA: src/cuda, cuBLAS). xkey/wkey != 0 say the
+ * operand is in the worker's operand cache under that key until forget(key): a backend
+ * may keep its own copy (device memory) and reuse it in later calls with the same key
+ * instead of the host pointer's bytes. Every call fills its outputs completely (Y; dX
+ * and/or dW, NULL = not wanted) or returns a failure status (with tempo_set_error). */
+typedef struct {
+  const char *name;
+  void *ctx;
+  TEMPO_WUR tempo_status (*forward)(void *ctx, const tempo_gemm_desc *d, const float *X, uint64_t xkey,
+                                    const float *W, uint64_t wkey, float *Y);
+  TEMPO_WUR tempo_status (*backward)(void *ctx, const tempo_gemm_desc *d, const float *X, uint64_t xkey,
+                                     const float *W, uint64_t wkey, const float *dY, float *dX, float *dW);
+  void (*forget)(void *ctx, uint64_t key); /* key 0: every key */
+  void (*destroy)(void *ctx);              /* frees ctx (not the struct) */
+} tempo_backend;
+
+/* The CPU backend (cblas_sgemm in the calling thread; ctx NULL, keys ignored). */
+const tempo_backend *tempo_backend_cpu(void);
+
 typedef struct {
   uint32_t max_handles;     /* operand cache entries (default 65536) */
   uint64_t max_cache_bytes; /* bytes of owned (copied) operands (default 8 GiB) */
+  const tempo_backend *backend; /* NULL = CPU; borrowed: must outlive the worker */
 } tempo_worker_config;
 
 void tempo_worker_config_default(tempo_worker_config *cfg);

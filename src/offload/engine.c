@@ -72,6 +72,7 @@ struct tempo_engine {
   uint64_t *abandoned; /* (nw, ABANDONED) ring of timed-out task ids */
   int *ab_next;
   double timeout;
+  bool no_relay; /* set by the first timeout: a silent worker must not hold up others' W' */
   uint64_t next_task, next_handle;
   site *sites;
   int n_sites;
@@ -97,8 +98,13 @@ tempo_status tempo_engine_create(const tempo_mm_config *cfg, tempo_engine **out)
   if (!e) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "engine: out of memory");
   e->cfg = *cfg;
   e->cfg.audit_dir = NULL;
-  e->nw = e->n_live = cfg->workers;
   e->timeout = TEMPO_ENGINE_DEFAULT_TIMEOUT;
+  /* the master mostly waits; each worker thread runs single-threaded BLAS */
+  openblas_set_num_threads(1);
+  tempo_transport_factory make = tempo_transport_get_factory();
+  if ((st = make ? make(cfg->workers, &e->tr) : tempo_transport_inproc_create(cfg->workers, &e->tr))) goto fail;
+  if (e->tr->timeout_s > 0) e->timeout = e->tr->timeout_s;
+  e->nw = e->n_live = e->tr->n_workers;
   e->live = calloc((size_t)e->nw, sizeof *e->live);
   e->holds = calloc((size_t)e->nw, sizeof *e->holds);
   e->fails = calloc((size_t)e->nw, sizeof *e->fails);
@@ -121,9 +127,6 @@ tempo_status tempo_engine_create(const tempo_mm_config *cfg, tempo_engine **out)
   sodium_memzero(secret, sizeof secret);
   if (st) goto fail;
   if (cfg->audit_dir && (st = tempo_audit_writer_open(cfg->audit_dir, &e->audit))) goto fail;
-  /* the master mostly waits; each worker thread runs single-threaded BLAS */
-  openblas_set_num_threads(1);
-  if ((st = tempo_transport_inproc_create(e->nw, &e->tr))) goto fail;
   *out = e;
   return TEMPO_STATUS_OK;
 fail:
@@ -196,13 +199,15 @@ enum { WHY_VERIFY, WHY_TIMEOUT, WHY_ERROR, WHY_MALFORMED, WHY_OTHER_TASK };
 
 static void worker_failed(tempo_engine *e, int w, int why) {
   if (why == WHY_VERIFY) e->st.verify_failures++;
-  else if (why == WHY_TIMEOUT) e->st.timeouts++;
+  else if (why == WHY_TIMEOUT) e->st.timeouts++, e->no_relay = true;
   else e->st.worker_errors++;
   e->fails[w]++;
   if (e->live[w] && e->fails[w] >= TEMPO_ENGINE_MAX_FAILURES) {
     e->live[w] = false;
     e->n_live--;
     e->st.evictions++;
+    e->tr->evicted++;
+    if (e->tr->ops->evict) e->tr->ops->evict(e->tr, w);
     fprintf(stderr, "tempo: evicting worker %d: %s %d times\n", w, why_text[why], e->fails[w]);
   }
 }
@@ -237,30 +242,37 @@ static size_t blk_off(const tempo_mm_shape *sh, const block *b, size_t row_elems
   return sh->batch == 1 ? (size_t)b->lo * row_elems : (size_t)b->lo * (size_t)sh->m * row_elems;
 }
 
-static tempo_status send_msg(tempo_engine *e, int w, tempo_msg_header *h, int nseg, const float *const *seg,
-                             const size_t *count, round_ctx *c) {
-  tempo_out_msg m;
-  m.nseg = nseg;
+/* Checks, audits and counts a request; fills *m (segments by reference). */
+static tempo_status prepare_msg(tempo_engine *e, int w, tempo_msg_header *h, int nseg, const float *const *seg,
+                                const size_t *count, round_ctx *c, tempo_out_msg *m) {
+  m->nseg = nseg;
   uint64_t total = 0;
   for (int i = 0; i < nseg; i++) {
-    m.seg[i] = (const uint8_t *)seg[i];
-    m.seg_len[i] = count[i] * sizeof(float);
-    total += m.seg_len[i];
+    m->seg[i] = (const uint8_t *)seg[i];
+    m->seg_len[i] = count[i] * sizeof(float);
+    total += m->seg_len[i];
   }
   h->payload_len = total;
   if (tempo_msg_header_check(h))
     return tempo_set_error(TEMPO_STATUS_INTERNAL, "engine: built a bad request: %s", tempo_errmsg());
-  tempo_msg_header_write(h, m.header);
+  tempo_msg_header_write(h, m->header);
   tempo_status st;
-  if (e->audit && (st = tempo_audit_write(e->audit, TEMPO_AUDIT_UP, w, m.header, nseg, m.seg, m.seg_len)))
+  if (e->audit && (st = tempo_audit_write(e->audit, TEMPO_AUDIT_UP, w, m->header, nseg, m->seg, m->seg_len)))
     return st;
   e->st.bytes_up += TEMPO_MSG_HEADER_SIZE + total;
   if (c && c->counting_naive) e->st.naive_bytes_up += TEMPO_MSG_HEADER_SIZE + total;
-  return e->tr->ops->send(e->tr, w, &m);
+  return TEMPO_STATUS_OK;
 }
 
-/* Builds and sends task t of round c to worker w. */
-static tempo_status send_task(tempo_engine *e, round_ctx *c, task *t, int w) {
+static tempo_status send_msg(tempo_engine *e, int w, tempo_msg_header *h, int nseg, const float *const *seg,
+                             const size_t *count, round_ctx *c) {
+  tempo_out_msg m;
+  tempo_status st = prepare_msg(e, w, h, nseg, seg, count, c, &m);
+  return st ? st : e->tr->ops->send(e->tr, w, &m);
+}
+
+/* Builds task t of round c for worker w into *out (not sent). */
+static tempo_status build_task(tempo_engine *e, round_ctx *c, task *t, int w, tempo_out_msg *out) {
   site *s = c->s;
   const tempo_mm_shape *sh = &s->shape;
   block *b = &s->blocks[t->block];
@@ -293,7 +305,14 @@ static tempo_status send_task(tempo_engine *e, round_ctx *c, task *t, int w) {
   t->worker = w;
   t->pending = true;
   t->sent_at = tempo_now();
-  return send_msg(e, w, &h, nseg, seg, cnt, c);
+  return prepare_msg(e, w, &h, nseg, seg, cnt, c, out);
+}
+
+/* Builds and sends task t of round c to worker w. */
+static tempo_status send_task(tempo_engine *e, round_ctx *c, task *t, int w) {
+  tempo_out_msg m;
+  tempo_status st = build_task(e, c, t, w, &m);
+  return st ? st : e->tr->ops->send(e->tr, w, &m);
 }
 
 /* ---- results ---- */
@@ -439,14 +458,30 @@ static tempo_status run_round(tempo_engine *e, round_ctx *c) {
   tempo_status st;
   const double t_start = tempo_now();
   c->counting_naive = true;
+  /* a row-split forward shares W' (segment 1) among its blocks: one group send, so a
+   * transport that relays puts W' on the wire once */
+  const bool group = c->op == TEMPO_OP_FORWARD && c->s->shape.batch == 1 && c->ntasks > 1 && e->tr->ops->send_group &&
+                     !e->no_relay;
+  tempo_out_msg gm[MAX_BLOCKS];
+  int gw[MAX_BLOCKS];
+  bool distinct = true;
   for (int i = 0; i < c->ntasks; i++) {
     task *t = &c->tasks[i];
     block *b = &c->s->blocks[t->block];
     int w = c->op == TEMPO_OP_BACKWARD && b->holder >= 0 && e->live[b->holder] ? b->holder : pick_worker(e, c, -1);
     if (w < 0) return tempo_set_error(TEMPO_STATUS_WORKER, "engine: no worker left (all %d evicted)", e->nw);
-    if ((st = send_task(e, c, t, w))) return st;
+    if (group) {
+      if ((st = build_task(e, c, t, w, &gm[i]))) return st;
+      for (int k = 0; k < i; k++) distinct = distinct && gw[k] != w;
+      gw[i] = w;
+    } else if ((st = send_task(e, c, t, w))) {
+      return st;
+    }
     e->rr = (w + 1) % e->nw;
   }
+  if (group && distinct && (st = e->tr->ops->send_group(e->tr, c->ntasks, gw, gm, 1))) return st;
+  for (int i = 0; group && !distinct && i < c->ntasks; i++)
+    if ((st = e->tr->ops->send(e->tr, gw[i], &gm[i]))) return st;
   c->counting_naive = false;
   int pending = c->ntasks;
   double *wcomp = calloc((size_t)e->nw, sizeof *wcomp);
@@ -586,6 +621,7 @@ tempo_status tempo_engine_forward(tempo_engine *e, int slot, const tempo_mm_shap
   e->st.naive_encryptions += 2 * (uint64_t)sh->batch;
 
   split(e, s, training);
+  e->tr->min_up += (uint64_t)s->nblocks * TEMPO_MSG_HEADER_SIZE + (uint64_t)sh->batch * (xs + ws) * sizeof(float);
   task tasks[MAX_BLOCKS];
   memset(tasks, 0, sizeof tasks);
   for (int i = 0; i < s->nblocks; i++) tasks[i].block = i;
@@ -640,6 +676,7 @@ tempo_status tempo_engine_backward(tempo_engine *e, int slot, const tempo_mm_sha
     if (dX) e->st.naive_bytes_up += TEMPO_MSG_HEADER_SIZE + (z.dy + z.w) * sizeof(float);
     if (dW) e->st.naive_bytes_up += TEMPO_MSG_HEADER_SIZE + (z.x + z.dy) * sizeof(float);
   }
+  e->tr->min_up += (uint64_t)s->nblocks * TEMPO_MSG_HEADER_SIZE + (uint64_t)sh->batch * ys * sizeof(float);
   task tasks[MAX_BLOCKS];
   memset(tasks, 0, sizeof tasks);
   for (int i = 0; i < s->nblocks; i++) tasks[i].block = i;

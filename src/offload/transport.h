@@ -36,12 +36,30 @@ typedef struct {
   TEMPO_WUR tempo_status (*recv)(tempo_transport *t, double timeout_s, tempo_in_msg *m, bool *got);
   void (*done)(tempo_transport *t, tempo_in_msg *m);
   void (*free)(tempo_transport *t); /* stops and joins the workers */
+  /* Optional (NULL: the engine sends one by one). Sends n messages to n distinct workers
+   * whose segment number `shared` holds the same bytes at the same address in every
+   * message (W' of a row-split product): the transport may put those bytes on the wire
+   * once and have the workers relay them to each other (MPI). */
+  TEMPO_WUR tempo_status (*send_group)(tempo_transport *t, int n, const int *workers, const tempo_out_msg *msgs,
+                                       int shared);
+  /* Optional: the engine evicted `worker`; drop what is still in flight to it. */
+  void (*evict)(tempo_transport *t, int worker);
 } tempo_transport_ops;
 
 struct tempo_transport {
   const tempo_transport_ops *ops;
   int n_workers;
+  double timeout_s;  /* the reply timeout the transport suggests (0 = engine default) */
+  uint64_t wire_up;  /* bytes the master actually put on the wire (transport-counted) */
+  uint64_t min_up;   /* engine-counted minimum: each blinded operand once, one header per message */
+  int evicted;       /* workers the engine evicted (set by the engine; a transport may skip them) */
 };
+
+/* Makes every engine created from now on get its transport from f instead of in-process
+ * threads (the MPI master registers itself here). NULL restores the default. */
+typedef tempo_status (*tempo_transport_factory)(int requested_workers, tempo_transport **out);
+void tempo_transport_set_factory(tempo_transport_factory f);
+tempo_transport_factory tempo_transport_get_factory(void);
 
 /* n_workers threads, each with its own tempo_worker, fed by message queues. */
 TEMPO_WUR tempo_status tempo_transport_inproc_create(int n_workers, tempo_transport **out);

@@ -79,8 +79,14 @@ static void *worker_main(void *arg) {
   }
 }
 
+static tempo_transport_factory factory;
+void tempo_transport_set_factory(tempo_transport_factory f) { factory = f; }
+tempo_transport_factory tempo_transport_get_factory(void) { return factory; }
+
 static tempo_status ip_send(tempo_transport *tb, int worker, const tempo_out_msg *m) {
   inproc *t = (inproc *)tb;
+  tb->wire_up += TEMPO_MSG_HEADER_SIZE;
+  for (int i = 0; i < m->nseg; i++) tb->wire_up += m->seg_len[i];
   if (worker < 0 || worker >= tb->n_workers)
     return tempo_set_error(TEMPO_STATUS_INTERNAL, "transport: no worker %d", worker);
   node *n = malloc(sizeof *n);
@@ -170,7 +176,7 @@ static void ip_free(tempo_transport *tb) {
   free(t);
 }
 
-static const tempo_transport_ops inproc_ops = {ip_send, ip_recv, ip_done, ip_free};
+static const tempo_transport_ops inproc_ops = {ip_send, ip_recv, ip_done, ip_free, NULL, NULL};
 
 tempo_status tempo_transport_inproc_create(int n_workers, tempo_transport **out) {
   *out = NULL;

@@ -1,9 +1,8 @@
 /* worker.c - the worker core (worker.h): request validation, the operand cache, the CPU
- * backend (cblas_sgemm in the calling thread) and test-only fault injection. No key,
+ * backend call (backend_cpu.c by default; src/cuda for GPUs) and test-only fault injection. No key,
  * model or dataset code is reachable from here. */
 #include "tempo/worker.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +45,7 @@ const char *tempo_fault_name(tempo_fault_kind k) {
 void tempo_worker_config_default(tempo_worker_config *cfg) {
   cfg->max_handles = 65536;
   cfg->max_cache_bytes = (uint64_t)8 << 30;
+  cfg->backend = NULL;
 }
 
 tempo_status tempo_worker_create(const tempo_worker_config *cfg, tempo_worker **out) {
@@ -56,11 +56,16 @@ tempo_status tempo_worker_create(const tempo_worker_config *cfg, tempo_worker **
     w->cfg = *cfg;
   else
     tempo_worker_config_default(&w->cfg);
+  if (!w->cfg.backend) w->cfg.backend = tempo_backend_cpu();
   *out = w;
   return TEMPO_STATUS_OK;
 }
 
+/* The backend key of a cache entry (never 0). */
+static uint64_t entry_key(uint64_t handle, int kind) { return (handle << 1) | (uint64_t)(kind - 1); }
+
 static void entry_clear(tempo_worker *w, cache_entry *e) {
+  if (e->handle && w->cfg.backend->forget) w->cfg.backend->forget(w->cfg.backend->ctx, entry_key(e->handle, e->kind));
   if (e->owned) {
     w->owned_bytes -= e->count * sizeof(float);
     tempo_free_floats(e->owned);
@@ -198,40 +203,6 @@ static tempo_status cached(tempo_worker *w, const tempo_msg_header *h, int kind,
   return TEMPO_STATUS_OK;
 }
 
-static void gemm_forward(const tempo_msg_header *h, const float *X, const float *W, float *Y) {
-  const bool wt = h->flags & TEMPO_MSG_F_W_TRANS;
-  const int cnt = h->batch == 1 ? 1 : (int)(h->hi - h->lo);
-  const int rows = h->batch == 1 ? (int)(h->hi - h->lo) : (int)h->m;
-  const int n = (int)h->n, p = (int)h->p;
-  const size_t xs = (size_t)rows * n, ws = (size_t)n * p, ys = (size_t)rows * p;
-  for (int b = 0; b < cnt; b++)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, wt ? CblasTrans : CblasNoTrans, rows, p, n, 1.0f, X + b * xs,
-                n, W + b * ws, wt ? n : p, 0.0f, Y + b * ys, p);
-}
-
-static void gemm_backward(const tempo_msg_header *h, const float *X, const float *W, const float *dY, float *dX,
-                          float *dW) {
-  const bool wt = h->flags & TEMPO_MSG_F_W_TRANS;
-  const int cnt = h->batch == 1 ? 1 : (int)(h->hi - h->lo);
-  const int rows = h->batch == 1 ? (int)(h->hi - h->lo) : (int)h->m;
-  const int n = (int)h->n, p = (int)h->p;
-  const size_t xs = (size_t)rows * n, ws = (size_t)n * p, ys = (size_t)rows * p;
-  for (int b = 0; b < cnt; b++) {
-    const float *dy = dY + b * ys;
-    if (dX) /* dX' (rows, n) = dY* (rows, p) . W'^T */
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, wt ? CblasNoTrans : CblasTrans, rows, n, p, 1.0f, dy, p,
-                  W + b * ws, wt ? n : p, 0.0f, dX + b * xs, n);
-    if (dW) {
-      if (wt) /* dW' (p, n) = dY*^T . X' */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, p, n, rows, 1.0f, dy, p, X + b * xs, n, 0.0f,
-                    dW + b * ws, n);
-      else /* dW' (n, p) = X'^T . dY* */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, p, rows, 1.0f, X + b * xs, n, dy, p, 0.0f,
-                    dW + b * ws, p);
-    }
-  }
-}
-
 /* Falsifies a result payload as the fault says; false when it could not (stale with no
  * earlier result of this size), in which case the reply stays honest. */
 static bool cheat_payload(tempo_worker *w, tempo_msg_header *rh, float *pay, size_t count) {
@@ -292,6 +263,7 @@ static tempo_status run(tempo_worker *w, const tempo_msg_header *h, const tempo_
     if (h->flags & TEMPO_MSG_F_RELEASE_ALL) {
       for (size_t i = 0; i < w->n_ent; i++) entry_clear(w, &w->ent[i]);
       w->n_ent = 0;
+      if (w->cfg.backend->forget) w->cfg.backend->forget(w->cfg.backend->ctx, 0);
     } else {
       if (h->handle_x) release(w, h->handle_x);
       if (h->handle_w) release(w, h->handle_w);
@@ -325,6 +297,9 @@ static tempo_status run(tempo_worker *w, const tempo_msg_header *h, const tempo_
 
   const bool want_dx = f & TEMPO_MSG_F_WANT_DX, want_dw = f & TEMPO_MSG_F_WANT_DW;
   const bool need_x = h->op == TEMPO_OP_FORWARD || want_dw, need_w = h->op == TEMPO_OP_FORWARD || want_dx;
+  /* keys: the operand is (or now is) in the cache, so the backend may keep its copy */
+  const uint64_t xkey = need_x && (keep || !X) ? entry_key(h->handle_x, KIND_X) : 0;
+  const uint64_t wkey = need_w && (keep || !W) ? entry_key(h->handle_w, KIND_W) : 0;
   if (need_x && !X && (st = cached(w, h, KIND_X, &X))) return st;
   if (need_w && !W && (st = cached(w, h, KIND_W, &W))) return st;
 
@@ -339,10 +314,16 @@ static tempo_status run(tempo_worker *w, const tempo_msg_header *h, const tempo_
   if ((st = tempo_msgbuf_start(reply, &rh, bytes, &pay))) return st;
   float *out = (float *)pay;
   double t0 = tempo_now();
+  const tempo_gemm_desc d = {.cnt = h->batch == 1 ? 1 : (int)(h->hi - h->lo),
+                             .rows = h->batch == 1 ? (int)(h->hi - h->lo) : (int)h->m,
+                             .n = (int)h->n, .p = (int)h->p, .w_trans = (f & TEMPO_MSG_F_W_TRANS) != 0};
+  const tempo_backend *be = w->cfg.backend;
   if (h->op == TEMPO_OP_FORWARD)
-    gemm_forward(h, X, W, out);
+    st = be->forward(be->ctx, &d, X, xkey, W, wkey, out);
   else
-    gemm_backward(h, X, W, dY, want_dx ? out : NULL, want_dw ? out + (want_dx ? sz.dx : 0) : NULL);
+    st = be->backward(be->ctx, &d, X, xkey, W, wkey, dY, want_dx ? out : NULL,
+                      want_dw ? out + (want_dx ? sz.dx : 0) : NULL);
+  if (st) return st;
   rh.compute_ns = (uint64_t)((tempo_now() - t0) * 1e9);
   if (rh.compute_ns == 0) rh.compute_ns = 1;
 

@@ -1,0 +1,150 @@
+/* tempo_worker.c - the untrusted worker program: protocol, operand cache and GEMM
+ * backends only (no model, optimizer, dataset or key code; tests/test_worker_program.sh
+ * checks the symbols). Launched by Open MPI next to the master:
+ *   mpirun -np 1 tempo train ... : -np N tempo-worker --backend cpu|cuda [--tf32]
+ * Exit status: 0 ok (master sent SHUTDOWN), 1 runtime error, 2 usage. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tempo/worker.h"
+#if TEMPO_HAVE_MPI
+#include "mpi/mpi.h"
+#endif
+#if TEMPO_HAVE_CUDA
+#include "cuda/cuda.h"
+#endif
+
+static void help(void) {
+  printf("usage: tempo-worker [--backend cpu|cuda] [--tf32] [--device N] [--relay-timeout S]\n"
+         "\n"
+         "A Tempo worker: computes blinded matrix products for the master over MPI. Start it with\n"
+         "  mpirun -np 1 tempo train ... : -np N tempo-worker --backend cpu\n"
+         "\n"
+         "  --backend NAME       cpu (OpenBLAS, default) or cuda (cuBLAS SGEMM; operands stay on the GPU)\n"
+         "  --tf32               cuda: allow TF32 tensor cores (faster, ~1e-3 relative error; off by default)\n"
+         "  --device N           cuda: GPU number (default: local rank modulo the GPU count)\n"
+         "  --relay-timeout S    seconds to wait for an operand relayed by another worker (default 30)\n"
+         "  --fault KIND[:START[:PERIOD]]  TESTS ONLY: cheat (wrong-element, scale, stale, zero,\n"
+         "                       other-task, error-reply, no-reply) on result requests from START\n"
+         "  -h, --help           this help\n");
+}
+
+static int usage(const char *msg, const char *arg) {
+  fprintf(stderr, "tempo-worker: %s '%s'\nTry 'tempo-worker --help'.\n", msg, arg);
+  return 2;
+}
+
+static bool parse_fault(const char *s, tempo_worker_fault *f) {
+  char kind[32];
+  unsigned start = 0, period = 1;
+  const char *colon = strchr(s, ':');
+  size_t n = colon ? (size_t)(colon - s) : strlen(s);
+  if (n == 0 || n >= sizeof kind) return false;
+  memcpy(kind, s, n);
+  kind[n] = '\0';
+  if (colon && sscanf(colon + 1, "%u:%u", &start, &period) < 1) return false;
+  for (int k = 1; k < TEMPO_FAULT_COUNT_; k++)
+    if (!strcmp(kind, tempo_fault_name((tempo_fault_kind)k))) {
+      f->kind = (tempo_fault_kind)k, f->start = start, f->period = period ? period : 1;
+      return true;
+    }
+  return false;
+}
+
+int main(int argc, char **argv) {
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  const char *backend = "cpu";
+  bool tf32 = false;
+  int device = -1;
+  double relay_timeout = 30.0;
+  tempo_worker_fault fault = {TEMPO_FAULT_NONE, 0, 1};
+  static const struct option opts[] = {{"backend", required_argument, 0, 'b'}, {"tf32", no_argument, 0, 't'},
+                                       {"device", required_argument, 0, 'd'},
+                                       {"relay-timeout", required_argument, 0, 'r'},
+                                       {"fault", required_argument, 0, 'f'}, {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
+  opterr = 0;
+  int c;
+  while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    switch (c) {
+    case 'b':
+      if (strcmp(optarg, "cpu") && strcmp(optarg, "cuda")) return usage("unknown backend (use cpu or cuda)", optarg);
+      backend = optarg;
+      break;
+    case 't': tf32 = true; break;
+    case 'd': {
+      char *end;
+      long v = strtol(optarg, &end, 10);
+      if (*end || v < 0 || v > 1024) return usage("--device needs a GPU number, got", optarg);
+      device = (int)v;
+      break;
+    }
+    case 'r': {
+      char *end;
+      double v = strtod(optarg, &end);
+      if (*end || !(v > 0 && v < 86400)) return usage("--relay-timeout needs seconds, got", optarg);
+      relay_timeout = v;
+      break;
+    }
+    case 'f':
+      if (!parse_fault(optarg, &fault)) return usage("bad --fault", optarg);
+      break;
+    case 'h': help(); return 0;
+    case ':': return usage("option needs a value:", argv[optind - 1]);
+    default: return usage("unknown option", argv[optind - 1]);
+    }
+  }
+  if (optind < argc) return usage("unexpected argument", argv[optind]);
+
+  tempo_worker_config cfg;
+  tempo_worker_config_default(&cfg);
+  tempo_backend *gpu = NULL;
+  if (!strcmp(backend, "cuda")) {
+#if TEMPO_HAVE_CUDA
+    if (device < 0) {
+      const char *lr = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+      int ndev = tempo_cuda_device_count();
+      device = ndev > 0 && lr ? (atoi(lr) % ndev) : 0;
+    }
+    if (tempo_cuda_backend_create(device, tf32, &gpu)) {
+      fprintf(stderr, "tempo-worker: %s\n", tempo_errmsg());
+      return 1;
+    }
+    cfg.backend = gpu;
+#else
+    fprintf(stderr, "tempo-worker: built without CUDA (nvcc was not found at build time)\n");
+    return 1;
+#endif
+  } else if (tf32) {
+    return usage("--tf32 needs --backend cuda, not", backend);
+  }
+  tempo_worker *w;
+  if (tempo_worker_create(&cfg, &w)) {
+    fprintf(stderr, "tempo-worker: %s\n", tempo_errmsg());
+    return 1;
+  }
+  if (fault.kind != TEMPO_FAULT_NONE) {
+    tempo_worker_set_fault(w, &fault);
+    fprintf(stderr, "tempo-worker: TEST FAULT INJECTION: %s from request %u every %u\n", tempo_fault_name(fault.kind),
+            fault.start, fault.period);
+  }
+  int rc = 0;
+#if TEMPO_HAVE_MPI
+  if (tempo_mpi_worker_main(&argc, &argv, w, relay_timeout)) {
+    fprintf(stderr, "tempo-worker: %s\n", tempo_errmsg());
+    rc = 1;
+  }
+#else
+  (void)relay_timeout;
+  fprintf(stderr, "tempo-worker: built without MPI (mpicc was not found at build time)\n");
+  rc = 1;
+#endif
+  tempo_worker_free(w);
+#if TEMPO_HAVE_CUDA
+  tempo_cuda_backend_free(gpu);
+#endif
+  return rc;
+}

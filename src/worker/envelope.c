@@ -1,0 +1,95 @@
+/* envelope.c - the MPI envelope codec (envelope.h). No MPI dependency: both the master's
+ * library and the worker program link it, and the fuzz targets drive it directly. */
+#include "tempo/envelope.h"
+
+#include <string.h>
+
+static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8); }
+static void put32(uint8_t *p, uint32_t v) {
+  for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static void put64(uint8_t *p, uint64_t v) {
+  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static uint32_t get32(const uint8_t *p) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; i++) v |= (uint32_t)p[i] << (8 * i);
+  return v;
+}
+static uint64_t get64(const uint8_t *p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
+  return v;
+}
+
+void tempo_env_init(tempo_envelope *e, tempo_env_kind kind) {
+  memset(e, 0, sizeof *e);
+  e->kind = (uint16_t)kind;
+  e->relay_from = e->relay_to = -1;
+}
+
+void tempo_env_write(const tempo_envelope *e, uint8_t out[TEMPO_ENV_SIZE]) {
+  memset(out, 0, TEMPO_ENV_SIZE);
+  put32(out, TEMPO_ENV_MAGIC);
+  put16(out + 4, TEMPO_ENV_VERSION);
+  put16(out + 6, e->kind);
+  put64(out + 8, e->msg_len);
+  put64(out + 16, e->relay_off);
+  put64(out + 24, e->relay_len);
+  put64(out + 32, e->fwd_off);
+  put64(out + 40, e->fwd_len);
+  put32(out + 48, (uint32_t)e->relay_from);
+  put32(out + 52, (uint32_t)e->relay_to);
+  memcpy(out + 56, e->digest, 32);
+}
+
+static bool range_ok(uint64_t off, uint64_t len, uint64_t total) {
+  return off >= TEMPO_MSG_HEADER_SIZE && len > 0 && off <= total && len <= total - off;
+}
+
+static bool rank_ok(int32_t r, int self, int world) { return r >= 1 && r < world && r != self; }
+
+tempo_status tempo_env_read(const uint8_t *buf, size_t len, int self, int world, tempo_envelope *e) {
+  if (!buf || len < TEMPO_ENV_SIZE) return tempo_set_error(TEMPO_STATUS_CORRUPT, "envelope: %zu bytes, need 96", len);
+  if (get32(buf) != TEMPO_ENV_MAGIC) return tempo_set_error(TEMPO_STATUS_CORRUPT, "envelope: bad magic");
+  if (get16(buf + 4) != TEMPO_ENV_VERSION) return tempo_set_error(TEMPO_STATUS_CORRUPT, "envelope: bad version");
+  if (get64(buf + 88) != 0) return tempo_set_error(TEMPO_STATUS_CORRUPT, "envelope: reserved field set");
+  tempo_envelope v;
+  v.kind = get16(buf + 6);
+  v.msg_len = get64(buf + 8);
+  v.relay_off = get64(buf + 16);
+  v.relay_len = get64(buf + 24);
+  v.fwd_off = get64(buf + 32);
+  v.fwd_len = get64(buf + 40);
+  v.relay_from = (int32_t)get32(buf + 48);
+  v.relay_to = (int32_t)get32(buf + 52);
+  memcpy(v.digest, buf + 56, 32);
+  if (v.kind == TEMPO_ENV_SHUTDOWN) {
+    static const uint8_t zero[32];
+    if (v.msg_len || v.relay_off || v.relay_len || v.fwd_off || v.fwd_len || v.relay_from != -1 ||
+        v.relay_to != -1 || memcmp(v.digest, zero, 32))
+      return tempo_set_error(TEMPO_STATUS_CORRUPT, "envelope: SHUTDOWN with fields set");
+  } else if (v.kind == TEMPO_ENV_REQUEST) {
+    if (v.msg_len < TEMPO_MSG_HEADER_SIZE || v.msg_len > TEMPO_ENV_MAX_MSG)
+      return tempo_set_error(TEMPO_STATUS_CORRUPT, "envelope: message length %llu out of range",
+                             (unsigned long long)v.msg_len);
+    if (v.relay_from == -1) {
+      if (v.relay_off || v.relay_len) return tempo_set_error(TEMPO_STATUS_CORRUPT, "envelope: relay range without source");
+    } else if (!rank_ok(v.relay_from, self, world) || !range_ok(v.relay_off, v.relay_len, v.msg_len)) {
+      return tempo_set_error(TEMPO_STATUS_CORRUPT, "envelope: bad relay source or range");
+    }
+    if (v.relay_to == -1) {
+      if (v.fwd_off || v.fwd_len) return tempo_set_error(TEMPO_STATUS_CORRUPT, "envelope: forward range without target");
+    } else if (!rank_ok(v.relay_to, self, world) || v.relay_to == v.relay_from ||
+               !range_ok(v.fwd_off, v.fwd_len, v.msg_len)) {
+      return tempo_set_error(TEMPO_STATUS_CORRUPT, "envelope: bad forward target or range");
+    }
+  } else {
+    return tempo_set_error(TEMPO_STATUS_CORRUPT, "envelope: unknown kind %u", v.kind);
+  }
+  *e = v;
+  return TEMPO_STATUS_OK;
+}
+
+uint64_t tempo_env_inline_bytes(const tempo_envelope *e) { return e->msg_len - e->relay_len; }

@@ -1,0 +1,19 @@
+# Sourced by tests/test_mpi*.sh: loopback-only mpirun flags, skip without MPI or the programs,
+# and a cleanup that kills only the worker processes this test's mpirun started.
+B="${TEMPO_BUILD:-build}"
+if ! command -v mpirun >/dev/null || [ ! -x "$B/tempo-worker" ] || [ ! -x "$B/tempo" ]; then
+  echo "skip: mpirun or $B/tempo-worker missing"; exit 0
+fi
+MPIRUN=(mpirun --allow-run-as-root --oversubscribe -quiet --mca btl self,tcp --mca btl_tcp_if_include lo
+        --mca oob_tcp_if_include lo)
+T=$(mktemp -d)
+MPIPID=
+cleanup() {
+  if [ -n "$MPIPID" ]; then
+    for p in $(pgrep -P "$MPIPID" -x tempo-worker 2>/dev/null); do kill -CONT "$p" 2>/dev/null; kill -9 "$p" 2>/dev/null; done
+  fi
+  rm -rf "$T"
+}
+trap cleanup EXIT
+losses() { grep -o '"loss":[0-9.]*' "$1/metrics.jsonl" | cut -d: -f2; }
+fail() { echo "FAIL: $*"; exit 1; }
