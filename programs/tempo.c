@@ -18,7 +18,12 @@ int tempo_cmd_seal(int argc, char **argv);
 int tempo_cmd_unseal(int argc, char **argv);
 int tempo_cmd_export(int argc, char **argv);
 
+#if TEMPO_HAVE_MPI
+#include "mpi/mpi.h"
+#endif
+
 #define EXIT_USAGE 2
+static int mpi_workers; /* > 0: started by mpirun with this many tempo-worker ranks */
 
 int tempo_cmd_attack(int argc, char **argv);  /* programs/tempo_attack.c */
 int tempo_cmd_privacy(int argc, char **argv);
@@ -216,6 +221,7 @@ static int parse_options(int argc, char **argv, tempo_train_config *cfg, bool is
     default: usage_error("unknown option '%s'", argv[optind - 1]);
     }
   }
+  if (mpi_workers > 0) cfg->engine.workers = mpi_workers;
   return optind;
 }
 
@@ -296,8 +302,19 @@ int main(int argc, char **argv) {
     print_version();
     return 0;
   }
-  if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
-  if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
+  if (!strcmp(cmd, "train") || !strcmp(cmd, "eval")) {
+#if TEMPO_HAVE_MPI /* under mpirun the workers are the tempo-worker ranks (docs/distributed.md) */
+    if (tempo_mpi_launched() && tempo_mpi_master_init(&argc, &argv, &mpi_workers)) {
+      fprintf(stderr, "%s: %s\n", prog, tempo_errmsg());
+      return 1;
+    }
+#endif
+    int rc = !strcmp(cmd, "train") ? cmd_train(argc - 1, argv + 1) : cmd_eval(argc - 1, argv + 1);
+#if TEMPO_HAVE_MPI
+    tempo_mpi_master_finalize();
+#endif
+    return rc;
+  }
   if (!strcmp(cmd, "keygen")) return tempo_cmd_keygen(argc - 1, argv + 1);
   if (!strcmp(cmd, "seal")) return tempo_cmd_seal(argc - 1, argv + 1);
   if (!strcmp(cmd, "unseal")) return tempo_cmd_unseal(argc - 1, argv + 1);

@@ -268,6 +268,7 @@ tempo_status tempo_train_run(const tempo_train_config *cfg_in, tempo_train_resul
   if ((st = tempo_optim_init(&r.opt, &c.optim, &m->params))) goto out;
 
   long step = 0;
+  tempo_rng rng_before = m->rng;
   int epoch = 0, batch_in_epoch = 0;
   if (c.resume) {
     if ((st = tempo_ckpt_load_sealed(c.resume, c.key, &meta, &m->params, &r.opt))) goto out;
@@ -319,14 +320,15 @@ tempo_status tempo_train_run(const tempo_train_config *cfg_in, tempo_train_resul
     while ((c.max_steps == 0 || step < c.max_steps) && (n = tempo_batcher_next(&r.batcher, r.x, r.y)) > 0) {
       const float lr = tempo_optim_lr(&r.opt);
       tempo_params_zero_grad(&m->params);
-      if ((st = m->ops->forward(m, r.x, n, r.logits))) goto out;
+      rng_before = m->rng; /* a step lost with its workers is checkpointed as not taken */
+      if ((st = m->ops->forward(m, r.x, n, r.logits))) goto step_failed;
       int ok;
       const double loss = tempo_softmax_xent(r.logits, r.y, n, mc.num_classes, r.dlogits, &ok);
       if (!isfinite(loss)) {
         st = tempo_set_error(TEMPO_STATUS_NUMERIC, "loss became %g at step %ld: lower --lr", loss, step);
         goto out;
       }
-      if ((st = m->ops->backward(m, r.dlogits, n))) goto out;
+      if ((st = m->ops->backward(m, r.dlogits, n))) goto step_failed;
       if ((st = tempo_optim_step(&r.opt, &m->params))) goto out;
       tempo_mm_step_end(r.mm);
       step++;
@@ -400,6 +402,18 @@ tempo_status tempo_train_run(const tempo_train_config *cfg_in, tempo_train_resul
   json_stats(r.metrics, &res->stats);
   fputs("}}\n", r.metrics);
   st = save_sealed_metrics(&r, &c);
+  goto out;
+step_failed:
+  if (st == TEMPO_STATUS_WORKER) { /* no worker left: keep the run resumable, then fail */
+    char why[256];
+    snprintf(why, sizeof why, "%s", tempo_errmsg());
+    m->rng = rng_before;
+    if (save_ckpt(&r, &c, "checkpoint.ckpt", step, epoch, batch_in_epoch) == TEMPO_STATUS_OK)
+      st = tempo_set_error(TEMPO_STATUS_WORKER,
+                           "%s; wrote %s/checkpoint.ckpt at step %ld: start workers again and resume with "
+                           "'tempo train --resume %s/checkpoint.ckpt' (same engine options)",
+                           why, c.out_dir, step, c.out_dir);
+  }
 out:
   if (st && c.key && r.metrics) { /* keep what was logged, sealed, for the owner's diagnosis */
     tempo_status keep = st;
