@@ -19,7 +19,7 @@
  * no role of that product in this step), and stops with TEMPO_STATUS_WORKER when no such
  * worker is left.
  *
- * Shares are float32 (the workers' existing GEMM). Masks are drawn with standard
+ * Shares are float32 (the workers' existing GEMM). Masks (near-Gaussian) have standard
  * deviation sigma = alpha * rms(operand) per instance: larger alpha hides more
  * (per-element signal ~ 1/alpha) and costs precision (relative error ~ 2^-24 alpha^2 n^½);
  * docs/shield.md measures both and justifies TEMPO_SHIELD_DEFAULT_ALPHA. */
@@ -49,9 +49,11 @@ int tempo_shield_sign_y(int role);
 int tempo_shield_sign_dx(int role);
 int tempo_shield_sign_dw(int role);
 
-/* Expands a mask: out[i] = sigma * N(0, 1), i < n, from a 32-byte seed (ChaCha20 stream
- * + Box-Muller). A pure function of (seed, sigma, n): a worker given the seed can expand
- * the same mask (it then learns that mask, which is independent of every secret). */
+/* Expands a mask: out[i] i < n, mean 0, standard deviation sigma, from a 32-byte seed
+ * (ChaCha20 key stream; each value is a centred sum of four 32-bit uniforms, a near-
+ * Gaussian with support +-2 sqrt(3) sigma; mask.c says why that hides as well). A pure
+ * function of (seed, sigma, n): a worker given the seed can expand the same mask (it
+ * then learns that mask, which is independent of every secret). */
 void tempo_shield_expand(const uint8_t seed[TEMPO_SHIELD_SEED_BYTES], float sigma, float *out, size_t n);
 
 /* sqrt(mean(x^2)) accumulated in double; 0 for n == 0. */
