@@ -64,8 +64,9 @@ $(O)/src/cuda/%.o: src/cuda/%.cu $(wildcard src/cuda/*.h) include/tempo/worker.h
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 # the CUDA tests link the backend too
-$(O)/tests/test_cuda%: $(CUDA_OBJ)
-$(O)/tests/test_cuda%: EXTRA_LIBS = $(CUDA_OBJ) $(CUDA_LIBS)
+$(O)/tests/test_cuda: $(CUDA_OBJ)
+$(O)/tests/test_cuda: EXTRA_LIBS = $(CUDA_OBJ)
+CUDA_RT_test_cuda = $(CUDA_LIBS)
 endif
 SCRIPT_TESTS := $(sort $(wildcard tests/test_*.sh))
 BENCH_SRC := $(sort $(wildcard bench/bench_*.c))
@@ -96,7 +97,7 @@ $(O)/tempo-worker: $(O)/programs/tempo_worker.o $(WORKER_MPI_OBJ) $(CUDA_OBJ) $(
 	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(WORKER_LIB) -lopenblas -lsodium -lm -pthread $(MPI_LIBS) $(CUDA_LIBS)
 
 $(O)/tests/%: $(O)/tests/%.o $(LIB)
-	$(CC) $(LDFLAGS) -o $@ $< $(LIB) $(EXTRA_LIBS) $(LDLIBS) -lcmocka
+	$(CC) $(LDFLAGS) -o $@ $< $(EXTRA_LIBS) $(LIB) $(LDLIBS) $(CUDA_RT_$(notdir $@)) -lcmocka
 
 $(O)/bench/%: $(O)/bench/%.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
