@@ -102,6 +102,11 @@ $(O)/tests/%: $(O)/tests/%.o $(LIB)
 $(O)/bench/%: $(O)/bench/%.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
+# bench_scaling runs as the master under mpirun too
+$(O)/bench/bench_scaling.o: CFLAGS += $(MPI_CFLAGS)
+$(O)/bench/bench_scaling: $(O)/bench/bench_scaling.o $(MASTER_MPI_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIB) $(LDLIBS) $(MPI_LIBS)
+
 # The main job: train the default model on Fashion-MNIST with the built-in defaults.
 run: all
 	$(O)/tempo train $(ARGS)

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# One-call GPU check for a lent GPU machine: builds with CUDA, runs the GPU tests, and a short
+# benchmark (resnet50 and vit-tiny: ms/step in local mode on this machine's CPU vs tempo mode
+# with 1 GPU tempo-worker under mpirun). Writes everything to OUTDIR (default gpu-results/).
+# Skips cleanly (exit 0, SKIP in summary.txt) without nvcc or without a GPU. Every step has a
+# timeout; the whole script stays under 5 minutes.
+#   scripts/gpu-check.sh [OUTDIR]
+set -u
+cd "$(dirname "$0")/.."
+OUT="${1:-gpu-results}"
+mkdir -p "$OUT"
+exec > >(tee "$OUT/log.txt") 2>&1
+set -x
+START=$(date +%s)
+left() { echo $(( 290 - ($(date +%s) - START) )); }
+summary() { echo "$*" | tee -a "$OUT/summary.txt"; }
+: > "$OUT/summary.txt"
+NVCC=$(command -v nvcc || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+if [ -z "$NVCC" ]; then summary "SKIP: no nvcc (CUDA toolkit) here"; exit 0; fi
+nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1 || true
+export TEMPO_SKIP_SETUP=1
+timeout $(( $(left) - 120 )) make -j"$(nproc)" build/tempo build/tempo-worker build/tests/test_cuda build/tests/test_worker \
+  build/bench/bench_scaling > "$OUT/build.txt" 2>&1 || { summary "FAIL: build (see build.txt)"; exit 1; }
+summary "build: ok ($("$NVCC" --version | tail -1))"
+timeout 60 build/tests/test_cuda > "$OUT/test_cuda.txt" 2>&1; rc=$?
+if grep -q "^skip:" "$OUT/test_cuda.txt"; then
+  summary "SKIP: $(cat "$OUT/test_cuda.txt") - no GPU tests or GPU benchmark run"; exit 0
+fi
+[ $rc -eq 0 ] && summary "test_cuda: PASS" || summary "test_cuda: FAIL (exit $rc, see test_cuda.txt)"
+timeout 60 build/tests/test_worker > "$OUT/test_worker.txt" 2>&1 && summary "test_worker: PASS" || summary "test_worker: FAIL"
+MPIRUN=(mpirun --allow-run-as-root --oversubscribe -quiet --mca btl self,vader,tcp)
+: > "$OUT/bench.jsonl"
+for model in vit-tiny resnet50; do
+  [ "$(left)" -gt 60 ] || { summary "bench: out of time before $model"; break; }
+  timeout 90 build/bench/bench_scaling --model "$model" --mode local --steps 3 --warmup 1 >> "$OUT/bench.jsonl" \
+    2>> "$OUT/bench.err" || summary "bench $model local: failed or timed out"
+  [ "$(left)" -gt 40 ] || { summary "bench: out of time before $model tempo"; break; }
+  timeout 90 "${MPIRUN[@]}" -np 1 build/bench/bench_scaling --model "$model" --mode tempo --steps 3 --warmup 1 \
+    : -np 1 build/tempo-worker --backend cuda >> "$OUT/bench.jsonl" 2>> "$OUT/bench.err" ||
+    summary "bench $model tempo+1 GPU worker: failed or timed out"
+done
+grep -v '^\[' "$OUT/bench.jsonl" | sed 's/^/bench: /' | tee -a "$OUT/summary.txt"
+summary "done in $(( $(date +%s) - START )) s"
