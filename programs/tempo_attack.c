@@ -19,6 +19,7 @@ static const char attack_usage[] =
     "  --truth DIR       plain-mode trail of the same run, for scoring only\n"
     "  --data-dir DIR    Fashion-MNIST folder: enables model theft (test accuracy, 1%% fine-tuning)\n"
     "  --step N          training step of the trail (default 0)\n"
+    "  --roles K --role R  shield mode: every product is K role products; attack role R's view\n"
     "  --finetune-steps N, --eval-samples N, --json FILE\n";
 
 int tempo_cmd_attack(int argc, char **argv) {
@@ -44,6 +45,8 @@ int tempo_cmd_attack(int argc, char **argv) {
     else if (!strcmp(a, "--finetune-steps")) c.finetune_steps = atoi(v);
     else if (!strcmp(a, "--eval-samples")) c.eval_samples = atoi(v);
     else if (!strcmp(a, "--json")) c.json_out = v;
+    else if (!strcmp(a, "--roles")) c.roles = atoi(v);
+    else if (!strcmp(a, "--role")) c.role = atoi(v);
     else {
       fprintf(stderr, "tempo attack: unknown option %s\n%s", a, attack_usage);
       return 2;

@@ -93,6 +93,8 @@ typedef struct {
   int finetune_steps;     /* theft: SGD steps on 1% of the train split (default 150) */
   int eval_samples;       /* theft: test samples evaluated (default 2000) */
   const char *json_out;   /* write the results as one JSON object here, or NULL */
+  int roles, role;        /* shield mode: each product is `roles` products (one per role, in
+                           * order); attack the view of role `role` (default 1, 0) */
 } tempo_attack_config;
 
 void tempo_attack_config_default(tempo_attack_config *cfg);

@@ -19,6 +19,7 @@ void tempo_attack_model_free(tempo_attack_model *a);
 TEMPO_WUR tempo_status tempo_attack_accuracy(tempo_attack_model *a, const tempo_dataset *test, int samples,
                                              double *acc);
 TEMPO_WUR tempo_status tempo_attack_finetune(tempo_attack_model *a, const tempo_dataset *small, int steps, float lr);
+TEMPO_WUR tempo_status tempo_attack_recalibrate(tempo_attack_model *a, const tempo_dataset *small, int batches);
 TEMPO_WUR tempo_status tempo_attack_subset(const tempo_dataset *d, int n, tempo_dataset *out);
 
 int tempo_attack_cmp_float(const void *a, const void *b);

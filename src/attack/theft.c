@@ -107,6 +107,45 @@ out:
   return st;
 }
 
+/* Re-estimates the batch-norm running statistics of the current weights (the standard
+ * trick after swapping weights): `batches` training-mode forwards on the small set, with a
+ * zero gradient so nothing else changes. No effect on models without batch norm. */
+tempo_status tempo_attack_recalibrate(tempo_attack_model *a, const tempo_dataset *small, int batches) {
+  tempo_model *m = a->model;
+  const int bs = 64;
+  float *x = tempo_alloc_floats((size_t)bs * small->c * small->h * small->w);
+  float *logits = tempo_alloc_floats((size_t)bs * 10), *dl = tempo_alloc_floats((size_t)bs * 10);
+  int *y = malloc(bs * sizeof *y);
+  tempo_batcher b;
+  tempo_status st = TEMPO_STATUS_OK;
+  if (!x || !logits || !dl || !y) {
+    st = tempo_set_error(TEMPO_STATUS_NO_MEMORY, "attack: out of memory");
+    goto out;
+  }
+  if ((st = tempo_batcher_init(&b, small, bs, 78, true, NULL))) goto out;
+  tempo_batcher_set_drop_last(&b, true);
+  m->training = true;
+  tempo_mm_set_training(a->mm, true);
+  int epoch = 0;
+  for (int s = 0; s < batches && !st; s++) {
+    int n = tempo_batcher_next(&b, x, y);
+    if (n == 0) {
+      tempo_batcher_seek(&b, ++epoch, 0);
+      n = tempo_batcher_next(&b, x, y);
+    }
+    if ((st = m->ops->forward(m, x, n, logits))) break;
+    st = m->ops->backward(m, dl, n); /* dl is all zeros */
+    tempo_mm_step_end(a->mm);
+  }
+  tempo_params_zero_grad(&m->params);
+  tempo_batcher_free(&b);
+  m->training = false;
+  tempo_mm_set_training(a->mm, false);
+out:
+  tempo_free_floats(x), tempo_free_floats(logits), tempo_free_floats(dl), free(y);
+  return st;
+}
+
 /* The first `n` samples of d (d is shuffled by nobody: the file order is already mixed). */
 tempo_status tempo_attack_subset(const tempo_dataset *d, int n, tempo_dataset *out) {
   memset(out, 0, sizeof *out);

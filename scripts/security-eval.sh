@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# security-eval.sh - the security evaluation of docs/SECURITY.md, from one command.
+#
+# For each model (resnet20, vit-mini on Fashion-MNIST): trains a public "prior" model
+# (local mode), fine-tunes it into the secret model, then records ONE training step of the
+# secret model in every mode (tempo, shield) with --audit, and a plain-mode trail of the
+# same step for scoring only. Runs `tempo attack` on every trail with and without the
+# prior (and, in shield mode, on each worker role's view), `tempo privacy` on the tempo
+# trail, and writes the tables between the markers of docs/SECURITY.md.
+# Environment: TEMPO (binary, default build/tempo), WORK (scratch, default
+# /tmp/tempo-security; trails are deleted after use), DATA_DIR, PRE_STEPS (60), FT_STEPS
+# (60), THEFT_STEPS (60), EVAL_SAMPLES (1000), MODELS ("resnet20 vit-mini"),
+# MODES ("tempo shield"), DOC (docs/SECURITY.md; "-" = do not write).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+T=${TEMPO:-build/tempo}
+W=${WORK:-/tmp/tempo-security}
+DATA=${DATA_DIR:-/usr/share/datasets/fashion-mnist}
+PRE=${PRE_STEPS:-60}
+FT=${FT_STEPS:-60}
+THEFT=${THEFT_STEPS:-60}
+EVALN=${EVAL_SAMPLES:-1000}
+MODELS=${MODELS:-"resnet20 vit-mini"}
+MODES=${MODES:-"tempo shield"}
+DOC=${DOC:-docs/SECURITY.md}
+B=32
+[ -x "$T" ] || { echo "security-eval: build first (make -j2): $T missing" >&2; exit 1; }
+mkdir -p "$W"
+log() { echo "security-eval: $*" >&2; }
+run() { log "$*"; "$@"; }
+
+for model in $MODELS; do
+  D=$W/$model
+  rm -rf "$D" && mkdir -p "$D"/{truth,public}
+  S1=$((PRE + FT)); S2=$((S1 + 1))
+  run "$T" train --model "$model" --mode local --schedule constant --max-steps "$PRE" --batch-size $B --seed 11 \
+    --out "$D/pre" --quiet
+  run "$T" train --resume "$D/pre/checkpoint.ckpt" --mode local --max-steps "$S1" --out "$D/secret" --quiet
+  "$T" eval "$D/secret/model.ckpt" --mode local --batch-size 256 > "$D/secret_eval.txt" 2>&1 || true
+  "$T" eval "$D/pre/model.ckpt" --mode local --batch-size 256 > "$D/pre_eval.txt" 2>&1 || true
+  run "$T" train --resume "$D/secret/checkpoint.ckpt" --mode plain --max-steps "$S2" --audit "$D/truth" \
+    --out "$D/truth_run" --quiet
+  run "$T" train --model "$model" --mode plain --max-steps 1 --batch-size $B --seed 7 --audit "$D/public" \
+    --out "$D/public_run" --quiet
+  for mode in $MODES; do
+    workers=2; roles=1
+    if [ "$mode" = shield ]; then workers=4; roles=4; fi
+    mkdir -p "$D/$mode"
+    if ! run "$T" train --resume "$D/secret/checkpoint.ckpt" --mode "$mode" --workers $workers --key-seed 5 \
+      --max-steps "$S2" --audit "$D/$mode" --out "$D/${mode}_run" --quiet; then
+      log "$mode mode failed on $model: left out of the table"; continue
+    fi
+    [ "$mode" = tempo ] && "$T" privacy --audit "$D/$mode" > "$D/privacy.txt"
+    for prior in none public; do
+      pa=(); [ $prior = public ] && pa=(--prior "$D/pre/model.ckpt")
+      for ((r = 0; r < roles; r++)); do
+        theft=(); [ $r = 0 ] && theft=(--data-dir "$DATA" --finetune-steps "$THEFT" --eval-samples "$EVALN")
+        run "$T" attack --audit "$D/$mode" --model "$model" --truth "$D/truth" --public "$D/public" \
+          --roles $roles --role $r "${pa[@]}" "${theft[@]}" --json "$D/${mode}_${prior}_$r.json" \
+          > "$D/${mode}_${prior}_$r.txt"
+      done
+    done
+    rm -f "$D/$mode/trail.tat"
+  done
+  rm -f "$D/truth/trail.tat" "$D/public/trail.tat"
+done
+
+python3 - "$W" "$DOC" "$PRE" "$FT" "$THEFT" "$EVALN" $MODELS <<'PY'
+import glob, json, os, re, sys
+w, doc, pre, ft, theft, evaln, models = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6], sys.argv[7:]
+rows = [
+  ("weight_perm_recovered", "Weight matching: share of the secret permutations (in and out units) recovered", "%"),
+  ("weight_rel_error", "Weight matching: relative error of the recovered weights (prior alone: in brackets)", "e"),
+  ("theft_acc_blinded", "Theft: test accuracy of the model assembled from blinded weights as they are", "%"),
+  ("theft_acc_recovered", "Theft: test accuracy after weight matching", "%"),
+  ("theft_acc_blinded_ft1pct", "Theft: blinded weights fine-tuned on 1% of the train split", "%"),
+  ("theft_acc_recovered_ft1pct", "Theft: recovered weights fine-tuned on 1%", "%"),
+  ("theft_acc_scratch_1pct", "Theft baseline: trained from scratch on the same 1%", "%"),
+  ("link_recovered", "Linking: input columns linked to their unit of the previous output (chance in brackets)", "%"),
+  ("input_colperm_recovered", "Input recovery: share of the first layer's column permutation recovered", "%"),
+  ("input_patch_psnr_db", "Input recovery: PSNR of recovered input patches, dB (mean-patch guess in brackets)", "db"),
+  ("input_patches_over_20db", "Input recovery: share of patches recovered above 20 dB", "%"),
+  ("truth_alignable", "Scoring check: share of weights the plaintext can be aligned to (1 = permuted scaling)", "%"),
+]
+def load(m, mode, prior):
+    best = None
+    for f in sorted(glob.glob(os.path.join(w, m, "%s_%s_*.json" % (mode, prior)))):
+        d = json.load(open(f))
+        if best is None: best = d; continue
+        for k, v in d.items():  # the best role for the attacker
+            if k.endswith("error"): best[k] = min(best.get(k, v), v)
+            elif not k.startswith("theft"): best[k] = max(best.get(k, v), v)
+    return best
+cols = []
+for m in models:
+    for mode in ("tempo", "shield"):
+        for prior in ("none", "public"):
+            d = load(m, mode, prior)
+            if d is not None: cols.append(("%s %s %s" % (m, mode, "prior" if prior == "public" else "no prior"), d))
+def fmt(key, kind, d):
+    if key not in d: return "n/a"
+    v = d[key]
+    s = "%.1f%%" % (100 * v) if kind == "%" else "%.1f" % v if kind == "db" else "%.3f" % v
+    extra = {"weight_rel_error": "weight_rel_error_of_prior", "link_recovered": "link_chance",
+             "input_patch_psnr_db": "input_patch_psnr_mean_guess_db"}.get(key)
+    if extra and extra in d:
+        e = d[extra]
+        s += " (%s)" % ("%.1f%%" % (100 * e) if kind == "%" else "%.1f" % e if kind == "db" else "%.3f" % e)
+    return s
+out = ["| attack | " + " | ".join(c[0] for c in cols) + " |", "|---|" + "---|" * len(cols)]
+for key, label, kind in rows:
+    out.append("| %s | %s |" % (label, " | ".join(fmt(key, kind, d) for _, d in cols)))
+accs = []
+for m in models:
+    for name, what in (("secret", "secret model"), ("pre", "public prior")):
+        p = os.path.join(w, m, name + "_eval.txt")
+        t = open(p).read().strip().splitlines()[-1] if os.path.exists(p) and open(p).read().strip() else "n/a"
+        accs.append("- %s %s: `%s`" % (m, what, t))
+table = "\n".join(out)
+text = ("Run: `scripts/security-eval.sh` (prior: %s local steps; secret: %s more steps; theft fine-tuning: %s SGD "
+        "steps on 1%% of the train split; accuracies on the first %s test images).\n\n" % (pre, ft, theft, evaln)) + table + "\n\nReference accuracies (full test split):\n" + "\n".join(accs) + "\n"
+priv = []
+for m in models:
+    p = os.path.join(w, m, "privacy.txt")
+    if os.path.exists(p): priv.append("`tempo privacy --audit` on %s (one step, batch 32):\n\n```\n%s```\n" % (m, open(p).read()))
+if doc != "-":
+    s = open(doc).read()
+    s = re.sub(r"(<!-- results begin -->\n).*?(<!-- results end -->)", lambda mm: mm.group(1) + text + mm.group(2), s, flags=re.S)
+    s = re.sub(r"(<!-- privacy begin -->\n).*?(<!-- privacy end -->)", lambda mm: mm.group(1) + "\n".join(priv) + mm.group(2), s, flags=re.S)
+    open(doc, "w").write(s)
+print(text)
+print("\n".join(priv))
+PY
