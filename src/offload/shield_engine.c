@@ -103,7 +103,8 @@ static tempo_status growd(double **buf, size_t *cap, size_t count) {
 
 tempo_status tempo_shield_engine_create(const tempo_mm_config *cfg, tempo_shield_engine **out) {
   *out = NULL;
-  if (cfg->workers < TEMPO_SHIELD_MIN_WORKERS)
+  tempo_transport_factory make = tempo_transport_get_factory();
+  if (!make && cfg->workers < TEMPO_SHIELD_MIN_WORKERS)
     return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT,
                            "mode 'shield' needs at least %d workers (4 roles per product on distinct workers, "
                            "no two of which may collude; a 5th lets a failed role be recomputed); got %d",
@@ -117,8 +118,20 @@ tempo_status tempo_shield_engine_create(const tempo_mm_config *cfg, tempo_shield
   e->alpha = TEMPO_SHIELD_DEFAULT_ALPHA;
   const char *env = getenv("TEMPO_SHIELD_ALPHA");
   if (env && atof(env) > 0) e->alpha = atof(env);
-  e->nw = e->n_live = cfg->workers;
   e->timeout = 60.0;
+  /* the master mostly waits; each in-process worker thread runs single-threaded BLAS */
+  openblas_set_num_threads(1);
+  /* the in-process threads, or the registered transport (MPI under mpirun) */
+  if ((st = make ? make(cfg->workers, &e->tr) : tempo_transport_inproc_create(cfg->workers, &e->tr))) goto fail;
+  if (e->tr->timeout_s > 0) e->timeout = e->tr->timeout_s;
+  e->nw = e->n_live = e->tr->n_workers;
+  if (e->nw < TEMPO_SHIELD_MIN_WORKERS) {
+    st = tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT,
+                         "mode 'shield' needs at least %d workers (4 roles per product on distinct workers, no two "
+                         "of which may collude); the transport has %d",
+                         TEMPO_SHIELD_MIN_WORKERS, e->nw);
+    goto fail;
+  }
   e->live = calloc((size_t)e->nw, sizeof *e->live);
   e->holds = calloc((size_t)e->nw, sizeof *e->holds);
   e->fails = calloc((size_t)e->nw, sizeof *e->fails);
@@ -141,8 +154,6 @@ tempo_status tempo_shield_engine_create(const tempo_mm_config *cfg, tempo_shield
   sodium_memzero(secret, sizeof secret);
   if (st) goto fail;
   if (cfg->audit_dir && (st = tempo_audit_writer_open(cfg->audit_dir, &e->audit))) goto fail;
-  openblas_set_num_threads(1);
-  if ((st = tempo_transport_inproc_create(e->nw, &e->tr))) goto fail;
   *out = e;
   return TEMPO_STATUS_OK;
 fail:
@@ -230,6 +241,7 @@ static void worker_failed(tempo_shield_engine *e, int w, int why) {
     e->live[w] = false;
     e->n_live--;
     e->st.evictions++;
+    e->tr->evicted++;
     fprintf(stderr, "tempo: shield: evicting worker %d: %s %d times\n", w, why_text[why], e->fails[w]);
   }
 }
