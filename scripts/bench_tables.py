@@ -63,6 +63,21 @@ for r in modes:
     if "error" in r:
         print(f"\n- {r['model']} in {r['mode']} mode could not run: {r['error']}")
 
+scaling_path = os.path.join(d, "scaling.jsonl")
+if os.path.exists(scaling_path):
+    rows = [json.loads(l) for l in open(scaling_path) if l.startswith("{")]
+    rows = [r for r in rows if "ms_median" in r]
+    if rows:
+        print("\n## Scaling over MPI workers (scripts/bench-scaling.sh)\n")
+        print("CPU tempo-worker ranks on this machine (oversubscribed when ranks > cores). Master upload per step:"
+              " on the wire, as addressed, and the minimum (each blinded operand once + headers).\n")
+        print("| model | mode | workers | relay | ms/step | wire MB up | addressed MB up | minimum MB up |")
+        print("|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['model']} | {r['mode']} | {r['workers']} | {r.get('relay', '-')} | {r['ms_median']:.1f} | "
+                  f"{r['wire_bytes_up_per_step'] / 1e6:.2f} | {r['logical_bytes_up_per_step'] / 1e6:.2f} | "
+                  f"{r['min_bytes_up_per_step'] / 1e6:.2f} |")
+
 for path in sorted(glob.glob(os.path.join(d, "bench_*.md"))):
     name = os.path.basename(path)[:-3]
     print(f"\n## {name}\n")

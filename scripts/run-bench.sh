@@ -33,8 +33,10 @@ fi
 echo "bench: modes local, plain, tempo with 2 workers" >&2
 OPENBLAS_NUM_THREADS=1 "$B/bench/bench_step" --models "$MODELS" --modes local,plain,tempo --threads 1 --workers 2 \
   --steps "$STEPS" --budget-s "$BUDGET" | tee "$tmp/modes.jsonl" >&2
+echo "bench: scaling over 1, 2, 4 CPU tempo-worker ranks (mpirun)" >&2
+TEMPO_BUILD="$B" scripts/bench-scaling.sh resnet20 "$STEPS" 2>/dev/null | grep '^{' | tee "$tmp/scaling.jsonl" >&2
 for b in "$B"/bench/bench_*; do
-  case "$b" in *bench_step|*.log|*.d|*.o) continue ;; esac
+  case "$b" in *bench_step|*bench_scaling|*.log|*.d|*.o) continue ;; esac
   [ -x "$b" ] || continue
   echo "bench: $(basename "$b")" >&2
   timeout 900 "$b" > "$tmp/$(basename "$b").md" 2>&1 || echo "(exit $?)" >> "$tmp/$(basename "$b").md"
