@@ -1,8 +1,7 @@
 /* matmul.c - the matrix-product entry point (see matmul.h): argument checks, the local
- * (OpenBLAS) path, statistics, and dispatch to the offload engine for other modes. */
+ * (tempo_sgemm) path, statistics, and dispatch to the offload engine for other modes. */
 #include "tempo/matmul.h"
 
-#include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +9,7 @@
 #include "offload/engine.h"
 #include "offload/shield_engine.h"
 #include "tempo/common.h"
+#include "tempo/gemm.h"
 
 struct tempo_mm {
   tempo_mm_config cfg;
@@ -61,7 +61,7 @@ tempo_status tempo_mm_create(const tempo_mm_config *cfg, tempo_mm **out) {
   mm->cfg = *cfg;
   mm->cfg.audit_dir = NULL;
   if (cfg->mode == TEMPO_MODE_LOCAL) {
-    openblas_set_num_threads(cfg->threads);
+    tempo_gemm_set_threads(cfg->threads);
   } else if (cfg->mode == TEMPO_MODE_SHIELD) {
     tempo_status st = tempo_shield_engine_create(cfg, &mm->shield); /* refuses < 4 workers */
     if (st) {
@@ -120,8 +120,8 @@ tempo_status tempo_mm_forward(tempo_mm *mm, tempo_mm_site *site, const tempo_mm_
   double t0 = tempo_now();
   const size_t xs = (size_t)s->m * s->n, ws = (size_t)s->n * s->p, ys = (size_t)s->m * s->p;
   for (int b = 0; b < s->batch; b++)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, s->w_trans ? CblasTrans : CblasNoTrans, s->m, s->p, s->n, 1.0f,
-                X + b * xs, s->n, W + b * ws, s->w_trans ? s->n : s->p, 0.0f, Y + b * ys, s->p);
+    tempo_sgemm(false, s->w_trans, s->m, s->p, s->n, 1.0f, X + b * xs, s->n, W + b * ws, s->w_trans ? s->n : s->p,
+                0.0f, Y + b * ys, s->p);
   count(mm, s, tempo_now() - t0);
   return TEMPO_STATUS_OK;
 }
@@ -147,15 +147,13 @@ tempo_status tempo_mm_backward(tempo_mm *mm, tempo_mm_site *site, const tempo_mm
   for (int b = 0; b < s->batch; b++) {
     const float *x = X + b * xs, *w = W + b * ws, *dy = dY + b * ys;
     if (dX) /* dX (m,n) = dY (m,p) . W^T */
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, s->w_trans ? CblasNoTrans : CblasTrans, s->m, s->n, s->p, 1.0f,
-                  dy, s->p, w, s->w_trans ? s->n : s->p, bx, dX + b * xs, s->n);
+      tempo_sgemm(false, !s->w_trans, s->m, s->n, s->p, 1.0f, dy, s->p, w, s->w_trans ? s->n : s->p, bx,
+                  dX + b * xs, s->n);
     if (dW) {
       if (s->w_trans) /* dW_stored (p,n) = dY^T (p,m) . X (m,n) */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, s->p, s->n, s->m, 1.0f, dy, s->p, x, s->n, bw,
-                    dW + b * ws, s->n);
+        tempo_sgemm(true, false, s->p, s->n, s->m, 1.0f, dy, s->p, x, s->n, bw, dW + b * ws, s->n);
       else /* dW (n,p) = X^T (n,m) . dY (m,p) */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, s->n, s->p, s->m, 1.0f, x, s->n, dy, s->p, bw,
-                    dW + b * ws, s->p);
+        tempo_sgemm(true, false, s->n, s->p, s->m, 1.0f, x, s->n, dy, s->p, bw, dW + b * ws, s->p);
     }
   }
   count(mm, s, tempo_now() - t0);

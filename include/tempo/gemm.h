@@ -1,0 +1,50 @@
+/* gemm.h - the one row-major SGEMM of the master (local mode) and of the benchmarks:
+ *   C (m, n) = alpha * op(A) . op(B) + beta * C,   op(A) (m, k), op(B) (k, n),
+ * with op(X) = X^T when trans_x. lda/ldb/ldc are the row strides of the stored matrices
+ * (A stored (m, k), or (k, m) with trans_a; likewise B). No BLAS type appears here.
+ *
+ * Backends (chosen per call; see docs in src/core/gemm.c for the measurements behind it):
+ *   openblas - OpenBLAS cblas_sgemm (AVX2 kernels here: OPENBLAS_CORETYPE is pinned);
+ *   dnnl     - oneDNN dnnl_sgemm (JIT AVX-512), when the build found oneDNN (TEMPO_HAVE_DNNL).
+ * TEMPO_GEMM_AUTO (the default) sends products of at least 2^20 multiply-adds with k > 16
+ * to oneDNN and the rest to OpenBLAS. The environment variable TEMPO_GEMM=openblas|dnnl|auto,
+ * read at the first call, overrides the default; an unknown value or "dnnl" in a build without
+ * oneDNN prints one warning on stderr and keeps the automatic choice (openblas without oneDNN).
+ *
+ * Threads: tempo_gemm_set_threads sets the threads of both libraries for products started
+ * by the calling thread (OpenBLAS's count is process-wide; oneDNN's OpenMP count is per thread). */
+#ifndef TEMPO_GEMM_H
+#define TEMPO_GEMM_H
+
+#include <stdbool.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+  TEMPO_GEMM_AUTO = 0,
+  TEMPO_GEMM_OPENBLAS = 1,
+  TEMPO_GEMM_DNNL = 2,
+} tempo_gemm_backend;
+
+/* The product above. Sizes must be >= 1 and the strides valid (the caller's checks: this is
+ * an internal kernel entry, like BLAS). */
+void tempo_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *A, int lda,
+                 const float *B, int ldb, float beta, float *C, int ldc);
+
+/* Forces a backend for all later calls (TEMPO_GEMM_AUTO restores the automatic choice);
+ * false, and no change, when the backend is not in this build. Overrides TEMPO_GEMM. */
+bool tempo_gemm_set_backend(tempo_gemm_backend b);
+/* The backend in force (after TEMPO_GEMM), and whether the build has oneDNN. */
+tempo_gemm_backend tempo_gemm_get_backend(void);
+bool tempo_gemm_have_dnnl(void);
+const char *tempo_gemm_backend_name(tempo_gemm_backend b);
+
+/* Threads for the products of the calling thread, >= 1. */
+void tempo_gemm_set_threads(int threads);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

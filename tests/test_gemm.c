@@ -1,0 +1,118 @@
+/* test_gemm.c - tempo_sgemm against a naive double-precision reference: every backend in the
+ * build (and the automatic choice), all four transpose cases, alpha/beta, padded row strides,
+ * odd shapes on both sides of the automatic threshold; and the backend switch itself. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include "tempo/gemm.h"
+#include "tempo/rng.h"
+
+/* Max |C - ref| / (max |ref| + 1) for one product with padded strides (pad 3). */
+static double check_one(bool ta, bool tb, int m, int n, int k, float alpha, float beta, tempo_rng *rng) {
+  const int pad = 3;
+  const int ar = ta ? k : m, ac = ta ? m : k, br = tb ? n : k, bc = tb ? k : n;
+  const int lda = ac + pad, ldb = bc + pad, ldc = n + pad;
+  float *A = malloc(sizeof(float) * (size_t)ar * lda), *B = malloc(sizeof(float) * (size_t)br * ldb);
+  float *C = malloc(sizeof(float) * (size_t)m * ldc);
+  double *R = malloc(sizeof(double) * (size_t)m * n);
+  assert_non_null(A);
+  assert_non_null(B);
+  assert_non_null(C);
+  assert_non_null(R);
+  for (size_t i = 0; i < (size_t)ar * lda; i++) A[i] = (float)tempo_rng_normal(rng);
+  for (size_t i = 0; i < (size_t)br * ldb; i++) B[i] = (float)tempo_rng_normal(rng);
+  for (size_t i = 0; i < (size_t)m * ldc; i++) C[i] = (float)tempo_rng_normal(rng);
+  for (int i = 0; i < m; i++)
+    for (int j = 0; j < n; j++) {
+      double s = 0.0;
+      for (int t = 0; t < k; t++) {
+        const double a = ta ? A[(size_t)t * lda + i] : A[(size_t)i * lda + t];
+        const double b = tb ? B[(size_t)j * ldb + t] : B[(size_t)t * ldb + j];
+        s += a * b;
+      }
+      R[(size_t)i * n + j] = alpha * s + beta * C[(size_t)i * ldc + j];
+    }
+  /* the padding columns of C must stay untouched */
+  const float guard = C[n];
+  tempo_sgemm(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+  assert_true(C[n] == guard);
+  double err = 0.0, mx = 0.0;
+  for (int i = 0; i < m; i++)
+    for (int j = 0; j < n; j++) {
+      err = fmax(err, fabs(C[(size_t)i * ldc + j] - R[(size_t)i * n + j]));
+      mx = fmax(mx, fabs(R[(size_t)i * n + j]));
+    }
+  free(A);
+  free(B);
+  free(C);
+  free(R);
+  return err / (mx + 1.0);
+}
+
+static void check_backend(tempo_gemm_backend be) {
+  assert_true(tempo_gemm_set_backend(be));
+  assert_int_equal(tempo_gemm_get_backend(), be);
+  tempo_rng rng;
+  tempo_rng_seed(&rng, 11, (uint64_t)be);
+  /* small (OpenBLAS under AUTO), k <= 16, and >= 2^20 multiply-adds with k > 16 (oneDNN under AUTO) */
+  static const int shapes[][3] = {{1, 1, 1}, {7, 5, 3}, {65, 32, 65}, {33, 17, 16}, {129, 70, 131}, {200, 97, 64}};
+  for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+    for (int t = 0; t < 4; t++) {
+      const int m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
+      const double e1 = check_one(t & 1, t & 2, m, n, k, 1.0f, 0.0f, &rng);
+      const double e2 = check_one(t & 1, t & 2, m, n, k, -0.5f, 1.0f, &rng);
+      const double e3 = check_one(t & 1, t & 2, m, n, k, 2.0f, 0.25f, &rng);
+      if (e1 > 1e-5 || e2 > 1e-5 || e3 > 1e-5)
+        fail_msg("%s m=%d n=%d k=%d ta=%d tb=%d: errors %g %g %g", tempo_gemm_backend_name(be), m, n, k, t & 1,
+                 (t & 2) != 0, e1, e2, e3);
+    }
+  assert_true(tempo_gemm_set_backend(TEMPO_GEMM_AUTO));
+}
+
+static void test_openblas(void **state) {
+  (void)state;
+  check_backend(TEMPO_GEMM_OPENBLAS);
+}
+
+static void test_auto(void **state) {
+  (void)state;
+  check_backend(TEMPO_GEMM_AUTO);
+}
+
+static void test_dnnl(void **state) {
+  (void)state;
+  if (!tempo_gemm_have_dnnl()) {
+    assert_false(tempo_gemm_set_backend(TEMPO_GEMM_DNNL));
+    assert_int_not_equal(tempo_gemm_get_backend(), TEMPO_GEMM_DNNL);
+    skip();
+  }
+  check_backend(TEMPO_GEMM_DNNL);
+}
+
+static void test_threads_and_names(void **state) {
+  (void)state;
+  assert_false(tempo_gemm_set_backend((tempo_gemm_backend)7));
+  assert_string_equal(tempo_gemm_backend_name(TEMPO_GEMM_OPENBLAS), "openblas");
+  assert_string_equal(tempo_gemm_backend_name(TEMPO_GEMM_DNNL), "dnnl");
+  tempo_rng rng;
+  tempo_rng_seed(&rng, 12, 0);
+  tempo_gemm_set_threads(2); /* the same results with two threads */
+  assert_true(check_one(false, true, 300, 150, 100, 1.0f, 0.0f, &rng) < 1e-5);
+  assert_true(check_one(true, false, 150, 100, 300, 1.0f, 1.0f, &rng) < 1e-5);
+  tempo_gemm_set_threads(1);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_openblas),
+      cmocka_unit_test(test_auto),
+      cmocka_unit_test(test_dnnl),
+      cmocka_unit_test(test_threads_and_names),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
