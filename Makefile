@@ -31,6 +31,10 @@ NVCC := $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/de
 HAVE_CUDA := $(if $(NVCC),yes,no)
 HAVE_OPENBLAS := $(shell test -e /usr/include/x86_64-linux-gnu/cblas.h -o -e /usr/include/cblas.h && echo yes || echo no)
 CFLAGS += -DTEMPO_HAVE_MPI=$(if $(filter yes,$(HAVE_MPI)),1,0) -DTEMPO_HAVE_CUDA=$(if $(filter yes,$(HAVE_CUDA)),1,0)
+# oneDNN (libdnnl-dev): src/core/gemm.c sends large products to its AVX-512 dnnl_sgemm (TEMPO_GEMM overrides).
+HAVE_DNNL := $(shell test -e /usr/include/dnnl.h && echo yes || echo no)
+CFLAGS += -DTEMPO_HAVE_DNNL=$(if $(filter yes,$(HAVE_DNNL)),1,0)
+LDLIBS += $(if $(filter yes,$(HAVE_DNNL)),-ldnnl -lgomp)
 
 # src/mpi (MPI transport) and src/cuda (CUDA backend) stay out of libtempo.a: only the two
 # programs (and the CUDA tests) link them, so the library and its tests need neither.
@@ -76,7 +80,7 @@ BENCHES := $(BENCH_SRC:bench/%.c=$(O)/bench/%)
 all: features $(PROGRAMS) $(TESTS) $(BENCHES)
 
 features:
-	@echo "tempo $(VERSION): OpenBLAS=$(HAVE_OPENBLAS) MPI=$(HAVE_MPI) CUDA=$(HAVE_CUDA) SANITIZE=$(if $(SANITIZE),$(SANITIZE),off) build=$(O)"
+	@echo "tempo $(VERSION): OpenBLAS=$(HAVE_OPENBLAS) oneDNN=$(HAVE_DNNL) MPI=$(HAVE_MPI) CUDA=$(HAVE_CUDA) SANITIZE=$(if $(SANITIZE),$(SANITIZE),off) build=$(O)"
 
 $(O)/%.o: %.c
 	@mkdir -p $(dir $@)
