@@ -5,7 +5,7 @@ set -euo pipefail
 [ "${TEMPO_SKIP_SETUP:-0}" = 1 ] && exit 0
 
 # Required to build, test and run the main job.
-required=(build-essential pkg-config libopenblas-dev libsodium-dev zlib1g-dev libcmocka-dev
+required=(build-essential pkg-config libopenblas-dev libdnnl-dev libsodium-dev zlib1g-dev libcmocka-dev
           dataset-fashion-mnist libopenmpi-dev openmpi-bin clang libclang-rt-14-dev)
 # Optional extras: PyTorch (golden fixtures are committed, so only regeneration and benches need it),
 # jemalloc (fair PyTorch baseline in benchmarks).
