@@ -322,12 +322,15 @@ static tempo_status ensure_vwork(tempo_engine *e, const tempo_mm_shape *sh) {
   return grow(&e->vwork, &e->cap_vwork, need);
 }
 
+/* Freivalds' check of a blinded result C = op(A) op(B). cw weighs the check vector by the
+ * inverse key scale of each result column (NULL for identity keys), so a column blinded
+ * with a small coefficient is checked as sensitively as on the plaintext (obf.h). */
 static bool check(tempo_engine *e, int r, int k, int cc, const float *A, bool at, const float *B, bool bt,
-                  const float *C) {
+                  const float *C, const float *cw) {
   if (e->cfg.verify_rounds == 0) return true;
   uint64_t seed;
   tempo_keygen_bytes(e->kg, &seed, sizeof seed);
-  return tempo_verify_product(r, k, cc, A, at, B, bt, C, e->cfg.verify_rounds, seed, e->vwork) ==
+  return tempo_verify_product_weighted(r, k, cc, A, at, B, bt, C, cw, e->cfg.verify_rounds, seed, e->vwork) ==
          TEMPO_STATUS_OK;
 }
 
@@ -349,16 +352,20 @@ static bool consume(tempo_engine *e, round_ctx *c, task *t, const tempo_msg_head
   bool ok = true;
   const float *dxr = pay, *dwr = pay + (c->want_dx ? (size_t)cnt * xs : 0);
   for (int i = 0; i < cnt && ok; i++) {
+    const tempo_obf_key *k = &s->keys[sh->batch == 1 ? 0 : (int)b->lo + i];
+    const bool id = k->identity;
     if (c->op == TEMPO_OP_FORWARD) {
-      ok = check(e, rows, n, p, xb + i * xs, false, wb + i * ws, wt, pay + i * ys);
+      ok = check(e, rows, n, p, xb + i * xs, false, wb + i * ws, wt, pay + i * ys, id ? NULL : k->dp.rcoef_p);
     } else {
       if (c->want_dx) /* dX' (rows, n) = dY* (rows, p) . W'^T */
-        ok = check(e, rows, p, n, dyb + i * ys, false, wb + i * ws, !wt, dxr + i * xs);
+        ok = check(e, rows, p, n, dyb + i * ys, false, wb + i * ws, !wt, dxr + i * xs, id ? NULL : k->dn.coef_p);
       if (ok && c->want_dw) {
         if (wt) /* dW' (p, n) = dY*^T . X' */
-          ok = check(e, p, rows, n, dyb + i * ys, true, xb + i * xs, false, dwr + i * ws);
+          ok = check(e, p, rows, n, dyb + i * ys, true, xb + i * xs, false, dwr + i * ws,
+                     id ? NULL : k->dn.rcoef_p);
         else /* dW' (n, p) = X'^T . dY* */
-          ok = check(e, n, rows, p, xb + i * xs, true, dyb + i * ys, false, dwr + i * ws);
+          ok = check(e, n, rows, p, xb + i * xs, true, dyb + i * ys, false, dwr + i * ws,
+                     id ? NULL : k->dp.coef_p);
       }
     }
   }
