@@ -26,6 +26,7 @@ DOC=${DOC:-docs/SECURITY.md}
 B=32
 [ -x "$T" ] || { echo "security-eval: build first (make -j2): $T missing" >&2; exit 1; }
 mkdir -p "$W"
+cp "$T" "$W/tempo-bin" && T=$W/tempo-bin # a rebuild during the run must not change it
 log() { echo "security-eval: $*" >&2; }
 run() { log "$*"; "$@"; }
 
@@ -76,6 +77,8 @@ rows = [
   ("theft_acc_blinded_ft1pct", "Theft: blinded weights fine-tuned on 1% of the train split", "%"),
   ("theft_acc_recovered_ft1pct", "Theft: recovered weights fine-tuned on 1%", "%"),
   ("theft_acc_scratch_1pct", "Theft baseline: trained from scratch on the same 1%", "%"),
+  ("label_recovered_up_to_renaming", "Labels: batch samples grouped by class from the head's dY* signs", "%"),
+  ("label_recovered", "Labels: recovered outright (head's unit permutation from weight matching)", "%"),
   ("link_recovered", "Linking: input columns linked to their unit of the previous output (chance in brackets)", "%"),
   ("input_colperm_recovered", "Input recovery: share of the first layer's column permutation recovered", "%"),
   ("input_patch_psnr_db", "Input recovery: PSNR of recovered input patches, dB (mean-patch guess in brackets)", "db"),

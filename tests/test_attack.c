@@ -8,7 +8,7 @@
  *   patches: 3x3 patches of anisotropic images, blinded: the column permutation is
  *     recovered up to the 180-degree turn that no stationary statistic can tell apart,
  *     and the patches to a relative error < 0.2;
- *   trail: a plain-mode trail of one product is reassembled exactly (X, W, Y). */
+ *   trail: a plain-mode trail of one product is reassembled exactly (X, W, Y, dY). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -244,6 +244,8 @@ static void test_trail(void **state) {
   assert_memory_equal(t.prods[0].x, X, sizeof(float) * M * N);
   assert_memory_equal(t.prods[0].w, W, sizeof(float) * P * N); /* step 1's weight */
   for (int i = 0; i < M * P; i++) assert_float_equal(t.prods[0].y[i], Y[i], 1e-4 * (1 + fabsf(Y[i])));
+  assert_non_null(t.prods[0].dy);
+  assert_memory_equal(t.prods[0].dy, dY, sizeof(float) * M * P); /* the backward's upload */
   tempo_trail_step_free(&t);
   assert_int_not_equal(tempo_trail_load_step(dir, 2, &t), TEMPO_STATUS_OK);
   char path[256];

@@ -32,7 +32,8 @@ typedef struct {
   float *x; /* X' (batch, m, n), or NULL when not inline in the trail */
   float *w; /* W' stored layout: (batch, p, n) with w_trans, else (batch, n, p); or NULL */
   float *y; /* Y' (batch, m, p), or NULL when the results are missing */
-  uint32_t x_rows, y_rows; /* rows (batch 1) or instances (batch > 1) received so far */
+  float *dy; /* dY* (batch, m, p) of the step's backward (same key), or NULL */
+  uint32_t x_rows, y_rows, dy_rows; /* rows (batch 1) or instances (batch > 1) received */
 } tempo_trail_product;
 
 typedef struct {

@@ -43,6 +43,7 @@ static void keep_role(tempo_trail_step *s, int roles, int role) {
   }
   for (int i = k; i < s->n; i++) {
     tempo_free_floats(s->prods[i].x), tempo_free_floats(s->prods[i].w), tempo_free_floats(s->prods[i].y);
+    tempo_free_floats(s->prods[i].dy);
     memset(&s->prods[i], 0, sizeof s->prods[i]);
   }
   s->n = k;
@@ -197,12 +198,62 @@ out:
   return st;
 }
 
+static tempo_status attack_labels(const tempo_trail_step *sb, const tempo_trail_step *tr, int *const *arp,
+                                   int *const *trp, results *res) {
+  int L = -1;
+  for (int i = sb->n - 1; i >= 0 && L < 0; i--)
+    if (sb->prods[i].batch == 1 && sb->prods[i].p == 10 && sb->prods[i].dy && sb->prods[i].x) L = i;
+  if (L < 0) return TEMPO_STATUS_OK;
+  const tempo_trail_product *pb = &sb->prods[L];
+  int m = pb->m, n = pb->n, single = 0;
+  int *col = malloc((size_t)m * sizeof *col), *rows = malloc((size_t)m * sizeof *rows),
+      *cols = malloc((size_t)n * sizeof *cols), asg[10];
+  tempo_status st = TEMPO_STATUS_OK;
+  if (!col || !rows || !cols) {
+    st = tempo_set_error(TEMPO_STATUS_NO_MEMORY, "attack: out of memory");
+    goto out;
+  }
+  for (int r = 0; r < m; r++) {
+    int neg = 0;
+    col[r] = -1;
+    for (int j = 0; j < 10; j++)
+      if (pb->dy[(size_t)r * 10 + j] < 0) neg++, col[r] = j;
+    if (neg != 1) col[r] = -1;
+    single += neg == 1;
+  }
+  put(res, "label_rows_one_negative", (double)single / m);
+  const tempo_trail_product *pt = tr ? &tr->prods[L] : NULL;
+  if (!pt || !pt->dy || !pt->x || !trp[L]) goto out;
+  /* scoring: the rows' true order from aligning X' to the plaintext X (same pi_m as dY*) */
+  if ((st = tempo_attack_match_weight(pb->x, pt->x, m, n, 1, rows, cols, NULL))) goto out;
+  double conf[100] = {0}, cost[100];
+  int ok = 0;
+  for (int r = 0; r < m; r++) {
+    const float *d = pt->dy + (size_t)rows[r] * 10;
+    int truth = 0;
+    for (int j = 1; j < 10; j++)
+      if (d[j] < d[truth]) truth = j;
+    if (col[r] < 0) continue;
+    if (arp[L] && arp[L][col[r]] == truth) ok++;
+    conf[col[r] * 10 + truth] += 1;
+  }
+  for (int k = 0; k < 100; k++) cost[k] = -conf[k];
+  if ((st = tempo_assign(cost, 10, asg, NULL))) goto out;
+  double best = 0;
+  for (int j = 0; j < 10; j++) best += conf[j * 10 + asg[j]];
+  if (arp[L]) put(res, "label_recovered", (double)ok / m);
+  put(res, "label_recovered_up_to_renaming", best / m);
+out:
+  free(col), free(rows), free(cols);
+  return st;
+}
+
 tempo_status tempo_attack_run(const tempo_attack_config *cfg) {
   tempo_trail_step sb = {0}, st_truth = {0}, sp = {0};
   tempo_attack_model am = {0};
   tempo_dataset test = {0}, train = {0}, small = {0};
   results res = {0};
-  int *param_of = NULL, **trp = NULL, **tcp = NULL;
+  int *param_of = NULL, **trp = NULL, **tcp = NULL, **arp = NULL;
   float *prior_data = NULL, *prior_state = NULL, *asis = NULL, *recd = NULL;
   tempo_status st;
   if (cfg->roles < 1 || cfg->role < 0 || cfg->role >= cfg->roles)
@@ -232,7 +283,8 @@ tempo_status tempo_attack_run(const tempo_attack_config *cfg) {
   prior_state = malloc((scnt ? scnt : 1) * sizeof(float));
   param_of = malloc((size_t)sb.n * sizeof *param_of);
   trp = calloc((size_t)sb.n, sizeof *trp), tcp = calloc((size_t)sb.n, sizeof *tcp);
-  if (!prior_data || !asis || !recd || !prior_state || !param_of || !trp || !tcp) {
+  arp = calloc((size_t)sb.n, sizeof *arp);
+  if (!prior_data || !asis || !recd || !prior_state || !param_of || !trp || !tcp || !arp) {
     st = tempo_set_error(TEMPO_STATUS_NO_MEMORY, "attack: out of memory");
     goto out;
   }
@@ -278,9 +330,11 @@ tempo_status tempo_attack_run(const tempo_attack_config *cfg) {
       goto out;
     }
     mapped++;
+    arp[i] = rp;
+    rp = NULL;
     if (st_truth.n) {
       const float *Wt = st_truth.prods[i].w;
-      for (int a = 0; a < r; a++) rows_ok += rp[a] == trp[i][a];
+      for (int a = 0; a < r; a++) rows_ok += arp[i][a] == trp[i][a];
       for (int a = 0; a < c; a++) cols_ok += cp[a] == tcp[i][a];
       rows += r, cols += c;
       err += sqdiff(rec, Wt, (size_t)r * c, &ref);
@@ -340,6 +394,10 @@ tempo_status tempo_attack_run(const tempo_attack_config *cfg) {
     put(&res, "link_chance", chance / link_pairs);
   }
 
+  /* 2b. labels from the head's dY* = (softmax - onehot) / B under the shifted key: the
+   * one negative entry of each row is the sample's label column */
+  if ((st = attack_labels(&sb, st_truth.n ? &st_truth : NULL, arp, trp, &res))) goto out;
+
   /* 3. input recovery from the first product */
   /* (the quadratic assignment is O(n^3) per pass: first layers up to 256 inputs) */
   if (sp.n && sb.prods[0].x && sp.prods[0].x && sp.prods[0].n == sb.prods[0].n && sb.prods[0].batch == 1 &&
@@ -389,8 +447,8 @@ tempo_status tempo_attack_run(const tempo_attack_config *cfg) {
     if (fclose(f)) st = tempo_set_error(TEMPO_STATUS_IO, "attack: cannot write %s", cfg->json_out);
   }
 out:
-  for (int i = 0; trp && tcp && i < sb.n; i++) free(trp[i]), free(tcp[i]);
-  free(trp), free(tcp), free(param_of);
+  for (int i = 0; trp && tcp && arp && i < sb.n; i++) free(trp[i]), free(tcp[i]), free(arp[i]);
+  free(trp), free(tcp), free(arp), free(param_of);
   free(prior_data), free(prior_state), free(asis), free(recd);
   tempo_dataset_free(&test), tempo_dataset_free(&train), tempo_dataset_free(&small);
   tempo_attack_model_free(&am);

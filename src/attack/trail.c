@@ -10,7 +10,7 @@
 #include "tempo/common.h"
 
 typedef struct {
-  uint64_t task;
+  uint64_t task, handle; /* a forward block's task id and its X' handle */
   int prod;
 } task_ref;
 
@@ -37,6 +37,7 @@ void tempo_trail_step_free(tempo_trail_step *s) {
     tempo_free_floats(s->prods[i].x);
     tempo_free_floats(s->prods[i].w);
     tempo_free_floats(s->prods[i].y);
+    tempo_free_floats(s->prods[i].dy);
   }
   free(s->prods);
   memset(s, 0, sizeof *s);
@@ -127,7 +128,22 @@ tempo_status tempo_trail_load_step(const char *dir, int step, tempo_trail_step *
         tasks = nt;
         captask = nc;
       }
-      tasks[ntask++] = (task_ref){h->task_id, cur};
+      tasks[ntask++] = (task_ref){h->task_id, h->handle_x, cur};
+      continue;
+    }
+    if (rec.direction == TEMPO_AUDIT_UP && h->op == TEMPO_OP_BACKWARD && cur_step == step && h->handle_x) {
+      for (size_t i = ntask; i-- > 0;) { /* dY* comes first; its block kept X' under handle_x */
+        if (tasks[i].handle != h->handle_x) continue;
+        tempo_trail_product *p = &out->prods[tasks[i].prod];
+        if ((uint32_t)p->m != h->m || (uint32_t)p->p != h->p || (uint32_t)p->batch != h->batch) break;
+        if (!p->dy && !(p->dy = alloc3(p->batch, p->m, p->p))) {
+          st = tempo_set_error(TEMPO_STATUS_NO_MEMORY, "trail: out of memory for dY*");
+          goto fail;
+        }
+        put_split(p->dy, h, p->p, rec.payload);
+        p->dy_rows += h->hi - h->lo;
+        break;
+      }
       continue;
     }
     if (rec.direction == TEMPO_AUDIT_DOWN && h->op == TEMPO_OP_RESULT &&
@@ -158,6 +174,10 @@ tempo_status tempo_trail_load_step(const char *dir, int step, tempo_trail_step *
     if (p->y_rows < full) {
       tempo_free_floats(p->y);
       p->y = NULL;
+    }
+    if (p->dy_rows != full) { /* missing, or re-sent blocks */
+      tempo_free_floats(p->dy);
+      p->dy = NULL;
     }
   }
   return TEMPO_STATUS_OK;
