@@ -1,6 +1,7 @@
 /* test_gemm.c - tempo_sgemm against a naive double-precision reference: every backend in the
  * build (and the automatic choice), all four transpose cases, alpha/beta, padded row strides,
- * odd shapes on both sides of the automatic threshold; and the backend switch itself. */
+ * odd shapes on both sides of the automatic threshold, split over 2 and 3 threads; the backend
+ * switch; and tempo_parallel_for (every task once, nested calls). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,8 +9,10 @@
 #include <cmocka.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "tempo/gemm.h"
+#include "tempo/parallel.h"
 #include "tempo/rng.h"
 
 /* Max |C - ref| / (max |ref| + 1) for one product with padded strides (pad 3). */
@@ -94,6 +97,40 @@ static void test_dnnl(void **state) {
   check_backend(TEMPO_GEMM_DNNL);
 }
 
+typedef struct {
+  int hits[1000];
+} pf_ctx;
+
+static void pf_leaf(void *arg, int t) { ((pf_ctx *)arg)->hits[t]++; }
+
+static void pf_task(void *arg, int t) {
+  pf_ctx *c = arg;
+  c->hits[t]++;
+  /* a nested call runs serially on this thread and must still cover all its tasks */
+  if (t == 0) {
+    pf_ctx inner = {{0}};
+    tempo_parallel_for(5, pf_leaf, &inner);
+    for (int i = 0; i < 5; i++) assert_int_equal(inner.hits[i], 1);
+  }
+}
+
+static void test_parallel_for(void **state) {
+  (void)state;
+  for (int th = 1; th <= 4; th++) {
+    tempo_parallel_set_threads(th);
+    assert_int_equal(tempo_parallel_threads(), th);
+    for (int rep = 0; rep < 50; rep++) {
+      static pf_ctx c;
+      memset(&c, 0, sizeof c);
+      const int n = 1 + rep * 19;
+      tempo_parallel_for(n, pf_task, &c);
+      for (int i = 0; i < n; i++) assert_int_equal(c.hits[i], 1);
+      for (int i = n; i < 1000; i++) assert_int_equal(c.hits[i], 0);
+    }
+  }
+  tempo_parallel_set_threads(1);
+}
+
 static void test_threads_and_names(void **state) {
   (void)state;
   assert_false(tempo_gemm_set_backend((tempo_gemm_backend)7));
@@ -101,9 +138,15 @@ static void test_threads_and_names(void **state) {
   assert_string_equal(tempo_gemm_backend_name(TEMPO_GEMM_DNNL), "dnnl");
   tempo_rng rng;
   tempo_rng_seed(&rng, 12, 0);
-  tempo_gemm_set_threads(2); /* the same results with two threads */
-  assert_true(check_one(false, true, 300, 150, 100, 1.0f, 0.0f, &rng) < 1e-5);
-  assert_true(check_one(true, false, 150, 100, 300, 1.0f, 1.0f, &rng) < 1e-5);
+  /* the same results with the product split over 2 and 3 threads: rows (m >= n) and columns,
+   * every transpose case, block edges not on a multiple of 16 */
+  for (int th = 2; th <= 3; th++) {
+    tempo_gemm_set_threads(th);
+    for (int t = 0; t < 4; t++) {
+      assert_true(check_one(t & 1, t & 2, 301, 150, 100, 1.0f, 0.0f, &rng) < 1e-5);
+      assert_true(check_one(t & 1, t & 2, 90, 333, 120, -1.0f, 1.0f, &rng) < 1e-5);
+    }
+  }
   tempo_gemm_set_threads(1);
 }
 
@@ -113,6 +156,7 @@ int main(void) {
       cmocka_unit_test(test_auto),
       cmocka_unit_test(test_dnnl),
       cmocka_unit_test(test_threads_and_names),
+      cmocka_unit_test(test_parallel_for),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,8 +11,10 @@
  * read at the first call, overrides the default; an unknown value or "dnnl" in a build without
  * oneDNN prints one warning on stderr and keeps the automatic choice (openblas without oneDNN).
  *
- * Threads: tempo_gemm_set_threads sets the threads of both libraries for products started
- * by the calling thread (OpenBLAS's count is process-wide; oneDNN's OpenMP count is per thread). */
+ * Threads (process-wide, default 1): with oneDNN in the build, products of at least 2^20
+ * multiply-adds are split into row or column blocks over the tempo_parallel pool (parallel.h),
+ * each block single-threaded; forced OpenBLAS (or a build without oneDNN) uses OpenBLAS's own
+ * threads instead. */
 #ifndef TEMPO_GEMM_H
 #define TEMPO_GEMM_H
 
@@ -41,7 +43,7 @@ tempo_gemm_backend tempo_gemm_get_backend(void);
 bool tempo_gemm_have_dnnl(void);
 const char *tempo_gemm_backend_name(tempo_gemm_backend b);
 
-/* Threads for the products of the calling thread, >= 1. */
+/* Threads for all later products, >= 1 (sets the tempo_parallel pool or OpenBLAS, see above). */
 void tempo_gemm_set_threads(int threads);
 
 #ifdef __cplusplus

@@ -10,9 +10,11 @@
  *   and k = 16     65536x144x16 NN 63 -> 53.
  * So AUTO picks oneDNN for products of at least 2^20 multiply-adds with k > 16. */
 #include "tempo/gemm.h"
+#include "tempo/parallel.h"
 
 #include <cblas.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,39 +64,98 @@ tempo_gemm_backend tempo_gemm_get_backend(void) {
   return f >= 0 ? (tempo_gemm_backend)f : env_backend;
 }
 
+static void apply_threads(void);
+
 bool tempo_gemm_set_backend(tempo_gemm_backend b) {
   if (b == TEMPO_GEMM_DNNL && !TEMPO_HAVE_DNNL) return false;
   if ((unsigned)b > TEMPO_GEMM_DNNL) return false;
   pthread_once(&env_once, read_env);
   forced = b == TEMPO_GEMM_AUTO ? -1 : (int)b;
+  apply_threads();
   return true;
 }
 
-void tempo_gemm_set_threads(int threads) {
-  if (threads < 1) threads = 1;
-  openblas_set_num_threads(threads);
-#if TEMPO_HAVE_DNNL
-  omp_set_num_threads(threads);
-#endif
+/* Threads: with oneDNN in the build, every backend runs single-threaded inside each call and
+ * tempo_sgemm splits a large product into row or column blocks over the tempo_parallel pool
+ * (helpers sleep between jobs). oneDNN's own OpenMP team is never used: libgomp's idle threads
+ * spin (OMP_WAIT_POLICY is read once, at load), and on a loaded 2-core machine a spinning thread
+ * took the core the next layer needed (ViT-mini at 2 threads: 1530 ms/step spinning, 480 ms
+ * passive). Forced OpenBLAS (TEMPO_GEMM=openblas) keeps OpenBLAS's own threads instead. */
+static atomic_int gemm_threads = 1;
+
+static void apply_threads(void) {
+  const int t = atomic_load(&gemm_threads);
+  const bool own = tempo_gemm_get_backend() == TEMPO_GEMM_OPENBLAS || !TEMPO_HAVE_DNNL;
+  openblas_set_num_threads(own ? t : 1);
+  tempo_parallel_set_threads(own ? 1 : t);
 }
 
-static void openblas_gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float *A, int lda,
-                          const float *B, int ldb, float beta, float *C, int ldc) {
+void tempo_gemm_set_threads(int threads) {
+  atomic_store(&gemm_threads, threads < 1 ? 1 : threads);
+  apply_threads();
+}
+
+typedef struct {
+  tempo_gemm_backend be;
+  bool ta, tb;
+  int m, n, k, parts;
+  bool split_rows;
+  float alpha, beta;
+  const float *A, *B;
+  float *C;
+  int lda, ldb, ldc;
+} gemm_job;
+
+static void run_one(tempo_gemm_backend be, bool ta, bool tb, int m, int n, int k, float alpha, const float *A,
+                    int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+#if TEMPO_HAVE_DNNL
+  if (be == TEMPO_GEMM_DNNL) {
+    omp_set_num_threads(1); /* this thread's ICV: no OpenMP team (see above) */
+    if (dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha, A, lda, B, ldb, beta, C, ldc) == dnnl_success)
+      return; /* on a refusal (it has none for valid arguments) OpenBLAS computes it */
+  }
+#else
+  (void)be;
+#endif
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, alpha, A, lda,
               B, ldb, beta, C, ldc);
 }
 
+/* Part `task` of the split: a block of rows of C (rows of op(A)) or of columns (of op(B)),
+ * block edges on multiples of 16 so each part keeps whole vector tiles. */
+static void run_part(void *vj, int task) {
+  const gemm_job *j = vj;
+  const int len = j->split_rows ? j->m : j->n;
+  const int step = ((len + j->parts - 1) / j->parts + 15) / 16 * 16;
+  const int lo = task * step, hi = lo + step < len ? lo + step : len;
+  if (lo >= hi) return;
+  if (j->split_rows) {
+    const float *a = j->ta ? j->A + lo : j->A + (size_t)lo * j->lda;
+    run_one(j->be, j->ta, j->tb, hi - lo, j->n, j->k, j->alpha, a, j->lda, j->B, j->ldb, j->beta,
+            j->C + (size_t)lo * j->ldc, j->ldc);
+  } else {
+    const float *b = j->tb ? j->B + (size_t)lo * j->ldb : j->B + lo;
+    run_one(j->be, j->ta, j->tb, j->m, hi - lo, j->k, j->alpha, j->A, j->lda, b, j->ldb, j->beta, j->C + lo,
+            j->ldc);
+  }
+}
+
 void tempo_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *A, int lda,
                  const float *B, int ldb, float beta, float *C, int ldc) {
-  tempo_gemm_backend b = tempo_gemm_get_backend();
-  if (b == TEMPO_GEMM_AUTO)
-    b = TEMPO_HAVE_DNNL && k >= AUTO_MIN_K && (double)m * n * k >= AUTO_MIN_MACS ? TEMPO_GEMM_DNNL
-                                                                                   : TEMPO_GEMM_OPENBLAS;
-#if TEMPO_HAVE_DNNL
-  if (b == TEMPO_GEMM_DNNL &&
-      dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha, A, lda, B, ldb, beta, C, ldc) ==
-          dnnl_success)
-    return; /* on a refusal (it has none for valid arguments) OpenBLAS computes it */
-#endif
-  openblas_gemm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+  const tempo_gemm_backend forced_be = tempo_gemm_get_backend();
+  tempo_gemm_backend b = forced_be;
+  const double macs = (double)m * n * k;
+  const int threads = tempo_parallel_threads();
+  if (b == TEMPO_GEMM_AUTO) /* k <= 16 favours OpenBLAS on one thread only (bench_gemm) */
+    b = TEMPO_HAVE_DNNL && macs >= AUTO_MIN_MACS && (k >= AUTO_MIN_K || threads > 1) ? TEMPO_GEMM_DNNL
+                                                                                      : TEMPO_GEMM_OPENBLAS;
+  const int len = m >= n ? m : n;
+  if (threads <= 1 || macs < AUTO_MIN_MACS || len < 32) {
+    run_one(b, trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  gemm_job j = {.be = b, .ta = trans_a, .tb = trans_b, .m = m, .n = n, .k = k, .split_rows = m >= n,
+                .alpha = alpha, .beta = beta, .A = A, .B = B, .C = C, .lda = lda, .ldb = ldb, .ldc = ldc};
+  j.parts = threads < len / 16 ? threads : len / 16;
+  tempo_parallel_for(j.parts, run_part, &j);
 }
