@@ -1,7 +1,7 @@
-/* backend_cpu.c - the CPU GEMM backend (worker.h): cblas_sgemm in the calling thread.
- * Keys are ignored: the operand cache already holds the host operands. */
-#include <cblas.h>
-
+/* backend_cpu.c - the CPU GEMM backend (worker.h): tempo_sgemm (gemm.h), the same GEMM as
+ * the master's local mode, in the calling thread. Keys are ignored: the operand cache
+ * already holds the host operands. */
+#include "tempo/gemm.h"
 #include "tempo/worker.h"
 
 static tempo_status cpu_forward(void *ctx, const tempo_gemm_desc *d, const float *X, uint64_t xkey, const float *W,
@@ -11,8 +11,7 @@ static tempo_status cpu_forward(void *ctx, const tempo_gemm_desc *d, const float
   const bool wt = d->w_trans;
   const size_t xs = (size_t)rows * n, ws = (size_t)n * p, ys = (size_t)rows * p;
   for (int b = 0; b < d->cnt; b++)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, wt ? CblasTrans : CblasNoTrans, rows, p, n, 1.0f, X + b * xs, n,
-                W + b * ws, wt ? n : p, 0.0f, Y + b * ys, p);
+    tempo_sgemm(false, wt, rows, p, n, 1.0f, X + b * xs, n, W + b * ws, wt ? n : p, 0.0f, Y + b * ys, p);
   return TEMPO_STATUS_OK;
 }
 
@@ -25,15 +24,12 @@ static tempo_status cpu_backward(void *ctx, const tempo_gemm_desc *d, const floa
   for (int b = 0; b < d->cnt; b++) {
     const float *dy = dY + b * ys;
     if (dX) /* dX' (rows, n) = dY* (rows, p) . W'^T */
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, wt ? CblasNoTrans : CblasTrans, rows, n, p, 1.0f, dy, p,
-                  W + b * ws, wt ? n : p, 0.0f, dX + b * xs, n);
+      tempo_sgemm(false, !wt, rows, n, p, 1.0f, dy, p, W + b * ws, wt ? n : p, 0.0f, dX + b * xs, n);
     if (dW) {
       if (wt) /* dW' (p, n) = dY*^T . X' */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, p, n, rows, 1.0f, dy, p, X + b * xs, n, 0.0f,
-                    dW + b * ws, n);
+        tempo_sgemm(true, false, p, n, rows, 1.0f, dy, p, X + b * xs, n, 0.0f, dW + b * ws, n);
       else /* dW' (n, p) = X'^T . dY* */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, p, rows, 1.0f, X + b * xs, n, dy, p, 0.0f,
-                    dW + b * ws, p);
+        tempo_sgemm(true, false, n, p, rows, 1.0f, X + b * xs, n, dy, p, 0.0f, dW + b * ws, p);
     }
   }
   return TEMPO_STATUS_OK;
