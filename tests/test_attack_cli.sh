@@ -2,7 +2,8 @@
 # test_attack_cli.sh - `tempo attack` and `tempo privacy` end to end on a tiny run: one
 # MLP step in tempo mode and the same step in plain mode (the truth). Asserts that the
 # scoring aligns every blinded weight to the plaintext (truth_alignable 1: the trail holds
-# exactly permuted scalings), that the weight attack ran on all 3 layers, that the
+# exactly permuted scalings), that the weight attack ran on all 3 layers, that the label
+# attack groups the batch by class exactly, that the
 # privacy report lists the products with the documented coefficient entropy, and the
 # exit codes for bad usage.
 set -euo pipefail
@@ -16,6 +17,10 @@ out=$("$T" attack --audit "$D/t" --truth "$D/p" --model mlp)
 echo "$out" | grep -q '^result truth_alignable 1$' || { echo "FAIL: truth not aligned: $out"; exit 1; }
 echo "$out" | grep -q '^result weights_attacked 3$' || { echo "FAIL: weights_attacked: $out"; exit 1; }
 echo "$out" | grep -q '^result weight_perm_recovered ' || { echo "FAIL: no weight result"; exit 1; }
+# label attack: every row of the head's dY* has one negative entry, and grouping the
+# batch by it matches the true labels (read from the plain trail) exactly
+echo "$out" | grep -q '^result label_rows_one_negative 1$' || { echo "FAIL: label invariant: $out"; exit 1; }
+echo "$out" | grep -q '^result label_recovered_up_to_renaming 1$' || { echo "FAIL: labels: $out"; exit 1; }
 priv=$("$T" privacy --audit "$D/t")
 echo "$priv" | grep -q 'h(K) = 25.97 bits' || { echo "FAIL: privacy: $priv"; exit 1; }
 [ "$(echo "$priv" | grep -c '^ *[0-9] ')" = 3 ] || { echo "FAIL: privacy rows: $priv"; exit 1; }
