@@ -74,6 +74,7 @@ static void print_help(void) {
          "  --log-every N         log every N steps (default 50)\n"
          "  --progress / --no-progress   force the progress bar on or off (default: on a terminal)\n"
          "  --quiet               print only errors and the result\n"
+         "  --privacy-report      print the key-space entropy of every product of the first step\n"
          "\n"
          "engine options (train and eval):\n"
          "  --mode MODE           local | plain | tempo (default) | shield\n"
@@ -128,7 +129,7 @@ static float parse_float(const char *flag, const char *s, double lo, double hi) 
 enum {
   OPT_MODEL = 256, OPT_DATA, OPT_DATA_DIR, OPT_EPOCHS, OPT_MAX_STEPS, OPT_BATCH, OPT_LR, OPT_OPTIMIZER, OPT_MOMENTUM,
   OPT_WD, OPT_SCHEDULE, OPT_WARMUP, OPT_AUGMENT, OPT_DROPOUT, OPT_SEED, OPT_OUT, OPT_RESUME, OPT_INIT_FROM,
-  OPT_CKPT_EVERY, OPT_LOG_EVERY, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_QUIET, OPT_MODE, OPT_WORKERS, OPT_VERIFY,
+  OPT_CKPT_EVERY, OPT_LOG_EVERY, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_QUIET, OPT_PRIVACY_REPORT, OPT_MODE, OPT_WORKERS, OPT_VERIFY,
   OPT_THREADS, OPT_AUDIT, OPT_KEY_SEED, OPT_KEY_FILE,
 };
 
@@ -145,6 +146,7 @@ static const struct option long_opts[] = {
     {"checkpoint-every", required_argument, 0, OPT_CKPT_EVERY},
     {"log-every", required_argument, 0, OPT_LOG_EVERY}, {"progress", no_argument, 0, OPT_PROGRESS},
     {"no-progress", no_argument, 0, OPT_NO_PROGRESS},   {"quiet", no_argument, 0, OPT_QUIET},
+    {"privacy-report", no_argument, 0, OPT_PRIVACY_REPORT},
     {"mode", required_argument, 0, OPT_MODE},           {"workers", required_argument, 0, OPT_WORKERS},
     {"verify-rounds", required_argument, 0, OPT_VERIFY}, {"threads", required_argument, 0, OPT_THREADS},
     {"audit", required_argument, 0, OPT_AUDIT},         {"key-seed", required_argument, 0, OPT_KEY_SEED},
@@ -205,6 +207,7 @@ static int parse_options(int argc, char **argv, tempo_train_config *cfg, bool is
     case OPT_PROGRESS: cfg->progress = 1; break;
     case OPT_NO_PROGRESS: cfg->progress = 0; break;
     case OPT_QUIET: cfg->quiet = true; break;
+    case OPT_PRIVACY_REPORT: cfg->privacy_report = true; break;
     case OPT_MODE:
       if (!tempo_mode_parse(optarg, &cfg->engine.mode))
         usage_error("unknown mode '%s' (use local, plain, tempo or shield)", optarg);

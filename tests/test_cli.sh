@@ -25,7 +25,7 @@ grep_in() { # name, file, pattern
 
 check "help exits 0" 0 "$T" --help
 for flag in --model --data --data-dir --epochs --max-steps --batch-size --lr --optimizer --seed --out --resume \
-            --mode --workers --verify-rounds --audit --init-from --checkpoint-every --log-every --version; do
+            --mode --workers --verify-rounds --audit --init-from --checkpoint-every --log-every --privacy-report --version; do
   grep_in "help explains $flag" "$tmp/out" "$flag"
 done
 check "version exits 0" 0 "$T" --version
@@ -45,6 +45,8 @@ check "eval needs a checkpoint" 2 "$T" eval
 check "train runs" 0 "$T" train --mode local --max-steps 30 --log-every 10 --out "$tmp/run" --no-progress
 grep_in "metrics has steps" "$tmp/run/metrics.jsonl" '"images_per_s"'
 grep_in "metrics has a summary" "$tmp/run/metrics.jsonl" '"summary"'
+check "privacy report" 0 "$T" train --mode tempo --max-steps 1 --privacy-report --quiet --out "$tmp/pr"
+grep_in "privacy report lists products" "$tmp/out" "H/instance"
 check "eval runs" 0 "$T" eval "$tmp/run/model.ckpt" --mode local
 grep_in "eval prints accuracy" "$tmp/out" "test accuracy"
 cp "$tmp/run/model.ckpt" "$tmp/bad.ckpt"

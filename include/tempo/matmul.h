@@ -104,6 +104,11 @@ TEMPO_WUR tempo_status tempo_mm_backward(tempo_mm *mm, tempo_mm_site *site, cons
                                          const float *X, const float *W, const float *dY, float *dX,
                                          float *dW, unsigned flags);
 
+/* Records the shape of every later forward product into buf (cap entries; *count
+ * counts them, also past cap) until called again with buf NULL. Used by the privacy
+ * report, which needs the products of one step but none of their values. */
+void tempo_mm_record_shapes(tempo_mm *mm, tempo_mm_shape *buf, int cap, int *count);
+
 /* Ends a training step: wipes the step's keys and releases the workers' operands. */
 void tempo_mm_step_end(tempo_mm *mm);
 

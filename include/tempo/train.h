@@ -47,6 +47,7 @@ typedef struct {
   long checkpoint_every;     /* also checkpoint every N steps (0 = only per epoch and at the end) */
   int progress;              /* 1 = progress bar, 0 = lines, -1 = decide by isatty(stdout) */
   bool quiet;                /* only errors and the final result */
+  bool privacy_report;       /* print the privacy metric of each product of the first step */
   tempo_mm_config engine;
   const tempo_owner_key *key; /* NULL = plain files; else sealed inputs and outputs (not owned) */
 } tempo_train_config;

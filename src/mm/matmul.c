@@ -18,6 +18,8 @@ struct tempo_mm {
   bool training;
   int next_slot;
   tempo_mm_stats run, step;
+  tempo_mm_shape *rec; /* tempo_mm_record_shapes: (rec_cap) */
+  int rec_cap, *rec_count;
 };
 
 const char *tempo_mode_name(tempo_mode m) {
@@ -107,6 +109,10 @@ tempo_status tempo_mm_forward(tempo_mm *mm, tempo_mm_site *site, const tempo_mm_
   tempo_status st = check_shape(s);
   if (st) return st;
   if (site->slot == 0) site->slot = ++mm->next_slot;
+  if (mm->rec) {
+    if (*mm->rec_count < mm->rec_cap) mm->rec[*mm->rec_count] = *s;
+    ++*mm->rec_count;
+  }
   if (mm->shield) {
     st = tempo_shield_engine_forward(mm->shield, site->slot, s, X, W, Y, mm->training);
     tempo_shield_engine_take_stats(mm->shield, &mm->run, &mm->step);
@@ -124,6 +130,13 @@ tempo_status tempo_mm_forward(tempo_mm *mm, tempo_mm_site *site, const tempo_mm_
                 0.0f, Y + b * ys, s->p);
   count(mm, s, tempo_now() - t0);
   return TEMPO_STATUS_OK;
+}
+
+void tempo_mm_record_shapes(tempo_mm *mm, tempo_mm_shape *buf, int cap, int *count) {
+  mm->rec = buf;
+  mm->rec_cap = buf ? cap : 0;
+  mm->rec_count = buf ? count : NULL;
+  if (buf) *count = 0;
 }
 
 tempo_status tempo_mm_backward(tempo_mm *mm, tempo_mm_site *site, const tempo_mm_shape *s, const float *X,

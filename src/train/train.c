@@ -14,6 +14,8 @@
 #include "tempo/fileio.h"
 #include "tempo/layers.h"
 #include "tempo/model.h"
+#include "tempo/obf.h"
+#include "tempo/privacy.h"
 #include "tempo/safetensors.h"
 #include "tempo/seal.h"
 #include "tempo/weights.h"
@@ -32,6 +34,8 @@ void tempo_train_config_default(tempo_train_config *c) {
 }
 
 /* Everything one run holds; released by run_free in reverse order. */
+#define TEMPO_MAX_REPORT_PRODUCTS 512
+
 typedef struct {
   tempo_mm *mm;
   tempo_model *model;
@@ -44,6 +48,8 @@ typedef struct {
   char *mbuf;   /* sealed runs: the metrics file's text, written through metrics (open_memstream) */
   size_t mlen;
   char path[4096];
+  tempo_mm_shape shapes[TEMPO_MAX_REPORT_PRODUCTS]; /* --privacy-report: one step's forward products */
+  int nshapes;
 } run_state;
 
 static void run_free(run_state *r) {
@@ -60,6 +66,28 @@ static void run_free(run_state *r) {
   tempo_dataset_free(&r->train);
   tempo_model_free(r->model);
   tempo_mm_free(r->mm);
+}
+
+/* The privacy metric (privacy.h) of every forward product of one training step: the
+ * key-space entropy per instance and in total. A search-space size, not a security
+ * claim (docs/SECURITY.md has what the attacks recover). */
+static void print_privacy_report(const tempo_train_config *c, const tempo_mm_shape *sh, int n) {
+  tempo_keyspace ks;
+  tempo_keyspace_default(&ks);
+  double total = 0.0;
+  printf("privacy report (%s mode): key-space entropy H = log2 m! + log2 n! + log2 p! + (m+n+p) h(K), "
+         "h(K) = %.2f bits\n", tempo_mode_name(c->engine.mode), tempo_privacy_coef_bits(&ks));
+  printf("%4s %8s %6s %6s %6s %14s %14s\n", "#", "batch", "m", "n", "p", "H/instance", "H total");
+  for (int i = 0; i < n && i < TEMPO_MAX_REPORT_PRODUCTS; i++) {
+    const double h = tempo_privacy_bits(sh[i].m, sh[i].n, sh[i].p, &ks);
+    total += h * sh[i].batch;
+    printf("%4d %8d %6d %6d %6d %14.4g %14.4g\n", i, sh[i].batch, sh[i].m, sh[i].n, sh[i].p, h, h * sh[i].batch);
+  }
+  if (n > TEMPO_MAX_REPORT_PRODUCTS) printf("(%d more products not shown)\n", n - TEMPO_MAX_REPORT_PRODUCTS);
+  printf("total over the step's forward products: %.4g bits (backward products reuse these keys)\n", total);
+  if (c->engine.mode == TEMPO_MODE_LOCAL || c->engine.mode == TEMPO_MODE_PLAIN)
+    printf("note: in %s mode nothing is blinded; H applies to tempo and shield modes\n",
+           tempo_mode_name(c->engine.mode));
 }
 
 static tempo_status evaluate(tempo_model *m, tempo_mm *mm, const tempo_dataset *d, int batch, float *x, int *y,
@@ -321,7 +349,13 @@ tempo_status tempo_train_run(const tempo_train_config *cfg_in, tempo_train_resul
       const float lr = tempo_optim_lr(&r.opt);
       tempo_params_zero_grad(&m->params);
       rng_before = m->rng; /* a step lost with its workers is checkpointed as not taken */
+      const bool report = c.privacy_report && steps_this_run == 0;
+      if (report) tempo_mm_record_shapes(r.mm, r.shapes, TEMPO_MAX_REPORT_PRODUCTS, &r.nshapes);
       if ((st = m->ops->forward(m, r.x, n, r.logits))) goto step_failed;
+      if (report) {
+        tempo_mm_record_shapes(r.mm, NULL, 0, NULL);
+        print_privacy_report(&c, r.shapes, r.nshapes);
+      }
       int ok;
       const double loss = tempo_softmax_xent(r.logits, r.y, n, mc.num_classes, r.dlogits, &ok);
       if (!isfinite(loss)) {
