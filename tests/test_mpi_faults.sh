@@ -25,12 +25,14 @@ echo "1. injected stall: evicted by timeout, 40 steps done"
 MPIPID=$!
 # stop it once the run is well under way (worker-to-worker TCP links are set up lazily;
 # docs/distributed.md says why a worker stopped before that can stall its relayer)
-for _ in $(seq 300); do grep -q "^step 60 " "$T/stop.log" 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 900); do grep -q "^step 60 " "$T/stop.log" 2>/dev/null && break; sleep 0.1; done
+grep -q "^step 60 " "$T/stop.log" || { kill "$MPIPID"; cat "$T/stop.log"; fail "run did not reach step 60 in 90 s"; }
 workers=$(pgrep -P "$MPIPID" -x tempo-worker)
 victim=$(echo "$workers" | tail -1)
 [ -n "$victim" ] || fail "no worker process to stop"
 kill -STOP "$victim"
-for _ in $(seq 1200); do kill -0 "$MPIPID" 2>/dev/null || break; grep -q "^done: " "$T/stop.log" && break; sleep 0.1; done
+# bounded (5 min) wait: on a loaded 2-core machine 400 steps over MPI can take minutes
+for _ in $(seq 3000); do kill -0 "$MPIPID" 2>/dev/null || break; grep -q "^done: " "$T/stop.log" && break; sleep 0.1; done
 grep -q "evicting worker .: timed out 3 times" "$T/stop.log" || { cat "$T/stop.log"; fail "SIGSTOPped worker not evicted"; }
 grep -q "^done: 400 steps" "$T/stop.log" || { cat "$T/stop.log"; fail "run with a SIGSTOPped worker did not finish"; }
 cleanup_pid=$MPIPID; sleep 0.5
