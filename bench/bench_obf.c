@@ -140,7 +140,7 @@ int main(int argc, char **argv) {
       }
     }
     if (variants) {
-      static const char *kname[] = {"auto", "naive", "scatter scalar", "scatter avx2", "scatter avx2 NT"};
+      static const char *kname[] = {"auto", "naive", "scatter scalar", "scatter avx2", "scatter avx2 NT", "permute avx512"};
       tempo_obf_set_threads(1);
       for (int kern = 1; kern < TEMPO_OBF_KERNEL_COUNT; kern++) {
         tempo_obf_set_kernel(kern);

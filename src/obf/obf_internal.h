@@ -22,7 +22,9 @@ enum {
   TEMPO_OBF_KERNEL_SCATTER_SCALAR = 2, /* scatter 4 input rows at a time, scalar (the portable kernel) */
   TEMPO_OBF_KERNEL_SCATTER = 3,        /* scatter, AVX2 where available, ordinary stores always */
   TEMPO_OBF_KERNEL_SCATTER_NT = 4,     /* scatter, AVX2, NT stores whenever rows are aligned */
-  TEMPO_OBF_KERNEL_COUNT = 5,
+  TEMPO_OBF_KERNEL_PERMUTE = 5,         /* AVX-512 vpermt2ps for rows <= 128 columns (gather direction when
+                                          * accumulating), else as SCATTER; AUTO picks it for such rows */
+  TEMPO_OBF_KERNEL_COUNT = 6,
 };
 void tempo_obf_set_kernel(int kernel);
 
