@@ -22,26 +22,9 @@
 
 #include "tempo/gemm.h"
 #include "tempo/train.h"
+#include "test_util.h"
 
-static char tmpdir[64];
 
-static int read_losses(const char *dir, double *losses, int cap) {
-  char path[256], line[4096];
-  snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
-  FILE *f = fopen(path, "r");
-  assert_non_null(f);
-  int n = 0;
-  while (fgets(line, sizeof line, f)) {
-    long step;
-    double loss;
-    if (sscanf(line, "{\"step\":%ld,\"epoch\":%*d,\"loss\":%lf", &step, &loss) == 2 && step >= 1 && step <= cap) {
-      losses[step - 1] = loss;
-      n++;
-    }
-  }
-  fclose(f);
-  return n;
-}
 
 static void run(const char *model, tempo_mode mode, int threads, const char *out, double *losses) {
   tempo_train_config c;
@@ -61,7 +44,7 @@ static void run(const char *model, tempo_mode mode, int threads, const char *out
   c.seed = 3;
   tempo_train_result r;
   if (tempo_train_run(&c, &r) != TEMPO_STATUS_OK) fail_msg("%s in %s mode: %s", model, tempo_mode_name(mode), tempo_errmsg());
-  assert_int_equal(read_losses(out, losses, 20), 20);
+  assert_int_equal(test_read_losses(out, losses, 20), 20);
 }
 
 static void compare_modes(const char *model) {
@@ -118,18 +101,7 @@ static void test_eval_same_in_every_mode(void **state) {
   assert_true(fabs(acc[2] - acc[0]) <= 0.002);
 }
 
-static int setup(void **state) {
-  (void)state;
-  snprintf(tmpdir, sizeof tmpdir, "/tmp/tempo-test-modes-XXXXXX");
-  return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-static int teardown(void **state) {
-  (void)state;
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-  return system(cmd) == 0 ? 0 : -1;
-}
+TEST_TMPDIR_GROUP("modes")
 
 int main(void) {
   const struct CMUnitTest tests[] = {
@@ -138,5 +110,5 @@ int main(void) {
       cmocka_unit_test(test_resnet20),
       cmocka_unit_test(test_vit_mini),
   };
-  return cmocka_run_group_tests(tests, setup, teardown);
+  return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -24,6 +24,7 @@
 #include "tempo/seal.h"
 #include "tempo/train.h"
 #include "tempo/weights.h"
+#include "test_util.h"
 
 #define FM "/usr/share/datasets/fashion-mnist"
 static char tmpdir[64], sealed_dir[96];
@@ -177,36 +178,11 @@ static int read_sealed_losses(const char *dir, double *losses, int cap) {
   memcpy(text, buf, len);
   text[len] = '\0';
   free(buf);
-  int n = 0;
-  for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
-    long step;
-    double loss;
-    if (sscanf(line, "{\"step\":%ld,\"epoch\":%*d,\"loss\":%lf", &step, &loss) == 2 && step >= 1 && step <= cap) {
-      losses[step - 1] = loss;
-      n++;
-    }
-  }
+  int n = test_parse_losses(text, losses, cap);
   free(text);
   return n;
 }
 
-static int read_plain_losses(const char *dir, double *losses, int cap) {
-  char path[256], line[2048];
-  snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
-  FILE *f = fopen(path, "r");
-  assert_non_null(f);
-  int n = 0;
-  while (fgets(line, sizeof line, f)) {
-    long step;
-    double loss;
-    if (sscanf(line, "{\"step\":%ld,\"epoch\":%*d,\"loss\":%lf", &step, &loss) == 2 && step >= 1 && step <= cap) {
-      losses[step - 1] = loss;
-      n++;
-    }
-  }
-  fclose(f);
-  return n;
-}
 
 static void train_cfg(tempo_train_config *c, const char *out, long max_steps, bool sealed) {
   tempo_train_config_default(c);
@@ -250,7 +226,7 @@ static void test_sealed_training(void **state) {
   /* sealing changes nothing about the trajectory */
   train_cfg(&c, p, 20, false);
   assert_int_equal(tempo_train_run(&c, &r), TEMPO_STATUS_OK);
-  assert_int_equal(read_plain_losses(p, lp, 20), 20);
+  assert_int_equal(test_read_losses(p, lp, 20), 20);
   assert_memory_equal(la, lp, sizeof la);
 
   /* 10 steps, then resume into the same folder from the sealed checkpoint up to 20 */
@@ -318,7 +294,7 @@ static void test_sealed_training(void **state) {
   train_cfg(&c, i2, 5, true);
   c.init_from = st_sealed;
   assert_int_equal(tempo_train_run(&c, &r), TEMPO_STATUS_OK);
-  assert_int_equal(read_plain_losses(i1, l1, 5), 5);
+  assert_int_equal(test_read_losses(i1, l1, 5), 5);
   assert_int_equal(read_sealed_losses(i2, l2, 5), 5);
   assert_memory_equal(l1, l2, sizeof l1);
   assert_true(l1[0] < la[0]); /* it started from the trained weights, not from scratch */

@@ -14,8 +14,8 @@
 #include "tempo/fileio.h"
 #include "tempo/model.h"
 #include "tempo/train.h"
+#include "test_util.h"
 
-static char tmpdir[64];
 
 static tempo_model *make_mlp(tempo_mm **mm, uint64_t seed) {
   tempo_mm_config mc;
@@ -88,24 +88,6 @@ static void test_checkpoint_round_trip_and_corruption(void **state) {
   tempo_mm_free(mm2);
 }
 
-/* Reads "loss" of every step line of metrics.jsonl into losses[step-1]; returns lines read. */
-static int read_losses(const char *dir, double *losses, int cap) {
-  char path[256], line[2048];
-  snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
-  FILE *f = fopen(path, "r");
-  assert_non_null(f);
-  int n = 0;
-  while (fgets(line, sizeof line, f)) {
-    long step;
-    double loss;
-    if (sscanf(line, "{\"step\":%ld,\"epoch\":%*d,\"loss\":%lf", &step, &loss) == 2 && step >= 1 && step <= cap) {
-      losses[step - 1] = loss;
-      n++;
-    }
-  }
-  fclose(f);
-  return n;
-}
 
 static void train_cfg(tempo_train_config *c, const char *out, long max_steps) {
   tempo_train_config_default(c);
@@ -133,13 +115,13 @@ static void test_resume_is_exact(void **state) {
   train_cfg(&c, a, 20);
   assert_int_equal(tempo_train_run(&c, &r), TEMPO_STATUS_OK);
   assert_int_equal(r.steps, 20);
-  assert_int_equal(read_losses(a, la, 20), 20);
+  assert_int_equal(test_read_losses(a, la, 20), 20);
 
   /* the same seed gives the same run */
   snprintf(ck, sizeof ck, "%s/a2", tmpdir);
   train_cfg(&c, ck, 20);
   assert_int_equal(tempo_train_run(&c, &r), TEMPO_STATUS_OK);
-  assert_int_equal(read_losses(ck, la2, 20), 20);
+  assert_int_equal(test_read_losses(ck, la2, 20), 20);
   assert_memory_equal(la, la2, sizeof la);
 
   /* 10 steps, then resume to 20 from the checkpoint */
@@ -151,7 +133,7 @@ static void test_resume_is_exact(void **state) {
   c.seed = 999; /* ignored: the checkpoint's seed wins */
   assert_int_equal(tempo_train_run(&c, &r), TEMPO_STATUS_OK);
   assert_int_equal(r.steps, 20);
-  assert_int_equal(read_losses(c2, lb, 20), 10);
+  assert_int_equal(test_read_losses(c2, lb, 20), 10);
   for (int i = 10; i < 20; i++)
     if (la[i] != lb[i]) fail_msg("step %d: uninterrupted loss %.6f, resumed %.6f", i + 1, la[i], lb[i]);
 
@@ -184,18 +166,7 @@ static void test_missing_dataset(void **state) {
   assert_non_null(strstr(tempo_errmsg(), "/nonexistent/tempo-data"));
 }
 
-static int setup(void **state) {
-  (void)state;
-  snprintf(tmpdir, sizeof tmpdir, "/tmp/tempo-test-train-XXXXXX");
-  return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-static int teardown(void **state) {
-  (void)state;
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-  return system(cmd) == 0 ? 0 : -1;
-}
+TEST_TMPDIR_GROUP("train")
 
 int main(void) {
   const struct CMUnitTest tests[] = {
@@ -203,5 +174,5 @@ int main(void) {
       cmocka_unit_test(test_resume_is_exact),
       cmocka_unit_test(test_missing_dataset),
   };
-  return cmocka_run_group_tests(tests, setup, teardown);
+  return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

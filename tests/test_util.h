@@ -1,0 +1,70 @@
+/* test_util.h - helpers shared by the test programs (header-only; include after cmocka.h):
+ * a per-program temporary folder, and reading the per-step losses of a run's metrics. */
+#ifndef TEMPO_TESTS_UTIL_H
+#define TEMPO_TESTS_UTIL_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The program's temporary folder, made by test_tmpdir_setup and removed by test_tmpdir_teardown
+ * (use them as cmocka group setup/teardown through the wrappers below). */
+static char tmpdir[64];
+
+static inline int test_tmpdir_make(const char *prefix) {
+  snprintf(tmpdir, sizeof tmpdir, "/tmp/tempo-test-%s-XXXXXX", prefix);
+  return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static inline int test_tmpdir_remove(void) {
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+  return system(cmd) == 0 ? 0 : -1;
+}
+
+/* Defines group_setup/group_teardown that make and remove tmpdir with this prefix. */
+#define TEST_TMPDIR_GROUP(prefix)                                                                                  \
+  static int group_setup(void **state) {                                                                          \
+    (void)state;                                                                                                  \
+    return test_tmpdir_make(prefix);                                                                              \
+  }                                                                                                               \
+  static int group_teardown(void **state) {                                                                       \
+    (void)state;                                                                                                  \
+    return test_tmpdir_remove();                                                                                  \
+  }
+
+/* Losses of the step lines of metrics.jsonl text: losses[step - 1] for steps 1..cap.
+ * Returns the number of step lines read. text is modified (tokenised). */
+static inline int test_parse_losses(char *text, double *losses, int cap) {
+  int n = 0;
+  for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+    long step;
+    double loss;
+    if (sscanf(line, "{\"step\":%ld,\"epoch\":%*d,\"loss\":%lf", &step, &loss) == 2 && step >= 1 && step <= cap) {
+      losses[step - 1] = loss;
+      n++;
+    }
+  }
+  return n;
+}
+
+/* The same from DIR/metrics.jsonl; -1 when the file cannot be read. */
+static inline int test_read_losses(const char *dir, double *losses, int cap) {
+  char path[256];
+  snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+  FILE *f = fopen(path, "r");
+  if (!f) return -1;
+  fseek(f, 0, SEEK_END);
+  long len = ftell(f);
+  rewind(f);
+  char *text = malloc((size_t)len + 1);
+  size_t got = text ? fread(text, 1, (size_t)len, f) : 0;
+  fclose(f);
+  if (!text) return -1;
+  text[got] = '\0';
+  int n = test_parse_losses(text, losses, cap);
+  free(text);
+  return n;
+}
+
+#endif
