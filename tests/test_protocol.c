@@ -54,6 +54,20 @@ static void test_round_trip(void **state) {
   uint64_t bytes;
   assert_true(tempo_msg_payload_bytes(&r, &bytes));
   assert_int_equal(bytes, 4 * (2 * 2 * 3 + 2 * 3 * 4));
+  /* float64 tensors: the same elements, 8 bytes each; ops without dims stay float32 */
+  r.dtype = TEMPO_DTYPE_F64;
+  assert_true(tempo_msg_payload_bytes(&r, &bytes));
+  assert_int_equal(bytes, 8 * (2 * 2 * 3 + 2 * 3 * 4));
+  r.payload_len = bytes;
+  assert_int_equal(tempo_msg_header_check(&r), TEMPO_STATUS_OK);
+  assert_int_equal(tempo_msg_dtype_size(TEMPO_DTYPE_F64), 8);
+  assert_int_equal(tempo_msg_dtype_size(7), 0);
+  tempo_msg_header rel;
+  tempo_msg_header_init(&rel, TEMPO_OP_RELEASE);
+  rel.flags = TEMPO_MSG_F_RELEASE_ALL;
+  assert_int_equal(tempo_msg_header_check(&rel), TEMPO_STATUS_OK);
+  rel.dtype = TEMPO_DTYPE_F64;
+  assert_int_equal(tempo_msg_header_check(&rel), TEMPO_STATUS_CORRUPT);
   /* error reply */
   assert_int_equal(tempo_msg_encode_error(&b, 42, TEMPO_STATUS_MISMATCH, "unknown handle"), TEMPO_STATUS_OK);
   assert_int_equal(tempo_msg_decode(b.data, b.len, &d, &pay), TEMPO_STATUS_OK);
@@ -106,7 +120,9 @@ static void test_rejects(void **state) {
       {56, 4, 1u << 9, "unknown flag"},
       {56, 4, TEMPO_MSG_F_RELEASE_ALL | TEMPO_MSG_F_X_INLINE | TEMPO_MSG_F_W_INLINE, "flag of another op"},
       {56, 4, TEMPO_MSG_F_KEEP | TEMPO_MSG_F_X_INLINE, "payload disagrees with flags"},
-      {60, 2, 2, "dtype"},
+      {60, 2, 3, "dtype"},
+      {60, 2, 0, "dtype 0"},
+      {60, 2, TEMPO_DTYPE_F64, "float64 dtype with a float32-sized payload"},
       {62, 2, 5, "code in a request"},
       {64, 8, 12, "payload_len"},
       {64, 8, UINT64_MAX, "payload_len huge"},

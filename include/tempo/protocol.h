@@ -1,7 +1,8 @@
 /* protocol.h - the master <-> worker message format (docs/protocol.md).
  *
  * Every message is a fixed 80-byte little-endian header followed by a payload of
- * float32 tensors stored back to back. The same bytes travel in-process and (later)
+ * tensors stored back to back, all of the header's dtype (float32, or float64 for shield
+ * mode's shares; docs/shield.md). The same bytes travel in-process and (later)
  * over MPI, so both sides treat every received header as untrusted: the decoder checks
  * magic, version, op, dtype, flags, dimensions (> 0 and capped), the split range and the
  * overflow-checked payload byte count before anything is allocated from it.
@@ -51,7 +52,12 @@ enum {
   TEMPO_MSG_F_RELEASE_ALL = 1u << 6, /* RELEASE: drop every handle */
 };
 
-enum { TEMPO_DTYPE_F32 = 1 };
+enum { TEMPO_DTYPE_F32 = 1, TEMPO_DTYPE_F64 = 2 };
+
+/* Bytes per element of a dtype; 0 for an unknown one. Ops without dims (RELEASE, ACK,
+ * ERROR) carry TEMPO_DTYPE_F32; STORE/FORWARD/BACKWARD/RESULT may carry either, and a
+ * RESULT has the dtype of its request. */
+size_t tempo_msg_dtype_size(uint16_t dtype);
 
 /* The decoded header. Field order is not the wire order: see docs/protocol.md. */
 typedef struct {
@@ -64,7 +70,7 @@ typedef struct {
   uint32_t batch, m, n, p;
   uint32_t lo, hi;      /* split range: rows (batch == 1) or instances (batch > 1) */
   uint32_t flags;       /* TEMPO_MSG_F_* */
-  uint16_t dtype;       /* TEMPO_DTYPE_F32 */
+  uint16_t dtype;       /* TEMPO_DTYPE_F32 or TEMPO_DTYPE_F64: every payload tensor */
   uint16_t code;        /* ERROR: -tempo_status of the failure; else 0 */
   uint64_t payload_len; /* bytes after the header */
   uint64_t compute_ns;  /* RESULT: the worker's compute time; else 0 */
@@ -73,10 +79,10 @@ typedef struct {
 /* Element counts of one split (see the table above). All overflow-checked by the
  * decoder; only valid on a header that passed tempo_msg_header_check. */
 typedef struct {
-  size_t x, w, y, dy, dx, dw; /* floats per tensor of the split */
+  size_t x, w, y, dy, dx, dw; /* elements per tensor of the split (of the header's dtype) */
 } tempo_msg_sizes;
 
-/* Fills a header with magic, version, dtype and zeros elsewhere. */
+/* Fills a header with magic, version, dtype TEMPO_DTYPE_F32 and zeros elsewhere. */
 void tempo_msg_header_init(tempo_msg_header *h, tempo_msg_op op);
 
 /* Writes h into out[TEMPO_MSG_HEADER_SIZE] (little-endian). */

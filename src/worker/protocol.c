@@ -46,6 +46,10 @@ const char *tempo_msg_op_name(uint16_t op) {
   return "?";
 }
 
+size_t tempo_msg_dtype_size(uint16_t dtype) {
+  return dtype == TEMPO_DTYPE_F32 ? sizeof(float) : dtype == TEMPO_DTYPE_F64 ? sizeof(double) : 0;
+}
+
 void tempo_msg_header_init(tempo_msg_header *h, tempo_msg_op op) {
   memset(h, 0, sizeof *h);
   h->magic = TEMPO_MSG_MAGIC;
@@ -97,7 +101,9 @@ bool tempo_msg_payload_bytes(const tempo_msg_header *h, uint64_t *bytes) {
   tempo_msg_sizes s;
   tempo_msg_split_sizes(h, &s);
   unsigned f = h->flags;
-  uint64_t floats = 0;
+  const size_t esize = tempo_msg_dtype_size(h->dtype);
+  if (esize == 0) return false;
+  uint64_t floats = 0; /* elements */
   switch (h->op) {
   case TEMPO_OP_STORE:
   case TEMPO_OP_FORWARD:
@@ -114,9 +120,9 @@ bool tempo_msg_payload_bytes(const tempo_msg_header *h, uint64_t *bytes) {
     break;
   default: floats = 0; break;
   }
-  /* each term is < 2^(24+24+20) floats: no overflow in the sum; scale with a check */
-  if (floats > TEMPO_MSG_MAX_PAYLOAD / sizeof(float)) return false;
-  *bytes = floats * sizeof(float);
+  /* each term is < 2^(24+24+20) elements: no overflow in the sum; scale with a check */
+  if (floats > TEMPO_MSG_MAX_PAYLOAD / esize) return false;
+  *bytes = floats * esize;
   return true;
 }
 
@@ -126,7 +132,9 @@ tempo_status tempo_msg_header_check(const tempo_msg_header *h) {
   if (h->magic != TEMPO_MSG_MAGIC) BAD("message: bad magic 0x%08x", (unsigned)h->magic);
   if (h->version != TEMPO_MSG_VERSION) BAD("message: unsupported version %u", (unsigned)h->version);
   if (h->op < TEMPO_OP_STORE || h->op > TEMPO_OP_ERROR) BAD("message: unknown op %u", (unsigned)h->op);
-  if (h->dtype != TEMPO_DTYPE_F32) BAD("message: unknown dtype %u", (unsigned)h->dtype);
+  if (tempo_msg_dtype_size(h->dtype) == 0) BAD("message: unknown dtype %u", (unsigned)h->dtype);
+  if (h->dtype != TEMPO_DTYPE_F32 && !has_dims(h->op))
+    BAD("message: %s must carry dtype float32", tempo_msg_op_name(h->op));
   const unsigned f = h->flags;
   unsigned allowed = 0;
   switch (h->op) {
