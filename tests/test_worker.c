@@ -1,6 +1,7 @@
 /* test_worker.c - the worker core by itself: STORE / FORWARD / BACKWARD / RELEASE by
  * handle against a naive reference, bad requests (unknown handle, wrong shape,
- * malformed bytes, segmented payloads) answered with ERROR replies, and fault injection. */
+ * malformed bytes, segmented payloads) answered with ERROR replies, fault injection, and
+ * float64 requests (test_f64). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -248,11 +249,130 @@ static void test_faults(void **state) {
   }
 }
 
+/* Y (m, p) = X (m, n) . W in double; W (n, p) or stored (p, n) with wt */
+static void ref_mm64(int m, int n, int p, const double *X, const double *W, bool wt, double *Y) {
+  for (int i = 0; i < m; i++)
+    for (int j = 0; j < p; j++) {
+      double s = 0;
+      for (int k = 0; k < n; k++) s += X[i * n + k] * W[wt ? j * n + k : k * p + j];
+      Y[i * p + j] = s;
+    }
+}
+
+static void assert_close64(const double *a, const double *b, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (fabs(a[i] - b[i]) > 1e-13 * (1.0 + fabs(b[i]))) fail_msg("f64 element %zu: %.17g vs %.17g", i, a[i], b[i]);
+}
+
+/* float64 requests (TEMPO_DTYPE_F64): FORWARD with KEEP, BACKWARD by handle (batch split,
+ * both layouts), results to double precision (operands with 40 significant bits, which
+ * float32 would round); a float32 request cannot use a float64 handle; the payload
+ * gathered when a tensor straddles segments at an odd offset; a wrong-element fault is
+ * applied to a float64 result. */
+static void test_f64(void **state) {
+  (void)state;
+  enum { B = 3, M = 4, N = 9, P = 6 };
+  double X[B * M * N], W[B * N * P], dY[B * M * P], ref[M * N], XT[N * M], dw[N * P], wref[N * P];
+  for (int i = 0; i < B * M * N; i++) X[i] = sin(i + 1.0) * (1.0 + 0x1p-40 * i);
+  for (int i = 0; i < B * N * P; i++) W[i] = cos(i + 2.0) * (1.0 + 0x1p-40 * i);
+  for (int i = 0; i < B * M * P; i++) dY[i] = sin(3.0 * i + 0.5);
+  for (int wt = 0; wt < 2; wt++) {
+    tempo_worker *w;
+    assert_int_equal(tempo_worker_create(NULL, &w), TEMPO_STATUS_OK);
+    tempo_msgbuf req = {0}, rep = {0};
+    tempo_msg_header h, rh;
+    const float *outf;
+    /* instances [1, 3) of 3 */
+    tempo_msg_header_init(&h, TEMPO_OP_FORWARD);
+    h.dtype = TEMPO_DTYPE_F64;
+    h.task_id = 1, h.handle_x = 10, h.handle_w = 11;
+    h.batch = B, h.m = M, h.n = N, h.p = P, h.lo = 1, h.hi = 3;
+    h.flags = TEMPO_MSG_F_X_INLINE | TEMPO_MSG_F_W_INLINE | TEMPO_MSG_F_KEEP | (wt ? TEMPO_MSG_F_W_TRANS : 0);
+    const void *seg[2] = {X + M * N, W + N * P};
+    size_t len[2] = {2 * M * N * sizeof(double), 2 * N * P * sizeof(double)};
+    call(w, &h, 2, seg, len, &req, &rep, &rh, &outf);
+    assert_int_equal(rh.op, TEMPO_OP_RESULT);
+    assert_int_equal(rh.dtype, TEMPO_DTYPE_F64);
+    assert_int_equal(rh.payload_len, 2 * M * P * sizeof(double));
+    const double *out = (const double *)outf;
+    for (int b = 1; b < 3; b++) {
+      ref_mm64(M, N, P, X + b * M * N, W + b * N * P, wt, ref);
+      assert_close64(out + (b - 1) * M * P, ref, M * P);
+    }
+    /* BACKWARD by handle */
+    tempo_msg_header_init(&h, TEMPO_OP_BACKWARD);
+    h.dtype = TEMPO_DTYPE_F64;
+    h.task_id = 2, h.handle_x = 10, h.handle_w = 11;
+    h.batch = B, h.m = M, h.n = N, h.p = P, h.lo = 1, h.hi = 3;
+    h.flags = TEMPO_MSG_F_WANT_DX | TEMPO_MSG_F_WANT_DW | (wt ? TEMPO_MSG_F_W_TRANS : 0);
+    const void *bseg[1] = {dY + M * P};
+    size_t blen[1] = {2 * M * P * sizeof(double)};
+    call(w, &h, 1, bseg, blen, &req, &rep, &rh, &outf);
+    assert_int_equal(rh.op, TEMPO_OP_RESULT);
+    out = (const double *)outf;
+    for (int b = 1; b < 3; b++) {
+      ref_mm64(M, P, N, dY + b * M * P, W + b * N * P, !wt, ref);
+      assert_close64(out + (b - 1) * M * N, ref, M * N);
+      for (int i = 0; i < M; i++)
+        for (int k = 0; k < N; k++) XT[k * M + i] = X[b * M * N + i * N + k];
+      ref_mm64(N, M, P, XT, dY + b * M * P, false, dw);
+      for (int i = 0; i < N; i++)
+        for (int j = 0; j < P; j++) wref[wt ? j * N + i : i * P + j] = dw[i * P + j];
+      assert_close64(out + 2 * M * N + (b - 1) * N * P, wref, N * P);
+    }
+    /* a float32 request naming the float64 handles: refused */
+    h.dtype = TEMPO_DTYPE_F32, h.task_id = 3;
+    float dyf[2 * M * P] = {0};
+    const void *fseg[1] = {dyf};
+    size_t flen[1] = {sizeof dyf};
+    call(w, &h, 1, fseg, flen, &req, &rep, &rh, &outf);
+    assert_int_equal(rh.op, TEMPO_OP_ERROR);
+    assert_int_equal(rh.code, -TEMPO_STATUS_MISMATCH);
+    /* segmented, not stable: W straddles two segments at a 4-byte (not 8-byte) boundary */
+    tempo_msg_header_init(&h, TEMPO_OP_FORWARD);
+    h.dtype = TEMPO_DTYPE_F64;
+    h.task_id = 4;
+    h.batch = 1, h.m = M, h.n = N, h.p = P, h.lo = 0, h.hi = M;
+    h.flags = TEMPO_MSG_F_X_INLINE | TEMPO_MSG_F_W_INLINE | (wt ? TEMPO_MSG_F_W_TRANS : 0);
+    uint8_t *body = malloc((M * N + N * P) * sizeof(double) + 8);
+    memcpy(body, X, M * N * sizeof(double));
+    memcpy(body + M * N * sizeof(double), W, N * P * sizeof(double));
+    uint8_t hdr[TEMPO_MSG_HEADER_SIZE];
+    assert_true(tempo_msg_payload_bytes(&h, &h.payload_len));
+    tempo_msg_header_write(&h, hdr);
+    const size_t cut = M * N * sizeof(double) + 12; /* inside W, not a multiple of 8 */
+    tempo_msg_view v = {.header = hdr, .nseg = 2, .seg = {body, body + cut},
+                        .seg_len = {cut, (size_t)h.payload_len - cut}, .stable = false};
+    bool send;
+    assert_int_equal(tempo_worker_handle(w, &v, &rep, &send), TEMPO_STATUS_OK);
+    const uint8_t *pay;
+    assert_int_equal(tempo_msg_decode(rep.data, rep.len, &rh, &pay), TEMPO_STATUS_OK);
+    assert_int_equal(rh.op, TEMPO_OP_RESULT);
+    ref_mm64(M, N, P, X, W, wt, ref);
+    assert_close64((const double *)pay, ref, M * P);
+    /* fault injection on float64 results: exactly one element is wrong */
+    tempo_worker_fault f = {TEMPO_FAULT_WRONG_ELEMENT, 0, 1};
+    tempo_worker_set_fault(w, &f);
+    h.task_id = 5;
+    assert_int_equal(tempo_worker_handle(w, &v, &rep, &send), TEMPO_STATUS_OK);
+    assert_int_equal(tempo_msg_decode(rep.data, rep.len, &rh, &pay), TEMPO_STATUS_OK);
+    int wrong = 0;
+    for (int i = 0; i < M * P; i++) wrong += fabs(((const double *)pay)[i] - ref[i]) > 0.5;
+    assert_int_equal(wrong, 1);
+    assert_int_equal(tempo_worker_faults_injected(w), 1);
+    free(body);
+    tempo_msgbuf_free(&req);
+    tempo_msgbuf_free(&rep);
+    tempo_worker_free(w);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_store_forward_backward_release),
       cmocka_unit_test(test_store_batch_and_segments),
       cmocka_unit_test(test_faults),
+      cmocka_unit_test(test_f64),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

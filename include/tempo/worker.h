@@ -2,7 +2,8 @@
  *
  * A tempo_worker decodes a request (protocol.h), keeps blinded operands by handle in an
  * operand cache (so the backward pass reuses X' and W' without re-sending them),
- * computes with its backend (CPU: cblas_sgemm in the calling thread) and encodes the
+ * computes with its backend (CPU: tempo_sgemm / cblas_dgemm in the calling thread; float32
+ * or float64 operands, as the request's dtype says) and encodes the
  * reply. It never sees keys: this module links only the protocol and BLAS, and the
  * separate worker program links it alone. Every request is validated; a bad request
  * (malformed header, unknown handle, shape mismatch, full cache) yields an ERROR reply,
@@ -61,9 +62,18 @@ typedef struct {
                                      const float *W, uint64_t wkey, const float *dY, float *dX, float *dW);
   void (*forget)(void *ctx, uint64_t key); /* key 0: every key */
   void (*destroy)(void *ctx);              /* frees ctx (not the struct) */
+  /* The same products on float64 operands (TEMPO_DTYPE_F64 requests: shield mode's shares,
+   * docs/shield.md), with identical semantics; NULL = the backend has no float64 GEMM (the
+   * worker then answers such requests with an UNSUPPORTED error). Keys name float64
+   * operands here (a handle holds one operand of one dtype). */
+  TEMPO_WUR tempo_status (*forward64)(void *ctx, const tempo_gemm_desc *d, const double *X, uint64_t xkey,
+                                      const double *W, uint64_t wkey, double *Y);
+  TEMPO_WUR tempo_status (*backward64)(void *ctx, const tempo_gemm_desc *d, const double *X, uint64_t xkey,
+                                       const double *W, uint64_t wkey, const double *dY, double *dX, double *dW);
 } tempo_backend;
 
-/* The CPU backend (cblas_sgemm in the calling thread; ctx NULL, keys ignored). */
+/* The CPU backend (tempo_sgemm, and cblas_dgemm for float64, in the calling thread; ctx
+ * NULL, keys ignored). */
 const tempo_backend *tempo_backend_cpu(void);
 
 typedef struct {

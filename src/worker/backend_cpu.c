@@ -1,6 +1,8 @@
 /* backend_cpu.c - the CPU GEMM backend (worker.h): tempo_sgemm (gemm.h), the same GEMM as
- * the master's local mode, in the calling thread. Keys are ignored: the operand cache
+ * the master's local mode, and cblas_dgemm for float64 requests, in the calling thread. Keys are ignored: the operand cache
  * already holds the host operands. */
+#include <cblas.h>
+
 #include "tempo/gemm.h"
 #include "tempo/worker.h"
 
@@ -35,6 +37,40 @@ static tempo_status cpu_backward(void *ctx, const tempo_gemm_desc *d, const floa
   return TEMPO_STATUS_OK;
 }
 
-static const tempo_backend cpu_backend = {"cpu", NULL, cpu_forward, cpu_backward, NULL, NULL};
+/* float64: cblas_dgemm, the same products and layouts as above */
+static tempo_status cpu_forward64(void *ctx, const tempo_gemm_desc *d, const double *X, uint64_t xkey,
+                                  const double *W, uint64_t wkey, double *Y) {
+  (void)ctx, (void)xkey, (void)wkey;
+  const int rows = d->rows, n = d->n, p = d->p;
+  const bool wt = d->w_trans;
+  const size_t xs = (size_t)rows * n, ws = (size_t)n * p, ys = (size_t)rows * p;
+  for (int b = 0; b < d->cnt; b++)
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, wt ? CblasTrans : CblasNoTrans, rows, p, n, 1.0, X + b * xs, n,
+                W + b * ws, wt ? n : p, 0.0, Y + b * ys, p);
+  return TEMPO_STATUS_OK;
+}
+
+static tempo_status cpu_backward64(void *ctx, const tempo_gemm_desc *d, const double *X, uint64_t xkey,
+                                   const double *W, uint64_t wkey, const double *dY, double *dX, double *dW) {
+  (void)ctx, (void)xkey, (void)wkey;
+  const int rows = d->rows, n = d->n, p = d->p;
+  const bool wt = d->w_trans;
+  const size_t xs = (size_t)rows * n, ws = (size_t)n * p, ys = (size_t)rows * p;
+  for (int b = 0; b < d->cnt; b++) {
+    const double *dy = dY + b * ys;
+    if (dX)
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, wt ? CblasNoTrans : CblasTrans, rows, n, p, 1.0, dy, p, W + b * ws,
+                  wt ? n : p, 0.0, dX + b * xs, n);
+    if (dW) {
+      if (wt)
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, p, n, rows, 1.0, dy, p, X + b * xs, n, 0.0, dW + b * ws, n);
+      else
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, p, rows, 1.0, X + b * xs, n, dy, p, 0.0, dW + b * ws, p);
+    }
+  }
+  return TEMPO_STATUS_OK;
+}
+
+static const tempo_backend cpu_backend = {"cpu", NULL, cpu_forward, cpu_backward, NULL, NULL, cpu_forward64, cpu_backward64};
 
 const tempo_backend *tempo_backend_cpu(void) { return &cpu_backend; }

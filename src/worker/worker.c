@@ -17,9 +17,11 @@ typedef struct {
   int kind;
   uint32_t batch, m, n, p, lo, hi;
   bool w_trans;
-  const float *data; /* the operand: borrowed (stable request) or == owned */
-  float *owned;
-  size_t count; /* floats */
+  uint16_t dtype;    /* TEMPO_DTYPE_*: a cached operand serves only requests of its dtype */
+  const void *data; /* the operand: borrowed (stable request) or == owned */
+  void *owned;
+  size_t count; /* elements */
+  size_t bytes; /* count * element size */
 } cache_entry;
 
 struct tempo_worker {
@@ -28,11 +30,11 @@ struct tempo_worker {
   size_t n_ent, cap_ent;
   uint64_t owned_bytes;
   float *scratch[3]; /* payload tensors that straddle segments are gathered here */
-  size_t scratch_cap[3];
+  size_t scratch_cap[3]; /* bytes */
   tempo_worker_fault fault;
   uint64_t n_results, n_injected, last_task;
-  float *stale[4]; /* the last honest result payloads of 4 sizes, for TEMPO_FAULT_STALE */
-  size_t stale_len[4], stale_cap[4];
+  uint8_t *stale[4]; /* the last honest result payloads of 4 sizes, for TEMPO_FAULT_STALE */
+  size_t stale_len[4], stale_cap[4]; /* bytes */
   int stale_next;
 };
 
@@ -67,7 +69,7 @@ static uint64_t entry_key(uint64_t handle, int kind) { return (handle << 1) | (u
 static void entry_clear(tempo_worker *w, cache_entry *e) {
   if (e->handle && w->cfg.backend->forget) w->cfg.backend->forget(w->cfg.backend->ctx, entry_key(e->handle, e->kind));
   if (e->owned) {
-    w->owned_bytes -= e->count * sizeof(float);
+    w->owned_bytes -= e->bytes;
     tempo_free_floats(e->owned);
   }
   memset(e, 0, sizeof *e);
@@ -111,14 +113,15 @@ static void release(tempo_worker *w, uint64_t handle) {
  * (batch 1) is the whole W', so only its dims must agree. */
 static bool entry_fits(const cache_entry *e, const tempo_msg_header *h) {
   const bool wt = h->flags & TEMPO_MSG_F_W_TRANS;
-  if (e->batch != h->batch || e->n != h->n) return false;
+  if (e->batch != h->batch || e->n != h->n || e->dtype != h->dtype) return false;
   if (e->kind == KIND_X) return e->m == h->m && e->lo == h->lo && e->hi == h->hi;
   if (e->p != h->p || e->w_trans != wt) return false;
   return h->batch == 1 || (e->lo == h->lo && e->hi == h->hi);
 }
 
-static tempo_status store(tempo_worker *w, const tempo_msg_header *h, int kind, uint64_t handle, const float *src,
+static tempo_status store(tempo_worker *w, const tempo_msg_header *h, int kind, uint64_t handle, const void *src,
                           size_t count, bool stable) {
+  const size_t bytes = count * tempo_msg_dtype_size(h->dtype); /* <= the checked payload size */
   release(w, handle); /* a handle names one operand of each kind; replace */
   if (w->n_ent >= w->cfg.max_handles)
     return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "worker: operand cache full (%u handles)", w->cfg.max_handles);
@@ -130,33 +133,35 @@ static tempo_status store(tempo_worker *w, const tempo_msg_header *h, int kind, 
     w->cap_ent = cap;
   }
   cache_entry e = {.handle = handle, .kind = kind, .batch = h->batch, .m = h->m, .n = h->n, .p = h->p,
-                   .lo = h->lo, .hi = h->hi, .w_trans = (h->flags & TEMPO_MSG_F_W_TRANS) != 0, .count = count};
+                   .lo = h->lo, .hi = h->hi, .w_trans = (h->flags & TEMPO_MSG_F_W_TRANS) != 0,
+                   .dtype = h->dtype, .count = count, .bytes = bytes};
   if (stable) {
     e.data = src;
   } else {
-    if (w->owned_bytes + count * sizeof(float) > w->cfg.max_cache_bytes)
+    if (w->owned_bytes + bytes > w->cfg.max_cache_bytes)
       return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "worker: operand cache above its byte limit");
-    e.owned = tempo_alloc_floats(count);
+    e.owned = tempo_alloc_floats((bytes + sizeof(float) - 1) / sizeof(float));
     if (!e.owned) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "worker: out of memory caching an operand");
-    memcpy(e.owned, src, count * sizeof(float));
+    memcpy(e.owned, src, bytes);
     e.data = e.owned;
-    w->owned_bytes += count * sizeof(float);
+    w->owned_bytes += bytes;
   }
   w->ent[w->n_ent++] = e;
   return TEMPO_STATUS_OK;
 }
 
-/* The payload tensor at byte offset `off` of `count` floats: a pointer into a segment when
- * it lies in one (and is float-aligned), else a gathered copy in scratch slot `slot`. */
-static tempo_status tensor_at(tempo_worker *w, const tempo_msg_view *v, size_t off, size_t count, int slot,
-                              const float **out, bool *borrowed) {
-  const size_t bytes = count * sizeof(float);
+/* The payload tensor at byte offset `off` of `count` elements of `esize` bytes: a pointer
+ * into a segment when it lies in one (and is element-aligned), else a gathered copy in
+ * scratch slot `slot`. */
+static tempo_status tensor_at(tempo_worker *w, const tempo_msg_view *v, size_t off, size_t count, size_t esize,
+                              int slot, const void **out, bool *borrowed) {
+  const size_t bytes = count * esize;
   size_t base = 0;
   for (int i = 0; i < v->nseg; i++) {
     if (off >= base && off + bytes <= base + v->seg_len[i]) {
       const uint8_t *p = v->seg[i] + (off - base);
-      if (((uintptr_t)p & (sizeof(float) - 1)) == 0) {
-        *out = (const float *)p;
+      if (((uintptr_t)p & (esize - 1)) == 0) {
+        *out = p;
         *borrowed = true;
         return TEMPO_STATUS_OK;
       }
@@ -164,10 +169,10 @@ static tempo_status tensor_at(tempo_worker *w, const tempo_msg_view *v, size_t o
     }
     base += v->seg_len[i];
   }
-  if (w->scratch_cap[slot] < count) {
+  if (w->scratch_cap[slot] < bytes) {
     tempo_free_floats(w->scratch[slot]);
-    w->scratch[slot] = tempo_alloc_floats(count);
-    w->scratch_cap[slot] = w->scratch[slot] ? count : 0;
+    w->scratch[slot] = tempo_alloc_floats((bytes + sizeof(float) - 1) / sizeof(float));
+    w->scratch_cap[slot] = w->scratch[slot] ? bytes : 0;
     if (!w->scratch[slot]) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "worker: out of memory");
   }
   uint8_t *dst = (uint8_t *)w->scratch[slot];
@@ -190,7 +195,7 @@ static tempo_status tensor_at(tempo_worker *w, const tempo_msg_view *v, size_t o
 }
 
 /* Looks up a cached operand for this request (ERROR reply text on failure). */
-static tempo_status cached(tempo_worker *w, const tempo_msg_header *h, int kind, const float **out) {
+static tempo_status cached(tempo_worker *w, const tempo_msg_header *h, int kind, const void **out) {
   uint64_t handle = kind == KIND_X ? h->handle_x : h->handle_w;
   cache_entry *e = find(w, handle, kind);
   if (!e)
@@ -203,24 +208,32 @@ static tempo_status cached(tempo_worker *w, const tempo_msg_header *h, int kind,
   return TEMPO_STATUS_OK;
 }
 
-/* Falsifies a result payload as the fault says; false when it could not (stale with no
- * earlier result of this size), in which case the reply stays honest. */
-static bool cheat_payload(tempo_worker *w, tempo_msg_header *rh, float *pay, size_t count) {
+/* Falsifies a result payload (count elements, float32 or float64 as f64 says) as the
+ * fault says; false when it could not (stale with no earlier result of this size), in
+ * which case the reply stays honest. */
+static bool cheat_payload(tempo_worker *w, tempo_msg_header *rh, void *pay, size_t count, bool f64) {
+  float *pf = pay;
+  double *pd = pay;
+  const size_t bytes = count * (f64 ? sizeof(double) : sizeof(float));
   switch (w->fault.kind) {
   case TEMPO_FAULT_WRONG_ELEMENT: {
     if (!count) return false;
     size_t i = (size_t)(rh->task_id * 2654435761u) % count;
-    pay[i] += 1.0f + 0.5f * fabsf(pay[i]);
+    if (f64) pd[i] += 1.0 + 0.5 * fabs(pd[i]);
+    else pf[i] += 1.0f + 0.5f * fabsf(pf[i]);
     return true;
   }
   case TEMPO_FAULT_SCALE:
-    for (size_t i = 0; i < count; i++) pay[i] *= 1.05f;
+    for (size_t i = 0; i < count; i++) {
+      if (f64) pd[i] *= 1.05;
+      else pf[i] *= 1.05f;
+    }
     return true;
-  case TEMPO_FAULT_ZERO: memset(pay, 0, count * sizeof(float)); return true;
+  case TEMPO_FAULT_ZERO: memset(pay, 0, bytes); return true;
   case TEMPO_FAULT_STALE:
     for (int i = 0; i < 4; i++)
-      if (w->stale[i] && w->stale_len[i] == count) {
-        memcpy(pay, w->stale[i], count * sizeof(float));
+      if (w->stale[i] && w->stale_len[i] == bytes) {
+        memcpy(pay, w->stale[i], bytes);
         return true;
       }
     return false;
@@ -231,20 +244,20 @@ static bool cheat_payload(tempo_worker *w, tempo_msg_header *rh, float *pay, siz
   }
 }
 
-static void remember_stale(tempo_worker *w, const float *pay, size_t count) {
+static void remember_stale(tempo_worker *w, const void *pay, size_t bytes) {
   if (w->fault.kind != TEMPO_FAULT_STALE) return;
   int k = -1;
   for (int i = 0; i < 4 && k < 0; i++)
-    if (w->stale[i] && w->stale_len[i] == count) k = i;
+    if (w->stale[i] && w->stale_len[i] == bytes) k = i;
   if (k < 0) k = w->stale_next++ % 4;
-  if (w->stale_cap[k] < count) {
-    float *s = realloc(w->stale[k], count * sizeof(float));
+  if (w->stale_cap[k] < bytes) {
+    uint8_t *s = realloc(w->stale[k], bytes);
     if (!s) return;
     w->stale[k] = s;
-    w->stale_cap[k] = count;
+    w->stale_cap[k] = bytes;
   }
-  memcpy(w->stale[k], pay, count * sizeof(float));
-  w->stale_len[k] = count;
+  memcpy(w->stale[k], pay, bytes);
+  w->stale_len[k] = bytes;
 }
 
 static tempo_status ack(tempo_msgbuf *reply, uint64_t task_id) {
@@ -275,20 +288,25 @@ static tempo_status run(tempo_worker *w, const tempo_msg_header *h, const tempo_
   tempo_msg_sizes sz;
   tempo_msg_split_sizes(h, &sz);
   const unsigned f = h->flags;
+  const bool f64 = h->dtype == TEMPO_DTYPE_F64;
+  const size_t es = tempo_msg_dtype_size(h->dtype); /* 4 or 8: the header passed its check */
+  const tempo_backend *be = w->cfg.backend;
+  if (f64 && h->op != TEMPO_OP_STORE && (!be->forward64 || !be->backward64))
+    return tempo_set_error(TEMPO_STATUS_UNSUPPORTED, "worker: backend '%s' has no float64 GEMM", be->name);
   size_t off = 0;
-  const float *dY = NULL, *X = NULL, *W = NULL;
+  const void *dY = NULL, *X = NULL, *W = NULL;
   bool bx = false, bw = false, bd = false;
   if (h->op == TEMPO_OP_BACKWARD) {
-    if ((st = tensor_at(w, v, off, sz.dy, 0, &dY, &bd))) return st;
-    off += sz.dy * sizeof(float);
+    if ((st = tensor_at(w, v, off, sz.dy, es, 0, &dY, &bd))) return st;
+    off += sz.dy * es;
   }
   if (f & TEMPO_MSG_F_X_INLINE) {
-    if ((st = tensor_at(w, v, off, sz.x, 1, &X, &bx))) return st;
-    off += sz.x * sizeof(float);
+    if ((st = tensor_at(w, v, off, sz.x, es, 1, &X, &bx))) return st;
+    off += sz.x * es;
   }
   if (f & TEMPO_MSG_F_W_INLINE) {
-    if ((st = tensor_at(w, v, off, sz.w, 2, &W, &bw))) return st;
-    off += sz.w * sizeof(float);
+    if ((st = tensor_at(w, v, off, sz.w, es, 2, &W, &bw))) return st;
+    off += sz.w * es;
   }
   const bool keep = h->op == TEMPO_OP_STORE || (f & TEMPO_MSG_F_KEEP);
   if (keep && X && (st = store(w, h, KIND_X, h->handle_x, X, sz.x, v->stable && bx))) return st;
@@ -306,30 +324,39 @@ static tempo_status run(tempo_worker *w, const tempo_msg_header *h, const tempo_
   tempo_msg_header rh;
   tempo_msg_header_init(&rh, TEMPO_OP_RESULT);
   rh.task_id = h->task_id;
+  rh.dtype = h->dtype;
   rh.batch = h->batch, rh.m = h->m, rh.n = h->n, rh.p = h->p, rh.lo = h->lo, rh.hi = h->hi;
   rh.flags = f & (TEMPO_MSG_F_W_TRANS | TEMPO_MSG_F_WANT_DX | TEMPO_MSG_F_WANT_DW);
   uint64_t bytes;
   if (!tempo_msg_payload_bytes(&rh, &bytes)) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "worker: result too big");
   uint8_t *pay;
   if ((st = tempo_msgbuf_start(reply, &rh, bytes, &pay))) return st;
-  float *out = (float *)pay;
   double t0 = tempo_now();
   const tempo_gemm_desc d = {.cnt = h->batch == 1 ? 1 : (int)(h->hi - h->lo),
                              .rows = h->batch == 1 ? (int)(h->hi - h->lo) : (int)h->m,
                              .n = (int)h->n, .p = (int)h->p, .w_trans = (f & TEMPO_MSG_F_W_TRANS) != 0};
-  const tempo_backend *be = w->cfg.backend;
-  if (h->op == TEMPO_OP_FORWARD)
-    st = be->forward(be->ctx, &d, X, xkey, W, wkey, out);
-  else
-    st = be->backward(be->ctx, &d, X, xkey, W, wkey, dY, want_dx ? out : NULL,
-                      want_dw ? out + (want_dx ? sz.dx : 0) : NULL);
+  if (f64) {
+    double *out = (double *)pay;
+    if (h->op == TEMPO_OP_FORWARD)
+      st = be->forward64(be->ctx, &d, X, xkey, W, wkey, out);
+    else
+      st = be->backward64(be->ctx, &d, X, xkey, W, wkey, dY, want_dx ? out : NULL,
+                          want_dw ? out + (want_dx ? sz.dx : 0) : NULL);
+  } else {
+    float *out = (float *)pay;
+    if (h->op == TEMPO_OP_FORWARD)
+      st = be->forward(be->ctx, &d, X, xkey, W, wkey, out);
+    else
+      st = be->backward(be->ctx, &d, X, xkey, W, wkey, dY, want_dx ? out : NULL,
+                        want_dw ? out + (want_dx ? sz.dx : 0) : NULL);
+  }
   if (st) return st;
   rh.compute_ns = (uint64_t)((tempo_now() - t0) * 1e9);
   if (rh.compute_ns == 0) rh.compute_ns = 1;
 
   /* test-only fault injection on result requests */
   const uint64_t idx = w->n_results++;
-  const size_t count = (size_t)(bytes / sizeof(float));
+  const size_t count = (size_t)(bytes / es);
   const tempo_worker_fault *fl = &w->fault;
   bool cheat = fl->kind != TEMPO_FAULT_NONE && idx >= fl->start && (idx - fl->start) % fl->period == 0;
   if (cheat && fl->kind == TEMPO_FAULT_NO_REPLY) {
@@ -339,10 +366,10 @@ static tempo_status run(tempo_worker *w, const tempo_msg_header *h, const tempo_
     w->n_injected++;
     w->last_task = h->task_id;
     return tempo_set_error(TEMPO_STATUS_WORKER, "worker: injected error reply");
-  } else if (cheat && cheat_payload(w, &rh, out, count)) {
+  } else if (cheat && cheat_payload(w, &rh, pay, count, f64)) {
     w->n_injected++;
   } else {
-    remember_stale(w, out, count);
+    remember_stale(w, pay, (size_t)bytes);
   }
   w->last_task = h->task_id;
   tempo_msg_header_write(&rh, reply->data);
