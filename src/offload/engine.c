@@ -55,9 +55,11 @@ typedef struct {
   bool keep, want_dx, want_dw;
   unsigned accum;
   float *Y, *dX, *dW; /* caller outputs (batch > 1 results are decrypted per block) */
+  const float *X, *W, *dY; /* caller inputs (blinded per block when blind_blocks) */
   task *tasks;
   int ntasks;
   double consume_time; /* verify/decrypt/copy time spent inside the round */
+  bool blind_blocks;   /* batch > 1: blind each block just before its first send (overlap) */
   bool counting_naive; /* first sends add to naive_bytes_up */
 } round_ctx;
 
@@ -460,6 +462,28 @@ static tempo_status recv_msg(tempo_engine *e, double timeout, tempo_in_msg *m, b
   return TEMPO_STATUS_OK;
 }
 
+/* Blinds the instances of block b (batch > 1): keys and Enc of X, W (forward) or Enc of
+ * dY (backward). Called just before the block's first send, so the workers compute the
+ * blocks already sent while the master blinds the next one. */
+static tempo_status blind_block(tempo_engine *e, round_ctx *c, const block *b) {
+  site *s = c->s;
+  const tempo_mm_shape *sh = &s->shape;
+  const size_t xs = (size_t)sh->m * sh->n, ws = (size_t)sh->n * sh->p, ys = (size_t)sh->m * sh->p;
+  tempo_status st;
+  const double t0 = tempo_now();
+  for (uint32_t i = b->lo; i < b->hi; i++) {
+    if (c->op == TEMPO_OP_FORWARD) {
+      if (e->cfg.mode == TEMPO_MODE_TEMPO && (st = tempo_keygen_fill(e->kg, &s->keys[i]))) return st;
+      tempo_obf_enc_x(&s->keys[i], c->X + i * xs, s->xp + i * xs);
+      tempo_obf_enc_w(&s->keys[i], sh->w_trans, c->W + i * ws, s->wp + i * ws);
+    } else {
+      tempo_obf_enc_dy(&s->keys[i], c->dY + i * ys, s->dys + i * ys);
+    }
+  }
+  e->st.t_blind += tempo_now() - t0;
+  return TEMPO_STATUS_OK;
+}
+
 /* Sends every task of c and collects verified results, recomputing failures. */
 static tempo_status run_round(tempo_engine *e, round_ctx *c) {
   tempo_status st;
@@ -477,6 +501,7 @@ static tempo_status run_round(tempo_engine *e, round_ctx *c) {
     block *b = &c->s->blocks[t->block];
     int w = c->op == TEMPO_OP_BACKWARD && b->holder >= 0 && e->live[b->holder] ? b->holder : pick_worker(e, c, -1);
     if (w < 0) return tempo_set_error(TEMPO_STATUS_WORKER, "engine: no worker left (all %d evicted)", e->nw);
+    if (c->blind_blocks && (st = blind_block(e, c, b))) return st;
     if (group) {
       if ((st = build_task(e, c, t, w, &gm[i]))) return st;
       for (int k = 0; k < i; k++) distinct = distinct && gw[k] != w;
@@ -593,7 +618,10 @@ static tempo_status prepare_site(site *s, const tempo_mm_shape *sh) {
 static void split(tempo_engine *e, site *s, bool keep) {
   const tempo_mm_shape *sh = &s->shape;
   int units = sh->batch == 1 ? sh->m : sh->batch;
-  int nb = e->n_live < units ? e->n_live : units;
+  /* batched products: TEMPO_ENGINE_BLOCKS_PER_WORKER blocks per worker, so the master
+   * blinds, verifies and decrypts some blocks while the workers compute others */
+  int want = sh->batch > 1 ? e->n_live * TEMPO_ENGINE_BLOCKS_PER_WORKER : e->n_live;
+  int nb = want < units ? want : units;
   double flops = 2.0 * sh->batch * sh->m * sh->n * (double)sh->p;
   if (sh->batch == 1 && (flops < TEMPO_ENGINE_MIN_SPLIT_FLOPS || sh->m < 16)) nb = 1;
   if (nb > MAX_BLOCKS) nb = MAX_BLOCKS;
@@ -617,13 +645,13 @@ tempo_status tempo_engine_forward(tempo_engine *e, int slot, const tempo_mm_shap
   if (e->n_live < 1) return tempo_set_error(TEMPO_STATUS_WORKER, "engine: no worker left (all %d evicted)", e->nw);
   s->fwd_valid = false;
   const size_t xs = (size_t)sh->m * sh->n, ws = (size_t)sh->n * sh->p, ys = (size_t)sh->m * sh->p;
-  double t0 = tempo_now();
-  for (int i = 0; i < sh->batch; i++) {
-    if (e->cfg.mode == TEMPO_MODE_TEMPO && (st = tempo_keygen_fill(e->kg, &s->keys[i]))) return st;
-    tempo_obf_enc_x(&s->keys[i], X + i * xs, s->xp + i * xs);
-    tempo_obf_enc_w(&s->keys[i], sh->w_trans, W + i * ws, s->wp + i * ws);
+  if (sh->batch == 1) { /* every row block needs all of W': blind it all before the round */
+    double t0 = tempo_now();
+    if (e->cfg.mode == TEMPO_MODE_TEMPO && (st = tempo_keygen_fill(e->kg, &s->keys[0]))) return st;
+    tempo_obf_enc_x(&s->keys[0], X, s->xp);
+    tempo_obf_enc_w(&s->keys[0], sh->w_trans, W, s->wp);
+    e->st.t_blind += tempo_now() - t0;
   }
-  e->st.t_blind += tempo_now() - t0;
   e->st.encryptions += 2 * (uint64_t)sh->batch;
   e->st.naive_encryptions += 2 * (uint64_t)sh->batch;
 
@@ -632,7 +660,8 @@ tempo_status tempo_engine_forward(tempo_engine *e, int slot, const tempo_mm_shap
   task tasks[MAX_BLOCKS];
   memset(tasks, 0, sizeof tasks);
   for (int i = 0; i < s->nblocks; i++) tasks[i].block = i;
-  round_ctx c = {.s = s, .op = TEMPO_OP_FORWARD, .keep = training, .Y = Y, .tasks = tasks, .ntasks = s->nblocks};
+  round_ctx c = {.s = s, .op = TEMPO_OP_FORWARD, .keep = training, .Y = Y, .X = X, .W = W, .tasks = tasks,
+                 .ntasks = s->nblocks, .blind_blocks = sh->batch > 1};
   if ((st = run_round(e, &c))) return st;
   if (sh->batch == 1) {
     double t1 = tempo_now();
@@ -665,9 +694,11 @@ tempo_status tempo_engine_backward(tempo_engine *e, int slot, const tempo_mm_sha
   if ((st = grow(&s->dys, &s->cap_dy, (size_t)sh->batch * ys))) return st;
   if (sh->batch == 1 && dX && (st = grow(&s->dxp, &s->cap_dx, xs))) return st;
   if (sh->batch == 1 && dW && (st = grow(&s->dwp, &s->cap_dw, (size_t)s->nblocks * ws))) return st;
-  double t0 = tempo_now();
-  for (int i = 0; i < sh->batch; i++) tempo_obf_enc_dy(&s->keys[i], dY + i * ys, s->dys + i * ys);
-  e->st.t_blind += tempo_now() - t0;
+  if (sh->batch == 1) {
+    double t0 = tempo_now();
+    tempo_obf_enc_dy(&s->keys[0], dY, s->dys);
+    e->st.t_blind += tempo_now() - t0;
+  }
   e->st.encryptions += (uint64_t)sh->batch;
   const uint64_t outs = (dX ? 1u : 0u) + (dW ? 1u : 0u);
   e->st.naive_encryptions += 2 * outs * (uint64_t)sh->batch;
@@ -688,7 +719,7 @@ tempo_status tempo_engine_backward(tempo_engine *e, int slot, const tempo_mm_sha
   memset(tasks, 0, sizeof tasks);
   for (int i = 0; i < s->nblocks; i++) tasks[i].block = i;
   round_ctx c = {.s = s, .op = TEMPO_OP_BACKWARD, .want_dx = dX != NULL, .want_dw = dW != NULL, .accum = flags,
-                 .dX = dX, .dW = dW, .tasks = tasks, .ntasks = s->nblocks};
+                 .dX = dX, .dW = dW, .dY = dY, .tasks = tasks, .ntasks = s->nblocks, .blind_blocks = sh->batch > 1};
   const uint64_t naive_saved = e->st.naive_bytes_up;
   if ((st = run_round(e, &c))) return st;
   e->st.naive_bytes_up = naive_saved; /* the round's own first sends are not the naive count */

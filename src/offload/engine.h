@@ -14,6 +14,7 @@
 #define TEMPO_ENGINE_MAX_FAILURES 3         /* a worker failing this often is evicted */
 #define TEMPO_ENGINE_DEFAULT_TIMEOUT 60.0   /* seconds a worker may take for one reply */
 #define TEMPO_ENGINE_MIN_SPLIT_FLOPS 65536.0 /* smaller products go to one worker whole */
+#define TEMPO_ENGINE_BLOCKS_PER_WORKER 4    /* instance blocks per worker of a batched product */
 
 typedef struct tempo_engine tempo_engine;
 
