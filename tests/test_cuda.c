@@ -1,6 +1,6 @@
 /* test_cuda.c - the CUDA backend against the CPU backend: forward and backward products
  * (w_trans both ways, batched instances), device-resident operands re-used by key after
- * the host copy is overwritten, forget(), and the worker core running on it. Skips (exit 0)
+ * the host copy is overwritten, forget(), float64 (cublasDgemm), and the worker core running on it. Skips (exit 0)
  * when built without nvcc or when cudaGetDeviceCount finds no GPU. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -57,13 +57,46 @@ static void test_matches_cpu(void **state) {
   tempo_cuda_backend_free(g);
 }
 
+/* float64 (shield mode's shares): cublasDgemm against cblas_dgemm to 1e-12, keyed operands
+ * re-used as for float32; operands with 40 significant bits (float32 would round them). */
+static void test_f64_matches_cpu(void **state) {
+  (void)state;
+  tempo_backend *g;
+  assert_int_equal(tempo_cuda_backend_create(0, false, &g), TEMPO_STATUS_OK);
+  const tempo_backend *c = tempo_backend_cpu();
+  assert_non_null(g->forward64);
+  assert_non_null(g->backward64);
+  for (int wt = 0; wt < 2; wt++) {
+    tempo_gemm_desc d = {.cnt = 2, .rows = 33, .n = 47, .p = 21, .w_trans = wt};
+    size_t xs = 2 * 33 * 47, ws = 2 * 47 * 21, ys = 2 * 33 * 21;
+    double *X = malloc(xs * 8), *W = malloc(ws * 8), *dY = malloc(ys * 8), *a = malloc((xs + ws) * 8),
+           *b = malloc((xs + ws) * 8), *X2 = malloc(xs * 8), *W2 = malloc(ws * 8);
+    for (size_t i = 0; i < xs; i++) X[i] = sin(i + 1.0) * (1 + 0x1p-40 * i);
+    for (size_t i = 0; i < ws; i++) W[i] = cos(i + 0.5) * (1 + 0x1p-40 * i);
+    for (size_t i = 0; i < ys; i++) dY[i] = sin(3.0 * i);
+    assert_int_equal(g->forward64(g->ctx, &d, X, 20, W, 21, a), TEMPO_STATUS_OK);
+    assert_int_equal(c->forward64(c->ctx, &d, X, 0, W, 0, b), TEMPO_STATUS_OK);
+    for (size_t i = 0; i < ys; i++)
+      if (fabs(a[i] - b[i]) > 1e-12 * (1 + fabs(b[i]))) fail_msg("f64 forward %zu: %.17g vs %.17g", i, a[i], b[i]);
+    memcpy(X2, X, xs * 8), memcpy(W2, W, ws * 8);
+    memset(X, 0, xs * 8), memset(W, 0, ws * 8);
+    assert_int_equal(g->backward64(g->ctx, &d, X, 20, W, 21, dY, a, a + xs), TEMPO_STATUS_OK);
+    assert_int_equal(c->backward64(c->ctx, &d, X2, 0, W2, 0, dY, b, b + xs), TEMPO_STATUS_OK);
+    for (size_t i = 0; i < xs + ws; i++)
+      if (fabs(a[i] - b[i]) > 1e-12 * (1 + fabs(b[i]))) fail_msg("f64 backward %zu: %.17g vs %.17g", i, a[i], b[i]);
+    g->forget(g->ctx, 0);
+    free(X), free(W), free(dY), free(a), free(b), free(X2), free(W2);
+  }
+  tempo_cuda_backend_free(g);
+}
+
 int main(void) {
   int n = tempo_cuda_device_count();
   if (n <= 0) {
     printf("skip: no CUDA device (cudaGetDeviceCount found none)\n");
     return 0;
   }
-  const struct CMUnitTest tests[] = {cmocka_unit_test(test_matches_cpu)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_matches_cpu), cmocka_unit_test(test_f64_matches_cpu)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
 #else

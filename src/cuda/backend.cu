@@ -1,4 +1,5 @@
-// backend.cu - the CUDA GEMM backend (cuda.h): cuBLAS SGEMM on device-resident operands.
+// backend.cu - the CUDA GEMM backend (cuda.h): cuBLAS SGEMM (float32 requests) or DGEMM
+// (float64 requests: shield mode's shares) on device-resident operands.
 // Keyed operands (the worker's operand cache) stay in device memory until forget(key), so
 // a backward request re-uses X' and W' uploaded by its forward. Un-keyed operands and
 // results use grow-only device scratch. Host data is staged through pinned buffers; the
@@ -17,8 +18,8 @@
 namespace {
 
 struct dev_buf {
-  float *d = nullptr;
-  size_t cap = 0;  // floats
+  void *d = nullptr;
+  size_t cap = 0;  // bytes
 };
 
 struct ctx {
@@ -27,8 +28,8 @@ struct ctx {
   cudaStream_t stream[2] = {nullptr, nullptr};
   std::unordered_map<uint64_t, dev_buf> keyed;
   dev_buf scratch[4];      // X, W, dY, out
-  float *pinned[2] = {nullptr, nullptr};  // staging per stream
-  size_t pinned_cap[2] = {0, 0};
+  void *pinned[2] = {nullptr, nullptr};  // staging per stream
+  size_t pinned_cap[2] = {0, 0};          // bytes
 };
 
 tempo_status cuda_err(cudaError_t e, const char *what) {
@@ -38,71 +39,91 @@ tempo_status blas_err(cublasStatus_t s, const char *what) {
   return tempo_set_error(TEMPO_STATUS_WORKER, "cublas: %s failed (status %d)", what, (int)s);
 }
 
-tempo_status grow(dev_buf *b, size_t count) {
-  if (b->cap >= count && b->d) return TEMPO_STATUS_OK;
+tempo_status grow_bytes(dev_buf *b, size_t bytes) {
+  if (b->cap >= bytes && b->d) return TEMPO_STATUS_OK;
   if (b->d) cudaFree(b->d);
   b->d = nullptr, b->cap = 0;
-  cudaError_t e = cudaMalloc(&b->d, (count ? count : 1) * sizeof(float));
+  cudaError_t e = cudaMalloc(&b->d, bytes ? bytes : 1);
   if (e != cudaSuccess) return cuda_err(e, "cudaMalloc");
-  b->cap = count;
+  b->cap = bytes;
   return TEMPO_STATUS_OK;
 }
 
-tempo_status grow_pinned(ctx *c, int k, size_t count) {
-  if (c->pinned_cap[k] >= count && c->pinned[k]) return TEMPO_STATUS_OK;
+template <typename T> tempo_status grow(dev_buf *b, size_t count) { return grow_bytes(b, count * sizeof(T)); }
+
+tempo_status grow_pinned(ctx *c, int k, size_t bytes) {
+  if (c->pinned_cap[k] >= bytes && c->pinned[k]) return TEMPO_STATUS_OK;
   if (c->pinned[k]) cudaFreeHost(c->pinned[k]);
   c->pinned[k] = nullptr, c->pinned_cap[k] = 0;
-  cudaError_t e = cudaMallocHost(&c->pinned[k], (count ? count : 1) * sizeof(float));
+  cudaError_t e = cudaMallocHost(&c->pinned[k], bytes ? bytes : 1);
   if (e != cudaSuccess) return cuda_err(e, "cudaMallocHost");
-  c->pinned_cap[k] = count;
+  c->pinned_cap[k] = bytes;
   return TEMPO_STATUS_OK;
 }
 
 // Uploads host[count] into dst via the pinned staging of stream k (synchronous staging copy,
 // asynchronous device copy; the stream is synchronised before the staging is reused).
-tempo_status upload(ctx *c, int k, float *dst, const float *host, size_t count) {
-  tempo_status st = grow_pinned(c, k, count);
+template <typename T> tempo_status upload(ctx *c, int k, T *dst, const T *host, size_t count) {
+  tempo_status st = grow_pinned(c, k, count * sizeof(T));
   if (st) return st;
   cudaError_t e = cudaStreamSynchronize(c->stream[k]);
   if (e != cudaSuccess) return cuda_err(e, "sync");
-  std::memcpy(c->pinned[k], host, count * sizeof(float));
-  e = cudaMemcpyAsync(dst, c->pinned[k], count * sizeof(float), cudaMemcpyHostToDevice, c->stream[k]);
+  std::memcpy(c->pinned[k], host, count * sizeof(T));
+  e = cudaMemcpyAsync(dst, c->pinned[k], count * sizeof(T), cudaMemcpyHostToDevice, c->stream[k]);
   return e == cudaSuccess ? TEMPO_STATUS_OK : cuda_err(e, "upload");
 }
 
 // The device copy of an operand: keyed (uploaded once, kept) or scratch slot `slot`.
-tempo_status operand(ctx *c, uint64_t key, const float *host, size_t count, int slot, const float **out) {
+template <typename T>
+tempo_status operand(ctx *c, uint64_t key, const T *host, size_t count, int slot, const T **out) {
   tempo_status st;
   if (key) {
     auto it = c->keyed.find(key);
-    if (it != c->keyed.end() && it->second.cap == count) {
-      *out = it->second.d;
+    if (it != c->keyed.end() && it->second.cap == count * sizeof(T)) {
+      *out = static_cast<const T *>(it->second.d);
       return TEMPO_STATUS_OK;
     }
     dev_buf b;
     if (it != c->keyed.end()) b = it->second;
-    if ((st = grow(&b, count))) return st;
+    // a re-used key gets exactly count elements (cap decides the reuse test above)
+    if (b.d && b.cap != count * sizeof(T)) {
+      cudaFree(b.d);
+      b = dev_buf();
+    }
+    if ((st = grow<T>(&b, count))) return st;
     c->keyed[key] = b;
-    if ((st = upload(c, 0, b.d, host, count))) return st;
+    if ((st = upload<T>(c, 0, static_cast<T *>(b.d), host, count))) return st;
     cudaError_t e = cudaStreamSynchronize(c->stream[0]);  // keyed data is read by both streams
     if (e != cudaSuccess) return cuda_err(e, "sync");
-    *out = b.d;
+    *out = static_cast<const T *>(b.d);
     return TEMPO_STATUS_OK;
   }
-  if ((st = grow(&c->scratch[slot], count))) return st;
-  *out = c->scratch[slot].d;
+  if ((st = grow<T>(&c->scratch[slot], count))) return st;
+  *out = static_cast<const T *>(c->scratch[slot].d);
   return TEMPO_STATUS_OK;
 }
 
 // Downloads dev[count] to host through stream k's staging.
-tempo_status download(ctx *c, int k, float *host, const float *dev, size_t count) {
-  tempo_status st = grow_pinned(c, k, count);
+template <typename T> tempo_status download(ctx *c, int k, T *host, const T *dev, size_t count) {
+  tempo_status st = grow_pinned(c, k, count * sizeof(T));
   if (st) return st;
-  cudaError_t e = cudaMemcpyAsync(c->pinned[k], dev, count * sizeof(float), cudaMemcpyDeviceToHost, c->stream[k]);
+  cudaError_t e = cudaMemcpyAsync(c->pinned[k], dev, count * sizeof(T), cudaMemcpyDeviceToHost, c->stream[k]);
   if (e == cudaSuccess) e = cudaStreamSynchronize(c->stream[k]);
   if (e != cudaSuccess) return cuda_err(e, "download");
-  std::memcpy(host, c->pinned[k], count * sizeof(float));
+  std::memcpy(host, c->pinned[k], count * sizeof(T));
   return TEMPO_STATUS_OK;
+}
+
+// cuBLAS GEMM of either precision (column-major, as cuBLAS takes it).
+cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const float *A,
+                    int lda, const float *B, int ldb, float *C, int ldc) {
+  const float one = 1.0f, zero = 0.0f;
+  return cublasSgemm(h, ta, tb, m, n, k, &one, A, lda, B, ldb, &zero, C, ldc);
+}
+cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const double *A,
+                    int lda, const double *B, int ldb, double *C, int ldc) {
+  const double one = 1.0, zero = 0.0;
+  return cublasDgemm(h, ta, tb, m, n, k, &one, A, lda, B, ldb, &zero, C, ldc);
 }
 
 tempo_status begin(ctx *c) {
@@ -111,69 +132,84 @@ tempo_status begin(ctx *c) {
 }
 
 // Row-major products written as column-major cuBLAS calls (see docs/distributed.md).
-tempo_status cu_forward(void *vc, const tempo_gemm_desc *d, const float *X, uint64_t xkey, const float *W,
-                        uint64_t wkey, float *Y) {
+template <typename T>
+tempo_status fwd(void *vc, const tempo_gemm_desc *d, const T *X, uint64_t xkey, const T *W, uint64_t wkey, T *Y) {
   ctx *c = static_cast<ctx *>(vc);
   tempo_status st;
   if ((st = begin(c))) return st;
   const int rows = d->rows, n = d->n, p = d->p;
   const size_t xs = (size_t)rows * n, ws = (size_t)n * p, ys = (size_t)rows * p, cnt = (size_t)d->cnt;
-  const float *dX, *dW;
-  if ((st = operand(c, xkey, X, cnt * xs, 0, &dX)) || (st = operand(c, wkey, W, cnt * ws, 1, &dW))) return st;
-  if ((st = grow(&c->scratch[3], cnt * ys))) return st;
-  float *dY = c->scratch[3].d;
-  const float one = 1.0f, zero = 0.0f;
+  const T *dX, *dW;
+  if ((st = operand<T>(c, xkey, X, cnt * xs, 0, &dX)) || (st = operand<T>(c, wkey, W, cnt * ws, 1, &dW))) return st;
+  if ((st = grow<T>(&c->scratch[3], cnt * ys))) return st;
+  T *dY = static_cast<T *>(c->scratch[3].d);
   for (size_t b = 0; b < cnt; b++) {
     const int k = (int)(b & 1);
-    if (!xkey && (st = upload(c, k, const_cast<float *>(dX) + b * xs, X + b * xs, xs))) return st;
-    if (!wkey && (st = upload(c, k, const_cast<float *>(dW) + b * ws, W + b * ws, ws))) return st;
+    if (!xkey && (st = upload<T>(c, k, const_cast<T *>(dX) + b * xs, X + b * xs, xs))) return st;
+    if (!wkey && (st = upload<T>(c, k, const_cast<T *>(dW) + b * ws, W + b * ws, ws))) return st;
     cublasSetStream(c->blas, c->stream[k]);
     // Y^T (p, rows) = W^T X^T
-    cublasStatus_t s = cublasSgemm(c->blas, d->w_trans ? CUBLAS_OP_T : CUBLAS_OP_N, CUBLAS_OP_N, p, rows, n, &one,
-                                   dW + b * ws, d->w_trans ? n : p, dX + b * xs, n, &zero, dY + b * ys, p);
-    if (s != CUBLAS_STATUS_SUCCESS) return blas_err(s, "forward sgemm");
-    if ((st = download(c, k, Y + b * ys, dY + b * ys, ys))) return st;
+    cublasStatus_t s = gemm(c->blas, d->w_trans ? CUBLAS_OP_T : CUBLAS_OP_N, CUBLAS_OP_N, p, rows, n, dW + b * ws,
+                            d->w_trans ? n : p, dX + b * xs, n, dY + b * ys, p);
+    if (s != CUBLAS_STATUS_SUCCESS) return blas_err(s, "forward gemm");
+    if ((st = download<T>(c, k, Y + b * ys, dY + b * ys, ys))) return st;
   }
   return TEMPO_STATUS_OK;
 }
 
-tempo_status cu_backward(void *vc, const tempo_gemm_desc *d, const float *X, uint64_t xkey, const float *W,
-                         uint64_t wkey, const float *dYh, float *dXh, float *dWh) {
+template <typename T>
+tempo_status bwd(void *vc, const tempo_gemm_desc *d, const T *X, uint64_t xkey, const T *W, uint64_t wkey,
+                 const T *dYh, T *dXh, T *dWh) {
   ctx *c = static_cast<ctx *>(vc);
   tempo_status st;
   if ((st = begin(c))) return st;
   const int rows = d->rows, n = d->n, p = d->p;
   const size_t xs = (size_t)rows * n, ws = (size_t)n * p, ys = (size_t)rows * p, cnt = (size_t)d->cnt;
-  const float *dX = nullptr, *dW = nullptr;
-  if (dWh && (st = operand(c, xkey, X, cnt * xs, 0, &dX))) return st;
-  if (dXh && (st = operand(c, wkey, W, cnt * ws, 1, &dW))) return st;
-  if ((st = grow(&c->scratch[2], cnt * ys))) return st;
-  if ((st = grow(&c->scratch[3], cnt * ((dXh ? xs : 0) + (dWh ? ws : 0))))) return st;
-  float *gy = c->scratch[2].d, *gx = c->scratch[3].d, *gw = c->scratch[3].d + (dXh ? cnt * xs : 0);
-  const float one = 1.0f, zero = 0.0f;
+  const T *dX = nullptr, *dW = nullptr;
+  if (dWh && (st = operand<T>(c, xkey, X, cnt * xs, 0, &dX))) return st;
+  if (dXh && (st = operand<T>(c, wkey, W, cnt * ws, 1, &dW))) return st;
+  if ((st = grow<T>(&c->scratch[2], cnt * ys))) return st;
+  if ((st = grow<T>(&c->scratch[3], cnt * ((dXh ? xs : 0) + (dWh ? ws : 0))))) return st;
+  T *gy = static_cast<T *>(c->scratch[2].d), *gx = static_cast<T *>(c->scratch[3].d);
+  T *gw = gx + (dXh ? cnt * xs : 0);
   for (size_t b = 0; b < cnt; b++) {
     const int k = (int)(b & 1);
-    if ((st = upload(c, k, gy + b * ys, dYh + b * ys, ys))) return st;
-    if (!xkey && dWh && (st = upload(c, k, const_cast<float *>(dX) + b * xs, X + b * xs, xs))) return st;
-    if (!wkey && dXh && (st = upload(c, k, const_cast<float *>(dW) + b * ws, W + b * ws, ws))) return st;
+    if ((st = upload<T>(c, k, gy + b * ys, dYh + b * ys, ys))) return st;
+    if (!xkey && dWh && (st = upload<T>(c, k, const_cast<T *>(dX) + b * xs, X + b * xs, xs))) return st;
+    if (!wkey && dXh && (st = upload<T>(c, k, const_cast<T *>(dW) + b * ws, W + b * ws, ws))) return st;
     cublasSetStream(c->blas, c->stream[k]);
     cublasStatus_t s = CUBLAS_STATUS_SUCCESS;
     if (dXh)  // dX^T (n, rows) = W dY^T
-      s = cublasSgemm(c->blas, d->w_trans ? CUBLAS_OP_N : CUBLAS_OP_T, CUBLAS_OP_N, n, rows, p, &one, dW + b * ws,
-                      d->w_trans ? n : p, gy + b * ys, p, &zero, gx + b * xs, n);
+      s = gemm(c->blas, d->w_trans ? CUBLAS_OP_N : CUBLAS_OP_T, CUBLAS_OP_N, n, rows, p, dW + b * ws,
+               d->w_trans ? n : p, gy + b * ys, p, gx + b * xs, n);
     if (s == CUBLAS_STATUS_SUCCESS && dWh) {
       if (d->w_trans)  // dW (p, n) row-major: col-major (n, p) = X^T dY
-        s = cublasSgemm(c->blas, CUBLAS_OP_N, CUBLAS_OP_T, n, p, rows, &one, dX + b * xs, n, gy + b * ys, p, &zero,
-                        gw + b * ws, n);
+        s = gemm(c->blas, CUBLAS_OP_N, CUBLAS_OP_T, n, p, rows, dX + b * xs, n, gy + b * ys, p, gw + b * ws, n);
       else  // dW (n, p) row-major: col-major (p, n) = dY^T X
-        s = cublasSgemm(c->blas, CUBLAS_OP_N, CUBLAS_OP_T, p, n, rows, &one, gy + b * ys, p, dX + b * xs, n, &zero,
-                        gw + b * ws, p);
+        s = gemm(c->blas, CUBLAS_OP_N, CUBLAS_OP_T, p, n, rows, gy + b * ys, p, dX + b * xs, n, gw + b * ws, p);
     }
-    if (s != CUBLAS_STATUS_SUCCESS) return blas_err(s, "backward sgemm");
-    if (dXh && (st = download(c, k, dXh + b * xs, gx + b * xs, xs))) return st;
-    if (dWh && (st = download(c, k, dWh + b * ws, gw + b * ws, ws))) return st;
+    if (s != CUBLAS_STATUS_SUCCESS) return blas_err(s, "backward gemm");
+    if (dXh && (st = download<T>(c, k, dXh + b * xs, gx + b * xs, xs))) return st;
+    if (dWh && (st = download<T>(c, k, dWh + b * ws, gw + b * ws, ws))) return st;
   }
   return TEMPO_STATUS_OK;
+}
+
+tempo_status cu_forward(void *vc, const tempo_gemm_desc *d, const float *X, uint64_t xkey, const float *W,
+                        uint64_t wkey, float *Y) {
+  return fwd<float>(vc, d, X, xkey, W, wkey, Y);
+}
+tempo_status cu_backward(void *vc, const tempo_gemm_desc *d, const float *X, uint64_t xkey, const float *W,
+                         uint64_t wkey, const float *dY, float *dX, float *dW) {
+  return bwd<float>(vc, d, X, xkey, W, wkey, dY, dX, dW);
+}
+tempo_status cu_forward64(void *vc, const tempo_gemm_desc *d, const double *X, uint64_t xkey, const double *W,
+                          uint64_t wkey, double *Y) {
+  return fwd<double>(vc, d, X, xkey, W, wkey, Y);
+}
+tempo_status cu_backward64(void *vc, const tempo_gemm_desc *d, const double *X, uint64_t xkey, const double *W,
+                           uint64_t wkey, const double *dY, double *dX, double *dW) {
+  return bwd<double>(vc, d, X, xkey, W, wkey, dY, dX, dW);
 }
 
 void cu_forget(void *vc, uint64_t key) {
@@ -251,6 +287,8 @@ extern "C" tempo_status tempo_cuda_backend_create(int device, bool tf32, tempo_b
   b->ctx = c;
   b->forward = cu_forward;
   b->backward = cu_backward;
+  b->forward64 = cu_forward64;
+  b->backward64 = cu_backward64;
   b->forget = cu_forget;
   b->destroy = cu_destroy;
   *out = b;
