@@ -1,12 +1,15 @@
 /* test_shield.c - shield mode (shield.h): products equal float64 reference products
- * within the stated tolerance (normalised error <= 2e-3 at the default alpha = 32) on odd
- * shapes, forward, dX, dW, w_trans both ways, batch > 1, accumulate flags; the master
- * refuses fewer than 4 workers with INVALID_ARGUMENT; every role of a product goes to a
- * distinct worker; the role signs recombine the product exactly (in double, on
- * integers); mask expansion is deterministic per seed and standard normal; the view
- * test: what each worker receives does not reveal signs or zero patterns (tempo mode
- * does, as a control), and two different secrets give payload distributions that do
- * not separate. */
+ * within the stated tolerance (normalised max error <= 1e-5 with the default float64
+ * shares at alpha 16384; <= 2e-3 with float32 shares at alpha 32) on odd shapes, forward,
+ * dX, dW, w_trans both ways, batch > 1, accumulate flags; the master refuses fewer than 4
+ * workers with INVALID_ARGUMENT; the role signs recombine the product exactly (in double,
+ * on integers); mask expansion (float32 and float64) is deterministic per seed, has the
+ * stated moments, and the float64 mask has no coarse lattice; the double Enc passes
+ * equal the float ones; the float64 Freivalds check passes honest products and catches a
+ * changed element and a NaN; the view test: what each worker receives does not reveal
+ * signs or zero patterns (tempo mode does, as a control), and the sign-of-sum
+ * distinguisher on role A's X'' over fresh keys and masks is at chance with the default
+ * (and wins with float32 shares at alpha 32, the control that shows the test can fail). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -26,9 +29,13 @@
 #include "tempo/rng.h"
 #include "tempo/shield.h"
 
-#define TOL 2e-3
+#define TOL_F64 1e-5
+#define TOL_F32 2e-3
+static double TOL = TOL_F64;
 
 static tempo_mm *make(tempo_mode mode, int workers, const char *audit) {
+  unsetenv("TEMPO_SHIELD_DTYPE"); /* the defaults, whatever the caller's environment */
+  unsetenv("TEMPO_SHIELD_ALPHA");
   tempo_mm_config cfg;
   tempo_mm_config_default(&cfg);
   cfg.mode = mode;
@@ -101,20 +108,112 @@ static void check_shape(tempo_mm *mm, int batch, int m, int n, int p, bool wt, u
 
 static void test_products(void **state) {
   (void)state;
-  tempo_rng rng;
-  tempo_rng_seed(&rng, 5, 0);
-  tempo_mm *mm = make(TEMPO_MODE_SHIELD, 5, NULL);
-  static const int shapes[][4] = {{1, 1, 1, 1}, {1, 7, 3, 5}, {1, 33, 17, 9}, {1, 64, 100, 31}, {3, 13, 8, 11}, {5, 9, 16, 9}};
-  for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
-    for (int wt = 0; wt < 2; wt++)
-      for (unsigned fl = 0; fl < 4; fl += 3)
-        check_shape(mm, shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3], wt, fl, &rng);
-  tempo_mm_stats st;
-  tempo_mm_stats_run(mm, &st);
-  assert_int_equal(st.verify_failures, 0);
-  assert_int_equal(st.recomputed, 0);
-  assert_true(st.products > 0 && st.bytes_up > 0 && st.bytes_down > 0);
-  tempo_mm_free(mm);
+  for (int f64 = 1; f64 >= 0; f64--) {
+    tempo_rng rng;
+    tempo_rng_seed(&rng, 5, 0);
+    tempo_mm *mm = make(TEMPO_MODE_SHIELD, 5, NULL);
+    if (!f64) assert_int_equal(tempo_shield_set_float64(mm, false), TEMPO_STATUS_OK);
+    TOL = f64 ? TOL_F64 : TOL_F32;
+    static const int shapes[][4] = {{1, 1, 1, 1}, {1, 7, 3, 5}, {1, 33, 17, 9}, {1, 64, 100, 31}, {3, 13, 8, 11}, {5, 9, 16, 9}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+      for (int wt = 0; wt < 2; wt++)
+        for (unsigned fl = 0; fl < 4; fl += 3)
+          check_shape(mm, shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3], wt, fl, &rng);
+    tempo_mm_stats st;
+    tempo_mm_stats_run(mm, &st);
+    assert_int_equal(st.verify_failures, 0);
+    assert_int_equal(st.recomputed, 0);
+    assert_true(st.products > 0 && st.bytes_up > 0 && st.bytes_down > 0);
+    tempo_mm_free(mm);
+  }
+  TOL = TOL_F64;
+  assert_int_equal(tempo_shield_set_float64(NULL, true), TEMPO_STATUS_INVALID_ARGUMENT);
+}
+
+/* float64 mask: moments as the float32 one, deterministic, and continuous below the
+ * 32-bit lattice of the four-uniform sum (the fractional part of r / spacing is uniform). */
+static void test_expand64(void **state) {
+  (void)state;
+  enum { N = 100001 };
+  double *a = malloc(N * 8), *b = malloc(N * 8);
+  uint8_t seed[32] = {4, 5, 6};
+  tempo_shield_expand64(seed, 3.0, a, N);
+  tempo_shield_expand64(seed, 3.0, b, N);
+  assert_memory_equal(a, b, N * 8);
+  double s1 = 0, s2 = 0, s4 = 0;
+  for (int i = 0; i < N; i++) s1 += a[i], s2 += a[i] * a[i], s4 += pow(a[i], 4);
+  const double var = s2 / N;
+  assert_true(fabs(s1 / N) < 0.04 && fabs(var - 9.0) < 0.2);
+  assert_true(fabs(s4 / N / (var * var) - 2.7) < 0.08);
+  const double spacing = 1.7320508075688772 * 3.0 * 0x1p-32;
+  double f1 = 0;
+  for (int i = 0; i < N; i++) {
+    double q = a[i] / spacing;
+    f1 += q - floor(q);
+  }
+  assert_true(fabs(f1 / N - 0.5) < 0.01); /* a lattice would give mean fractional part ~0 */
+  free(a), free(b);
+}
+
+/* The double Enc passes gather and scale exactly as the float ones. */
+static void test_enc64(void **state) {
+  (void)state;
+  enum { M = 13, N = 9, P = 7 };
+  tempo_keyspace ks;
+  tempo_keyspace_default(&ks);
+  uint8_t secret[32] = {9};
+  tempo_keygen *kg;
+  tempo_obf_key k = {0};
+  assert_int_equal(tempo_keygen_create(secret, &ks, &kg), TEMPO_STATUS_OK);
+  assert_int_equal(tempo_obf_key_alloc(&k, M, N, P), TEMPO_STATUS_OK);
+  assert_int_equal(tempo_keygen_fill(kg, &k), TEMPO_STATUS_OK);
+  float xf[M * N], of[M * N];
+  double xd[M * N], od[M * N];
+  tempo_rng r;
+  tempo_rng_seed(&r, 1, 2);
+  for (int i = 0; i < M * N; i++) xf[i] = (float)tempo_rng_normal(&r), xd[i] = xf[i];
+  for (int which = 0; which < 4; which++) {
+    size_t cnt = which == 0 ? M * N : which == 3 ? M * P : N * P;
+    if (which == 0) tempo_obf_enc_x(&k, xf, of), tempo_shield_enc_x64(&k, xd, od);
+    else if (which == 1) tempo_obf_enc_w(&k, false, xf, of), tempo_shield_enc_w64(&k, false, xd, od);
+    else if (which == 2) tempo_obf_enc_w(&k, true, xf, of), tempo_shield_enc_w64(&k, true, xd, od);
+    else tempo_obf_enc_dy(&k, xf, of), tempo_shield_enc_dy64(&k, xd, od);
+    for (size_t i = 0; i < cnt; i++)
+      if (fabs(od[i] - of[i]) > 1e-6 * fabs(od[i])) fail_msg("enc %d element %zu: %g vs %g", which, i, od[i], of[i]);
+  }
+  tempo_obf_key_free(&k);
+  tempo_keygen_free(kg);
+}
+
+/* tempo_shield_verify64: honest float64 products of every layout pass (shares of size
+ * alpha^2 with cancellation-free random data), one changed element (by 1e-9 relative
+ * to the result's scale: undetectable in float32) and a NaN fail. */
+static void test_verify64(void **state) {
+  (void)state;
+  enum { R = 37, K = 300, C = 23 };
+  double *A = malloc(R * K * 8), *B = malloc(K * C * 8), *Cm = malloc(R * C * 8), *work = malloc(2 * (R + K + C) * 8);
+  tempo_rng r;
+  tempo_rng_seed(&r, 3, 3);
+  for (int i = 0; i < R * K; i++) A[i] = 4096.0 * tempo_rng_normal(&r);
+  for (int i = 0; i < K * C; i++) B[i] = 4096.0 * tempo_rng_normal(&r);
+  for (int at = 0; at < 2; at++)
+    for (int bt = 0; bt < 2; bt++) {
+      double scale = 0;
+      for (int i = 0; i < R; i++)
+        for (int j = 0; j < C; j++) {
+          double s = 0;
+          for (int l = 0; l < K; l++) s += (at ? A[l * R + i] : A[i * K + l]) * (bt ? B[j * K + l] : B[l * C + j]);
+          Cm[i * C + j] = s;
+          scale = fmax(scale, fabs(s));
+        }
+      assert_int_equal(tempo_shield_verify64(R, K, C, A, at, B, bt, Cm, 2, 11, work), TEMPO_STATUS_OK);
+      Cm[5 * C + 7] += 1e-9 * scale;
+      assert_int_equal(tempo_shield_verify64(R, K, C, A, at, B, bt, Cm, 1, 12, work), TEMPO_STATUS_VERIFY_FAILED);
+      Cm[5 * C + 7] = NAN;
+      assert_int_equal(tempo_shield_verify64(R, K, C, A, at, B, bt, Cm, 1, 13, work), TEMPO_STATUS_VERIFY_FAILED);
+    }
+  assert_int_equal(tempo_shield_verify64(0, K, C, A, false, B, false, Cm, 1, 1, work), TEMPO_STATUS_INVALID_ARGUMENT);
+  free(A), free(B), free(Cm), free(work);
 }
 
 static void test_eval_backward_refused(void **state) {
@@ -227,12 +326,18 @@ static void view_of(tempo_mode mode, int workers, float xval_sign, double *pos, 
     assert_int_equal(tempo_audit_next(rd, &rec, &end), TEMPO_STATUS_OK);
     if (end) break;
     if (rec.direction != TEMPO_AUDIT_UP) continue;
-    const float *f = (const float *)rec.payload;
-    size_t nf = rec.header.payload_len / 4;
+    const size_t esz = tempo_msg_dtype_size(rec.header.dtype);
+    size_t nf = rec.header.payload_len / esz;
     for (size_t i = 0; i < nf; i++) {
-      float v;
-      memcpy(&v, f + i, 4);
-      npos += v > 0, nzero += v == 0, s1 += v, s2 += (double)v * v;
+      double v;
+      if (esz == 8) {
+        memcpy(&v, rec.payload + 8 * i, 8);
+      } else {
+        float f;
+        memcpy(&f, rec.payload + 4 * i, 4);
+        v = f;
+      }
+      npos += v > 0, nzero += v == 0, s1 += v, s2 += v * v;
     }
     total += nf;
   }
@@ -245,6 +350,69 @@ static void view_of(tempo_mode mode, int workers, float xval_sign, double *pos, 
   *mean_over_rms = s1 / total / sqrt(s2 / total);
 }
 
+/* The sign-of-sum distinguisher on role A's view (worker 0 with exactly 4 workers): T
+ * products of a secret X (64 x 256, ReLU-like: half zeros, mean/rms 0.68) or -X, the sign
+ * chosen at random per product; fresh keys and masks per product (one engine); the guess
+ * is the sign of the sum of the X'' that worker 0 receives, read back from the audit
+ * trail. Returns the advantage |2 P(correct) - 1| (chance: 0 +- 1/sqrt(T)). The signal is
+ * sqrt(N) mean / (alpha rms) ~ 11/alpha before the key's spread: ~0.7 SD at alpha 32. */
+static double distinguisher(bool f64, double alpha, int trials) {
+  char dir[] = "/tmp/tempo_shield_distXXXXXX";
+  assert_non_null(mkdtemp(dir));
+  tempo_mm *mm = make(TEMPO_MODE_SHIELD, 4, dir);
+  assert_int_equal(tempo_shield_set_float64(mm, f64), TEMPO_STATUS_OK);
+  assert_int_equal(tempo_shield_set_alpha(mm, alpha), TEMPO_STATUS_OK);
+  tempo_mm_set_training(mm, false);
+  enum { M = 64, N = 256, P = 2 };
+  static float X[M * N], Xs[M * N], W[N * P], Y[M * P];
+  bool neg[512];
+  tempo_rng r;
+  tempo_rng_seed(&r, 8, 0);
+  for (int i = 0; i < M * N; i++) X[i] = (i % 2) ? 0.0f : 0.5f + (float)tempo_rng_uniform(&r);
+  for (int i = 0; i < N * P; i++) W[i] = (float)tempo_rng_normal(&r);
+  tempo_mm_shape sh = {1, M, N, P, false};
+  assert_true(trials <= 512);
+  for (int t = 0; t < trials; t++) {
+    neg[t] = tempo_rng_below(&r, 2);
+    for (int i = 0; i < M * N; i++) Xs[i] = neg[t] ? -X[i] : X[i];
+    tempo_mm_site site = {0};
+    assert_int_equal(tempo_mm_forward(mm, &site, &sh, Xs, W, Y), TEMPO_STATUS_OK);
+  }
+  tempo_mm_free(mm);
+  char path[256];
+  snprintf(path, sizeof path, "%s/%s", dir, TEMPO_AUDIT_FILE);
+  tempo_audit_reader *rd;
+  assert_int_equal(tempo_audit_open(path, &rd), TEMPO_STATUS_OK);
+  int t = 0, correct = 0;
+  for (;;) {
+    tempo_audit_record rec;
+    bool end;
+    assert_int_equal(tempo_audit_next(rd, &rec, &end), TEMPO_STATUS_OK);
+    if (end) break;
+    if (rec.direction != TEMPO_AUDIT_UP || rec.worker != 0 || rec.header.op != TEMPO_OP_FORWARD) continue;
+    assert_int_equal(rec.header.dtype, f64 ? TEMPO_DTYPE_F64 : TEMPO_DTYPE_F32);
+    double sum = 0; /* X'' is the first payload tensor (M x N) */
+    for (int i = 0; i < M * N; i++) {
+      if (f64) {
+        double v;
+        memcpy(&v, rec.payload + 8 * (size_t)i, 8);
+        sum += v;
+      } else {
+        float v;
+        memcpy(&v, rec.payload + 4 * (size_t)i, 4);
+        sum += v;
+      }
+    }
+    assert_true(t < trials);
+    correct += (sum < 0) == neg[t++];
+  }
+  tempo_audit_close(rd);
+  unlink(path);
+  rmdir(dir);
+  assert_int_equal(t, trials);
+  return fabs(2.0 * correct / trials - 1.0);
+}
+
 static void test_view(void **state) {
   (void)state;
   double pos, zero, mr, pos2, zero2, mr2;
@@ -252,17 +420,29 @@ static void test_view(void **state) {
   assert_true(pos > 0.6 && zero > 0.3);
   view_of(TEMPO_MODE_SHIELD, 4, 1.0f, &pos, &zero, &mr);
   view_of(TEMPO_MODE_SHIELD, 4, -1.0f, &pos2, &zero2, &mr2);
-  /* signal per element ~ 1/alpha = 1/32: sign agreement ~ 50% + 0.4/32 at most on the
-   * masked halves, diluted by the pure masks */
+  /* signal per element ~ 1/alpha: sign agreement ~ 50% + 0.4/alpha at most on the masked
+   * halves, diluted by the pure masks */
   if (fabs(pos - 0.5) > 0.02 || fabs(pos2 - 0.5) > 0.02 || zero != 0 || zero2 != 0)
     fail_msg("shield view: positive %g / %g, zero %g / %g", pos, pos2, zero, zero2);
-  /* two secrets of opposite sign: the payload mean (in units of its rms) does not separate beyond 1/alpha */
+  /* two secrets of opposite sign, same keys and masks: the payload mean (in units of its
+   * rms) moves by at most 2/alpha */
   if (fabs(mr - mr2) > 2.0 / TEMPO_SHIELD_DEFAULT_ALPHA) fail_msg("shield view: mean/rms %g vs %g", mr, mr2);
+  /* the distinguisher over fresh keys and masks: at chance (3.2 SD of 160 trials) with the
+   * default; the float32 alpha 32 control must win, or this test could not fail */
+  enum { T = 160 };
+  const double adv = distinguisher(true, TEMPO_SHIELD_DEFAULT_ALPHA, T);
+  const double adv32 = distinguisher(false, TEMPO_SHIELD_DEFAULT_ALPHA_F32, T);
+  printf("sign-of-sum distinguisher on role A's X'' (%d trials): float64 alpha %g: %.3f; float32 alpha %g: %.3f\n", T,
+         TEMPO_SHIELD_DEFAULT_ALPHA, adv, TEMPO_SHIELD_DEFAULT_ALPHA_F32, adv32);
+  if (adv > 0.25) fail_msg("shield view: the distinguisher wins with the default (advantage %.3f)", adv);
+  if (adv32 < 0.5) fail_msg("control: float32 alpha 32 should lose to the distinguisher (advantage %.3f)", adv32);
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_roles),           cmocka_unit_test(test_expand),
+      cmocka_unit_test(test_expand64),        cmocka_unit_test(test_enc64),
+      cmocka_unit_test(test_verify64),
       cmocka_unit_test(test_too_few_workers), cmocka_unit_test(test_eval_backward_refused),
       cmocka_unit_test(test_products),        cmocka_unit_test(test_view),
   };

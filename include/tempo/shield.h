@@ -19,14 +19,19 @@
  * no role of that product in this step), and stops with TEMPO_STATUS_WORKER when no such
  * worker is left.
  *
- * Shares are float32 (the workers' existing GEMM). Masks (near-Gaussian) have standard
- * deviation sigma = alpha * rms(operand) per instance: larger alpha hides more
- * (per-element signal ~ 1/alpha) and costs precision (relative error ~ 2^-24 alpha^2 n^½);
- * docs/shield.md measures both and justifies TEMPO_SHIELD_DEFAULT_ALPHA. */
+ * Shares are float64 by default (X'' = X' + R etc. in double on the master, TEMPO_DTYPE_F64
+ * products on the workers, Freivalds in double, combine in double, round to float32 at the
+ * end); float32 shares remain available (tempo_shield_set_float64, TEMPO_SHIELD_DTYPE=f32).
+ * Masks (near-Gaussian) have standard deviation sigma = alpha * rms(operand) per instance:
+ * larger alpha hides more (per-element signal ~ 1/alpha, an aggregate over N elements
+ * ~ sqrt(N)/alpha) and costs precision (relative error ~ u alpha^2, u = 2^-53 or 2^-24);
+ * docs/shield.md measures both and justifies TEMPO_SHIELD_DEFAULT_ALPHA (float64) and
+ * TEMPO_SHIELD_DEFAULT_ALPHA_F32. */
 #ifndef TEMPO_SHIELD_H
 #define TEMPO_SHIELD_H
 
 #include "tempo/matmul.h"
+#include "tempo/obf.h"
 #include "tempo/status.h"
 
 #ifdef __cplusplus
@@ -35,7 +40,8 @@ extern "C" {
 
 #define TEMPO_SHIELD_ROLES 4
 #define TEMPO_SHIELD_MIN_WORKERS 4
-#define TEMPO_SHIELD_DEFAULT_ALPHA 32.0
+#define TEMPO_SHIELD_DEFAULT_ALPHA 16384.0   /* float64 shares */
+#define TEMPO_SHIELD_DEFAULT_ALPHA_F32 32.0  /* float32 shares */
 #define TEMPO_SHIELD_SEED_BYTES 32
 
 enum { TEMPO_SHIELD_ROLE_A = 0, TEMPO_SHIELD_ROLE_B, TEMPO_SHIELD_ROLE_C, TEMPO_SHIELD_ROLE_D };
@@ -56,6 +62,10 @@ int tempo_shield_sign_dw(int role);
  * then learns that mask, which is independent of every secret). */
 void tempo_shield_expand(const uint8_t seed[TEMPO_SHIELD_SEED_BYTES], float sigma, float *out, size_t n);
 
+/* The float64 mask: the same distribution with a fifth 32-bit uniform below the sum's
+ * last bit, so r is continuous down to double rounding (f64.c says why). */
+void tempo_shield_expand64(const uint8_t seed[TEMPO_SHIELD_SEED_BYTES], double sigma, double *out, size_t n);
+
 /* sqrt(mean(x^2)) accumulated in double; 0 for n == 0. */
 double tempo_shield_rms(const float *x, size_t n);
 /* The mask scale for an operand of rms `rms`: alpha * rms, at least 1e-30. */
@@ -67,6 +77,24 @@ void tempo_shield_accumulate(double *acc, const float *share, int sign, size_t n
 /* out = (float)acc. */
 void tempo_shield_narrow(const double *acc, float *out, size_t n);
 
+/* ---- float64 shares (f64.c) ---- */
+double tempo_shield_rms64(const double *x, size_t n);
+/* acc += sign * share (n doubles). */
+void tempo_shield_accumulate64(double *acc, const double *share, int sign, size_t n);
+/* tempo_obf_enc_x / _w / _dy (obf.h) on double operands, rounded once (to double). */
+void tempo_shield_enc_x64(const tempo_obf_key *k, const double *X, double *Xp);
+void tempo_shield_enc_w64(const tempo_obf_key *k, bool w_trans, const double *W, double *Wp);
+void tempo_shield_enc_dy64(const tempo_obf_key *k, const double *dY, double *dYs);
+/* Freivalds' check of a float64 product C (r, c) = op(A) (r, k) op(B) (k, c), layouts as in
+ * tempo_verify_product, v_j = +-U[0.5, 1). The bound covers any float64 evaluation order of
+ * the worker's product AND the check's own double rounding (both are float64 now):
+ *   |C v - op(A)(op(B) v)|_i <= TEMPO_VERIFY_SAFETY (2 (k + c) + 8) 2^-53 (|op(A)| (|op(B)| |v|))_i + tiny.
+ * Non-finite values in C fail. work: 2 (r + k + c) doubles. Returns OK, VERIFY_FAILED or
+ * INVALID_ARGUMENT. */
+TEMPO_WUR tempo_status tempo_shield_verify64(int r, int k, int c, const double *A, bool a_trans, const double *B,
+                                             bool b_trans, const double *C, int rounds, uint64_t rng_seed,
+                                             double *work);
+
 /* Picks TEMPO_SHIELD_ROLES distinct live workers starting the scan at `start` (round
  * robin load balance). roles[r] = worker. False when fewer than 4 live workers. */
 bool tempo_shield_assign(int n_workers, const bool *live, int start, int roles[TEMPO_SHIELD_ROLES]);
@@ -74,6 +102,12 @@ bool tempo_shield_assign(int n_workers, const bool *live, int start, int roles[T
 /* Sets the mask scale alpha (> 0) of a shield-mode tempo_mm (INVALID_ARGUMENT if mm is
  * not in shield mode or alpha <= 0). Also read at creation from TEMPO_SHIELD_ALPHA. */
 TEMPO_WUR tempo_status tempo_shield_set_alpha(tempo_mm *mm, double alpha);
+
+/* Selects float64 (true, the default) or float32 shares for the following products, and
+ * resets alpha to that dtype's default (TEMPO_SHIELD_DEFAULT_ALPHA or _F32); call
+ * tempo_shield_set_alpha after it to override. At creation TEMPO_SHIELD_DTYPE=f32|f64 and
+ * then TEMPO_SHIELD_ALPHA are read. INVALID_ARGUMENT if mm is not in shield mode. */
+TEMPO_WUR tempo_status tempo_shield_set_float64(tempo_mm *mm, bool f64);
 
 /* ---- the precision / leakage study (docs/shield.md) ----
  * One random product of shape (m, n, p): X = ReLU(N(0,1)) activations (half zeros),
@@ -84,14 +118,14 @@ TEMPO_WUR tempo_status tempo_shield_set_alpha(tempo_mm *mm, double alpha);
 typedef struct {
   int m, n, p;
   double alpha;
-  bool f64;       /* float64 shares (sgemm replaced by dgemm) */
+  bool f64;       /* float64 shares: the engine's float64 arithmetic (double masks, Enc, dgemm) */
   uint64_t seed;
 } tempo_shield_study_cfg;
 
 typedef struct {
   double rel_err;     /* ||Y_shield - Y|| / ||Y|| (Frobenius), Y the float64 plaintext product */
   double max_err;     /* max |Y_shield - Y| / max |Y| */
-  double corr;        /* |Pearson correlation| of X'' with X' over all elements */
+  double corr;        /* |Pearson correlation| of X'' with X' over all elements (X'' in the chosen dtype) */
   double sign_agree;  /* fraction of nonzero X' entries with sign(X'') == sign(X') */
   double zero_auc;    /* AUC of |X''| separating X' == 0 from X' != 0 (0.5 = chance) */
   double dist_adv;    /* two-secret distinguisher advantage: |P(correct) - 1/2| * 2 */

@@ -3,6 +3,10 @@
  * distinct workers, Freivalds on every share, the linear combine step, recompute on a
  * spare worker that holds no other role of the product, eviction, step end.
  *
+ * Shares are float64 by default (TEMPO_DTYPE_F64 requests; masks, Enc, Freivalds and the
+ * combine in double, rounded to float32 before Dec), or float32 (tempo_shield_set_float64).
+ * The site buffers hold either; their element size is es(e).
+ *
  * Dimension letters as in matmul.h: X (m, n), W (n, p), Y (m, p), `batch` instances.
  * Each role gets the whole product in one message (rows [0, m) when batch == 1,
  * instances [0, batch) otherwise): the four roles are the parallelism. */
@@ -34,10 +38,10 @@ typedef struct {
   tempo_mm_shape shape;
   int nkeys;
   tempo_obf_key *keys;      /* (batch) */
-  float *xm, *r;            /* X'' and R (batch, m, n) */
-  float *wm, *s;            /* W'' and S (batch, n, p) or (batch, p, n) */
-  float *dym, *t;           /* dY** and T (batch, m, p) */
-  size_t cap_x, cap_w, cap_r, cap_s, cap_t, cap_dym;
+  void *xm, *r;             /* X'' and R (batch, m, n), float or double */
+  void *wm, *s;             /* W'' and S (batch, n, p) or (batch, p, n) */
+  void *dym, *t;            /* dY** and T (batch, m, p) */
+  size_t cap_x, cap_w, cap_r, cap_s, cap_t, cap_dym; /* bytes */
   role_slot role[NR];
   uint64_t seen[4]; /* workers (bit per worker, < 256) that held any role of this product this step */
 } ssite;
@@ -61,6 +65,7 @@ typedef struct {
 struct tempo_shield_engine {
   tempo_mm_config cfg;
   double alpha;
+  bool f64; /* float64 shares (default) */
   tempo_transport *tr;
   tempo_keygen *kg;
   tempo_audit_writer *audit;
@@ -73,23 +78,41 @@ struct tempo_shield_engine {
   uint64_t next_task, next_handle;
   ssite *sites;
   int n_sites;
-  float *vwork;
-  size_t cap_vwork;
+  float *vwork;   /* float32 checks */
+  double *vwork64; /* float64 checks */
+  size_t cap_vwork, cap_vwork64; /* bytes */
   /* shared by all sites (rounds run one at a time): one instance's plaintext mask and
-   * masked operand, narrowed results; the combine accumulators (y, or dx then dw) */
-  float *enc, *enc2;
+   * masked operand (float or double), narrowed results; the combine accumulators (y, or dx
+   * then dw); an aligned copy of a misaligned float64 reply */
+  void *enc, *enc2, *rcopy;
   double *acc;
-  size_t cap_enc, cap_enc2, cap_acc;
+  size_t cap_enc, cap_enc2, cap_rcopy, cap_acc; /* bytes; cap_acc: doubles */
   tempo_mm_stats st;
 };
 
-static tempo_status growf(float **buf, size_t *cap, size_t count) {
-  if (*cap >= count && *buf) return TEMPO_STATUS_OK;
+/* A 64-byte aligned buffer of at least `bytes` bytes (grow only). */
+static tempo_status growb(void *bufp, size_t *cap, size_t bytes) {
+  void **buf = bufp;
+  if (*cap >= bytes && *buf) return TEMPO_STATUS_OK;
   tempo_free_floats(*buf);
-  *buf = tempo_alloc_floats(count);
-  *cap = *buf ? count : 0;
-  if (!*buf) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "shield: out of memory for %zu floats", count);
+  *buf = tempo_alloc_floats((bytes + 7) / sizeof(float));
+  *cap = *buf ? bytes : 0;
+  if (!*buf) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "shield: out of memory for %zu bytes", bytes);
   return TEMPO_STATUS_OK;
+}
+
+static size_t es(const tempo_shield_engine *e) { return e->f64 ? sizeof(double) : sizeof(float); }
+/* element i of a float or double buffer */
+static void *at(void *base, size_t i, size_t esize) { return (uint8_t *)base + i * esize; }
+static const void *cat(const void *base, size_t i, size_t esize) { return (const uint8_t *)base + i * esize; }
+
+/* The dtype and its default alpha from TEMPO_SHIELD_DTYPE and TEMPO_SHIELD_ALPHA. */
+static void dtype_from_env(tempo_shield_engine *e) {
+  const char *dt = getenv("TEMPO_SHIELD_DTYPE");
+  e->f64 = !(dt && !strcmp(dt, "f32"));
+  e->alpha = e->f64 ? TEMPO_SHIELD_DEFAULT_ALPHA : TEMPO_SHIELD_DEFAULT_ALPHA_F32;
+  const char *env = getenv("TEMPO_SHIELD_ALPHA");
+  if (env && atof(env) > 0) e->alpha = atof(env);
 }
 
 static tempo_status growd(double **buf, size_t *cap, size_t count) {
@@ -115,9 +138,7 @@ tempo_status tempo_shield_engine_create(const tempo_mm_config *cfg, tempo_shield
   if (!e) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "shield: out of memory");
   e->cfg = *cfg;
   e->cfg.audit_dir = NULL;
-  e->alpha = TEMPO_SHIELD_DEFAULT_ALPHA;
-  const char *env = getenv("TEMPO_SHIELD_ALPHA");
-  if (env && atof(env) > 0) e->alpha = atof(env);
+  dtype_from_env(e);
   e->timeout = 60.0;
   /* the master mostly waits; each in-process worker thread runs single-threaded BLAS */
   openblas_set_num_threads(1);
@@ -164,7 +185,7 @@ fail:
 static void site_free(ssite *s) {
   for (int i = 0; i < s->nkeys; i++) tempo_obf_key_free(&s->keys[i]);
   free(s->keys);
-  float *f[] = {s->xm, s->r, s->wm, s->s, s->dym, s->t};
+  void *f[] = {s->xm, s->r, s->wm, s->s, s->dym, s->t};
   for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) tempo_free_floats(f[i]);
   memset(s, 0, sizeof *s);
 }
@@ -177,8 +198,10 @@ void tempo_shield_engine_free(tempo_shield_engine *e) {
   tempo_keygen_free(e->kg);
   if (tempo_audit_writer_close(e->audit)) fprintf(stderr, "tempo: %s\n", tempo_errmsg());
   tempo_free_floats(e->vwork);
+  tempo_free_floats((float *)e->vwork64);
   tempo_free_floats(e->enc);
   tempo_free_floats(e->enc2);
+  tempo_free_floats(e->rcopy);
   free(e->acc);
   free(e->live);
   free(e->holds);
@@ -198,6 +221,14 @@ tempo_status tempo_shield_set_alpha(tempo_mm *mm, double alpha) {
   if (!e || !(alpha > 0))
     return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "shield: alpha needs a shield-mode engine and alpha > 0");
   e->alpha = alpha;
+  return TEMPO_STATUS_OK;
+}
+
+tempo_status tempo_shield_set_float64(tempo_mm *mm, bool f64) {
+  tempo_shield_engine *e = mm ? tempo_mm_shield_engine(mm) : NULL;
+  if (!e) return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "shield: set_float64 needs a shield-mode engine");
+  e->f64 = f64;
+  e->alpha = f64 ? TEMPO_SHIELD_DEFAULT_ALPHA : TEMPO_SHIELD_DEFAULT_ALPHA_F32;
   return TEMPO_STATUS_OK;
 }
 
@@ -258,26 +289,27 @@ static int spare_worker(tempo_shield_engine *e, const ssite *s) {
 
 /* ---- messages ---- */
 
-static const float *role_x(const ssite *s, int role) { return tempo_shield_role_masked_x(role) ? s->xm : s->r; }
-static const float *role_w(const ssite *s, int role) { return tempo_shield_role_masked_w(role) ? s->wm : s->s; }
-static const float *role_dy(const ssite *s, int role) { return tempo_shield_role_masked_dy(role) ? s->dym : s->t; }
+static const void *role_x(const ssite *s, int role) { return tempo_shield_role_masked_x(role) ? s->xm : s->r; }
+static const void *role_w(const ssite *s, int role) { return tempo_shield_role_masked_w(role) ? s->wm : s->s; }
+static const void *role_dy(const ssite *s, int role) { return tempo_shield_role_masked_dy(role) ? s->dym : s->t; }
 
-static void fill_header(tempo_msg_header *h, const tempo_mm_shape *sh, int op) {
+static void fill_header(const tempo_shield_engine *e, tempo_msg_header *h, const tempo_mm_shape *sh, int op) {
   tempo_msg_header_init(h, (tempo_msg_op)op);
+  h->dtype = e->f64 ? TEMPO_DTYPE_F64 : TEMPO_DTYPE_F32;
   h->batch = (uint32_t)sh->batch, h->m = (uint32_t)sh->m, h->n = (uint32_t)sh->n, h->p = (uint32_t)sh->p;
   h->lo = 0;
   h->hi = (uint32_t)(sh->batch == 1 ? sh->m : sh->batch);
   h->flags = sh->w_trans ? TEMPO_MSG_F_W_TRANS : 0;
 }
 
-static tempo_status send_msg(tempo_shield_engine *e, int w, tempo_msg_header *h, int nseg, const float *const *seg,
+static tempo_status send_msg(tempo_shield_engine *e, int w, tempo_msg_header *h, int nseg, const void *const *seg,
                              const size_t *count) {
   tempo_out_msg m;
   m.nseg = nseg;
   uint64_t total = 0;
   for (int i = 0; i < nseg; i++) {
     m.seg[i] = (const uint8_t *)seg[i];
-    m.seg_len[i] = count[i] * sizeof(float);
+    m.seg_len[i] = count[i] * tempo_msg_dtype_size(h->dtype);
     total += m.seg_len[i];
   }
   h->payload_len = total;
@@ -296,13 +328,13 @@ static tempo_status send_task(tempo_shield_engine *e, sround *c, stask *t, int w
   ssite *s = c->s;
   role_slot *rs = &s->role[t->role];
   tempo_msg_header h;
-  fill_header(&h, &s->shape, c->op);
+  fill_header(e, &h, &s->shape, c->op);
   h.task_id = t->task_id = ++e->next_task;
   h.handle_x = rs->hx;
   h.handle_w = rs->hw;
   tempo_msg_sizes z;
   tempo_msg_split_sizes(&h, &z);
-  const float *seg[3];
+  const void *seg[3];
   size_t cnt[3];
   int nseg = 0;
   if (c->op == TEMPO_OP_FORWARD) {
@@ -324,34 +356,48 @@ static tempo_status send_task(tempo_shield_engine *e, sround *c, stask *t, int w
 
 /* ---- results ---- */
 
-static bool check(tempo_shield_engine *e, int r, int k, int cc, const float *A, bool at, const float *B, bool bt,
-                  const float *C) {
+/* Freivalds on one share (float32 or float64 as the engine's dtype). */
+static bool check(tempo_shield_engine *e, int r, int k, int cc, const void *A, bool at, const void *B, bool bt,
+                  const void *C) {
   if (e->cfg.verify_rounds == 0) return true;
   uint64_t seed;
   tempo_keygen_bytes(e->kg, &seed, sizeof seed);
+  if (e->f64)
+    return tempo_shield_verify64(r, k, cc, A, at, B, bt, C, e->cfg.verify_rounds, seed, e->vwork64) == TEMPO_STATUS_OK;
   return tempo_verify_product(r, k, cc, A, at, B, bt, C, e->cfg.verify_rounds, seed, e->vwork) == TEMPO_STATUS_OK;
+}
+
+static void accumulate(const tempo_shield_engine *e, double *acc, const void *share, int sign, size_t n) {
+  if (e->f64) tempo_shield_accumulate64(acc, share, sign, n);
+  else tempo_shield_accumulate(acc, share, sign, n);
 }
 
 /* Verifies every instance of role t->role's share, then adds it with its sign into the
  * accumulators. False when a check fails (nothing is accumulated then). */
-static bool consume(tempo_shield_engine *e, sround *c, stask *t, const tempo_msg_header *h, const float *pay) {
+static bool consume(tempo_shield_engine *e, sround *c, stask *t, const tempo_msg_header *h, const void *pay) {
   ssite *s = c->s;
   const tempo_mm_shape *sh = &s->shape;
   const int m = sh->m, n = sh->n, p = sh->p, B = sh->batch, role = t->role;
   const bool wt = sh->w_trans;
-  const size_t xs = (size_t)m * n, ws = (size_t)n * p, ys = (size_t)m * p;
-  const float *xo = role_x(s, role), *wo = role_w(s, role), *dyo = role_dy(s, role);
-  const float *dxr = pay, *dwr = pay + (c->want_dx ? (size_t)B * xs : 0);
+  const size_t xs = (size_t)m * n, ws = (size_t)n * p, ys = (size_t)m * p, z = es(e);
   double t0 = tempo_now();
+  if (((uintptr_t)pay & (z - 1)) != 0) { /* a transport buffer not aligned for doubles */
+    if (growb(&e->rcopy, &e->cap_rcopy, (size_t)h->payload_len)) return false;
+    memcpy(e->rcopy, pay, (size_t)h->payload_len);
+    pay = e->rcopy;
+  }
+  const void *xo = role_x(s, role), *wo = role_w(s, role), *dyo = role_dy(s, role);
+  const void *dxr = pay, *dwr = cat(pay, c->want_dx ? (size_t)B * xs : 0, z);
   bool ok = true;
   for (int i = 0; i < B && ok; i++) {
+    const void *xi = cat(xo, i * xs, z), *wi = cat(wo, i * ws, z), *dyi = cat(dyo, i * ys, z);
     if (c->op == TEMPO_OP_FORWARD) {
-      ok = check(e, m, n, p, xo + i * xs, false, wo + i * ws, wt, pay + i * ys);
+      ok = check(e, m, n, p, xi, false, wi, wt, cat(pay, i * ys, z));
     } else {
-      if (c->want_dx) ok = check(e, m, p, n, dyo + i * ys, false, wo + i * ws, !wt, dxr + i * xs);
+      if (c->want_dx) ok = check(e, m, p, n, dyi, false, wi, !wt, cat(dxr, i * xs, z));
       if (ok && c->want_dw) {
-        if (wt) ok = check(e, p, m, n, dyo + i * ys, true, xo + i * xs, false, dwr + i * ws);
-        else ok = check(e, n, m, p, xo + i * xs, true, dyo + i * ys, false, dwr + i * ws);
+        if (wt) ok = check(e, p, m, n, dyi, true, xi, false, cat(dwr, i * ws, z));
+        else ok = check(e, n, m, p, xi, true, dyi, false, cat(dwr, i * ws, z));
       }
     }
   }
@@ -360,10 +406,10 @@ static bool consume(tempo_shield_engine *e, sround *c, stask *t, const tempo_msg
   if (ok) {
     e->st.t_compute += (double)h->compute_ns * 1e-9;
     if (c->op == TEMPO_OP_FORWARD) {
-      tempo_shield_accumulate(e->acc, pay, tempo_shield_sign_y(role), (size_t)B * ys);
+      accumulate(e, e->acc, pay, tempo_shield_sign_y(role), (size_t)B * ys);
     } else {
-      if (c->want_dx) tempo_shield_accumulate(e->acc, dxr, tempo_shield_sign_dx(role), (size_t)B * xs);
-      if (c->want_dw) tempo_shield_accumulate(e->acc + (size_t)B * xs, dwr, tempo_shield_sign_dw(role), (size_t)B * ws);
+      if (c->want_dx) accumulate(e, e->acc, dxr, tempo_shield_sign_dx(role), (size_t)B * xs);
+      if (c->want_dw) accumulate(e, e->acc + (size_t)B * xs, dwr, tempo_shield_sign_dw(role), (size_t)B * ws);
     }
     e->st.t_unblind += tempo_now() - t1;
   }
@@ -398,12 +444,12 @@ static stask *pending_of(sround *c, int w, uint64_t id, bool match_id) {
   return NULL;
 }
 
-static bool reply_fits(const sround *c, const tempo_msg_header *h) {
+static bool reply_fits(const tempo_shield_engine *e, const sround *c, const tempo_msg_header *h) {
   const tempo_mm_shape *sh = &c->s->shape;
   unsigned want = sh->w_trans ? TEMPO_MSG_F_W_TRANS : 0;
   if (c->op == TEMPO_OP_BACKWARD)
     want |= (c->want_dx ? TEMPO_MSG_F_WANT_DX : 0) | (c->want_dw ? TEMPO_MSG_F_WANT_DW : 0);
-  return h->op == TEMPO_OP_RESULT && h->batch == (uint32_t)sh->batch && h->m == (uint32_t)sh->m &&
+  return h->op == TEMPO_OP_RESULT && h->dtype == (e->f64 ? TEMPO_DTYPE_F64 : TEMPO_DTYPE_F32) && h->batch == (uint32_t)sh->batch && h->m == (uint32_t)sh->m &&
          h->n == (uint32_t)sh->n && h->p == (uint32_t)sh->p && h->lo == 0 &&
          h->hi == (uint32_t)(sh->batch == 1 ? sh->m : sh->batch) && h->flags == want;
 }
@@ -484,9 +530,9 @@ static tempo_status run_round(tempo_shield_engine *e, sround *c) {
           st = on_failure(e, c, pending_of(c, w, 0, false), w, WHY_OTHER_TASK);
       } else if (h.op == TEMPO_OP_ERROR) {
         st = on_failure(e, c, t, w, WHY_ERROR);
-      } else if (!reply_fits(c, &h)) {
+      } else if (!reply_fits(e, c, &h)) {
         st = on_failure(e, c, t, w, WHY_MALFORMED);
-      } else if (!consume(e, c, t, &h, (const float *)pay)) {
+      } else if (!consume(e, c, t, &h, pay)) {
         st = on_failure(e, c, t, w, WHY_VERIFY);
       } else {
         t->pending = false;
@@ -543,12 +589,16 @@ static tempo_status prepare_site(tempo_shield_engine *e, ssite *s, const tempo_m
     return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "shield: product too large");
   one = x > w ? x : w;
   one = one > y ? one : y;
-  if ((st = growf(&s->xm, &s->cap_x, x)) || (st = growf(&s->r, &s->cap_r, x)) || (st = growf(&s->wm, &s->cap_w, w)) ||
-      (st = growf(&s->s, &s->cap_s, w)) || (st = growf(&e->enc, &e->cap_enc, one)) ||
-      (st = growf(&e->enc2, &e->cap_enc2, one)) || (st = growd(&e->acc, &e->cap_acc, (x + w > y ? x + w : y))))
+  const size_t z = es(e); /* x, w, y: elements of at most 2^68 bytes total by the caps; sizes below fit */
+  if ((st = growb(&s->xm, &s->cap_x, x * z)) || (st = growb(&s->r, &s->cap_r, x * z)) ||
+      (st = growb(&s->wm, &s->cap_w, w * z)) || (st = growb(&s->s, &s->cap_s, w * z)) ||
+      (st = growb(&e->enc, &e->cap_enc, one * sizeof(double))) ||
+      (st = growb(&e->enc2, &e->cap_enc2, one * sizeof(double))) ||
+      (st = growd(&e->acc, &e->cap_acc, (x + w > y ? x + w : y))))
     return st;
   size_t need = 3 * ((size_t)sh->m + sh->n + sh->p) + 64;
-  return growf(&e->vwork, &e->cap_vwork, need);
+  if ((st = growb(&e->vwork64, &e->cap_vwork64, need * sizeof(double)))) return st;
+  return growb(&e->vwork, &e->cap_vwork, need * sizeof(float));
 }
 
 /* Masks one plaintext operand instance A (n floats) in the plaintext domain, then
@@ -558,15 +608,26 @@ static tempo_status prepare_site(tempo_shield_engine *e, ssite *s, const tempo_m
  * every element (masking after Enc with one sigma swamps rows with small key scales). */
 typedef enum { OPER_X, OPER_W, OPER_DY } oper_kind;
 static void mask_into(tempo_shield_engine *e, ssite *s, const tempo_obf_key *k, oper_kind kind, const float *A,
-                      float *mask, float *masked, size_t n) {
+                      void *mask, void *masked, size_t n) {
   uint8_t seed[TEMPO_SHIELD_SEED_BYTES];
   tempo_keygen_bytes(e->kg, seed, sizeof seed);
-  tempo_shield_expand(seed, tempo_shield_sigma(e->alpha, tempo_shield_rms(A, n)), e->enc2, n);
+  const bool wt = s->shape.w_trans;
+  if (e->f64) { /* X + R0 and R0 in double, blinded in double */
+    double *r0 = e->enc2, *sum = e->enc;
+    tempo_shield_expand64(seed, e->alpha * tempo_shield_rms(A, n), r0, n);
+    for (size_t i = 0; i < n; i++) sum[i] = (double)A[i] + r0[i];
+    if (kind == OPER_X) tempo_shield_enc_x64(k, sum, masked), tempo_shield_enc_x64(k, r0, mask);
+    else if (kind == OPER_W) tempo_shield_enc_w64(k, wt, sum, masked), tempo_shield_enc_w64(k, wt, r0, mask);
+    else tempo_shield_enc_dy64(k, sum, masked), tempo_shield_enc_dy64(k, r0, mask);
+  } else {
+    float *r0 = e->enc2, *sum = e->enc;
+    tempo_shield_expand(seed, tempo_shield_sigma(e->alpha, tempo_shield_rms(A, n)), r0, n);
+    tempo_shield_add(A, r0, sum, n);
+    if (kind == OPER_X) tempo_obf_enc_x(k, sum, masked), tempo_obf_enc_x(k, r0, mask);
+    else if (kind == OPER_W) tempo_obf_enc_w(k, wt, sum, masked), tempo_obf_enc_w(k, wt, r0, mask);
+    else tempo_obf_enc_dy(k, sum, masked), tempo_obf_enc_dy(k, r0, mask);
+  }
   sodium_memzero(seed, sizeof seed);
-  tempo_shield_add(A, e->enc2, e->enc, n);
-  if (kind == OPER_X) tempo_obf_enc_x(k, e->enc, masked), tempo_obf_enc_x(k, e->enc2, mask);
-  else if (kind == OPER_W) tempo_obf_enc_w(k, s->shape.w_trans, e->enc, masked), tempo_obf_enc_w(k, s->shape.w_trans, e->enc2, mask);
-  else tempo_obf_enc_dy(k, e->enc, masked), tempo_obf_enc_dy(k, e->enc2, mask);
 }
 
 tempo_status tempo_shield_engine_forward(tempo_shield_engine *e, int slot, const tempo_mm_shape *sh, const float *X,
@@ -593,8 +654,8 @@ tempo_status tempo_shield_engine_forward(tempo_shield_engine *e, int slot, const
   double t0 = tempo_now();
   for (int i = 0; i < sh->batch; i++) {
     if ((st = tempo_keygen_fill(e->kg, &s->keys[i]))) return st;
-    mask_into(e, s, &s->keys[i], OPER_X, X + i * xs, s->r + i * xs, s->xm + i * xs, xs);
-    mask_into(e, s, &s->keys[i], OPER_W, W + i * ws, s->s + i * ws, s->wm + i * ws, ws);
+    mask_into(e, s, &s->keys[i], OPER_X, X + i * xs, at(s->r, i * xs, es(e)), at(s->xm, i * xs, es(e)), xs);
+    mask_into(e, s, &s->keys[i], OPER_W, W + i * ws, at(s->s, i * ws, es(e)), at(s->wm, i * ws, es(e)), ws);
   }
   e->st.t_blind += tempo_now() - t0;
   e->st.encryptions += 2 * (uint64_t)sh->batch;
@@ -629,11 +690,10 @@ tempo_status tempo_shield_engine_backward(tempo_shield_engine *e, int slot, cons
   if (!dX && !dW) return TEMPO_STATUS_OK;
   const size_t B = (size_t)sh->batch, xs = (size_t)sh->m * sh->n, ws = (size_t)sh->n * sh->p,
                ys = (size_t)sh->m * sh->p;
-  if ((st = growf(&s->dym, &s->cap_dym, B * ys)) || (st = growf(&s->t, &s->cap_t, B * ys))) return st;
+  if ((st = growb(&s->dym, &s->cap_dym, B * ys * es(e))) || (st = growb(&s->t, &s->cap_t, B * ys * es(e)))) return st;
   double t0 = tempo_now();
-  for (size_t i = 0; i < B; i++) {
-    mask_into(e, s, &s->keys[i], OPER_DY, dY + i * ys, s->t + i * ys, s->dym + i * ys, ys);
-  }
+  for (size_t i = 0; i < B; i++)
+    mask_into(e, s, &s->keys[i], OPER_DY, dY + i * ys, at(s->t, i * ys, es(e)), at(s->dym, i * ys, es(e)), ys);
   e->st.t_blind += tempo_now() - t0;
   e->st.encryptions += B;
   const uint64_t outs = (dX ? 1u : 0u) + (dW ? 1u : 0u);

@@ -1,0 +1,158 @@
+/* f64.c - float64 shares for shield mode (shield.h, docs/shield.md): double masks, the
+ * Enc passes on double operands, the signed accumulation of double shares and Freivalds'
+ * check of a float64 product. Master side only (it reads keys). */
+#include <math.h>
+#include <sodium.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "tempo/obf.h"
+#include "tempo/rng.h"
+#include "tempo/shield.h"
+
+#define EXPAND_WORDS 4095 /* uint32 words of key stream per chunk: 819 elements of 5 words */
+
+/* The float32 expansion's distribution (Irwin-Hall n = 4 of 32-bit uniforms, mask.c)
+ * plus a fifth 32-bit uniform below the last bit of the sum. Without it the mask would lie
+ * on a lattice of spacing sqrt(3) sigma 2^-32, far coarser than the double rounding of
+ * x + r (2^-52 sigma), and x modulo that lattice would show through. With it r is
+ * continuous down to its own double rounding, so x + r rounds like x + (a continuous r). */
+void tempo_shield_expand64(const uint8_t seed[TEMPO_SHIELD_SEED_BYTES], double sigma, double *out, size_t n) {
+  uint32_t buf[EXPAND_WORDS + 1];
+  uint8_t nonce[crypto_stream_chacha20_NONCEBYTES] = {1}; /* a stream apart from the float32 one */
+  uint64_t ic = 0;
+  const double scale = 1.7320508075688772 * sigma * 0x1p-32;
+  for (size_t done = 0; done < n;) {
+    memset(buf, 0, sizeof buf);
+    crypto_stream_chacha20_xor_ic((uint8_t *)buf, (const uint8_t *)buf, sizeof buf, nonce, ic, seed);
+    ic += (sizeof buf + 63) / 64;
+    size_t k = EXPAND_WORDS / 5;
+    if (k > n - done) k = n - done;
+    double *o = out + done;
+    for (size_t i = 0; i < k; i++) {
+      const uint32_t *u = buf + 5 * i;
+      const int64_t sum = (int64_t)u[0] + u[1] + u[2] + u[3] - ((int64_t)1 << 33);
+      o[i] = ((double)sum + (double)u[4] * 0x1p-32) * scale;
+    }
+    done += k;
+  }
+  sodium_memzero(buf, sizeof buf);
+}
+
+double tempo_shield_rms64(const double *x, size_t n) {
+  if (n == 0) return 0;
+  double s = 0;
+  for (size_t i = 0; i < n; i++) s += x[i] * x[i];
+  return sqrt(s / (double)n);
+}
+
+void tempo_shield_accumulate64(double *acc, const double *share, int sign, size_t n) {
+  if (sign > 0)
+    for (size_t i = 0; i < n; i++) acc[i] += share[i];
+  else
+    for (size_t i = 0; i < n; i++) acc[i] -= share[i];
+}
+
+/* out[i][j] = rs[i] cs[j] in[ri[i]][ci[j]] (rows, cols), the Enc gather of passes.c */
+static void pass64(int rows, int cols, const double *in, double *out, const uint32_t *ri, const float *rs,
+                   const uint32_t *ci, const float *cs) {
+  for (int i = 0; i < rows; i++) {
+    const double *src = in + (size_t)ri[i] * cols;
+    double *dst = out + (size_t)i * cols;
+    const double r = rs[i];
+    for (int j = 0; j < cols; j++) dst[j] = r * (double)cs[j] * src[ci[j]];
+  }
+}
+
+void tempo_shield_enc_x64(const tempo_obf_key *k, const double *X, double *Xp) {
+  if (k->identity) {
+    memcpy(Xp, X, (size_t)k->m * k->n * sizeof *X);
+    return;
+  }
+  pass64(k->m, k->n, X, Xp, k->dm.perm, k->dm.coef_p, k->dn.perm, k->dn.coef_p);
+}
+
+void tempo_shield_enc_w64(const tempo_obf_key *k, bool w_trans, const double *W, double *Wp) {
+  if (k->identity) {
+    memcpy(Wp, W, (size_t)k->n * k->p * sizeof *W);
+    return;
+  }
+  if (w_trans) pass64(k->p, k->n, W, Wp, k->dp.perm, k->dp.coef_p, k->dn.perm, k->dn.rcoef_p);
+  else pass64(k->n, k->p, W, Wp, k->dn.perm, k->dn.rcoef_p, k->dp.perm, k->dp.coef_p);
+}
+
+void tempo_shield_enc_dy64(const tempo_obf_key *k, const double *dY, double *dYs) {
+  if (k->identity) {
+    memcpy(dYs, dY, (size_t)k->m * k->p * sizeof *dY);
+    return;
+  }
+  pass64(k->m, k->p, dY, dYs, k->dm.perm, k->dm.rcoef_p, k->dp.perm, k->dp.rcoef_p);
+}
+
+/* y = op(M) x and yb = |op(M)| xb with op(M) (rows, cols): M stored (rows, cols), or
+ * (cols, rows) with trans. Row dots use four partial sums; the transposed form sweeps M's
+ * stored rows (axpy order). */
+static void matvec64(int rows, int cols, const double *M, bool trans, const double *x, const double *xb, double *y,
+                     double *yb) {
+  if (!trans) {
+    for (int i = 0; i < rows; i++) {
+      const double *m = M + (size_t)i * cols;
+      double s[4] = {0, 0, 0, 0}, b[4] = {0, 0, 0, 0};
+      int j = 0;
+      for (; j + 4 <= cols; j += 4)
+        for (int q = 0; q < 4; q++) s[q] += m[j + q] * x[j + q], b[q] += fabs(m[j + q]) * xb[j + q];
+      for (; j < cols; j++) s[0] += m[j] * x[j], b[0] += fabs(m[j]) * xb[j];
+      y[i] = (s[0] + s[1]) + (s[2] + s[3]);
+      yb[i] = (b[0] + b[1]) + (b[2] + b[3]);
+    }
+    return;
+  }
+  for (int i = 0; i < rows; i++) y[i] = 0, yb[i] = 0;
+  for (int l = 0; l < cols; l++) {
+    const double *m = M + (size_t)l * rows;
+    const double xl = x[l], bl = xb[l];
+    for (int i = 0; i < rows; i++) y[i] += m[i] * xl, yb[i] += fabs(m[i]) * bl;
+  }
+}
+
+tempo_status tempo_shield_verify64(int r, int k, int c, const double *A, bool a_trans, const double *B, bool b_trans,
+                                   const double *C, int rounds, uint64_t rng_seed, double *work) {
+  if (r < 1 || k < 1 || c < 1 || rounds < 1 || !A || !B || !C || !work)
+    return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "shield check: bad arguments (%d, %d, %d, rounds %d)", r, k,
+                           c, rounds);
+  double *v = work, *vabs = v + c, *w = vabs + c, *wb = w + k, *y2 = wb + k, *yb = y2 + r;
+  const double factor = TEMPO_VERIFY_SAFETY * (2.0 * ((double)k + (double)c) + 8.0) * 0x1p-53;
+  for (int round = 0; round < rounds; round++) {
+    tempo_rng rng;
+    tempo_rng_seed(&rng, rng_seed, 0x7368696564363400ULL + (uint64_t)round);
+    double vmax = 0;
+    for (int j = 0; j < c; j++) {
+      uint64_t x = tempo_rng_u64(&rng);
+      double mag = 0.5 + 0.5 * (double)(x >> 11) * 0x1p-53; /* [0.5, 1) */
+      v[j] = (x & 1) ? -mag : mag;
+      vabs[j] = mag;
+      vmax = mag > vmax ? mag : vmax;
+    }
+    matvec64(k, c, B, b_trans, v, vabs, w, wb); /* w = op(B) v (k) */
+    matvec64(r, k, A, a_trans, w, wb, y2, yb);  /* y2 = op(A) w (r) */
+    const double tiny = (double)k * (double)c * vmax * 0x1p-1022;
+    for (int i = 0; i < r; i++) {
+      const double *ci = C + (size_t)i * c;
+      double s[4] = {0, 0, 0, 0};
+      int j = 0;
+      for (; j + 4 <= c; j += 4)
+        for (int q = 0; q < 4; q++) s[q] += ci[j + q] * v[j + q];
+      for (; j < c; j++) s[0] += ci[j] * v[j];
+      const double y1 = (s[0] + s[1]) + (s[2] + s[3]);
+      if (!isfinite(y1))
+        return tempo_set_error(TEMPO_STATUS_VERIFY_FAILED, "shield check: non-finite value in result row %d of (%d, %d)",
+                               i, r, c);
+      const double diff = fabs(y1 - y2[i]), tol = factor * yb[i] + tiny;
+      if (!(diff <= tol))
+        return tempo_set_error(TEMPO_STATUS_VERIFY_FAILED,
+                               "shield check failed: row %d of (%d, %d) x (%d), round %d: |Cv - A(Bv)| = %.3g > %.3g", i,
+                               r, c, k, round, diff, tol);
+    }
+  }
+  return TEMPO_STATUS_OK;
+}
