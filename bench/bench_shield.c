@@ -1,7 +1,9 @@
 /* bench_shield.c - shield mode's two tables for docs/BENCHMARKS.md and docs/shield.md:
  *   1. precision and leakage against the mask scale alpha (tempo_shield_study: a
- *      256x576x64 product, ReLU activations times N(0, 1/n) weights), float32 shares (the
- *      engine) and float64 shares (what a float64 worker op would give);
+ *      256x576x64 product, ReLU activations times N(0, 1/n) weights), float32 and float64
+ *      shares (the engine's two dtypes), then the sign-of-sum distinguisher on a
+ *      65536x27 operand (ResNet-20's first convolution at batch 64, the largest X of the
+ *      reference models) with float64 shares;
  *   2. one training step of mlp, resnet20 and vit-mini (batch 64, random data) in local,
  *      tempo and shield modes with 4 in-process workers: ms per step (median), worker
  *      compute, master blind/verify/unblind time, bytes per step, and shield/tempo ratios.
@@ -114,9 +116,9 @@ int main(int argc, char **argv) {
            "receive) about X': |corr|, sign agreement on nonzero entries, AUC of |X''| for the zero pattern (0.5 = "
            "chance), and the advantage of the sign-of-sum distinguisher between secrets X and -X (200 trials; 0 = "
            "chance, 1 = always right).\n\n");
-    printf("| alpha | err f32 shares | max err f32 | err f64 shares | corr | sign agree | zero AUC | distinguisher adv "
-           "| tempo err |\n|---|---|---|---|---|---|---|---|---|\n");
-    static const double alphas[] = {1, 4, 16, 32, 64, 256, 1024, 4096, 65536};
+    printf("| alpha | err f32 | max err f32 | err f64 | max err f64 | corr f32 / f64 | sign agree f32 / f64 | zero AUC f32 / "
+           "f64 | distinguisher adv f32 / f64 | tempo err |\n|---|---|---|---|---|---|---|---|---|---|\n");
+    static const double alphas[] = {1, 4, 16, 32, 64, 256, 1024, 4096, 16384, 65536};
     for (size_t ai = 0; ai < sizeof alphas / sizeof alphas[0]; ai++) {
       const double a = alphas[ai];
       tempo_shield_study_cfg c = {256, 576, 64, a, false, 42};
@@ -124,16 +126,29 @@ int main(int argc, char **argv) {
       if (tempo_shield_study(&c, &r32)) return 1;
       c.f64 = true;
       if (tempo_shield_study(&c, &r64)) return 1;
-      printf("| %g | %.2e | %.2e | %.2e | %.4f | %.4f | %.4f | %.2f | %.1e |\n", a, r32.rel_err, r32.max_err, r64.rel_err,
-             r32.corr, r32.sign_agree, r32.zero_auc, r32.dist_adv, r32.tempo_rel_err);
+      printf("| %g | %.2e | %.2e | %.2e | %.2e | %.3f / %.3f | %.4f / %.4f | %.4f / %.4f | %.2f / %.2f | %.1e |\n", a,
+             r32.rel_err, r32.max_err, r64.rel_err, r64.max_err, r32.corr, r64.corr, r32.sign_agree, r64.sign_agree,
+             r32.zero_auc, r64.zero_auc, r32.dist_adv, r64.dist_adv, r32.tempo_rel_err);
+      fflush(stdout);
+    }
+    printf("\nThe distinguisher on a 65536x27 operand (1.77M elements), float64 shares: its signal grows as "
+           "sqrt(N)/alpha.\n\n| alpha | err f64 | distinguisher adv |\n|---|---|---|\n");
+    static const double big[] = {1024, 4096, 16384, 65536};
+    for (size_t ai = 0; ai < sizeof big / sizeof big[0]; ai++) {
+      tempo_shield_study_cfg c = {65536, 27, 8, big[ai], true, 43};
+      tempo_shield_study_result r;
+      if (tempo_shield_study(&c, &r)) return 1;
+      printf("| %g | %.2e | %.2f |\n", big[ai], r.rel_err, r.dist_adv);
       fflush(stdout);
     }
     printf("\n");
   }
   printf("## Shield mode: cost of a training step (batch 64, 4 in-process workers, %d timed steps)\n\n", steps);
-  printf("Default alpha %g. worker: summed worker compute per step; blind/verify/unblind: master time per step; "
-         "MB: bytes up + down per step.\n\n",
-         TEMPO_SHIELD_DEFAULT_ALPHA);
+  printf("Shares %s, alpha %s (defaults: float64 at %g; TEMPO_SHIELD_DTYPE=f32 gives float32 at %g). worker: summed "
+         "worker compute per step; blind/verify/unblind: master time per step; MB: bytes up + down per step.\n\n",
+         getenv("TEMPO_SHIELD_DTYPE") ? getenv("TEMPO_SHIELD_DTYPE") : "f64",
+         getenv("TEMPO_SHIELD_ALPHA") ? getenv("TEMPO_SHIELD_ALPHA") : "default", TEMPO_SHIELD_DEFAULT_ALPHA,
+         TEMPO_SHIELD_DEFAULT_ALPHA_F32);
   printf("| model | local ms | tempo ms | shield ms | shield/tempo | tempo worker ms | shield worker ms | shield "
          "blind/verify/unblind ms | tempo MB | shield MB | MB ratio |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (char *name = strtok(models_s, ","); name; name = strtok(NULL, ",")) {

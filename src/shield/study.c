@@ -1,9 +1,9 @@
 /* study.c - the precision / leakage study of shield mode (shield.h, docs/shield.md).
  *
- * float32 shares: exactly the engine's arithmetic (tempo key, masks drawn in the plaintext
- * domain and blinded, four sgemm shares, combine in double, Dec). float64 shares: the
- * same with double masks and dgemm shares (no key: the key's exact power-free scaling
- * does not change relative precision), i.e. what a float64 worker op would give. */
+ * Exactly the engine's arithmetic for either dtype: a tempo key, masks drawn in the
+ * plaintext domain and blinded (float32: tempo_shield_expand + Enc in float; float64:
+ * tempo_shield_expand64 + the double Enc), four sgemm or dgemm shares, combine in double,
+ * round to float32, Dec. The leakage figures are measured on X'' of the chosen dtype. */
 #include <cblas.h>
 #include <math.h>
 #include <sodium.h>
@@ -56,8 +56,13 @@ tempo_status tempo_shield_study(const tempo_shield_study_cfg *cfg, tempo_shield_
   double *Yref = malloc(ys * sizeof(double)), *acc = malloc(ys * sizeof(double)),
          *dA = malloc(xs * 2 * sizeof(double)), *dB = malloc(ws * 2 * sizeof(double)),
          *pairs = malloc((2 * xs > ys ? 2 * xs : ys) * sizeof(double));
+  /* float64 shares: R0, S0, X + R0, W + S0 and their blinded forms in double */
+  const size_t big = xs > ws ? xs : ws;
+  double *r64 = malloc(big * sizeof(double)), *s64 = malloc(ws * sizeof(double)), *t64 = malloc(big * sizeof(double)),
+         *xm64 = malloc(xs * sizeof(double)), *rx64 = malloc(xs * sizeof(double)), *wm64 = malloc(ws * sizeof(double)),
+         *sw64 = malloc(ws * sizeof(double)), *y64 = malloc(ys * sizeof(double));
   if (!X || !W || !R0 || !S0 || !Xp || !Wp || !Xm || !Wm || !R || !S || !tmp || !Ys || !Yo || !Yref || !acc || !dA ||
-      !dB || !pairs) {
+      !dB || !pairs || !r64 || !s64 || !t64 || !xm64 || !rx64 || !wm64 || !sw64 || !y64) {
     st = tempo_set_error(TEMPO_STATUS_NO_MEMORY, "shield study: out of memory");
     goto out;
   }
@@ -82,8 +87,10 @@ tempo_status tempo_shield_study(const tempo_shield_study_cfg *cfg, tempo_shield_
   const float sw = tempo_shield_sigma(cfg->alpha, tempo_shield_rms(W, ws));
   seed_from(&rng, sd);
   tempo_shield_expand(sd, sx, R0, xs);
+  if (cfg->f64) tempo_shield_expand64(sd, cfg->alpha * tempo_shield_rms(X, xs), r64, xs);
   seed_from(&rng, sd);
   tempo_shield_expand(sd, sw, S0, ws);
+  if (cfg->f64) tempo_shield_expand64(sd, cfg->alpha * tempo_shield_rms(W, ws), s64, ws);
   /* tempo reference: X' W' in float32, decrypted */
   tempo_obf_enc_x(&key, X, Xp);
   tempo_obf_enc_w(&key, false, W, Wp);
@@ -99,6 +106,14 @@ tempo_status tempo_shield_study(const tempo_shield_study_cfg *cfg, tempo_shield_
   tempo_shield_add(W, S0, tmp, ws);
   tempo_obf_enc_w(&key, false, tmp, Wm);
   tempo_obf_enc_w(&key, false, S0, S);
+  if (cfg->f64) {
+    for (size_t i = 0; i < xs; i++) t64[i] = (double)X[i] + r64[i];
+    tempo_shield_enc_x64(&key, t64, xm64);
+    tempo_shield_enc_x64(&key, r64, rx64);
+    for (size_t i = 0; i < ws; i++) t64[i] = (double)W[i] + s64[i];
+    tempo_shield_enc_w64(&key, false, t64, wm64);
+    tempo_shield_enc_w64(&key, false, s64, sw64);
+  }
   memset(acc, 0, ys * sizeof(double));
   for (int role = 0; role < TEMPO_SHIELD_ROLES; role++) {
     const bool mx_ = tempo_shield_role_masked_x(role), mw_ = tempo_shield_role_masked_w(role);
@@ -106,20 +121,15 @@ tempo_status tempo_shield_study(const tempo_shield_study_cfg *cfg, tempo_shield_
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, p, n, 1.0f, mx_ ? Xm : R, n, mw_ ? Wm : S, p, 0.0f,
                   Ys, p);
       tempo_shield_accumulate(acc, Ys, tempo_shield_sign_y(role), ys);
-    } else { /* double masks, plaintext domain: A = X + R0 (double) or R0 */
-      for (size_t i = 0; i < xs; i++) dA[i] = (mx_ ? (double)X[i] : 0.0) + (double)R0[i];
-      for (size_t i = 0; i < ws; i++) dB[i] = (mw_ ? (double)W[i] : 0.0) + (double)S0[i];
-      double *Yd = pairs; /* scratch of >= ys doubles */
-      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, p, n, 1.0, dA, n, dB, p, 0.0, Yd, p);
-      const int sg = tempo_shield_sign_y(role);
-      for (size_t i = 0; i < ys; i++) acc[i] += sg * Yd[i];
+    } else {
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, p, n, 1.0, mx_ ? xm64 : rx64, n, mw_ ? wm64 : sw64, p,
+                  0.0, y64, p);
+      tempo_shield_accumulate64(acc, y64, tempo_shield_sign_y(role), ys);
     }
   }
-  if (!cfg->f64) {
-    tempo_shield_narrow(acc, Ys, ys);
-    tempo_obf_dec_y(&key, Ys, Yo);
-    for (size_t i = 0; i < ys; i++) acc[i] = Yo[i];
-  }
+  tempo_shield_narrow(acc, Ys, ys);
+  tempo_obf_dec_y(&key, Ys, Yo);
+  for (size_t i = 0; i < ys; i++) acc[i] = Yo[i];
   num = den = 0;
   for (size_t i = 0; i < ys; i++) {
     const double d = acc[i] - Yref[i];
@@ -131,7 +141,7 @@ tempo_status tempo_shield_study(const tempo_shield_study_cfg *cfg, tempo_shield_
   /* leakage of X'' (what roles A and B receive) about X' */
   double sa = 0, sb = 0, saa = 0, sbb = 0, sab = 0, agree = 0, nz = 0;
   for (size_t i = 0; i < xs; i++) {
-    const double a = Xp[i], b = Xm[i];
+    const double a = Xp[i], b = cfg->f64 ? xm64[i] : Xm[i];
     sa += a, sb += b, saa += a * a, sbb += b * b, sab += a * b;
     if (a != 0) nz++, agree += (a > 0) == (b > 0);
     pairs[2 * i] = fabs(b); /* |X''| */
@@ -150,11 +160,18 @@ tempo_status tempo_shield_study(const tempo_shield_study_cfg *cfg, tempo_shield_
     const bool neg = tempo_rng_below(&rng, 2);
     if ((st = tempo_keygen_fill(kg, &key))) goto out;
     seed_from(&rng, sd);
-    tempo_shield_expand(sd, sx, R0, xs);
-    for (size_t i = 0; i < xs; i++) tmp[i] = (neg ? -X[i] : X[i]) + R0[i];
-    tempo_obf_enc_x(&key, tmp, Xm);
     double s = 0;
-    for (size_t i = 0; i < xs; i++) s += Xm[i];
+    if (cfg->f64) {
+      tempo_shield_expand64(sd, cfg->alpha * tempo_shield_rms(X, xs), r64, xs);
+      for (size_t i = 0; i < xs; i++) t64[i] = (neg ? -(double)X[i] : (double)X[i]) + r64[i];
+      tempo_shield_enc_x64(&key, t64, xm64);
+      for (size_t i = 0; i < xs; i++) s += xm64[i];
+    } else {
+      tempo_shield_expand(sd, sx, R0, xs);
+      for (size_t i = 0; i < xs; i++) tmp[i] = (neg ? -X[i] : X[i]) + R0[i];
+      tempo_obf_enc_x(&key, tmp, Xm);
+      for (size_t i = 0; i < xs; i++) s += Xm[i];
+    }
     correct += (s < 0) == neg;
   }
   out->dist_adv = fabs(2.0 * correct / trials - 1.0);
@@ -164,5 +181,6 @@ out:
   float *f[] = {X, W, R0, S0, Xp, Wp, Xm, Wm, R, S, tmp, Ys, Yo};
   for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) tempo_free_floats(f[i]);
   free(Yref), free(acc), free(dA), free(dB), free(pairs);
+  free(r64), free(s64), free(t64), free(xm64), free(rx64), free(wm64), free(sw64), free(y64);
   return st;
 }
