@@ -43,6 +43,21 @@ void tempo_trail_step_free(tempo_trail_step *s) {
   memset(s, 0, sizeof *s);
 }
 
+/* Copies n payload elements of the header's dtype into floats (float64 payloads, shield
+ * mode's shares, are rounded to float32: their per-element signal, ~1/alpha relative, is
+ * far above float32's 2^-24). */
+static void copy_elems(float *dst, const uint8_t *src, size_t n, uint16_t dtype) {
+  if (dtype != TEMPO_DTYPE_F64) {
+    memcpy(dst, src, n * sizeof(float));
+    return;
+  }
+  for (size_t i = 0; i < n; i++) {
+    double v;
+    memcpy(&v, src + i * sizeof v, sizeof v);
+    dst[i] = (float)v;
+  }
+}
+
 /* Copies a split's rows [lo, hi) of a (batch, m, cols) tensor from the payload. */
 static void put_split(float *dst, const tempo_msg_header *h, int cols, const uint8_t *src) {
   size_t off, len;
@@ -53,7 +68,7 @@ static void put_split(float *dst, const tempo_msg_header *h, int cols, const uin
     off = (size_t)h->lo * h->m * (size_t)cols;
     len = (size_t)(h->hi - h->lo) * h->m * (size_t)cols;
   }
-  memcpy(dst + off, src, len * sizeof(float));
+  copy_elems(dst + off, src, len, h->dtype);
 }
 
 tempo_status tempo_trail_load_step(const char *dir, int step, tempo_trail_step *out) {
@@ -112,11 +127,11 @@ tempo_status tempo_trail_load_step(const char *dir, int step, tempo_trail_step *
       if (h->flags & TEMPO_MSG_F_X_INLINE) {
         put_split(p->x, h, p->n, pl);
         p->x_rows += h->hi - h->lo;
-        pl += sz.x * sizeof(float);
+        pl += sz.x * tempo_msg_dtype_size(h->dtype);
       }
       if (h->flags & TEMPO_MSG_F_W_INLINE) {
-        if (h->batch == 1) memcpy(p->w, pl, sz.w * sizeof(float));
-        else memcpy(p->w + (size_t)h->lo * h->n * h->p, pl, sz.w * sizeof(float));
+        if (h->batch == 1) copy_elems(p->w, pl, sz.w, h->dtype);
+        else copy_elems(p->w + (size_t)h->lo * h->n * h->p, pl, sz.w, h->dtype);
       }
       if (ntask == captask) {
         size_t nc = captask ? 2 * captask : 256;
