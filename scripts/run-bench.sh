@@ -52,5 +52,9 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
   echo "Noise on this shared machine is 5-20%: compare ratios measured in the same run."
   echo
   python3 scripts/bench_tables.py "$tmp"
+  # hand-kept results of long runs (accuracy after epochs, GPU runs): not re-measured by make bench
+  for extra in docs/accuracy.md docs/gpu-results.md; do
+    [ -f "$extra" ] && { echo; cat "$extra"; }
+  done
 } > "$OUT"
 echo "bench: wrote $OUT" >&2
