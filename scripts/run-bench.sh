@@ -6,7 +6,8 @@
 #   2. ms per step in local, plain and tempo modes (2 in-process workers), with ratios;
 #   3. every other bench/bench_* program's own table (Enc/Dec vs memcpy, offload shapes, ...).
 # Environment: BENCH_MODELS (default: all six), BENCH_STEPS (default 5), BENCH_BUDGET_S (per config, 40),
-# BENCH_SKIP_PEER=1 to skip PyTorch, BENCH_OUT (default docs/BENCHMARKS.md).
+# BENCH_SKIP_PEER=1 to skip PyTorch, BENCH_OUT (default docs/BENCHMARKS.md), BENCH_PROGRAMS (comma list of
+# the other bench programs to run, default all; e.g. bench_obf,bench_offload).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 B="${TEMPO_BUILD:-build}"
@@ -38,6 +39,7 @@ TEMPO_BUILD="$B" scripts/bench-scaling.sh resnet20 "$STEPS" 2>/dev/null | grep '
 for b in "$B"/bench/bench_*; do
   case "$b" in *bench_step|*bench_scaling|*.log|*.d|*.o) continue ;; esac
   [ -x "$b" ] || continue
+  if [ -n "${BENCH_PROGRAMS:-}" ] && ! [[ ",$BENCH_PROGRAMS," == *",$(basename "$b"),"* ]]; then continue; fi
   echo "bench: $(basename "$b")" >&2
   timeout 900 "$b" > "$tmp/$(basename "$b").md" 2>&1 || echo "(exit $?)" >> "$tmp/$(basename "$b").md"
 done
