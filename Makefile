@@ -130,7 +130,7 @@ install: all
 	install -m 755 $(PROGRAMS) $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 $(LIB) $(DESTDIR)$(PREFIX)/lib/
 	install -m 644 include/tempo/*.h $(DESTDIR)$(PREFIX)/include/tempo/
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' docs/tempo.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/tempo.pc
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' -e 's|@LIBS@|$(LDLIBS)|g' docs/tempo.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/tempo.pc
 	install -m 644 docs/tempo.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 
 uninstall:
