@@ -1,0 +1,366 @@
+/* rounds.c - the request/reply mechanics shared by the offload engines (rounds.h). */
+#include "offload/rounds.h"
+
+#include <cblas.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "offload/engine.h"
+#include "tempo/common.h"
+
+tempo_status tempo_rounds_init(tempo_rounds *r, const tempo_mm_config *cfg, const char *name,
+                               const char *key_context) {
+  tempo_status st;
+  r->name = name;
+  r->timeout = TEMPO_ENGINE_DEFAULT_TIMEOUT;
+  if (sodium_init() < 0) return tempo_set_error(TEMPO_STATUS_INTERNAL, "%s: libsodium failed to start", name);
+  /* the master mostly waits; each in-process worker thread runs single-threaded BLAS */
+  openblas_set_num_threads(1);
+  /* the in-process threads, or the registered transport (MPI under mpirun) */
+  tempo_transport_factory make = tempo_transport_get_factory();
+  if ((st = make ? make(cfg->workers, &r->tr) : tempo_transport_inproc_create(cfg->workers, &r->tr))) return st;
+  if (r->tr->timeout_s > 0) r->timeout = r->tr->timeout_s;
+  r->nw = r->n_live = r->tr->n_workers;
+  r->live = calloc((size_t)r->nw, sizeof *r->live);
+  r->holds = calloc((size_t)r->nw, sizeof *r->holds);
+  r->fails = calloc((size_t)r->nw, sizeof *r->fails);
+  r->ab_next = calloc((size_t)r->nw, sizeof *r->ab_next);
+  r->wcomp = calloc((size_t)r->nw, sizeof *r->wcomp);
+  r->abandoned = calloc((size_t)r->nw * TEMPO_ROUNDS_ABANDONED, sizeof *r->abandoned);
+  if (!r->live || !r->holds || !r->fails || !r->ab_next || !r->wcomp || !r->abandoned)
+    return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "%s: out of memory", name);
+  for (int i = 0; i < r->nw; i++) r->live[i] = true;
+  tempo_keyspace ks;
+  tempo_keyspace_default(&ks);
+  uint8_t secret[32];
+  if (cfg->seed) {
+    uint8_t sb[8];
+    for (int i = 0; i < 8; i++) sb[i] = (uint8_t)(cfg->seed >> (8 * i));
+    crypto_generichash(secret, sizeof secret, sb, sizeof sb, (const uint8_t *)key_context, 17);
+  }
+  st = tempo_keygen_create(cfg->seed ? secret : NULL, &ks, &r->kg);
+  sodium_memzero(secret, sizeof secret);
+  if (st) return st;
+  if (cfg->audit_dir && (st = tempo_audit_writer_open(cfg->audit_dir, &r->audit))) return st;
+  return TEMPO_STATUS_OK;
+}
+
+void tempo_rounds_free(tempo_rounds *r) {
+  if (r->tr) r->tr->ops->free(r->tr); /* joins the workers before their operands go */
+  r->tr = NULL;
+  tempo_keygen_free(r->kg);
+  if (tempo_audit_writer_close(r->audit)) fprintf(stderr, "tempo: %s\n", tempo_errmsg());
+  free(r->live);
+  free(r->holds);
+  free(r->fails);
+  free(r->ab_next);
+  free(r->wcomp);
+  free(r->abandoned);
+}
+
+void tempo_rounds_set_timeout(tempo_rounds *r, double seconds) { r->timeout = seconds > 0 ? seconds : 1e-3; }
+
+void tempo_rounds_take_stats(tempo_rounds *r, tempo_mm_stats *run, tempo_mm_stats *step) {
+  tempo_mm_stats *dst[2] = {run, step};
+  for (int i = 0; i < 2; i++) {
+    tempo_mm_stats *d = dst[i];
+    d->products += r->st.products;
+    d->encryptions += r->st.encryptions;
+    d->decryptions += r->st.decryptions;
+    d->naive_encryptions += r->st.naive_encryptions;
+    d->bytes_up += r->st.bytes_up;
+    d->bytes_down += r->st.bytes_down;
+    d->naive_bytes_up += r->st.naive_bytes_up;
+    d->verify_failures += r->st.verify_failures;
+    d->recomputed += r->st.recomputed;
+    d->evictions += r->st.evictions;
+    d->worker_errors += r->st.worker_errors;
+    d->timeouts += r->st.timeouts;
+    d->t_blind += r->st.t_blind;
+    d->t_transfer += r->st.t_transfer;
+    d->t_compute += r->st.t_compute;
+    d->t_verify += r->st.t_verify;
+    d->t_unblind += r->st.t_unblind;
+  }
+  memset(&r->st, 0, sizeof r->st);
+}
+
+/* ---- workers: failures, eviction, choice ---- */
+
+static const char *const why_text[] = {"failed verification", "timed out", "sent an error reply",
+                                       "sent a malformed reply", "sent a reply for another task"};
+
+const char *tempo_rounds_why(int why) { return why_text[why]; }
+
+void tempo_rounds_worker_failed(tempo_rounds *r, int w, int why) {
+  if (why == TEMPO_WHY_VERIFY) r->st.verify_failures++;
+  else if (why == TEMPO_WHY_TIMEOUT) r->st.timeouts++, r->no_relay = true;
+  else r->st.worker_errors++;
+  r->fails[w]++;
+  if (r->live[w] && r->fails[w] >= TEMPO_ROUNDS_MAX_FAILURES) {
+    r->live[w] = false;
+    r->n_live--;
+    r->st.evictions++;
+    r->tr->evicted++;
+    if (r->notify_evict && r->tr->ops->evict) r->tr->ops->evict(r->tr, w);
+    fprintf(stderr, "tempo: %sevicting worker %d: %s %d times\n", r->evict_prefix ? r->evict_prefix : "", w,
+            why_text[why], r->fails[w]);
+  }
+}
+
+static bool was_abandoned(const tempo_rounds *r, int w, uint64_t id) {
+  if (id == 0) return false; /* task ids start at 1; the ring starts zeroed */
+  for (int i = 0; i < TEMPO_ROUNDS_ABANDONED; i++)
+    if (r->abandoned[(size_t)w * TEMPO_ROUNDS_ABANDONED + i] == id) return true;
+  return false;
+}
+
+int tempo_rounds_pick(const tempo_rounds *r, const tempo_round *rd, int avoid) {
+  int busy = -1;
+  for (int k = 0; k < r->nw; k++) {
+    int w = (r->rr + k) % r->nw;
+    if (!r->live[w] || w == avoid) continue;
+    bool idle = true;
+    for (int i = 0; rd && i < rd->ntasks; i++) idle = idle && !(rd->tasks[i].pending && rd->tasks[i].worker == w);
+    if (idle) return w;
+    if (busy < 0) busy = w;
+  }
+  if (busy >= 0) return busy;
+  return avoid >= 0 && r->live[avoid] ? avoid : -1;
+}
+
+tempo_status tempo_rounds_grow(const tempo_rounds *r, void *bufp, size_t *cap, size_t bytes) {
+  void **buf = bufp;
+  if (*cap >= bytes && *buf) return TEMPO_STATUS_OK;
+  tempo_free_floats(*buf);
+  *buf = tempo_alloc_floats(bytes / sizeof(float) + 2);
+  *cap = *buf ? bytes : 0;
+  if (!*buf) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "%s: out of memory for %zu bytes", r->name, bytes);
+  return TEMPO_STATUS_OK;
+}
+
+/* ---- messages ---- */
+
+tempo_status tempo_rounds_prepare(tempo_rounds *r, int w, tempo_msg_header *h, int nseg, const void *const *seg,
+                                  const size_t *count, bool naive, tempo_out_msg *m) {
+  m->nseg = nseg;
+  uint64_t total = 0;
+  for (int i = 0; i < nseg; i++) {
+    m->seg[i] = (const uint8_t *)seg[i];
+    m->seg_len[i] = count[i] * tempo_msg_dtype_size(h->dtype);
+    total += m->seg_len[i];
+  }
+  h->payload_len = total;
+  if (tempo_msg_header_check(h))
+    return tempo_set_error(TEMPO_STATUS_INTERNAL, "%s: built a bad request: %s", r->name, tempo_errmsg());
+  tempo_msg_header_write(h, m->header);
+  tempo_status st;
+  if (r->audit && (st = tempo_audit_write(r->audit, TEMPO_AUDIT_UP, w, m->header, nseg, m->seg, m->seg_len)))
+    return st;
+  r->st.bytes_up += TEMPO_MSG_HEADER_SIZE + total;
+  if (naive) r->st.naive_bytes_up += TEMPO_MSG_HEADER_SIZE + total;
+  return TEMPO_STATUS_OK;
+}
+
+tempo_status tempo_rounds_send(tempo_rounds *r, int w, tempo_msg_header *h, int nseg, const void *const *seg,
+                               const size_t *count, bool naive) {
+  tempo_out_msg m;
+  tempo_status st = tempo_rounds_prepare(r, w, h, nseg, seg, count, naive, &m);
+  return st ? st : r->tr->ops->send(r->tr, w, &m);
+}
+
+/* Receives one message, with the audit and byte count; *got false on timeout. */
+static tempo_status recv_msg(tempo_rounds *r, double timeout, tempo_in_msg *m, bool *got) {
+  tempo_status st = r->tr->ops->recv(r->tr, timeout, m, got);
+  if (st || !*got) return st;
+  r->st.bytes_down += m->len;
+  if (r->audit && m->len >= TEMPO_MSG_HEADER_SIZE) {
+    const uint8_t *seg[1] = {m->data + TEMPO_MSG_HEADER_SIZE};
+    size_t len[1] = {m->len - TEMPO_MSG_HEADER_SIZE};
+    if ((st = tempo_audit_write(r->audit, TEMPO_AUDIT_DOWN, m->worker, m->data, 1, seg, len))) {
+      r->tr->ops->done(r->tr, m);
+      return st;
+    }
+  }
+  return TEMPO_STATUS_OK;
+}
+
+/* ---- rounds ---- */
+
+static tempo_round_task *pending_of(tempo_round *rd, int w, uint64_t id, bool match_id) {
+  for (int i = 0; i < rd->ntasks; i++) {
+    tempo_round_task *t = &rd->tasks[i];
+    if (t->pending && t->worker == w && (!match_id || t->task_id == id)) return t;
+  }
+  return NULL;
+}
+
+/* Fails every pending task whose deadline has passed by `now`. */
+static tempo_status expire(tempo_rounds *r, tempo_round *rd, double now) {
+  tempo_status st = TEMPO_STATUS_OK;
+  for (int i = 0; i < rd->ntasks && !st; i++) {
+    tempo_round_task *t = &rd->tasks[i];
+    if (!t->pending || t->sent_at + r->timeout > now) continue;
+    int w = t->worker;
+    r->abandoned[(size_t)w * TEMPO_ROUNDS_ABANDONED + r->ab_next[w]] = t->task_id;
+    r->ab_next[w] = (r->ab_next[w] + 1) % TEMPO_ROUNDS_ABANDONED;
+    st = rd->on_failure(rd, t, w, TEMPO_WHY_TIMEOUT);
+  }
+  return st;
+}
+
+/* Handles one reply m; *pending drops when it completes a task. */
+static tempo_status handle(tempo_rounds *r, tempo_round *rd, const tempo_in_msg *m, int *pending) {
+  const int w = m->worker;
+  tempo_msg_header h;
+  const uint8_t *pay;
+  if (w < 0 || w >= r->nw)
+    return tempo_set_error(TEMPO_STATUS_INTERNAL, "%s: reply from unknown worker %d", r->name, w);
+  if (tempo_msg_decode(m->data, m->len, &h, &pay))
+    return rd->on_failure(rd, pending_of(rd, w, 0, false), w, TEMPO_WHY_MALFORMED);
+  tempo_round_task *t = pending_of(rd, w, h.task_id, true);
+  if (!t) {
+    if (!was_abandoned(r, w, h.task_id) && h.op != TEMPO_OP_ACK) /* late replies are dropped */
+      return rd->on_failure(rd, pending_of(rd, w, 0, false), w, TEMPO_WHY_OTHER_TASK);
+    return TEMPO_STATUS_OK;
+  }
+  if (h.op == TEMPO_OP_ERROR) return rd->on_failure(rd, t, w, TEMPO_WHY_ERROR);
+  if (!rd->fits(rd, t, &h)) return rd->on_failure(rd, t, w, TEMPO_WHY_MALFORMED);
+  if (!rd->consume(rd, t, &h, pay)) return rd->on_failure(rd, t, w, TEMPO_WHY_VERIFY);
+  t->pending = false;
+  (*pending)--;
+  r->wcomp[w] += (double)h.compute_ns * 1e-9;
+  if (rd->done) rd->done(rd, t);
+  return TEMPO_STATUS_OK;
+}
+
+tempo_status tempo_rounds_collect(tempo_rounds *r, tempo_round *rd, double t_start) {
+  int pending = 0;
+  for (int i = 0; i < rd->ntasks; i++) pending += rd->tasks[i].pending;
+  memset(r->wcomp, 0, (size_t)r->nw * sizeof *r->wcomp);
+  tempo_status st = TEMPO_STATUS_OK;
+  while (pending > 0 && !st) {
+    double now = tempo_now(), deadline = 1e300;
+    for (int i = 0; i < rd->ntasks; i++)
+      if (rd->tasks[i].pending && rd->tasks[i].sent_at + r->timeout < deadline)
+        deadline = rd->tasks[i].sent_at + r->timeout;
+    if (now >= deadline) {
+      st = expire(r, rd, now);
+      continue;
+    }
+    tempo_in_msg m;
+    bool got;
+    if ((st = recv_msg(r, deadline - now, &m, &got)) || !got) continue;
+    st = handle(r, rd, &m, &pending);
+    r->tr->ops->done(r->tr, &m);
+  }
+  double crit = 0; /* the slowest worker's compute time bounds the round's */
+  for (int i = 0; i < r->nw; i++) crit = r->wcomp[i] > crit ? r->wcomp[i] : crit;
+  double wait = tempo_now() - t_start - rd->consume_time - crit;
+  r->st.t_transfer += wait > 0 ? wait : 0;
+  return st;
+}
+
+tempo_status tempo_rounds_release(tempo_rounds *r, bool count_naive) {
+  uint64_t *want = calloc((size_t)r->nw, sizeof *want);
+  if (!want) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "%s: out of memory", r->name);
+  tempo_status st = TEMPO_STATUS_OK;
+  int pending = 0;
+  double t0 = tempo_now();
+  for (int w = 0; w < r->nw && !st; w++) {
+    if (!r->holds[w] || !r->live[w]) continue;
+    tempo_msg_header h;
+    tempo_msg_header_init(&h, TEMPO_OP_RELEASE);
+    h.flags = TEMPO_MSG_F_RELEASE_ALL;
+    h.task_id = want[w] = ++r->next_task;
+    st = tempo_rounds_send(r, w, &h, 0, NULL, NULL, count_naive);
+    pending++;
+    r->holds[w] = false;
+  }
+  while (pending > 0 && !st) {
+    double left = t0 + r->timeout - tempo_now();
+    tempo_in_msg m;
+    bool got = false;
+    if (left <= 0) { /* no ACK in time: count a failure against each silent worker */
+      for (int w = 0; w < r->nw; w++)
+        if (want[w]) tempo_rounds_worker_failed(r, w, TEMPO_WHY_TIMEOUT);
+      break;
+    }
+    if ((st = recv_msg(r, left, &m, &got)) || !got) continue;
+    tempo_msg_header h;
+    const uint8_t *pay;
+    if (m.worker >= 0 && m.worker < r->nw && !tempo_msg_decode(m.data, m.len, &h, &pay) && h.op == TEMPO_OP_ACK &&
+        want[m.worker] && h.task_id == want[m.worker]) {
+      want[m.worker] = 0;
+      pending--;
+    } /* anything else here is a late reply to an abandoned task: dropped */
+    r->tr->ops->done(r->tr, &m);
+  }
+  free(want);
+  return st;
+}
+
+/* ---- sites ---- */
+
+tempo_status tempo_rounds_site(const tempo_rounds *r, void *sitesp, int *n_sites, size_t elem, int slot,
+                               void **out) {
+  void **sites = sitesp;
+  if (slot < 1) return tempo_set_error(TEMPO_STATUS_INTERNAL, "%s: site without a slot", r->name);
+  if (slot > *n_sites) {
+    int n = slot + 16;
+    uint8_t *s = realloc(*sites, (size_t)n * elem);
+    if (!s) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "%s: out of memory for sites", r->name);
+    memset(s + (size_t)*n_sites * elem, 0, (size_t)(n - *n_sites) * elem);
+    *sites = s;
+    *n_sites = n;
+  }
+  *out = (uint8_t *)*sites + (size_t)(slot - 1) * elem;
+  return TEMPO_STATUS_OK;
+}
+
+bool tempo_rounds_same_shape(const tempo_mm_shape *a, const tempo_mm_shape *b) {
+  return a->batch == b->batch && a->m == b->m && a->n == b->n && a->p == b->p && a->w_trans == b->w_trans;
+}
+
+tempo_status tempo_site_keys_prepare(const tempo_rounds *r, tempo_site_keys *k, const tempo_mm_shape *sh,
+                                     size_t *x, size_t *w, size_t *y) {
+  tempo_status st;
+  if (!k->used || !tempo_rounds_same_shape(&k->shape, sh)) {
+    for (int i = 0; i < k->nkeys; i++) tempo_obf_key_free(&k->keys[i]);
+    free(k->keys);
+    k->nkeys = 0;
+    k->keys = calloc((size_t)sh->batch, sizeof *k->keys);
+    if (!k->keys) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "%s: out of memory for keys", r->name);
+    for (; k->nkeys < sh->batch; k->nkeys++)
+      if ((st = tempo_obf_key_alloc(&k->keys[k->nkeys], sh->m, sh->n, sh->p))) return st;
+    k->shape = *sh;
+    k->used = true;
+  }
+  size_t b = (size_t)sh->batch;
+  if (!tempo_mul3_size(b, (size_t)sh->m, (size_t)sh->n, x) || !tempo_mul3_size(b, (size_t)sh->n, (size_t)sh->p, w) ||
+      !tempo_mul3_size(b, (size_t)sh->m, (size_t)sh->p, y))
+    return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "%s: product too large", r->name);
+  return TEMPO_STATUS_OK;
+}
+
+tempo_status tempo_site_keys_backward_check(const tempo_site_keys *k, const tempo_mm_shape *sh) {
+  if (!k->fwd_valid)
+    return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT,
+                           "matmul: backward without a training forward of this site in this step");
+  if (!tempo_rounds_same_shape(&k->shape, sh))
+    return tempo_set_error(TEMPO_STATUS_MISMATCH, "matmul: backward shape differs from its forward");
+  return TEMPO_STATUS_OK;
+}
+
+void tempo_site_keys_wipe(tempo_site_keys *k) {
+  for (int i = 0; i < k->nkeys; i++) tempo_obf_key_wipe(&k->keys[i]);
+  k->fwd_valid = false;
+}
+
+void tempo_site_keys_free(tempo_site_keys *k) {
+  for (int i = 0; i < k->nkeys; i++) tempo_obf_key_free(&k->keys[i]);
+  free(k->keys);
+  memset(k, 0, sizeof *k);
+}
