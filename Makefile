@@ -77,6 +77,8 @@ BENCH_SRC := $(sort $(wildcard bench/bench_*.c))
 BENCHES := $(BENCH_SRC:bench/%.c=$(O)/bench/%)
 
 .PHONY: all features run test check bench install uninstall clean fuzz
+# Keep intermediate objects (test and bench .o files): no "rm" lines after the test summary.
+.SECONDARY:
 all: features $(PROGRAMS) $(TESTS) $(BENCHES)
 
 features:
