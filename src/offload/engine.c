@@ -4,7 +4,9 @@
  * Dimension letters as in matmul.h: X (m, n), W (n, p), Y (m, p), `batch` instances.
  * A product is split into blocks: row ranges of X' when batch == 1, instance ranges
  * otherwise (protocol.h). Every block is one task; a round sends the tasks of one product
- * and collects, verifies and consumes their results. */
+ * and collects, verifies and consumes their results. The mechanics shared with the
+ * shield engine (workers, eviction, messages, the receive loop, release, stats) are in
+ * rounds.h; this file keeps keys, Enc/Dec, splitting and the block checks. */
 #include "offload/engine.h"
 
 #include <cblas.h>
@@ -351,8 +353,8 @@ static tempo_status run_round(tempo_engine *e, round_ctx *c) {
   for (int i = 0; i < ntasks; i++) {
     task *t = &c->base.tasks[i];
     block *b = &c->s->blocks[t->unit];
-    int w = c->op == TEMPO_OP_BACKWARD && b->holder >= 0 && e->r.live[b->holder] ? b->holder
-                                                                                  : tempo_rounds_pick(&e->r, &c->base, -1);
+    const bool held = c->op == TEMPO_OP_BACKWARD && b->holder >= 0 && e->r.live[b->holder];
+    int w = held ? b->holder : tempo_rounds_pick(&e->r, &c->base, -1);
     if (w < 0) return tempo_set_error(TEMPO_STATUS_WORKER, "engine: no worker left (all %d evicted)", e->r.nw);
     if (c->blind_blocks && (st = blind_block(e, c, b))) return st;
     if (group) {

@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "offload/engine.h"
 #include "tempo/common.h"
 
 tempo_status tempo_rounds_init(tempo_rounds *r, const tempo_mm_config *cfg, const char *name,

@@ -11,12 +11,13 @@
 #ifndef TEMPO_OFFLOAD_ROUNDS_H
 #define TEMPO_OFFLOAD_ROUNDS_H
 
+#include "offload/engine.h"
 #include "offload/transport.h"
 #include "tempo/audit.h"
 #include "tempo/matmul.h"
 #include "tempo/obf.h"
 
-#define TEMPO_ROUNDS_MAX_FAILURES 3 /* a worker failing this often is evicted */
+#define TEMPO_ROUNDS_MAX_FAILURES TEMPO_ENGINE_MAX_FAILURES /* both engines evict at 3 failures */
 #define TEMPO_ROUNDS_ABANDONED 8    /* timed-out task ids remembered per worker */
 
 /* Why a worker failed a task (the eviction message names it). */

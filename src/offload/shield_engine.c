@@ -9,7 +9,9 @@
  *
  * Dimension letters as in matmul.h: X (m, n), W (n, p), Y (m, p), `batch` instances.
  * Each role gets the whole product in one message (rows [0, m) when batch == 1,
- * instances [0, batch) otherwise): the four roles are the parallelism. */
+ * instances [0, batch) otherwise): the four roles are the parallelism. The mechanics
+ * shared with engine.c (workers, eviction, messages, the receive loop, release, stats)
+ * are in rounds.h. */
 
 #include "offload/shield_engine.h"
 
@@ -140,7 +142,9 @@ void tempo_shield_engine_free(tempo_shield_engine *e) {
   free(e);
 }
 
-void tempo_shield_engine_set_timeout(tempo_shield_engine *e, double seconds) { tempo_rounds_set_timeout(&e->r, seconds); }
+void tempo_shield_engine_set_timeout(tempo_shield_engine *e, double seconds) {
+  tempo_rounds_set_timeout(&e->r, seconds);
+}
 void tempo_shield_engine_set_alpha(tempo_shield_engine *e, double alpha) { e->alpha = alpha; }
 int tempo_shield_engine_live_workers(const tempo_shield_engine *e) { return e->r.n_live; }
 tempo_transport *tempo_shield_engine_transport(tempo_shield_engine *e) { return e->r.tr; }
@@ -319,7 +323,8 @@ static bool reply_fits(tempo_round *rd, const stask *t, const tempo_msg_header *
   unsigned want = sh->w_trans ? TEMPO_MSG_F_W_TRANS : 0;
   if (c->op == TEMPO_OP_BACKWARD)
     want |= (c->want_dx ? TEMPO_MSG_F_WANT_DX : 0) | (c->want_dw ? TEMPO_MSG_F_WANT_DW : 0);
-  return h->op == TEMPO_OP_RESULT && h->dtype == (e->f64 ? TEMPO_DTYPE_F64 : TEMPO_DTYPE_F32) && h->batch == (uint32_t)sh->batch && h->m == (uint32_t)sh->m &&
+  return h->op == TEMPO_OP_RESULT && h->dtype == (e->f64 ? TEMPO_DTYPE_F64 : TEMPO_DTYPE_F32) &&
+         h->batch == (uint32_t)sh->batch && h->m == (uint32_t)sh->m &&
          h->n == (uint32_t)sh->n && h->p == (uint32_t)sh->p && h->lo == 0 &&
          h->hi == (uint32_t)(sh->batch == 1 ? sh->m : sh->batch) && h->flags == want;
 }
@@ -469,7 +474,8 @@ tempo_status tempo_shield_engine_backward(tempo_shield_engine *e, int slot, cons
   if (!dX && !dW) return TEMPO_STATUS_OK;
   const size_t B = (size_t)sh->batch, xs = (size_t)sh->m * sh->n, ws = (size_t)sh->n * sh->p,
                ys = (size_t)sh->m * sh->p;
-  if ((st = growb(e, &s->dym, &s->cap_dym, B * ys * es(e))) || (st = growb(e, &s->t, &s->cap_t, B * ys * es(e)))) return st;
+  if ((st = growb(e, &s->dym, &s->cap_dym, B * ys * es(e))) || (st = growb(e, &s->t, &s->cap_t, B * ys * es(e))))
+    return st;
   double t0 = tempo_now();
   for (size_t i = 0; i < B; i++)
     mask_into(e, s, &s->k.keys[i], OPER_DY, dY + i * ys, at(s->t, i * ys, es(e)), at(s->dym, i * ys, es(e)), ys);
