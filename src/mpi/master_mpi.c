@@ -150,6 +150,29 @@ static tempo_status mt_send_group(tempo_transport *tb, int n, const int *workers
   return TEMPO_STATUS_OK;
 }
 
+/* Receives a matched message into t->rbuf, waiting at most max(timeout_s, 2 s) for its
+ * bytes: a worker stopped in the middle of sending a large reply must not hang the master
+ * (a blocking receive would wait for the rest forever). On timeout the pending receive is
+ * abandoned together with its buffer (leaked on purpose: MPI may still write into it) and
+ * false is returned. */
+static bool recv_bounded(mpi_tr *t, MPI_Message *msg, int count, double timeout_s) {
+  MPI_Request rq;
+  if (MPI_Imrecv(t->rbuf, count, MPI_BYTE, msg, &rq) != MPI_SUCCESS) return false;
+  const double deadline = tempo_now() + (timeout_s > 2.0 ? timeout_s : 2.0);
+  for (;;) {
+    int done = 0;
+    if (MPI_Test(&rq, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS) return false;
+    if (done) return true;
+    if (tempo_now() >= deadline) {
+      t->rbuf = NULL; /* owned by the abandoned request now */
+      t->rcap = 0;
+      return false;
+    }
+    struct timespec ts = {0, 100000};
+    nanosleep(&ts, NULL);
+  }
+}
+
 static tempo_status mt_recv(tempo_transport *tb, double timeout_s, tempo_in_msg *m, bool *got) {
   mpi_tr *t = (mpi_tr *)tb;
   *got = false;
@@ -159,7 +182,8 @@ static tempo_status mt_recv(tempo_transport *tb, double timeout_s, tempo_in_msg 
     progress(t);
     int flag = 0;
     MPI_Status s;
-    if (MPI_Iprobe(MPI_ANY_SOURCE, TEMPO_MPI_TAG_REPLY, MPI_COMM_WORLD, &flag, &s) != MPI_SUCCESS) flag = 0;
+    MPI_Message msg;
+    if (MPI_Improbe(MPI_ANY_SOURCE, TEMPO_MPI_TAG_REPLY, MPI_COMM_WORLD, &flag, &msg, &s) != MPI_SUCCESS) flag = 0;
     if (flag) {
       int count = 0;
       MPI_Get_count(&s, MPI_BYTE, &count);
@@ -173,11 +197,10 @@ static tempo_status mt_recv(tempo_transport *tb, double timeout_s, tempo_in_msg 
       }
       if (!fits) { /* consume it truncated; an empty message fails the decoder */
         uint8_t small[TEMPO_MSG_HEADER_SIZE];
-        MPI_Recv(small, (int)sizeof small, MPI_BYTE, src, TEMPO_MPI_TAG_REPLY, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        MPI_Mrecv(small, (int)sizeof small, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
         count = 0;
-      } else if (MPI_Recv(t->rbuf, count, MPI_BYTE, src, TEMPO_MPI_TAG_REPLY, MPI_COMM_WORLD, MPI_STATUS_IGNORE) !=
-                 MPI_SUCCESS) {
-        count = 0;
+      } else if (!recv_bounded(t, &msg, count, timeout_s)) {
+        count = 0; /* a sender that stopped mid-message: reported as an empty (undecodable) reply */
       }
       if (src < 1 || src > tb->n_workers) continue; /* not a worker rank: ignore */
       m->worker = src - 1;
