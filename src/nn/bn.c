@@ -1,6 +1,9 @@
 /* bn.c - 2-D batch norm over NHWC rows (see cnn.h). Reductions run in float over chunks
  * of rows (vectorised across channels) and are added into double accumulators, so a
- * million-row batch keeps full float precision. R rows, C channels. */
+ * million-row batch keeps full float precision. R rows, C channels.
+ * Threads: the rows are cut into BN_PARTS fixed blocks (whole chunks); each block reduces into
+ * its own double partials and the partials are added in block order, so the sums do not depend
+ * on the thread count. Large passes run the blocks over the tempo_parallel pool. */
 /* The build is -O2, whose "very cheap" vectoriser skips any loop that needs a remainder or
  * an alias check, i.e. every channel loop here; let it weigh the cost instead. */
 #pragma GCC optimize("vect-cost-model=dynamic")
@@ -12,8 +15,11 @@
 
 #include "tempo/cnn.h"
 #include "tempo/common.h"
+#include "tempo/parallel.h"
 
-#define BN_CHUNK 64 /* rows summed in float before the double accumulator */
+#define BN_CHUNK 64      /* rows summed in float before the double accumulator */
+#define BN_PARTS 16      /* fixed reduction blocks (per-block partials, combined in order) */
+#define BN_SPLIT_MIN 65536 /* floats in a pass before it is run over the pool */
 
 tempo_status tempo_bn2d_declare(tempo_bn2d *bn, tempo_params *p, const char *prefix, int c) {
   char name[TEMPO_PARAM_NAME_MAX];
@@ -30,8 +36,9 @@ tempo_status tempo_bn2d_declare(tempo_bn2d *bn, tempo_params *p, const char *pre
                                        idx[i]);
     if (st) return st;
   }
-  bn->save = tempo_alloc_floats((size_t)5 * c);
-  bn->acc = calloc((size_t)2 * c, sizeof *bn->acc);
+  /* past the documented (5, C) / (2, C): per-block float scratch and double partials */
+  bn->save = tempo_alloc_floats((size_t)(5 + 2 * BN_PARTS) * c);
+  bn->acc = calloc((size_t)2 * (1 + BN_PARTS) * c, sizeof *bn->acc);
   if (!bn->save || !bn->acc) {
     tempo_bn2d_free(bn);
     return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "out of memory for batchnorm %s", prefix);
@@ -80,6 +87,118 @@ static void reduce2(const float *a, const float *b, const float *shift, int rows
   }
 }
 
+typedef struct {
+  const tempo_bn2d *bn;
+  const float *x, *d, *shift, *relu_y, *res;
+  const float *k0, *k1, *k2; /* per-channel coefficients of the element-wise pass */
+  float *dx, *y;
+  bool relu;
+  int rows, per;             /* rows per block (a multiple of BN_CHUNK for the reductions) */
+} bn_job;
+
+/* Block t of the reduction: (backward) the relu mask of its rows, then its partial sums. */
+static void reduce_task(void *arg, int t) {
+  const bn_job *j = arg;
+  const int c = j->bn->c, r0 = t * j->per, r1 = r0 + j->per < j->rows ? r0 + j->per : j->rows;
+  double *p0 = j->bn->acc + (size_t)2 * c * (1 + t), *p1 = p0 + c;
+  float *t0 = j->bn->save + (size_t)(5 + 2 * t) * c, *t1 = t0 + c;
+  memset(p0, 0, (size_t)2 * c * sizeof *p0);
+  if (r0 >= r1) return;
+  const size_t off = (size_t)r0 * c;
+  if (j->relu_y) {
+    const float *dy = j->d + off, *ry = j->relu_y + off;
+    float *dx = j->dx + off;
+    /* element-wise: dx may equal dy, and ivdep lets the vectoriser ignore that */
+#pragma GCC ivdep
+    for (size_t i = 0, n = (size_t)(r1 - r0) * c; i < n; i++) {
+      const float v = dy[i]; /* loaded unconditionally: a select, not a branch */
+      dx[i] = ry[i] > 0.0f ? v : 0.0f;
+    }
+  }
+  const float *b = j->d ? (j->relu_y ? j->dx : j->d) + off : NULL;
+  reduce2(j->x + off, b, j->shift, r1 - r0, c, t0, t1, p0, p1);
+}
+
+static bool big(int rows, int c) { return (size_t)rows * c >= BN_SPLIT_MIN && tempo_parallel_threads() > 1; }
+
+/* acc[0..2C) = the sums of reduce2 over all rows, block partials added in block order. */
+static void reduce_all(bn_job *j) {
+  const int c = j->bn->c, chunks = (j->rows + BN_CHUNK - 1) / BN_CHUNK;
+  j->per = (chunks + BN_PARTS - 1) / BN_PARTS * BN_CHUNK;
+  if (big(j->rows, c)) {
+    tempo_parallel_for(BN_PARTS, reduce_task, j);
+  } else {
+    for (int t = 0; t < BN_PARTS; t++) reduce_task(j, t);
+  }
+  double *s0 = j->bn->acc, *s1 = s0 + c;
+  memset(s0, 0, (size_t)2 * c * sizeof *s0);
+  for (int t = 0; t < BN_PARTS; t++) {
+    const double *p0 = j->bn->acc + (size_t)2 * c * (1 + t), *p1 = p0 + c;
+    for (int i = 0; i < c; i++) s0[i] += p0[i], s1[i] += p1[i];
+  }
+}
+
+/* Forward rows [r0, r1): y = x*scale + shift (+ res) (relu). k0 = scale, k1 = shift. */
+static void forward_rows(const bn_job *j, int r0, int r1) {
+  const int c = j->bn->c;
+  const float *scale = j->k0, *shift = j->k1, *res = j->res;
+  for (int r = r0; r < r1; r++) {
+    const float *xr = j->x + (size_t)r * c;
+    float *yr = j->y + (size_t)r * c;
+    if (res) {
+      const float *rr = res + (size_t)r * c;
+      if (j->relu)
+        for (int i = 0; i < c; i++) {
+          const float v = xr[i] * scale[i] + shift[i] + rr[i];
+          yr[i] = v > 0.0f ? v : 0.0f;
+        }
+      else
+        for (int i = 0; i < c; i++) yr[i] = xr[i] * scale[i] + shift[i] + rr[i];
+    } else if (j->relu) {
+      for (int i = 0; i < c; i++) {
+        const float v = xr[i] * scale[i] + shift[i];
+        yr[i] = v > 0.0f ? v : 0.0f;
+      }
+    } else {
+      for (int i = 0; i < c; i++) yr[i] = xr[i] * scale[i] + shift[i];
+    }
+  }
+}
+
+/* Backward rows [r0, r1): dx = ka*dy' + kb*x + kc (k0, k1, k2); d is dy' (may equal dx). */
+static void backward_rows(const bn_job *j, int r0, int r1) {
+  const int c = j->bn->c;
+  const float *ka = j->k0, *kb = j->k1, *kc = j->k2;
+  for (int r = r0; r < r1; r++) {
+    const float *xr = j->x + (size_t)r * c, *dr = j->d + (size_t)r * c;
+    float *o = j->dx + (size_t)r * c;
+#pragma GCC ivdep
+    for (int i = 0; i < c; i++) o[i] = ka[i] * dr[i] + kb[i] * xr[i] + kc[i];
+  }
+}
+
+static void apply_task(void *arg, int t) {
+  const bn_job *j = arg;
+  const int r0 = t * j->per, r1 = r0 + j->per < j->rows ? r0 + j->per : j->rows;
+  if (r0 >= r1) return;
+  if (j->y)
+    forward_rows(j, r0, r1);
+  else
+    backward_rows(j, r0, r1);
+}
+
+/* The element-wise pass over all rows, in blocks over the pool when large. */
+static void apply_all(bn_job *j) {
+  if (!big(j->rows, j->bn->c)) {
+    j->per = j->rows;
+    apply_task(j, 0);
+    return;
+  }
+  const int tasks = BN_PARTS;
+  j->per = (j->rows + tasks - 1) / tasks;
+  tempo_parallel_for(tasks, apply_task, j);
+}
+
 void tempo_bn2d_forward(tempo_bn2d *bn, tempo_params *p, bool training, const float *x, int rows,
                         const float *res, bool relu, float *y) {
   const int c = bn->c;
@@ -89,10 +208,9 @@ void tempo_bn2d_forward(tempo_bn2d *bn, tempo_params *p, bool training, const fl
   bn->batch_stats = training;
   if (training) {
     /* Shifted sums around the first row keep E[d^2] - E[d]^2 well conditioned. */
-    double *s0 = bn->acc, *s1 = bn->acc + c;
-    memset(bn->acc, 0, (size_t)2 * c * sizeof *bn->acc);
+    const double *s0 = bn->acc, *s1 = bn->acc + c;
     memcpy(mean, x, (size_t)c * sizeof *mean);
-    reduce2(x, NULL, mean, rows, c, scale, shift, s0, s1);
+    reduce_all(&(bn_job){.bn = bn, .x = x, .shift = mean, .rows = rows});
     const double n = rows, unb = rows > 1 ? n / (n - 1.0) : 1.0, mom = bn->momentum;
     for (int i = 0; i < c; i++) {
       const double dm = s0[i] / n, var = fmax(s1[i] / n - dm * dm, 0.0), mu = mean[i] + dm;
@@ -111,27 +229,7 @@ void tempo_bn2d_forward(tempo_bn2d *bn, tempo_params *p, bool training, const fl
     scale[i] = g[i] * istd[i];
     shift[i] = beta[i] - mean[i] * scale[i];
   }
-  for (int r = 0; r < rows; r++) {
-    const float *xr = x + (size_t)r * c;
-    float *yr = y + (size_t)r * c;
-    if (res) {
-      const float *rr = res + (size_t)r * c;
-      if (relu)
-        for (int i = 0; i < c; i++) {
-          const float v = xr[i] * scale[i] + shift[i] + rr[i];
-          yr[i] = v > 0.0f ? v : 0.0f;
-        }
-      else
-        for (int i = 0; i < c; i++) yr[i] = xr[i] * scale[i] + shift[i] + rr[i];
-    } else if (relu) {
-      for (int i = 0; i < c; i++) {
-        const float v = xr[i] * scale[i] + shift[i];
-        yr[i] = v > 0.0f ? v : 0.0f;
-      }
-    } else {
-      for (int i = 0; i < c; i++) yr[i] = xr[i] * scale[i] + shift[i];
-    }
-  }
+  apply_all(&(bn_job){.bn = bn, .x = x, .res = res, .relu = relu, .k0 = scale, .k1 = shift, .y = y, .rows = rows});
 }
 
 void tempo_bn2d_backward(tempo_bn2d *bn, tempo_params *p, const float *x, int rows, const float *relu_y,
@@ -141,20 +239,11 @@ void tempo_bn2d_backward(tempo_bn2d *bn, tempo_params *p, const float *x, int ro
   float *ka = bn->save + 2 * c, *kb = bn->save + 3 * c; /* scratch: dx = ka*dy' + kb*x + kc */
   const float *g = tempo_params_ptr(p, bn->w_idx);
   float *dg = tempo_params_grad(p, bn->w_idx), *dbeta = tempo_params_grad(p, bn->b_idx);
-  double *s0 = bn->acc, *s1 = bn->acc + c;
-  /* The relu mask is applied in place when dx aliases dy, else into dx first. */
-  const float *d = dy;
-  if (relu_y) {
-    /* element-wise: dx may equal dy, and ivdep lets the vectoriser ignore that */
-#pragma GCC ivdep
-    for (size_t i = 0, n = (size_t)rows * c; i < n; i++) {
-      const float v = dy[i]; /* loaded unconditionally: a select, not a branch */
-      dx[i] = relu_y[i] > 0.0f ? v : 0.0f;
-    }
-    d = dx;
-  }
-  memset(bn->acc, 0, (size_t)2 * c * sizeof *bn->acc);
-  reduce2(x, d, mean, rows, c, ka, kb, s0, s1); /* s0 = sum dy', s1 = sum dy' (x - mean) */
+  const double *s0 = bn->acc, *s1 = bn->acc + c;
+  /* The relu mask is applied (block by block, in the reduction) in place when dx aliases dy,
+   * else into dx first; d is then dx. */
+  reduce_all(&(bn_job){.bn = bn, .x = x, .d = dy, .relu_y = relu_y, .dx = dx, .shift = mean, .rows = rows});
+  const float *d = relu_y ? dx : dy; /* s0 = sum dy', s1 = sum dy' (x - mean) */
   const double n = rows;
   float *kc = bn->save + 4 * c;
   for (int i = 0; i < c; i++) {
@@ -172,10 +261,5 @@ void tempo_bn2d_backward(tempo_bn2d *bn, tempo_params *p, const float *x, int ro
       kc[i] = 0.0f;
     }
   }
-  for (int r = 0; r < rows; r++) {
-    const float *xr = x + (size_t)r * c, *dr = d + (size_t)r * c;
-    float *o = dx + (size_t)r * c;
-#pragma GCC ivdep
-    for (int i = 0; i < c; i++) o[i] = ka[i] * dr[i] + kb[i] * xr[i] + kc[i];
-  }
+  apply_all(&(bn_job){.bn = bn, .x = x, .d = d, .dx = dx, .k0 = ka, .k1 = kb, .k2 = kc, .rows = rows});
 }

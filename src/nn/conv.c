@@ -12,6 +12,38 @@
 
 #include "tempo/cnn.h"
 #include "tempo/common.h"
+#include "tempo/parallel.h"
+
+/* Passes of at least SPLIT_MIN floats are split into blocks of whole units (output rows for
+ * im2col and the bias, samples for col2im) over the tempo_parallel pool; each block writes
+ * only its own units, and every float is computed exactly as on one thread. */
+#define SPLIT_MIN 65536
+#define SPLIT_TASKS_MAX 64
+
+typedef struct {
+  void (*body)(void *arg, size_t lo, size_t hi);
+  void *arg;
+  size_t units, per;
+} split_job;
+
+static void split_task(void *a, int t) {
+  const split_job *j = a;
+  const size_t lo = (size_t)t * j->per, hi = lo + j->per < j->units ? lo + j->per : j->units;
+  j->body(j->arg, lo, hi);
+}
+
+/* body(arg, lo, hi) over [0, units) in blocks; floats: the size of the whole pass. */
+static void split_run(size_t units, size_t floats, void (*body)(void *, size_t, size_t), void *arg) {
+  if (units < 2 || floats < SPLIT_MIN || tempo_parallel_threads() < 2) {
+    body(arg, 0, units);
+    return;
+  }
+  size_t tasks = floats / (SPLIT_MIN / 2);
+  if (tasks > SPLIT_TASKS_MAX) tasks = SPLIT_TASKS_MAX;
+  if (tasks > units) tasks = units;
+  split_job j = {body, arg, units, (units + tasks - 1) / tasks};
+  tempo_parallel_for((int)((units + j.per - 1) / j.per), split_task, &j);
+}
 
 int tempo_conv_out_size(int in, int k, int stride, int pad) {
   if (in < 1 || k < 1 || stride < 1 || pad < 0 || in + 2 * pad < k) return 0;
@@ -131,34 +163,55 @@ static void col2im_row_3x3(float *restrict r0, float *restrict r1, float *restri
   }
 }
 
-void tempo_im2col(const tempo_conv2d *l, const float *x, int batch, float *cols) {
+typedef struct {
+  const tempo_conv2d *l;
+  const float *x;
+  float *cols;
+  const float *ccols;
+  float *dx;
+  bool accumulate;
+} cols_job;
+
+/* im2col of output rows [lo, hi) (unit u = sample u / out_h, output row u % out_h). */
+static void im2col_rows(void *arg, size_t lo, size_t hi) {
+  const cols_job *jb = arg;
+  const tempo_conv2d *l = jb->l;
   const in_strides s = strides_of(l);
   const size_t k = (size_t)l->cin * l->kh * l->kw;
   const bool fast = l->kh == 3 && l->kw == 3 && s.sc == 1;
-  float *dst = cols;
-  for (int b = 0; b < batch; b++) {
-    const float *xb = x + (size_t)b * s.sb;
-    for (int oh = 0; oh < l->out_h; oh++)
-      for (int ow = 0; ow < l->out_w; ow++, dst += k) {
-        if (fast && interior(l, oh, ow)) {
-          const float *r0 = xb + (size_t)(oh * l->stride - l->pad) * s.sh + (size_t)(ow * l->stride - l->pad) * s.sw;
-          im2col_row_3x3(r0, r0 + s.sh, r0 + 2 * s.sh, l->cin, dst);
-        } else {
-          im2col_row(l, &s, xb, oh, ow, dst);
-        }
+  float *dst = jb->cols + lo * l->out_w * k;
+  for (size_t u = lo; u < hi; u++) {
+    const int b = (int)(u / (size_t)l->out_h), oh = (int)(u % (size_t)l->out_h);
+    const float *xb = jb->x + (size_t)b * s.sb;
+    for (int ow = 0; ow < l->out_w; ow++, dst += k) {
+      if (fast && interior(l, oh, ow)) {
+        const float *r0 = xb + (size_t)(oh * l->stride - l->pad) * s.sh + (size_t)(ow * l->stride - l->pad) * s.sw;
+        im2col_row_3x3(r0, r0 + s.sh, r0 + 2 * s.sh, l->cin, dst);
+      } else {
+        im2col_row(l, &s, xb, oh, ow, dst);
       }
+    }
   }
 }
 
-void tempo_col2im(const tempo_conv2d *l, const float *cols, int batch, float *dx, bool accumulate) {
+void tempo_im2col(const tempo_conv2d *l, const float *x, int batch, float *cols) {
+  cols_job jb = {.l = l, .x = x, .cols = cols};
+  const size_t rows = (size_t)batch * l->out_h;
+  split_run(rows, rows * l->out_w * l->cin * l->kh * l->kw, im2col_rows, &jb);
+}
+
+/* col2im of samples [lo, hi): each sample scatters only into its own part of dx. */
+static void col2im_samples(void *arg, size_t lo, size_t hi) {
+  const cols_job *jb = arg;
+  const tempo_conv2d *l = jb->l;
   const in_strides s = strides_of(l);
   const int kk = l->kh * l->kw, cin = l->cin;
   const size_t k = (size_t)cin * kk;
   const bool fast = l->kh == 3 && l->kw == 3 && s.sc == 1;
-  if (!accumulate) memset(dx, 0, (size_t)batch * s.sb * sizeof *dx);
-  const float *src = cols;
-  for (int b = 0; b < batch; b++) {
-    float *xb = dx + (size_t)b * s.sb;
+  if (!jb->accumulate) memset(jb->dx + lo * s.sb, 0, (hi - lo) * s.sb * sizeof *jb->dx);
+  const float *src = jb->ccols + lo * l->out_h * l->out_w * k;
+  for (size_t b = lo; b < hi; b++) {
+    float *xb = jb->dx + b * s.sb;
     for (int oh = 0; oh < l->out_h; oh++)
       for (int ow = 0; ow < l->out_w; ow++, src += k) {
         if (fast && interior(l, oh, ow)) {
@@ -187,6 +240,21 @@ void tempo_col2im(const tempo_conv2d *l, const float *cols, int batch, float *dx
   }
 }
 
+void tempo_col2im(const tempo_conv2d *l, const float *cols, int batch, float *dx, bool accumulate) {
+  cols_job jb = {.l = l, .ccols = cols, .dx = dx, .accumulate = accumulate};
+  split_run((size_t)batch, (size_t)batch * l->out_h * l->out_w * l->cin * l->kh * l->kw, col2im_samples, &jb);
+}
+
+/* y[r, :] += bias for rows [lo, hi). */
+static void bias_rows(void *arg, size_t lo, size_t hi) {
+  const cols_job *jb = arg;
+  const int co = jb->l->cout;
+  for (size_t r = lo; r < hi; r++) {
+    float *yr = jb->cols + r * co;
+    for (int o = 0; o < co; o++) yr[o] += jb->x[o];
+  }
+}
+
 static tempo_status conv_shape(const tempo_conv2d *l, int batch, tempo_mm_shape *s) {
   const size_t rows = (size_t)batch * l->out_h * l->out_w;
   if (batch < 1 || rows > INT_MAX || (size_t)l->cin * l->kh * l->kw > INT_MAX)
@@ -208,11 +276,8 @@ tempo_status tempo_conv2d_forward(tempo_conv2d *l, tempo_mm *mm, const tempo_par
   }
   if ((st = tempo_mm_forward(mm, &l->site, &s, X, tempo_params_ptr(p, l->w_idx), y))) return st;
   if (l->b_idx >= 0) {
-    const float *b = tempo_params_ptr(p, l->b_idx);
-    for (int r = 0; r < s.m; r++) {
-      float *yr = y + (size_t)r * l->cout;
-      for (int o = 0; o < l->cout; o++) yr[o] += b[o];
-    }
+    cols_job jb = {.l = l, .x = tempo_params_ptr(p, l->b_idx), .cols = y};
+    split_run((size_t)s.m, (size_t)s.m * l->cout, bias_rows, &jb);
   }
   return TEMPO_STATUS_OK;
 }
