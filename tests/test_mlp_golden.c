@@ -16,15 +16,8 @@
 #include "tempo/model.h"
 #include "tempo/optim.h"
 #include "tempo/weights.h"
+#include "test_util.h"
 
-static void assert_close(const char *what, const float *got, const float *want, size_t n, double rel) {
-  double mx = 0, err = 0;
-  for (size_t i = 0; i < n; i++) {
-    mx = fmax(mx, fabs(want[i]));
-    err = fmax(err, fabs((double)got[i] - want[i]));
-  }
-  if (!(err <= rel * mx + 1e-6)) fail_msg("%s: max error %g vs max |value| %g", what, err, mx);
-}
 
 static void test_mlp_matches_pytorch(void **state) {
   (void)state;

@@ -23,18 +23,11 @@
 #include "tempo/model.h"
 #include "tempo/optim.h"
 #include "tempo/safetensors.h"
+#include "test_util.h"
 
 #define C 10
 #define MAXB 4
 
-static void assert_close(const char *what, const float *got, const float *want, size_t n, double rel) {
-  double mx = 0, err = 0;
-  for (size_t i = 0; i < n; i++) {
-    mx = fmax(mx, fabs(want[i]));
-    err = fmax(err, fabs((double)got[i] - want[i]));
-  }
-  if (!(err <= rel * mx + 1e-6)) fail_msg("%s: max error %g vs max |value| %g", what, err, mx);
-}
 
 static const tempo_st_tensor *get(const tempo_st_file *f, const char *prefix, const char *name) {
   char full[160];

@@ -3,6 +3,7 @@
 #ifndef TEMPO_TESTS_UTIL_H
 #define TEMPO_TESTS_UTIL_H
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,17 @@ static inline int test_read_losses(const char *dir, double *losses, int cap) {
   int n = test_parse_losses(text, losses, cap);
   free(text);
   return n;
+}
+
+/* Fails unless max_i |got_i - want_i| <= rel * max_i |want_i| + 1e-6 (golden comparisons:
+ * float32 against PyTorch with other summation orders). */
+static inline void assert_close(const char *what, const float *got, const float *want, size_t n, double rel) {
+  double mx = 0, err = 0;
+  for (size_t i = 0; i < n; i++) {
+    mx = fmax(mx, fabs(want[i]));
+    err = fmax(err, fabs((double)got[i] - want[i]));
+  }
+  if (!(err <= rel * mx + 1e-6)) fail_msg("%s: max error %g vs max |value| %g", what, err, mx);
 }
 
 #endif

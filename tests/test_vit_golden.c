@@ -21,19 +21,12 @@
 #include "tempo/model.h"
 #include "tempo/optim.h"
 #include "tempo/weights.h"
+#include "test_util.h"
 
 #define B 4
 #define IMG (3 * 16 * 16)
 #define C 10
 
-static void assert_close(const char *what, const float *got, const float *want, size_t n, double rel) {
-  double mx = 0, err = 0;
-  for (size_t i = 0; i < n; i++) {
-    mx = fmax(mx, fabs(want[i]));
-    err = fmax(err, fabs((double)got[i] - want[i]));
-  }
-  if (!(err <= rel * mx + 1e-6)) fail_msg("%s: max error %g vs max |value| %g", what, err, mx);
-}
 
 static tempo_mm *mode_mm(tempo_mode mode) {
   tempo_mm_config mc;
