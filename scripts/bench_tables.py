@@ -78,6 +78,30 @@ if os.path.exists(scaling_path):
                   f"{r['wire_bytes_up_per_step'] / 1e6:.2f} | {r['logical_bytes_up_per_step'] / 1e6:.2f} | "
                   f"{r['min_bytes_up_per_step'] / 1e6:.2f} |")
 
+shield = jl(os.path.join(d, "shield.jsonl"))
+if shield:
+    print("\n## Shield mode against tempo mode\n")
+    print("Same step with 4 in-process workers (shield needs 4 non-colluding workers per product; tempo uses the "
+          "same 4). Shield sends float64 additive shares of every operand to four roles (docs/shield.md), so its "
+          "workers compute four products in double precision for each of tempo's, and it moves more bytes (ratio "
+          "below). On this 2-core "
+          "machine the 4 workers share 2 cores, so the time ratio is an upper bound of what separate GPUs would see.\n")
+    print("| model | tempo ms | shield ms | shield/tempo | tempo MB up | shield MB up | bytes ratio | tempo worker ms | shield worker ms | shield blind ms |")
+    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    sb = {}
+    for r in shield:
+        sb.setdefault(r["model"], {})[r["mode"]] = r
+    for m, rs in sb.items():
+        t, s_ = rs.get("tempo", {}), rs.get("shield", {})
+        if "ms_median" not in t or "ms_median" not in s_:
+            err = s_.get("error") or t.get("error") or "missing"
+            print(f"| {m} | | | | | | | | | (could not run: {err}) |")
+            continue
+        print(f"| {m} | {t['ms_median']:.1f} | {s_['ms_median']:.1f} | {s_['ms_median'] / t['ms_median']:.2f} | "
+              f"{t['bytes_up_per_step'] / 1e6:.1f} | {s_['bytes_up_per_step'] / 1e6:.1f} | "
+              f"{s_['bytes_up_per_step'] / max(t['bytes_up_per_step'], 1):.2f} | {t['t_compute_ms']:.1f} | "
+              f"{s_['t_compute_ms']:.1f} | {s_['t_blind_ms']:.1f} |")
+
 for path in sorted(glob.glob(os.path.join(d, "bench_*.md"))):
     name = os.path.basename(path)[:-3]
     print(f"\n## {name}\n")
