@@ -81,8 +81,8 @@ typedef struct {
   int c;
   float momentum, eps; /* 0.1, 1e-5 */
   int w_idx, b_idx, mean_idx, var_idx; /* weight, bias; running_mean, running_var (STATE) */
-  float *save;         /* (5, C) owned: batch mean, 1/sqrt(var + eps), three scratch rows */
-  double *acc;         /* (2, C) owned: reduction accumulators */
+  float *save;         /* (5 + 32, C) owned: batch mean, 1/sqrt(var + eps), three scratch rows, 32 rows of per-block scratch */
+  double *acc;         /* (2 (1 + 16), C) owned: reduction accumulators and the 16 fixed blocks' partial sums */
   bool batch_stats;    /* the last forward normalised with batch statistics */
 } tempo_bn2d;
 
