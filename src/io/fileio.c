@@ -47,54 +47,60 @@ tempo_status tempo_read_file(const char *path, size_t max_len, uint8_t **out, si
   return TEMPO_STATUS_OK;
 }
 
-static int write_all(int fd, const uint8_t *p, size_t n) {
+tempo_status tempo_write_all(int fd, const void *buf, size_t n, const char *path) {
+  const uint8_t *p = buf;
   while (n) {
     ssize_t w = write(fd, p, n);
     if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return -1;
+    if (w <= 0)
+      return tempo_set_error(TEMPO_STATUS_IO, "cannot write %s: %s", path, w < 0 ? strerror(errno) : "no space");
     p += w;
     n -= (size_t)w;
   }
-  return 0;
+  return TEMPO_STATUS_OK;
 }
 
-tempo_status tempo_write_file_atomic(const char *path, const void *const *parts, const size_t *lens, int n) {
-  size_t plen = strlen(path);
-  char *tmp = malloc(plen + 32);
-  char *dcopy = strdup(path);
-  if (!tmp || !dcopy) {
-    free(tmp);
-    free(dcopy);
-    return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "out of memory writing %s", path);
-  }
-  snprintf(tmp, plen + 32, "%s.tmp.%ld", path, (long)getpid());
-  tempo_status st = TEMPO_STATUS_OK;
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    st = tempo_set_error(TEMPO_STATUS_IO, "cannot create %s: %s", tmp, strerror(errno));
-    goto out;
-  }
-  for (int i = 0; i < n; i++)
-    if (lens[i] && write_all(fd, parts[i], lens[i]) != 0) {
-      st = tempo_set_error(TEMPO_STATUS_IO, "cannot write %s: %s", tmp, strerror(errno));
-      break;
-    }
+tempo_status tempo_atomic_open(const char *path, char *tmp, size_t cap, int *fd) {
+  int n = snprintf(tmp, cap, "%s.tmp.%ld", path, (long)getpid());
+  if (n < 0 || (size_t)n >= cap) return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "path too long: %s", path);
+  *fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (*fd < 0) return tempo_set_error(TEMPO_STATUS_IO, "cannot create %s: %s", tmp, strerror(errno));
+  return TEMPO_STATUS_OK;
+}
+
+tempo_status tempo_atomic_finish(int fd, const char *tmp, const char *path, tempo_status st) {
   if (!st && fsync(fd) != 0) st = tempo_set_error(TEMPO_STATUS_IO, "cannot sync %s: %s", tmp, strerror(errno));
   if (close(fd) != 0 && !st) st = tempo_set_error(TEMPO_STATUS_IO, "cannot close %s: %s", tmp, strerror(errno));
   if (!st && rename(tmp, path) != 0)
     st = tempo_set_error(TEMPO_STATUS_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
   if (st) {
     unlink(tmp);
-    goto out;
+    return st;
   }
-  int dfd = open(dirname(dcopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    fsync(dfd);
-    close(dfd);
+  char *dcopy = strdup(path); /* sync the folder so the rename itself survives a crash */
+  if (dcopy) {
+    int dfd = open(dirname(dcopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+      (void)fsync(dfd);
+      close(dfd);
+    }
+    free(dcopy);
   }
-out:
+  return TEMPO_STATUS_OK;
+}
+
+tempo_status tempo_write_file_atomic(const char *path, const void *const *parts, const size_t *lens, int n) {
+  size_t cap = strlen(path) + 32;
+  char *tmp = malloc(cap);
+  if (!tmp) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "out of memory writing %s", path);
+  int fd;
+  tempo_status st = tempo_atomic_open(path, tmp, cap, &fd);
+  if (!st) {
+    for (int i = 0; i < n && !st; i++)
+      if (lens[i]) st = tempo_write_all(fd, parts[i], lens[i], tmp);
+    st = tempo_atomic_finish(fd, tmp, path, st);
+  }
   free(tmp);
-  free(dcopy);
   return st;
 }
 

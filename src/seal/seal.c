@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "tempo/common.h"
+#include "tempo/fileio.h"
 
 #define FIXED_BYTES 44 /* magic .. reserved, before the label */
 #define SS_HEADER crypto_secretstream_xchacha20poly1305_HEADERBYTES
@@ -22,18 +23,6 @@
 typedef crypto_secretstream_xchacha20poly1305_state ss_state;
 
 /* ---------------------------------------------------------------- small I/O helpers */
-
-static tempo_status write_all(int fd, const void *buf, size_t n, const char *path) {
-  const uint8_t *p = buf;
-  while (n) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return tempo_set_error(TEMPO_STATUS_IO, "cannot write %s: %s", path, w < 0 ? strerror(errno) : "no space");
-    p += w;
-    n -= (size_t)w;
-  }
-  return TEMPO_STATUS_OK;
-}
 
 /* Reads exactly n bytes; *got receives how many arrived before end of file. */
 static tempo_status read_full(int fd, void *buf, size_t n, size_t *got, const char *path) {
@@ -45,37 +34,6 @@ static tempo_status read_full(int fd, void *buf, size_t n, size_t *got, const ch
     if (r < 0) return tempo_set_error(TEMPO_STATUS_IO, "cannot read %s: %s", path, strerror(errno));
     if (r == 0) break;
     *got += (size_t)r;
-  }
-  return TEMPO_STATUS_OK;
-}
-
-/* Opens a temp file beside path (mode 0600); tmp receives its name (cap bytes). */
-static tempo_status atomic_open(const char *path, char *tmp, size_t cap, int *fd) {
-  int n = snprintf(tmp, cap, "%s.tmp.%ld", path, (long)getpid());
-  if (n < 0 || (size_t)n >= cap) return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "path too long: %s", path);
-  *fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (*fd < 0) return tempo_set_error(TEMPO_STATUS_IO, "cannot create %s: %s", tmp, strerror(errno));
-  return TEMPO_STATUS_OK;
-}
-
-/* Syncs, closes and renames the temp file over path (st OK), or closes and removes it. */
-static tempo_status atomic_finish(int fd, const char *tmp, const char *path, tempo_status st) {
-  if (!st && fsync(fd) != 0) st = tempo_set_error(TEMPO_STATUS_IO, "cannot sync %s: %s", tmp, strerror(errno));
-  if (close(fd) != 0 && !st) st = tempo_set_error(TEMPO_STATUS_IO, "cannot close %s: %s", tmp, strerror(errno));
-  if (!st && rename(tmp, path) != 0)
-    st = tempo_set_error(TEMPO_STATUS_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-  if (st) {
-    unlink(tmp);
-    return st;
-  }
-  char *dcopy = strdup(path);
-  if (dcopy) {
-    int dfd = open(dirname(dcopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-      (void)fsync(dfd);
-      close(dfd);
-    }
-    free(dcopy);
   }
   return TEMPO_STATUS_OK;
 }
@@ -135,7 +93,7 @@ static tempo_status seal_stream(int fd, const char *path, const tempo_owner_key 
     goto out;
   }
   crypto_secretstream_xchacha20poly1305_init_push(ss, h + ad, k->key);
-  if ((st = write_all(fd, h, ad + SS_HEADER, path))) goto out;
+  if ((st = tempo_write_all(fd, h, ad + SS_HEADER, path))) goto out;
   uint64_t left = len;
   for (uint64_t i = 0; i < nchunks; i++) {
     size_t n = left < chunk ? (size_t)left : chunk;
@@ -144,7 +102,7 @@ static tempo_status seal_stream(int fd, const char *path, const tempo_owner_key 
     uint8_t tag = i + 1 == nchunks ? crypto_secretstream_xchacha20poly1305_TAG_FINAL
                                    : crypto_secretstream_xchacha20poly1305_TAG_MESSAGE;
     crypto_secretstream_xchacha20poly1305_push(ss, cipher, &clen, plain, n, h, ad, tag);
-    if ((st = write_all(fd, cipher, (size_t)clen, path))) goto out;
+    if ((st = tempo_write_all(fd, cipher, (size_t)clen, path))) goto out;
     left -= n;
   }
 out:
@@ -195,10 +153,10 @@ tempo_status tempo_seal_write(const char *path, const tempo_owner_key *k, const 
   if (st) return st;
   char tmp[4200];
   int fd;
-  if ((st = atomic_open(path, tmp, sizeof tmp, &fd))) return st;
+  if ((st = tempo_atomic_open(path, tmp, sizeof tmp, &fd))) return st;
   mem_src m = {data};
   st = seal_stream(fd, path, k, label, chunk_size, len, mem_read, &m);
-  return atomic_finish(fd, tmp, path, st);
+  return tempo_atomic_finish(fd, tmp, path, st);
 }
 
 tempo_status tempo_seal_file(const char *in_path, const char *out_path, const tempo_owner_key *k, const char *label,
@@ -214,7 +172,7 @@ tempo_status tempo_seal_file(const char *in_path, const char *out_path, const te
   }
   char tmp[4200];
   int fd;
-  if ((st = atomic_open(out_path, tmp, sizeof tmp, &fd))) {
+  if ((st = tempo_atomic_open(out_path, tmp, sizeof tmp, &fd))) {
     close(in);
     return st;
   }
@@ -227,7 +185,7 @@ tempo_status tempo_seal_file(const char *in_path, const char *out_path, const te
     if (!st && got) st = tempo_set_error(TEMPO_STATUS_IO, "%s grew while it was being sealed", in_path);
   }
   close(in);
-  return atomic_finish(fd, tmp, out_path, st);
+  return tempo_atomic_finish(fd, tmp, out_path, st);
 }
 
 /* ---------------------------------------------------------------- unsealing */
@@ -350,7 +308,7 @@ typedef struct {
 
 static tempo_status fd_write(void *ctx, const uint8_t *buf, size_t n) {
   fd_sink *f = ctx;
-  return write_all(f->fd, buf, n, f->path);
+  return tempo_write_all(f->fd, buf, n, f->path);
 }
 
 static tempo_status open_sealed(const char *path, const tempo_owner_key *k, int *fd) {
@@ -407,14 +365,14 @@ tempo_status tempo_unseal_file(const char *in_path, const char *out_path, const 
   }
   char tmp[4200];
   int fd;
-  if ((st = atomic_open(out_path, tmp, sizeof tmp, &fd))) {
+  if ((st = tempo_atomic_open(out_path, tmp, sizeof tmp, &fd))) {
     close(in);
     return st;
   }
   fd_sink f = {fd, tmp};
   st = unseal_stream(in, in_path, k, &s, label, fd_write, &f);
   close(in);
-  st = atomic_finish(fd, tmp, out_path, st);
+  st = tempo_atomic_finish(fd, tmp, out_path, st);
   if (!st && label_out) memcpy(label_out, s.label, strlen(s.label) + 1);
   return st;
 }
