@@ -63,23 +63,7 @@ static void test_mlp_matches_pytorch(void **state) {
 
   /* 5 SGD steps from the same initial weights */
   assert_int_equal(tempo_params_load_st(&m->params, f, true, NULL), TEMPO_STATUS_OK);
-  tempo_optim_config oc;
-  tempo_optim_config_default(&oc, TEMPO_OPTIM_SGD);
-  oc.lr = 0.1f;
-  oc.weight_decay = 0.0f;
-  oc.schedule = TEMPO_SCHED_CONSTANT;
-  tempo_optim opt;
-  assert_int_equal(tempo_optim_init(&opt, &oc, &m->params), TEMPO_STATUS_OK);
-  for (int s = 0; s < 5; s++) {
-    tempo_params_zero_grad(&m->params);
-    assert_int_equal(m->ops->forward(m, x, 8, logits), TEMPO_STATUS_OK);
-    loss = tempo_softmax_xent(logits, labels, 8, 10, dlogits, NULL);
-    assert_float_equal(loss, losses_want[s], 1e-5 * losses_want[s] + 1e-6);
-    assert_int_equal(m->ops->backward(m, dlogits, 8), TEMPO_STATUS_OK);
-    assert_int_equal(tempo_optim_step(&opt, &m->params), TEMPO_STATUS_OK);
-    tempo_mm_step_end(mm);
-  }
-  tempo_optim_free(&opt);
+  golden_sgd_steps("mlp", m, x, labels, 8, 10, losses_want, 1e-5, logits, dlogits);
   tempo_model_free(m);
   tempo_mm_free(mm);
   tempo_st_close(f);

@@ -126,24 +126,7 @@ static void check_variant(const char *model, const char *prefix, int batch, int 
 
   /* 5 SGD steps from the same initial weights */
   load_weights(m, f, prefix);
-  tempo_optim_config oc;
-  tempo_optim_config_default(&oc, TEMPO_OPTIM_SGD);
-  oc.lr = 0.1f;
-  oc.momentum = 0.9f;
-  oc.weight_decay = 0.0f;
-  tempo_optim opt;
-  assert_int_equal(tempo_optim_init(&opt, &oc, &m->params), TEMPO_STATUS_OK);
-  for (int s = 0; s < 5; s++) {
-    tempo_params_zero_grad(&m->params);
-    assert_int_equal(m->ops->forward(m, x, batch, logits), TEMPO_STATUS_OK);
-    loss = tempo_softmax_xent(logits, labels, batch, C, dlogits, NULL);
-    if (!(fabs(loss - losses_want[s]) <= tol * losses_want[s] + 1e-6))
-      fail_msg("%s SGD step %d: loss %.7f, PyTorch %.7f", model, s, loss, losses_want[s]);
-    assert_int_equal(m->ops->backward(m, dlogits, batch), TEMPO_STATUS_OK);
-    assert_int_equal(tempo_optim_step(&opt, &m->params), TEMPO_STATUS_OK);
-    tempo_mm_step_end(mm);
-  }
-  tempo_optim_free(&opt);
+  golden_sgd_steps(model, m, x, labels, batch, C, losses_want, tol, logits, dlogits);
   free(x);
   tempo_model_free(m);
   tempo_mm_free(mm);

@@ -8,6 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tempo/layers.h"
+#include "tempo/model.h"
+#include "tempo/optim.h"
+
 /* The program's temporary folder, made by test_tmpdir_setup and removed by test_tmpdir_teardown
  * (use them as cmocka group setup/teardown through the wrappers below). */
 static char tmpdir[64];
@@ -77,6 +81,33 @@ static inline void assert_close(const char *what, const float *got, const float 
     err = fmax(err, fabs((double)got[i] - want[i]));
   }
   if (!(err <= rel * mx + 1e-6)) fail_msg("%s: max error %g vs max |value| %g", what, err, mx);
+}
+
+/* The golden fixtures' optimizer run: 5 steps of PyTorch's SGD (lr 0.1, momentum 0.9, no weight
+ * decay, constant rate) on one batch from the model's current weights; fails unless every step's
+ * loss is within tol * want + 1e-6 of PyTorch's. logits and dlogits hold (batch, classes). */
+static inline void golden_sgd_steps(const char *what, tempo_model *m, const float *x, const int *labels, int batch,
+                                    int classes, const float *losses_want, double tol, float *logits,
+                                    float *dlogits) {
+  tempo_optim_config oc;
+  tempo_optim_config_default(&oc, TEMPO_OPTIM_SGD);
+  oc.lr = 0.1f;
+  oc.momentum = 0.9f;
+  oc.weight_decay = 0.0f;
+  oc.schedule = TEMPO_SCHED_CONSTANT;
+  tempo_optim opt;
+  assert_int_equal(tempo_optim_init(&opt, &oc, &m->params), TEMPO_STATUS_OK);
+  for (int s = 0; s < 5; s++) {
+    tempo_params_zero_grad(&m->params);
+    assert_int_equal(m->ops->forward(m, x, batch, logits), TEMPO_STATUS_OK);
+    const double loss = tempo_softmax_xent(logits, labels, batch, classes, dlogits, NULL);
+    if (!(fabs(loss - losses_want[s]) <= tol * losses_want[s] + 1e-6))
+      fail_msg("%s SGD step %d: loss %.7f, PyTorch %.7f", what, s, loss, losses_want[s]);
+    assert_int_equal(m->ops->backward(m, dlogits, batch), TEMPO_STATUS_OK);
+    assert_int_equal(tempo_optim_step(&opt, &m->params), TEMPO_STATUS_OK);
+    tempo_mm_step_end(m->mm);
+  }
+  tempo_optim_free(&opt);
 }
 
 #endif

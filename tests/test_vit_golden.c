@@ -88,23 +88,7 @@ static void check_golden(tempo_mode mode, double tol) {
 
   /* 5 SGD steps from the same initial weights */
   assert_int_equal(tempo_params_load_st(&m->params, f, true, NULL), TEMPO_STATUS_OK);
-  tempo_optim_config oc;
-  tempo_optim_config_default(&oc, TEMPO_OPTIM_SGD);
-  oc.lr = 0.1f;
-  oc.momentum = 0.9f;
-  oc.weight_decay = 0.0f;
-  tempo_optim opt;
-  assert_int_equal(tempo_optim_init(&opt, &oc, &m->params), TEMPO_STATUS_OK);
-  for (int s = 0; s < 5; s++) {
-    tempo_params_zero_grad(&m->params);
-    assert_int_equal(m->ops->forward(m, x, B, logits), TEMPO_STATUS_OK);
-    loss = tempo_softmax_xent(logits, labels, B, C, dlogits, NULL);
-    assert_float_equal(loss, losses_want[s], tol * losses_want[s] + 1e-6);
-    assert_int_equal(m->ops->backward(m, dlogits, B), TEMPO_STATUS_OK);
-    assert_int_equal(tempo_optim_step(&opt, &m->params), TEMPO_STATUS_OK);
-    tempo_mm_step_end(mm);
-  }
-  tempo_optim_free(&opt);
+  golden_sgd_steps("vit", m, x, labels, B, C, losses_want, tol, logits, dlogits);
   tempo_model_free(m);
   tempo_mm_free(mm);
   tempo_st_close(f);
