@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from golden import first_step, sgd_losses  # noqa: E402
 from st import write_safetensors  # noqa: E402
 
 
@@ -37,25 +38,8 @@ def main():
     x = torch.randn(8, 1, 6, 6)
     y = torch.randint(0, 10, (8,))
     out = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
-    logits = model(x)
-    loss = F.cross_entropy(logits, y)
-    loss.backward()
-    out["x"] = x.numpy()
-    out["labels"] = y.numpy().astype(np.int32)
-    out["logits"] = logits.detach().numpy()
-    out["loss"] = np.array([loss.item()], dtype=np.float32)
-    for k, p in model.named_parameters():
-        out["grad." + k] = p.grad.numpy().copy()
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    model.zero_grad()
-    losses = []
-    for _ in range(5):
-        opt.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        losses.append(loss.item())
-        loss.backward()
-        opt.step()
-    out["sgd_losses"] = np.array(losses, dtype=np.float32)
+    first_step(model, x, y, out)
+    out["sgd_losses"] = losses = sgd_losses(model, x, y)
     write_safetensors(os.path.join(os.path.dirname(os.path.abspath(__file__)), "mlp.safetensors"), out)
     print("losses", losses)
 

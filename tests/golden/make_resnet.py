@@ -24,6 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from golden import first_step, sgd_losses  # noqa: E402
 from st import write_safetensors  # noqa: E402
 
 NUM_CLASSES = 10
@@ -117,29 +118,13 @@ def make(prefix, model, x, y, out):
     with torch.no_grad():
         out[prefix + "eval_logits"] = model(x).numpy()
     model.train()
-    logits = model(x)
-    loss = F.cross_entropy(logits, y)
-    loss.backward()
-    out[prefix + "x"] = x.numpy()
-    out[prefix + "labels"] = y.numpy().astype(np.int32)
-    out[prefix + "logits"] = logits.detach().numpy()
-    out[prefix + "loss"] = np.array([loss.item()], dtype=np.float32)
-    for k, p in model.named_parameters():
-        out[prefix + "grad." + k] = p.grad.numpy().copy()
+    first_step(model, x, y, out, prefix)
     for k, v in model.state_dict().items():
         if "running" in k:
             out[prefix + "after." + k] = v.numpy().copy()
     # 5 SGD steps from the initial weights (the running statistics do not affect train-mode losses)
     model.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()}, strict=False)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    losses = []
-    for _ in range(5):
-        opt.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        losses.append(loss.item())
-        loss.backward()
-        opt.step()
-    out[prefix + "sgd_losses"] = np.array(losses, dtype=np.float32)
+    out[prefix + "sgd_losses"] = losses = sgd_losses(model, x, y)
     print(prefix, "params", sum(p.numel() for p in model.parameters()), "losses", losses)
 
 
