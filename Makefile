@@ -27,8 +27,11 @@ endif
 
 # Optional features, reported at build time.
 HAVE_MPI := $(shell command -v mpicc >/dev/null 2>&1 && echo yes || echo no)
-NVCC := $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
-HAVE_CUDA := $(if $(NVCC),yes,no)
+# CUDA needs nvcc AND linkable libcublas/libcudart; scripts/find-cuda.sh finds both (nvcc may be a wrapper).
+CUDA_FOUND := $(shell scripts/find-cuda.sh)
+NVCC := $(word 1,$(CUDA_FOUND))
+CUDA_LIBDIR := $(word 2,$(CUDA_FOUND))
+HAVE_CUDA := $(if $(CUDA_LIBDIR),yes,no)
 HAVE_OPENBLAS := $(shell test -e /usr/include/x86_64-linux-gnu/cblas.h -o -e /usr/include/cblas.h && echo yes || echo no)
 CFLAGS += -DTEMPO_HAVE_MPI=$(if $(filter yes,$(HAVE_MPI)),1,0) -DTEMPO_HAVE_CUDA=$(if $(filter yes,$(HAVE_CUDA)),1,0)
 # oneDNN (libdnnl-dev): src/core/gemm.c sends large products to its AVX-512 dnnl_sgemm (TEMPO_GEMM overrides).
@@ -59,11 +62,10 @@ $(MASTER_MPI_OBJ) $(WORKER_MPI_OBJ) $(O)/programs/tempo.o $(O)/programs/tempo_wo
 endif
 
 ifeq ($(HAVE_CUDA),yes)
-CUDA_HOME := $(patsubst %/bin/nvcc,%,$(NVCC))
 NVCCFLAGS := -O2 -std=c++17 -Iinclude -Isrc -Xcompiler -fPIC,-Wall \
   -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
 CUDA_OBJ := $(patsubst %.cu,$(O)/%.o,$(sort $(wildcard src/cuda/*.cu)))
-CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
+CUDA_LIBS := -L$(CUDA_LIBDIR) -Wl,-rpath,$(CUDA_LIBDIR) -lcublas -lcudart -lstdc++
 $(O)/src/cuda/%.o: src/cuda/%.cu $(wildcard src/cuda/*.h) include/tempo/worker.h
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@

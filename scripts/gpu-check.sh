@@ -15,8 +15,8 @@ START=$(date +%s)
 left() { echo $(( 290 - ($(date +%s) - START) )); }
 summary() { echo "$*" | tee -a "$OUT/summary.txt"; }
 : > "$OUT/summary.txt"
-NVCC=$(command -v nvcc || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
-if [ -z "$NVCC" ]; then summary "SKIP: no nvcc (CUDA toolkit) here"; exit 0; fi
+read -r NVCC CUDA_LIBDIR <<< "$(scripts/find-cuda.sh)"
+if [ -z "${CUDA_LIBDIR:-}" ]; then summary "SKIP: no CUDA toolkit (nvcc + libcublas) here"; exit 0; fi
 nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1 || true
 export TEMPO_SKIP_SETUP=1
 timeout $(( $(left) - 120 )) make -j"$(nproc)" build/tempo build/tempo-worker build/tests/test_cuda build/tests/test_worker \
