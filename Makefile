@@ -56,9 +56,10 @@ TESTS := $(TEST_SRC:tests/%.c=$(O)/tests/%)
 ifeq ($(HAVE_MPI),yes)
 MPI_CFLAGS := $(shell mpicc --showme:compile)
 MPI_LIBS := $(shell mpicc --showme:link)
-MASTER_MPI_OBJ := $(O)/src/mpi/master_mpi.o
-WORKER_MPI_OBJ := $(O)/src/mpi/worker_mpi.o
-$(MASTER_MPI_OBJ) $(WORKER_MPI_OBJ) $(O)/programs/tempo.o $(O)/programs/tempo_worker.o: CFLAGS += $(MPI_CFLAGS)
+# MPI launches and connects the ranks; the data travels over TCP streams (src/mpi/net.h)
+MASTER_MPI_OBJ := $(O)/src/mpi/master_mpi.o $(O)/src/mpi/net.o
+WORKER_MPI_OBJ := $(O)/src/mpi/worker_mpi.o $(O)/src/mpi/net.o
+$(sort $(MASTER_MPI_OBJ) $(WORKER_MPI_OBJ)) $(O)/programs/tempo.o $(O)/programs/tempo_worker.o: CFLAGS += $(MPI_CFLAGS)
 endif
 
 ifeq ($(HAVE_CUDA),yes)
@@ -156,4 +157,4 @@ $(O)/fuzz/%: tests/fuzz/%.c $(FUZZ_SRC) include/tempo/protocol.h include/tempo/w
 clean:
 	rm -rf build build-san
 
--include $(LIB_OBJ:.o=.d) $(TESTS:%=%.d) $(O)/programs/tempo.d $(O)/programs/tempo_worker.d $(O)/src/mpi/master_mpi.d $(O)/src/mpi/worker_mpi.d
+-include $(LIB_OBJ:.o=.d) $(TESTS:%=%.d) $(O)/programs/tempo.d $(O)/programs/tempo_worker.d $(O)/src/mpi/master_mpi.d $(O)/src/mpi/worker_mpi.d $(O)/src/mpi/net.d

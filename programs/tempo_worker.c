@@ -20,8 +20,9 @@
 static void help(void) {
   printf("usage: tempo-worker [--backend cpu|cuda] [--tf32] [--device N] [--relay-timeout S]\n"
          "\n"
-         "A Tempo worker: computes blinded matrix products for the master over MPI. Start it with\n"
-         "  mpirun -np 1 tempo train ... : -np N tempo-worker --backend cpu\n"
+         "A Tempo worker: computes blinded matrix products for the master. Open MPI starts it; the\n"
+         "data travels over TCP streams between the ranks. Start it with\n"
+         "  mpirun --mca orte_abort_on_non_zero_status 0 -np 1 tempo train ... : -np N tempo-worker\n"
          "\n"
          "  --backend NAME       cpu (OpenBLAS, default) or cuda (cuBLAS SGEMM; operands stay on the GPU)\n"
          "  --tf32               cuda: allow TF32 tensor cores (faster, ~1e-3 relative error; off by default)\n"

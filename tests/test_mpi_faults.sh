@@ -3,6 +3,8 @@
 #  1. a worker that stops answering mid-run (injected stall) is timed out, evicted, and the
 #     run finishes on the other worker;
 #  2. a real stall: one worker process SIGSTOPped mid-run; same outcome;
+#  2b. a worker process killed (SIGKILL) mid-run: its stream ends, it is evicted at once and
+#     the run finishes on the other (mpirun --mca orte_abort_on_non_zero_status 0);
 #  3. a cheating worker process (results scaled x1.05) is caught by verification and evicted;
 #  4. every worker stalls: the master writes checkpoint.ckpt, exits 1 with a message saying
 #     how to resume, and resuming from it completes the run.
@@ -39,6 +41,25 @@ cleanup_pid=$MPIPID; sleep 0.5
 for p in $workers; do kill -CONT "$p" 2>/dev/null; kill -9 "$p" 2>/dev/null; done
 wait "$cleanup_pid" 2>/dev/null
 echo "2. SIGSTOPped worker process: evicted by timeout, 400 steps done"
+
+"${MPIRUN[@]}" --mca orte_abort_on_non_zero_status 0 -np 1 "$B/tempo" "${ARGS[@]}" --max-steps 300 --out "$T/kill" \
+  : -np 2 "${W[@]}" > "$T/kill.log" 2>&1 &
+MPIPID=$!
+for _ in $(seq 900); do grep -q "^step 60 " "$T/kill.log" 2>/dev/null && break; sleep 0.1; done
+grep -q "^step 60 " "$T/kill.log" || { kill "$MPIPID"; cat "$T/kill.log"; fail "run did not reach step 60 in 90 s"; }
+workers=$(pgrep -P "$MPIPID" -x tempo-worker)
+victim=$(echo "$workers" | tail -1)
+[ -n "$victim" ] || fail "no worker process to kill"
+kill -KILL "$victim"
+for _ in $(seq 3000); do kill -0 "$MPIPID" 2>/dev/null || break; grep -q "^done: " "$T/kill.log" && break; sleep 0.1; done
+grep -q "evicting worker .: lost its connection" "$T/kill.log" || { cat "$T/kill.log"; fail "killed worker not evicted"; }
+grep -q "^done: 300 steps" "$T/kill.log" || { cat "$T/kill.log"; fail "run with a killed worker did not finish"; }
+grep -Eq "evicted 1\b" "$T/kill.log" || { cat "$T/kill.log"; fail "not exactly one eviction"; }
+[ -s "$T/kill/model.ckpt" ] || fail "no model.ckpt after the kill"
+for _ in $(seq 100); do kill -0 "$MPIPID" 2>/dev/null || break; sleep 0.1; done
+for p in $workers; do kill -9 "$p" 2>/dev/null; done
+wait "$MPIPID" 2>/dev/null
+echo "2b. SIGKILLed worker process: evicted when its stream ended, 300 steps done"
 
 MPIPID=
 timeout 120 "${MPIRUN[@]}" -np 1 "$B/tempo" "${ARGS[@]}" --max-steps 30 --out "$T/cheat" \

@@ -1,100 +1,222 @@
 /* master_mpi.c - the master side of the MPI transport (mpi.h, offload/transport.h).
- * Sends are non-blocking and zero-copy (an hindexed datatype over the envelope, the
- * header and the engine's segments, which the engine keeps unchanged until the step
- * end); replies are polled with MPI_Iprobe against a deadline, so a dead or stalled
- * worker can only cause a timeout, never a hang. A product's shared W' goes out once:
+ *
+ * MPI launches the ranks and tempo_net_mesh connects them; the data then travels over one
+ * TCP stream per worker (net.h says why). Each worker has a sender thread, which writes the
+ * engine's requests straight from the engine's buffers (zero-copy; the engine keeps them
+ * unchanged until the step end), so the master blinds the next block while earlier ones are
+ * on the wire, and a stalled worker's full socket holds up nobody else; and a reader thread,
+ * which turns the worker's frames into replies for the engine. A worker whose stream ends
+ * (process killed, host gone) or that sends a malformed frame is reported to the engine at
+ * once as lost; a silent one is timed out by the engine. A product's shared W' goes out once:
  * to the first worker of the group, which relays it along the chain (envelope.h). */
 #include <mpi.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "mpi/mpi.h"
+#include "mpi/net.h"
 #include "offload/transport.h"
 #include "tempo/common.h"
 #include "tempo/envelope.h"
 
-typedef struct {
-  bool used;
-  int rank;
-  MPI_Request req;
-  MPI_Datatype type;
+typedef struct job {
+  struct job *next;
   uint8_t env[TEMPO_ENV_SIZE];
   uint8_t hdr[TEMPO_MSG_HEADER_SIZE];
-} sendslot;
+  bool has_msg; /* false: SHUTDOWN (envelope only) */
+  int nseg;
+  const uint8_t *seg[4];
+  size_t seg_len[4];
+} job;
+
+typedef struct reply {
+  struct reply *next;
+  int worker;
+  bool lost;
+  uint8_t *data;
+  size_t len, cap;
+} reply;
+
+typedef struct net_tr net_tr;
 
 typedef struct {
+  net_tr *t;
+  int w;
+  int fd;
+  pthread_t tx, rx;
+  bool tx_started, rx_started;
+  pthread_cond_t tx_cv;
+  job *head, *tail; /* the sender's queue */
+  bool closing;     /* no more jobs; the sender exits when the queue is empty */
+  bool dead;        /* stream gone or worker evicted: jobs are dropped */
+} link;
+
+struct net_tr {
   tempo_transport base;
-  sendslot **slots;
-  int nslots;
-  uint8_t *rbuf;
-  size_t rcap;
+  pthread_mutex_t mu;
+  pthread_cond_t rx_cv;
+  link *links;
+  reply *inbox, *inbox_tail, *spare;
+  int nspare;
   bool relay; /* TEMPO_MPI_RELAY=0 turns the relay off */
-} mpi_tr;
+};
 
 static bool g_inited, g_lost;
+static int g_workers;
+static int *g_fds; /* the streams from tempo_net_mesh, handed to the (single) transport */
 
 bool tempo_mpi_launched(void) { return getenv("OMPI_COMM_WORLD_SIZE") != NULL; }
 
-static void progress(mpi_tr *t) {
-  for (int i = 0; i < t->nslots; i++) {
-    sendslot *s = t->slots[i];
-    if (!s->used) continue;
-    int done = 0;
-    if (MPI_Test(&s->req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS) done = 1, g_lost = true;
-    if (done) {
-      MPI_Type_free(&s->type);
-      s->used = false;
+/* ---- replies ---- */
+
+/* Under t->mu: a reply buffer, reusing a spare one (its pages are already touched). */
+static reply *take_spare(net_tr *t, size_t need) {
+  reply *best = NULL, **bp = NULL;
+  for (reply **p = &t->spare; *p; p = &(*p)->next)
+    if (!best || ((*p)->cap >= need && (best->cap < need || (*p)->cap < best->cap))) best = *p, bp = p;
+  if (best) {
+    *bp = best->next;
+    t->nspare--;
+    best->next = NULL;
+    return best;
+  }
+  return calloc(1, sizeof(reply));
+}
+
+static void give_spare(net_tr *t, reply *r) {
+  if (t->nspare >= 2 * t->base.n_workers + 4) {
+    free(r->data);
+    free(r);
+    return;
+  }
+  r->next = t->spare;
+  t->spare = r;
+  t->nspare++;
+}
+
+static void post(net_tr *t, reply *r) {
+  r->next = NULL;
+  if (t->inbox_tail) t->inbox_tail->next = r;
+  else t->inbox = r;
+  t->inbox_tail = r;
+  pthread_cond_signal(&t->rx_cv);
+}
+
+/* Under t->mu: the stream to l's worker is gone; tell the engine once (unless it evicted it). */
+static void lose(link *l, const char *why) {
+  net_tr *t = l->t;
+  if (l->dead) return;
+  l->dead = true;
+  if (!l->closing) g_lost = true; /* MPI_Finalize would wait for it */
+  shutdown(l->fd, SHUT_RDWR);
+  while (l->head) {
+    job *j = l->head;
+    l->head = j->next;
+    free(j);
+  }
+  l->tail = NULL;
+  pthread_cond_signal(&l->tx_cv);
+  if (l->closing) return; /* shutting down: nobody is listening */
+  fprintf(stderr, "tempo: worker %d: %s\n", l->w, why);
+  reply *r = take_spare(t, 0);
+  if (!r) return; /* out of memory: the engine times it out instead */
+  r->worker = l->w;
+  r->lost = true;
+  r->len = 0;
+  post(t, r);
+}
+
+static void *reader(void *arg) {
+  link *l = arg;
+  net_tr *t = l->t;
+  for (;;) {
+    uint64_t len = 0;
+    tempo_net_result res = tempo_net_frame_read(l->fd, TEMPO_NET_REPLY, TEMPO_ENV_MAX_MSG, 0, NULL, &len);
+    pthread_mutex_lock(&t->mu);
+    reply *r = res ? NULL : take_spare(t, len);
+    pthread_mutex_unlock(&t->mu);
+    if (r && r->cap < len) {
+      uint8_t *b = realloc(r->data, len ? len : 1);
+      if (b) r->data = b, r->cap = len;
+      else res = TEMPO_NET_BAD;
     }
+    if (!res && !r) res = TEMPO_NET_BAD;
+    if (!res) res = tempo_net_read(l->fd, r->data, len, 0, NULL);
+    pthread_mutex_lock(&t->mu);
+    if (res) {
+      if (r) give_spare(t, r);
+      lose(l, res == TEMPO_NET_BAD ? "sent a malformed frame; dropping its connection" : "connection lost");
+      pthread_mutex_unlock(&t->mu);
+      return NULL;
+    }
+    r->worker = l->w;
+    r->lost = false;
+    r->len = len;
+    if (l->dead) give_spare(t, r); /* evicted meanwhile: drop it */
+    else post(t, r);
+    pthread_mutex_unlock(&t->mu);
   }
 }
 
-static tempo_status get_slot(mpi_tr *t, sendslot **out) {
-  progress(t);
-  for (int i = 0; i < t->nslots; i++)
-    if (!t->slots[i]->used) return *out = t->slots[i], TEMPO_STATUS_OK;
-  sendslot **v = realloc(t->slots, (size_t)(t->nslots + 1) * sizeof *v);
-  if (!v) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "mpi: out of memory");
-  t->slots = v;
-  if (!(v[t->nslots] = calloc(1, sizeof **v))) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "mpi: out of memory");
-  *out = v[t->nslots++];
-  return TEMPO_STATUS_OK;
+/* ---- requests ---- */
+
+static void *sender(void *arg) {
+  link *l = arg;
+  net_tr *t = l->t;
+  pthread_mutex_lock(&t->mu);
+  for (;;) {
+    while (!l->head && !l->closing && !l->dead) pthread_cond_wait(&l->tx_cv, &t->mu);
+    if (!l->head) break; /* closing with an empty queue, or dead */
+    job *j = l->head;
+    l->head = j->next;
+    if (!l->head) l->tail = NULL;
+    pthread_mutex_unlock(&t->mu);
+    const void *part[6] = {j->env, j->hdr};
+    size_t len[6] = {TEMPO_ENV_SIZE, j->has_msg ? TEMPO_MSG_HEADER_SIZE : 0};
+    int n = 2;
+    for (int i = 0; i < j->nseg; i++) part[n] = j->seg[i], len[n++] = j->seg_len[i];
+    tempo_status st = tempo_net_send(l->fd, TEMPO_NET_REQ, n, part, len);
+    free(j);
+    pthread_mutex_lock(&t->mu);
+    if (st) lose(l, "connection lost");
+  }
+  pthread_mutex_unlock(&t->mu);
+  return NULL;
 }
 
-/* Sends envelope + header + the segments except number `skip` (-1: none). */
-static tempo_status post(mpi_tr *t, int worker, const tempo_envelope *env, const tempo_out_msg *m, int skip) {
-  sendslot *s;
-  tempo_status st = get_slot(t, &s);
-  if (st) return st;
-  tempo_env_write(env, s->env);
-  memcpy(s->hdr, m->header, TEMPO_MSG_HEADER_SIZE);
-  enum { CHUNK = 1 << 30, MAXB = 2 + 4 * 3 };
-  int len[MAXB], n = 0;
-  MPI_Aint disp[MAXB];
-  MPI_Get_address(s->env, &disp[n]), len[n++] = TEMPO_ENV_SIZE;
-  MPI_Get_address(s->hdr, &disp[n]), len[n++] = TEMPO_MSG_HEADER_SIZE;
-  uint64_t bytes = TEMPO_ENV_SIZE + TEMPO_MSG_HEADER_SIZE;
-  for (int i = 0; i < m->nseg; i++) {
-    if (i == skip) continue;
-    for (size_t off = 0; off < m->seg_len[i] && n < MAXB; off += CHUNK) {
-      size_t l = m->seg_len[i] - off < CHUNK ? m->seg_len[i] - off : CHUNK;
-      MPI_Get_address(m->seg[i] + off, &disp[n]), len[n++] = (int)l;
-      bytes += l;
+/* Queues envelope + header + the segments except number `skip` (-1: none) for `worker`. */
+static tempo_status queue(net_tr *t, int worker, const tempo_envelope *env, const tempo_out_msg *m, int skip) {
+  job *j = calloc(1, sizeof *j);
+  if (!j) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "mpi: out of memory");
+  tempo_env_write(env, j->env);
+  uint64_t bytes = TEMPO_NET_FRAME_SIZE + TEMPO_ENV_SIZE;
+  if (m) {
+    j->has_msg = true;
+    memcpy(j->hdr, m->header, TEMPO_MSG_HEADER_SIZE);
+    bytes += TEMPO_MSG_HEADER_SIZE;
+    for (int i = 0; i < m->nseg; i++) {
+      if (i == skip || !m->seg_len[i]) continue;
+      j->seg[j->nseg] = m->seg[i], j->seg_len[j->nseg++] = m->seg_len[i];
+      bytes += m->seg_len[i];
     }
   }
-  if (MPI_Type_create_hindexed(n, len, disp, MPI_BYTE, &s->type) != MPI_SUCCESS ||
-      MPI_Type_commit(&s->type) != MPI_SUCCESS)
-    return tempo_set_error(TEMPO_STATUS_WORKER, "mpi: cannot build a send datatype");
-  if (MPI_Isend(MPI_BOTTOM, 1, s->type, worker + 1, TEMPO_MPI_TAG_REQ, MPI_COMM_WORLD, &s->req) != MPI_SUCCESS) {
-    MPI_Type_free(&s->type);
-    g_lost = true;
-    return TEMPO_STATUS_OK; /* a lost worker: the engine times the task out */
+  link *l = &t->links[worker];
+  pthread_mutex_lock(&t->mu);
+  if (l->dead) {
+    free(j); /* a lost worker: the engine already knows */
+  } else {
+    if (l->tail) l->tail->next = j;
+    else l->head = j;
+    l->tail = j;
+    pthread_cond_signal(&l->tx_cv);
+    t->base.wire_up += bytes;
   }
-  s->used = true;
-  s->rank = worker + 1;
-  t->base.wire_up += bytes;
+  pthread_mutex_unlock(&t->mu);
   return TEMPO_STATUS_OK;
 }
 
@@ -115,18 +237,21 @@ static tempo_status mt_send(tempo_transport *tb, int worker, const tempo_out_msg
   tempo_envelope env;
   tempo_env_init(&env, TEMPO_ENV_REQUEST);
   env.msg_len = msg_len(m);
-  return post((mpi_tr *)tb, worker, &env, m, -1);
+  return queue((net_tr *)tb, worker, &env, m, -1);
 }
 
 static tempo_status mt_send_group(tempo_transport *tb, int n, const int *workers, const tempo_out_msg *msgs,
                                   int shared) {
-  mpi_tr *t = (mpi_tr *)tb;
+  net_tr *t = (net_tr *)tb;
   tempo_status st;
   if (!t->relay || n < 2) {
     for (int i = 0; i < n; i++)
       if ((st = mt_send(tb, workers[i], &msgs[i]))) return st;
     return TEMPO_STATUS_OK;
   }
+  for (int i = 0; i < n; i++)
+    if (workers[i] < 0 || workers[i] >= tb->n_workers)
+      return tempo_set_error(TEMPO_STATUS_INTERNAL, "mpi: no worker %d", workers[i]);
   uint8_t digest[32];
   crypto_generichash(digest, sizeof digest, msgs[0].seg[shared], msgs[0].seg_len[shared], NULL, 0);
   for (int i = 0; i < n; i++) {
@@ -145,146 +270,158 @@ static tempo_status mt_send_group(tempo_transport *tb, int n, const int *workers
       env.fwd_off = seg_off(m, shared);
       env.fwd_len = m->seg_len[shared];
     }
-    if ((st = post(t, workers[i], &env, m, i > 0 ? shared : -1))) return st;
+    if ((st = queue(t, workers[i], &env, m, i > 0 ? shared : -1))) return st;
   }
   return TEMPO_STATUS_OK;
 }
 
-/* Receives a matched message into t->rbuf, waiting at most max(timeout_s, 2 s) for its
- * bytes: a worker stopped in the middle of sending a large reply must not hang the master
- * (a blocking receive would wait for the rest forever). On timeout the pending receive is
- * abandoned together with its buffer (leaked on purpose: MPI may still write into it) and
- * false is returned. */
-static bool recv_bounded(mpi_tr *t, MPI_Message *msg, int count, double timeout_s) {
-  MPI_Request rq;
-  if (MPI_Imrecv(t->rbuf, count, MPI_BYTE, msg, &rq) != MPI_SUCCESS) return false;
-  const double deadline = tempo_now() + (timeout_s > 2.0 ? timeout_s : 2.0);
-  for (;;) {
-    int done = 0;
-    if (MPI_Test(&rq, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS) return false;
-    if (done) return true;
-    if (tempo_now() >= deadline) {
-      t->rbuf = NULL; /* owned by the abandoned request now */
-      t->rcap = 0;
-      return false;
-    }
-    struct timespec ts = {0, 100000};
-    nanosleep(&ts, NULL);
+static tempo_status mt_recv(tempo_transport *tb, double timeout_s, tempo_in_msg *m, bool *got) {
+  net_tr *t = (net_tr *)tb;
+  *got = false;
+  struct timespec until;
+  clock_gettime(CLOCK_MONOTONIC, &until);
+  double secs = timeout_s > 0 ? timeout_s : 0;
+  until.tv_sec += (time_t)secs;
+  until.tv_nsec += (long)((secs - (double)(time_t)secs) * 1e9);
+  if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+  pthread_mutex_lock(&t->mu);
+  while (!t->inbox)
+    if (pthread_cond_timedwait(&t->rx_cv, &t->mu, &until)) break;
+  reply *r = t->inbox;
+  if (r) {
+    t->inbox = r->next;
+    if (!t->inbox) t->inbox_tail = NULL;
   }
+  pthread_mutex_unlock(&t->mu);
+  if (!r) return TEMPO_STATUS_OK;
+  m->worker = r->worker;
+  m->data = r->data;
+  m->len = r->len;
+  m->lost = r->lost;
+  m->token = r;
+  *got = true;
+  return TEMPO_STATUS_OK;
 }
 
-static tempo_status mt_recv(tempo_transport *tb, double timeout_s, tempo_in_msg *m, bool *got) {
-  mpi_tr *t = (mpi_tr *)tb;
-  *got = false;
-  const double deadline = tempo_now() + (timeout_s > 0 ? timeout_s : 0);
-  long nap = 0;
-  for (;;) {
-    progress(t);
-    int flag = 0;
-    MPI_Status s;
-    MPI_Message msg;
-    if (MPI_Improbe(MPI_ANY_SOURCE, TEMPO_MPI_TAG_REPLY, MPI_COMM_WORLD, &flag, &msg, &s) != MPI_SUCCESS) flag = 0;
-    if (flag) {
-      int count = 0;
-      MPI_Get_count(&s, MPI_BYTE, &count);
-      const int src = s.MPI_SOURCE;
-      size_t need = count > 0 ? (size_t)count : 1;
-      bool fits = need <= TEMPO_ENV_MAX_MSG;
-      if (fits && need > t->rcap) {
-        uint8_t *b = realloc(t->rbuf, need);
-        if (b) t->rbuf = b, t->rcap = need;
-        fits = b != NULL;
-      }
-      if (!fits) { /* consume it truncated; an empty message fails the decoder */
-        uint8_t small[TEMPO_MSG_HEADER_SIZE];
-        MPI_Mrecv(small, (int)sizeof small, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
-        count = 0;
-      } else if (!recv_bounded(t, &msg, count, timeout_s)) {
-        count = 0; /* a sender that stopped mid-message: reported as an empty (undecodable) reply */
-      }
-      if (src < 1 || src > tb->n_workers) continue; /* not a worker rank: ignore */
-      m->worker = src - 1;
-      m->data = t->rbuf;
-      m->len = (size_t)count;
-      m->token = NULL;
-      *got = true;
-      return TEMPO_STATUS_OK;
-    }
-    if (tempo_now() >= deadline) return TEMPO_STATUS_OK;
-    if (nap < 1000000) nap = nap ? nap * 2 : 20000; /* 20 us .. 1 ms */
-    struct timespec ts = {0, nap};
-    nanosleep(&ts, NULL);
-  }
+static void mt_done(tempo_transport *tb, tempo_in_msg *m) {
+  net_tr *t = (net_tr *)tb;
+  if (!m->token) return;
+  pthread_mutex_lock(&t->mu);
+  give_spare(t, m->token);
+  pthread_mutex_unlock(&t->mu);
+  m->token = NULL;
 }
 
 static void mt_evict(tempo_transport *tb, int worker) {
-  mpi_tr *t = (mpi_tr *)tb;
-  g_lost = true; /* MPI_Finalize could wait for it forever */
-  for (int i = 0; i < t->nslots; i++) {
-    sendslot *s = t->slots[i];
-    if (!s->used || s->rank != worker + 1) continue;
-    MPI_Cancel(&s->req);
-    MPI_Request_free(&s->req);
-    MPI_Type_free(&s->type);
-    s->used = false;
+  net_tr *t = (net_tr *)tb;
+  if (worker < 0 || worker >= tb->n_workers) return;
+  pthread_mutex_lock(&t->mu);
+  link *l = &t->links[worker];
+  if (!l->dead) {
+    g_lost = true;
+    l->closing = true; /* the engine knows: no "lost" report */
+    lose(l, "evicted");
+    l->closing = false;
   }
+  pthread_mutex_unlock(&t->mu);
 }
 
-static void mt_done(tempo_transport *tb, tempo_in_msg *m) { (void)tb, m->token = NULL; }
+/* Joins th within ~seconds; false when it is still running. */
+static bool join_within(pthread_t th, double seconds) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  ts.tv_sec += (time_t)seconds;
+  return pthread_timedjoin_np(th, NULL, &ts) == 0;
+}
 
 static void mt_free(tempo_transport *tb) {
-  mpi_tr *t = (mpi_tr *)tb;
+  net_tr *t = (net_tr *)tb;
   if (!t) return;
-  /* SHUTDOWN to every worker; wait at most 5 s for the sends (a dead worker never takes them) */
+  const int n = tb->n_workers;
+  /* SHUTDOWN to every worker still there, after what is queued; 5 s for the queues to drain */
   tempo_envelope env;
   tempo_env_init(&env, TEMPO_ENV_SHUTDOWN);
-  tempo_out_msg m = {.nseg = 0};
-  for (int w = 0; w < tb->n_workers; w++) {
-    sendslot *s;
-    if (get_slot(t, &s)) break;
-    tempo_env_write(&env, s->env);
-    if (MPI_Isend(s->env, TEMPO_ENV_SIZE, MPI_BYTE, w + 1, TEMPO_MPI_TAG_REQ, MPI_COMM_WORLD, &s->req) == MPI_SUCCESS) {
-      MPI_Type_contiguous(1, MPI_BYTE, &s->type); /* freed with the slot like the others */
-      s->used = true;
-      s->rank = w + 1;
-    }
+  for (int w = 0; w < n; w++)
+    if (t->links[w].tx_started && queue(t, w, &env, NULL, -1)) break;
+  pthread_mutex_lock(&t->mu);
+  for (int w = 0; w < n; w++) {
+    t->links[w].closing = true;
+    pthread_cond_signal(&t->links[w].tx_cv);
   }
-  (void)m;
+  pthread_mutex_unlock(&t->mu);
   const double t0 = tempo_now();
-  bool pending = true;
-  while (pending && tempo_now() - t0 < 5.0) {
-    progress(t);
-    pending = false;
-    for (int i = 0; i < t->nslots; i++) pending = pending || t->slots[i]->used;
-    if (pending) {
-      struct timespec ts = {0, 200000};
-      nanosleep(&ts, NULL);
+  for (int w = 0; w < n; w++) {
+    link *l = &t->links[w];
+    if (!l->tx_started) continue;
+    double left = 5.0 - (tempo_now() - t0);
+    if (!join_within(l->tx, left > 0.5 ? left : 0.5)) { /* a stalled worker: break its stream */
+      pthread_mutex_lock(&t->mu);
+      g_lost = true;
+      lose(l, "did not take the shutdown");
+      pthread_mutex_unlock(&t->mu);
+      pthread_join(l->tx, NULL);
     }
   }
-  if (pending) g_lost = true;
-  for (int i = 0; i < t->nslots; i++)
-    if (!t->slots[i]->used) free(t->slots[i]); /* in-flight slots leak: MPI may still read them */
-  free(t->slots);
-  free(t->rbuf);
+  for (int w = 0; w < n; w++) { /* ends the readers (a worker that saw SHUTDOWN closes anyway) */
+    link *l = &t->links[w];
+    if (!l->rx_started) continue;
+    if (!join_within(l->rx, 2.0)) {
+      shutdown(l->fd, SHUT_RDWR);
+      pthread_join(l->rx, NULL);
+    }
+  }
+  for (int w = 0; w < n; w++) pthread_cond_destroy(&t->links[w].tx_cv);
+  tempo_net_close_all(g_fds + 1, n);
+  for (reply *r = t->inbox, *nx; r; r = nx) nx = r->next, free(r->data), free(r);
+  for (reply *r = t->spare, *nx; r; r = nx) nx = r->next, free(r->data), free(r);
+  pthread_cond_destroy(&t->rx_cv);
+  pthread_mutex_destroy(&t->mu);
+  free(t->links);
   free(t);
 }
 
 static const tempo_transport_ops mpi_ops = {mt_send, mt_recv, mt_done, mt_free, mt_send_group, mt_evict};
 
-static int g_workers;
-
 static tempo_status mpi_factory(int requested, tempo_transport **out) {
   (void)requested;
   *out = NULL;
-  if (sodium_init() < 0) return tempo_set_error(TEMPO_STATUS_INTERNAL, "libsodium failed to start");
-  mpi_tr *t = calloc(1, sizeof *t);
-  if (!t) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "mpi: out of memory");
+  if (!g_fds || g_fds[1] < 0)
+    return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "mpi: the workers' streams are already in use or gone");
+  net_tr *t = calloc(1, sizeof *t);
+  link *links = calloc((size_t)g_workers, sizeof *links);
+  if (!t || !links) {
+    free(t), free(links);
+    return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "mpi: out of memory");
+  }
   t->base.ops = &mpi_ops;
   t->base.n_workers = g_workers;
+  t->links = links;
   const char *to = getenv("TEMPO_WORKER_TIMEOUT");
   if (to && atof(to) > 0) t->base.timeout_s = atof(to);
   const char *r = getenv("TEMPO_MPI_RELAY");
   t->relay = !(r && !strcmp(r, "0"));
+  pthread_mutex_init(&t->mu, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&t->rx_cv, &ca);
+  pthread_condattr_destroy(&ca);
+  tempo_status st = TEMPO_STATUS_OK;
+  for (int w = 0; w < g_workers; w++) {
+    link *l = &links[w];
+    l->t = t, l->w = w, l->fd = g_fds[w + 1];
+    pthread_cond_init(&l->tx_cv, NULL);
+  }
+  for (int w = 0; w < g_workers && !st; w++) {
+    link *l = &links[w];
+    l->tx_started = pthread_create(&l->tx, NULL, sender, l) == 0;
+    l->rx_started = l->tx_started && pthread_create(&l->rx, NULL, reader, l) == 0;
+    if (!l->rx_started) st = tempo_set_error(TEMPO_STATUS_NO_MEMORY, "mpi: cannot start the threads of worker %d", w);
+  }
+  if (st) {
+    mt_free(&t->base);
+    return st;
+  }
   *out = &t->base;
   return TEMPO_STATUS_OK;
 }
@@ -301,6 +438,15 @@ tempo_status tempo_mpi_master_init(int *argc, char ***argv, int *n_workers) {
     return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT,
                            "under mpirun the master must be rank 0 with workers after it: "
                            "mpirun -np 1 tempo train ... : -np N tempo-worker --backend cpu");
+  if (sodium_init() < 0) return tempo_set_error(TEMPO_STATUS_INTERNAL, "libsodium failed to start");
+  g_fds = malloc((size_t)world * sizeof *g_fds);
+  if (!g_fds) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "mpi: out of memory");
+  tempo_status st = tempo_net_mesh(g_fds, world);
+  if (st) return st;
+  const char *abort_opt = getenv("OMPI_MCA_orte_abort_on_non_zero_status");
+  if (!abort_opt || strcmp(abort_opt, "0"))
+    fprintf(stderr, "tempo: note: mpirun ends the whole job if a worker dies; launch with "
+                    "'--mca orte_abort_on_non_zero_status 0' to train on with the others\n");
   g_workers = world - 1;
   *n_workers = g_workers;
   tempo_transport_set_factory(mpi_factory);
@@ -310,5 +456,7 @@ tempo_status tempo_mpi_master_init(int *argc, char ***argv, int *n_workers) {
 void tempo_mpi_master_finalize(void) {
   if (!g_inited) return;
   g_inited = false;
-  if (!g_lost) MPI_Finalize();
+  free(g_fds);
+  g_fds = NULL;
+  if (!g_lost) MPI_Finalize(); /* Open MPI 4.1 may wait forever for a lost rank */
 }

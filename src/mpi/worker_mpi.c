@@ -1,53 +1,74 @@
-/* worker_mpi.c - the worker side of the MPI transport (mpi.h): receive an envelope and
- * its message from rank 0, take the relayed range from another worker (digest-checked)
- * and forward our range onwards, run the worker core, send the reply. Every received
- * byte is untrusted: the envelope and the message are validated before use, and a bad
+/* worker_mpi.c - the worker side of the MPI transport (mpi.h). MPI starts the ranks and
+ * tempo_net_mesh connects them; then the worker reads envelope + message frames from the
+ * master's stream, takes the relayed range from another worker's stream (digest-checked),
+ * forwards its own range onwards (a forwarding thread, so a slow peer never holds up this
+ * worker's compute), runs the worker core and writes the reply. Every received byte is
+ * untrusted: frames, the envelope and the message are validated before use, and a bad
  * request gets an ERROR reply. */
 #include <mpi.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "mpi/mpi.h"
+#include "mpi/net.h"
 #include "tempo/common.h"
 #include "tempo/envelope.h"
 
-#define MAX_FWD 16
+/* ---- forwarding thread ---- */
+
+typedef struct fwd_job {
+  struct fwd_job *next;
+  int to; /* rank */
+  uint8_t *buf;
+  size_t len;
+} fwd_job;
 
 typedef struct {
-  MPI_Request req;
-  uint8_t *buf;
-} fwd_slot;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  pthread_t th;
+  fwd_job *head, *tail;
+  bool stop;
+  int *fds; /* the mesh; a peer whose stream fails is closed (fd -1) */
+} forwarder;
 
-static void reap(fwd_slot *f, bool wait_all) {
-  for (int i = 0; i < MAX_FWD; i++) {
-    if (!f[i].buf) continue;
-    int done = 0;
-    if (MPI_Test(&f[i].req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS) done = 1;
-    if (!done && wait_all) { /* shutdown: give a dead peer 2 s, then drop it */
-      double t0 = tempo_now();
-      while (!done && tempo_now() - t0 < 2.0) {
-        if (MPI_Test(&f[i].req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS) done = 1;
-      }
-    }
-    if (done) {
-      free(f[i].buf);
-      f[i].buf = NULL;
-    }
+static void *forward_loop(void *arg) {
+  forwarder *f = arg;
+  pthread_mutex_lock(&f->mu);
+  for (;;) {
+    while (!f->head && !f->stop) pthread_cond_wait(&f->cv, &f->mu);
+    if (!f->head) break;
+    fwd_job *j = f->head;
+    f->head = j->next;
+    if (!f->head) f->tail = NULL;
+    int fd = f->fds[j->to];
+    pthread_mutex_unlock(&f->mu);
+    const void *part[1] = {j->buf};
+    size_t len[1] = {j->len};
+    bool ok = fd >= 0 && !tempo_net_send(fd, TEMPO_NET_RELAY, 1, part, len);
+    if (!ok && fd >= 0) fprintf(stderr, "tempo-worker: relay to rank %d failed: %s\n", j->to, tempo_errmsg());
+    free(j->buf);
+    free(j);
+    pthread_mutex_lock(&f->mu);
   }
+  pthread_mutex_unlock(&f->mu);
+  return NULL;
 }
 
-/* Sends a copy of bytes [off, off+len) of the message (spread over the view) to rank to. */
-static tempo_status forward(fwd_slot *f, const tempo_msg_view *v, uint64_t off, uint64_t len, int to) {
-  int k = -1;
-  for (int i = 0; i < MAX_FWD && k < 0; i++)
-    if (!f[i].buf) k = i;
-  if (k < 0) return tempo_set_error(TEMPO_STATUS_WORKER, "worker: too many relays in flight");
-  uint8_t *b = malloc(len);
-  if (!b) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "worker: out of memory for a relay");
+/* Queues a copy of bytes [off, off+len) of the message (spread over the view) for rank to. */
+static tempo_status forward(forwarder *f, const tempo_msg_view *v, uint64_t off, uint64_t len, int to) {
+  fwd_job *j = calloc(1, sizeof *j);
+  uint8_t *b = len <= SIZE_MAX ? malloc(len ? len : 1) : NULL;
+  if (!j || !b) {
+    free(j), free(b);
+    return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "worker: out of memory for a relay");
+  }
   /* the message bytes in order: header, then the segments */
   const uint8_t *part[5] = {v->header};
   size_t plen[5] = {TEMPO_MSG_HEADER_SIZE};
@@ -62,50 +83,55 @@ static tempo_status forward(fwd_slot *f, const tempo_msg_view *v, uint64_t off, 
     }
     base += plen[i];
   }
-  if (done != len || len > (uint64_t)INT32_MAX) {
-    free(b);
+  if (done != len) {
+    free(j), free(b);
     return tempo_set_error(TEMPO_STATUS_CORRUPT, "worker: forward range outside the message");
   }
-  if (MPI_Isend(b, (int)len, MPI_BYTE, to, TEMPO_MPI_TAG_RELAY, MPI_COMM_WORLD, &f[k].req) != MPI_SUCCESS) {
-    free(b);
-    return tempo_set_error(TEMPO_STATUS_WORKER, "worker: cannot forward to rank %d", to);
-  }
-  f[k].buf = b;
+  j->to = to, j->buf = b, j->len = len;
+  pthread_mutex_lock(&f->mu);
+  if (f->tail) f->tail->next = j;
+  else f->head = j;
+  f->tail = j;
+  pthread_cond_signal(&f->cv);
+  pthread_mutex_unlock(&f->mu);
   return TEMPO_STATUS_OK;
 }
 
-/* Receives the relayed range into *buf within timeout_s; a wrong size or digest fails. */
-static tempo_status take_relay(const tempo_envelope *e, uint8_t **buf, size_t *cap, double timeout_s) {
-  if (e->relay_len > (uint64_t)INT32_MAX) return tempo_set_error(TEMPO_STATUS_CORRUPT, "worker: relay too large");
+/* ---- requests ---- */
+
+static pid_t g_parent;
+/* A worker whose launcher is gone (parent pid changed) exits instead of waiting forever for a
+ * master that died without a SHUTDOWN. */
+static bool orphaned(void) { return getppid() != g_parent; }
+
+/* Receives the relayed range from rank e->relay_from into *buf within timeout_s; a wrong
+ * size or digest fails. A stream that times out mid-frame cannot be resynchronised: it is
+ * closed, and later relays from that peer fail at once. */
+static tempo_status take_relay(const tempo_envelope *e, forwarder *f, uint8_t **buf, size_t *cap, double timeout_s) {
+  int *fds = f->fds;
+  pthread_mutex_lock(&f->mu);
+  int fd = fds[e->relay_from];
+  pthread_mutex_unlock(&f->mu);
+  if (fd < 0) return tempo_set_error(TEMPO_STATUS_WORKER, "worker: the stream from rank %d is closed", e->relay_from);
   if (*cap < e->relay_len) {
     uint8_t *b = realloc(*buf, e->relay_len);
     if (!b) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "worker: out of memory for a relay");
     *buf = b, *cap = e->relay_len;
   }
-  MPI_Request r;
-  MPI_Status s;
-  if (MPI_Irecv(*buf, (int)e->relay_len, MPI_BYTE, e->relay_from, TEMPO_MPI_TAG_RELAY, MPI_COMM_WORLD, &r) !=
-      MPI_SUCCESS)
-    return tempo_set_error(TEMPO_STATUS_WORKER, "worker: cannot receive the relay");
-  int done = 0;
-  const double t0 = tempo_now();
-  while (!done) {
-    if (MPI_Test(&r, &done, &s) != MPI_SUCCESS)
-      return tempo_set_error(TEMPO_STATUS_WORKER, "worker: relay from rank %d failed", e->relay_from);
-    if (done) break;
-    if (tempo_now() - t0 > timeout_s) {
-      MPI_Cancel(&r);
-      MPI_Wait(&r, MPI_STATUS_IGNORE);
-      return tempo_set_error(TEMPO_STATUS_WORKER, "worker: relay from rank %d did not arrive", e->relay_from);
-    }
-    struct timespec ts = {0, 20000};
-    nanosleep(&ts, NULL);
+  const double deadline = tempo_now() + timeout_s;
+  uint64_t len = 0;
+  tempo_net_result r = tempo_net_frame_read(fd, TEMPO_NET_RELAY, TEMPO_ENV_MAX_MSG, deadline, orphaned, &len);
+  if (!r && len != e->relay_len) r = TEMPO_NET_BAD;
+  if (!r) r = tempo_net_read(fd, *buf, len, deadline, orphaned);
+  if (r) {
+    pthread_mutex_lock(&f->mu);
+    tempo_net_close_all(&fds[e->relay_from], 1);
+    pthread_mutex_unlock(&f->mu);
+    return tempo_set_error(TEMPO_STATUS_WORKER, "worker: relay from rank %d %s", e->relay_from,
+                           r == TEMPO_NET_TIMEOUT ? "did not arrive in time"
+                           : r == TEMPO_NET_BAD   ? "was malformed or of the wrong size"
+                                                  : "failed: connection lost");
   }
-  int count = 0;
-  MPI_Get_count(&s, MPI_BYTE, &count);
-  if ((uint64_t)count != e->relay_len)
-    return tempo_set_error(TEMPO_STATUS_CORRUPT, "worker: relay of %d bytes, expected %llu", count,
-                           (unsigned long long)e->relay_len);
   uint8_t d[32];
   crypto_generichash(d, sizeof d, *buf, e->relay_len, NULL, 0);
   if (sodium_memcmp(d, e->digest, 32) != 0)
@@ -114,89 +140,108 @@ static tempo_status take_relay(const tempo_envelope *e, uint8_t **buf, size_t *c
   return TEMPO_STATUS_OK;
 }
 
+static tempo_status send_reply(int fd, const tempo_msgbuf *reply, int rank) {
+  const void *part[1] = {reply->data};
+  size_t len[1] = {reply->len};
+  if (tempo_net_send(fd, TEMPO_NET_REPLY, 1, part, len))
+    return tempo_set_error(TEMPO_STATUS_WORKER, "worker %d: lost the master", rank);
+  return TEMPO_STATUS_OK;
+}
+
+/* Validates a received envelope + message, takes the relay, queues the forward, and builds
+ * the message view. */
+static tempo_status parse_request(const uint8_t *raw, size_t count, int rank, int world, forwarder *f,
+                                  double relay_timeout_s, uint8_t **relay, size_t *relay_cap, tempo_envelope *env,
+                                  tempo_msg_view *v) {
+  tempo_status st = tempo_env_read(raw, count, rank, world, env);
+  if (st || env->kind == TEMPO_ENV_SHUTDOWN) return st;
+  if ((uint64_t)count - TEMPO_ENV_SIZE != tempo_env_inline_bytes(env))
+    return tempo_set_error(TEMPO_STATUS_CORRUPT, "worker: %zu inline bytes, envelope says %llu",
+                           count - (size_t)TEMPO_ENV_SIZE, (unsigned long long)tempo_env_inline_bytes(env));
+  if (env->relay_len && (st = take_relay(env, f, relay, relay_cap, relay_timeout_s))) return st;
+  /* the message: header, [inline up to the hole], [relayed], [inline after the hole] */
+  const uint8_t *m = raw + TEMPO_ENV_SIZE;
+  *v = (tempo_msg_view){.header = m, .stable = false};
+  const uint64_t hole = env->relay_len ? env->relay_off : env->msg_len;
+  v->seg[v->nseg] = m + TEMPO_MSG_HEADER_SIZE, v->seg_len[v->nseg++] = hole - TEMPO_MSG_HEADER_SIZE;
+  if (env->relay_len) {
+    v->seg[v->nseg] = *relay, v->seg_len[v->nseg++] = env->relay_len;
+    v->seg[v->nseg] = m + hole, v->seg_len[v->nseg++] = env->msg_len - hole - env->relay_len;
+  }
+  if (env->relay_to >= 0) st = forward(f, v, env->fwd_off, env->fwd_len, env->relay_to);
+  return st;
+}
+
 tempo_status tempo_mpi_worker_main(int *argc, char ***argv, tempo_worker *w, double relay_timeout_s) {
   int provided, rank = 0, world = 0;
+  g_parent = getppid();
   if (MPI_Init_thread(argc, argv, MPI_THREAD_SINGLE, &provided) != MPI_SUCCESS)
     return tempo_set_error(TEMPO_STATUS_WORKER, "MPI_Init failed");
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &world);
-  tempo_status st = TEMPO_STATUS_OK;
   if (rank == 0) {
-    st = tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT,
-                         "tempo-worker is rank 0; launch the master first: mpirun -np 1 tempo train ... : -np N "
-                         "tempo-worker");
+    tempo_status st = tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT,
+                                      "tempo-worker is rank 0; launch the master first: mpirun -np 1 tempo train ... "
+                                      ": -np N tempo-worker");
     MPI_Abort(MPI_COMM_WORLD, 2);
     return st;
   }
   if (sodium_init() < 0) return tempo_set_error(TEMPO_STATUS_INTERNAL, "libsodium failed to start");
+  int *fds = malloc((size_t)world * sizeof *fds);
+  if (!fds) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "worker: out of memory");
+  tempo_status st = tempo_net_mesh(fds, world);
+  if (st) {
+    free(fds);
+    MPI_Finalize();
+    return st;
+  }
+  forwarder f = {.fds = fds};
+  pthread_mutex_init(&f.mu, NULL);
+  pthread_cond_init(&f.cv, NULL);
+  if (pthread_create(&f.th, NULL, forward_loop, &f)) {
+    tempo_net_close_all(fds, world);
+    free(fds);
+    return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "worker: cannot start the forwarding thread");
+  }
   uint8_t *raw = NULL, *relay = NULL;
   size_t raw_cap = 0, relay_cap = 0;
   tempo_msgbuf reply = {0};
-  fwd_slot fwd[MAX_FWD];
-  memset(fwd, 0, sizeof fwd);
+  const int master = fds[0];
+  bool master_gone = false;
   for (;;) {
-    MPI_Status s;
-    /* poll, so that a worker whose launcher is gone (parent pid changed) exits instead of
-     * waiting forever for a master that died without a SHUTDOWN */
-    int flag = 0;
-    long nap = 0;
-    const pid_t parent = getppid();
-    while (!flag) {
-      if (MPI_Iprobe(0, TEMPO_MPI_TAG_REQ, MPI_COMM_WORLD, &flag, &s) != MPI_SUCCESS) break;
-      if (flag) break;
-      if (getppid() != parent) break;
-      if (nap < 1000000) nap = nap ? nap * 2 : 10000; /* 10 us .. 1 ms */
-      struct timespec ts = {0, nap};
-      nanosleep(&ts, NULL);
-      reap(fwd, false);
+    uint64_t len = 0;
+    tempo_net_result r =
+        tempo_net_frame_read(master, TEMPO_NET_REQ, TEMPO_ENV_SIZE + TEMPO_ENV_MAX_MSG, 0, orphaned, &len);
+    if (!r && len > raw_cap) {
+      uint8_t *b = realloc(raw, len ? len : 1);
+      if (b) raw = b, raw_cap = len;
+      else r = TEMPO_NET_BAD;
     }
-    if (!flag) {
-      fprintf(stderr, "tempo-worker %d: lost the master and its launcher; exiting\n", rank);
-      _exit(1); /* MPI_Finalize would wait for the master */
+    if (!r) r = tempo_net_read(master, raw, len, 0, orphaned);
+    if (r) {
+      /* a malformed frame cannot be skipped in a stream; the master (trusted, but its bytes
+       * are checked like everyone's) gets an ERROR reply and the stream ends */
+      if (r == TEMPO_NET_BAD && !tempo_msg_encode_error(&reply, 0, TEMPO_STATUS_CORRUPT, "worker: malformed frame"))
+        (void)send_reply(master, &reply, rank);
+      fprintf(stderr, "tempo-worker %d: %s\n", rank,
+              r == TEMPO_NET_BAD ? "malformed frame from the master; exiting" : "the master closed our stream");
+      st = r == TEMPO_NET_BAD ? tempo_set_error(TEMPO_STATUS_CORRUPT, "malformed frame from the master") : st;
+      master_gone = r != TEMPO_NET_BAD;
+      break;
     }
-    int count = 0;
-    MPI_Get_count(&s, MPI_BYTE, &count);
-    reap(fwd, false);
-    const size_t need = count > 0 ? (size_t)count : TEMPO_ENV_SIZE;
-    if (need > raw_cap && need <= TEMPO_ENV_SIZE + TEMPO_ENV_MAX_MSG) {
-      uint8_t *b = realloc(raw, need);
-      if (b) raw = b, raw_cap = need;
-    }
-    if (need > raw_cap) { /* oversized or no memory: take it truncated (consumed) and refuse */
-      uint8_t small[TEMPO_ENV_SIZE];
-      MPI_Recv(small, (int)sizeof small, MPI_BYTE, 0, TEMPO_MPI_TAG_REQ, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-      tempo_status e = tempo_msg_encode_error(&reply, 0, TEMPO_STATUS_CORRUPT, "worker: request too large");
-      if (!e) MPI_Send(reply.data, (int)reply.len, MPI_BYTE, 0, TEMPO_MPI_TAG_REPLY, MPI_COMM_WORLD);
-      continue;
-    }
-    MPI_Recv(raw, count, MPI_BYTE, 0, TEMPO_MPI_TAG_REQ, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
     tempo_envelope env;
-    tempo_status est = tempo_env_read(raw, (size_t)count, rank, world, &env);
+    tempo_msg_view v;
+    tempo_status est =
+        parse_request(raw, (size_t)len, rank, world, &f, relay_timeout_s, &relay, &relay_cap, &env, &v);
     if (!est && env.kind == TEMPO_ENV_SHUTDOWN) break;
-    if (!est && (uint64_t)count - TEMPO_ENV_SIZE != tempo_env_inline_bytes(&env))
-      est = tempo_set_error(TEMPO_STATUS_CORRUPT, "worker: %d inline bytes, envelope says %llu",
-                            count - (int)TEMPO_ENV_SIZE, (unsigned long long)tempo_env_inline_bytes(&env));
-    if (!est && env.relay_len) est = take_relay(&env, &relay, &relay_cap, relay_timeout_s);
-    /* the message: header, [inline up to the hole], [relayed], [inline after the hole] */
-    const uint8_t *m = raw + TEMPO_ENV_SIZE;
-    tempo_msg_view v = {.header = m, .stable = false};
-    if (!est) {
-      const uint64_t hole = env.relay_len ? env.relay_off : env.msg_len;
-      v.seg[v.nseg] = m + TEMPO_MSG_HEADER_SIZE, v.seg_len[v.nseg++] = hole - TEMPO_MSG_HEADER_SIZE;
-      if (env.relay_len) {
-        v.seg[v.nseg] = relay, v.seg_len[v.nseg++] = env.relay_len;
-        v.seg[v.nseg] = m + hole, v.seg_len[v.nseg++] = env.msg_len - hole - env.relay_len;
-      }
-      if (env.relay_to >= 0) est = forward(fwd, &v, env.fwd_off, env.fwd_len, env.relay_to);
-    }
     bool send = true;
     if (est) {
       char text[512];
       snprintf(text, sizeof text, "%s", tempo_errmsg());
       uint64_t task = 0;
       tempo_msg_header h;
-      if ((size_t)count >= TEMPO_ENV_SIZE + TEMPO_MSG_HEADER_SIZE &&
+      if (len >= TEMPO_ENV_SIZE + TEMPO_MSG_HEADER_SIZE &&
           !tempo_msg_header_read(raw + TEMPO_ENV_SIZE, TEMPO_MSG_HEADER_SIZE, &h))
         task = h.task_id;
       st = tempo_msg_encode_error(&reply, task, est, text);
@@ -204,12 +249,31 @@ tempo_status tempo_mpi_worker_main(int *argc, char ***argv, tempo_worker *w, dou
       st = tempo_worker_handle(w, &v, &reply, &send);
     }
     if (st) break; /* out of memory even for an ERROR reply */
-    if (send && MPI_Send(reply.data, (int)reply.len, MPI_BYTE, 0, TEMPO_MPI_TAG_REPLY, MPI_COMM_WORLD) != MPI_SUCCESS) {
-      st = tempo_set_error(TEMPO_STATUS_WORKER, "worker %d: lost the master", rank);
-      break;
-    }
+    if (send && (st = send_reply(master, &reply, rank))) break;
   }
-  reap(fwd, true);
+  pthread_mutex_lock(&f.mu);
+  f.stop = true;
+  pthread_cond_signal(&f.cv);
+  pthread_mutex_unlock(&f.mu);
+  if (master_gone) {
+    /* The master evicted us, or died. Exiting now would make mpirun end the whole job
+     * (a rank that leaves without MPI_Finalize), and MPI_Finalize would wait for the master:
+     * idle until mpirun ends the job or our launcher is gone. */
+    while (!orphaned()) sleep(1);
+    _exit(1);
+  }
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += 2;
+  if (pthread_timedjoin_np(f.th, NULL, &until)) { /* a dead peer: break its stream */
+    for (int i = 1; i < world; i++)
+      if (i != rank && fds[i] >= 0) shutdown(fds[i], SHUT_RDWR);
+    pthread_join(f.th, NULL);
+  }
+  pthread_cond_destroy(&f.cv);
+  pthread_mutex_destroy(&f.mu);
+  tempo_net_close_all(fds, world);
+  free(fds);
   free(raw);
   free(relay);
   tempo_msgbuf_free(&reply);

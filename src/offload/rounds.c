@@ -89,7 +89,8 @@ void tempo_rounds_take_stats(tempo_rounds *r, tempo_mm_stats *run, tempo_mm_stat
 /* ---- workers: failures, eviction, choice ---- */
 
 static const char *const why_text[] = {"failed verification", "timed out", "sent an error reply",
-                                       "sent a malformed reply", "sent a reply for another task"};
+                                       "sent a malformed reply", "sent a reply for another task",
+                                       "lost its connection"};
 
 const char *tempo_rounds_why(int why) { return why_text[why]; }
 
@@ -97,6 +98,8 @@ void tempo_rounds_worker_failed(tempo_rounds *r, int w, int why) {
   if (why == TEMPO_WHY_VERIFY) r->st.verify_failures++;
   else if (why == TEMPO_WHY_TIMEOUT) r->st.timeouts++, r->no_relay = true;
   else r->st.worker_errors++;
+  /* a lost connection cannot recover: evict at once */
+  if (why == TEMPO_WHY_LOST && r->fails[w] < TEMPO_ROUNDS_MAX_FAILURES - 1) r->fails[w] = TEMPO_ROUNDS_MAX_FAILURES - 1;
   r->fails[w]++;
   if (r->live[w] && r->fails[w] >= TEMPO_ROUNDS_MAX_FAILURES) {
     r->live[w] = false;
@@ -104,8 +107,11 @@ void tempo_rounds_worker_failed(tempo_rounds *r, int w, int why) {
     r->st.evictions++;
     r->tr->evicted++;
     if (r->notify_evict && r->tr->ops->evict) r->tr->ops->evict(r->tr, w);
-    fprintf(stderr, "tempo: %sevicting worker %d: %s %d times\n", r->evict_prefix ? r->evict_prefix : "", w,
-            why_text[why], r->fails[w]);
+    if (why == TEMPO_WHY_LOST)
+      fprintf(stderr, "tempo: %sevicting worker %d: %s\n", r->evict_prefix ? r->evict_prefix : "", w, why_text[why]);
+    else
+      fprintf(stderr, "tempo: %sevicting worker %d: %s %d times\n", r->evict_prefix ? r->evict_prefix : "", w,
+              why_text[why], r->fails[w]);
   }
 }
 
@@ -217,6 +223,12 @@ static tempo_status handle(tempo_rounds *r, tempo_round *rd, const tempo_in_msg 
   const uint8_t *pay;
   if (w < 0 || w >= r->nw)
     return tempo_set_error(TEMPO_STATUS_INTERNAL, "%s: reply from unknown worker %d", r->name, w);
+  if (m->lost) { /* evicts w and reassigns everything it had */
+    if (!r->live[w]) return TEMPO_STATUS_OK;
+    tempo_round_task *t = pending_of(rd, w, 0, false);
+    if (!t) return tempo_rounds_worker_failed(r, w, TEMPO_WHY_LOST), TEMPO_STATUS_OK;
+    return rd->on_failure(rd, t, w, TEMPO_WHY_LOST);
+  }
   if (tempo_msg_decode(m->data, m->len, &h, &pay))
     return rd->on_failure(rd, pending_of(rd, w, 0, false), w, TEMPO_WHY_MALFORMED);
   tempo_round_task *t = pending_of(rd, w, h.task_id, true);
@@ -290,7 +302,11 @@ tempo_status tempo_rounds_release(tempo_rounds *r, bool count_naive) {
     if ((st = recv_msg(r, left, &m, &got)) || !got) continue;
     tempo_msg_header h;
     const uint8_t *pay;
-    if (m.worker >= 0 && m.worker < r->nw && !tempo_msg_decode(m.data, m.len, &h, &pay) && h.op == TEMPO_OP_ACK &&
+    if (m.lost && m.worker >= 0 && m.worker < r->nw && want[m.worker]) {
+      tempo_rounds_worker_failed(r, m.worker, TEMPO_WHY_LOST);
+      want[m.worker] = 0;
+      pending--;
+    } else if (!m.lost && m.worker >= 0 && m.worker < r->nw && !tempo_msg_decode(m.data, m.len, &h, &pay) && h.op == TEMPO_OP_ACK &&
         want[m.worker] && h.task_id == want[m.worker]) {
       want[m.worker] = 0;
       pending--;

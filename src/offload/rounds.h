@@ -21,7 +21,7 @@
 #define TEMPO_ROUNDS_ABANDONED 8    /* timed-out task ids remembered per worker */
 
 /* Why a worker failed a task (the eviction message names it). */
-enum { TEMPO_WHY_VERIFY, TEMPO_WHY_TIMEOUT, TEMPO_WHY_ERROR, TEMPO_WHY_MALFORMED, TEMPO_WHY_OTHER_TASK };
+enum { TEMPO_WHY_VERIFY, TEMPO_WHY_TIMEOUT, TEMPO_WHY_ERROR, TEMPO_WHY_MALFORMED, TEMPO_WHY_OTHER_TASK, TEMPO_WHY_LOST };
 
 typedef struct {
   const char *name;         /* "engine" or "shield": prefix of error messages */

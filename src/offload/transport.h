@@ -25,6 +25,7 @@ typedef struct {
   int worker;          /* who sent it */
   const uint8_t *data; /* header + payload, untrusted */
   size_t len;
+  bool lost;   /* no message: the worker's connection is gone (process died); evict it now */
   void *token; /* the transport's; give the message back with done() */
 } tempo_in_msg;
 

@@ -128,6 +128,7 @@ static tempo_status ip_recv(tempo_transport *tb, double timeout_s, tempo_in_msg 
   m->worker = r->worker;
   m->data = r->buf.data;
   m->len = r->buf.len;
+  m->lost = false;
   m->token = r;
   *got = true;
   return TEMPO_STATUS_OK;
