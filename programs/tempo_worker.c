@@ -27,9 +27,11 @@ static void help(void) {
          "  --backend NAME       cpu (OpenBLAS, default) or cuda (cuBLAS SGEMM; operands stay on the GPU)\n"
          "  --tf32               cuda: allow TF32 tensor cores (faster, ~1e-3 relative error; off by default)\n"
          "  --device N           cuda: GPU number (default: local rank modulo the GPU count)\n"
-         "  --relay-timeout S    seconds to wait for an operand relayed by another worker (default 30)\n"
+         "  --relay-timeout S    seconds to wait for an operand or dW' sum from another worker (default 30)\n"
          "  --fault KIND[:START[:PERIOD]]  TESTS ONLY: cheat (wrong-element, scale, stale, zero,\n"
-         "                       other-task, error-reply, no-reply) on result requests from START\n"
+         "                       other-task, error-reply, no-reply) on result requests from START,\n"
+         "                       or bad-sum[:START]: corrupt the dW' sums passed on from the START-th\n"
+         "                       reduction on\n"
          "  -h, --help           this help\n");
 }
 
@@ -62,6 +64,7 @@ int main(int argc, char **argv) {
   int device = -1;
   double relay_timeout = 30.0;
   tempo_worker_fault fault = {TEMPO_FAULT_NONE, 0, 1};
+  long bad_sum_from = -1;
   static const struct option opts[] = {{"backend", required_argument, 0, 'b'}, {"tf32", no_argument, 0, 't'},
                                        {"device", required_argument, 0, 'd'},
                                        {"relay-timeout", required_argument, 0, 'r'},
@@ -91,7 +94,14 @@ int main(int argc, char **argv) {
       break;
     }
     case 'f':
-      if (!parse_fault(optarg, &fault)) return usage("bad --fault", optarg);
+      if (!strncmp(optarg, "bad-sum", 7) && (optarg[7] == '\0' || optarg[7] == ':')) {
+        char *end = NULL;
+        bad_sum_from = optarg[7] ? strtol(optarg + 8, &end, 10) : 0;
+        if ((optarg[7] && (*end || end == optarg + 8)) || bad_sum_from < 0) return usage("bad --fault", optarg);
+        fprintf(stderr, "tempo-worker: TEST FAULT INJECTION: bad dW' sums from reduction %ld\n", bad_sum_from);
+      } else if (!parse_fault(optarg, &fault)) {
+        return usage("bad --fault", optarg);
+      }
       break;
     case 'h': help(); return 0;
     case ':': return usage("option needs a value:", argv[optind - 1]);
@@ -134,12 +144,12 @@ int main(int argc, char **argv) {
   }
   int rc = 0;
 #if TEMPO_HAVE_MPI
-  if (tempo_mpi_worker_main(&argc, &argv, w, relay_timeout)) {
+  if (tempo_mpi_worker_main(&argc, &argv, w, relay_timeout, bad_sum_from)) {
     fprintf(stderr, "tempo-worker: %s\n", tempo_errmsg());
     rc = 1;
   }
 #else
-  (void)relay_timeout;
+  (void)relay_timeout, (void)bad_sum_from;
   fprintf(stderr, "tempo-worker: built without MPI (mpicc was not found at build time)\n");
   rc = 1;
 #endif

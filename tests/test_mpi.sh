@@ -1,21 +1,27 @@
 #!/usr/bin/env bash
 # 1 master + 2 CPU workers under mpirun (loopback, timeout-guarded) train 20 steps: the
 # losses equal the in-process tempo run with the same key seed bit for bit, and local mode
-# within 0.01 (blinding changes float rounding); with and without the W' relay.
+# within 0.01 (blinding changes float rounding); with and without the W' relay, and with and
+# without adding the partial dW' among the workers (which must download less).
 set -u
 cd "$(dirname "$0")/.."
 . tests/mpi_common.sh
 ARGS=(train --max-steps 20 --log-every 1 --no-progress --quiet --key-seed 7 --threads 1)
 "$B/tempo" "${ARGS[@]}" --mode local --out "$T/local" >/dev/null || fail "local run"
 "$B/tempo" "${ARGS[@]}" --mode tempo --workers 2 --out "$T/inproc" >/dev/null || fail "in-process run"
-for relay in 1 0; do
-  TEMPO_MPI_RELAY=$relay timeout 120 "${MPIRUN[@]}" -np 1 "$B/tempo" "${ARGS[@]}" --mode tempo --out "$T/mpi$relay" \
-    : -np 2 "$B/tempo-worker" --backend cpu > "$T/mpi$relay.log" 2>&1 || { cat "$T/mpi$relay.log"; fail "mpirun relay=$relay"; }
-  [ "$(losses "$T/mpi$relay" | wc -l)" = 20 ] || fail "relay=$relay: not 20 logged steps"
-  diff <(losses "$T/inproc") <(losses "$T/mpi$relay") || fail "relay=$relay: MPI losses differ from in-process"
-  paste <(losses "$T/local") <(losses "$T/mpi$relay") |
+for cfg in 1:1 0:1 1:0; do
+  relay=${cfg%:*} reduce=${cfg#*:}
+  TEMPO_MPI_RELAY=$relay TEMPO_MPI_REDUCE=$reduce timeout 120 "${MPIRUN[@]}" -np 1 "$B/tempo" "${ARGS[@]}" --mode tempo --out "$T/mpi$relay$reduce" \
+    : -np 2 "$B/tempo-worker" --backend cpu > "$T/mpi$relay$reduce.log" 2>&1 || { cat "$T/mpi$relay$reduce.log"; fail "mpirun relay=$relay"; }
+  [ "$(losses "$T/mpi$relay$reduce" | wc -l)" = 20 ] || fail "relay=$relay reduce=$reduce: not 20 logged steps"
+  diff <(losses "$T/inproc") <(losses "$T/mpi$relay$reduce") || fail "relay=$relay reduce=$reduce: MPI losses differ from in-process"
+  paste <(losses "$T/local") <(losses "$T/mpi$relay$reduce") |
     awk '{d=$1-$2; if (d<0) d=-d; if (d>0.01) {print "step " NR ": " $1 " vs " $2; bad=1}} END {exit bad}' ||
-    fail "relay=$relay: MPI losses differ from local mode"
-  echo "relay=$relay: 20 losses equal to in-process tempo, within 0.01 of local (last $(losses "$T/mpi$relay" | tail -1))"
+    fail "relay=$relay reduce=$reduce: MPI losses differ from local mode"
+  echo "relay=$relay reduce=$reduce: 20 losses equal to in-process tempo, within 0.01 of local (last $(losses "$T/mpi$relay$reduce" | tail -1))"
 done
+down() { grep -o "downloaded [0-9.]* MB" "$1" | grep -o "[0-9.]*"; }
+awk -v a="$(down "$T/mpi11.log")" -v b="$(down "$T/mpi10.log")" 'BEGIN {exit !(a > 0 && a < 0.7 * b)}' ||
+  fail "dW' reduction among the workers: downloaded $(down "$T/mpi11.log") MB, without it $(down "$T/mpi10.log") MB"
+echo "master downloads $(down "$T/mpi11.log") MB with the dW' reduction among workers, $(down "$T/mpi10.log") MB without"
 echo ok

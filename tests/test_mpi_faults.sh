@@ -6,6 +6,9 @@
 #  2b. a worker process killed (SIGKILL) mid-run: its stream ends, it is evicted at once and
 #     the run finishes on the other (mpirun --mca orte_abort_on_non_zero_status 0);
 #  3. a cheating worker process (results scaled x1.05) is caught by verification and evicted;
+#  3b. a worker that tampers only with the dW' sums it passes along the reduction chain: every
+#     wrong sum fails the master's check and is recomputed block by block, after 3 the master
+#     sums itself, and the losses equal the in-process run's bit for bit;
 #  4. every worker stalls: the master writes checkpoint.ckpt, exits 1 with a message saying
 #     how to resume, and resuming from it completes the run.
 set -u
@@ -68,6 +71,14 @@ grep -q "evicting worker 1: failed verification 3 times" "$T/cheat.log" || { cat
 grep -q "^done: 30 steps" "$T/cheat.log" || { cat "$T/cheat.log"; fail "run with a cheater did not finish"; }
 grep -Eq "verify failures [1-9]" "$T/cheat.log" || fail "no verify failures counted"
 echo "3. cheating worker process: caught by verification and evicted, 30 steps done"
+
+"$B/tempo" "${ARGS[@]}" --max-steps 20 --log-every 1 --workers 2 --out "$T/honest" > /dev/null 2>&1 || fail "in-process run"
+timeout 120 "${MPIRUN[@]}" -np 1 "$B/tempo" "${ARGS[@]}" --max-steps 20 --log-every 1 --out "$T/badsum" \
+  : -np 1 "${W[@]}" : -np 1 "${W[@]}" --fault bad-sum:3 > "$T/badsum.log" 2>&1
+grep -q "3 dW' sums from the workers failed their check" "$T/badsum.log" || { cat "$T/badsum.log"; fail "bad sums not caught"; }
+grep -q "^done: 20 steps" "$T/badsum.log" || { cat "$T/badsum.log"; fail "run with bad sums did not finish"; }
+diff <(losses "$T/honest") <(losses "$T/badsum") > /dev/null || fail "bad sums changed the losses"
+echo "3b. worker tampering with dW' sums: 3 wrong sums caught and recomputed, losses equal the honest run's"
 
 timeout 120 "${MPIRUN[@]}" -np 1 "$B/tempo" "${ARGS[@]}" --max-steps 40 --out "$T/dead" \
   : -np 1 "${W[@]}" --fault no-reply:100 : -np 1 "${W[@]}" --fault no-reply:100 > "$T/dead.log" 2>&1

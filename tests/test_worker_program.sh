@@ -16,5 +16,5 @@ n=$(echo "$syms" | grep -c '^tempo_')
 "$P" --backend tpu >/dev/null 2>&1; [ $? -eq 2 ] || { echo "FAIL: --backend tpu not a usage error"; exit 1; }
 "$P" --fault bogus >/dev/null 2>&1; [ $? -eq 2 ] || { echo "FAIL: --fault bogus not a usage error"; exit 1; }
 "$P" --tf32 >/dev/null 2>&1; [ $? -eq 2 ] || { echo "FAIL: --tf32 without cuda not a usage error"; exit 1; }
-"$P" --help | grep -q "mpirun -np 1 tempo train" || { echo "FAIL: help"; exit 1; }
+"$P" --help | grep -q "mpirun .*-np 1 tempo train" || { echo "FAIL: help"; exit 1; }
 echo "ok: $n tempo_ symbols, none of the master's"

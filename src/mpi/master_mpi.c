@@ -275,6 +275,23 @@ static tempo_status mt_send_group(tempo_transport *tb, int n, const int *workers
   return TEMPO_STATUS_OK;
 }
 
+static tempo_status mt_send_reduce(tempo_transport *tb, int n, const int *workers, const tempo_out_msg *msgs) {
+  net_tr *t = (net_tr *)tb;
+  for (int i = 0; i < n; i++)
+    if (workers[i] < 0 || workers[i] >= tb->n_workers)
+      return tempo_set_error(TEMPO_STATUS_INTERNAL, "mpi: no worker %d", workers[i]);
+  tempo_status st;
+  for (int i = 0; i < n; i++) {
+    tempo_envelope env;
+    tempo_env_init(&env, TEMPO_ENV_REQUEST);
+    env.msg_len = msg_len(&msgs[i]);
+    env.reduce_from = i > 0 ? workers[i - 1] + 1 : -1;
+    env.reduce_to = i + 1 < n ? workers[i + 1] + 1 : -1;
+    if ((st = queue(t, workers[i], &env, &msgs[i], -1))) return st;
+  }
+  return TEMPO_STATUS_OK;
+}
+
 static tempo_status mt_recv(tempo_transport *tb, double timeout_s, tempo_in_msg *m, bool *got) {
   net_tr *t = (net_tr *)tb;
   *got = false;
@@ -380,7 +397,7 @@ static void mt_free(tempo_transport *tb) {
   free(t);
 }
 
-static const tempo_transport_ops mpi_ops = {mt_send, mt_recv, mt_done, mt_free, mt_send_group, mt_evict};
+static const tempo_transport_ops mpi_ops = {mt_send, mt_recv, mt_done, mt_free, mt_send_group, mt_evict, mt_send_reduce};
 
 static tempo_status mpi_factory(int requested, tempo_transport **out) {
   (void)requested;
@@ -400,6 +417,8 @@ static tempo_status mpi_factory(int requested, tempo_transport **out) {
   if (to && atof(to) > 0) t->base.timeout_s = atof(to);
   const char *r = getenv("TEMPO_MPI_RELAY");
   t->relay = !(r && !strcmp(r, "0"));
+  const char *red = getenv("TEMPO_MPI_REDUCE");
+  t->base.can_reduce = !(red && !strcmp(red, "0"));
   pthread_mutex_init(&t->mu, NULL);
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);

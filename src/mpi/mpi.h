@@ -25,7 +25,10 @@ TEMPO_WUR tempo_status tempo_mpi_master_init(int *argc, char ***argv, int *n_wor
 void tempo_mpi_master_finalize(void);
 
 /* Worker: MPI_Init, serve requests from rank 0 with w until SHUTDOWN, MPI_Finalize.
- * relay_timeout_s bounds the wait for a relayed operand. */
-TEMPO_WUR tempo_status tempo_mpi_worker_main(int *argc, char ***argv, tempo_worker *w, double relay_timeout_s);
+ * relay_timeout_s bounds the wait for a relayed operand or partial sum. bad_sum_from >= 0
+ * (TESTS ONLY) corrupts every dW' sum this worker passes on or returns from its
+ * bad_sum_from-th reduction on (counting from 0); -1 never. */
+TEMPO_WUR tempo_status tempo_mpi_worker_main(int *argc, char ***argv, tempo_worker *w, double relay_timeout_s,
+                                             long bad_sum_from);
 
 #endif

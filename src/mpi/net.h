@@ -27,6 +27,7 @@ typedef enum {
   TEMPO_NET_REQ = 2,   /* master -> worker: envelope + inline message bytes */
   TEMPO_NET_REPLY = 3, /* worker -> master: a protocol message */
   TEMPO_NET_RELAY = 4, /* worker -> worker: a relayed operand range */
+  TEMPO_NET_REDUCE = 5, /* worker -> worker: a partial dW' sum (empty: the chain broke) */
 } tempo_net_kind;
 
 /* How a bounded read ended. */

@@ -25,6 +25,7 @@
 typedef struct fwd_job {
   struct fwd_job *next;
   int to; /* rank */
+  tempo_net_kind kind;
   uint8_t *buf;
   size_t len;
 } fwd_job;
@@ -51,7 +52,7 @@ static void *forward_loop(void *arg) {
     pthread_mutex_unlock(&f->mu);
     const void *part[1] = {j->buf};
     size_t len[1] = {j->len};
-    bool ok = fd >= 0 && !tempo_net_send(fd, TEMPO_NET_RELAY, 1, part, len);
+    bool ok = fd >= 0 && !tempo_net_send(fd, j->kind, 1, part, len);
     if (!ok && fd >= 0) fprintf(stderr, "tempo-worker: relay to rank %d failed: %s\n", j->to, tempo_errmsg());
     free(j->buf);
     free(j);
@@ -59,6 +60,17 @@ static void *forward_loop(void *arg) {
   }
   pthread_mutex_unlock(&f->mu);
   return NULL;
+}
+
+/* Queues buf (malloc'd, taken over) as a frame of `kind` for rank to. */
+static void queue_frame(forwarder *f, int to, tempo_net_kind kind, fwd_job *j, uint8_t *buf, size_t len) {
+  j->to = to, j->kind = kind, j->buf = buf, j->len = len;
+  pthread_mutex_lock(&f->mu);
+  if (f->tail) f->tail->next = j;
+  else f->head = j;
+  f->tail = j;
+  pthread_cond_signal(&f->cv);
+  pthread_mutex_unlock(&f->mu);
 }
 
 /* Queues a copy of bytes [off, off+len) of the message (spread over the view) for rank to. */
@@ -87,13 +99,7 @@ static tempo_status forward(forwarder *f, const tempo_msg_view *v, uint64_t off,
     free(j), free(b);
     return tempo_set_error(TEMPO_STATUS_CORRUPT, "worker: forward range outside the message");
   }
-  j->to = to, j->buf = b, j->len = len;
-  pthread_mutex_lock(&f->mu);
-  if (f->tail) f->tail->next = j;
-  else f->head = j;
-  f->tail = j;
-  pthread_cond_signal(&f->cv);
-  pthread_mutex_unlock(&f->mu);
+  queue_frame(f, to, TEMPO_NET_RELAY, j, b, len);
   return TEMPO_STATUS_OK;
 }
 
@@ -104,40 +110,106 @@ static pid_t g_parent;
  * master that died without a SHUTDOWN. */
 static bool orphaned(void) { return getppid() != g_parent; }
 
-/* Receives the relayed range from rank e->relay_from into *buf within timeout_s; a wrong
- * size or digest fails. A stream that times out mid-frame cannot be resynchronised: it is
- * closed, and later relays from that peer fail at once. */
-static tempo_status take_relay(const tempo_envelope *e, forwarder *f, uint8_t **buf, size_t *cap, double timeout_s) {
-  int *fds = f->fds;
+#define ANY_LEN UINT64_MAX
+/* Reads a frame of `kind` and `want` bytes (or an empty one; any size with ANY_LEN) from rank
+ * `from` into *buf.
+ * Returns the bytes read (0: empty) or -1 when the stream failed or the frame is wrong; a
+ * failed stream is closed (it cannot be resynchronised), later reads from it fail at once. */
+static long long take_frame(forwarder *f, int from, tempo_net_kind kind, uint64_t want, uint8_t **buf, size_t *cap,
+                            double timeout_s, const char **why) {
   pthread_mutex_lock(&f->mu);
-  int fd = fds[e->relay_from];
+  int fd = f->fds[from];
   pthread_mutex_unlock(&f->mu);
-  if (fd < 0) return tempo_set_error(TEMPO_STATUS_WORKER, "worker: the stream from rank %d is closed", e->relay_from);
-  if (*cap < e->relay_len) {
-    uint8_t *b = realloc(*buf, e->relay_len);
-    if (!b) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "worker: out of memory for a relay");
-    *buf = b, *cap = e->relay_len;
-  }
+  if (fd < 0) return *why = "its stream is closed", -1;
   const double deadline = tempo_now() + timeout_s;
   uint64_t len = 0;
-  tempo_net_result r = tempo_net_frame_read(fd, TEMPO_NET_RELAY, TEMPO_ENV_MAX_MSG, deadline, orphaned, &len);
-  if (!r && len != e->relay_len) r = TEMPO_NET_BAD;
-  if (!r) r = tempo_net_read(fd, *buf, len, deadline, orphaned);
-  if (r) {
-    pthread_mutex_lock(&f->mu);
-    tempo_net_close_all(&fds[e->relay_from], 1);
-    pthread_mutex_unlock(&f->mu);
-    return tempo_set_error(TEMPO_STATUS_WORKER, "worker: relay from rank %d %s", e->relay_from,
-                           r == TEMPO_NET_TIMEOUT ? "did not arrive in time"
-                           : r == TEMPO_NET_BAD   ? "was malformed or of the wrong size"
-                                                  : "failed: connection lost");
+  tempo_net_result r = tempo_net_frame_read(fd, kind, TEMPO_ENV_MAX_MSG, deadline, orphaned, &len);
+  if (!r && want != ANY_LEN && len != want && len != 0) r = TEMPO_NET_BAD;
+  bool oom = false;
+  if (!r && *cap < len) {
+    uint8_t *b = realloc(*buf, len);
+    if (b) *buf = b, *cap = len;
+    else oom = true, r = TEMPO_NET_CLOSED; /* the frame stays unread: the stream is lost */
   }
+  if (!r) r = tempo_net_read(fd, *buf, len, deadline, orphaned);
+  if (!r) return (long long)len;
+  pthread_mutex_lock(&f->mu);
+  tempo_net_close_all(&f->fds[from], 1);
+  pthread_mutex_unlock(&f->mu);
+  *why = oom                       ? "could not be taken: out of memory"
+         : r == TEMPO_NET_TIMEOUT ? "did not arrive in time"
+         : r == TEMPO_NET_BAD     ? "was malformed or of the wrong size"
+                                  : "failed: connection lost";
+  return -1;
+}
+
+/* Receives the relayed range from rank e->relay_from into *buf within timeout_s; a wrong
+ * size or digest fails. */
+static tempo_status take_relay(const tempo_envelope *e, forwarder *f, uint8_t **buf, size_t *cap, double timeout_s) {
+  const char *why = "was empty";
+  if (e->relay_len > TEMPO_ENV_MAX_MSG) return tempo_set_error(TEMPO_STATUS_CORRUPT, "worker: relay too large");
+  long long got = take_frame(f, e->relay_from, TEMPO_NET_RELAY, e->relay_len, buf, cap, timeout_s, &why);
+  if (got < 0 || (uint64_t)got != e->relay_len)
+    return tempo_set_error(TEMPO_STATUS_WORKER, "worker: relay from rank %d %s", e->relay_from, why);
   uint8_t d[32];
   crypto_generichash(d, sizeof d, *buf, e->relay_len, NULL, 0);
   if (sodium_memcmp(d, e->digest, 32) != 0)
     return tempo_set_error(TEMPO_STATUS_CORRUPT, "worker: relayed operand from rank %d fails its digest",
                            e->relay_from);
   return TEMPO_STATUS_OK;
+}
+
+/* This worker's part in a dW' reduction chain (envelope.h), applied to its reply: add the
+ * predecessor's partial sum to our dW', pass the sum on, and leave dW' out of the reply
+ * unless we are the last member. A missing or broken partial is not added and an empty one
+ * is passed on: the master's check of the final sum then fails and it recomputes the blocks
+ * (docs/distributed.md). */
+static tempo_status reduce_step(const tempo_envelope *env, forwarder *f, tempo_msgbuf *reply, uint8_t **in,
+                                size_t *in_cap, double timeout_s, int rank, bool corrupt) {
+  tempo_msg_header h;
+  const uint8_t *pay = NULL;
+  bool valid = !tempo_msg_decode(reply->data, reply->len, &h, &pay) && h.op == TEMPO_OP_RESULT &&
+               (h.flags & TEMPO_MSG_F_WANT_DW) && h.dtype == TEMPO_DTYPE_F32;
+  tempo_msg_sizes z = {0};
+  if (valid) tempo_msg_split_sizes(&h, &z);
+  const size_t dx_bytes = valid && (h.flags & TEMPO_MSG_F_WANT_DX) ? z.dx * sizeof(float) : 0;
+  const size_t dw_bytes = valid ? z.dw * sizeof(float) : 0;
+  float *own = valid ? (float *)(reply->data + TEMPO_MSG_HEADER_SIZE + dx_bytes) : NULL;
+  bool broken = !valid;
+  if (env->reduce_from >= 0) {
+    const char *why = NULL;
+    long long got =
+        take_frame(f, env->reduce_from, TEMPO_NET_REDUCE, valid ? dw_bytes : ANY_LEN, in, in_cap, timeout_s, &why);
+    if (got < 0) fprintf(stderr, "tempo-worker %d: partial dW' from rank %d %s\n", rank, env->reduce_from, why);
+    if (got <= 0 || (size_t)got != dw_bytes) {
+      broken = true;
+    } else if (valid) {
+      const float *prev = (const float *)*in;
+      for (size_t i = 0; i < z.dw; i++) own[i] = prev[i] + own[i]; /* the master's order: ((b0 + b1) + b2) ... */
+    }
+  }
+  if (corrupt && valid) own[0] += 1.0f; /* test fault: a worker that tampers with the sum only */
+  if (env->reduce_to < 0) return TEMPO_STATUS_OK; /* the last member: the reply carries the sum */
+  fwd_job *j = calloc(1, sizeof *j);
+  uint8_t *b = malloc(broken ? 1 : dw_bytes);
+  if (!j || !b) {
+    free(j), free(b);
+    return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "worker: out of memory for a partial dW'");
+  }
+  if (!broken) memcpy(b, own, dw_bytes);
+  queue_frame(f, env->reduce_to, TEMPO_NET_REDUCE, j, b, broken ? 0 : dw_bytes);
+  if (!valid) return TEMPO_STATUS_OK; /* an ERROR reply goes to the master as it is */
+  if (dx_bytes) { /* dX' only */
+    h.flags &= ~(uint32_t)TEMPO_MSG_F_WANT_DW;
+    h.payload_len = dx_bytes;
+    tempo_msg_header_write(&h, reply->data);
+    reply->len = TEMPO_MSG_HEADER_SIZE + dx_bytes;
+    return TEMPO_STATUS_OK;
+  }
+  tempo_msg_header ack;
+  tempo_msg_header_init(&ack, TEMPO_OP_ACK);
+  ack.task_id = h.task_id;
+  return tempo_msg_encode(reply, &ack, 0, NULL, NULL);
 }
 
 static tempo_status send_reply(int fd, const tempo_msgbuf *reply, int rank) {
@@ -172,7 +244,8 @@ static tempo_status parse_request(const uint8_t *raw, size_t count, int rank, in
   return st;
 }
 
-tempo_status tempo_mpi_worker_main(int *argc, char ***argv, tempo_worker *w, double relay_timeout_s) {
+tempo_status tempo_mpi_worker_main(int *argc, char ***argv, tempo_worker *w, double relay_timeout_s,
+                                   long bad_sum_from) {
   int provided, rank = 0, world = 0;
   g_parent = getppid();
   if (MPI_Init_thread(argc, argv, MPI_THREAD_SINGLE, &provided) != MPI_SUCCESS)
@@ -204,11 +277,12 @@ tempo_status tempo_mpi_worker_main(int *argc, char ***argv, tempo_worker *w, dou
     free(fds);
     return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "worker: cannot start the forwarding thread");
   }
-  uint8_t *raw = NULL, *relay = NULL;
-  size_t raw_cap = 0, relay_cap = 0;
+  uint8_t *raw = NULL, *relay = NULL, *partial = NULL;
+  size_t raw_cap = 0, relay_cap = 0, partial_cap = 0;
   tempo_msgbuf reply = {0};
   const int master = fds[0];
   bool master_gone = false;
+  long n_reduce = 0;
   for (;;) {
     uint64_t len = 0;
     tempo_net_result r =
@@ -247,6 +321,10 @@ tempo_status tempo_mpi_worker_main(int *argc, char ***argv, tempo_worker *w, dou
       st = tempo_msg_encode_error(&reply, task, est, text);
     } else {
       st = tempo_worker_handle(w, &v, &reply, &send);
+      if (!st && (env.reduce_from >= 0 || env.reduce_to >= 0)) {
+        const bool corrupt = bad_sum_from >= 0 && n_reduce++ >= bad_sum_from;
+        st = reduce_step(&env, &f, &reply, &partial, &partial_cap, relay_timeout_s, rank, corrupt);
+      }
     }
     if (st) break; /* out of memory even for an ERROR reply */
     if (send && (st = send_reply(master, &reply, rank))) break;
@@ -276,6 +354,7 @@ tempo_status tempo_mpi_worker_main(int *argc, char ***argv, tempo_worker *w, dou
   free(fds);
   free(raw);
   free(relay);
+  free(partial);
   tempo_msgbuf_free(&reply);
   MPI_Finalize();
   return st;

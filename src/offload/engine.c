@@ -19,6 +19,10 @@
 #include "tempo/common.h"
 
 #define MAX_BLOCKS 256
+#define MAX_REDUCE_FAILURES 3 /* wrong dW' sums before the engine stops reducing among workers */
+
+/* A backward task's part in a dW' reduction among the workers (transport.h send_reduce). */
+enum { ROLE_PLAIN = 0, ROLE_MEMBER = 1, ROLE_LAST = 2 };
 
 typedef struct {
   uint32_t lo, hi; /* rows (batch 1) or instances */
@@ -51,6 +55,10 @@ typedef struct {
   const float *X, *W, *dY; /* caller inputs (blinded per block when blind_blocks) */
   bool blind_blocks;   /* batch > 1: blind each block just before its first send (overlap) */
   bool counting_naive; /* first sends add to naive_bytes_up */
+  bool may_reduce;     /* backward: the workers may add the partial dW' along a chain */
+  bool reduced;        /* the round was sent as a reduction chain */
+  bool reduce_broken;  /* a chain member failed: the sum is incomplete */
+  uint8_t role[MAX_BLOCKS]; /* ROLE_* per block, as sent */
 } round_ctx;
 
 struct tempo_engine {
@@ -60,6 +68,7 @@ struct tempo_engine {
   int n_sites;
   float *vwork;
   size_t cap_vwork; /* bytes */
+  int reduce_failures; /* dW' sums that failed their check */
 };
 
 /* A float buffer of at least count floats (grow only). */
@@ -188,7 +197,7 @@ static bool check(tempo_engine *e, int r, int k, int cc, const float *A, bool at
                   const float *C, const float *cw) {
   if (e->cfg.verify_rounds == 0) return true;
   uint64_t seed;
-  tempo_keygen_bytes(e->r.kg, &seed, sizeof seed);
+  tempo_keygen_bytes(e->r.vg, &seed, sizeof seed);
   return tempo_verify_product_weighted(r, k, cc, A, at, B, bt, C, cw, e->cfg.verify_rounds, seed, e->vwork) ==
          TEMPO_STATUS_OK;
 }
@@ -209,6 +218,9 @@ static bool consume(tempo_engine *e, round_ctx *c, task *t, const tempo_msg_head
   const float *dyb = s->dys + blk_off(sh, b, (size_t)p);
   double t0 = tempo_now();
   bool ok = true;
+  const int role = c->role[t->unit];
+  /* a chain member's dW' is in the sum; the last member's dW' is the sum, checked whole after the round */
+  const bool check_dw = c->want_dw && role == ROLE_PLAIN, take_dw = c->want_dw && role != ROLE_MEMBER;
   const float *dxr = pay, *dwr = pay + (c->want_dx ? (size_t)cnt * xs : 0);
   for (int i = 0; i < cnt && ok; i++) {
     const tempo_obf_key *k = &s->k.keys[sh->batch == 1 ? 0 : (int)b->lo + i];
@@ -218,7 +230,7 @@ static bool consume(tempo_engine *e, round_ctx *c, task *t, const tempo_msg_head
     } else {
       if (c->want_dx) /* dX' (rows, n) = dY* (rows, p) . W'^T */
         ok = check(e, rows, p, n, dyb + i * ys, false, wb + i * ws, !wt, dxr + i * xs, id ? NULL : k->dn.coef_p);
-      if (ok && c->want_dw) {
+      if (ok && check_dw) {
         if (wt) /* dW' (p, n) = dY*^T . X' */
           ok = check(e, p, rows, n, dyb + i * ys, true, xb + i * xs, false, dwr + i * ws,
                      id ? NULL : k->dn.rcoef_p);
@@ -238,7 +250,7 @@ static bool consume(tempo_engine *e, round_ctx *c, task *t, const tempo_msg_head
   if (sh->batch == 1) { /* gather the blocks; decrypted after the round */
     if (c->op == TEMPO_OP_FORWARD) memcpy(s->yp + (size_t)b->lo * p, pay, ys * sizeof(float));
     if (c->op == TEMPO_OP_BACKWARD && c->want_dx) memcpy(s->dxp + (size_t)b->lo * n, dxr, xs * sizeof(float));
-    if (c->op == TEMPO_OP_BACKWARD && c->want_dw) memcpy(s->dwp + (size_t)t->unit * ws, dwr, ws * sizeof(float));
+    if (c->op == TEMPO_OP_BACKWARD && take_dw) memcpy(s->dwp + (size_t)t->unit * ws, dwr, ws * sizeof(float));
   } else { /* whole instances: decrypt straight from the reply */
     for (int i = 0; i < cnt; i++) {
       const int inst = (int)b->lo + i;
@@ -280,10 +292,16 @@ static tempo_status on_failure(tempo_round *rd, task *t, int w, int why) {
   tempo_engine *e = c->e;
   tempo_rounds_worker_failed(&e->r, w, why);
   tempo_status st = TEMPO_STATUS_OK;
+  /* a chain member failed: the sum cannot be whole; what is resent goes as plain requests */
+  if (c->reduced) c->reduce_broken = true;
+  if (t) c->role[t->unit] = ROLE_PLAIN;
   if (t && (st = reassign(e, c, t))) return st;
   if (!e->r.live[w])
     for (int i = 0; i < rd->ntasks; i++)
-      if (rd->tasks[i].pending && rd->tasks[i].worker == w && (st = reassign(e, c, &rd->tasks[i]))) return st;
+      if (rd->tasks[i].pending && rd->tasks[i].worker == w) {
+        c->role[rd->tasks[i].unit] = ROLE_PLAIN;
+        if ((st = reassign(e, c, &rd->tasks[i]))) return st;
+      }
   return TEMPO_STATUS_OK;
 }
 
@@ -294,6 +312,10 @@ static bool reply_fits(tempo_round *rd, const task *t, const tempo_msg_header *h
   unsigned want = (sh->w_trans ? TEMPO_MSG_F_W_TRANS : 0);
   if (c->op == TEMPO_OP_BACKWARD)
     want |= (c->want_dx ? TEMPO_MSG_F_WANT_DX : 0) | (c->want_dw ? TEMPO_MSG_F_WANT_DW : 0);
+  if (c->role[t->unit] == ROLE_MEMBER) { /* its dW' went down the chain */
+    if (!c->want_dx) return h->op == TEMPO_OP_ACK;
+    want &= ~(unsigned)TEMPO_MSG_F_WANT_DW;
+  }
   return h->op == TEMPO_OP_RESULT && h->batch == (uint32_t)sh->batch && h->m == (uint32_t)sh->m &&
          h->n == (uint32_t)sh->n && h->p == (uint32_t)sh->p && h->lo == b->lo && h->hi == b->hi &&
          h->flags == want;
@@ -347,6 +369,11 @@ static tempo_status run_round(tempo_engine *e, round_ctx *c) {
   const int ntasks = c->base.ntasks;
   const bool group = c->op == TEMPO_OP_FORWARD && c->s->k.shape.batch == 1 && ntasks > 1 &&
                      e->r.tr->ops->send_group && !e->r.no_relay;
+  /* a row-split backward with dW': the workers add the partial dW' along a chain in block order
+   * (the master's summation order), and one sum comes back */
+  const bool reduce = c->may_reduce && c->op == TEMPO_OP_BACKWARD && c->want_dw && c->s->k.shape.batch == 1 &&
+                      ntasks > 1 && e->r.tr->ops->send_reduce && e->r.tr->can_reduce && !e->r.no_relay &&
+                      e->reduce_failures < MAX_REDUCE_FAILURES;
   tempo_out_msg gm[MAX_BLOCKS];
   int gw[MAX_BLOCKS];
   bool distinct = true;
@@ -357,7 +384,7 @@ static tempo_status run_round(tempo_engine *e, round_ctx *c) {
     int w = held ? b->holder : tempo_rounds_pick(&e->r, &c->base, -1);
     if (w < 0) return tempo_set_error(TEMPO_STATUS_WORKER, "engine: no worker left (all %d evicted)", e->r.nw);
     if (c->blind_blocks && (st = blind_block(e, c, b))) return st;
-    if (group) {
+    if (group || reduce) {
       if ((st = build_task(e, c, t, w, &gm[i]))) return st;
       for (int k = 0; k < i; k++) distinct = distinct && gw[k] != w;
       gw[i] = w;
@@ -366,8 +393,13 @@ static tempo_status run_round(tempo_engine *e, round_ctx *c) {
     }
     e->r.rr = (w + 1) % e->r.nw;
   }
+  if (reduce && distinct) {
+    for (int i = 0; i < ntasks; i++) c->role[c->base.tasks[i].unit] = i + 1 < ntasks ? ROLE_MEMBER : ROLE_LAST;
+    c->reduced = true;
+    if ((st = e->r.tr->ops->send_reduce(e->r.tr, ntasks, gw, gm))) return st;
+  }
   if (group && distinct && (st = e->r.tr->ops->send_group(e->r.tr, ntasks, gw, gm, 1))) return st;
-  for (int i = 0; group && !distinct && i < ntasks; i++)
+  for (int i = 0; (group || reduce) && !distinct && i < ntasks; i++)
     if ((st = e->r.tr->ops->send(e->r.tr, gw[i], &gm[i]))) return st;
   c->counting_naive = false;
   return tempo_rounds_collect(&e->r, &c->base, t_start);
@@ -458,6 +490,44 @@ tempo_status tempo_engine_forward(tempo_engine *e, int slot, const tempo_mm_shap
   return TEMPO_STATUS_OK;
 }
 
+/* After a backward round sent as a dW' reduction chain (batch 1): checks the sum the last
+ * member returned with one Freivalds check over all rows (the master holds X' and dY*), and
+ * points *sum at it. A broken chain or a wrong sum costs one more round that asks every
+ * block's partial dW' separately (each checked, so a cheater is caught and evicted as
+ * usual) and sums them here; after MAX_REDUCE_FAILURES wrong sums the engine stops
+ * reducing, so a worker that corrupts sums cannot make every step pay twice. */
+static tempo_status take_reduced_sum(tempo_engine *e, round_ctx *c, const float **sum) {
+  site *s = c->s;
+  const tempo_mm_shape *sh = &s->k.shape;
+  const int last = s->nblocks - 1;
+  const float *dw = s->dwp + (size_t)last * sh->n * sh->p;
+  if (!c->reduce_broken) {
+    const tempo_obf_key *k = &s->k.keys[0];
+    const bool id = k->identity;
+    const double t0 = tempo_now();
+    bool ok = sh->w_trans ? check(e, sh->p, sh->m, sh->n, s->dys, true, s->xp, false, dw, id ? NULL : k->dn.rcoef_p)
+                          : check(e, sh->n, sh->m, sh->p, s->xp, true, s->dys, false, dw, id ? NULL : k->dp.coef_p);
+    e->r.st.t_verify += tempo_now() - t0;
+    if (ok) {
+      *sum = dw;
+      return TEMPO_STATUS_OK;
+    }
+    e->r.st.verify_failures++;
+    if (++e->reduce_failures == MAX_REDUCE_FAILURES)
+      fprintf(stderr, "tempo: %d dW' sums from the workers failed their check; summing on the master from now on\n",
+              MAX_REDUCE_FAILURES);
+  }
+  task tasks[MAX_BLOCKS];
+  memset(tasks, 0, sizeof tasks);
+  for (int i = 0; i < s->nblocks; i++) tasks[i].unit = i;
+  round_ctx again = {.base = {.tasks = tasks, .ntasks = s->nblocks}, .s = s, .op = TEMPO_OP_BACKWARD,
+                     .want_dw = true, .accum = c->accum, .dW = c->dW, .dY = c->dY};
+  e->r.st.recomputed += (uint64_t)s->nblocks;
+  tempo_status st = run_round(e, &again);
+  *sum = s->dwp;
+  return st;
+}
+
 tempo_status tempo_engine_backward(tempo_engine *e, int slot, const tempo_mm_shape *sh, const float *dY, float *dX,
                                    float *dW, unsigned flags) {
   site *s;
@@ -494,9 +564,11 @@ tempo_status tempo_engine_backward(tempo_engine *e, int slot, const tempo_mm_sha
   for (int i = 0; i < s->nblocks; i++) tasks[i].unit = i;
   round_ctx c = {.base = {.tasks = tasks, .ntasks = s->nblocks}, .s = s, .op = TEMPO_OP_BACKWARD,
                  .want_dx = dX != NULL, .want_dw = dW != NULL, .accum = flags, .dX = dX, .dW = dW, .dY = dY,
-                 .blind_blocks = sh->batch > 1};
+                 .blind_blocks = sh->batch > 1, .may_reduce = true};
   const uint64_t naive_saved = e->r.st.naive_bytes_up;
   if ((st = run_round(e, &c))) return st;
+  const float *dw_sum = s->dwp; /* batch 1: the partials are summed into block 0's slot */
+  if (c.reduced && (st = take_reduced_sum(e, &c, &dw_sum))) return st;
   e->r.st.naive_bytes_up = naive_saved; /* the round's own first sends are not the naive count */
   if (sh->batch == 1) {
     double t1 = tempo_now();
@@ -504,9 +576,10 @@ tempo_status tempo_engine_backward(tempo_engine *e, int slot, const tempo_mm_sha
       tempo_obf_dec_dx(&s->k.keys[0], s->dxp, dX, flags & TEMPO_MM_ACCUM_DX);
       e->r.st.decryptions++;
     }
-    if (dW) { /* partial dW' of row blocks, summed in block order (deterministic) */
-      for (int b = 1; b < s->nblocks; b++) cblas_saxpy((int)ws, 1.0f, s->dwp + (size_t)b * ws, 1, s->dwp, 1);
-      tempo_obf_dec_dw(&s->k.keys[0], sh->w_trans, s->dwp, dW, flags & TEMPO_MM_ACCUM_DW);
+    if (dW) { /* partial dW' of row blocks, summed in block order (deterministic), unless the workers did */
+      if (dw_sum == s->dwp)
+        for (int b = 1; b < s->nblocks; b++) cblas_saxpy((int)ws, 1.0f, s->dwp + (size_t)b * ws, 1, s->dwp, 1);
+      tempo_obf_dec_dw(&s->k.keys[0], sh->w_trans, dw_sum, dW, flags & TEMPO_MM_ACCUM_DW);
       e->r.st.decryptions++;
     }
     e->r.st.t_unblind += tempo_now() - t1;

@@ -40,6 +40,11 @@ tempo_status tempo_rounds_init(tempo_rounds *r, const tempo_mm_config *cfg, cons
     crypto_generichash(secret, sizeof secret, sb, sizeof sb, (const uint8_t *)key_context, 17);
   }
   st = tempo_keygen_create(cfg->seed ? secret : NULL, &ks, &r->kg);
+  if (!st) { /* a second stream for verification vectors, derived apart from the keys' */
+    if (cfg->seed)
+      crypto_generichash(secret, sizeof secret, secret, sizeof secret, (const uint8_t *)"tempo-verify-rand", 17);
+    st = tempo_keygen_create(cfg->seed ? secret : NULL, &ks, &r->vg);
+  }
   sodium_memzero(secret, sizeof secret);
   if (st) return st;
   if (cfg->audit_dir && (st = tempo_audit_writer_open(cfg->audit_dir, &r->audit))) return st;
@@ -50,6 +55,7 @@ void tempo_rounds_free(tempo_rounds *r) {
   if (r->tr) r->tr->ops->free(r->tr); /* joins the workers before their operands go */
   r->tr = NULL;
   tempo_keygen_free(r->kg);
+  tempo_keygen_free(r->vg);
   if (tempo_audit_writer_close(r->audit)) fprintf(stderr, "tempo: %s\n", tempo_errmsg());
   free(r->live);
   free(r->holds);

@@ -29,6 +29,7 @@ typedef struct {
   bool notify_evict;        /* tell the transport (ops->evict) about an eviction */
   tempo_transport *tr;
   tempo_keygen *kg;
+  tempo_keygen *vg; /* the engine's verification randomness: apart from kg, so keys never depend on how many checks ran */
   tempo_audit_writer *audit;
   int nw, n_live, rr;     /* workers, live ones, round-robin start */
   bool *live, *holds;     /* (nw); holds: keeps operands until the step's RELEASE */

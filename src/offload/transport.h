@@ -45,6 +45,12 @@ typedef struct {
                                        int shared);
   /* Optional: the engine evicted `worker`; drop what is still in flight to it. */
   void (*evict)(tempo_transport *t, int worker);
+  /* Optional (used only when can_reduce is set). Sends the n BACKWARD requests (all with
+   * WANT_DW) of one row-split product to n distinct workers as a dW' reduction chain in that
+   * order (envelope.h): each adds its partial dW' to its predecessor's sum and passes it on;
+   * the replies of all but the last carry dX' only (ACK without dX'), the last one's dW' is
+   * the sum of all. */
+  TEMPO_WUR tempo_status (*send_reduce)(tempo_transport *t, int n, const int *workers, const tempo_out_msg *msgs);
 } tempo_transport_ops;
 
 struct tempo_transport {
@@ -54,6 +60,7 @@ struct tempo_transport {
   uint64_t wire_up;  /* bytes the master actually put on the wire (transport-counted) */
   uint64_t min_up;   /* engine-counted minimum: each blinded operand once, one header per message */
   int evicted;       /* workers the engine evicted (set by the engine; a transport may skip them) */
+  bool can_reduce;   /* send_reduce may be used (TEMPO_MPI_REDUCE=0 clears it) */
 };
 
 /* Makes every engine created from now on get its transport from f instead of in-process

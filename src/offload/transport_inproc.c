@@ -177,7 +177,7 @@ static void ip_free(tempo_transport *tb) {
   free(t);
 }
 
-static const tempo_transport_ops inproc_ops = {ip_send, ip_recv, ip_done, ip_free, NULL, NULL};
+static const tempo_transport_ops inproc_ops = {ip_send, ip_recv, ip_done, ip_free, NULL, NULL, NULL};
 
 tempo_status tempo_transport_inproc_create(int n_workers, tempo_transport **out) {
   *out = NULL;

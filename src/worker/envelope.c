@@ -27,6 +27,7 @@ void tempo_env_init(tempo_envelope *e, tempo_env_kind kind) {
   memset(e, 0, sizeof *e);
   e->kind = (uint16_t)kind;
   e->relay_from = e->relay_to = -1;
+  e->reduce_from = e->reduce_to = -1;
 }
 
 void tempo_env_write(const tempo_envelope *e, uint8_t out[TEMPO_ENV_SIZE]) {
@@ -42,6 +43,8 @@ void tempo_env_write(const tempo_envelope *e, uint8_t out[TEMPO_ENV_SIZE]) {
   put32(out + 48, (uint32_t)e->relay_from);
   put32(out + 52, (uint32_t)e->relay_to);
   memcpy(out + 56, e->digest, 32);
+  put32(out + 88, e->reduce_from > 0 ? (uint32_t)e->reduce_from : 0);
+  put32(out + 92, e->reduce_to > 0 ? (uint32_t)e->reduce_to : 0);
 }
 
 static bool range_ok(uint64_t off, uint64_t len, uint64_t total) {
@@ -54,7 +57,6 @@ tempo_status tempo_env_read(const uint8_t *buf, size_t len, int self, int world,
   if (!buf || len < TEMPO_ENV_SIZE) return tempo_set_error(TEMPO_STATUS_CORRUPT, "envelope: %zu bytes, need 96", len);
   if (get32(buf) != TEMPO_ENV_MAGIC) return tempo_set_error(TEMPO_STATUS_CORRUPT, "envelope: bad magic");
   if (get16(buf + 4) != TEMPO_ENV_VERSION) return tempo_set_error(TEMPO_STATUS_CORRUPT, "envelope: bad version");
-  if (get64(buf + 88) != 0) return tempo_set_error(TEMPO_STATUS_CORRUPT, "envelope: reserved field set");
   tempo_envelope v;
   v.kind = get16(buf + 6);
   v.msg_len = get64(buf + 8);
@@ -65,10 +67,14 @@ tempo_status tempo_env_read(const uint8_t *buf, size_t len, int self, int world,
   v.relay_from = (int32_t)get32(buf + 48);
   v.relay_to = (int32_t)get32(buf + 52);
   memcpy(v.digest, buf + 56, 32);
+  const uint32_t rf = get32(buf + 88), rt = get32(buf + 92);
+  if (rf > INT32_MAX || rt > INT32_MAX) return tempo_set_error(TEMPO_STATUS_CORRUPT, "envelope: bad reduction rank");
+  v.reduce_from = rf ? (int32_t)rf : -1;
+  v.reduce_to = rt ? (int32_t)rt : -1;
   if (v.kind == TEMPO_ENV_SHUTDOWN) {
     static const uint8_t zero[32];
     if (v.msg_len || v.relay_off || v.relay_len || v.fwd_off || v.fwd_len || v.relay_from != -1 ||
-        v.relay_to != -1 || memcmp(v.digest, zero, 32))
+        v.relay_to != -1 || memcmp(v.digest, zero, 32) || v.reduce_from != -1 || v.reduce_to != -1)
       return tempo_set_error(TEMPO_STATUS_CORRUPT, "envelope: SHUTDOWN with fields set");
   } else if (v.kind == TEMPO_ENV_REQUEST) {
     if (v.msg_len < TEMPO_MSG_HEADER_SIZE || v.msg_len > TEMPO_ENV_MAX_MSG)
@@ -85,6 +91,10 @@ tempo_status tempo_env_read(const uint8_t *buf, size_t len, int self, int world,
                !range_ok(v.fwd_off, v.fwd_len, v.msg_len)) {
       return tempo_set_error(TEMPO_STATUS_CORRUPT, "envelope: bad forward target or range");
     }
+    if ((v.reduce_from != -1 && !rank_ok(v.reduce_from, self, world)) ||
+        (v.reduce_to != -1 && !rank_ok(v.reduce_to, self, world)) ||
+        (v.reduce_from != -1 && v.reduce_from == v.reduce_to))
+      return tempo_set_error(TEMPO_STATUS_CORRUPT, "envelope: bad reduction neighbours");
   } else {
     return tempo_set_error(TEMPO_STATUS_CORRUPT, "envelope: unknown kind %u", v.kind);
   }
