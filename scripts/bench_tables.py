@@ -69,14 +69,17 @@ if os.path.exists(scaling_path):
     rows = [r for r in rows if "ms_median" in r]
     if rows:
         print("\n## Scaling over MPI workers (scripts/bench-scaling.sh)\n")
-        print("CPU tempo-worker ranks on this machine (oversubscribed when ranks > cores). Master upload per step:"
-              " on the wire, as addressed, and the minimum (each blinded operand once + headers).\n")
-        print("| model | mode | workers | relay | ms/step | wire MB up | addressed MB up | minimum MB up |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("CPU tempo-worker ranks on this machine (oversubscribed when ranks > cores; data over loopback TCP)."
+              " relay: W' sent once and relayed among workers; reduce: partial dW' added among workers."
+              " Master upload per step: on the wire, as addressed, and the minimum (each blinded operand once"
+              " + headers); download: what the master received.\n")
+        print("| model | mode | workers | relay | reduce | ms/step | wire MB up | addressed MB up | minimum MB up | MB down |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
-            print(f"| {r['model']} | {r['mode']} | {r['workers']} | {r.get('relay', '-')} | {r['ms_median']:.1f} | "
+            print(f"| {r['model']} | {r['mode']} | {r['workers']} | {r.get('relay', '-')} | {r.get('reduce', '-')} | "
+                  f"{r['ms_median']:.1f} | "
                   f"{r['wire_bytes_up_per_step'] / 1e6:.2f} | {r['logical_bytes_up_per_step'] / 1e6:.2f} | "
-                  f"{r['min_bytes_up_per_step'] / 1e6:.2f} |")
+                  f"{r['min_bytes_up_per_step'] / 1e6:.2f} | {r.get('bytes_down_per_step', 0) / 1e6:.2f} |")
 
 shield = jl(os.path.join(d, "shield.jsonl"))
 if shield:
