@@ -49,14 +49,19 @@ typedef struct {
 TEMPO_WUR tempo_status tempo_conv2d_declare(tempo_conv2d *l, tempo_params *p, const char *prefix, int cin, int cout,
                                             int k, int stride, int pad, bool bias, int in_h, int in_w,
                                             tempo_layout in_layout);
-/* Floats of the column buffer (B*OH*OW, K) for `batch` samples; 0 when l->direct. */
+/* Floats of the column buffer for `batch` samples: the columns (B*OH*OW, K) and, for
+ * tap-major layers (see tempo_im2col), the layer's weight and weight-gradient copies behind
+ * them; 0 when l->direct. */
 size_t tempo_conv2d_cols_floats(const tempo_conv2d *l, int batch);
 /* Kaiming-normal, fan_out, ReLU gain: W ~ N(0, 2 / (Co*kh*kw)); bias (if any) as PyTorch's
  * default, U(-1/sqrt(K), 1/sqrt(K)). */
 void tempo_conv2d_init_kaiming(const tempo_conv2d *l, tempo_params *p, tempo_rng *rng);
 
-/* cols (B*OH*OW, K) from x (B, H, W, Ci) NHWC or (B, Ci, H, W) NCHW as l->in_layout says.
- * Column order is (ci, i, j), matching the weight's (Co, Ci, kh, kw) layout; padding is 0. */
+/* cols (B*OH*OW, K) from x (B, H, W, Ci) NHWC or (B, Ci, H, W) NCHW as l->in_layout says;
+ * padding is 0. Column order: (ci, i, j), the weight's (Co, Ci, kh, kw) layout, for NCHW
+ * inputs and 1x1 kernels; tap-major (i, j, ci) for larger kernels on NHWC inputs, so a window
+ * row is one contiguous run of kw*Ci input floats (the products then use a (Co, kh, kw, Ci)
+ * copy of the weight, kept in the column buffer). */
 void tempo_im2col(const tempo_conv2d *l, const float *x, int batch, float *cols);
 /* dx (input layout) = [dx +] the sum of cols' entries back onto their input pixels
  * (the adjoint of tempo_im2col); overwrites dx unless accumulate. */

@@ -6,6 +6,7 @@
 #pragma GCC optimize("vect-cost-model=dynamic")
 
 #include <limits.h>
+#include <stdint.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -79,11 +80,24 @@ tempo_status tempo_conv2d_declare(tempo_conv2d *l, tempo_params *p, const char *
   return tempo_params_add(p, name, 1, (int[]){cout}, TEMPO_PARAM_NO_DECAY, &l->b_idx);
 }
 
+/* NHWC input with more than one tap: columns are tap-major, (i, j, ci), so that every tap row
+ * of a window is one contiguous run of kw*Ci input floats; the weight is used through a
+ * (Co, kh, kw, Ci) copy kept behind the columns (see cols_tail). */
+static bool tap_major(const tempo_conv2d *l) {
+  return l->in_layout == TEMPO_LAYOUT_NHWC && l->kh * l->kw > 1;
+}
+
+static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
+
 size_t tempo_conv2d_cols_floats(const tempo_conv2d *l, int batch) {
   if (l->direct) return 0;
   size_t n;
-  if (!tempo_mul3_size((size_t)batch, (size_t)l->out_h * l->out_w, (size_t)l->cin * l->kh * l->kw, &n)) return 0;
-  return n;
+  const size_t k = (size_t)l->cin * l->kh * l->kw;
+  if (!tempo_mul3_size((size_t)batch, (size_t)l->out_h * l->out_w, k, &n)) return 0;
+  if (!tap_major(l)) return n;
+  const size_t w = round16((size_t)l->cout * k); /* weight and weight-gradient copies */
+  if (n > SIZE_MAX - 16 - 2 * w) return 0;
+  return round16(n) + 2 * w;
 }
 
 void tempo_conv2d_init_kaiming(const tempo_conv2d *l, tempo_params *p, tempo_rng *rng) {
@@ -109,9 +123,17 @@ static in_strides strides_of(const tempo_conv2d *l) {
   return (in_strides){hw * l->cin, (size_t)l->in_w * l->cin, (size_t)l->cin, 1};
 }
 
-/* One output row of cols for pixel (oh, ow) of sample xb: tap t = (i, j) of channel ci goes to
- * column ci*KK + t. NHWC reads are contiguous per tap (stride KK stores into an L1-resident
- * row); padded taps are zero. */
+/* The element loops below are compiled for AVX-512 and AVX2 too (the build has no -march);
+ * the loader picks the best the CPU has. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define CONV_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+#else
+#define CONV_CLONES
+#endif
+
+/* Channel-major columns (ci, i, j) (NCHW input, and 1x1 NHWC convs where both orders agree):
+ * one output row of cols for pixel (oh, ow) of sample xb; tap t = (i, j) of channel ci goes to
+ * column ci*KK + t; padded taps are zero. */
 static void im2col_row(const tempo_conv2d *l, const in_strides *s, const float *xb, int oh, int ow, float *dst) {
   const int kk = l->kh * l->kw, cin = l->cin;
   for (int i = 0; i < l->kh; i++) {
@@ -126,8 +148,6 @@ static void im2col_row(const tempo_conv2d *l, const in_strides *s, const float *
       const float *src = xb + (size_t)ih * s->sh + (size_t)iw * s->sw;
       if (kk == 1 && s->sc == 1) {
         memcpy(d, src, (size_t)cin * sizeof *d);
-      } else if (s->sc == 1) {
-        for (int c = 0; c < cin; c++) d[(size_t)c * kk] = src[c];
       } else {
         for (int c = 0; c < cin; c++) d[(size_t)c * kk] = src[(size_t)c * s->sc];
       }
@@ -135,31 +155,22 @@ static void im2col_row(const tempo_conv2d *l, const in_strides *s, const float *
   }
 }
 
-/* True when every tap of output pixel (oh, ow) lies inside the input. */
-static bool interior(const tempo_conv2d *l, int oh, int ow) {
-  const int ih = oh * l->stride - l->pad, iw = ow * l->stride - l->pad;
-  return ih >= 0 && iw >= 0 && ih + l->kh <= l->in_h && iw + l->kw <= l->in_w;
-}
-
-/* The common case, a 3x3 window inside an NHWC input: 9 contiguous stores per channel from
- * three input rows (r + c, r + c + C, r + c + 2C for the three columns). */
-static void im2col_row_3x3(const float *restrict r0, const float *restrict r1, const float *restrict r2, int cin,
-                           float *restrict dst) {
-  const int c1 = cin, c2 = 2 * cin;
-  for (int c = 0; c < cin; c++, dst += 9) {
-    dst[0] = r0[c], dst[1] = r0[c + c1], dst[2] = r0[c + c2];
-    dst[3] = r1[c], dst[4] = r1[c + c1], dst[5] = r1[c + c2];
-    dst[6] = r2[c], dst[7] = r2[c + c1], dst[8] = r2[c + c2];
-  }
-}
-
-static void col2im_row_3x3(float *restrict r0, float *restrict r1, float *restrict r2, int cin,
-                           const float *restrict src) {
-  const int c1 = cin, c2 = 2 * cin;
-  for (int c = 0; c < cin; c++, src += 9) {
-    r0[c] += src[0], r0[c + c1] += src[1], r0[c + c2] += src[2];
-    r1[c] += src[3], r1[c + c1] += src[4], r1[c + c2] += src[5];
-    r2[c] += src[6], r2[c + c1] += src[7], r2[c + c2] += src[8];
+/* Tap-major columns (i, j, ci) from an NHWC input: row i of the window is the run of kw*Ci
+ * floats at (ih, iw0) clipped to the image, zeros where it leaves it. */
+static void im2col_row_tap(const tempo_conv2d *l, const float *xb, int oh, int ow, float *dst) {
+  const int cin = l->cin, kw = l->kw, iw0 = ow * l->stride - l->pad;
+  const int j0 = iw0 < 0 ? -iw0 : 0, j1 = l->in_w - iw0 < kw ? l->in_w - iw0 : kw;
+  const size_t run = (size_t)kw * cin;
+  for (int i = 0; i < l->kh; i++, dst += run) {
+    const int ih = oh * l->stride - l->pad + i;
+    if (ih < 0 || ih >= l->in_h || j0 >= j1) {
+      memset(dst, 0, run * sizeof *dst);
+      continue;
+    }
+    if (j0 > 0) memset(dst, 0, (size_t)j0 * cin * sizeof *dst);
+    memcpy(dst + (size_t)j0 * cin, xb + ((size_t)ih * l->in_w + iw0 + j0) * cin,
+           (size_t)(j1 - j0) * cin * sizeof *dst);
+    if (j1 < kw) memset(dst + (size_t)j1 * cin, 0, (size_t)(kw - j1) * cin * sizeof *dst);
   }
 }
 
@@ -178,18 +189,16 @@ static void im2col_rows(void *arg, size_t lo, size_t hi) {
   const tempo_conv2d *l = jb->l;
   const in_strides s = strides_of(l);
   const size_t k = (size_t)l->cin * l->kh * l->kw;
-  const bool fast = l->kh == 3 && l->kw == 3 && s.sc == 1;
+  const bool tap = tap_major(l);
   float *dst = jb->cols + lo * l->out_w * k;
   for (size_t u = lo; u < hi; u++) {
     const int b = (int)(u / (size_t)l->out_h), oh = (int)(u % (size_t)l->out_h);
     const float *xb = jb->x + (size_t)b * s.sb;
     for (int ow = 0; ow < l->out_w; ow++, dst += k) {
-      if (fast && interior(l, oh, ow)) {
-        const float *r0 = xb + (size_t)(oh * l->stride - l->pad) * s.sh + (size_t)(ow * l->stride - l->pad) * s.sw;
-        im2col_row_3x3(r0, r0 + s.sh, r0 + 2 * s.sh, l->cin, dst);
-      } else {
+      if (tap)
+        im2col_row_tap(l, xb, oh, ow, dst);
+      else
         im2col_row(l, &s, xb, oh, ow, dst);
-      }
     }
   }
 }
@@ -200,25 +209,19 @@ void tempo_im2col(const tempo_conv2d *l, const float *x, int batch, float *cols)
   split_run(rows, rows * l->out_w * l->cin * l->kh * l->kw, im2col_rows, &jb);
 }
 
-/* col2im of samples [lo, hi): each sample scatters only into its own part of dx. */
+/* Channel-major col2im of samples [lo, hi): each sample scatters only into its own part of dx. */
 static void col2im_samples(void *arg, size_t lo, size_t hi) {
   const cols_job *jb = arg;
   const tempo_conv2d *l = jb->l;
   const in_strides s = strides_of(l);
   const int kk = l->kh * l->kw, cin = l->cin;
   const size_t k = (size_t)cin * kk;
-  const bool fast = l->kh == 3 && l->kw == 3 && s.sc == 1;
   if (!jb->accumulate) memset(jb->dx + lo * s.sb, 0, (hi - lo) * s.sb * sizeof *jb->dx);
   const float *src = jb->ccols + lo * l->out_h * l->out_w * k;
   for (size_t b = lo; b < hi; b++) {
     float *xb = jb->dx + b * s.sb;
     for (int oh = 0; oh < l->out_h; oh++)
-      for (int ow = 0; ow < l->out_w; ow++, src += k) {
-        if (fast && interior(l, oh, ow)) {
-          float *r0 = xb + (size_t)(oh * l->stride - l->pad) * s.sh + (size_t)(ow * l->stride - l->pad) * s.sw;
-          col2im_row_3x3(r0, r0 + s.sh, r0 + 2 * s.sh, cin, src);
-          continue;
-        }
+      for (int ow = 0; ow < l->out_w; ow++, src += k)
         for (int i = 0; i < l->kh; i++) {
           const int ih = oh * l->stride - l->pad + i;
           if (ih < 0 || ih >= l->in_h) continue;
@@ -227,14 +230,37 @@ static void col2im_samples(void *arg, size_t lo, size_t hi) {
             if (iw < 0 || iw >= l->in_w) continue;
             float *d = xb + (size_t)ih * s.sh + (size_t)iw * s.sw;
             const float *c0 = src + i * l->kw + j;
-            if (kk == 1 && s.sc == 1) {
-              for (int c = 0; c < cin; c++) d[c] += c0[c];
-            } else if (s.sc == 1) {
-              for (int c = 0; c < cin; c++) d[c] += c0[(size_t)c * kk];
-            } else {
-              for (int c = 0; c < cin; c++) d[(size_t)c * s.sc] += c0[(size_t)c * kk];
-            }
+            for (int c = 0; c < cin; c++) d[(size_t)c * s.sc] += c0[(size_t)c * kk];
           }
+        }
+  }
+}
+
+/* Tap-major col2im of samples [lo, hi): the column rows are read in order and row i of each
+ * window adds onto its run of kw*Ci floats of dx (clipped to the image); each sample writes
+ * only its own part of dx. */
+CONV_CLONES
+static void col2im_samples_tap(void *arg, size_t lo, size_t hi) {
+  const cols_job *jb = arg;
+  const tempo_conv2d *l = jb->l;
+  const int cin = l->cin, kw = l->kw;
+  const size_t k = (size_t)cin * l->kh * kw, sb = (size_t)l->in_h * l->in_w * cin;
+  if (!jb->accumulate) memset(jb->dx + lo * sb, 0, (hi - lo) * sb * sizeof *jb->dx);
+  const float *src = jb->ccols + lo * l->out_h * l->out_w * k;
+  for (size_t b = lo; b < hi; b++) {
+    float *xb = jb->dx + b * sb;
+    for (int oh = 0; oh < l->out_h; oh++)
+      for (int ow = 0; ow < l->out_w; ow++, src += k) {
+        const int iw0 = ow * l->stride - l->pad;
+        const int j0 = iw0 < 0 ? -iw0 : 0, j1 = l->in_w - iw0 < kw ? l->in_w - iw0 : kw;
+        if (j0 >= j1) continue;
+        const int n = (j1 - j0) * cin;
+        for (int i = 0; i < l->kh; i++) {
+          const int ih = oh * l->stride - l->pad + i;
+          if (ih < 0 || ih >= l->in_h) continue;
+          float *restrict d = xb + ((size_t)ih * l->in_w + iw0 + j0) * cin;
+          const float *restrict s = src + ((size_t)i * kw + j0) * cin;
+          for (int c = 0; c < n; c++) d[c] += s[c];
         }
       }
   }
@@ -242,7 +268,8 @@ static void col2im_samples(void *arg, size_t lo, size_t hi) {
 
 void tempo_col2im(const tempo_conv2d *l, const float *cols, int batch, float *dx, bool accumulate) {
   cols_job jb = {.l = l, .ccols = cols, .dx = dx, .accumulate = accumulate};
-  split_run((size_t)batch, (size_t)batch * l->out_h * l->out_w * l->cin * l->kh * l->kw, col2im_samples, &jb);
+  const size_t floats = (size_t)batch * l->out_h * l->out_w * l->cin * l->kh * l->kw;
+  split_run((size_t)batch, floats, tap_major(l) ? col2im_samples_tap : col2im_samples, &jb);
 }
 
 /* y[r, :] += bias for rows [lo, hi). */
@@ -263,18 +290,30 @@ static tempo_status conv_shape(const tempo_conv2d *l, int batch, tempo_mm_shape 
   return TEMPO_STATUS_OK;
 }
 
+/* Behind the m x K columns of a tap-major layer: the (Co, kh, kw, Ci) weight copy the products
+ * use, then room for its gradient. */
+static float *cols_tail(const tempo_mm_shape *s, float *cols) { return cols + round16((size_t)s->m * s->n); }
+
 tempo_status tempo_conv2d_forward(tempo_conv2d *l, tempo_mm *mm, const tempo_params *p, const float *x, int batch,
                                   float *cols, float *y) {
   tempo_mm_shape s;
   tempo_status st = conv_shape(l, batch, &s);
   if (st) return st;
-  const float *X = x;
+  const float *X = x, *W = tempo_params_ptr(p, l->w_idx);
   if (!l->direct) {
     if (!cols) return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "conv2d: a column buffer is required");
     tempo_im2col(l, x, batch, cols);
     X = cols;
+    if (tap_major(l)) { /* wt[o][t][c] = W[o][c][t] */
+      float *wt = cols_tail(&s, cols);
+      const int kk = l->kh * l->kw, cin = l->cin;
+      for (int o = 0; o < l->cout; o++)
+        for (int c = 0; c < cin; c++)
+          for (int t = 0; t < kk; t++) wt[((size_t)o * kk + t) * cin + c] = W[((size_t)o * cin + c) * kk + t];
+      W = wt;
+    }
   }
-  if ((st = tempo_mm_forward(mm, &l->site, &s, X, tempo_params_ptr(p, l->w_idx), y))) return st;
+  if ((st = tempo_mm_forward(mm, &l->site, &s, X, W, y))) return st;
   if (l->b_idx >= 0) {
     cols_job jb = {.l = l, .x = tempo_params_ptr(p, l->b_idx), .cols = y};
     split_run((size_t)s.m, (size_t)s.m * l->cout, bias_rows, &jb);
@@ -287,14 +326,26 @@ tempo_status tempo_conv2d_backward(tempo_conv2d *l, tempo_mm *mm, tempo_params *
   tempo_mm_shape s;
   tempo_status st = conv_shape(l, batch, &s);
   if (st) return st;
-  const bool acc = (flags & TEMPO_CONV_ACCUM_DX) != 0;
+  const bool acc = (flags & TEMPO_CONV_ACCUM_DX) != 0, tap = tap_major(l);
   if (!l->direct && (!cols || (dx && !dcols)))
     return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "conv2d: backward needs the column buffers");
   float *dX = dx ? (l->direct ? dx : dcols) : NULL;
-  const unsigned mmflags = TEMPO_MM_ACCUM_DW | (l->direct && acc ? TEMPO_MM_ACCUM_DX : 0u);
-  if ((st = tempo_mm_backward(mm, &l->site, &s, l->direct ? x : cols, tempo_params_ptr(p, l->w_idx), dy, dX,
-                              tempo_params_grad(p, l->w_idx), mmflags)))
-    return st;
+  const float *W = tempo_params_ptr(p, l->w_idx);
+  float *dW = tempo_params_grad(p, l->w_idx);
+  unsigned mmflags = TEMPO_MM_ACCUM_DW | (l->direct && acc ? TEMPO_MM_ACCUM_DX : 0u);
+  if (tap) { /* the forward's weight copy; the gradient comes back in its layout, after it */
+    W = cols_tail(&s, (float *)cols);
+    dW = (float *)W + round16((size_t)l->cout * s.n);
+    mmflags &= ~(unsigned)TEMPO_MM_ACCUM_DW;
+  }
+  if ((st = tempo_mm_backward(mm, &l->site, &s, l->direct ? x : cols, W, dy, dX, dW, mmflags))) return st;
+  if (tap) {
+    float *g = tempo_params_grad(p, l->w_idx);
+    const int kk = l->kh * l->kw, cin = l->cin;
+    for (int o = 0; o < l->cout; o++)
+      for (int c = 0; c < cin; c++)
+        for (int t = 0; t < kk; t++) g[((size_t)o * cin + c) * kk + t] += dW[((size_t)o * kk + t) * cin + c];
+  }
   if (dx && !l->direct) tempo_col2im(l, dcols, batch, dx, acc);
   if (l->b_idx >= 0) {
     float *db = tempo_params_grad(p, l->b_idx);
