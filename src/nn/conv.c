@@ -174,9 +174,47 @@ static void im2col_row_tap(const tempo_conv2d *l, const float *xb, int oh, int o
   }
 }
 
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#include <immintrin.h>
+#define CONV_NT 1
+/* Columns of at least this many floats are written with non-temporal stores: they do not fit
+ * the cache anyway, and streaming skips reading every line before it is overwritten. */
+#define NT_MIN_FLOATS (4u << 20)
+
+/* im2col_row_tap with 64-byte streaming stores: Ci a multiple of 16, dst 64-byte aligned. */
+__attribute__((target("avx512f"))) static void im2col_row_tap_nt(const tempo_conv2d *l, const float *xb, int oh,
+                                                                 int ow, float *dst) {
+  const int cin = l->cin, kw = l->kw, iw0 = ow * l->stride - l->pad;
+  const int j0 = iw0 < 0 ? -iw0 : 0, j1 = l->in_w - iw0 < kw ? l->in_w - iw0 : kw;
+  const size_t run = (size_t)kw * cin;
+  const __m512 zero = _mm512_setzero_ps();
+  for (int i = 0; i < l->kh; i++, dst += run) {
+    const int ih = oh * l->stride - l->pad + i;
+    const bool in = ih >= 0 && ih < l->in_h;
+    const float *src = in ? xb + ((size_t)ih * l->in_w + iw0) * cin : NULL;
+    for (int j = 0; j < kw; j++) {
+      float *d = dst + (size_t)j * cin;
+      if (in && j >= j0 && j < j1)
+        for (int c = 0; c < cin; c += 16) _mm512_stream_ps(d + c, _mm512_loadu_ps(src + (size_t)j * cin + c));
+      else
+        for (int c = 0; c < cin; c += 16) _mm512_stream_ps(d + c, zero);
+    }
+  }
+}
+
+static bool nt_cpu(void) {
+  static int have = -1; /* benign race: every thread computes the same answer */
+  if (have < 0) have = __builtin_cpu_supports("avx512f") ? 1 : 0;
+  return have;
+}
+#else
+#define CONV_NT 0
+#endif
+
 typedef struct {
   const tempo_conv2d *l;
   const float *x;
+  bool nt; /* im2col: streaming stores */
   float *cols;
   const float *ccols;
   float *dx;
@@ -195,6 +233,12 @@ static void im2col_rows(void *arg, size_t lo, size_t hi) {
     const int b = (int)(u / (size_t)l->out_h), oh = (int)(u % (size_t)l->out_h);
     const float *xb = jb->x + (size_t)b * s.sb;
     for (int ow = 0; ow < l->out_w; ow++, dst += k) {
+#if CONV_NT
+      if (jb->nt) {
+        im2col_row_tap_nt(l, xb, oh, ow, dst);
+        continue;
+      }
+#endif
       if (tap)
         im2col_row_tap(l, xb, oh, ow, dst);
       else
@@ -205,8 +249,14 @@ static void im2col_rows(void *arg, size_t lo, size_t hi) {
 
 void tempo_im2col(const tempo_conv2d *l, const float *x, int batch, float *cols) {
   cols_job jb = {.l = l, .x = x, .cols = cols};
-  const size_t rows = (size_t)batch * l->out_h;
-  split_run(rows, rows * l->out_w * l->cin * l->kh * l->kw, im2col_rows, &jb);
+  const size_t rows = (size_t)batch * l->out_h, floats = rows * l->out_w * l->cin * l->kh * l->kw;
+#if CONV_NT
+  jb.nt = tap_major(l) && l->cin % 16 == 0 && ((uintptr_t)cols & 63) == 0 && floats >= NT_MIN_FLOATS && nt_cpu();
+#endif
+  split_run(rows, floats, im2col_rows, &jb);
+#if CONV_NT
+  if (jb.nt) _mm_sfence(); /* the helpers' stores are ordered by the pool's hand-back */
+#endif
 }
 
 /* Channel-major col2im of samples [lo, hi): each sample scatters only into its own part of dx. */
