@@ -61,15 +61,23 @@ void tempo_bn2d_free(tempo_bn2d *bn) {
 
 /* acc0[c] += sum_r (a[r,c] - shift[c]), acc1[c] += sum_r (a[r,c] - shift[c])^2 (b == NULL),
  * or acc0 += sum b, acc1 += sum b * (a - shift) when b != NULL (the backward's sums). */
-static void reduce2(const float *a, const float *b, const float *shift, int rows, int c, float *t0, float *t1,
-                    double *acc0, double *acc1) {
+static void reduce2(const float *a, const float *b, const float *mask, const float *shift, int rows, int c, float *t0,
+                    float *t1, double *acc0, double *acc1) {
   for (int r0 = 0; r0 < rows; r0 += BN_CHUNK) {
     const int r1 = r0 + BN_CHUNK < rows ? r0 + BN_CHUNK : rows;
     memset(t0, 0, (size_t)c * sizeof *t0);
     memset(t1, 0, (size_t)c * sizeof *t1);
     for (int r = r0; r < r1; r++) {
       const float *ar = a + (size_t)r * c;
-      if (b) {
+      if (b && mask) { /* b masked by mask > 0 (the forward's relu output) */
+        const float *br = b + (size_t)r * c, *mr = mask + (size_t)r * c;
+        for (int i = 0; i < c; i++) {
+          const float bv = br[i]; /* loaded unconditionally: a select, not a branch */
+          const float v = mr[i] > 0.0f ? bv : 0.0f;
+          t0[i] += v;
+          t1[i] += v * (ar[i] - shift[i]);
+        }
+      } else if (b) {
         const float *br = b + (size_t)r * c;
         for (int i = 0; i < c; i++) {
           t0[i] += br[i];
@@ -105,18 +113,8 @@ static void reduce_task(void *arg, int t) {
   memset(p0, 0, (size_t)2 * c * sizeof *p0);
   if (r0 >= r1) return;
   const size_t off = (size_t)r0 * c;
-  if (j->relu_y) {
-    const float *dy = j->d + off, *ry = j->relu_y + off;
-    float *dx = j->dx + off;
-    /* element-wise: dx may equal dy, and ivdep lets the vectoriser ignore that */
-#pragma GCC ivdep
-    for (size_t i = 0, n = (size_t)(r1 - r0) * c; i < n; i++) {
-      const float v = dy[i]; /* loaded unconditionally: a select, not a branch */
-      dx[i] = ry[i] > 0.0f ? v : 0.0f;
-    }
-  }
-  const float *b = j->d ? (j->relu_y ? j->dx : j->d) + off : NULL;
-  reduce2(j->x + off, b, j->shift, r1 - r0, c, t0, t1, p0, p1);
+  reduce2(j->x + off, j->d ? j->d + off : NULL, j->relu_y ? j->relu_y + off : NULL, j->shift, r1 - r0, c, t0, t1,
+          p0, p1);
 }
 
 static bool big(int rows, int c) { return (size_t)rows * c >= BN_SPLIT_MIN && tempo_parallel_threads() > 1; }
@@ -165,15 +163,25 @@ static void forward_rows(const bn_job *j, int r0, int r1) {
   }
 }
 
-/* Backward rows [r0, r1): dx = ka*dy' + kb*x + kc (k0, k1, k2); d is dy' (may equal dx). */
+/* Backward rows [r0, r1): dx = ka*dy' + kb*x + kc (k0, k1, k2), dy' = dy masked by relu_y > 0
+ * when relu_y is set; d is dy (may equal dx). */
 static void backward_rows(const bn_job *j, int r0, int r1) {
   const int c = j->bn->c;
   const float *ka = j->k0, *kb = j->k1, *kc = j->k2;
   for (int r = r0; r < r1; r++) {
     const float *xr = j->x + (size_t)r * c, *dr = j->d + (size_t)r * c;
     float *o = j->dx + (size_t)r * c;
+    if (j->relu_y) {
+      const float *mr = j->relu_y + (size_t)r * c;
 #pragma GCC ivdep
-    for (int i = 0; i < c; i++) o[i] = ka[i] * dr[i] + kb[i] * xr[i] + kc[i];
+      for (int i = 0; i < c; i++) {
+        const float v = dr[i]; /* loaded unconditionally: a select, not a branch */
+        o[i] = ka[i] * (mr[i] > 0.0f ? v : 0.0f) + kb[i] * xr[i] + kc[i];
+      }
+    } else {
+#pragma GCC ivdep
+      for (int i = 0; i < c; i++) o[i] = ka[i] * dr[i] + kb[i] * xr[i] + kc[i];
+    }
   }
 }
 
@@ -240,10 +248,9 @@ void tempo_bn2d_backward(tempo_bn2d *bn, tempo_params *p, const float *x, int ro
   const float *g = tempo_params_ptr(p, bn->w_idx);
   float *dg = tempo_params_grad(p, bn->w_idx), *dbeta = tempo_params_grad(p, bn->b_idx);
   const double *s0 = bn->acc, *s1 = bn->acc + c;
-  /* The relu mask is applied (block by block, in the reduction) in place when dx aliases dy,
-   * else into dx first; d is then dx. */
-  reduce_all(&(bn_job){.bn = bn, .x = x, .d = dy, .relu_y = relu_y, .dx = dx, .shift = mean, .rows = rows});
-  const float *d = relu_y ? dx : dy; /* s0 = sum dy', s1 = sum dy' (x - mean) */
+  /* dy' = dy masked by relu_y > 0 (when set) is formed on the fly in both passes, never stored;
+   * s0 = sum dy', s1 = sum dy' (x - mean). */
+  reduce_all(&(bn_job){.bn = bn, .x = x, .d = dy, .relu_y = relu_y, .shift = mean, .rows = rows});
   const double n = rows;
   float *kc = bn->save + 4 * c;
   for (int i = 0; i < c; i++) {
@@ -261,5 +268,6 @@ void tempo_bn2d_backward(tempo_bn2d *bn, tempo_params *p, const float *x, int ro
       kc[i] = 0.0f;
     }
   }
-  apply_all(&(bn_job){.bn = bn, .x = x, .d = d, .dx = dx, .k0 = ka, .k1 = kb, .k2 = kc, .rows = rows});
+  apply_all(&(bn_job){.bn = bn, .x = x, .d = dy, .relu_y = relu_y, .dx = dx, .k0 = ka, .k1 = kb, .k2 = kc,
+                      .rows = rows});
 }
