@@ -7,7 +7,8 @@
  *   openblas - OpenBLAS cblas_sgemm (AVX2 kernels here: OPENBLAS_CORETYPE is pinned);
  *   dnnl     - oneDNN dnnl_sgemm (JIT AVX-512), when the build found oneDNN (TEMPO_HAVE_DNNL).
  * TEMPO_GEMM_AUTO (the default) sends products of at least 2^20 multiply-adds with k > 16
- * to oneDNN and the rest to OpenBLAS. The environment variable TEMPO_GEMM=openblas|dnnl|auto,
+ * to oneDNN and the rest to OpenBLAS, except that large products with A not transposed and
+ * n = 16 or 32 columns run on tempo's own AVX-512 kernel when the CPU has AVX-512F. The environment variable TEMPO_GEMM=openblas|dnnl|auto,
  * read at the first call, overrides the default; an unknown value or "dnnl" in a build without
  * oneDNN prints one warning on stderr and keeps the automatic choice (openblas without oneDNN).
  *
