@@ -114,7 +114,7 @@ static bool orphaned(void) { return getppid() != g_parent; }
 /* Reads a frame of `kind` and `want` bytes (or an empty one; any size with ANY_LEN) from rank
  * `from` into *buf.
  * Returns the bytes read (0: empty) or -1 when the stream failed or the frame is wrong; a
- * failed stream is closed (it cannot be resynchronised), later reads from it fail at once. */
+ * failed stream is shut down (it cannot be resynchronised), later reads from it fail at once. */
 static long long take_frame(forwarder *f, int from, tempo_net_kind kind, uint64_t want, uint8_t **buf, size_t *cap,
                             double timeout_s, const char **why) {
   pthread_mutex_lock(&f->mu);
@@ -133,9 +133,9 @@ static long long take_frame(forwarder *f, int from, tempo_net_kind kind, uint64_
   }
   if (!r) r = tempo_net_read(fd, *buf, len, deadline, orphaned);
   if (!r) return (long long)len;
-  pthread_mutex_lock(&f->mu);
-  tempo_net_close_all(&f->fds[from], 1);
-  pthread_mutex_unlock(&f->mu);
+  /* shut down, not closed: the forwarding thread may be writing to the same peer, and the fd
+   * number must not be reused under it; reads and writes on it now fail at once */
+  shutdown(fd, SHUT_RDWR);
   *why = oom                       ? "could not be taken: out of memory"
          : r == TEMPO_NET_TIMEOUT ? "did not arrive in time"
          : r == TEMPO_NET_BAD     ? "was malformed or of the wrong size"
