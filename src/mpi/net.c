@@ -233,8 +233,10 @@ static tempo_status accept_lower(int lfd, int self, const uint8_t *token, int *f
     uint8_t hello[4 + TEMPO_NET_TOKEN_SIZE];
     uint64_t len = 0;
     int peer = -1;
-    if (tempo_net_frame_read(fd, TEMPO_NET_HELLO, sizeof hello, deadline, NULL, &len) == TEMPO_NET_OK &&
-        len == sizeof hello && tempo_net_read(fd, hello, sizeof hello, deadline, NULL) == TEMPO_NET_OK &&
+    /* a silent stranger gets 2 s, so it cannot hold up the ranks behind it */
+    const double hello_by = tempo_now() + 2.0 < deadline ? tempo_now() + 2.0 : deadline;
+    if (tempo_net_frame_read(fd, TEMPO_NET_HELLO, sizeof hello, hello_by, NULL, &len) == TEMPO_NET_OK &&
+        len == sizeof hello && tempo_net_read(fd, hello, sizeof hello, hello_by, NULL) == TEMPO_NET_OK &&
         sodium_memcmp(hello + 4, token, TEMPO_NET_TOKEN_SIZE) == 0)
       peer = (int)get32(hello);
     if (peer < 0 || peer >= self || fds[peer] >= 0) { /* a stranger, a wrong token or a duplicate */
