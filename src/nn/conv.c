@@ -185,25 +185,55 @@ static void im2col_row_tap(const tempo_conv2d *l, const float *xb, int oh, int o
  * the cache anyway, and streaming skips reading every line before it is overwritten. */
 #define NT_MIN_FLOATS (4u << 20)
 
-/* im2col_row_tap with 64-byte streaming stores: Ci a multiple of 16, dst 64-byte aligned. */
-__attribute__((target("avx512f"))) static void im2col_row_tap_nt(const tempo_conv2d *l, const float *xb, int oh,
-                                                                 int ow, float *dst) {
-  const int cin = l->cin, kw = l->kw, iw0 = ow * l->stride - l->pad;
-  const int j0 = iw0 < 0 ? -iw0 : 0, j1 = l->in_w - iw0 < kw ? l->in_w - iw0 : kw;
-  const size_t run = (size_t)kw * cin;
+/* One output row oh of tap-major columns (out_w rows of the column matrix at dst), Ci a multiple
+ * of 16, with 64-byte vector stores: streaming ones when `stream` (dst then 64-byte aligned),
+ * plain ones for tiles that stay in cache. Window row i of a pixel is one run of kw*Ci floats,
+ * copied by a plain vector loop when the window lies inside the image (all pixels but the
+ * edges), tap by tap otherwise (per-pixel calls and memcpy per 192-byte run cost about 100
+ * cycles a pixel). */
+__attribute__((target("avx512f"), always_inline)) static inline void
+im2col_orow_tap_v(const tempo_conv2d *l, const float *xb, int oh, float *dst, bool stream) {
+  const int cin = l->cin, kw = l->kw, st = l->stride;
+  const size_t run = (size_t)kw * cin, k = run * l->kh;
   const __m512 zero = _mm512_setzero_ps();
-  for (int i = 0; i < l->kh; i++, dst += run) {
-    const int ih = oh * l->stride - l->pad + i;
+  for (int i = 0; i < l->kh; i++) {
+    const int ih = oh * st - l->pad + i;
     const bool in = ih >= 0 && ih < l->in_h;
-    const float *src = in ? xb + ((size_t)ih * l->in_w + iw0) * cin : NULL;
-    for (int j = 0; j < kw; j++) {
-      float *d = dst + (size_t)j * cin;
-      if (in && j >= j0 && j < j1)
-        for (int c = 0; c < cin; c += 16) _mm512_stream_ps(d + c, _mm512_loadu_ps(src + (size_t)j * cin + c));
-      else
-        for (int c = 0; c < cin; c += 16) _mm512_stream_ps(d + c, zero);
+    const float *xr = in ? xb + (size_t)ih * l->in_w * cin : NULL;
+    float *d = dst + (size_t)i * run;
+    for (int ow = 0; ow < l->out_w; ow++, d += k) {
+      const int iw0 = ow * st - l->pad;
+      if (in && iw0 >= 0 && iw0 + kw <= l->in_w) {
+        const float *src = xr + (size_t)iw0 * cin;
+        if (stream)
+          for (size_t c = 0; c < run; c += 16) _mm512_stream_ps(d + c, _mm512_loadu_ps(src + c));
+        else
+          for (size_t c = 0; c < run; c += 16) _mm512_storeu_ps(d + c, _mm512_loadu_ps(src + c));
+        continue;
+      }
+      for (int j = 0; j < kw; j++) {
+        const int iw = iw0 + j;
+        const bool inside = in && iw >= 0 && iw < l->in_w;
+        for (int c = 0; c < cin; c += 16) {
+          const __m512 v = inside ? _mm512_loadu_ps(xr + (size_t)iw * cin + c) : zero;
+          if (stream)
+            _mm512_stream_ps(d + (size_t)j * cin + c, v);
+          else
+            _mm512_storeu_ps(d + (size_t)j * cin + c, v);
+        }
+      }
     }
   }
+}
+
+__attribute__((target("avx512f"))) static void im2col_orow_tap_nt(const tempo_conv2d *l, const float *xb, int oh,
+                                                                  float *dst) {
+  im2col_orow_tap_v(l, xb, oh, dst, true);
+}
+
+__attribute__((target("avx512f"))) static void im2col_orow_tap_st(const tempo_conv2d *l, const float *xb, int oh,
+                                                                  float *dst) {
+  im2col_orow_tap_v(l, xb, oh, dst, false);
 }
 
 static bool nt_cpu(void) {
@@ -218,7 +248,8 @@ static bool nt_cpu(void) {
 typedef struct {
   const tempo_conv2d *l;
   const float *x;
-  bool nt; /* im2col: streaming stores */
+  bool nt;  /* im2col: streaming stores (im2col_orow_tap_nt) */
+  bool vec; /* im2col: im2col_orow_tap_st */
   float *cols;
   const float *ccols;
   float *dx;
@@ -236,13 +267,17 @@ static void im2col_rows(void *arg, size_t lo, size_t hi) {
   for (size_t u = lo; u < hi; u++) {
     const int b = (int)(u / (size_t)l->out_h), oh = (int)(u % (size_t)l->out_h);
     const float *xb = jb->x + (size_t)b * s.sb;
-    for (int ow = 0; ow < l->out_w; ow++, dst += k) {
 #if CONV_NT
-      if (jb->nt) {
-        im2col_row_tap_nt(l, xb, oh, ow, dst);
-        continue;
-      }
+    if (jb->nt || jb->vec) {
+      if (jb->nt)
+        im2col_orow_tap_nt(l, xb, oh, dst);
+      else
+        im2col_orow_tap_st(l, xb, oh, dst);
+      dst += (size_t)l->out_w * k;
+      continue;
+    }
 #endif
+    for (int ow = 0; ow < l->out_w; ow++, dst += k) {
       if (tap)
         im2col_row_tap(l, xb, oh, ow, dst);
       else
@@ -256,6 +291,7 @@ void tempo_im2col(const tempo_conv2d *l, const float *x, int batch, float *cols)
   const size_t rows = (size_t)batch * l->out_h, floats = rows * l->out_w * l->cin * l->kh * l->kw;
 #if CONV_NT
   jb.nt = tap_major(l) && l->cin % 16 == 0 && ((uintptr_t)cols & 63) == 0 && floats >= NT_MIN_FLOATS && nt_cpu();
+  jb.vec = !jb.nt && tap_major(l) && l->cin % 16 == 0 && nt_cpu();
 #endif
   split_run(rows, floats, im2col_rows, &jb);
 #if CONV_NT
