@@ -8,7 +8,9 @@
  *   dnnl     - oneDNN dnnl_sgemm (JIT AVX-512), when the build found oneDNN (TEMPO_HAVE_DNNL).
  * TEMPO_GEMM_AUTO (the default) sends products of at least 2^20 multiply-adds with k > 16
  * to oneDNN and the rest to OpenBLAS, except that large products with A not transposed and
- * n = 16 or 32 columns run on tempo's own AVX-512 kernel when the CPU has AVX-512F. The environment variable TEMPO_GEMM=openblas|dnnl|auto,
+ * n = 16 or 32 columns run on tempo's own AVX-512 kernel when the CPU has AVX-512F, and so do
+ * weight-gradient products A^T . B with m <= 16 (a multiple of 8) and n a multiple of 16 (on
+ * one thread at any size; their floats are the same whole and in row blocks of 64 rows of B). The environment variable TEMPO_GEMM=openblas|dnnl|auto,
  * read at the first call, overrides the default; an unknown value or "dnnl" in a build without
  * oneDNN prints one warning on stderr and keeps the automatic choice (openblas without oneDNN).
  *

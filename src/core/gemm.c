@@ -159,6 +159,65 @@ __attribute__((target("avx512f"))) static void narrow_32(int m, int k, const flo
   for (; r < m; r++) narrow_rows(1, 2, k, A + (size_t)r * lda, lda, B, alpha, beta, C + (size_t)r * ldc, ldc);
 }
 
+/* Weight-gradient shape: C (m, n) = alpha A^T . B + beta C with A stored (k, m), B (k, n), m a
+ * multiple of 8 up to 64 (output channels), n a multiple of 16 (K = kh kw Ci), k the rows of a
+ * column matrix. Blocks of 8 rows x up to 48 columns of C sit in 24 registers; k runs in chunks
+ * of TN_CHUNK, each summed from zero in k order and then added onto C in order. So a product
+ * over k rows equals, bit for bit, the same product done in row blocks of multiples of
+ * TN_CHUNK with beta 1 after the first (alpha 1): conv2d's local mode computes the weight
+ * gradient tile by tile from columns still in cache, the offloaded modes in one product. */
+#define TN_CHUNK 64
+#define TN_OUTER 512 /* a multiple of TN_CHUNK */
+NARROW_INLINE void tn_block(int NB, int k, const float *A, int lda, const float *B, int ldb, int pfn, float alpha,
+                            float beta, float *C, int ldc) {
+  for (int k0 = 0; k0 < k; k0 += TN_CHUNK) {
+    const int k1 = k - k0 < TN_CHUNK ? k : k0 + TN_CHUNK;
+    __m512 acc[8][3];
+    _Pragma("GCC unroll 8") for (int r = 0; r < 8; r++) _Pragma("GCC unroll 3") for (int j = 0; j < NB; j++)
+      acc[r][j] = _mm512_setzero_ps();
+    for (int kk = k0; kk < k1; kk++) {
+      const float *b = B + (size_t)kk * ldb, *a = A + (size_t)kk * lda;
+      for (int c = 0; c < pfn; c += 16) _mm_prefetch((const char *)(b + 8 * (size_t)ldb + c), _MM_HINT_T0);
+      __m512 bv[3];
+      _Pragma("GCC unroll 3") for (int j = 0; j < NB; j++) bv[j] = _mm512_loadu_ps(b + 16 * j);
+      _Pragma("GCC unroll 8") for (int r = 0; r < 8; r++) {
+        const __m512 av = _mm512_set1_ps(a[r]);
+        _Pragma("GCC unroll 3") for (int j = 0; j < NB; j++) acc[r][j] = _mm512_fmadd_ps(av, bv[j], acc[r][j]);
+      }
+    }
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    _Pragma("GCC unroll 8") for (int r = 0; r < 8; r++) _Pragma("GCC unroll 3") for (int j = 0; j < NB; j++) {
+      float *c = C + (size_t)r * ldc + 16 * j;
+      const __m512 v = alpha == 1.0f ? acc[r][j] : _mm512_mul_ps(va, acc[r][j]);
+      if (k0 > 0 || beta == 1.0f)
+        _mm512_storeu_ps(c, _mm512_add_ps(_mm512_loadu_ps(c), v));
+      else if (beta == 0.0f)
+        _mm512_storeu_ps(c, v);
+      else
+        _mm512_storeu_ps(c, _mm512_fmadd_ps(vb, _mm512_loadu_ps(c), v));
+    }
+  }
+}
+
+__attribute__((target("avx512f"))) static void narrow_tn(int m, int n, int k, float alpha, const float *A, int lda,
+                                                        const float *B, int ldb, float beta, float *C, int ldc) {
+  for (int k0 = 0; k0 < k; k0 += TN_OUTER) { /* rows of B that stay in L2 over all blocks of C */
+    const int kc = k - k0 < TN_OUTER ? k - k0 : TN_OUTER;
+    const float *a = A + (size_t)k0 * lda, *b = B + (size_t)k0 * ldb, bt = k0 == 0 ? beta : 1.0f;
+    for (int r = 0; r < m; r += 8) {
+      int j = 0;
+      /* the first block pulls whole rows of B, 8 rows ahead, for the others */
+      for (; j + 48 <= n; j += 48)
+        tn_block(3, kc, a + r, lda, b + j, ldb, r + j == 0 ? n : 0, alpha, bt, C + (size_t)r * ldc + j, ldc);
+      if (j + 32 <= n) {
+        tn_block(2, kc, a + r, lda, b + j, ldb, r + j == 0 ? n : 0, alpha, bt, C + (size_t)r * ldc + j, ldc);
+        j += 32;
+      }
+      if (j < n) tn_block(1, kc, a + r, lda, b + j, ldb, r + j == 0 ? n : 0, alpha, bt, C + (size_t)r * ldc + j, ldc);
+    }
+  }
+}
+
 static bool narrow_cpu(void) {
   static int have = -1; /* benign race: every thread computes the same answer */
   if (have < 0) have = __builtin_cpu_supports("avx512f") ? 1 : 0;
@@ -183,6 +242,19 @@ static bool narrow_gemm(bool tb, int m, int n, int k, float alpha, const float *
 }
 #endif
 
+/* AUTO's choice of the weight-gradient kernel (narrow_tn): m <= 16 (with 32 or 64 rows oneDNN
+ * streams a large B from memory faster: 32x288, k 16384, 94 vs 78 GFLOP/s); on one thread at
+ * any size (a product must give the same floats whole and in row blocks), on more threads only
+ * below 2^20 multiply-adds (oneDNN again, for the same reason). */
+static bool use_narrow_tn(bool ta, bool tb, int m, int n, int threads, double macs) {
+#if NARROW_BUILD
+  return ta && !tb && m % 8 == 0 && m <= 16 && n % 16 == 0 && (threads <= 1 || macs < AUTO_MIN_MACS) && narrow_cpu();
+#else
+  (void)ta, (void)tb, (void)m, (void)n, (void)threads, (void)macs;
+  return false;
+#endif
+}
+
 /* AUTO's choice of the narrow kernel (see NARROW_BUILD). */
 static bool use_narrow(bool ta, int n, int k, double macs) {
 #if NARROW_BUILD
@@ -196,6 +268,7 @@ static bool use_narrow(bool ta, int n, int k, double macs) {
 
 typedef struct {
   bool narrow; /* the narrow kernel instead of `be` */
+  bool tn;     /* narrow_tn instead of `be` */
   tempo_gemm_backend be;
   bool ta, tb;
   int m, n, k, parts;
@@ -240,6 +313,12 @@ static void run_part(void *vj, int task) {
             j->C + (size_t)lo * j->ldc, j->ldc);
   } else {
     const float *b = j->tb ? j->B + (size_t)lo * j->ldb : j->B + lo;
+#if NARROW_BUILD
+    if (j->tn) {
+      narrow_tn(j->m, hi - lo, j->k, j->alpha, j->A, j->lda, b, j->ldb, j->beta, j->C + lo, j->ldc);
+      return;
+    }
+#endif
     run_one(j->be, j->ta, j->tb, j->m, hi - lo, j->k, j->alpha, j->A, j->lda, b, j->ldb, j->beta, j->C + lo,
             j->ldc);
   }
@@ -255,15 +334,20 @@ void tempo_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, c
     b = TEMPO_HAVE_DNNL && macs >= AUTO_MIN_MACS && (k >= AUTO_MIN_K || threads > 1) ? TEMPO_GEMM_DNNL
                                                                                       : TEMPO_GEMM_OPENBLAS;
   const bool narrow = forced_be == TEMPO_GEMM_AUTO && use_narrow(trans_a, n, k, macs);
+  const bool tn = forced_be == TEMPO_GEMM_AUTO && use_narrow_tn(trans_a, trans_b, m, n, threads, macs);
   const int len = m >= n ? m : n;
   if (threads <= 1 || macs < AUTO_MIN_MACS || len < 32) {
 #if NARROW_BUILD
     if (narrow && narrow_gemm(trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)) return;
+    if (tn) {
+      narrow_tn(m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+      return;
+    }
 #endif
     run_one(b, trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
-  gemm_job j = {.narrow = narrow, .be = b, .ta = trans_a, .tb = trans_b, .m = m, .n = n, .k = k, .split_rows = m >= n,
+  gemm_job j = {.narrow = narrow, .tn = tn, .be = b, .ta = trans_a, .tb = trans_b, .m = m, .n = n, .k = k, .split_rows = m >= n && !tn,
                 .alpha = alpha, .beta = beta, .A = A, .B = B, .C = C, .lda = lda, .ldb = ldb, .ldc = ldc};
   j.parts = threads < len / 16 ? threads : len / 16;
   tempo_parallel_for(j.parts, run_part, &j);
