@@ -41,6 +41,7 @@ typedef struct {
   bool direct; /* 1x1, stride 1, pad 0, NHWC input: the input itself is the product's X */
   int w_idx, b_idx; /* registry indices; b_idx = -1 without bias */
   tempo_mm_site site;
+  bool fused; /* the last forward lowered in tiles and kept no columns (local mode, conv.c) */
 } tempo_conv2d;
 
 /* Declares "<prefix>.weight" (Co, Ci, k, k) and, with bias, "<prefix>.bias" (Co) for an
@@ -68,7 +69,9 @@ void tempo_im2col(const tempo_conv2d *l, const float *x, int batch, float *cols)
 void tempo_col2im(const tempo_conv2d *l, const float *cols, int batch, float *dx, bool accumulate);
 
 /* y (B*OH*OW, Co) NHWC from x. cols (tempo_conv2d_cols_floats) receives the lowered input
- * and, like x, must stay unchanged until the backward (NULL when l->direct). */
+ * and, like x, must stay unchanged until the backward (NULL when l->direct). In local mode
+ * with one thread the lowering runs in tiles and cols is scratch for both calls (the
+ * backward lowers x again). */
 TEMPO_WUR tempo_status tempo_conv2d_forward(tempo_conv2d *l, tempo_mm *mm, const tempo_params *p, const float *x,
                                             int batch, float *cols, float *y);
 

@@ -20,9 +20,8 @@
  * only its own units, and every float is computed exactly as on one thread. */
 #define SPLIT_MIN 65536
 #define SPLIT_TASKS_MAX 64
-/* Local-mode backward: input-gradient columns per thread per tile (see tempo_conv2d_backward),
- * 2 MB. At 1 thread 0.5 MB and 2 MB ran alike; at 2 threads 0.5 MB tiles cost more in pool
- * hand-offs (two per tile) than they saved (resnet20 155 ms vs 135 untiled, 2 MB: 129). */
+/* Local mode: columns per thread per tile (see lowering() below), 2 MB: at 2 threads 0.5 MB
+ * tiles cost more in pool hand-offs than they saved (resnet20 156 ms vs 140 untiled). */
 #define TILE_FLOATS (512 * 1024)
 
 typedef struct {
@@ -384,15 +383,48 @@ static tempo_status conv_shape(const tempo_conv2d *l, int batch, tempo_mm_shape 
  * use, then room for its gradient. */
 static float *cols_tail(const tempo_mm_shape *s, float *cols) { return cols + round16((size_t)s->m * s->n); }
 
+/* How a non-direct conv is lowered:
+ *   FULL  - other modes: im2col of the whole batch into cols, one product per call (the
+ *           engine keeps per-site state between a forward product and its backward ones);
+ *   FUSED - local mode, 1 thread: in tiles of whole samples, im2col of a tile into the start
+ *           of cols and the tile's products through the matmul entry point while its columns
+ *           are in cache, col2im of its input-gradient columns likewise; the backward lowers x
+ *           again instead of reading m x K columns kept from the forward (37.7 MB per
+ *           16-channel resnet20 layer, to memory and back three times a step). The weight
+ *           gradient is summed tile by tile (for 16 output channels tempo_sgemm's kernel gives
+ *           the same floats as one product; gemm.h). resnet20 1 thread: DX 224, FUSED 211 ms;
+ *   DX    - local mode, 2+ threads: FULL, but the input-gradient product in tiles, each
+ *           col2im'd while in cache. FUSED's six pool hand-offs per tile cost more there than
+ *           its traffic saved (resnet20 2 threads: FULL 139, FUSED 142, DX 134 ms). */
+enum { LOWER_FULL, LOWER_FUSED, LOWER_DX };
+
+static int lowering(const tempo_conv2d *l, tempo_mm *mm) {
+  if (l->direct || tempo_mm_mode(mm) != TEMPO_MODE_LOCAL) return LOWER_FULL;
+  return tempo_parallel_threads() > 1 ? LOWER_DX : LOWER_FUSED;
+}
+
+/* Samples per tile: TILE_FLOATS of columns per thread, at least one sample per thread. */
+static int tile_samples(const tempo_conv2d *l, const tempo_mm_shape *s, int batch) {
+  const size_t sk = (size_t)l->out_h * l->out_w * (size_t)s->n;
+  size_t ts = TILE_FLOATS / sk;
+  if (ts < 1) ts = 1;
+  ts *= (size_t)tempo_parallel_threads();
+  return ts < (size_t)batch ? (int)ts : batch;
+}
+
+static size_t in_sample_floats(const tempo_conv2d *l) { return (size_t)l->in_h * l->in_w * l->cin; }
+
 tempo_status tempo_conv2d_forward(tempo_conv2d *l, tempo_mm *mm, const tempo_params *p, const float *x, int batch,
                                   float *cols, float *y) {
   tempo_mm_shape s;
   tempo_status st = conv_shape(l, batch, &s);
   if (st) return st;
   const float *X = x, *W = tempo_params_ptr(p, l->w_idx);
+  const int low = lowering(l, mm);
+  l->fused = low == LOWER_FUSED;
   if (!l->direct) {
     if (!cols) return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "conv2d: a column buffer is required");
-    tempo_im2col(l, x, batch, cols);
+    if (low != LOWER_FUSED) tempo_im2col(l, x, batch, cols);
     X = cols;
     if (tap_major(l)) { /* wt[o][t][c] = W[o][c][t] */
       float *wt = cols_tail(&s, cols);
@@ -403,7 +435,19 @@ tempo_status tempo_conv2d_forward(tempo_conv2d *l, tempo_mm *mm, const tempo_par
       W = wt;
     }
   }
-  if ((st = tempo_mm_forward(mm, &l->site, &s, X, W, y))) return st;
+  if (low == LOWER_FUSED) {
+    const int tile = tile_samples(l, &s, batch);
+    const size_t per = (size_t)l->out_h * l->out_w;
+    for (int b0 = 0; b0 < batch; b0 += tile) {
+      const int nb = batch - b0 < tile ? batch - b0 : tile;
+      tempo_mm_shape ts = s;
+      ts.m = (int)(per * (size_t)nb);
+      tempo_im2col(l, x + (size_t)b0 * in_sample_floats(l), nb, cols);
+      if ((st = tempo_mm_forward(mm, &l->site, &ts, cols, W, y + (size_t)b0 * per * l->cout))) return st;
+    }
+  } else if ((st = tempo_mm_forward(mm, &l->site, &s, X, W, y))) {
+    return st;
+  }
   if (l->b_idx >= 0) {
     cols_job jb = {.l = l, .x = tempo_params_ptr(p, l->b_idx), .cols = y};
     split_run((size_t)s.m, (size_t)s.m * l->cout, bias_rows, &jb);
@@ -428,24 +472,33 @@ tempo_status tempo_conv2d_backward(tempo_conv2d *l, tempo_mm *mm, tempo_params *
     dW = (float *)W + round16((size_t)l->cout * s.n);
     mmflags &= ~(unsigned)TEMPO_MM_ACCUM_DW;
   }
-  /* Local mode: the input-gradient product in tiles of whole samples, each col2im'd while its
-   * columns are still in cache (the m x K dcols never goes to memory); every float as untiled.
-   * Other modes keep one product per call (the engine's per-site state and messages). */
-  const bool tiled = dx && !l->direct && tempo_mm_mode(mm) == TEMPO_MODE_LOCAL;
-  if ((st = tempo_mm_backward(mm, &l->site, &s, l->direct ? x : cols, W, dy, tiled ? NULL : dX, dW, mmflags)))
-    return st;
-  if (tiled) {
-    const size_t per = (size_t)l->out_h * l->out_w, sk = per * (size_t)s.n, sb = (size_t)l->in_h * l->in_w * l->cin;
-    const int th = tempo_parallel_threads();
-    size_t ts = TILE_FLOATS / sk; /* samples per thread's share of a tile */
-    if (ts < 1) ts = 1;
-    int tile = (int)(ts * (size_t)th);
-    if (tile > batch) tile = batch;
+  /* the forward's lowering (FUSED kept no columns); DX only in local mode with threads > 1 */
+  const int low = l->fused ? LOWER_FUSED : lowering(l, mm) == LOWER_DX ? LOWER_DX : LOWER_FULL;
+  const int tile = low == LOWER_FULL ? batch : tile_samples(l, &s, batch);
+  const size_t per = (size_t)l->out_h * l->out_w, sk = per * (size_t)s.n, sb = in_sample_floats(l);
+  if (low == LOWER_FUSED) {
+    float *tc = (float *)cols; /* scratch here */
     for (int b0 = 0; b0 < batch; b0 += tile) {
       const int nb = batch - b0 < tile ? batch - b0 : tile;
-      tempo_mm_shape ts_ = s;
-      ts_.m = (int)(per * (size_t)nb);
-      if ((st = tempo_mm_backward(mm, &l->site, &ts_, cols + (size_t)b0 * sk, W, dy + (size_t)b0 * per * l->cout,
+      tempo_mm_shape ts = s;
+      ts.m = (int)(per * (size_t)nb);
+      tempo_im2col(l, x + (size_t)b0 * sb, nb, tc);
+      const unsigned f = mmflags | (b0 > 0 ? (unsigned)TEMPO_MM_ACCUM_DW : 0u);
+      if ((st = tempo_mm_backward(mm, &l->site, &ts, tc, W, dy + (size_t)b0 * per * l->cout, dx ? dcols : NULL, dW,
+                                  f)))
+        return st;
+      if (dx) tempo_col2im(l, dcols, nb, dx + (size_t)b0 * sb, acc);
+    }
+  } else if ((st = tempo_mm_backward(mm, &l->site, &s, l->direct ? x : cols, W, dy, low == LOWER_DX ? NULL : dX, dW,
+                                     mmflags))) {
+    return st;
+  }
+  if (low == LOWER_DX && dx) {
+    for (int b0 = 0; b0 < batch; b0 += tile) {
+      const int nb = batch - b0 < tile ? batch - b0 : tile;
+      tempo_mm_shape ts = s;
+      ts.m = (int)(per * (size_t)nb);
+      if ((st = tempo_mm_backward(mm, &l->site, &ts, cols + (size_t)b0 * sk, W, dy + (size_t)b0 * per * l->cout,
                                   dcols, NULL, 0)))
         return st;
       tempo_col2im(l, dcols, nb, dx + (size_t)b0 * sb, acc);
@@ -458,7 +511,7 @@ tempo_status tempo_conv2d_backward(tempo_conv2d *l, tempo_mm *mm, tempo_params *
       for (int c = 0; c < cin; c++)
         for (int t = 0; t < kk; t++) g[((size_t)o * cin + c) * kk + t] += dW[((size_t)o * kk + t) * cin + c];
   }
-  if (dx && !l->direct && !tiled) tempo_col2im(l, dcols, batch, dx, acc);
+  if (dx && !l->direct && low == LOWER_FULL) tempo_col2im(l, dcols, batch, dx, acc);
   if (l->b_idx >= 0) {
     float *db = tempo_params_grad(p, l->b_idx);
     for (int r = 0; r < s.m; r++) {
