@@ -194,16 +194,13 @@ static tempo_status queue(net_tr *t, int worker, const tempo_envelope *env, cons
   job *j = calloc(1, sizeof *j);
   if (!j) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "mpi: out of memory");
   tempo_env_write(env, j->env);
-  uint64_t bytes = TEMPO_NET_FRAME_SIZE + TEMPO_ENV_SIZE;
-  if (m) {
-    j->has_msg = true;
-    memcpy(j->hdr, m->header, TEMPO_MSG_HEADER_SIZE);
-    bytes += TEMPO_MSG_HEADER_SIZE;
-    for (int i = 0; i < m->nseg; i++) {
-      if (i == skip || !m->seg_len[i]) continue;
-      j->seg[j->nseg] = m->seg[i], j->seg_len[j->nseg++] = m->seg_len[i];
-      bytes += m->seg_len[i];
-    }
+  uint64_t bytes = TEMPO_NET_FRAME_SIZE + TEMPO_ENV_SIZE + TEMPO_MSG_HEADER_SIZE;
+  j->has_msg = true;
+  memcpy(j->hdr, m->header, TEMPO_MSG_HEADER_SIZE);
+  for (int i = 0; i < m->nseg; i++) {
+    if (i == skip || !m->seg_len[i]) continue;
+    j->seg[j->nseg] = m->seg[i], j->seg_len[j->nseg++] = m->seg_len[i];
+    bytes += m->seg_len[i];
   }
   link *l = &t->links[worker];
   pthread_mutex_lock(&t->mu);
@@ -355,15 +352,24 @@ static void mt_free(tempo_transport *tb) {
   net_tr *t = (net_tr *)tb;
   if (!t) return;
   const int n = tb->n_workers;
-  /* SHUTDOWN to every worker still there, after what is queued; 5 s for the queues to drain */
+  /* SHUTDOWN to every worker still there, after what is queued; 5 s for the queues to drain.
+   * The job goes in together with `closing` (one critical section): a worker that sees its
+   * SHUTDOWN closes its stream at once, and that EOF must not be reported as a loss. */
   tempo_envelope env;
   tempo_env_init(&env, TEMPO_ENV_SHUTDOWN);
-  for (int w = 0; w < n; w++)
-    if (t->links[w].tx_started && queue(t, w, &env, NULL, -1)) break;
   pthread_mutex_lock(&t->mu);
   for (int w = 0; w < n; w++) {
-    t->links[w].closing = true;
-    pthread_cond_signal(&t->links[w].tx_cv);
+    link *l = &t->links[w];
+    job *j = l->tx_started && !l->dead ? calloc(1, sizeof *j) : NULL;
+    if (j) {
+      tempo_env_write(&env, j->env);
+      if (l->tail) l->tail->next = j;
+      else l->head = j;
+      l->tail = j;
+      t->base.wire_up += TEMPO_NET_FRAME_SIZE + TEMPO_ENV_SIZE;
+    }
+    l->closing = true;
+    pthread_cond_signal(&l->tx_cv);
   }
   pthread_mutex_unlock(&t->mu);
   const double t0 = tempo_now();
