@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/bytes.h"
 #include "tempo/common.h"
 #include "tempo/fileio.h"
 #include "tempo/seal.h"
@@ -58,7 +59,7 @@ static void get(rbuf *r, void *dst, size_t n) {
 static uint32_t get_u32(rbuf *r) {
   uint8_t b[4];
   get(r, b, 4);
-  return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+  return tempo_le_get32(b);
 }
 static uint64_t get_u64(rbuf *r) {
   uint64_t lo = get_u32(r);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/bytes.h"
 #include "tempo/common.h"
 #include "tempo/fileio.h"
 
@@ -196,8 +197,7 @@ static int cmp_range(const void *a, const void *b) {
 tempo_status tempo_st_parse(const uint8_t *buf, size_t len, const char *what, tempo_st_file **out) {
   *out = NULL;
   if (len < 8) return tempo_set_error(TEMPO_STATUS_CORRUPT, "%s: too short for a safetensors file", what);
-  uint64_t hlen = 0;
-  for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | buf[i];
+  const uint64_t hlen = tempo_le_get64(buf);
   if (hlen < 2 || hlen > ST_MAX_HEADER || hlen > len - 8)
     return tempo_set_error(TEMPO_STATUS_CORRUPT, "%s: safetensors header length %llu is impossible (file %zu bytes)",
                            what, (unsigned long long)hlen, len);
@@ -360,7 +360,7 @@ tempo_status tempo_st_serialize(const tempo_st_tensor *t, int n, uint8_t **out, 
     free(h);
     return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "out of memory writing safetensors");
   }
-  for (int i = 0; i < 8; i++) buf[i] = (uint8_t)((uint64_t)hl >> (8 * i));
+  tempo_le_put64(buf, (uint64_t)hl);
   memcpy(buf + 8, h, hl);
   free(h);
   size_t pos = 8 + hl;

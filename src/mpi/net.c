@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "core/bytes.h"
 #include "tempo/common.h"
 
 #define FRAME_MAGIC 0x46504D54u /* "TMPF" little-endian */
@@ -24,29 +25,12 @@
 #define HOST_LEN 256
 #define MESH_TIMEOUT_S 30.0
 
-static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8); }
-static void put32(uint8_t *p, uint32_t v) {
-  for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put64(uint8_t *p, uint64_t v) {
-  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint32_t get32(const uint8_t *p) {
-  uint32_t v = 0;
-  for (int i = 0; i < 4; i++) v |= (uint32_t)p[i] << (8 * i);
-  return v;
-}
-static uint64_t get64(const uint8_t *p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
-  return v;
-}
 
 void tempo_net_frame_write(uint8_t out[TEMPO_NET_FRAME_SIZE], tempo_net_kind kind, uint64_t len) {
-  put32(out, FRAME_MAGIC);
-  put16(out + 4, FRAME_VERSION);
-  put16(out + 6, (uint16_t)kind);
-  put64(out + 8, len);
+  tempo_le_put32(out, FRAME_MAGIC);
+  tempo_le_put16(out + 4, FRAME_VERSION);
+  tempo_le_put16(out + 6, (uint16_t)kind);
+  tempo_le_put64(out + 8, len);
 }
 
 tempo_status tempo_net_send(int fd, tempo_net_kind kind, int n, const void *const *part, const size_t *len) {
@@ -109,9 +93,9 @@ tempo_net_result tempo_net_frame_read(int fd, tempo_net_kind want, uint64_t max_
   uint8_t fh[TEMPO_NET_FRAME_SIZE];
   tempo_net_result r = tempo_net_read(fd, fh, sizeof fh, deadline, cancel);
   if (r) return r;
-  if (get32(fh) != FRAME_MAGIC || (unsigned)(fh[4] | fh[5] << 8) != FRAME_VERSION || (unsigned)(fh[6] | fh[7] << 8) != (unsigned)want)
+  if (tempo_le_get32(fh) != FRAME_MAGIC || tempo_le_get16(fh + 4) != FRAME_VERSION || tempo_le_get16(fh + 6) != (unsigned)want)
     return TEMPO_NET_BAD;
-  *len = get64(fh + 8);
+  *len = tempo_le_get64(fh + 8);
   return *len <= max_len ? TEMPO_NET_OK : TEMPO_NET_BAD;
 }
 
@@ -238,7 +222,7 @@ static tempo_status accept_lower(int lfd, int self, const uint8_t *token, int *f
     if (tempo_net_frame_read(fd, TEMPO_NET_HELLO, sizeof hello, hello_by, NULL, &len) == TEMPO_NET_OK &&
         len == sizeof hello && tempo_net_read(fd, hello, sizeof hello, hello_by, NULL) == TEMPO_NET_OK &&
         sodium_memcmp(hello + 4, token, TEMPO_NET_TOKEN_SIZE) == 0)
-      peer = (int)get32(hello);
+      peer = (int)tempo_le_get32(hello);
     if (peer < 0 || peer >= self || fds[peer] >= 0) { /* a stranger, a wrong token or a duplicate */
       close(fd);
       continue;
@@ -269,7 +253,7 @@ tempo_status tempo_net_mesh(int *fds, int world) {
     char *peer = all + (size_t)r * ADDR_LEN;
     peer[ADDR_LEN - 1] = '\0';
     uint8_t hello[4 + TEMPO_NET_TOKEN_SIZE];
-    put32(hello, (uint32_t)self);
+    tempo_le_put32(hello, (uint32_t)self);
     memcpy(hello + 4, token, sizeof token);
     const void *part[1] = {hello};
     size_t len[1] = {sizeof hello};

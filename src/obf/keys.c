@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/bytes.h"
 #include "tempo/common.h"
 
 /* ---- libsodium initialisation (once, thread-safe) ---- */
@@ -136,7 +137,8 @@ struct tempo_keygen {
 static void keygen_refill(tempo_keygen *g) {
   uint8_t nonce[crypto_stream_chacha20_NONCEBYTES];
   uint64_t c = g->nonce++;
-  for (size_t i = 0; i < sizeof nonce; i++) nonce[i] = (uint8_t)(c >> (8 * i));
+  _Static_assert(sizeof nonce == 8, "chacha20 nonce is 64 bits");
+  tempo_le_put64(nonce, c);
   crypto_stream_chacha20(g->buf, KEYGEN_BUF, nonce, g->key);
   g->pos = 0;
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/bytes.h"
 #include "tempo/common.h"
 
 struct tempo_audit_writer {
@@ -22,22 +23,6 @@ struct tempo_audit_reader {
   size_t cap;
 };
 
-static void put32(uint8_t *p, uint32_t v) {
-  for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put64(uint8_t *p, uint64_t v) {
-  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint32_t get32(const uint8_t *p) {
-  uint32_t v = 0;
-  for (int i = 3; i >= 0; i--) v = (v << 8) | p[i];
-  return v;
-}
-static uint64_t get64(const uint8_t *p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
-  return v;
-}
 
 tempo_status tempo_audit_writer_open(const char *dir, tempo_audit_writer **out) {
   *out = NULL;
@@ -60,10 +45,10 @@ tempo_status tempo_audit_writer_open(const char *dir, tempo_audit_writer **out) 
   w->path = path;
   uint8_t h[TEMPO_AUDIT_FILE_HEADER_SIZE] = {0};
   memcpy(h, TEMPO_AUDIT_MAGIC, 8);
-  put32(h + 8, TEMPO_AUDIT_VERSION);
-  put32(h + 12, TEMPO_AUDIT_FILE_HEADER_SIZE);
-  put32(h + 16, TEMPO_AUDIT_RECORD_HEADER_SIZE);
-  put32(h + 20, TEMPO_MSG_HEADER_SIZE);
+  tempo_le_put32(h + 8, TEMPO_AUDIT_VERSION);
+  tempo_le_put32(h + 12, TEMPO_AUDIT_FILE_HEADER_SIZE);
+  tempo_le_put32(h + 16, TEMPO_AUDIT_RECORD_HEADER_SIZE);
+  tempo_le_put32(h + 20, TEMPO_MSG_HEADER_SIZE);
   if (fwrite(h, sizeof h, 1, w->f) != 1) {
     tempo_status st = tempo_set_error(TEMPO_STATUS_IO, "audit: cannot write %s", path);
     fclose(w->f);
@@ -80,12 +65,12 @@ tempo_status tempo_audit_write(tempo_audit_writer *w, int direction, int worker,
   uint64_t len = TEMPO_MSG_HEADER_SIZE;
   for (int i = 0; i < nseg; i++) len += seg_len[i];
   uint8_t r[TEMPO_AUDIT_RECORD_HEADER_SIZE] = {0};
-  put32(r, TEMPO_AUDIT_RECORD_MAGIC);
+  tempo_le_put32(r, TEMPO_AUDIT_RECORD_MAGIC);
   r[4] = (uint8_t)direction;
   r[6] = (uint8_t)worker;
   r[7] = (uint8_t)(worker >> 8);
-  put64(r + 8, w->seq);
-  put64(r + 16, len);
+  tempo_le_put64(r + 8, w->seq);
+  tempo_le_put64(r + 16, len);
   bool ok = fwrite(r, sizeof r, 1, w->f) == 1 && fwrite(header, TEMPO_MSG_HEADER_SIZE, 1, w->f) == 1;
   for (int i = 0; ok && i < nseg; i++)
     if (seg_len[i]) ok = fwrite(seg[i], seg_len[i], 1, w->f) == 1;
@@ -114,9 +99,9 @@ tempo_status tempo_audit_open(const char *path, tempo_audit_reader **out) {
   }
   bool zeros = true;
   for (size_t i = 24; i < sizeof h; i++) zeros = zeros && h[i] == 0;
-  if (memcmp(h, TEMPO_AUDIT_MAGIC, 8) != 0 || get32(h + 8) != TEMPO_AUDIT_VERSION ||
-      get32(h + 12) != TEMPO_AUDIT_FILE_HEADER_SIZE || get32(h + 16) != TEMPO_AUDIT_RECORD_HEADER_SIZE ||
-      get32(h + 20) != TEMPO_MSG_HEADER_SIZE || !zeros) {
+  if (memcmp(h, TEMPO_AUDIT_MAGIC, 8) != 0 || tempo_le_get32(h + 8) != TEMPO_AUDIT_VERSION ||
+      tempo_le_get32(h + 12) != TEMPO_AUDIT_FILE_HEADER_SIZE || tempo_le_get32(h + 16) != TEMPO_AUDIT_RECORD_HEADER_SIZE ||
+      tempo_le_get32(h + 20) != TEMPO_MSG_HEADER_SIZE || !zeros) {
     fclose(f);
     return tempo_set_error(TEMPO_STATUS_CORRUPT, "audit: %s is not a version-%u audit trail", path,
                            TEMPO_AUDIT_VERSION);
@@ -140,8 +125,8 @@ tempo_status tempo_audit_next(tempo_audit_reader *r, tempo_audit_record *rec, bo
     return TEMPO_STATUS_OK;
   }
   if (got != sizeof h) return tempo_set_error(TEMPO_STATUS_CORRUPT, "audit: truncated record %llu", (unsigned long long)r->seq);
-  uint64_t len = get64(h + 16);
-  if (get32(h) != TEMPO_AUDIT_RECORD_MAGIC || h[4] > 1 || h[5] != 0 || get64(h + 8) != r->seq ||
+  uint64_t len = tempo_le_get64(h + 16);
+  if (tempo_le_get32(h) != TEMPO_AUDIT_RECORD_MAGIC || h[4] > 1 || h[5] != 0 || tempo_le_get64(h + 8) != r->seq ||
       len < TEMPO_MSG_HEADER_SIZE || len > TEMPO_MSG_HEADER_SIZE + TEMPO_MSG_MAX_PAYLOAD)
     return tempo_set_error(TEMPO_STATUS_CORRUPT, "audit: bad framing of record %llu", (unsigned long long)r->seq);
   uint8_t mh[TEMPO_MSG_HEADER_SIZE];

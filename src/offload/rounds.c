@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/bytes.h"
 #include "tempo/common.h"
 
 tempo_status tempo_rounds_init(tempo_rounds *r, const tempo_mm_config *cfg, const char *name,
@@ -36,7 +37,7 @@ tempo_status tempo_rounds_init(tempo_rounds *r, const tempo_mm_config *cfg, cons
   uint8_t secret[32];
   if (cfg->seed) {
     uint8_t sb[8];
-    for (int i = 0; i < 8; i++) sb[i] = (uint8_t)(cfg->seed >> (8 * i));
+    tempo_le_put64(sb, cfg->seed);
     crypto_generichash(secret, sizeof secret, sb, sizeof sb, (const uint8_t *)key_context, 17);
   }
   st = tempo_keygen_create(cfg->seed ? secret : NULL, &ks, &r->kg);

@@ -118,8 +118,8 @@ tempo_status tempo_owner_key_save(const tempo_owner_key *k, const char *path, bo
   key_image *img = sodium_malloc(sizeof *img);
   if (!img) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "cannot allocate locked memory for %s", path);
   memcpy(img->b, KEY_MAGIC, 8);
-  tempo_seal_put_u32(img->b + 8, KEY_VERSION);
-  tempo_seal_put_u32(img->b + 12, 0);
+  tempo_le_put32(img->b + 8, KEY_VERSION);
+  tempo_le_put32(img->b + 12, 0);
   memcpy(img->b + 16, k->id, TEMPO_OWNER_KEY_ID_BYTES);
   memcpy(img->b + 32, k->key, TEMPO_OWNER_KEY_BYTES);
   const void *parts[1] = {img->b};
@@ -136,8 +136,8 @@ static tempo_status key_parse(const uint8_t *b, size_t len, const char *what, te
     return tempo_set_error(TEMPO_STATUS_CORRUPT, "%s is not a Tempo owner key (%zu bytes; a key file has %d and "
                            "starts with %s): create one with 'tempo keygen'", what, len, TEMPO_OWNER_KEY_FILE_BYTES,
                            KEY_MAGIC);
-  uint32_t version = tempo_seal_get_u32(b + 8);
-  if (version != KEY_VERSION || tempo_seal_get_u32(b + 12) != 0)
+  uint32_t version = tempo_le_get32(b + 8);
+  if (version != KEY_VERSION || tempo_le_get32(b + 12) != 0)
     return tempo_set_error(TEMPO_STATUS_CORRUPT, "%s has key format version %u; this build reads version %d", what,
                            version, KEY_VERSION);
   tempo_status st = key_alloc(out);

@@ -64,9 +64,9 @@ static bool layout(uint64_t len, uint32_t chunk, size_t label_len, uint64_t *nch
 static size_t put_header(uint8_t *h, const tempo_owner_key *k, const char *label, uint32_t chunk, uint64_t len) {
   size_t n = strlen(label);
   memcpy(h, TEMPO_SEAL_MAGIC, 8);
-  tempo_seal_put_u32(h + 8, TEMPO_SEAL_VERSION);
-  tempo_seal_put_u32(h + 12, chunk);
-  tempo_seal_put_u64(h + 16, len);
+  tempo_le_put32(h + 8, TEMPO_SEAL_VERSION);
+  tempo_le_put32(h + 12, chunk);
+  tempo_le_put64(h + 16, len);
   memcpy(h + 24, k->id, TEMPO_OWNER_KEY_ID_BYTES);
   h[40] = (uint8_t)n, h[41] = (uint8_t)(n >> 8), h[42] = 0, h[43] = 0;
   memcpy(h + FIXED_BYTES, label, n);
@@ -210,12 +210,12 @@ static tempo_status read_header(int fd, const char *path, const tempo_owner_key 
   if (st) return st;
   if (got < FIXED_BYTES || memcmp(s->h, TEMPO_SEAL_MAGIC, 8) != 0)
     return tempo_set_error(TEMPO_STATUS_CORRUPT, "%s is not a sealed Tempo file (bad magic or too short)", path);
-  uint32_t version = tempo_seal_get_u32(s->h + 8);
+  uint32_t version = tempo_le_get32(s->h + 8);
   if (version != TEMPO_SEAL_VERSION)
     return tempo_set_error(TEMPO_STATUS_CORRUPT, "%s has sealed-file version %u; this build reads version %d", path,
                            version, TEMPO_SEAL_VERSION);
-  s->chunk = tempo_seal_get_u32(s->h + 12);
-  s->len = tempo_seal_get_u64(s->h + 16);
+  s->chunk = tempo_le_get32(s->h + 12);
+  s->len = tempo_le_get64(s->h + 16);
   size_t n = (size_t)s->h[40] | (size_t)s->h[41] << 8;
   uint64_t fsize;
   if (s->chunk < TEMPO_SEAL_CHUNK_MIN || s->chunk > TEMPO_SEAL_CHUNK_MAX || n < 1 || n > TEMPO_SEAL_LABEL_MAX ||

@@ -4,6 +4,7 @@
 
 #include <sodium.h>
 
+#include "core/bytes.h"
 #include "tempo/seal.h"
 
 struct tempo_owner_key {
@@ -12,19 +13,5 @@ struct tempo_owner_key {
 };
 
 TEMPO_WUR tempo_status tempo_seal_sodium_init(void);
-
-static inline void tempo_seal_put_u32(uint8_t *p, uint32_t v) {
-  p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8), p[2] = (uint8_t)(v >> 16), p[3] = (uint8_t)(v >> 24);
-}
-static inline uint32_t tempo_seal_get_u32(const uint8_t *p) {
-  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static inline void tempo_seal_put_u64(uint8_t *p, uint64_t v) {
-  tempo_seal_put_u32(p, (uint32_t)v);
-  tempo_seal_put_u32(p + 4, (uint32_t)(v >> 32));
-}
-static inline uint64_t tempo_seal_get_u64(const uint8_t *p) {
-  return (uint64_t)tempo_seal_get_u32(p) | (uint64_t)tempo_seal_get_u32(p + 4) << 32;
-}
 
 #endif

@@ -4,24 +4,8 @@
 
 #include <string.h>
 
-static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8); }
-static void put32(uint8_t *p, uint32_t v) {
-  for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put64(uint8_t *p, uint64_t v) {
-  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
-static uint32_t get32(const uint8_t *p) {
-  uint32_t v = 0;
-  for (int i = 0; i < 4; i++) v |= (uint32_t)p[i] << (8 * i);
-  return v;
-}
-static uint64_t get64(const uint8_t *p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
-  return v;
-}
+#include "core/bytes.h"
+
 
 void tempo_env_init(tempo_envelope *e, tempo_env_kind kind) {
   memset(e, 0, sizeof *e);
@@ -32,19 +16,19 @@ void tempo_env_init(tempo_envelope *e, tempo_env_kind kind) {
 
 void tempo_env_write(const tempo_envelope *e, uint8_t out[TEMPO_ENV_SIZE]) {
   memset(out, 0, TEMPO_ENV_SIZE);
-  put32(out, TEMPO_ENV_MAGIC);
-  put16(out + 4, TEMPO_ENV_VERSION);
-  put16(out + 6, e->kind);
-  put64(out + 8, e->msg_len);
-  put64(out + 16, e->relay_off);
-  put64(out + 24, e->relay_len);
-  put64(out + 32, e->fwd_off);
-  put64(out + 40, e->fwd_len);
-  put32(out + 48, (uint32_t)e->relay_from);
-  put32(out + 52, (uint32_t)e->relay_to);
+  tempo_le_put32(out, TEMPO_ENV_MAGIC);
+  tempo_le_put16(out + 4, TEMPO_ENV_VERSION);
+  tempo_le_put16(out + 6, e->kind);
+  tempo_le_put64(out + 8, e->msg_len);
+  tempo_le_put64(out + 16, e->relay_off);
+  tempo_le_put64(out + 24, e->relay_len);
+  tempo_le_put64(out + 32, e->fwd_off);
+  tempo_le_put64(out + 40, e->fwd_len);
+  tempo_le_put32(out + 48, (uint32_t)e->relay_from);
+  tempo_le_put32(out + 52, (uint32_t)e->relay_to);
   memcpy(out + 56, e->digest, 32);
-  put32(out + 88, e->reduce_from > 0 ? (uint32_t)e->reduce_from : 0);
-  put32(out + 92, e->reduce_to > 0 ? (uint32_t)e->reduce_to : 0);
+  tempo_le_put32(out + 88, e->reduce_from > 0 ? (uint32_t)e->reduce_from : 0);
+  tempo_le_put32(out + 92, e->reduce_to > 0 ? (uint32_t)e->reduce_to : 0);
 }
 
 static bool range_ok(uint64_t off, uint64_t len, uint64_t total) {
@@ -55,19 +39,19 @@ static bool rank_ok(int32_t r, int self, int world) { return r >= 1 && r < world
 
 tempo_status tempo_env_read(const uint8_t *buf, size_t len, int self, int world, tempo_envelope *e) {
   if (!buf || len < TEMPO_ENV_SIZE) return tempo_set_error(TEMPO_STATUS_CORRUPT, "envelope: %zu bytes, need 96", len);
-  if (get32(buf) != TEMPO_ENV_MAGIC) return tempo_set_error(TEMPO_STATUS_CORRUPT, "envelope: bad magic");
-  if (get16(buf + 4) != TEMPO_ENV_VERSION) return tempo_set_error(TEMPO_STATUS_CORRUPT, "envelope: bad version");
+  if (tempo_le_get32(buf) != TEMPO_ENV_MAGIC) return tempo_set_error(TEMPO_STATUS_CORRUPT, "envelope: bad magic");
+  if (tempo_le_get16(buf + 4) != TEMPO_ENV_VERSION) return tempo_set_error(TEMPO_STATUS_CORRUPT, "envelope: bad version");
   tempo_envelope v;
-  v.kind = get16(buf + 6);
-  v.msg_len = get64(buf + 8);
-  v.relay_off = get64(buf + 16);
-  v.relay_len = get64(buf + 24);
-  v.fwd_off = get64(buf + 32);
-  v.fwd_len = get64(buf + 40);
-  v.relay_from = (int32_t)get32(buf + 48);
-  v.relay_to = (int32_t)get32(buf + 52);
+  v.kind = tempo_le_get16(buf + 6);
+  v.msg_len = tempo_le_get64(buf + 8);
+  v.relay_off = tempo_le_get64(buf + 16);
+  v.relay_len = tempo_le_get64(buf + 24);
+  v.fwd_off = tempo_le_get64(buf + 32);
+  v.fwd_len = tempo_le_get64(buf + 40);
+  v.relay_from = (int32_t)tempo_le_get32(buf + 48);
+  v.relay_to = (int32_t)tempo_le_get32(buf + 52);
   memcpy(v.digest, buf + 56, 32);
-  const uint32_t rf = get32(buf + 88), rt = get32(buf + 92);
+  const uint32_t rf = tempo_le_get32(buf + 88), rt = tempo_le_get32(buf + 92);
   if (rf > INT32_MAX || rt > INT32_MAX) return tempo_set_error(TEMPO_STATUS_CORRUPT, "envelope: bad reduction rank");
   v.reduce_from = rf ? (int32_t)rf : -1;
   v.reduce_to = rt ? (int32_t)rt : -1;

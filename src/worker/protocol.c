@@ -5,33 +5,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/bytes.h"
 #include "tempo/common.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the float payloads are sent in host order; a big-endian host needs byte swapping here"
 #endif
 
-static void put16(uint8_t *p, uint16_t v) {
-  p[0] = (uint8_t)v;
-  p[1] = (uint8_t)(v >> 8);
-}
-static void put32(uint8_t *p, uint32_t v) {
-  for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put64(uint8_t *p, uint64_t v) {
-  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
-static uint32_t get32(const uint8_t *p) {
-  uint32_t v = 0;
-  for (int i = 3; i >= 0; i--) v = (v << 8) | p[i];
-  return v;
-}
-static uint64_t get64(const uint8_t *p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
-  return v;
-}
 
 const char *tempo_msg_op_name(uint16_t op) {
   switch (op) {
@@ -60,23 +40,23 @@ void tempo_msg_header_init(tempo_msg_header *h, tempo_msg_op op) {
 
 /* Wire layout (offsets in bytes); see docs/protocol.md. */
 void tempo_msg_header_write(const tempo_msg_header *h, uint8_t *o) {
-  put32(o + 0, h->magic);
-  put16(o + 4, h->version);
-  put16(o + 6, h->op);
-  put64(o + 8, h->task_id);
-  put64(o + 16, h->handle_x);
-  put64(o + 24, h->handle_w);
-  put32(o + 32, h->batch);
-  put32(o + 36, h->m);
-  put32(o + 40, h->n);
-  put32(o + 44, h->p);
-  put32(o + 48, h->lo);
-  put32(o + 52, h->hi);
-  put32(o + 56, h->flags);
-  put16(o + 60, h->dtype);
-  put16(o + 62, h->code);
-  put64(o + 64, h->payload_len);
-  put64(o + 72, h->compute_ns);
+  tempo_le_put32(o + 0, h->magic);
+  tempo_le_put16(o + 4, h->version);
+  tempo_le_put16(o + 6, h->op);
+  tempo_le_put64(o + 8, h->task_id);
+  tempo_le_put64(o + 16, h->handle_x);
+  tempo_le_put64(o + 24, h->handle_w);
+  tempo_le_put32(o + 32, h->batch);
+  tempo_le_put32(o + 36, h->m);
+  tempo_le_put32(o + 40, h->n);
+  tempo_le_put32(o + 44, h->p);
+  tempo_le_put32(o + 48, h->lo);
+  tempo_le_put32(o + 52, h->hi);
+  tempo_le_put32(o + 56, h->flags);
+  tempo_le_put16(o + 60, h->dtype);
+  tempo_le_put16(o + 62, h->code);
+  tempo_le_put64(o + 64, h->payload_len);
+  tempo_le_put64(o + 72, h->compute_ns);
 }
 
 static bool has_dims(uint16_t op) {
@@ -199,23 +179,23 @@ tempo_status tempo_msg_header_check(const tempo_msg_header *h) {
 
 tempo_status tempo_msg_header_read(const uint8_t *b, size_t len, tempo_msg_header *h) {
   if (!b || len < TEMPO_MSG_HEADER_SIZE) BAD("message: truncated header (%zu bytes)", len);
-  h->magic = get32(b + 0);
-  h->version = get16(b + 4);
-  h->op = get16(b + 6);
-  h->task_id = get64(b + 8);
-  h->handle_x = get64(b + 16);
-  h->handle_w = get64(b + 24);
-  h->batch = get32(b + 32);
-  h->m = get32(b + 36);
-  h->n = get32(b + 40);
-  h->p = get32(b + 44);
-  h->lo = get32(b + 48);
-  h->hi = get32(b + 52);
-  h->flags = get32(b + 56);
-  h->dtype = get16(b + 60);
-  h->code = get16(b + 62);
-  h->payload_len = get64(b + 64);
-  h->compute_ns = get64(b + 72);
+  h->magic = tempo_le_get32(b + 0);
+  h->version = tempo_le_get16(b + 4);
+  h->op = tempo_le_get16(b + 6);
+  h->task_id = tempo_le_get64(b + 8);
+  h->handle_x = tempo_le_get64(b + 16);
+  h->handle_w = tempo_le_get64(b + 24);
+  h->batch = tempo_le_get32(b + 32);
+  h->m = tempo_le_get32(b + 36);
+  h->n = tempo_le_get32(b + 40);
+  h->p = tempo_le_get32(b + 44);
+  h->lo = tempo_le_get32(b + 48);
+  h->hi = tempo_le_get32(b + 52);
+  h->flags = tempo_le_get32(b + 56);
+  h->dtype = tempo_le_get16(b + 60);
+  h->code = tempo_le_get16(b + 62);
+  h->payload_len = tempo_le_get64(b + 64);
+  h->compute_ns = tempo_le_get64(b + 72);
   return tempo_msg_header_check(h);
 }
 
