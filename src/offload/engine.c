@@ -202,6 +202,14 @@ static bool check(tempo_engine *e, int r, int k, int cc, const float *A, bool at
          TEMPO_STATUS_OK;
 }
 
+/* Freivalds' check of a dW' of `rows` rows under key k: X'^T dY* (n, p), or dY*^T X' (p, n)
+ * when W is stored transposed. */
+static bool check_dw(tempo_engine *e, const tempo_obf_key *k, bool wt, int rows, int n, int p, const float *xp,
+                     const float *dys, const float *dw) {
+  if (wt) return check(e, p, rows, n, dys, true, xp, false, dw, k->identity ? NULL : k->dn.rcoef_p);
+  return check(e, n, rows, p, xp, true, dys, false, dw, k->identity ? NULL : k->dp.coef_p);
+}
+
 /* Verifies the result of task t (header already matched) and writes it out. False when
  * it fails verification. */
 static bool consume(tempo_engine *e, round_ctx *c, task *t, const tempo_msg_header *h, const float *pay) {
@@ -220,7 +228,7 @@ static bool consume(tempo_engine *e, round_ctx *c, task *t, const tempo_msg_head
   bool ok = true;
   const int role = c->role[t->unit];
   /* a chain member's dW' is in the sum; the last member's dW' is the sum, checked whole after the round */
-  const bool check_dw = c->want_dw && role == ROLE_PLAIN, take_dw = c->want_dw && role != ROLE_MEMBER;
+  const bool checks_dw = c->want_dw && role == ROLE_PLAIN, take_dw = c->want_dw && role != ROLE_MEMBER;
   const float *dxr = pay, *dwr = pay + (c->want_dx ? (size_t)cnt * xs : 0);
   for (int i = 0; i < cnt && ok; i++) {
     const tempo_obf_key *k = &s->k.keys[sh->batch == 1 ? 0 : (int)b->lo + i];
@@ -230,14 +238,7 @@ static bool consume(tempo_engine *e, round_ctx *c, task *t, const tempo_msg_head
     } else {
       if (c->want_dx) /* dX' (rows, n) = dY* (rows, p) . W'^T */
         ok = check(e, rows, p, n, dyb + i * ys, false, wb + i * ws, !wt, dxr + i * xs, id ? NULL : k->dn.coef_p);
-      if (ok && check_dw) {
-        if (wt) /* dW' (p, n) = dY*^T . X' */
-          ok = check(e, p, rows, n, dyb + i * ys, true, xb + i * xs, false, dwr + i * ws,
-                     id ? NULL : k->dn.rcoef_p);
-        else /* dW' (n, p) = X'^T . dY* */
-          ok = check(e, n, rows, p, xb + i * xs, true, dyb + i * ys, false, dwr + i * ws,
-                     id ? NULL : k->dp.coef_p);
-      }
+      if (ok && checks_dw) ok = check_dw(e, k, wt, rows, n, p, xb + i * xs, dyb + i * ys, dwr + i * ws);
     }
   }
   double t1 = tempo_now();
@@ -331,7 +332,6 @@ static void task_done(tempo_round *rd, task *t) {
   if (c->op == TEMPO_OP_FORWARD && c->keep) c->s->blocks[t->unit].holder = t->worker;
 }
 
-
 /* Blinds the instances of block b (batch > 1): keys and Enc of X, W (forward) or Enc of
  * dY (backward). Called just before the block's first send, so the workers compute the
  * blocks already sent while the master blinds the next one. */
@@ -424,7 +424,6 @@ static tempo_status prepare_site(tempo_engine *e, site *s, const tempo_mm_shape 
   return TEMPO_STATUS_OK;
 }
 
-
 /* Splits the product into blocks over the live workers. */
 static void split(tempo_engine *e, site *s, bool keep) {
   const tempo_mm_shape *sh = &s->k.shape;
@@ -448,6 +447,12 @@ static void split(tempo_engine *e, site *s, bool keep) {
   }
 }
 
+/* One task per block, none sent yet. */
+static void init_tasks(task *tasks, int nblocks) {
+  memset(tasks, 0, (size_t)nblocks * sizeof *tasks);
+  for (int i = 0; i < nblocks; i++) tasks[i].unit = i;
+}
+
 tempo_status tempo_engine_forward(tempo_engine *e, int slot, const tempo_mm_shape *sh, const float *X,
                                   const float *W, float *Y, bool training) {
   site *s;
@@ -455,7 +460,7 @@ tempo_status tempo_engine_forward(tempo_engine *e, int slot, const tempo_mm_shap
   if ((st = get_site(e, slot, &s)) || (st = prepare_site(e, s, sh)) || (st = ensure_vwork(e, sh))) return st;
   if (e->r.n_live < 1) return tempo_set_error(TEMPO_STATUS_WORKER, "engine: no worker left (all %d evicted)", e->r.nw);
   s->k.fwd_valid = false;
-  const size_t xs = (size_t)sh->m * sh->n, ws = (size_t)sh->n * sh->p, ys = (size_t)sh->m * sh->p;
+  const size_t xs = (size_t)sh->m * sh->n, ws = (size_t)sh->n * sh->p;
   if (sh->batch == 1) { /* every row block needs all of W': blind it all before the round */
     double t0 = tempo_now();
     if (e->cfg.mode == TEMPO_MODE_TEMPO && (st = tempo_keygen_fill(e->r.kg, &s->k.keys[0]))) return st;
@@ -469,8 +474,7 @@ tempo_status tempo_engine_forward(tempo_engine *e, int slot, const tempo_mm_shap
   split(e, s, training);
   e->r.tr->min_up += (uint64_t)s->nblocks * TEMPO_MSG_HEADER_SIZE + (uint64_t)sh->batch * (xs + ws) * sizeof(float);
   task tasks[MAX_BLOCKS];
-  memset(tasks, 0, sizeof tasks);
-  for (int i = 0; i < s->nblocks; i++) tasks[i].unit = i;
+  init_tasks(tasks, s->nblocks);
   round_ctx c = {.base = {.tasks = tasks, .ntasks = s->nblocks}, .s = s, .op = TEMPO_OP_FORWARD, .keep = training,
                  .Y = Y, .X = X, .W = W, .blind_blocks = sh->batch > 1};
   if ((st = run_round(e, &c))) return st;
@@ -480,7 +484,6 @@ tempo_status tempo_engine_forward(tempo_engine *e, int slot, const tempo_mm_shap
     e->r.st.t_unblind += tempo_now() - t1;
     e->r.st.decryptions++;
   }
-  (void)ys;
   e->r.st.products += (uint64_t)sh->batch;
   if (training) {
     s->k.fwd_valid = true;
@@ -488,6 +491,13 @@ tempo_status tempo_engine_forward(tempo_engine *e, int slot, const tempo_mm_shap
     tempo_site_keys_wipe(&s->k);
   }
   return TEMPO_STATUS_OK;
+}
+
+/* Batch 1: adds the blocks' partial dW' in block order (deterministic) into block 0's slot. */
+static const float *sum_partials(site *s) {
+  const size_t ws = (size_t)s->k.shape.n * s->k.shape.p;
+  for (int b = 1; b < s->nblocks; b++) cblas_saxpy((int)ws, 1.0f, s->dwp + (size_t)b * ws, 1, s->dwp, 1);
+  return s->dwp;
 }
 
 /* After a backward round sent as a dW' reduction chain (batch 1): checks the sum the last
@@ -502,11 +512,8 @@ static tempo_status take_reduced_sum(tempo_engine *e, round_ctx *c, const float 
   const int last = s->nblocks - 1;
   const float *dw = s->dwp + (size_t)last * sh->n * sh->p;
   if (!c->reduce_broken) {
-    const tempo_obf_key *k = &s->k.keys[0];
-    const bool id = k->identity;
     const double t0 = tempo_now();
-    bool ok = sh->w_trans ? check(e, sh->p, sh->m, sh->n, s->dys, true, s->xp, false, dw, id ? NULL : k->dn.rcoef_p)
-                          : check(e, sh->n, sh->m, sh->p, s->xp, true, s->dys, false, dw, id ? NULL : k->dp.coef_p);
+    const bool ok = check_dw(e, &s->k.keys[0], sh->w_trans, sh->m, sh->n, sh->p, s->xp, s->dys, dw);
     e->r.st.t_verify += tempo_now() - t0;
     if (ok) {
       *sum = dw;
@@ -518,13 +525,12 @@ static tempo_status take_reduced_sum(tempo_engine *e, round_ctx *c, const float 
               MAX_REDUCE_FAILURES);
   }
   task tasks[MAX_BLOCKS];
-  memset(tasks, 0, sizeof tasks);
-  for (int i = 0; i < s->nblocks; i++) tasks[i].unit = i;
+  init_tasks(tasks, s->nblocks);
   round_ctx again = {.base = {.tasks = tasks, .ntasks = s->nblocks}, .s = s, .op = TEMPO_OP_BACKWARD,
                      .want_dw = true, .accum = c->accum, .dW = c->dW, .dY = c->dY};
   e->r.st.recomputed += (uint64_t)s->nblocks;
   tempo_status st = run_round(e, &again);
-  *sum = s->dwp;
+  if (!st) *sum = sum_partials(s);
   return st;
 }
 
@@ -560,14 +566,13 @@ tempo_status tempo_engine_backward(tempo_engine *e, int slot, const tempo_mm_sha
   }
   e->r.tr->min_up += (uint64_t)s->nblocks * TEMPO_MSG_HEADER_SIZE + (uint64_t)sh->batch * ys * sizeof(float);
   task tasks[MAX_BLOCKS];
-  memset(tasks, 0, sizeof tasks);
-  for (int i = 0; i < s->nblocks; i++) tasks[i].unit = i;
+  init_tasks(tasks, s->nblocks);
   round_ctx c = {.base = {.tasks = tasks, .ntasks = s->nblocks}, .s = s, .op = TEMPO_OP_BACKWARD,
                  .want_dx = dX != NULL, .want_dw = dW != NULL, .accum = flags, .dX = dX, .dW = dW, .dY = dY,
                  .blind_blocks = sh->batch > 1, .may_reduce = true};
   const uint64_t naive_saved = e->r.st.naive_bytes_up;
   if ((st = run_round(e, &c))) return st;
-  const float *dw_sum = s->dwp; /* batch 1: the partials are summed into block 0's slot */
+  const float *dw_sum = NULL; /* batch 1: set when the workers' sum came back (or was redone) */
   if (c.reduced && (st = take_reduced_sum(e, &c, &dw_sum))) return st;
   e->r.st.naive_bytes_up = naive_saved; /* the round's own first sends are not the naive count */
   if (sh->batch == 1) {
@@ -576,9 +581,8 @@ tempo_status tempo_engine_backward(tempo_engine *e, int slot, const tempo_mm_sha
       tempo_obf_dec_dx(&s->k.keys[0], s->dxp, dX, flags & TEMPO_MM_ACCUM_DX);
       e->r.st.decryptions++;
     }
-    if (dW) { /* partial dW' of row blocks, summed in block order (deterministic), unless the workers did */
-      if (dw_sum == s->dwp)
-        for (int b = 1; b < s->nblocks; b++) cblas_saxpy((int)ws, 1.0f, s->dwp + (size_t)b * ws, 1, s->dwp, 1);
+    if (dW) {
+      if (!dw_sum) dw_sum = sum_partials(s);
       tempo_obf_dec_dw(&s->k.keys[0], sh->w_trans, dw_sum, dW, flags & TEMPO_MM_ACCUM_DW);
       e->r.st.decryptions++;
     }
