@@ -107,7 +107,8 @@ static void post(net_tr *t, reply *r) {
   pthread_cond_signal(&t->rx_cv);
 }
 
-/* Under t->mu: the stream to l's worker is gone; tell the engine once (unless it evicted it). */
+/* Under t->mu: the stream to l's worker is gone or must go. Unless it ended in an orderly
+ * shutdown, the engine hears of it once, as `why` (NULL: the engine knows, it evicted it). */
 static void lose(link *l, const char *why) {
   net_tr *t = l->t;
   if (l->dead) return;
@@ -121,7 +122,7 @@ static void lose(link *l, const char *why) {
   }
   l->tail = NULL;
   pthread_cond_signal(&l->tx_cv);
-  if (l->closing) return; /* shutting down: nobody is listening */
+  if (l->closing || !why) return; /* shutting down, or evicted: nobody to tell */
   fprintf(stderr, "tempo: worker %d: %s\n", l->w, why);
   reply *r = take_spare(t, 0);
   if (!r) return; /* out of memory: the engine times it out instead */
@@ -229,8 +230,16 @@ static uint64_t seg_off(const tempo_out_msg *m, int k) {
   return o;
 }
 
+static tempo_status check_workers(const tempo_transport *tb, int n, const int *workers) {
+  for (int i = 0; i < n; i++)
+    if (workers[i] < 0 || workers[i] >= tb->n_workers)
+      return tempo_set_error(TEMPO_STATUS_INTERNAL, "mpi: no worker %d", workers[i]);
+  return TEMPO_STATUS_OK;
+}
+
 static tempo_status mt_send(tempo_transport *tb, int worker, const tempo_out_msg *m) {
-  if (worker < 0 || worker >= tb->n_workers) return tempo_set_error(TEMPO_STATUS_INTERNAL, "mpi: no worker %d", worker);
+  tempo_status st = check_workers(tb, 1, &worker);
+  if (st) return st;
   tempo_envelope env;
   tempo_env_init(&env, TEMPO_ENV_REQUEST);
   env.msg_len = msg_len(m);
@@ -246,9 +255,7 @@ static tempo_status mt_send_group(tempo_transport *tb, int n, const int *workers
       if ((st = mt_send(tb, workers[i], &msgs[i]))) return st;
     return TEMPO_STATUS_OK;
   }
-  for (int i = 0; i < n; i++)
-    if (workers[i] < 0 || workers[i] >= tb->n_workers)
-      return tempo_set_error(TEMPO_STATUS_INTERNAL, "mpi: no worker %d", workers[i]);
+  if ((st = check_workers(tb, n, workers))) return st;
   uint8_t digest[32];
   crypto_generichash(digest, sizeof digest, msgs[0].seg[shared], msgs[0].seg_len[shared], NULL, 0);
   for (int i = 0; i < n; i++) {
@@ -274,19 +281,16 @@ static tempo_status mt_send_group(tempo_transport *tb, int n, const int *workers
 
 static tempo_status mt_send_reduce(tempo_transport *tb, int n, const int *workers, const tempo_out_msg *msgs) {
   net_tr *t = (net_tr *)tb;
-  for (int i = 0; i < n; i++)
-    if (workers[i] < 0 || workers[i] >= tb->n_workers)
-      return tempo_set_error(TEMPO_STATUS_INTERNAL, "mpi: no worker %d", workers[i]);
-  tempo_status st;
-  for (int i = 0; i < n; i++) {
+  tempo_status st = check_workers(tb, n, workers);
+  for (int i = 0; i < n && !st; i++) {
     tempo_envelope env;
     tempo_env_init(&env, TEMPO_ENV_REQUEST);
     env.msg_len = msg_len(&msgs[i]);
     env.reduce_from = i > 0 ? workers[i - 1] + 1 : -1;
     env.reduce_to = i + 1 < n ? workers[i + 1] + 1 : -1;
-    if ((st = queue(t, workers[i], &env, &msgs[i], -1))) return st;
+    st = queue(t, workers[i], &env, &msgs[i], -1);
   }
-  return TEMPO_STATUS_OK;
+  return st;
 }
 
 static tempo_status mt_recv(tempo_transport *tb, double timeout_s, tempo_in_msg *m, bool *got) {
@@ -331,12 +335,7 @@ static void mt_evict(tempo_transport *tb, int worker) {
   if (worker < 0 || worker >= tb->n_workers) return;
   pthread_mutex_lock(&t->mu);
   link *l = &t->links[worker];
-  if (!l->dead) {
-    g_lost = true;
-    l->closing = true; /* the engine knows: no "lost" report */
-    lose(l, "evicted");
-    l->closing = false;
-  }
+  lose(l, NULL);
   pthread_mutex_unlock(&t->mu);
 }
 
@@ -379,8 +378,8 @@ static void mt_free(tempo_transport *tb) {
     double left = 5.0 - (tempo_now() - t0);
     if (!join_within(l->tx, left > 0.5 ? left : 0.5)) { /* a stalled worker: break its stream */
       pthread_mutex_lock(&t->mu);
-      g_lost = true;
-      lose(l, "did not take the shutdown");
+      g_lost = true; /* closing: lose() would take its EOF for an orderly one */
+      lose(l, NULL);
       pthread_mutex_unlock(&t->mu);
       pthread_join(l->tx, NULL);
     }
