@@ -3,25 +3,7 @@
 # hint for usage errors, 1 with a one-line message for runtime errors (missing dataset,
 # corrupt checkpoint, wrong model for a checkpoint), and a short real training run + eval.
 set -u
-T="${TEMPO_BUILD:-build}/tempo"
-tmp=$(mktemp -d /tmp/tempo-cli-XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
-fails=0 n=0
-check() { # name, expected status, command...
-  local name=$1 want=$2; shift 2
-  n=$((n + 1))
-  "$@" >"$tmp/out" 2>"$tmp/err"
-  local rc=$?
-  if [ "$rc" != "$want" ]; then
-    echo "not ok - $name: exit $rc, expected $want"; sed 's/^/    /' "$tmp/err" | head -5; fails=$((fails + 1))
-  else
-    echo "ok - $name"
-  fi
-}
-grep_in() { # name, file, pattern
-  n=$((n + 1))
-  if grep -q -- "$3" "$2"; then echo "ok - $1"; else echo "not ok - $1: '$3' not in $2"; fails=$((fails + 1)); fi
-}
+CHECK_NAME=cli . "$(dirname "$0")/check_common.sh"
 
 check "help exits 0" 0 "$T" --help
 for flag in --model --data --data-dir --epochs --max-steps --batch-size --lr --optimizer --seed --out --resume \
@@ -59,5 +41,4 @@ check "wrong model for checkpoint" 1 "$T" train --model resnet20 --resume "$tmp/
 grep_in "wrong model message" "$tmp/err" "drop --model"
 check "missing checkpoint" 1 "$T" eval "$tmp/none.ckpt" --mode local
 
-echo "$((n - fails)) passed, $fails failed"
-[ "$fails" = 0 ]
+finish

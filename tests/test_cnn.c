@@ -14,6 +14,7 @@
 #include "gradcheck.h"
 #include "tempo/cnn.h"
 #include "tempo/common.h"
+#include "test_util.h"
 
 #define EPS 1e-3
 #define ATOL 2e-3
@@ -26,10 +27,6 @@ static tempo_mm *local_mm(void) {
   tempo_mm *mm = NULL;
   assert_int_equal(tempo_mm_create(&cfg, &mm), TEMPO_STATUS_OK);
   return mm;
-}
-
-static void fill_normal(tempo_rng *r, float *x, size_t n) {
-  for (size_t i = 0; i < n; i++) x[i] = (float)tempo_rng_normal(r);
 }
 
 /* ------------------------------------------------------------------ conv2d */
@@ -67,7 +64,7 @@ static void check_conv(int cin, int cout, int k, int stride, int pad, int h, int
   tempo_rng rng;
   tempo_rng_seed(&rng, (uint64_t)(cin * 1000 + cout * 100 + k * 10 + stride), 7);
   tempo_conv2d_init_kaiming(&c.l, &c.p, &rng);
-  if (bias) fill_normal(&rng, tempo_params_ptr(&c.p, l->b_idx), (size_t)cout);
+  if (bias) test_randn(tempo_params_ptr(&c.p, l->b_idx), (size_t)cout, &rng);
   c.xn = (size_t)c.batch * cin * h * w;
   c.yn = (size_t)c.batch * l->out_h * l->out_w * cout;
   const size_t cn = tempo_conv2d_cols_floats(l, c.batch);
@@ -77,8 +74,8 @@ static void check_conv(int cin, int cout, int k, int stride, int pad, int h, int
   c.r = tempo_alloc_floats(c.yn);
   c.cols = cn ? tempo_alloc_floats(cn) : NULL;
   c.dcols = cn ? tempo_alloc_floats(cn) : NULL;
-  fill_normal(&rng, c.x, c.xn);
-  fill_normal(&rng, c.r, c.yn);
+  test_randn(c.x, c.xn, &rng);
+  test_randn(c.r, c.yn, &rng);
 
   /* forward against a naive double-precision convolution; y is NHWC */
   conv_loss(&c);
@@ -188,10 +185,10 @@ static void bn_setup(bn_ctx *c, uint64_t seed) {
   assert_int_equal(tempo_params_find(&c->p, "bn.running_var"), c->bn.var_idx);
   tempo_rng rng;
   tempo_rng_seed(&rng, seed, 3);
-  fill_normal(&rng, c->x, BN_R * BN_C);
+  test_randn(c->x, BN_R * BN_C, &rng);
   for (int i = 0; i < BN_R * BN_C; i++) c->x[i] = c->x[i] * (float)(1 + i % BN_C) + 0.5f * (float)(i % BN_C);
-  fill_normal(&rng, c->res, BN_R * BN_C);
-  fill_normal(&rng, c->r, BN_R * BN_C);
+  test_randn(c->res, BN_R * BN_C, &rng);
+  test_randn(c->r, BN_R * BN_C, &rng);
   float *g = tempo_params_ptr(&c->p, c->bn.w_idx), *b = tempo_params_ptr(&c->p, c->bn.b_idx);
   for (int i = 0; i < BN_C; i++) g[i] = 0.5f + 0.3f * (float)i, b[i] = 0.1f * (float)i - 0.05f;
 }
@@ -307,7 +304,7 @@ static void pool_check(int kind, int k, int stride, int pad) {
   for (uint32_t i = 0; i < PN; i++) perm[i] = i;
   tempo_rng_shuffle_u32(&rng, perm, PN);
   for (int i = 0; i < PN; i++) c.x[i] = 0.01f * (float)perm[i] - 1.0f;
-  fill_normal(&rng, c.r, PN);
+  test_randn(c.r, PN, &rng);
   float dx[PN];
   pool_loss(&c);
   if (kind == 0) {

@@ -25,43 +25,42 @@ grep -q "^done: 40 steps" "$T/stall.log" || { cat "$T/stall.log"; fail "run with
 [ -s "$T/stall/model.ckpt" ] || fail "no model.ckpt after the stall"
 echo "1. injected stall: evicted by timeout, 40 steps done"
 
-"${MPIRUN[@]}" -np 1 "$B/tempo" "${ARGS[@]}" --max-steps 400 --out "$T/stop" \
-  : -np 2 "${W[@]}" > "$T/stop.log" 2>&1 &
-MPIPID=$!
-# stop it once the run is well under way (worker-to-worker TCP links are set up lazily;
-# docs/distributed.md says why a worker stopped before that can stall its relayer)
-for _ in $(seq 900); do grep -q "^step 60 " "$T/stop.log" 2>/dev/null && break; sleep 0.1; done
-grep -q "^step 60 " "$T/stop.log" || { kill "$MPIPID"; cat "$T/stop.log"; fail "run did not reach step 60 in 90 s"; }
-workers=$(pgrep -P "$MPIPID" -x tempo-worker)
-victim=$(echo "$workers" | tail -1)
-[ -n "$victim" ] || fail "no worker process to stop"
-kill -STOP "$victim"
-# bounded (5 min) wait: on a loaded 2-core machine 400 steps over MPI can take minutes
-for _ in $(seq 3000); do kill -0 "$MPIPID" 2>/dev/null || break; grep -q "^done: " "$T/stop.log" && break; sleep 0.1; done
+# Runs NAME (STEPS steps, 2 workers) in the background under mpirun with the extra options
+# given, sends SIG to one worker process once step 60 is logged, and waits at most 5 min (on a
+# loaded 2-core machine hundreds of steps over MPI can take minutes) for the run to end.
+signal_mid_run() {
+  local name=$1 steps=$2 sig=$3
+  shift 3
+  "${MPIRUN[@]}" "$@" -np 1 "$B/tempo" "${ARGS[@]}" --max-steps "$steps" --out "$T/$name" \
+    : -np 2 "${W[@]}" > "$T/$name.log" 2>&1 &
+  MPIPID=$!
+  for _ in $(seq 900); do grep -q "^step 60 " "$T/$name.log" 2>/dev/null && break; sleep 0.1; done
+  grep -q "^step 60 " "$T/$name.log" || { kill "$MPIPID"; cat "$T/$name.log"; fail "run did not reach step 60 in 90 s"; }
+  workers=$(pgrep -P "$MPIPID" -x tempo-worker)
+  victim=$(echo "$workers" | tail -1)
+  [ -n "$victim" ] || fail "no worker process to signal"
+  kill -"$sig" "$victim"
+  for _ in $(seq 3000); do kill -0 "$MPIPID" 2>/dev/null || break; grep -q "^done: " "$T/$name.log" && break; sleep 0.1; done
+}
+# Ends what is left of the run (the checks are done): the workers, then mpirun.
+end_run() {
+  sleep 0.5
+  for p in $workers; do kill -CONT "$p" 2>/dev/null; kill -9 "$p" 2>/dev/null; done
+  wait "$MPIPID" 2>/dev/null
+}
+
+signal_mid_run stop 400 STOP
 grep -q "evicting worker .: timed out 3 times" "$T/stop.log" || { cat "$T/stop.log"; fail "SIGSTOPped worker not evicted"; }
 grep -q "^done: 400 steps" "$T/stop.log" || { cat "$T/stop.log"; fail "run with a SIGSTOPped worker did not finish"; }
-cleanup_pid=$MPIPID; sleep 0.5
-for p in $workers; do kill -CONT "$p" 2>/dev/null; kill -9 "$p" 2>/dev/null; done
-wait "$cleanup_pid" 2>/dev/null
+end_run
 echo "2. SIGSTOPped worker process: evicted by timeout, 400 steps done"
 
-"${MPIRUN[@]}" --mca orte_abort_on_non_zero_status 0 -np 1 "$B/tempo" "${ARGS[@]}" --max-steps 300 --out "$T/kill" \
-  : -np 2 "${W[@]}" > "$T/kill.log" 2>&1 &
-MPIPID=$!
-for _ in $(seq 900); do grep -q "^step 60 " "$T/kill.log" 2>/dev/null && break; sleep 0.1; done
-grep -q "^step 60 " "$T/kill.log" || { kill "$MPIPID"; cat "$T/kill.log"; fail "run did not reach step 60 in 90 s"; }
-workers=$(pgrep -P "$MPIPID" -x tempo-worker)
-victim=$(echo "$workers" | tail -1)
-[ -n "$victim" ] || fail "no worker process to kill"
-kill -KILL "$victim"
-for _ in $(seq 3000); do kill -0 "$MPIPID" 2>/dev/null || break; grep -q "^done: " "$T/kill.log" && break; sleep 0.1; done
+signal_mid_run kill 300 KILL --mca orte_abort_on_non_zero_status 0
 grep -q "evicting worker .: lost its connection" "$T/kill.log" || { cat "$T/kill.log"; fail "killed worker not evicted"; }
 grep -q "^done: 300 steps" "$T/kill.log" || { cat "$T/kill.log"; fail "run with a killed worker did not finish"; }
 grep -Eq "evicted 1\b" "$T/kill.log" || { cat "$T/kill.log"; fail "not exactly one eviction"; }
 [ -s "$T/kill/model.ckpt" ] || fail "no model.ckpt after the kill"
-for _ in $(seq 100); do kill -0 "$MPIPID" 2>/dev/null || break; sleep 0.1; done
-for p in $workers; do kill -9 "$p" 2>/dev/null; done
-wait "$MPIPID" 2>/dev/null
+end_run
 echo "2b. SIGKILLed worker process: evicted when its stream ended, 300 steps done"
 
 MPIPID=

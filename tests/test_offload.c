@@ -16,24 +16,11 @@
 #include "tempo/common.h"
 #include "tempo/matmul.h"
 #include "tempo/rng.h"
+#include "test_util.h"
 
 #define TOL 1e-4
 
-static tempo_mm *make(tempo_mode mode, int workers) {
-  tempo_mm_config cfg;
-  tempo_mm_config_default(&cfg);
-  cfg.mode = mode;
-  cfg.workers = workers;
-  cfg.seed = 1234;
-  tempo_mm *mm;
-  assert_int_equal(tempo_mm_create(&cfg, &mm), TEMPO_STATUS_OK);
-  tempo_mm_set_training(mm, true);
-  return mm;
-}
-
-static void randn(float *a, size_t n, tempo_rng *r) {
-  for (size_t i = 0; i < n; i++) a[i] = (float)tempo_rng_normal(r);
-}
+static tempo_mm *make(tempo_mode mode, int workers) { return test_make_mm(mode, workers, 1234, NULL); }
 
 static double nerr(const float *a, const float *b, size_t n) {
   double d = 0, s = 0;
@@ -52,9 +39,9 @@ static void compare(tempo_mode mode, const tempo_mm_shape *sh, unsigned flags, u
   float *Y[2], *dX[2], *dW[2];
   tempo_rng r;
   tempo_rng_seed(&r, seed, 0);
-  randn(X, xs, &r), randn(W, ws, &r), randn(dY, ys, &r);
+  test_randn(X, xs, &r), test_randn(W, ws, &r), test_randn(dY, ys, &r);
   float *dX0 = malloc(xs * 4), *dW0 = malloc(ws * 4);
-  randn(dX0, xs, &r), randn(dW0, ws, &r);
+  test_randn(dX0, xs, &r), test_randn(dW0, ws, &r);
   for (int k = 0; k < 2; k++) {
     tempo_mm *mm = make(k == 0 ? TEMPO_MODE_LOCAL : mode, 2);
     tempo_mm_site site = {0};
@@ -109,7 +96,7 @@ static void test_partial_backward(void **state) {
   float X[40 * 24], W[24 * 8], dY[40 * 8], Y[40 * 8], dX[2][40 * 24], dW[2][24 * 8];
   tempo_rng r;
   tempo_rng_seed(&r, 5, 0);
-  randn(X, sizeof X / 4, &r), randn(W, sizeof W / 4, &r), randn(dY, sizeof dY / 4, &r);
+  test_randn(X, sizeof X / 4, &r), test_randn(W, sizeof W / 4, &r), test_randn(dY, sizeof dY / 4, &r);
   for (int k = 0; k < 2; k++) {
     tempo_mm *mm = make(k ? TEMPO_MODE_TEMPO : TEMPO_MODE_LOCAL, 2);
     tempo_mm_site site = {0};

@@ -15,16 +15,10 @@
 #include "offload/engine.h"
 #include "tempo/matmul.h"
 #include "tempo/rng.h"
+#include "test_util.h"
 
 static tempo_mm *make(tempo_mode mode) {
-  tempo_mm_config cfg;
-  tempo_mm_config_default(&cfg);
-  cfg.mode = mode;
-  cfg.workers = 2;
-  cfg.seed = 77;
-  tempo_mm *mm;
-  assert_int_equal(tempo_mm_create(&cfg, &mm), TEMPO_STATUS_OK);
-  tempo_mm_set_training(mm, true);
+  tempo_mm *mm = test_make_mm(mode, 2, 77, NULL);
   tempo_mm_set_timeout(mm, 0.1); /* a stalled worker costs 0.1 s per request */
   return mm;
 }
@@ -38,7 +32,7 @@ static void ref(const tempo_mm_shape *s, const float *X, const float *W, float *
     }
 }
 
-static void assert_close(const float *a, const float *b, size_t n) {
+static void assert_elementwise_close(const float *a, const float *b, size_t n) {
   for (size_t i = 0; i < n; i++)
     if (fabsf(a[i] - b[i]) > 1e-3f * (1.0f + fabsf(b[i]))) fail_msg("element %zu: %g vs %g", i, a[i], b[i]);
 }
@@ -64,13 +58,13 @@ static void test_each_cheat(void **state) {
         tempo_mm_site site = {0};
         assert_int_equal(tempo_mm_forward(mm, &site, &sh, X, W, Y), TEMPO_STATUS_OK);
         ref(&sh, X, W, R);
-        assert_close(Y, R, M * P);
+        assert_elementwise_close(Y, R, M * P);
         assert_int_equal(tempo_mm_backward(mm, &site, &sh, X, W, dY, dX, NULL, 0), TEMPO_STATUS_OK);
         /* dX = dY W^T: W^T as stored (p, n) */
         tempo_mm_shape bs = {1, M, P, N, true};
         float RX[M * N];
         ref(&bs, dY, W, RX);
-        assert_close(dX, RX, M * N);
+        assert_elementwise_close(dX, RX, M * N);
         tempo_mm_step_end(mm);
       }
       tempo_mm_stats st;
@@ -108,7 +102,7 @@ static void test_occasional_and_all(void **state) {
     for (int b = 0; b < 2; b++) {
       tempo_mm_shape one = {1, M, N, P, true};
       ref(&one, X + b * M * N, W + b * N * P, R);
-      assert_close(Y + b * M * P, R, M * P);
+      assert_elementwise_close(Y + b * M * P, R, M * P);
     }
     tempo_mm_step_end(mm);
   }

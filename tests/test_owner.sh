@@ -6,31 +6,10 @@
 # /usr/bin/python3 has torch: the exported weights give PyTorch's twin the same test accuracy
 # and loss as `tempo eval`, and PyTorch-written weights give Tempo the same as PyTorch.
 set -u
-T="${TEMPO_BUILD:-build}/tempo"
 SRC="${TEMPO_SRC_DIR:-$PWD}"
 FM=/usr/share/datasets/fashion-mnist
-tmp=$(mktemp -d /tmp/tempo-owner-XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
-fails=0 n=0
-check() { # name, expected status, command...
-  local name=$1 want=$2; shift 2
-  n=$((n + 1))
-  "$@" >"$tmp/out" 2>"$tmp/err"
-  local rc=$?
-  if [ "$rc" != "$want" ]; then
-    echo "not ok - $name: exit $rc, expected $want"; sed 's/^/    /' "$tmp/err" "$tmp/out" | head -8; fails=$((fails + 1))
-  else
-    echo "ok - $name"
-  fi
-}
-grep_in() { # name, file, pattern
-  n=$((n + 1))
-  if grep -q -- "$3" "$2"; then echo "ok - $1"; else echo "not ok - $1: '$3' not in $2"; fails=$((fails + 1)); fi
-}
-same() { # name, a, b
-  n=$((n + 1))
-  if [ "$2" = "$3" ] && [ -n "$2" ]; then echo "ok - $1 ($2)"; else echo "not ok - $1: '$2' vs '$3'"; fails=$((fails + 1)); fi
-}
+CHECK_NAME=owner . "$(dirname "$0")/check_common.sh"
+
 flip() { # file, offset: xor one byte with 0x01
   local b; b=$(od -An -tu1 -j "$2" -N1 "$1" | tr -d ' ')
   printf "$(printf '\\%03o' $((b ^ 1)))" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none
@@ -132,5 +111,4 @@ else
   echo "skip - PyTorch interop: /usr/bin/python3 cannot import torch: skipped"
 fi
 
-echo "$((n - fails)) passed, $fails failed"
-[ "$fails" = 0 ]
+finish

@@ -185,16 +185,7 @@ static int read_sealed_losses(const char *dir, double *losses, int cap) {
 
 
 static void train_cfg(tempo_train_config *c, const char *out, long max_steps, bool sealed) {
-  tempo_train_config_default(c);
-  c->engine.mode = TEMPO_MODE_LOCAL;
-  c->engine.threads = 1;
-  c->out_dir = out;
-  c->max_steps = max_steps;
-  c->log_every = 1;
-  c->batch_size = 32;
-  c->quiet = true;
-  c->progress = 0;
-  c->seed = 11;
+  test_train_cfg(c, out, max_steps, 11);
   c->data_dir = sealed ? sealed_dir : FM;
   c->key = sealed ? key : NULL;
 }

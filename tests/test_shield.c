@@ -28,6 +28,7 @@
 #include "tempo/protocol.h"
 #include "tempo/rng.h"
 #include "tempo/shield.h"
+#include "test_util.h"
 
 #define TOL_F64 1e-5
 #define TOL_F32 2e-3
@@ -36,20 +37,7 @@ static double TOL = TOL_F64;
 static tempo_mm *make(tempo_mode mode, int workers, const char *audit) {
   unsetenv("TEMPO_SHIELD_DTYPE"); /* the defaults, whatever the caller's environment */
   unsetenv("TEMPO_SHIELD_ALPHA");
-  tempo_mm_config cfg;
-  tempo_mm_config_default(&cfg);
-  cfg.mode = mode;
-  cfg.workers = workers;
-  cfg.seed = 99;
-  cfg.audit_dir = audit;
-  tempo_mm *mm;
-  assert_int_equal(tempo_mm_create(&cfg, &mm), TEMPO_STATUS_OK);
-  tempo_mm_set_training(mm, true);
-  return mm;
-}
-
-static void randn(float *a, size_t n, tempo_rng *r) {
-  for (size_t i = 0; i < n; i++) a[i] = (float)tempo_rng_normal(r);
+  return test_make_mm(mode, workers, 99, audit);
 }
 
 /* max |a - b| / max |b| */
@@ -79,11 +67,11 @@ static void check_shape(tempo_mm *mm, int batch, int m, int n, int p, bool wt, u
         *dY = malloc(batch * ys * 4), *dX = malloc(batch * xs * 4), *dW = malloc(batch * ws * 4),
         *dX0 = malloc(batch * xs * 4), *dW0 = malloc(batch * ws * 4);
   double *R = malloc(batch * (xs + ws + ys) * 8);
-  randn(X, batch * xs, rng);
-  randn(W, batch * ws, rng);
-  randn(dY, batch * ys, rng);
-  randn(dX0, batch * xs, rng);
-  randn(dW0, batch * ws, rng);
+  test_randn(X, batch * xs, rng);
+  test_randn(W, batch * ws, rng);
+  test_randn(dY, batch * ys, rng);
+  test_randn(dX0, batch * xs, rng);
+  test_randn(dW0, batch * ws, rng);
   memcpy(dX, dX0, batch * xs * 4);
   memcpy(dW, dW0, batch * ws * 4);
   tempo_mm_site site = {0};

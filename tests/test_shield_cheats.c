@@ -17,16 +17,10 @@
 #include "offload/engine.h"
 #include "tempo/matmul.h"
 #include "tempo/rng.h"
+#include "test_util.h"
 
 static tempo_mm *make(int workers) {
-  tempo_mm_config cfg;
-  tempo_mm_config_default(&cfg);
-  cfg.mode = TEMPO_MODE_SHIELD;
-  cfg.workers = workers;
-  cfg.seed = 31;
-  tempo_mm *mm;
-  assert_int_equal(tempo_mm_create(&cfg, &mm), TEMPO_STATUS_OK);
-  tempo_mm_set_training(mm, true);
+  tempo_mm *mm = test_make_mm(TEMPO_MODE_SHIELD, workers, 31, NULL);
   tempo_mm_set_timeout(mm, 0.1);
   return mm;
 }
@@ -40,7 +34,7 @@ static void ref(int m, int n, int p, const float *X, const float *W, bool wt, fl
     }
 }
 
-static void assert_close(const float *a, const float *b, size_t n, const char *what) {
+static void assert_elementwise_close(const float *a, const float *b, size_t n, const char *what) {
   double mx = 0;
   for (size_t i = 0; i < n; i++) mx = fmax(mx, fabs(b[i]));
   for (size_t i = 0; i < n; i++)
@@ -64,13 +58,13 @@ static tempo_status one_product(tempo_mm *mm, tempo_rng *r, bool check) {
   tempo_mm_step_end(mm);
   if (check) {
     ref(M, N, P, X, W, false, R);
-    assert_close(Y, R, M * P, "Y");
+    assert_elementwise_close(Y, R, M * P, "Y");
     ref(M, P, N, dY, W, true, RX); /* dX = dY W^T, W^T as stored (p, n) is W (n, p) read transposed */
-    assert_close(dX, RX, M * N, "dX");
+    assert_elementwise_close(dX, RX, M * N, "dX");
     for (int i = 0; i < M; i++)
       for (int k = 0; k < N; k++) XT[k * M + i] = X[i * N + k];
     ref(N, M, P, XT, dY, false, RW);
-    assert_close(dW, RW, N * P, "dW");
+    assert_elementwise_close(dW, RW, N * P, "dW");
   }
   return TEMPO_STATUS_OK;
 }

@@ -90,16 +90,7 @@ static void test_checkpoint_round_trip_and_corruption(void **state) {
 
 
 static void train_cfg(tempo_train_config *c, const char *out, long max_steps) {
-  tempo_train_config_default(c);
-  c->engine.mode = TEMPO_MODE_LOCAL;
-  c->engine.threads = 1;
-  c->out_dir = out;
-  c->max_steps = max_steps;
-  c->log_every = 1;
-  c->batch_size = 32;
-  c->quiet = true;
-  c->progress = 0;
-  c->seed = 5;
+  test_train_cfg(c, out, max_steps, 5);
 }
 
 static void test_resume_is_exact(void **state) {

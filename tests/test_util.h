@@ -9,8 +9,44 @@
 #include <string.h>
 
 #include "tempo/layers.h"
+#include "tempo/matmul.h"
 #include "tempo/model.h"
 #include "tempo/optim.h"
+#include "tempo/rng.h"
+#include "tempo/train.h"
+
+/* Fills a[0..n) with standard normal draws. */
+static inline void test_randn(float *a, size_t n, tempo_rng *r) {
+  for (size_t i = 0; i < n; i++) a[i] = (float)tempo_rng_normal(r);
+}
+
+/* A matmul context in training mode (asserts it is created); audit_dir may be NULL. */
+static inline tempo_mm *test_make_mm(tempo_mode mode, int workers, uint64_t seed, const char *audit_dir) {
+  tempo_mm_config cfg;
+  tempo_mm_config_default(&cfg);
+  cfg.mode = mode;
+  cfg.workers = workers;
+  cfg.seed = seed;
+  cfg.audit_dir = audit_dir;
+  tempo_mm *mm;
+  assert_int_equal(tempo_mm_create(&cfg, &mm), TEMPO_STATUS_OK);
+  tempo_mm_set_training(mm, true);
+  return mm;
+}
+
+/* A short, quiet local-mode run: 1 thread, batch 32, every step logged, no progress bar. */
+static inline void test_train_cfg(tempo_train_config *c, const char *out, long max_steps, uint64_t seed) {
+  tempo_train_config_default(c);
+  c->engine.mode = TEMPO_MODE_LOCAL;
+  c->engine.threads = 1;
+  c->out_dir = out;
+  c->max_steps = max_steps;
+  c->log_every = 1;
+  c->batch_size = 32;
+  c->quiet = true;
+  c->progress = 0;
+  c->seed = seed;
+}
 
 /* The program's temporary folder, made by test_tmpdir_setup and removed by test_tmpdir_teardown
  * (use them as cmocka group setup/teardown through the wrappers below). */
