@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_util.h"
 #include "obf/obf_internal.h"
 #include "tempo/common.h"
 #include "tempo/obf.h"
@@ -50,11 +51,6 @@ static void run_once(ctx *c, int which) {
   }
 }
 
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
 typedef struct {
   double med, min, max;
 } timing;
@@ -68,8 +64,8 @@ static timing time_pass(ctx *c, int which, int reps) {
     run_once(c, which);
     t[r] = tempo_now() - t0;
   }
-  qsort(t, (size_t)reps, sizeof t[0], cmp_double);
-  return (timing){t[reps / 2], t[0], t[reps - 1]};
+  const double med = bench_median(t, reps);
+  return (timing){med, t[0], t[reps - 1]};
 }
 
 static void die(const char *what) {

@@ -10,76 +10,42 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tempo/common.h"
-#include "tempo/layers.h"
-#include "tempo/model.h"
-#include "tempo/optim.h"
-
-static int cmp_double(const void *a, const void *b) {
-  const double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
+#include "bench_util.h"
 
 static int bench_one(const char *name, int threads, int steps) {
-  const int batch = strcmp(name, "resnet50") == 0 ? 32 : 64;
+  const int batch = bench_default_batch(name);
   tempo_mm_config mc;
   tempo_mm_config_default(&mc);
   mc.mode = TEMPO_MODE_LOCAL;
   mc.threads = threads;
-  tempo_mm *mm = NULL;
-  tempo_model *m = NULL;
-  tempo_optim opt = {0};
-  float *x = NULL, *logits = NULL, *dlogits = NULL;
-  int *labels = NULL, rc = 1;
   double *t = calloc((size_t)steps, sizeof *t);
-  tempo_model_config cfg = {.in_c = 3, .in_h = 32, .in_w = 32, .num_classes = 10, .max_batch = batch};
-  snprintf(cfg.name, sizeof cfg.name, "%s", name);
-  tempo_optim_config oc;
-  tempo_optim_config_default(&oc, TEMPO_OPTIM_SGD);
-  if (!t || tempo_mm_create(&mc, &mm) || tempo_model_create(&cfg, mm, 1, &m) ||
-      tempo_optim_init(&opt, &oc, &m->params)) {
-    fprintf(stderr, "bench_resnet: %s: %s\n", name, tempo_errmsg());
-    goto cleanup;
+  bench_rig rig;
+  if (!t || bench_rig_open(&rig, name, &mc, batch)) {
+    fprintf(stderr, "bench_resnet: %s: %s\n", name, t ? tempo_errmsg() : "out of memory");
+    free(t);
+    return 1;
   }
-  x = tempo_alloc_floats((size_t)batch * 3 * 32 * 32);
-  logits = tempo_alloc_floats((size_t)batch * 10);
-  dlogits = tempo_alloc_floats((size_t)batch * 10);
-  labels = calloc((size_t)batch, sizeof *labels);
-  if (!x || !logits || !dlogits || !labels) goto cleanup;
-  for (size_t i = 0; i < (size_t)batch * 3 * 32 * 32; i++) x[i] = (float)tempo_rng_normal(&m->rng);
-  for (int i = 0; i < batch; i++) labels[i] = (int)tempo_rng_below(&m->rng, 10);
-  tempo_mm_set_training(mm, true);
+  int rc = 1;
   for (int s = -2; s < steps; s++) {
     const double t0 = tempo_now();
-    tempo_params_zero_grad(&m->params);
-    if (m->ops->forward(m, x, batch, logits)) goto fail;
-    const double loss = tempo_softmax_xent(logits, labels, batch, 10, dlogits, NULL);
+    double loss = 0;
+    if (bench_rig_step(&rig, &loss)) {
+      fprintf(stderr, "bench_resnet: %s: %s\n", name, tempo_errmsg());
+      goto out;
+    }
     if (!(loss == loss && loss < 1e3)) {
       fprintf(stderr, "bench_resnet: %s: loss %g is not finite\n", name, loss);
-      goto cleanup;
+      goto out;
     }
-    if (m->ops->backward(m, dlogits, batch) || tempo_optim_step(&opt, &m->params)) goto fail;
-    tempo_mm_step_end(mm);
     if (s >= 0) t[s] = (tempo_now() - t0) * 1e3;
   }
-  double med;
-  qsort(t, (size_t)steps, sizeof *t, cmp_double);
-  med = steps % 2 ? t[steps / 2] : 0.5 * (t[steps / 2 - 1] + t[steps / 2]);
+  const double med = bench_median(t, steps);
   printf("| %s | %d | %d | %.1f | %.1f | %.1f | %.1f |\n", name, batch, threads, med, t[0], t[steps - 1],
          batch * 1e3 / med);
   fflush(stdout);
   rc = 0;
-  goto cleanup;
-fail:
-  fprintf(stderr, "bench_resnet: %s: %s\n", name, tempo_errmsg());
-cleanup:
-  tempo_optim_free(&opt);
-  tempo_model_free(m);
-  tempo_mm_free(mm);
-  tempo_free_floats(x);
-  tempo_free_floats(logits);
-  tempo_free_floats(dlogits);
-  free(labels);
+out:
+  bench_rig_close(&rig);
   free(t);
   return rc;
 }

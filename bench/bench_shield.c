@@ -13,17 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tempo/common.h"
-#include "tempo/layers.h"
-#include "tempo/model.h"
-#include "tempo/optim.h"
+#include "bench_util.h"
 #include "tempo/rng.h"
 #include "tempo/shield.h"
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
 
 typedef struct {
   double ms, compute_ms, blind_ms, verify_ms, unblind_ms, bytes;
@@ -37,62 +29,30 @@ static step_result time_steps(const char *name, tempo_mode mode, int workers, in
   ec.mode = mode;
   ec.workers = workers;
   ec.seed = 1;
-  const bool mlp = !strcmp(name, "mlp");
-  const int batch = 64;
-  tempo_model_config mc = {.in_c = mlp ? 1 : 3, .in_h = mlp ? 28 : 32, .in_w = mlp ? 28 : 32, .num_classes = 10,
-                           .max_batch = batch};
-  snprintf(mc.name, sizeof mc.name, "%s", name);
-  tempo_mm *mm = NULL;
-  tempo_model *m = NULL;
-  tempo_optim opt = {0};
-  if (tempo_mm_create(&ec, &mm) || tempo_model_create(&mc, mm, 1, &m)) {
+  bench_rig rig;
+  if (bench_rig_open(&rig, name, &ec, 64)) {
     fprintf(stderr, "bench_shield: %s %s: %s\n", name, tempo_mode_name(mode), tempo_errmsg());
-    tempo_model_free(m);
-    tempo_mm_free(mm);
     return r;
   }
-  tempo_optim_config oc;
-  tempo_optim_config_default(&oc, TEMPO_OPTIM_SGD);
-  oc.lr = 0.01f;
-  oc.schedule = TEMPO_SCHED_CONSTANT;
-  if (tempo_optim_init(&opt, &oc, &m->params)) goto done;
-  const size_t in = (size_t)batch * mc.in_c * mc.in_h * mc.in_w;
-  float *x = tempo_alloc_floats(in), *logits = tempo_alloc_floats((size_t)batch * 10),
-        *dl = tempo_alloc_floats((size_t)batch * 10);
-  int y[64];
-  tempo_rng rng;
-  tempo_rng_seed(&rng, 3, 0);
-  for (size_t i = 0; i < in; i++) x[i] = (float)tempo_rng_normal(&rng);
-  for (int i = 0; i < batch; i++) y[i] = (int)tempo_rng_below(&rng, 10);
   double t[64];
   int done = 0;
   tempo_mm_stats st;
-  tempo_mm_set_training(mm, true);
   for (int s = 0; s < 1 + steps && s < 64; s++) {
     double t0 = tempo_now();
-    tempo_params_zero_grad(&m->params);
-    if (m->ops->forward(m, x, batch, logits)) break;
-    (void)tempo_softmax_xent(logits, y, batch, 10, dl, NULL);
-    if (m->ops->backward(m, dl, batch) || tempo_optim_step(&opt, &m->params)) break;
-    tempo_mm_step_end(mm);
-    if (s == 0) tempo_mm_stats_step(mm, &st); /* warm-up step: reset the window */
+    if (bench_rig_step(&rig, NULL)) break;
+    if (s == 0) tempo_mm_stats_step(rig.mm, &st); /* warm-up step: reset the window */
     else t[done++] = tempo_now() - t0;
   }
-  tempo_mm_stats_step(mm, &st);
+  tempo_mm_stats_step(rig.mm, &st);
   if (done > 0) {
-    qsort(t, (size_t)done, sizeof t[0], cmp_double);
     const double per = 1e3 / done;
-    r.ms = (done % 2 ? t[done / 2] : 0.5 * (t[done / 2 - 1] + t[done / 2])) * 1e3;
+    r.ms = bench_median(t, done) * 1e3;
     r.compute_ms = (mode == TEMPO_MODE_LOCAL ? st.t_local : st.t_compute) * per;
     r.blind_ms = st.t_blind * per, r.verify_ms = st.t_verify * per, r.unblind_ms = st.t_unblind * per;
     r.bytes = (double)(st.bytes_up + st.bytes_down) / done;
     r.ok = true;
   }
-  tempo_free_floats(x), tempo_free_floats(logits), tempo_free_floats(dl);
-done:
-  tempo_optim_free(&opt);
-  tempo_model_free(m);
-  tempo_mm_free(mm);
+  bench_rig_close(&rig);
   return r;
 }
 

@@ -20,16 +20,8 @@
 #include <string.h>
 #include <sys/resource.h>
 
-#include "tempo/common.h"
-#include "tempo/layers.h"
-#include "tempo/model.h"
-#include "tempo/optim.h"
+#include "bench_util.h"
 #include "tempo/vit.h"
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
 
 static void die(const char *what) {
   fprintf(stderr, "bench_vit: %s: %s\n", what, tempo_errmsg());
@@ -51,44 +43,20 @@ static result bench_one(const char *name, int threads, int batch, int warmup, in
   tempo_mm_config_default(&mc);
   mc.mode = TEMPO_MODE_LOCAL;
   mc.threads = threads;
-  tempo_mm *mm;
-  if (tempo_mm_create(&mc, &mm)) die("engine");
-  tempo_model_config cfg = {.in_c = 3, .in_h = 32, .in_w = 32, .num_classes = 10, .max_batch = batch};
-  snprintf(cfg.name, sizeof cfg.name, "%s", name);
-  tempo_model *m;
-  if (tempo_model_create(&cfg, mm, 1, &m)) die(name);
-  tempo_optim_config oc;
-  tempo_optim_config_default(&oc, TEMPO_OPTIM_SGD);
-  oc.lr = 0.01f;
-  oc.momentum = 0.9f;
-  oc.weight_decay = 0.0f;
-  tempo_optim opt;
-  if (tempo_optim_init(&opt, &oc, &m->params)) die("optimizer");
-  const size_t xn = (size_t)batch * 3 * 32 * 32;
-  float *x = tempo_alloc_floats(xn), *logits = tempo_alloc_floats((size_t)batch * 10),
-        *dlogits = tempo_alloc_floats((size_t)batch * 10);
-  int *labels = malloc((size_t)batch * sizeof *labels);
+  bench_rig rig;
+  if (bench_rig_open(&rig, name, &mc, batch)) die(name);
   double *t = malloc((size_t)steps * sizeof *t), *tm = malloc((size_t)steps * sizeof *tm);
-  if (!x || !logits || !dlogits || !labels || !t || !tm) die("out of memory");
-  tempo_rng rng;
-  tempo_rng_seed(&rng, 3, 0);
-  for (size_t i = 0; i < xn; i++) x[i] = (float)tempo_rng_normal(&rng);
-  for (int i = 0; i < batch; i++) labels[i] = (int)tempo_rng_below(&rng, 10);
-  tempo_mm_set_training(mm, true);
+  if (!t || !tm) die("out of memory");
   long f0 = 0;
   for (int s = -warmup; s < steps; s++) {
     if (s == 0) f0 = minor_faults();
     tempo_mm_stats st;
-    tempo_mm_stats_step(mm, &st);
+    tempo_mm_stats_step(rig.mm, &st);
     const double t0 = tempo_now();
-    tempo_params_zero_grad(&m->params);
-    if (m->ops->forward(m, x, batch, logits)) die("forward");
-    const double loss = tempo_softmax_xent(logits, labels, batch, 10, dlogits, NULL);
-    if (m->ops->backward(m, dlogits, batch)) die("backward");
-    if (tempo_optim_step(&opt, &m->params)) die("optimizer step");
-    tempo_mm_step_end(mm);
+    double loss = 0;
+    if (bench_rig_step(&rig, &loss)) die("training step");
     const double dt = tempo_now() - t0;
-    tempo_mm_stats_step(mm, &st);
+    tempo_mm_stats_step(rig.mm, &st);
     if (s == -warmup && !(isfinite(loss) && fabs(loss - log(10.0)) < 1.5)) {
       fprintf(stderr, "bench_vit: %s: first loss %g is not near ln 10\n", name, loss);
       exit(1);
@@ -98,17 +66,11 @@ static result bench_one(const char *name, int threads, int batch, int warmup, in
   const double faults = (double)(minor_faults() - f0) / steps;
   double share = 0;
   for (int s = 0; s < steps; s++) share += tm[s] / t[s];
-  qsort(t, (size_t)steps, sizeof *t, cmp_double);
-  result r = {t[steps / 2] * 1e3, t[0] * 1e3, t[steps - 1] * 1e3, share / steps, faults};
+  const double med = bench_median(t, steps);
+  result r = {med * 1e3, t[0] * 1e3, t[steps - 1] * 1e3, share / steps, faults};
   free(t);
   free(tm);
-  free(labels);
-  tempo_free_floats(x);
-  tempo_free_floats(logits);
-  tempo_free_floats(dlogits);
-  tempo_optim_free(&opt);
-  tempo_model_free(m);
-  tempo_mm_free(mm);
+  bench_rig_close(&rig);
   return r;
 }
 
@@ -134,8 +96,7 @@ static double time_pass(layer_ctx *c, int which) {
     }
     if (r >= 0) t[r] = tempo_now() - t0;
   }
-  qsort(t, 20, sizeof t[0], cmp_double);
-  return t[10] * 1e3;
+  return bench_median(t, 20) * 1e3;
 }
 
 /* The element-wise passes at vit-mini's shapes (D 128, H 4, N 65, M 256). */
