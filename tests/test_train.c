@@ -68,6 +68,21 @@ static void test_checkpoint_round_trip_and_corruption(void **state) {
   for (size_t cut = 0; cut < len; cut += 1 + cut / 3)
     assert_int_equal(tempo_ckpt_parse(buf, cut, "ckpt", &got, NULL, NULL), TEMPO_STATUS_CORRUPT);
 
+  /* A whole file (valid checksum) with an impossible position is refused, not used. */
+  uint8_t *bad;
+  size_t bad_len;
+  tempo_ckpt_meta neg = meta;
+  neg.epoch = -1;
+  assert_int_equal(tempo_ckpt_serialize(&neg, &m->params, &opt, &bad, &bad_len), TEMPO_STATUS_OK);
+  assert_int_equal(tempo_ckpt_parse(bad, bad_len, "ckpt", &got, NULL, NULL), TEMPO_STATUS_CORRUPT);
+  assert_non_null(strstr(tempo_errmsg(), "out of range"));
+  free(bad);
+  neg = meta;
+  neg.batch_size = 0;
+  assert_int_equal(tempo_ckpt_serialize(&neg, &m->params, &opt, &bad, &bad_len), TEMPO_STATUS_OK);
+  assert_int_equal(tempo_ckpt_parse(bad, bad_len, "ckpt", &got, NULL, NULL), TEMPO_STATUS_CORRUPT);
+  free(bad);
+
   /* A checkpoint of another model shape is a mismatch, not a crash. */
   tempo_mm_config mc;
   tempo_mm_config_default(&mc);

@@ -168,6 +168,14 @@ tempo_status tempo_ckpt_serialize(const tempo_ckpt_meta *meta, const tempo_param
   return TEMPO_STATUS_OK;
 }
 
+/* The header's positions and sizes are used as they are by the training loop (a checksum
+ * only proves the file is whole, not that whoever wrote it was honest): range-check them. */
+static bool meta_in_range(const tempo_ckpt_meta *m) {
+  return m->step >= 0 && m->epoch >= 0 && m->batch_in_epoch >= 0 && m->batch_size > 0 && m->epochs >= 0 &&
+         m->max_steps >= 0 && m->in_c > 0 && m->in_h > 0 && m->in_w > 0 && m->num_classes > 0 &&
+         m->optim.warmup_steps >= 0 && m->optim.total_steps >= 0;
+}
+
 tempo_status tempo_ckpt_parse(const uint8_t *buf, size_t len, const char *what, tempo_ckpt_meta *meta,
                               tempo_params *p, tempo_optim *opt) {
   if (len >= 8 && memcmp(buf, TEMPO_SEAL_MAGIC, 8) == 0)
@@ -190,6 +198,8 @@ tempo_status tempo_ckpt_parse(const uint8_t *buf, size_t len, const char *what, 
       !tempo_mul_size((size_t)(meta->param_count + meta->state_count + meta->optim_count), 4, &bytes) ||
       bytes != r.len - r.pos)
     return tempo_set_error(TEMPO_STATUS_CORRUPT, "%s: sizes in the header do not match the file", what);
+  if (!meta_in_range(meta))
+    return tempo_set_error(TEMPO_STATUS_CORRUPT, "%s: a position or size in the header is out of range", what);
   floats = (size_t)meta->param_count;
   if (!p) return TEMPO_STATUS_OK;
   if (meta->param_count != p->count || meta->state_count != p->state_count)
