@@ -41,7 +41,7 @@ typedef struct {
   bool direct; /* 1x1, stride 1, pad 0, NHWC input: the input itself is the product's X */
   int w_idx, b_idx; /* registry indices; b_idx = -1 without bias */
   tempo_mm_site site;
-  bool fused; /* the last forward lowered in tiles and kept no columns (local mode, conv.c) */
+  int lowering; /* how the last forward was lowered (conv.c: whole batch, or tiles in local mode) */
 } tempo_conv2d;
 
 /* Declares "<prefix>.weight" (Co, Ci, k, k) and, with bias, "<prefix>.bias" (Co) for an

@@ -414,14 +414,22 @@ static int tile_samples(const tempo_conv2d *l, const tempo_mm_shape *s, int batc
 
 static size_t in_sample_floats(const tempo_conv2d *l) { return (size_t)l->in_h * l->in_w * l->cin; }
 
+/* The tile of samples [b0, b0 + nb) of a batch cut in tiles of `tile`: its product shape in
+ * *ts (per output positions per sample); returns nb. */
+static int tile_of(const tempo_mm_shape *s, size_t per, int b0, int tile, int batch, tempo_mm_shape *ts) {
+  const int nb = batch - b0 < tile ? batch - b0 : tile;
+  *ts = *s;
+  ts->m = (int)(per * (size_t)nb);
+  return nb;
+}
+
 tempo_status tempo_conv2d_forward(tempo_conv2d *l, tempo_mm *mm, const tempo_params *p, const float *x, int batch,
                                   float *cols, float *y) {
   tempo_mm_shape s;
   tempo_status st = conv_shape(l, batch, &s);
   if (st) return st;
   const float *X = x, *W = tempo_params_ptr(p, l->w_idx);
-  const int low = lowering(l, mm);
-  l->fused = low == LOWER_FUSED;
+  const int low = l->lowering = lowering(l, mm);
   if (!l->direct) {
     if (!cols) return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "conv2d: a column buffer is required");
     if (low != LOWER_FUSED) tempo_im2col(l, x, batch, cols);
@@ -439,9 +447,8 @@ tempo_status tempo_conv2d_forward(tempo_conv2d *l, tempo_mm *mm, const tempo_par
     const int tile = tile_samples(l, &s, batch);
     const size_t per = (size_t)l->out_h * l->out_w;
     for (int b0 = 0; b0 < batch; b0 += tile) {
-      const int nb = batch - b0 < tile ? batch - b0 : tile;
-      tempo_mm_shape ts = s;
-      ts.m = (int)(per * (size_t)nb);
+      tempo_mm_shape ts;
+      const int nb = tile_of(&s, per, b0, tile, batch, &ts);
       tempo_im2col(l, x + (size_t)b0 * in_sample_floats(l), nb, cols);
       if ((st = tempo_mm_forward(mm, &l->site, &ts, cols, W, y + (size_t)b0 * per * l->cout))) return st;
     }
@@ -472,16 +479,14 @@ tempo_status tempo_conv2d_backward(tempo_conv2d *l, tempo_mm *mm, tempo_params *
     dW = (float *)W + round16((size_t)l->cout * s.n);
     mmflags &= ~(unsigned)TEMPO_MM_ACCUM_DW;
   }
-  /* the forward's lowering (FUSED kept no columns); DX only in local mode with threads > 1 */
-  const int low = l->fused ? LOWER_FUSED : lowering(l, mm) == LOWER_DX ? LOWER_DX : LOWER_FULL;
+  const int low = l->lowering; /* the forward's (FUSED kept no columns) */
   const int tile = low == LOWER_FULL ? batch : tile_samples(l, &s, batch);
   const size_t per = (size_t)l->out_h * l->out_w, sk = per * (size_t)s.n, sb = in_sample_floats(l);
   if (low == LOWER_FUSED) {
     float *tc = (float *)cols; /* scratch here */
     for (int b0 = 0; b0 < batch; b0 += tile) {
-      const int nb = batch - b0 < tile ? batch - b0 : tile;
-      tempo_mm_shape ts = s;
-      ts.m = (int)(per * (size_t)nb);
+      tempo_mm_shape ts;
+      const int nb = tile_of(&s, per, b0, tile, batch, &ts);
       tempo_im2col(l, x + (size_t)b0 * sb, nb, tc);
       const unsigned f = mmflags | (b0 > 0 ? (unsigned)TEMPO_MM_ACCUM_DW : 0u);
       if ((st = tempo_mm_backward(mm, &l->site, &ts, tc, W, dy + (size_t)b0 * per * l->cout, dx ? dcols : NULL, dW,
@@ -495,9 +500,8 @@ tempo_status tempo_conv2d_backward(tempo_conv2d *l, tempo_mm *mm, tempo_params *
   }
   if (low == LOWER_DX && dx) {
     for (int b0 = 0; b0 < batch; b0 += tile) {
-      const int nb = batch - b0 < tile ? batch - b0 : tile;
-      tempo_mm_shape ts = s;
-      ts.m = (int)(per * (size_t)nb);
+      tempo_mm_shape ts;
+      const int nb = tile_of(&s, per, b0, tile, batch, &ts);
       if ((st = tempo_mm_backward(mm, &l->site, &ts, cols + (size_t)b0 * sk, W, dy + (size_t)b0 * per * l->cout,
                                   dcols, NULL, 0)))
         return st;
