@@ -36,7 +36,7 @@ typedef struct {
   pthread_t th;
   fwd_job *head, *tail;
   bool stop;
-  int *fds; /* the mesh; a peer whose stream fails is closed (fd -1) */
+  int *fds; /* the mesh; a peer whose stream fails is shut down */
 } forwarder;
 
 static void *forward_loop(void *arg) {
