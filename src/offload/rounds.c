@@ -95,30 +95,33 @@ void tempo_rounds_take_stats(tempo_rounds *r, tempo_mm_stats *run, tempo_mm_stat
 
 /* ---- workers: failures, eviction, choice ---- */
 
-static const char *const why_text[] = {"failed verification", "timed out", "sent an error reply",
-                                       "sent a malformed reply", "sent a reply for another task",
-                                       "lost its connection"};
+/* Per reason: what the eviction message says, and how many failures it counts for (a lost
+ * connection cannot recover: it evicts at once). */
+static const struct {
+  const char *text;
+  int weight;
+} why_info[] = {{"failed verification", 1}, {"timed out", 1}, {"sent an error reply", 1},
+                {"sent a malformed reply", 1}, {"sent a reply for another task", 1},
+                {"lost its connection", TEMPO_ROUNDS_MAX_FAILURES}};
 
-const char *tempo_rounds_why(int why) { return why_text[why]; }
+const char *tempo_rounds_why(int why) { return why_info[why].text; }
 
 void tempo_rounds_worker_failed(tempo_rounds *r, int w, int why) {
   if (why == TEMPO_WHY_VERIFY) r->st.verify_failures++;
   else if (why == TEMPO_WHY_TIMEOUT) r->st.timeouts++, r->no_relay = true;
   else r->st.worker_errors++;
-  /* a lost connection cannot recover: evict at once */
-  if (why == TEMPO_WHY_LOST && r->fails[w] < TEMPO_ROUNDS_MAX_FAILURES - 1) r->fails[w] = TEMPO_ROUNDS_MAX_FAILURES - 1;
-  r->fails[w]++;
+  r->fails[w] += why_info[why].weight;
   if (r->live[w] && r->fails[w] >= TEMPO_ROUNDS_MAX_FAILURES) {
     r->live[w] = false;
     r->n_live--;
     r->st.evictions++;
     r->tr->evicted++;
     if (r->notify_evict && r->tr->ops->evict) r->tr->ops->evict(r->tr, w);
-    if (why == TEMPO_WHY_LOST)
-      fprintf(stderr, "tempo: %sevicting worker %d: %s\n", r->evict_prefix ? r->evict_prefix : "", w, why_text[why]);
+    const char *prefix = r->evict_prefix ? r->evict_prefix : "";
+    if (why_info[why].weight >= TEMPO_ROUNDS_MAX_FAILURES)
+      fprintf(stderr, "tempo: %sevicting worker %d: %s\n", prefix, w, why_info[why].text);
     else
-      fprintf(stderr, "tempo: %sevicting worker %d: %s %d times\n", r->evict_prefix ? r->evict_prefix : "", w,
-              why_text[why], r->fails[w]);
+      fprintf(stderr, "tempo: %sevicting worker %d: %s %d times\n", prefix, w, why_info[why].text, r->fails[w]);
   }
 }
 
