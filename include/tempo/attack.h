@@ -55,6 +55,9 @@ void tempo_trail_step_free(tempo_trail_step *s);
 double tempo_sinkhorn(const float *A, int r, int c, int iters, double *rf, double *cf);
 /* B = rf A cf (signed), (r, c). */
 void tempo_balance_apply(const float *A, int r, int c, const double *rf, const double *cf, float *B);
+/* Both: B = A balanced by its Sinkhorn factors (rf, cf are scratch of r and c doubles).
+ * Returns tempo_sinkhorn's deviation. */
+double tempo_balance(const float *A, int r, int c, int iters, double *rf, double *cf, float *B);
 
 /* Minimum-cost perfect assignment of an (n, n) cost matrix: assign[i] = column of row i.
  * Returns the total cost. NO_MEMORY on allocation failure (*total untouched). */

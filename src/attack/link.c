@@ -203,10 +203,8 @@ tempo_status tempo_attack_patches(const float *Xb, int m, const float *Xpub, int
     st = tempo_set_error(TEMPO_STATUS_NO_MEMORY, "patches: out of memory");
     goto done;
   }
-  tempo_sinkhorn(Xb, m, n, 300, rfb, cfb);
-  tempo_sinkhorn(Xpub, mp, n, 300, rfp, cfp);
-  tempo_balance_apply(Xb, m, n, rfb, cfb, bb);
-  tempo_balance_apply(Xpub, mp, n, rfp, cfp, bp);
+  tempo_balance(Xb, m, n, 300, rfb, cfb, bb);
+  tempo_balance(Xpub, mp, n, 300, rfp, cfp, bp);
   col_corr(bb, m, n, ca);
   col_corr(bp, mp, n, cp);
   for (int j = 0; j < n; j++) /* start: sorted correlation rows */

@@ -47,6 +47,12 @@ void tempo_balance_apply(const float *A, int r, int c, const double *rf, const d
     for (int j = 0; j < c; j++) B[(size_t)i * c + j] = (float)(rf[i] * A[(size_t)i * c + j] * cf[j]);
 }
 
+double tempo_balance(const float *A, int r, int c, int iters, double *rf, double *cf, float *B) {
+  const double dev = tempo_sinkhorn(A, r, c, iters, rf, cf);
+  tempo_balance_apply(A, r, c, rf, cf, B);
+  return dev;
+}
+
 /* Shortest augmenting path Hungarian algorithm (potentials u, v; 1-based internally). */
 tempo_status tempo_assign(const double *cost, int n, int *assign, double *total) {
   size_t n1 = (size_t)n + 1;
@@ -145,10 +151,8 @@ tempo_status tempo_attack_match_weight(const float *Wb, const float *W0, int r, 
     st = tempo_set_error(TEMPO_STATUS_NO_MEMORY, "match: out of memory (%d x %d)", r, c);
     goto done;
   }
-  tempo_sinkhorn(Wb, r, c, 500, rfb, cfb);
-  tempo_sinkhorn(W0, r, c, 500, rf0, cf0);
-  tempo_balance_apply(Wb, r, c, rfb, cfb, bb);
-  tempo_balance_apply(W0, r, c, rf0, cf0, b0);
+  tempo_balance(Wb, r, c, 500, rfb, cfb, bb);
+  tempo_balance(W0, r, c, 500, rf0, cf0, b0);
   transpose(bb, r, c, tb);
   transpose(b0, r, c, t0);
   /* first the dimension with the longer signatures */

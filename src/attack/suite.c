@@ -91,10 +91,8 @@ static tempo_status truth_cols(const float *Xb, const float *Xt, int m, int n, i
     st = tempo_set_error(TEMPO_STATUS_NO_MEMORY, "attack: out of memory");
     goto out;
   }
-  tempo_sinkhorn(Xb, m, n, 300, rf, cf);
-  tempo_balance_apply(Xb, m, n, rf, cf, bb);
-  tempo_sinkhorn(Xt, m, n, 300, rf, cf);
-  tempo_balance_apply(Xt, m, n, rf, cf, bt);
+  tempo_balance(Xb, m, n, 300, rf, cf, bb);
+  tempo_balance(Xt, m, n, 300, rf, cf, bt);
   for (int i = 0; i < m; i++)
     for (int j = 0; j < n; j++) ca[(size_t)j * m + i] = bb[(size_t)i * n + j], ct[(size_t)j * m + i] = bt[(size_t)i * n + j];
   for (int j = 0; j < n; j++) {
@@ -125,8 +123,7 @@ static tempo_status center_columns(const float *Y, int m, int p, float *out) {
     free(rf), free(cf), tempo_free_floats(col);
     return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "attack: out of memory");
   }
-  tempo_sinkhorn(Y, m, p, 200, rf, cf);
-  tempo_balance_apply(Y, m, p, rf, cf, out);
+  tempo_balance(Y, m, p, 200, rf, cf, out);
   for (int j = 0; j < p; j++) {
     for (int i = 0; i < m; i++) col[i] = out[(size_t)i * p + j];
     qsort(col, (size_t)m, sizeof *col, tempo_attack_cmp_float);
@@ -158,10 +155,8 @@ static tempo_status attack_input(const tempo_trail_product *pb, const tempo_trai
   for (int j = 0; j < n; j++) ok += cp[j] == tcp[j];
   put(res, "input_colperm_recovered", (double)ok / n);
   /* row correspondence for scoring: nearest balanced truth row */
-  tempo_sinkhorn(pb->x, m, n, 300, rf, cf);
-  tempo_balance_apply(pb->x, m, n, rf, cf, bb);
-  tempo_sinkhorn(pt->x, m, n, 300, rf, cf);
-  tempo_balance_apply(pt->x, m, n, rf, cf, bt);
+  tempo_balance(pb->x, m, n, 300, rf, cf, bb);
+  tempo_balance(pt->x, m, n, 300, rf, cf, bt);
   for (int i = 0; i < pp->m; i++)
     for (int j = 0; j < n; j++) mp[j] += pp->x[(size_t)i * n + j] * sd + mean;
   for (int j = 0; j < n; j++) mp[j] /= pp->m;
