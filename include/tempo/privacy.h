@@ -27,7 +27,9 @@ double tempo_privacy_bits(int m, int n, int p, const tempo_keyspace *ks);
 
 /* Prints one line per forward product of training step `step` of the trail in dir
  * (index, shape, H per instance, H of all instances, and the share of H that is
- * permutations), then the totals. ks NULL = the default key space. */
+ * permutations), then the totals. ks NULL = the default key space. It reads the trail with
+ * attack.h's reader, so it lives in its own file (src/privacy/report.c): the master links
+ * the metric above (train --privacy-report), not this. */
 TEMPO_WUR tempo_status tempo_privacy_report(const char *dir, int step, const tempo_keyspace *ks, FILE *out);
 
 #ifdef __cplusplus

@@ -3,8 +3,6 @@
 
 #include <math.h>
 
-#include "tempo/attack.h"
-
 double tempo_privacy_log2_factorial(int n) { return n > 1 ? lgamma((double)n + 1.0) / log(2.0) : 0.0; }
 
 double tempo_privacy_coef_bits(const tempo_keyspace *ks) {
@@ -36,25 +34,4 @@ double tempo_privacy_coef_bits(const tempo_keyspace *ks) {
 double tempo_privacy_bits(int m, int n, int p, const tempo_keyspace *ks) {
   return tempo_privacy_log2_factorial(m) + tempo_privacy_log2_factorial(n) + tempo_privacy_log2_factorial(p) +
          ((double)m + n + p) * tempo_privacy_coef_bits(ks);
-}
-
-tempo_status tempo_privacy_report(const char *dir, int step, const tempo_keyspace *ks, FILE *out) {
-  tempo_trail_step s;
-  tempo_status st = tempo_trail_load_step(dir, step, &s);
-  if (st) return st;
-  double hc = tempo_privacy_coef_bits(ks), total = 0;
-  fprintf(out, "coefficient entropy h(K) = %.2f bits\n", hc);
-  fprintf(out, "%4s %6s %7s %6s %6s %16s %16s %8s\n", "prod", "batch", "m", "n", "p", "H/instance(bits)",
-          "H/product(bits)", "perm %");
-  for (int i = 0; i < s.n; i++) {
-    const tempo_trail_product *p = &s.prods[i];
-    double h = tempo_privacy_bits(p->m, p->n, p->p, ks);
-    double perm = h - ((double)p->m + p->n + p->p) * hc;
-    total += h * p->batch;
-    fprintf(out, "%4d %6d %7d %6d %6d %16.4g %16.4g %7.1f%%\n", i, p->batch, p->m, p->n, p->p, h, h * p->batch,
-            100.0 * perm / h);
-  }
-  fprintf(out, "total over %d products of step %d: %.4g bits\n", s.n, step, total);
-  tempo_trail_step_free(&s);
-  return TEMPO_STATUS_OK;
 }
