@@ -49,8 +49,12 @@ LIB := $(O)/libtempo.a
 # No model, optimizer, dataset or key code (tests/test_worker_program.sh checks with nm).
 WORKER_LIB_SRC := $(sort $(wildcard src/wire/*.c) $(wildcard src/worker/*.c)) src/core/status.c src/core/gemm.c src/core/parallel.c
 WORKER_LIB := $(O)/libtempo_worker.a
-PROGRAMS := $(O)/tempo $(O)/tempo-worker
-PROG_SRC := $(filter-out programs/tempo_worker.c,$(sort $(wildcard programs/tempo*.c)))
+PROGRAMS := $(O)/tempo $(O)/tempo-owner $(O)/tempo-attack $(O)/tempo-worker
+# The master `tempo` (the enclave's binary: deploy/gramine) holds train/eval only; the owner's tools
+# (tempo-owner) and the attacks (tempo-attack) are separate programs, none of whose code the master
+# links (tests/test_enclave_binary.sh checks with nm). programs/cli_common.c is their shared CLI code.
+CLI_OBJ := $(O)/programs/cli_common.o
+MAN_PAGES := docs/tempo.1 docs/tempo-owner.1 docs/tempo-attack.1
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TESTS := $(TEST_SRC:tests/%.c=$(O)/tests/%)
 
@@ -96,8 +100,11 @@ $(LIB): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(O)/tempo: $(PROG_SRC:%.c=$(O)/%.o) $(MASTER_MPI_OBJ) $(LIB)
+$(O)/tempo: $(O)/programs/tempo.o $(CLI_OBJ) $(MASTER_MPI_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIB) $(LDLIBS) $(MPI_LIBS)
+
+$(O)/tempo-owner $(O)/tempo-attack: $(O)/tempo-%: $(O)/programs/tempo_%.o $(CLI_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIB) $(LDLIBS)
 
 $(WORKER_LIB): $(WORKER_LIB_SRC:%.c=$(O)/%.o)
 	@rm -f $@
@@ -137,11 +144,11 @@ install: all
 	install -m 644 $(LIB) $(DESTDIR)$(PREFIX)/lib/
 	install -m 644 include/tempo/*.h $(DESTDIR)$(PREFIX)/include/tempo/
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' -e 's|@LIBS@|$(LDLIBS)|g' docs/tempo.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/tempo.pc
-	install -m 644 docs/tempo.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 644 $(MAN_PAGES) $(DESTDIR)$(PREFIX)/share/man/man1/
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/tempo $(DESTDIR)$(PREFIX)/bin/tempo-worker $(DESTDIR)$(PREFIX)/lib/libtempo.a \
-	  $(DESTDIR)$(PREFIX)/lib/pkgconfig/tempo.pc $(DESTDIR)$(PREFIX)/share/man/man1/tempo.1
+	rm -f $(PROGRAMS:$(O)/%=$(DESTDIR)$(PREFIX)/bin/%) $(DESTDIR)$(PREFIX)/lib/libtempo.a \
+	  $(DESTDIR)$(PREFIX)/lib/pkgconfig/tempo.pc $(MAN_PAGES:docs/%=$(DESTDIR)$(PREFIX)/share/man/man1/%)
 	rm -rf $(DESTDIR)$(PREFIX)/include/tempo
 
 # libFuzzer targets (clang): the worker's and the master's message decoders.
@@ -159,3 +166,4 @@ clean:
 	rm -rf build build-san
 
 -include $(LIB_OBJ:.o=.d) $(TESTS:%=%.d) $(O)/programs/tempo.d $(O)/programs/tempo_worker.d $(O)/src/mpi/master_mpi.d $(O)/src/mpi/worker_mpi.d $(O)/src/mpi/net.d
+-include $(O)/programs/tempo_owner.d $(O)/programs/tempo_attack.d $(O)/programs/cli_common.d

@@ -1,6 +1,7 @@
-/* tempo.c - the master's command-line program: `tempo train`, `tempo eval`.
- * Argument parsing and exit() live only here. Exit status: 0 ok, 1 runtime error, 2 usage. */
-#include <errno.h>
+/* tempo.c - the master's command-line program: `tempo train`, `tempo eval`, `tempo models`.
+ * This is the binary the enclave runs (deploy/gramine): the owner's tools are tempo-owner
+ * (tempo_owner.c), the attacks tempo-attack (tempo_attack.c), and neither is linked here.
+ * Argument parsing and exit() live only in programs/. Exit status: 0 ok, 1 runtime error, 2 usage. */
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -8,33 +9,32 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli_common.h"
 #include "tempo/model.h"
 #include "tempo/seal.h"
 #include "tempo/train.h"
-
-/* Owner-side commands (programs/tempo_owner.c). */
-int tempo_cmd_keygen(int argc, char **argv);
-int tempo_cmd_seal(int argc, char **argv);
-int tempo_cmd_unseal(int argc, char **argv);
-int tempo_cmd_export(int argc, char **argv);
 
 #if TEMPO_HAVE_MPI
 #include "mpi/mpi.h"
 #endif
 
-#define EXIT_USAGE 2
 static int mpi_workers; /* > 0: started by mpirun with this many tempo-worker ranks */
-
-int tempo_cmd_attack(int argc, char **argv);  /* programs/tempo_attack.c */
-int tempo_cmd_privacy(int argc, char **argv);
 
 static const char *prog = "tempo";
 static const char *key_spec; /* --key-file: sealed inputs and outputs */
 
-static void print_version(void) {
-  printf("tempo %s (OpenBLAS, libsodium%s%s)\n", TEMPO_VERSION, TEMPO_HAVE_MPI ? ", MPI" : "",
-         TEMPO_HAVE_CUDA ? ", CUDA toolkit" : "");
-}
+/* --version: the built-in features */
+#if TEMPO_HAVE_MPI
+#define FEATURE_MPI ", MPI"
+#else
+#define FEATURE_MPI ""
+#endif
+#if TEMPO_HAVE_CUDA
+#define FEATURE_CUDA ", CUDA toolkit"
+#else
+#define FEATURE_CUDA ""
+#endif
+#define FEATURES "OpenBLAS, libsodium" FEATURE_MPI FEATURE_CUDA
 
 static void print_help(void) {
   printf("usage: tempo <command> [options]\n"
@@ -46,7 +46,8 @@ static void print_help(void) {
          "  train      train a model (defaults: mlp on Fashion-MNIST, 1 epoch, tempo mode, 2 workers)\n"
          "  eval CKPT  evaluate a checkpoint on the test split of its dataset\n"
          "  models     list the model names\n"
-         "  keygen, seal, unseal, export   the model owner's tools (tempo <command> --help)\n"
+         "The model owner's tools (keygen, seal, unseal, export) are the program tempo-owner, the attacks\n"
+         "on an audit trail (attack, privacy) the program tempo-attack: neither is in the enclave's binary.\n"
          "\n"
          "train options:\n"
          "  --model NAME          mlp, resnet20, resnet18, resnet50, vit-mini, vit-tiny (`tempo models`)\n"
@@ -97,32 +98,22 @@ static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2
 static void usage_error(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  fprintf(stderr, "%s: ", prog);
-  vfprintf(stderr, fmt, ap);
+  int rc = tempo_cli_vusage(prog, fmt, ap);
   va_end(ap);
-  fprintf(stderr, "\nTry 'tempo --help'.\n");
-  exit(EXIT_USAGE);
+  exit(rc);
 }
 
 static long parse_long(const char *flag, const char *s, long lo, long hi) {
-  char *end;
-  errno = 0;
-  long v = strtol(s, &end, 10);
-  if (errno || *end || end == s || v < lo || v > hi) {
-    fprintf(stderr, "%s: %s needs a whole number from %ld to %ld, got '%s'\nTry 'tempo --help'.\n", prog, flag, lo,
-            hi, s);
-    exit(EXIT_USAGE);
-  }
+  long v;
+  if (!tempo_cli_parse_long(s, lo, hi, &v))
+    usage_error("%s needs a whole number from %ld to %ld, got '%s'", flag, lo, hi, s);
   return v;
 }
 
 static float parse_float(const char *flag, const char *s, double lo, double hi) {
-  char *end;
-  double v = strtod(s, &end);
-  if (*end || end == s || !(v >= lo && v <= hi)) {
-    fprintf(stderr, "%s: %s needs a number from %g to %g, got '%s'\nTry 'tempo --help'.\n", prog, flag, lo, hi, s);
-    exit(EXIT_USAGE);
-  }
+  double v;
+  if (!tempo_cli_parse_double(s, lo, hi, &v))
+    usage_error("%s needs a number from %g to %g, got '%s'", flag, lo, hi, s);
   return (float)v;
 }
 
@@ -219,7 +210,7 @@ static int parse_options(int argc, char **argv, tempo_train_config *cfg, bool is
     case OPT_KEY_FILE: key_spec = optarg; break;
     case OPT_KEY_SEED: cfg->engine.seed = (uint64_t)parse_long("--key-seed", optarg, 1, 1L << 62); break;
     case 'h': print_help(); exit(0);
-    case 'V': print_version(); exit(0);
+    case 'V': tempo_cli_print_version(prog, FEATURES); exit(0);
     case ':': usage_error("option '%s' needs a value", argv[optind - 1]); break;
     default: usage_error("unknown option '%s'", argv[optind - 1]);
     }
@@ -239,10 +230,7 @@ static int cmd_train(int argc, char **argv) {
   cfg.key = key;
   if (!st) st = tempo_train_run(&cfg, &res);
   tempo_owner_key_free(key);
-  if (st) {
-    fprintf(stderr, "%s: %s\n", prog, tempo_errmsg());
-    return st == TEMPO_STATUS_INVALID_ARGUMENT ? EXIT_USAGE : 1;
-  }
+  if (st) return tempo_cli_fail(prog, st);
   const tempo_mm_stats *s = &res.stats;
   printf("done: %ld steps in %.1f s", res.steps, res.seconds);
   if (res.test_acc >= 0) printf(", test accuracy %.2f%%", 100.0 * res.test_acc);
@@ -278,56 +266,41 @@ static int cmd_eval(int argc, char **argv) {
   tempo_status st = key_spec ? tempo_owner_key_provision(key_spec, &key) : TEMPO_STATUS_OK;
   if (!st) st = tempo_eval_checkpoint_sealed(argv[first], cfg.data_dir, key, &cfg.engine, cfg.batch_size, &acc, &loss);
   tempo_owner_key_free(key);
-  if (st) {
-    fprintf(stderr, "%s: %s\n", prog, tempo_errmsg());
-    return st == TEMPO_STATUS_INVALID_ARGUMENT ? EXIT_USAGE : 1;
-  }
+  if (st) return tempo_cli_fail(prog, st);
   printf("test accuracy %.2f%% (loss %.4f), mode %s\n", 100.0 * acc, loss, tempo_mode_name(cfg.engine.mode));
   return 0;
 }
 
-int main(int argc, char **argv) {
-  setvbuf(stdout, NULL, _IOLBF, 0);
-  if (tempo_harden_process() != TEMPO_STATUS_OK) {
+/* train and eval: under mpirun the workers are the tempo-worker ranks (docs/distributed.md). */
+static int run_engine_command(int argc, char **argv, int (*cmd)(int, char **)) {
+#if TEMPO_HAVE_MPI
+  if (tempo_mpi_launched() && tempo_mpi_master_init(&argc, &argv, &mpi_workers)) {
     fprintf(stderr, "%s: %s\n", prog, tempo_errmsg());
     return 1;
   }
-  if (argc < 2) {
-    print_help();
-    return EXIT_USAGE;
-  }
-  const char *cmd = argv[1];
-  if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
-    print_help();
-    return 0;
-  }
-  if (!strcmp(cmd, "-V") || !strcmp(cmd, "--version")) {
-    print_version();
-    return 0;
-  }
-  if (!strcmp(cmd, "train") || !strcmp(cmd, "eval")) {
-#if TEMPO_HAVE_MPI /* under mpirun the workers are the tempo-worker ranks (docs/distributed.md) */
-    if (tempo_mpi_launched() && tempo_mpi_master_init(&argc, &argv, &mpi_workers)) {
-      fprintf(stderr, "%s: %s\n", prog, tempo_errmsg());
-      return 1;
-    }
 #endif
-    int rc = !strcmp(cmd, "train") ? cmd_train(argc - 1, argv + 1) : cmd_eval(argc - 1, argv + 1);
+  int rc = cmd(argc, argv);
 #if TEMPO_HAVE_MPI
-    tempo_mpi_master_finalize();
+  tempo_mpi_master_finalize();
 #endif
-    return rc;
-  }
-  if (!strcmp(cmd, "keygen")) return tempo_cmd_keygen(argc - 1, argv + 1);
-  if (!strcmp(cmd, "seal")) return tempo_cmd_seal(argc - 1, argv + 1);
-  if (!strcmp(cmd, "unseal")) return tempo_cmd_unseal(argc - 1, argv + 1);
-  if (!strcmp(cmd, "export")) return tempo_cmd_export(argc - 1, argv + 1);
-  if (!strcmp(cmd, "attack")) return tempo_cmd_attack(argc - 1, argv + 1);
-  if (!strcmp(cmd, "privacy")) return tempo_cmd_privacy(argc - 1, argv + 1);
-  if (!strcmp(cmd, "models")) {
-    for (const char *const *n = tempo_model_names(); *n; n++) printf("%s\n", *n);
-    return 0;
-  }
-  fprintf(stderr, "%s: unknown command '%s'\nTry 'tempo --help'.\n", prog, cmd);
-  return EXIT_USAGE;
+  return rc;
+}
+
+static int cmd_train_main(int argc, char **argv) { return run_engine_command(argc, argv, cmd_train); }
+static int cmd_eval_main(int argc, char **argv) { return run_engine_command(argc, argv, cmd_eval); }
+
+static int cmd_models(int argc, char **argv) {
+  for (const char *const *n = tempo_model_names(); *n; n++) printf("%s\n", *n);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  static const tempo_cli_command cmds[] = {
+      {"train", cmd_train_main, NULL},     {"eval", cmd_eval_main, NULL},       {"models", cmd_models, NULL},
+      {"keygen", NULL, "tempo-owner"},     {"seal", NULL, "tempo-owner"},       {"unseal", NULL, "tempo-owner"},
+      {"export", NULL, "tempo-owner"},     {"attack", NULL, "tempo-attack"},    {"privacy", NULL, "tempo-attack"},
+      {NULL, NULL, NULL},
+  };
+  static const tempo_cli_program p = {"tempo", FEATURES, print_help, cmds};
+  return tempo_cli_main(&p, argc, argv);
 }

@@ -1,14 +1,14 @@
-/* tempo_owner.c - the model owner's commands: `tempo keygen`, `tempo seal`, `tempo unseal`,
- * `tempo export` (docs/confidential-io.md). They run on the owner's machine, never in the
- * cloud. Each parses its own options; exit status 0 ok, 1 runtime error, 2 usage error. */
-#include <errno.h>
+/* tempo_owner.c - the model owner's program tempo-owner: `tempo-owner keygen`, `seal`, `unseal`,
+ * `export` (docs/confidential-io.md). It runs on the owner's machine, never in the cloud, and
+ * is not linked into the master (`tempo`, the enclave's binary). Each command parses its own
+ * options; exit status 0 ok, 1 runtime error, 2 usage error. */
 #include <getopt.h>
 #include <sodium.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli_common.h"
 #include "tempo/checkpoint.h"
 #include "tempo/data.h"
 #include "tempo/fileio.h"
@@ -16,29 +16,12 @@
 #include "tempo/seal.h"
 #include "tempo/weights.h"
 
-int tempo_cmd_keygen(int argc, char **argv);
-int tempo_cmd_seal(int argc, char **argv);
-int tempo_cmd_unseal(int argc, char **argv);
-int tempo_cmd_export(int argc, char **argv);
-
-#define EXIT_USAGE 2
 #define NAME_CAP 4096
-
-static int usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int usage(const char *cmd, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  fprintf(stderr, "tempo %s: ", cmd);
-  vfprintf(stderr, fmt, ap);
-  va_end(ap);
-  fprintf(stderr, "\nTry 'tempo %s --help'.\n", cmd);
-  return EXIT_USAGE;
-}
-
-static int fail(const char *cmd, tempo_status st) {
-  fprintf(stderr, "tempo %s: %s\n", cmd, tempo_errmsg());
-  return st == TEMPO_STATUS_INVALID_ARGUMENT ? EXIT_USAGE : 1;
-}
+/* the commands' names in messages */
+#define KEYGEN "tempo-owner keygen"
+#define SEAL "tempo-owner seal"
+#define UNSEAL "tempo-owner unseal"
+#define EXPORT "tempo-owner export"
 
 static bool ends_with(const char *s, const char *suffix) {
   size_t n = strlen(s), m = strlen(suffix);
@@ -56,7 +39,7 @@ static bool derive_name(char *out, const char *in, const char *dir, const char *
   return n > 0 && w > 0 && w < NAME_CAP;
 }
 
-int tempo_cmd_keygen(int argc, char **argv) {
+static int tempo_cmd_keygen(int argc, char **argv) {
   static const struct option opts[] = {{"force", no_argument, 0, 'f'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
   bool force = false;
   optind = 1;
@@ -66,21 +49,22 @@ int tempo_cmd_keygen(int argc, char **argv) {
     if (c == 'f') {
       force = true;
     } else if (c == 'h') {
-      printf("usage: tempo keygen [--force] KEYFILE\n"
+      printf("usage: tempo-owner keygen [--force] KEYFILE\n"
              "Writes a new random owner key (mode 0600) and prints its id. Keep the file secret and backed up:\n"
              "without it, sealed results cannot be opened. --force replaces an existing file.\n");
       return 0;
     } else {
-      return usage("keygen", "unknown option '%s'", argv[optind - 1]);
+      return tempo_cli_usage(KEYGEN, "unknown option '%s'", argv[optind - 1]);
     }
   }
-  if (optind + 1 != argc) return usage("keygen", "needs exactly one key file name: tempo keygen owner.key");
+  if (optind + 1 != argc)
+    return tempo_cli_usage(KEYGEN, "needs exactly one key file name: tempo-owner keygen owner.key");
   tempo_owner_key *k;
   tempo_status st = tempo_owner_key_generate(&k);
   if (!st) st = tempo_owner_key_save(k, argv[optind], force);
   if (st) {
     tempo_owner_key_free(k);
-    return fail("keygen", st);
+    return tempo_cli_fail(KEYGEN, st);
   }
   char id[2 * TEMPO_OWNER_KEY_ID_BYTES + 1];
   tempo_owner_key_id_hex(k, id);
@@ -113,35 +97,32 @@ static int parse_seal_opts(const char *cmd, int argc, char **argv, seal_opts *o,
     case 'o': o->out = optarg; break;
     case 'd': o->out_dir = optarg; break;
     case 'a': o->any_label = true; break;
-    case 'c': {
-      char *end;
-      errno = 0;
-      o->chunk = strtol(optarg, &end, 10);
-      if (errno || *end || o->chunk < (long)TEMPO_SEAL_CHUNK_MIN || o->chunk > (long)TEMPO_SEAL_CHUNK_MAX)
-        return usage(cmd, "--chunk-size needs a number of bytes from %u to %u", TEMPO_SEAL_CHUNK_MIN,
-                     TEMPO_SEAL_CHUNK_MAX);
+    case 'c':
+      if (!tempo_cli_parse_long(optarg, TEMPO_SEAL_CHUNK_MIN, TEMPO_SEAL_CHUNK_MAX, &o->chunk))
+        return tempo_cli_usage(cmd, "--chunk-size needs a number of bytes from %u to %u", TEMPO_SEAL_CHUNK_MIN,
+                               TEMPO_SEAL_CHUNK_MAX);
       break;
-    }
     case 'h': printf("%s", help); return -1;
-    case ':': return usage(cmd, "option '%s' needs a value", argv[optind - 1]);
-    default: return usage(cmd, "unknown option '%s'", argv[optind - 1]);
+    case ':': return tempo_cli_usage(cmd, "option '%s' needs a value", argv[optind - 1]);
+    default: return tempo_cli_usage(cmd, "unknown option '%s'", argv[optind - 1]);
     }
   }
-  if (!o->key_file) return usage(cmd, "needs --key-file (create one with 'tempo keygen owner.key')");
-  if (optind >= argc) return usage(cmd, "needs at least one file");
-  if (o->out && (o->out_dir || optind + 1 < argc)) return usage(cmd, "--out takes one input file and no --out-dir");
+  if (!o->key_file) return tempo_cli_usage(cmd, "needs --key-file (create one with 'tempo-owner keygen owner.key')");
+  if (optind >= argc) return tempo_cli_usage(cmd, "needs at least one file");
+  if (o->out && (o->out_dir || optind + 1 < argc))
+    return tempo_cli_usage(cmd, "--out takes one input file and no --out-dir");
   return 0;
 }
 
 static int seal_or_unseal(int argc, char **argv, bool seal) {
-  const char *cmd = seal ? "seal" : "unseal";
+  const char *cmd = seal ? SEAL : UNSEAL;
   static const char seal_help[] =
-      "usage: tempo seal --key-file KEY [--label L] [--out FILE | --out-dir DIR] [--chunk-size N] FILE...\n"
+      "usage: tempo-owner seal --key-file KEY [--label L] [--out FILE | --out-dir DIR] [--chunk-size N] FILE...\n"
       "Encrypts and authenticates each FILE into FILE.sealed (or into DIR) for upload. The label binds a file\n"
       "to its role; by default it comes from the name: *.safetensors -> weights, *.ckpt -> checkpoint,\n"
       "*.jsonl -> metrics, else data/<name without .gz> (train-images-idx3-ubyte.gz -> data/train-images-idx3-ubyte).\n";
   static const char unseal_help[] =
-      "usage: tempo unseal --key-file KEY [--label L | --any-label] [--out FILE | --out-dir DIR] FILE.sealed...\n"
+      "usage: tempo-owner unseal --key-file KEY [--label L | --any-label] [--out FILE | --out-dir DIR] FILE.sealed...\n"
       "Checks and decrypts each sealed file into its name without .sealed (or into DIR). The file must carry the\n"
       "label its output name implies (model.ckpt -> checkpoint, metrics.jsonl -> metrics), or --label's.\n";
   seal_opts o;
@@ -149,10 +130,10 @@ static int seal_or_unseal(int argc, char **argv, bool seal) {
   if (rc) return rc < 0 ? 0 : rc;
   tempo_owner_key *k;
   tempo_status st = tempo_owner_key_provision(o.key_file, &k);
-  if (st) return fail(cmd, st);
+  if (st) return tempo_cli_fail(cmd, st);
   if (o.out_dir && (st = tempo_mkdir_p(o.out_dir))) {
     tempo_owner_key_free(k);
-    return fail(cmd, st);
+    return tempo_cli_fail(cmd, st);
   }
   rc = 0;
   static char out[NAME_CAP];
@@ -161,15 +142,15 @@ static int seal_or_unseal(int argc, char **argv, bool seal) {
     if (o.out)
       snprintf(out, sizeof out, "%s", o.out);
     else if (!seal && !ends_with(in, TEMPO_SEAL_SUFFIX))
-      rc = usage(cmd, "'%s' does not end with %s: name the output with --out", in, TEMPO_SEAL_SUFFIX);
+      rc = tempo_cli_usage(cmd, "'%s' does not end with %s: name the output with --out", in, TEMPO_SEAL_SUFFIX);
     else if (!derive_name(out, in, o.out_dir, seal ? NULL : TEMPO_SEAL_SUFFIX, seal ? TEMPO_SEAL_SUFFIX : ""))
-      rc = usage(cmd, "cannot derive an output name from '%s'", in);
+      rc = tempo_cli_usage(cmd, "cannot derive an output name from '%s'", in);
     if (rc) break;
     char label[TEMPO_SEAL_LABEL_MAX + 1], got[TEMPO_SEAL_LABEL_MAX + 1];
     const char *want = o.label;
     if (!want && (seal || !o.any_label)) {
       if ((st = tempo_seal_default_label(seal ? in : out, label, sizeof label))) {
-        rc = fail(cmd, st);
+        rc = tempo_cli_fail(cmd, st);
         break;
       }
       want = label;
@@ -179,7 +160,7 @@ static int seal_or_unseal(int argc, char **argv, bool seal) {
     else
       st = tempo_unseal_file(in, out, k, o.any_label ? NULL : want, got);
     if (st) {
-      rc = fail(cmd, st);
+      rc = tempo_cli_fail(cmd, st);
       break;
     }
     printf("%s %s -> %s (label %s)\n", seal ? "sealed" : "unsealed", in, out, seal ? want : got);
@@ -188,8 +169,8 @@ static int seal_or_unseal(int argc, char **argv, bool seal) {
   return rc;
 }
 
-int tempo_cmd_seal(int argc, char **argv) { return seal_or_unseal(argc, argv, true); }
-int tempo_cmd_unseal(int argc, char **argv) { return seal_or_unseal(argc, argv, false); }
+static int tempo_cmd_seal(int argc, char **argv) { return seal_or_unseal(argc, argv, true); }
+static int tempo_cmd_unseal(int argc, char **argv) { return seal_or_unseal(argc, argv, false); }
 
 /* Reads a whole input: unsealed with k when it is sealed (label), else as is. */
 static tempo_status read_input(const char *path, const tempo_owner_key *k, const char *label, uint8_t **buf,
@@ -201,7 +182,7 @@ static tempo_status read_input(const char *path, const tempo_owner_key *k, const
   return tempo_read_file(path, (size_t)16 << 30, buf, len);
 }
 
-int tempo_cmd_export(int argc, char **argv) {
+static int tempo_cmd_export(int argc, char **argv) {
   static const struct option opts[] = {
       {"format", required_argument, 0, 'f'}, {"key-file", required_argument, 0, 'k'},
       {"out", required_argument, 0, 'o'},    {"model", required_argument, 0, 'm'},
@@ -219,25 +200,26 @@ int tempo_cmd_export(int argc, char **argv) {
     case 'm': model = optarg; break;
     case 'd':
       if (!tempo_dataset_kind_parse(optarg, &data))
-        return usage("export", "unknown dataset '%s' (use fashion-mnist or cifar10)", optarg);
+        return tempo_cli_usage(EXPORT, "unknown dataset '%s' (use fashion-mnist or cifar10)", optarg);
       break;
     case 'h':
-      printf("usage: tempo export --format safetensors [--key-file KEY] [--out FILE] MODEL.ckpt[.sealed]\n"
-             "       tempo export --format ckpt [--model NAME] [--data NAME] [--key-file KEY] [--out FILE] "
+      printf("usage: tempo-owner export --format safetensors [--key-file KEY] [--out FILE] MODEL.ckpt[.sealed]\n"
+             "       tempo-owner export --format ckpt [--model NAME] [--data NAME] [--key-file KEY] [--out FILE] "
              "W.safetensors\n"
              "safetensors: writes a checkpoint's weights under the PyTorch twin's state_dict names (F32), for\n"
              "torch.load-free loading with the safetensors format. ckpt: the reverse, a Tempo checkpoint (for\n"
              "`tempo eval`) from PyTorch-named weights of MODEL (default mlp) for DATA's input shape (default\n"
              "fashion-mnist); with --key-file it is written sealed. Sealed inputs need --key-file.\n");
       return 0;
-    case ':': return usage("export", "option '%s' needs a value", argv[optind - 1]);
-    default: return usage("export", "unknown option '%s'", argv[optind - 1]);
+    case ':': return tempo_cli_usage(EXPORT, "option '%s' needs a value", argv[optind - 1]);
+    default: return tempo_cli_usage(EXPORT, "unknown option '%s'", argv[optind - 1]);
     }
   }
-  if (!format) return usage("export", "needs --format safetensors (or ckpt)");
+  if (!format) return tempo_cli_usage(EXPORT, "needs --format safetensors (or ckpt)");
   const bool to_st = strcmp(format, "safetensors") == 0;
-  if (!to_st && strcmp(format, "ckpt") != 0) return usage("export", "unknown format '%s' (safetensors or ckpt)", format);
-  if (optind + 1 != argc) return usage("export", "needs exactly one input file");
+  if (!to_st && strcmp(format, "ckpt") != 0)
+    return tempo_cli_usage(EXPORT, "unknown format '%s' (safetensors or ckpt)", format);
+  if (optind + 1 != argc) return tempo_cli_usage(EXPORT, "needs exactly one input file");
   const char *in = argv[optind];
   static char out[NAME_CAP];
   if (outp) {
@@ -248,7 +230,7 @@ int tempo_cmd_export(int argc, char **argv) {
     if (ends_with(tmp, TEMPO_SEAL_SUFFIX)) tmp[strlen(tmp) - strlen(TEMPO_SEAL_SUFFIX)] = '\0';
     if (!derive_name(out, tmp, NULL, to_st ? ".ckpt" : ".safetensors", to_st ? ".safetensors" : ".ckpt") ||
         strcmp(out, tmp) == 0)
-      return usage("export", "cannot derive an output name from '%s': pass --out", in);
+      return tempo_cli_usage(EXPORT, "cannot derive an output name from '%s': pass --out", in);
   }
 
   tempo_owner_key *k = NULL;
@@ -300,5 +282,32 @@ out:
   tempo_model_free(m);
   tempo_mm_free(mm);
   tempo_owner_key_free(k);
-  return st ? fail("export", st) : 0;
+  return st ? tempo_cli_fail(EXPORT, st) : 0;
+}
+
+static void print_help(void) {
+  printf("usage: tempo-owner <command> [options]\n"
+         "\n"
+         "The model owner's tools, run on the owner's machine (docs/confidential-io.md): create the key,\n"
+         "seal the inputs before upload, open the sealed results the master wrote, convert weights.\n"
+         "The master (tempo train, tempo eval) reads and writes the sealed files with the same key.\n"
+         "\n"
+         "commands (tempo-owner <command> --help for their options):\n"
+         "  keygen KEYFILE                        write a new random owner key (mode 0600)\n"
+         "  seal --key-file KEY FILE...           encrypt and authenticate files for upload\n"
+         "  unseal --key-file KEY FILE.sealed...  check and decrypt sealed results\n"
+         "  export --format safetensors|ckpt FILE convert between Tempo checkpoints and safetensors\n"
+         "\n"
+         "  -h, --help            this help\n"
+         "  -V, --version         version\n");
+}
+
+int main(int argc, char **argv) {
+  static const tempo_cli_command cmds[] = {
+      {"keygen", tempo_cmd_keygen, NULL}, {"seal", tempo_cmd_seal, NULL},     {"unseal", tempo_cmd_unseal, NULL},
+      {"export", tempo_cmd_export, NULL}, {"train", NULL, "tempo"},           {"eval", NULL, "tempo"},
+      {"attack", NULL, "tempo-attack"},   {"privacy", NULL, "tempo-attack"},  {NULL, NULL, NULL},
+  };
+  static const tempo_cli_program p = {"tempo-owner", "libsodium", print_help, cmds};
+  return tempo_cli_main(&p, argc, argv);
 }

@@ -4,10 +4,11 @@
 # For each model (resnet20, vit-mini on Fashion-MNIST): trains a public "prior" model
 # (local mode), fine-tunes it into the secret model, then records ONE training step of the
 # secret model in every mode (tempo, shield) with --audit, and a plain-mode trail of the
-# same step for scoring only. Runs `tempo attack` on every trail with and without the
-# prior (and, in shield mode, on each worker role's view), `tempo privacy` on the tempo
+# same step for scoring only. Runs `tempo-attack attack` on every trail with and without the
+# prior (and, in shield mode, on each worker role's view), `tempo-attack privacy` on the tempo
 # trail, and writes the tables between the markers of docs/SECURITY.md.
-# Environment: TEMPO (binary, default build/tempo), WORK (scratch, default
+# Environment: TEMPO (the master, default build/tempo), TEMPO_ATTACK (the attacks, default
+# build/tempo-attack), WORK (scratch, default
 # /tmp/tempo-security; trails are deleted after use), DATA_DIR, PRE_STEPS (60), FT_STEPS
 # (60), THEFT_STEPS (60), EVAL_SAMPLES (1000), MODELS ("resnet20 vit-mini"),
 # MODES ("tempo shield"), DOC (docs/SECURITY.md; "-" = do not write), ASSEMBLE_ONLY=1
@@ -15,6 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 T=${TEMPO:-build/tempo}
+A=${TEMPO_ATTACK:-build/tempo-attack}
 W=${WORK:-/tmp/tempo-security}
 DATA=${DATA_DIR:-/usr/share/datasets/fashion-mnist}
 PRE=${PRE_STEPS:-60}
@@ -25,9 +27,10 @@ MODELS=${MODELS:-"resnet20 vit-mini"}
 MODES=${MODES:-"tempo shield"}
 DOC=${DOC:-docs/SECURITY.md}
 B=32
-[ -x "$T" ] || { echo "security-eval: build first (make -j2): $T missing" >&2; exit 1; }
+for b in "$T" "$A"; do [ -x "$b" ] || { echo "security-eval: build first (make -j2): $b missing" >&2; exit 1; }; done
 mkdir -p "$W"
-cp "$T" "$W/tempo-bin" && T=$W/tempo-bin # a rebuild during the run must not change it
+cp "$T" "$W/tempo-bin" && T=$W/tempo-bin # a rebuild during the run must not change them
+cp "$A" "$W/tempo-attack-bin" && A=$W/tempo-attack-bin
 log() { echo "security-eval: $*" >&2; }
 run() { log "$*"; "$@"; }
 
@@ -53,12 +56,12 @@ for model in $MODELS; do
       --max-steps "$S2" --audit "$D/$mode" --out "$D/${mode}_run" --quiet; then
       log "$mode mode failed on $model: left out of the table"; continue
     fi
-    [ "$mode" = tempo ] && "$T" privacy --audit "$D/$mode" > "$D/privacy.txt"
+    [ "$mode" = tempo ] && "$A" privacy --audit "$D/$mode" > "$D/privacy.txt"
     for prior in none public; do
       pa=(); [ $prior = public ] && pa=(--prior "$D/pre/model.ckpt")
       for ((r = 0; r < roles; r++)); do
         theft=(); [ $r = 0 ] && theft=(--data-dir "$DATA" --finetune-steps "$THEFT" --eval-samples "$EVALN")
-        run "$T" attack --audit "$D/$mode" --model "$model" --truth "$D/truth" --public "$D/public" \
+        run "$A" attack --audit "$D/$mode" --model "$model" --truth "$D/truth" --public "$D/public" \
           --roles $roles --role $r "${pa[@]}" "${theft[@]}" --json "$D/${mode}_${prior}_$r.json" \
           > "$D/${mode}_${prior}_$r.txt"
       done
@@ -137,7 +140,7 @@ text = ("Run: `scripts/security-eval.sh` (prior: %s local steps; secret: %s more
 priv = []
 for m in models:
     p = os.path.join(w, m, "privacy.txt")
-    if os.path.exists(p): priv.append("`tempo privacy --audit` on %s (one step, batch 32):\n\n```\n%s```\n" % (m, open(p).read()))
+    if os.path.exists(p): priv.append("`tempo-attack privacy --audit` on %s (one step, batch 32):\n\n```\n%s```\n" % (m, open(p).read()))
 if doc != "-":
     s = open(doc).read()
     s = re.sub(r"(<!-- results begin -->\n).*?(<!-- results end -->)", lambda mm: mm.group(1) + text + mm.group(2), s, flags=re.S)

@@ -1,7 +1,10 @@
-# Sourced by the TAP-style script tests (tests/test_cli.sh, tests/test_owner.sh): the program
-# under test ($T), a scratch folder ($tmp, removed at exit), and the checks. Each check prints
-# "ok - NAME" or "not ok - NAME: why"; finish prints "N passed, N failed" and sets the status.
+# Sourced by the TAP-style script tests (tests/test_cli.sh, tests/test_owner.sh,
+# tests/test_enclave_binary.sh): the programs under test (the master $T, the owner's tools
+# $OWNER, the attacks $ATTACK), a scratch folder ($tmp, removed at exit), and the checks. Each
+# check prints "ok - NAME" or "not ok - NAME: why"; finish prints "N passed, N failed" and sets the status.
 T="${TEMPO_BUILD:-build}/tempo"
+OWNER="${TEMPO_BUILD:-build}/tempo-owner"
+ATTACK="${TEMPO_BUILD:-build}/tempo-attack"
 tmp=$(mktemp -d "/tmp/tempo-${CHECK_NAME:-test}-XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 fails=0 n=0

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test_attack_cli.sh - `tempo attack` and `tempo privacy` end to end on a tiny run: one
+# test_attack_cli.sh - `tempo-attack attack` and `tempo-attack privacy` end to end on a tiny run: one
 # MLP step in tempo mode and the same step in plain mode (the truth). Asserts that the
 # scoring aligns every blinded weight to the plaintext (truth_alignable 1: the trail holds
 # exactly permuted scalings), that the weight attack ran on all 3 layers, that the label
@@ -8,12 +8,13 @@
 # exit codes for bad usage.
 set -euo pipefail
 T="${TEMPO_BUILD:-build}/tempo"
+A="${TEMPO_BUILD:-build}/tempo-attack"
 D=$(mktemp -d /tmp/tempo_attack_cli.XXXXXX)
 trap 'rm -rf "$D"' EXIT
 mkdir -p "$D/t" "$D/p"
 "$T" train --model mlp --mode tempo --audit "$D/t" --max-steps 1 --batch-size 16 --key-seed 3 --out "$D/rt" --quiet >/dev/null
 "$T" train --model mlp --mode plain --audit "$D/p" --max-steps 1 --batch-size 16 --out "$D/rp" --quiet >/dev/null
-out=$("$T" attack --audit "$D/t" --truth "$D/p" --model mlp)
+out=$("$A" attack --audit "$D/t" --truth "$D/p" --model mlp)
 echo "$out" | grep -q '^result truth_alignable 1$' || { echo "FAIL: truth not aligned: $out"; exit 1; }
 echo "$out" | grep -q '^result weights_attacked 3$' || { echo "FAIL: weights_attacked: $out"; exit 1; }
 echo "$out" | grep -q '^result weight_perm_recovered ' || { echo "FAIL: no weight result"; exit 1; }
@@ -21,11 +22,11 @@ echo "$out" | grep -q '^result weight_perm_recovered ' || { echo "FAIL: no weigh
 # batch by it matches the true labels (read from the plain trail) exactly
 echo "$out" | grep -q '^result label_rows_one_negative 1$' || { echo "FAIL: label invariant: $out"; exit 1; }
 echo "$out" | grep -q '^result label_recovered_up_to_renaming 1$' || { echo "FAIL: labels: $out"; exit 1; }
-priv=$("$T" privacy --audit "$D/t")
+priv=$("$A" privacy --audit "$D/t")
 echo "$priv" | grep -q 'h(K) = 25.97 bits' || { echo "FAIL: privacy: $priv"; exit 1; }
 [ "$(echo "$priv" | grep -c '^ *[0-9] ')" = 3 ] || { echo "FAIL: privacy rows: $priv"; exit 1; }
 set +e
-"$T" attack >/dev/null 2>&1; [ $? = 2 ] || { echo "FAIL: attack without --audit must exit 2"; exit 1; }
-"$T" attack --audit "$D/nowhere" >/dev/null 2>&1; [ $? = 1 ] || { echo "FAIL: missing trail must exit 1"; exit 1; }
-"$T" privacy --bogus 1 >/dev/null 2>&1; [ $? = 2 ] || { echo "FAIL: bad option must exit 2"; exit 1; }
+"$A" attack >/dev/null 2>&1; [ $? = 2 ] || { echo "FAIL: attack without --audit must exit 2"; exit 1; }
+"$A" attack --audit "$D/nowhere" >/dev/null 2>&1; [ $? = 1 ] || { echo "FAIL: missing trail must exit 1"; exit 1; }
+"$A" privacy --bogus 1 >/dev/null 2>&1; [ $? = 2 ] || { echo "FAIL: bad option must exit 2"; exit 1; }
 echo "test_attack_cli: ok"

@@ -311,7 +311,7 @@ static void test_key_files_and_provisioning(void **state) {
   char missing[128];
   path_in(missing, sizeof missing, "none.key");
   assert_int_equal(tempo_owner_key_load(missing, &k2), TEMPO_STATUS_IO);
-  assert_non_null(strstr(tempo_errmsg(), "tempo keygen"));
+  assert_non_null(strstr(tempo_errmsg(), "tempo-owner keygen"));
   tempo_owner_key_free(k);
 }
 

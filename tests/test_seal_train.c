@@ -160,7 +160,7 @@ static void test_sealed_dataset(void **state) {
   free(bytes);
 
   /* with a key, plain files are not read */
-  expect_load(FM, TEMPO_STATUS_IO, "tempo seal");
+  expect_load(FM, TEMPO_STATUS_IO, "tempo-owner seal");
   tempo_dataset_free(&plain);
   free(img);
   free(lab);

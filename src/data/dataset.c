@@ -23,7 +23,7 @@
 #define CIFAR_HINT "extract cifar-10-binary.tar.gz (www.cs.toronto.edu/~kriz/cifar.html) into ./data or pass --data-dir"
 #define CIFAR_RECORD 3073 /* 1 label byte + 3 * 32 * 32 pixel bytes */
 #define PATH_CAP 4096
-#define SEALED_HINT "seal the dataset files with 'tempo seal' (docs/confidential-io.md)"
+#define SEALED_HINT "seal the dataset files with 'tempo-owner seal' (docs/confidential-io.md)"
 #define SEALED_MAX ((size_t)1 << 30) /* largest decrypted dataset file accepted */
 
 static const float fmnist_mean[3] = {0.2860f, 0.2860f, 0.2860f};

@@ -134,8 +134,8 @@ static tempo_status key_parse(const uint8_t *b, size_t len, const char *what, te
   *out = NULL;
   if (len != TEMPO_OWNER_KEY_FILE_BYTES || memcmp(b, KEY_MAGIC, 8) != 0)
     return tempo_set_error(TEMPO_STATUS_CORRUPT, "%s is not a Tempo owner key (%zu bytes; a key file has %d and "
-                           "starts with %s): create one with 'tempo keygen'", what, len, TEMPO_OWNER_KEY_FILE_BYTES,
-                           KEY_MAGIC);
+                           "starts with %s): create one with 'tempo-owner keygen'", what, len,
+                           TEMPO_OWNER_KEY_FILE_BYTES, KEY_MAGIC);
   uint32_t version = tempo_le_get32(b + 8);
   if (version != KEY_VERSION || tempo_le_get32(b + 12) != 0)
     return tempo_set_error(TEMPO_STATUS_CORRUPT, "%s has key format version %u; this build reads version %d", what,
@@ -179,7 +179,7 @@ tempo_status tempo_owner_key_load(const char *path, tempo_owner_key **out) {
   int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0)
     return tempo_set_error(TEMPO_STATUS_IO, "cannot open the key file %s: %s%s", path, strerror(errno),
-                           errno == ENOENT ? " (create one with 'tempo keygen')" : "");
+                           errno == ENOENT ? " (create one with 'tempo-owner keygen')" : "");
   struct stat sb;
   tempo_status st = TEMPO_STATUS_OK;
   if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode))
