@@ -1,7 +1,8 @@
 /* attack.h - the security evaluation's attacks on audit trails (docs/SECURITY.md).
  *
- * Master-side analysis tooling: it reads what workers saw (audit.h) and tries to recover
- * secrets from it. Never linked into the worker program.
+ * Analysis tooling of the program tempo-attack: it reads what workers saw (audit.h) and
+ * tries to recover secrets from it. Never linked into the worker program, nor into the
+ * master `tempo` that the enclave runs (tests/test_enclave_binary.sh checks it with nm).
  *
  * Building blocks (each tested on planted cases in tests/test_attack*.c):
  *   Sinkhorn balancing of |A|: canonicalises a matrix up to positive row/column scales.

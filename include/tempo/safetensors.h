@@ -1,5 +1,5 @@
 /* safetensors.h - reader and writer of the safetensors format (the format PyTorch users
- * exchange weights in), used for golden fixtures, `tempo export` and `--init-from`.
+ * exchange weights in), used for golden fixtures, `tempo-owner export` and `--init-from`.
  *
  * Layout: u64 little-endian header length N, N bytes of JSON
  *   {"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, ..., "__metadata__": {..}}

@@ -1,9 +1,9 @@
 /* seal.h - confidential inputs and outputs: the model owner's key, sealed files, key
  * provisioning and hardening of the master process (docs/confidential-io.md).
  *
- * The owner keeps a 32-byte key. `tempo seal` encrypts dataset files and initial weights
+ * The owner keeps a 32-byte key. `tempo-owner seal` encrypts dataset files and initial weights
  * with it before upload; the master, given the key, reads those sealed files directly and
- * writes every output (checkpoints, the final model, metrics) sealed; `tempo unseal`
+ * writes every output (checkpoints, the final model, metrics) sealed; `tempo-owner unseal`
  * decrypts results on the owner's side.
  *
  * Sealed file layout (little-endian, fixed width; version 1):
@@ -97,7 +97,7 @@ void tempo_owner_key_id_hex(const tempo_owner_key *k, char out[2 * TEMPO_OWNER_K
 /* Wipes and frees (sodium_free). NULL is fine. */
 void tempo_owner_key_free(tempo_owner_key *k);
 
-/* The label `tempo seal` gives a file by default, from its name (directory and a trailing
+/* The label `tempo-owner seal` gives a file by default, from its name (directory and a trailing
  * ".sealed" dropped): *.safetensors -> "weights", *.ckpt -> "checkpoint", *.jsonl ->
  * "metrics", anything else -> "data/" + the base name without ".gz". */
 TEMPO_WUR tempo_status tempo_seal_default_label(const char *path, char *out, size_t cap);

@@ -1,5 +1,5 @@
 /* weights.h - moving a parameter registry to and from safetensors files by name
- * (PyTorch state_dict names and layouts): golden fixtures, `tempo export` and
+ * (PyTorch state_dict names and layouts): golden fixtures, `tempo-owner export` and
  * `--init-from`. Trainable tensors and state buffers (batch-norm running statistics)
  * are both included. */
 #ifndef TEMPO_WEIGHTS_H
