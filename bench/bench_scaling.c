@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "bench_util.h"
-#include "offload/engine.h"
+#include "offload/transport.h"
 #if TEMPO_HAVE_MPI
 #include "mpi/mpi.h"
 #endif
@@ -44,6 +44,7 @@ int main(int argc, char **argv) {
   tempo_mm_config_default(&ec);
   if (!tempo_mode_parse(mode, &ec.mode)) return 2;
   ec.workers = mpi_workers ? mpi_workers : workers;
+  if (mpi_workers) ec.transport = tempo_mpi_transport;
   ec.threads = 1;
   if (!batch) batch = bench_default_batch(name);
   bench_rig rig;

@@ -22,11 +22,16 @@ typedef struct {
   bool ok;
 } step_result;
 
+static bool g_f32;    /* --shield-dtype f32 */
+static double g_alpha; /* --shield-alpha; 0 = the dtype's default */
+
 static step_result time_steps(const char *name, tempo_mode mode, int workers, int steps) {
   step_result r = {0};
   tempo_mm_config ec;
   tempo_mm_config_default(&ec);
   ec.mode = mode;
+  ec.shield_f32 = g_f32;
+  ec.shield_alpha = g_alpha;
   ec.workers = workers;
   ec.seed = 1;
   bench_rig rig;
@@ -64,8 +69,11 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--models") && i + 1 < argc) snprintf(models_s, sizeof models_s, "%s", argv[++i]);
     else if (!strcmp(argv[i], "--skip-study")) study = false;
+    else if (!strcmp(argv[i], "--shield-dtype") && i + 1 < argc) g_f32 = !strcmp(argv[++i], "f32");
+    else if (!strcmp(argv[i], "--shield-alpha") && i + 1 < argc) g_alpha = atof(argv[++i]);
     else {
-      fprintf(stderr, "usage: bench_shield [--steps N] [--models a,b] [--skip-study]\n");
+      fprintf(stderr, "usage: bench_shield [--steps N] [--models a,b] [--skip-study] [--shield-dtype f32|f64] "
+                      "[--shield-alpha A]\n");
       return 2;
     }
   }
@@ -104,11 +112,11 @@ int main(int argc, char **argv) {
     printf("\n");
   }
   printf("## Shield mode: cost of a training step (batch 64, 4 in-process workers, %d timed steps)\n\n", steps);
-  printf("Shares %s, alpha %s (defaults: float64 at %g; TEMPO_SHIELD_DTYPE=f32 gives float32 at %g). worker: summed "
+  char alpha_s[32] = "default";
+  if (g_alpha > 0) snprintf(alpha_s, sizeof alpha_s, "%g", g_alpha);
+  printf("Shares %s, alpha %s (defaults: float64 at %g; --shield-dtype f32 gives float32 at %g). worker: summed "
          "worker compute per step; blind/verify/unblind: master time per step; MB: bytes up + down per step.\n\n",
-         getenv("TEMPO_SHIELD_DTYPE") ? getenv("TEMPO_SHIELD_DTYPE") : "f64",
-         getenv("TEMPO_SHIELD_ALPHA") ? getenv("TEMPO_SHIELD_ALPHA") : "default", TEMPO_SHIELD_DEFAULT_ALPHA,
-         TEMPO_SHIELD_DEFAULT_ALPHA_F32);
+         g_f32 ? "f32" : "f64", alpha_s, TEMPO_SHIELD_DEFAULT_ALPHA, TEMPO_SHIELD_DEFAULT_ALPHA_F32);
   printf("| model | local ms | tempo ms | shield ms | shield/tempo | tempo worker ms | shield worker ms | shield "
          "blind/verify/unblind ms | tempo MB | shield MB | MB ratio |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (char *name = strtok(models_s, ","); name; name = strtok(NULL, ",")) {

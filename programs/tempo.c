@@ -82,7 +82,10 @@ static void print_help(void) {
          "                        local: the master computes every product (pure-TEE baseline);\n"
          "                        plain: workers compute unblinded products (insecure upper bound);\n"
          "                        tempo: workers compute MM-obfuscated products, verified and decrypted\n"
-         "  --workers N           in-process worker threads for plain/tempo (default 2)\n"
+         "                        shield: tempo plus fresh additive masks over 4 roles (>= 4 workers)\n"
+         "  --workers N           in-process worker threads (default 2; shield needs >= 4)\n"
+         "  --shield-dtype T      shield mode's shares: f64 (default) or f32\n"
+         "  --shield-alpha A      shield mode's mask scale (default 16384 for f64, 32 for f32)\n"
          "  --verify-rounds T     Freivalds check vectors per result (default 1; 0 disables checks)\n"
          "  --threads N           BLAS threads of the master in local mode (default: CPU count)\n"
          "  --audit DIR           record every message to and from the workers in DIR\n"
@@ -121,7 +124,7 @@ enum {
   OPT_MODEL = 256, OPT_DATA, OPT_DATA_DIR, OPT_EPOCHS, OPT_MAX_STEPS, OPT_BATCH, OPT_LR, OPT_OPTIMIZER, OPT_MOMENTUM,
   OPT_WD, OPT_SCHEDULE, OPT_WARMUP, OPT_AUGMENT, OPT_DROPOUT, OPT_SEED, OPT_OUT, OPT_RESUME, OPT_INIT_FROM,
   OPT_CKPT_EVERY, OPT_LOG_EVERY, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_QUIET, OPT_PRIVACY_REPORT, OPT_MODE, OPT_WORKERS, OPT_VERIFY,
-  OPT_THREADS, OPT_AUDIT, OPT_KEY_SEED, OPT_KEY_FILE,
+  OPT_THREADS, OPT_AUDIT, OPT_KEY_SEED, OPT_KEY_FILE, OPT_SHIELD_DTYPE, OPT_SHIELD_ALPHA,
 };
 
 static const struct option long_opts[] = {
@@ -142,6 +145,7 @@ static const struct option long_opts[] = {
     {"verify-rounds", required_argument, 0, OPT_VERIFY}, {"threads", required_argument, 0, OPT_THREADS},
     {"audit", required_argument, 0, OPT_AUDIT},         {"key-seed", required_argument, 0, OPT_KEY_SEED},
     {"key-file", required_argument, 0, OPT_KEY_FILE},
+    {"shield-dtype", required_argument, 0, OPT_SHIELD_DTYPE}, {"shield-alpha", required_argument, 0, OPT_SHIELD_ALPHA},
     {"help", no_argument, 0, 'h'},                      {"version", no_argument, 0, 'V'},
     {0, 0, 0, 0},
 };
@@ -156,7 +160,7 @@ static int parse_options(int argc, char **argv, tempo_train_config *cfg, bool is
   int c;
   while ((c = getopt_long(argc, argv, ":hV", long_opts, NULL)) != -1) {
     if (!is_train && c != OPT_DATA_DIR && c != OPT_BATCH && c != OPT_MODE && c != OPT_WORKERS && c != OPT_VERIFY &&
-        c != OPT_THREADS && c != OPT_AUDIT && c != OPT_KEY_SEED && c != OPT_KEY_FILE && c != 'h' && c != 'V' && c != '?' && c != ':')
+        c != OPT_THREADS && c != OPT_AUDIT && c != OPT_KEY_SEED && c != OPT_KEY_FILE && c != OPT_SHIELD_DTYPE && c != OPT_SHIELD_ALPHA && c != 'h' && c != 'V' && c != '?' && c != ':')
       usage_error("'%s' is a train option, not an eval option", argv[optind - 1]);
     switch (c) {
     case OPT_MODEL: snprintf(cfg->model, sizeof cfg->model, "%s", optarg); break;
@@ -207,6 +211,11 @@ static int parse_options(int argc, char **argv, tempo_train_config *cfg, bool is
     case OPT_VERIFY: cfg->engine.verify_rounds = (int)parse_long("--verify-rounds", optarg, 0, 64); break;
     case OPT_THREADS: cfg->engine.threads = (int)parse_long("--threads", optarg, 1, 256); break;
     case OPT_AUDIT: cfg->engine.audit_dir = optarg; break;
+    case OPT_SHIELD_DTYPE:
+      if (strcmp(optarg, "f32") && strcmp(optarg, "f64")) usage_error("--shield-dtype is f32 or f64, not '%s'", optarg);
+      cfg->engine.shield_f32 = !strcmp(optarg, "f32");
+      break;
+    case OPT_SHIELD_ALPHA: cfg->engine.shield_alpha = parse_float("--shield-alpha", optarg, 1e-3, 1e12); break;
     case OPT_KEY_FILE: key_spec = optarg; break;
     case OPT_KEY_SEED: cfg->engine.seed = (uint64_t)parse_long("--key-seed", optarg, 1, 1L << 62); break;
     case 'h': print_help(); exit(0);
@@ -215,7 +224,9 @@ static int parse_options(int argc, char **argv, tempo_train_config *cfg, bool is
     default: usage_error("unknown option '%s'", argv[optind - 1]);
     }
   }
-  if (mpi_workers > 0) cfg->engine.workers = mpi_workers;
+#if TEMPO_HAVE_MPI
+  if (mpi_workers > 0) cfg->engine.workers = mpi_workers, cfg->engine.transport = tempo_mpi_transport;
+#endif
   return optind;
 }
 

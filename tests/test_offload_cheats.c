@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "offload/engine.h"
+#include "offload/transport.h"
 #include "tempo/matmul.h"
 #include "tempo/rng.h"
 #include "test_util.h"

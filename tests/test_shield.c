@@ -21,7 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "offload/shield_engine.h"
+#include "offload/transport.h"
 #include "tempo/audit.h"
 #include "tempo/common.h"
 #include "tempo/matmul.h"
@@ -35,8 +35,6 @@
 static double TOL = TOL_F64;
 
 static tempo_mm *make(tempo_mode mode, int workers, const char *audit) {
-  unsetenv("TEMPO_SHIELD_DTYPE"); /* the defaults, whatever the caller's environment */
-  unsetenv("TEMPO_SHIELD_ALPHA");
   return test_make_mm(mode, workers, 99, audit);
 }
 

@@ -5,7 +5,7 @@
  * difference| over the 50 steps <= 1e-5, max <= 1e-4, last-10 mean within 1e-5 (measured
  * with engine seed 3: 1.2e-7, 1.0e-6, 0; docs/shield.md). With the float32 shares at alpha
  * 32 the same run drifted by 0.015 mean / 0.12 max, the old tolerance (0.03 / 0.25), which
- * is checked here too (TEMPO_SHIELD_DTYPE=f32). Skipped when the dataset is not installed. */
+ * is checked here too (tempo_mm_config.shield_f32). Skipped when the dataset is not installed. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -40,12 +40,10 @@ static int read_losses(const char *dir, double *losses) {
 }
 
 static void run(tempo_mode mode, const char *dir, double *losses, double *acc, bool f32) {
-  if (f32) setenv("TEMPO_SHIELD_DTYPE", "f32", 1);
-  else unsetenv("TEMPO_SHIELD_DTYPE");
-  unsetenv("TEMPO_SHIELD_ALPHA");
   tempo_train_config c;
   tempo_train_config_default(&c);
   c.engine.mode = mode;
+  c.engine.shield_f32 = f32;
   c.engine.workers = 4;
   c.engine.seed = 3;
   c.out_dir = dir;
@@ -76,7 +74,6 @@ static void test_mlp_matches_local(void **state) {
   run(TEMPO_MODE_LOCAL, a, la, &acc_a, false);
   run(TEMPO_MODE_SHIELD, b, lb, &acc_b, false);
   run(TEMPO_MODE_SHIELD, c, lc, &acc_c, true);
-  unsetenv("TEMPO_SHIELD_DTYPE");
   for (int f32 = 0; f32 < 2; f32++) {
     const double *l = f32 ? lc : lb;
     double worst = 0, mean = 0, ta = 0, tb = 0;

@@ -21,63 +21,15 @@
 #ifndef TEMPO_MATMUL_H
 #define TEMPO_MATMUL_H
 
-#include "tempo/status.h"
+#include "tempo/mm_types.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-typedef enum {
-  TEMPO_MODE_LOCAL = 0,
-  TEMPO_MODE_PLAIN = 1,
-  TEMPO_MODE_TEMPO = 2,
-  TEMPO_MODE_SHIELD = 3,
-} tempo_mode;
-
-const char *tempo_mode_name(tempo_mode m);
-/* Parses "local", "plain", "tempo", "shield"; false if unknown. */
-bool tempo_mode_parse(const char *s, tempo_mode *out);
-
-typedef struct {
-  int batch;    /* independent instances, >= 1 */
-  int m, n, p;  /* X (m, n), W (n, p), Y (m, p) */
-  bool w_trans; /* W stored as (p, n) */
-} tempo_mm_shape;
-
-typedef struct {
-  int slot; /* assigned by the engine on first use; 0 = unassigned */
-} tempo_mm_site;
-
-typedef struct {
-  tempo_mode mode;       /* default TEMPO_MODE_TEMPO */
-  int workers;           /* in-process worker threads for plain/tempo (default 2) */
-  int verify_rounds;     /* Freivalds vectors per result (default 1) */
-  int threads;           /* BLAS threads of the master in local mode (default 1) */
-  const char *audit_dir; /* record every message here when not NULL */
-  uint64_t seed;         /* seeds the per-run key stream; 0 = fresh randomness */
-} tempo_mm_config;
-
-/* Counters per run (and per step: see tempo_mm_stats_step). Times in seconds. */
-typedef struct {
-  uint64_t products;            /* products computed (forward and backward, each instance once) */
-  uint64_t encryptions;         /* operand encryptions done by the master */
-  uint64_t decryptions;         /* result decryptions done by the master */
-  uint64_t naive_encryptions;   /* what blinding every backward product from scratch would need */
-  uint64_t bytes_up, bytes_down;           /* message bytes master->workers, workers->master */
-  uint64_t naive_bytes_up;                 /* upload bytes without the key-shift reuse */
-  uint64_t verify_failures;     /* results rejected by the integrity check */
-  uint64_t recomputed;          /* products recomputed on another worker */
-  uint64_t evictions;           /* workers evicted */
-  uint64_t worker_errors;       /* error replies, malformed replies, replies naming another task */
-  uint64_t timeouts;            /* requests a worker did not answer in time */
-  /* t_blind: Enc passes; t_unblind: Dec passes; t_verify: integrity checks; t_compute:
-   * the workers' compute time as they report it (summed over workers); t_transfer: time
-   * the master waited for replies minus the busiest worker's compute; t_local: local mode. */
-  double t_blind, t_transfer, t_compute, t_verify, t_unblind, t_local;
-} tempo_mm_stats;
-
 typedef struct tempo_mm tempo_mm;
 
+/* The defaults: tempo mode, 2 in-process workers, 1 check vector, 1 thread. */
 void tempo_mm_config_default(tempo_mm_config *cfg);
 TEMPO_WUR tempo_status tempo_mm_create(const tempo_mm_config *cfg, tempo_mm **out);
 void tempo_mm_free(tempo_mm *mm);
@@ -90,10 +42,6 @@ void tempo_mm_set_training(tempo_mm *mm, bool training);
 TEMPO_WUR tempo_status tempo_mm_forward(tempo_mm *mm, tempo_mm_site *site, const tempo_mm_shape *shape,
                                         const float *X, const float *W, float *Y);
 
-enum {
-  TEMPO_MM_ACCUM_DX = 1u << 0, /* dX += ... instead of dX = ... */
-  TEMPO_MM_ACCUM_DW = 1u << 1, /* dW += ... instead of dW = ... */
-};
 
 /* The backward products of the site's last forward product, for the gradient dY (m, p):
  *   dX = dY . W^T    (m, n)            when dX != NULL
@@ -121,6 +69,19 @@ int tempo_mm_live_workers(const tempo_mm *mm);
 /* Run totals and the totals since the last tempo_mm_stats_step call (then reset). */
 void tempo_mm_stats_run(const tempo_mm *mm, tempo_mm_stats *out);
 void tempo_mm_stats_step(tempo_mm *mm, tempo_mm_stats *out);
+
+/* Shield mode (shield.h): sets the mask scale alpha (> 0) for the following products
+ * (INVALID_ARGUMENT if mm is not in shield mode or alpha <= 0). At creation
+ * tempo_mm_config.shield_alpha sets it. */
+TEMPO_WUR tempo_status tempo_shield_set_alpha(tempo_mm *mm, double alpha);
+/* Shield mode: float64 (true, the default) or float32 shares for the following products;
+ * resets alpha to that dtype's default (TEMPO_SHIELD_DEFAULT_ALPHA or _F32); call
+ * tempo_shield_set_alpha after it to override. At creation tempo_mm_config.shield_f32
+ * and shield_alpha choose. INVALID_ARGUMENT if mm is not in shield mode. */
+TEMPO_WUR tempo_status tempo_shield_set_float64(tempo_mm *mm, bool f64);
+
+/* Test hook: the engine's transport (src/offload/transport.h), NULL in local mode. */
+struct tempo_transport *tempo_mm_test_transport(tempo_mm *mm);
 
 #ifdef __cplusplus
 }

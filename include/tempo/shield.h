@@ -21,7 +21,7 @@
  *
  * Shares are float64 by default (X'' = X' + R etc. in double on the master, TEMPO_DTYPE_F64
  * products on the workers, Freivalds in double, combine in double, round to float32 at the
- * end); float32 shares remain available (tempo_shield_set_float64, TEMPO_SHIELD_DTYPE=f32).
+ * end); float32 shares remain available (tempo_mm_config.shield_f32, --shield-dtype f32, tempo_shield_set_float64).
  * Masks (near-Gaussian) have standard deviation sigma = alpha * rms(operand) per instance:
  * larger alpha hides more (per-element signal ~ 1/alpha, an aggregate over N elements
  * ~ sqrt(N)/alpha) and costs precision (relative error ~ u alpha^2, u = 2^-53 or 2^-24);
@@ -30,7 +30,7 @@
 #ifndef TEMPO_SHIELD_H
 #define TEMPO_SHIELD_H
 
-#include "tempo/matmul.h"
+#include "tempo/mm_types.h"
 #include "tempo/obf.h"
 #include "tempo/status.h"
 
@@ -99,15 +99,7 @@ TEMPO_WUR tempo_status tempo_shield_verify64(int r, int k, int c, const double *
  * robin load balance). roles[r] = worker. False when fewer than 4 live workers. */
 bool tempo_shield_assign(int n_workers, const bool *live, int start, int roles[TEMPO_SHIELD_ROLES]);
 
-/* Sets the mask scale alpha (> 0) of a shield-mode tempo_mm (INVALID_ARGUMENT if mm is
- * not in shield mode or alpha <= 0). Also read at creation from TEMPO_SHIELD_ALPHA. */
-TEMPO_WUR tempo_status tempo_shield_set_alpha(tempo_mm *mm, double alpha);
-
-/* Selects float64 (true, the default) or float32 shares for the following products, and
- * resets alpha to that dtype's default (TEMPO_SHIELD_DEFAULT_ALPHA or _F32); call
- * tempo_shield_set_alpha after it to override. At creation TEMPO_SHIELD_DTYPE=f32|f64 and
- * then TEMPO_SHIELD_ALPHA are read. INVALID_ARGUMENT if mm is not in shield mode. */
-TEMPO_WUR tempo_status tempo_shield_set_float64(tempo_mm *mm, bool f64);
+/* tempo_shield_set_alpha and tempo_shield_set_float64 (per engine) are in matmul.h. */
 
 /* ---- the precision / leakage study (docs/shield.md) ----
  * One random product of shape (m, n, p): X = ReLU(N(0,1)) activations (half zeros),

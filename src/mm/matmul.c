@@ -7,40 +7,19 @@
 #include <string.h>
 
 #include "offload/engine.h"
-#include "offload/shield_engine.h"
+#include "offload/scheme.h"
 #include "tempo/common.h"
 #include "tempo/gemm.h"
 
 struct tempo_mm {
   tempo_mm_config cfg;
-  tempo_engine *engine; /* plain and tempo modes */
-  tempo_shield_engine *shield; /* shield mode */
+  tempo_engine *engine; /* every mode but local */
   bool training;
   int next_slot;
   tempo_mm_stats run, step;
   tempo_mm_shape *rec; /* tempo_mm_record_shapes: (rec_cap) */
   int rec_cap, *rec_count;
 };
-
-const char *tempo_mode_name(tempo_mode m) {
-  switch (m) {
-  case TEMPO_MODE_LOCAL: return "local";
-  case TEMPO_MODE_PLAIN: return "plain";
-  case TEMPO_MODE_TEMPO: return "tempo";
-  case TEMPO_MODE_SHIELD: return "shield";
-  }
-  return "?";
-}
-
-bool tempo_mode_parse(const char *s, tempo_mode *out) {
-  static const tempo_mode all[] = {TEMPO_MODE_LOCAL, TEMPO_MODE_PLAIN, TEMPO_MODE_TEMPO, TEMPO_MODE_SHIELD};
-  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-    if (strcmp(s, tempo_mode_name(all[i])) == 0) {
-      *out = all[i];
-      return true;
-    }
-  return false;
-}
 
 void tempo_mm_config_default(tempo_mm_config *cfg) {
   memset(cfg, 0, sizeof *cfg);
@@ -64,14 +43,12 @@ tempo_status tempo_mm_create(const tempo_mm_config *cfg, tempo_mm **out) {
   mm->cfg.audit_dir = NULL;
   if (cfg->mode == TEMPO_MODE_LOCAL) {
     tempo_gemm_set_threads(cfg->threads);
-  } else if (cfg->mode == TEMPO_MODE_SHIELD) {
-    tempo_status st = tempo_shield_engine_create(cfg, &mm->shield); /* refuses < 4 workers */
-    if (st) {
-      free(mm);
-      return st;
-    }
   } else {
-    tempo_status st = tempo_engine_create(cfg, &mm->engine); /* sets one BLAS thread per worker */
+    tempo_scheme *sc;
+    tempo_status st = cfg->mode == TEMPO_MODE_SHIELD ? tempo_scheme_shield_create(cfg, &sc)
+                                                     : tempo_scheme_tempo_create(cfg, &sc);
+    /* the engine takes sc over; it sets one BLAS thread (in-process workers share the process) */
+    if (!st) st = tempo_engine_create(cfg, sc, &mm->engine);
     if (st) {
       free(mm);
       return st;
@@ -84,7 +61,6 @@ tempo_status tempo_mm_create(const tempo_mm_config *cfg, tempo_mm **out) {
 void tempo_mm_free(tempo_mm *mm) {
   if (!mm) return;
   tempo_engine_free(mm->engine);
-  tempo_shield_engine_free(mm->shield);
   free(mm);
 }
 tempo_mode tempo_mm_mode(const tempo_mm *mm) { return mm->cfg.mode; }
@@ -97,11 +73,11 @@ static tempo_status check_shape(const tempo_mm_shape *s) {
   return TEMPO_STATUS_OK;
 }
 
+/* Local mode's counters, added where the engine's are. */
 static void count(tempo_mm *mm, const tempo_mm_shape *s, double t) {
-  mm->run.products += (uint64_t)s->batch;
-  mm->step.products += (uint64_t)s->batch;
-  mm->run.t_local += t;
-  mm->step.t_local += t;
+  const tempo_mm_stats d = {.products = (uint64_t)s->batch, .t_local = t};
+  tempo_mm_stats_add(&mm->run, &d);
+  tempo_mm_stats_add(&mm->step, &d);
 }
 
 tempo_status tempo_mm_forward(tempo_mm *mm, tempo_mm_site *site, const tempo_mm_shape *s, const float *X,
@@ -112,11 +88,6 @@ tempo_status tempo_mm_forward(tempo_mm *mm, tempo_mm_site *site, const tempo_mm_
   if (mm->rec) {
     if (*mm->rec_count < mm->rec_cap) mm->rec[*mm->rec_count] = *s;
     ++*mm->rec_count;
-  }
-  if (mm->shield) {
-    st = tempo_shield_engine_forward(mm->shield, site->slot, s, X, W, Y, mm->training);
-    tempo_shield_engine_take_stats(mm->shield, &mm->run, &mm->step);
-    return st;
   }
   if (mm->engine) {
     st = tempo_engine_forward(mm->engine, site->slot, s, X, W, Y, mm->training);
@@ -144,11 +115,6 @@ tempo_status tempo_mm_backward(tempo_mm *mm, tempo_mm_site *site, const tempo_mm
   tempo_status st = check_shape(s);
   if (st) return st;
   if (site->slot == 0) return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "matmul: backward before forward");
-  if (mm->shield) {
-    st = tempo_shield_engine_backward(mm->shield, site->slot, s, dY, dX, dW, flags);
-    tempo_shield_engine_take_stats(mm->shield, &mm->run, &mm->step);
-    return st;
-  }
   if (mm->engine) {
     st = tempo_engine_backward(mm->engine, site->slot, s, dY, dX, dW, flags);
     tempo_engine_take_stats(mm->engine, &mm->run, &mm->step);
@@ -174,11 +140,6 @@ tempo_status tempo_mm_backward(tempo_mm *mm, tempo_mm_site *site, const tempo_mm
 }
 
 void tempo_mm_step_end(tempo_mm *mm) {
-  if (mm->shield) {
-    if (tempo_shield_engine_step_end(mm->shield)) fprintf(stderr, "tempo: step end: %s\n", tempo_errmsg());
-    tempo_shield_engine_take_stats(mm->shield, &mm->run, &mm->step);
-    return;
-  }
   if (!mm->engine) return;
   if (tempo_engine_step_end(mm->engine)) fprintf(stderr, "tempo: step end: %s\n", tempo_errmsg());
   tempo_engine_take_stats(mm->engine, &mm->run, &mm->step);
@@ -186,20 +147,29 @@ void tempo_mm_step_end(tempo_mm *mm) {
 
 void tempo_mm_set_timeout(tempo_mm *mm, double seconds) {
   if (mm->engine) tempo_engine_set_timeout(mm->engine, seconds);
-  if (mm->shield) tempo_shield_engine_set_timeout(mm->shield, seconds);
 }
 
-int tempo_mm_live_workers(const tempo_mm *mm) {
-  if (mm->shield) return tempo_shield_engine_live_workers(mm->shield);
-  return mm->engine ? tempo_engine_live_workers(mm->engine) : 0;
+int tempo_mm_live_workers(const tempo_mm *mm) { return mm->engine ? tempo_engine_live_workers(mm->engine) : 0; }
+
+tempo_transport *tempo_mm_test_transport(tempo_mm *mm) { return mm->engine ? tempo_engine_transport(mm->engine) : NULL; }
+
+/* Shield tuning goes into the config, then to the scheme for the following products. */
+static tempo_status shield_configure(tempo_mm *mm, bool f32, double alpha, const char *what) {
+  if (!mm || mm->cfg.mode != TEMPO_MODE_SHIELD || !mm->engine ||
+      !tempo_scheme_shield_configure(tempo_engine_scheme(mm->engine), f32, alpha))
+    return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "shield: %s needs a shield-mode engine", what);
+  mm->cfg.shield_f32 = f32;
+  mm->cfg.shield_alpha = alpha;
+  return TEMPO_STATUS_OK;
 }
 
-tempo_transport *tempo_mm_test_transport(tempo_mm *mm) {
-  if (mm->shield) return tempo_shield_engine_transport(mm->shield);
-  return mm->engine ? tempo_engine_transport(mm->engine) : NULL;
+tempo_status tempo_shield_set_alpha(tempo_mm *mm, double alpha) {
+  if (!(alpha > 0))
+    return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "shield: alpha needs a shield-mode engine and alpha > 0");
+  return shield_configure(mm, mm ? mm->cfg.shield_f32 : false, alpha, "set_alpha");
 }
 
-tempo_shield_engine *tempo_mm_shield_engine(tempo_mm *mm) { return mm->shield; }
+tempo_status tempo_shield_set_float64(tempo_mm *mm, bool f64) { return shield_configure(mm, !f64, 0, "set_float64"); }
 
 void tempo_mm_stats_run(const tempo_mm *mm, tempo_mm_stats *out) { *out = mm->run; }
 

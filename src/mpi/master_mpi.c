@@ -404,8 +404,8 @@ static void mt_free(tempo_transport *tb) {
 
 static const tempo_transport_ops mpi_ops = {mt_send, mt_recv, mt_done, mt_free, mt_send_group, mt_evict, mt_send_reduce};
 
-static tempo_status mpi_factory(int requested, tempo_transport **out) {
-  (void)requested;
+tempo_status tempo_mpi_transport(void *ctx, int requested, tempo_transport **out) {
+  (void)ctx, (void)requested;
   *out = NULL;
   if (!g_fds || g_fds[1] < 0)
     return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "mpi: the workers' streams are already in use or gone");
@@ -473,7 +473,6 @@ tempo_status tempo_mpi_master_init(int *argc, char ***argv, int *n_workers) {
                     "'--mca orte_abort_on_non_zero_status 0' to train on with the others\n");
   g_workers = world - 1;
   *n_workers = g_workers;
-  tempo_transport_set_factory(mpi_factory);
   return TEMPO_STATUS_OK;
 }
 

@@ -1,16 +1,16 @@
-/* engine.c - the offload engine (engine.h): sites, keys, blinding, splitting, the
- * request/reply rounds with verification, recomputation and eviction, and step end.
+/* engine.c - the offload engine (engine.h): sites, splitting and placement, the request/
+ * reply rounds with checks, recomputation and eviction, relay and dW' reduction, step end,
+ * for every scheme (scheme.h).
  *
  * Dimension letters as in matmul.h: X (m, n), W (n, p), Y (m, p), `batch` instances.
- * A product is split into blocks: row ranges of X' when batch == 1, instance ranges
- * otherwise (protocol.h). Every block is one task; a round sends the tasks of one product
- * and collects, verifies and consumes their results. The mechanics shared with the
- * shield engine (workers, eviction, messages, the receive loop, release, stats) are in
- * rounds.h; this file keeps keys, Enc/Dec, splitting and the block checks. */
+ * Each of the scheme's shares is split into blocks: row ranges of X' when batch == 1,
+ * instance ranges otherwise (protocol.h). Every block is one task; a round sends the
+ * tasks of one product and collects, checks and takes their results. The mechanics of
+ * reaching the workers (eviction, messages, the receive loop, release, stats) are in
+ * rounds.h. */
 #include "offload/engine.h"
 
 #include <cblas.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +18,8 @@
 #include "offload/rounds.h"
 #include "tempo/common.h"
 
-#define MAX_BLOCKS 256
+#define MAX_SHARES 4
+#define MAX_BLOCKS 256        /* all shares together */
 #define MAX_REDUCE_FAILURES 3 /* wrong dW' sums before the engine stops reducing among workers */
 
 /* A backward task's part in a dW' reduction among the workers (transport.h send_reduce). */
@@ -26,157 +27,238 @@ enum { ROLE_PLAIN = 0, ROLE_MEMBER = 1, ROLE_LAST = 2 };
 
 typedef struct {
   uint32_t lo, hi; /* rows (batch 1) or instances */
+  int share;
   int holder;      /* worker that keeps X'/W' of this block (-1: none) */
   uint64_t hx, hw; /* operand handles */
 } block;
 
 typedef struct {
-  tempo_site_keys k;   /* shape, keys (batch), fwd_valid */
-  float *xp, *wp;      /* X' (batch, m, n), W' (batch, n, p) or (batch, p, n) */
-  float *yp, *dys;     /* Y' (m, p) when batch == 1; dY* (batch, m, p) */
-  float *dxp, *dwp;    /* dX' (m, n) when batch == 1; dW' partials (nblocks, n, p) when batch == 1 */
-  size_t cap_x, cap_w, cap_y, cap_dy, cap_dx, cap_dw; /* bytes */
-  int nblocks;
+  tempo_site_keys k; /* shape, keys (batch), fwd_valid */
+  void *ss;          /* the scheme's operands */
+  int nblocks;       /* all shares */
+  int first[MAX_SHARES + 1]; /* share s has blocks [first[s], first[s + 1]) */
   block blocks[MAX_BLOCKS];
+  int8_t *owner;     /* (nw) the share a worker holds of this step's product, -1: none */
 } site;
 
 typedef tempo_round_task task; /* unit: the block */
 
-/* What one round computes, for building messages and consuming results. Tasks are
- * blocks: tempo_round_task.unit is the block index. */
+/* What one round computes. Tasks are blocks: tempo_round_task.unit is the block index. */
 typedef struct {
   tempo_round base; /* first: the callbacks get &base */
   tempo_engine *e;
   site *s;
-  int op; /* TEMPO_OP_FORWARD or TEMPO_OP_BACKWARD */
-  bool keep, want_dx, want_dw;
-  unsigned accum;
-  float *Y, *dX, *dW; /* caller outputs (batch > 1 results are decrypted per block) */
-  const float *X, *W, *dY; /* caller inputs (blinded per block when blind_blocks) */
-  bool blind_blocks;   /* batch > 1: blind each block just before its first send (overlap) */
+  tempo_product pr;
+  bool keep;           /* forward of a training step: the workers keep X', W' */
+  bool want_dx, want_dw;
+  bool direct;         /* single-share instances are decoded straight from the reply */
+  bool blind_blocks;   /* encode each block just before its first send (overlap) */
   bool counting_naive; /* first sends add to naive_bytes_up */
   bool may_reduce;     /* backward: the workers may add the partial dW' along a chain */
-  bool reduced;        /* the round was sent as a reduction chain */
-  bool reduce_broken;  /* a chain member failed: the sum is incomplete */
-  uint8_t role[MAX_BLOCKS]; /* ROLE_* per block, as sent */
+  bool reduced[MAX_SHARES];       /* the share was sent as a reduction chain */
+  bool reduce_broken[MAX_SHARES]; /* a chain member failed: the sum is incomplete */
+  uint8_t role[MAX_BLOCKS];       /* ROLE_* per block, as sent */
 } round_ctx;
 
 struct tempo_engine {
   tempo_mm_config cfg;
+  tempo_scheme *sc;
   tempo_rounds r; /* transport, keys, workers, stats */
   site *sites;
   int n_sites;
-  float *vwork;
-  size_t cap_vwork; /* bytes */
+  void *res, *resw; /* gathered results: per share Y' or dX', and dW' (partials per block when batch 1) */
+  size_t cap_res, cap_resw; /* bytes */
+  size_t res_stride, resw_stride; /* elements per share */
   int reduce_failures; /* dW' sums that failed their check */
 };
 
-/* A float buffer of at least count floats (grow only). */
-static tempo_status grow(tempo_engine *e, float **buf, size_t *cap, size_t count) {
-  size_t bytes;
-  if (!tempo_mul_size(count, sizeof(float), &bytes))
-    return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "engine: out of memory for %zu floats", count);
-  return tempo_rounds_grow(&e->r, buf, cap, bytes);
-}
+static size_t es(const tempo_engine *e) { return tempo_msg_dtype_size(e->sc->dtype); }
+static const void *off(const void *base, size_t elems, size_t z) { return (const uint8_t *)base + elems * z; }
+static void *woff(void *base, size_t elems, size_t z) { return (uint8_t *)base + elems * z; }
 
-tempo_status tempo_engine_create(const tempo_mm_config *cfg, tempo_engine **out) {
+tempo_status tempo_engine_create(const tempo_mm_config *cfg, tempo_scheme *sc, tempo_engine **out) {
   *out = NULL;
   tempo_status st;
+  if (!cfg->transport && cfg->workers < sc->min_workers) {
+    st = tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT,
+                         "mode '%s' needs at least %d workers (%d shares per product on distinct workers, no two "
+                         "of which may collude; one more lets a failed share be recomputed); got %d",
+                         tempo_mode_name(cfg->mode), sc->min_workers, sc->shares, cfg->workers);
+    sc->ops->free(sc);
+    return st;
+  }
   tempo_engine *e = calloc(1, sizeof *e);
-  if (!e) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "engine: out of memory");
+  if (!e) {
+    sc->ops->free(sc);
+    return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "engine: out of memory");
+  }
   e->cfg = *cfg;
   e->cfg.audit_dir = NULL;
-  e->r.evict_prefix = "";
-  e->r.notify_evict = true;
-  if ((st = tempo_rounds_init(&e->r, cfg, "engine", "tempo-engine-keys"))) {
-    tempo_engine_free(e);
-    return st;
+  e->sc = sc;
+  e->r.evict_prefix = sc->shares > 1 ? "shield: " : "";
+  char context[18];
+  snprintf(context, sizeof context, "tempo-%s-keys", sc->name); /* 17 bytes: "engine" or "shield" */
+  if ((st = tempo_rounds_init(&e->r, cfg, sc->name, context))) goto fail;
+  sc->kg = e->r.kg;
+  if (e->r.nw < sc->min_workers) {
+    st = tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT,
+                         "mode '%s' needs at least %d workers (%d shares per product on distinct workers, no two "
+                         "of which may collude); the transport has %d",
+                         tempo_mode_name(cfg->mode), sc->min_workers, sc->shares, e->r.nw);
+    goto fail;
   }
   *out = e;
   return TEMPO_STATUS_OK;
-}
-
-static void site_free(site *s) {
-  tempo_site_keys_free(&s->k);
-  tempo_free_floats(s->xp);
-  tempo_free_floats(s->wp);
-  tempo_free_floats(s->yp);
-  tempo_free_floats(s->dys);
-  tempo_free_floats(s->dxp);
-  tempo_free_floats(s->dwp);
-  memset(s, 0, sizeof *s);
+fail:
+  tempo_engine_free(e);
+  return st;
 }
 
 void tempo_engine_free(tempo_engine *e) {
   if (!e) return;
   tempo_rounds_free(&e->r); /* joins the workers before their operands go */
-  for (int i = 0; i < e->n_sites; i++) site_free(&e->sites[i]);
+  for (int i = 0; i < e->n_sites; i++) {
+    site *s = &e->sites[i];
+    tempo_site_keys_free(&s->k);
+    e->sc->ops->site_free(s->ss);
+    free(s->owner);
+  }
   free(e->sites);
-  tempo_free_floats(e->vwork);
+  tempo_free_floats(e->res);
+  tempo_free_floats(e->resw);
+  e->sc->ops->free(e->sc);
   free(e);
 }
 
 void tempo_engine_set_timeout(tempo_engine *e, double seconds) { tempo_rounds_set_timeout(&e->r, seconds); }
 int tempo_engine_live_workers(const tempo_engine *e) { return e->r.n_live; }
 tempo_transport *tempo_engine_transport(tempo_engine *e) { return e->r.tr; }
+tempo_scheme *tempo_engine_scheme(tempo_engine *e) { return e->sc; }
 
 void tempo_engine_take_stats(tempo_engine *e, tempo_mm_stats *run, tempo_mm_stats *step) {
   tempo_rounds_take_stats(&e->r, run, step);
 }
 
+/* ---- placement ---- */
+
+/* A live worker for a task of `share` other than `avoid`: one that holds no other share of
+ * this product, preferring one without a pending task of rd, then one already holding this
+ * share; `avoid` itself only in a single-share scheme when it is the last one alive; -1
+ * when none is left. */
+static int pick(const tempo_engine *e, const site *s, const tempo_round *rd, int share, int avoid) {
+  int best = -1, best_rank = 4;
+  for (int k = 0; k < e->r.nw; k++) {
+    const int w = (e->r.rr + k) % e->r.nw;
+    if (!e->r.live[w] || w == avoid || (s->owner[w] >= 0 && s->owner[w] != share)) continue;
+    const int rank = (tempo_rounds_busy(rd, w) ? 2 : 0) + (s->owner[w] == share ? 0 : 1);
+    if (rank < best_rank) best = w, best_rank = rank;
+  }
+  if (best < 0 && e->sc->shares == 1 && avoid >= 0 && e->r.live[avoid]) return avoid;
+  return best;
+}
+
+/* Splits a forward product into blocks per share and plans their workers (plan[block]):
+ * every share gets a group of distinct live workers; with more workers than shares and a
+ * remainder, one stays spare for recomputations. */
+static tempo_status split(tempo_engine *e, site *s, bool keep, int *plan) {
+  const tempo_mm_shape *sh = &s->k.shape;
+  const int S = e->sc->shares, L = e->r.n_live;
+  if (L < e->sc->min_workers)
+    return tempo_set_error(TEMPO_STATUS_WORKER, "%s: fewer than %d live workers (%d left)", e->sc->name,
+                           e->sc->min_workers, L);
+  int order[256 + 1], n = 0;
+  int *ord = e->r.nw <= 256 ? order : malloc((size_t)e->r.nw * sizeof *ord);
+  if (!ord) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "engine: out of memory");
+  for (int k = 0; k < e->r.nw; k++) {
+    const int w = (e->r.rr + k) % e->r.nw;
+    if (e->r.live[w]) ord[n++] = w;
+    s->owner[w] = -1;
+  }
+  const int usable = S > 1 && L > S && L % S ? L - 1 : L;
+  const int units = sh->batch == 1 ? sh->m : sh->batch;
+  const double flops = 2.0 * sh->batch * sh->m * sh->n * (double)sh->p;
+  int base = 0, nb = 0;
+  for (int sh_i = 0; sh_i < S; sh_i++) {
+    const int g = usable / S + (sh_i < usable % S);
+    /* batched products: TEMPO_ENGINE_BLOCKS_PER_WORKER blocks per worker, so the master
+     * blinds, checks and decodes some blocks while the workers compute others */
+    int want = sh->batch > 1 ? g * TEMPO_ENGINE_BLOCKS_PER_WORKER : g;
+    if (sh->batch == 1 && (flops < TEMPO_ENGINE_MIN_SPLIT_FLOPS || sh->m < 16)) want = 1;
+    if (want > units) want = units;
+    if (want > MAX_BLOCKS / S) want = MAX_BLOCKS / S;
+    if (want < 1) want = 1;
+    s->first[sh_i] = nb;
+    for (int i = 0; i < want; i++, nb++) {
+      block *b = &s->blocks[nb];
+      b->lo = (uint32_t)((int64_t)units * i / want);
+      b->hi = (uint32_t)((int64_t)units * (i + 1) / want);
+      b->share = sh_i;
+      b->holder = -1;
+      b->hx = keep ? ++e->r.next_handle : 0;
+      b->hw = keep ? ++e->r.next_handle : 0;
+      plan[nb] = ord[base + i % g];
+    }
+    for (int i = 0; i < g; i++) s->owner[ord[base + i]] = (int8_t)sh_i;
+    base += g;
+  }
+  s->first[S] = s->nblocks = nb;
+  /* the next product starts after the last worker this one planned to use */
+  e->r.rr = ((S == 1 ? plan[nb - 1] : ord[usable - 1]) + 1) % e->r.nw;
+  if (ord != order) free(ord);
+  return TEMPO_STATUS_OK;
+}
+
 /* ---- messages ---- */
 
 static size_t blk_off(const tempo_mm_shape *sh, const block *b, size_t row_elems) {
-  /* offset of a block's first row (batch 1) or instance (batch > 1), in floats */
+  /* offset of a block's first row (batch 1) or instance (batch > 1), in elements */
   return sh->batch == 1 ? (size_t)b->lo * row_elems : (size_t)b->lo * (size_t)sh->m * row_elems;
 }
-
-/* Checks, audits and counts a request; fills *m (segments by reference). */
-static tempo_status prepare_msg(tempo_engine *e, int w, tempo_msg_header *h, int nseg, const float *const *seg,
-                                const size_t *count, round_ctx *c, tempo_out_msg *m) {
-  const void *vs[4];
-  for (int i = 0; i < nseg; i++) vs[i] = seg[i];
-  return tempo_rounds_prepare(&e->r, w, h, nseg, vs, count, c && c->counting_naive, m);
+static size_t blk_w_off(const tempo_mm_shape *sh, const block *b) {
+  return sh->batch == 1 ? 0 : (size_t)b->lo * sh->n * sh->p;
 }
 
 /* Builds task t of round c for worker w into *out (not sent). */
 static tempo_status build_task(tempo_engine *e, round_ctx *c, task *t, int w, tempo_out_msg *out) {
   site *s = c->s;
   const tempo_mm_shape *sh = &s->k.shape;
-  block *b = &s->blocks[t->unit];
+  const block *b = &s->blocks[t->unit];
+  const size_t z = es(e);
   tempo_msg_header h;
-  tempo_msg_header_init(&h, (tempo_msg_op)c->op);
+  tempo_msg_header_init(&h, c->pr.backward ? TEMPO_OP_BACKWARD : TEMPO_OP_FORWARD);
+  h.dtype = e->sc->dtype;
   h.task_id = t->task_id = ++e->r.next_task;
   h.handle_x = b->hx;
   h.handle_w = b->hw;
   h.batch = (uint32_t)sh->batch, h.m = (uint32_t)sh->m, h.n = (uint32_t)sh->n, h.p = (uint32_t)sh->p;
   h.lo = b->lo, h.hi = b->hi;
   h.flags = sh->w_trans ? TEMPO_MSG_F_W_TRANS : 0;
-  tempo_msg_sizes z;
-  tempo_msg_split_sizes(&h, &z);
-  const float *xb = s->xp + blk_off(sh, b, (size_t)sh->n);
-  const float *wb = s->wp + (sh->batch == 1 ? 0 : (size_t)b->lo * sh->n * sh->p);
-  const float *seg[3];
+  tempo_msg_sizes sz;
+  tempo_msg_split_sizes(&h, &sz);
+  const void *xb = off(e->sc->ops->operand(s->ss, b->share, TEMPO_OPERAND_X), blk_off(sh, b, (size_t)sh->n), z);
+  const void *wb = off(e->sc->ops->operand(s->ss, b->share, TEMPO_OPERAND_W), blk_w_off(sh, b), z);
+  const void *seg[3];
   size_t cnt[3];
   int nseg = 0;
-  if (c->op == TEMPO_OP_FORWARD) {
+  if (!c->pr.backward) {
     h.flags |= TEMPO_MSG_F_X_INLINE | TEMPO_MSG_F_W_INLINE | (c->keep ? TEMPO_MSG_F_KEEP : 0);
-    seg[0] = xb, cnt[0] = z.x, seg[1] = wb, cnt[1] = z.w, nseg = 2;
+    seg[0] = xb, cnt[0] = sz.x, seg[1] = wb, cnt[1] = sz.w, nseg = 2;
     if (c->keep) e->r.holds[w] = true;
   } else {
     h.flags |= (c->want_dx ? TEMPO_MSG_F_WANT_DX : 0) | (c->want_dw ? TEMPO_MSG_F_WANT_DW : 0);
-    seg[nseg] = s->dys + blk_off(sh, b, (size_t)sh->p), cnt[nseg++] = z.dy;
+    seg[nseg] = off(e->sc->ops->operand(s->ss, b->share, TEMPO_OPERAND_DY), blk_off(sh, b, (size_t)sh->p), z);
+    cnt[nseg++] = sz.dy;
     const bool has = b->holder == w;
-    if (c->want_dw && !has) h.flags |= TEMPO_MSG_F_X_INLINE, seg[nseg] = xb, cnt[nseg++] = z.x;
-    if (c->want_dx && !has) h.flags |= TEMPO_MSG_F_W_INLINE, seg[nseg] = wb, cnt[nseg++] = z.w;
+    if (c->want_dw && !has) h.flags |= TEMPO_MSG_F_X_INLINE, seg[nseg] = xb, cnt[nseg++] = sz.x;
+    if (c->want_dx && !has) h.flags |= TEMPO_MSG_F_W_INLINE, seg[nseg] = wb, cnt[nseg++] = sz.w;
   }
   t->worker = w;
   t->pending = true;
   t->sent_at = tempo_now();
-  return prepare_msg(e, w, &h, nseg, seg, cnt, c, out);
+  s->owner[w] = (int8_t)b->share;
+  return tempo_rounds_prepare(&e->r, w, &h, nseg, seg, cnt, c->counting_naive, out);
 }
 
-/* Builds and sends task t of round c to worker w. */
 static tempo_status send_task(tempo_engine *e, round_ctx *c, task *t, int w) {
   tempo_out_msg m;
   tempo_status st = build_task(e, c, t, w, &m);
@@ -185,34 +267,33 @@ static tempo_status send_task(tempo_engine *e, round_ctx *c, task *t, int w) {
 
 /* ---- results ---- */
 
-static tempo_status ensure_vwork(tempo_engine *e, const tempo_mm_shape *sh) {
-  size_t need = 3 * ((size_t)sh->m + sh->n + sh->p) + 64;
-  return grow(e, &e->vwork, &e->cap_vwork, need);
-}
-
-/* Freivalds' check of a blinded result C = op(A) op(B). cw weighs the check vector by the
- * inverse key scale of each result column (NULL for identity keys), so a column blinded
- * with a small coefficient is checked as sensitively as on the plaintext (obf.h). */
-static bool check(tempo_engine *e, int r, int k, int cc, const float *A, bool at, const float *B, bool bt,
-                  const float *C, const float *cw) {
+/* Freivalds' check of a result in the scheme's dtype, with a fresh vector seed from the
+ * verification stream (never the key stream: keys must not depend on how many checks ran). */
+static bool check(tempo_engine *e, int r, int k, int cc, const void *A, bool at, const void *B, bool bt,
+                  const void *C, const float *cw) {
   if (e->cfg.verify_rounds == 0) return true;
   uint64_t seed;
   tempo_keygen_bytes(e->r.vg, &seed, sizeof seed);
-  return tempo_verify_product_weighted(r, k, cc, A, at, B, bt, C, cw, e->cfg.verify_rounds, seed, e->vwork) ==
-         TEMPO_STATUS_OK;
+  return e->sc->ops->check(e->sc, r, k, cc, A, at, B, bt, C, cw, seed);
 }
 
 /* Freivalds' check of a dW' of `rows` rows under key k: X'^T dY* (n, p), or dY*^T X' (p, n)
- * when W is stored transposed. */
-static bool check_dw(tempo_engine *e, const tempo_obf_key *k, bool wt, int rows, int n, int p, const float *xp,
-                     const float *dys, const float *dw) {
+ * when W is stored transposed. cw weighs by the inverse key scale of each result column
+ * (obf.h), so a column blinded with a small coefficient is checked as sensitively as on
+ * the plaintext. */
+static bool check_dw(tempo_engine *e, const tempo_obf_key *k, bool wt, int rows, int n, int p, const void *xp,
+                     const void *dys, const void *dw) {
   if (wt) return check(e, p, rows, n, dys, true, xp, false, dw, k->identity ? NULL : k->dn.rcoef_p);
   return check(e, n, rows, p, xp, true, dys, false, dw, k->identity ? NULL : k->dp.coef_p);
 }
 
-/* Verifies the result of task t (header already matched) and writes it out. False when
- * it fails verification. */
-static bool consume(tempo_engine *e, round_ctx *c, task *t, const tempo_msg_header *h, const float *pay) {
+/* Share s's gathered Y' or dX', and its dW' slot for block index j of the share (batch 1)
+ * or instance 0 (batch > 1). */
+static void *res_of(tempo_engine *e, int s) { return woff(e->res, (size_t)s * e->res_stride, es(e)); }
+static void *resw_of(tempo_engine *e, int s) { return woff(e->resw, (size_t)s * e->resw_stride, es(e)); }
+
+/* Checks the result of task t (header already matched) and takes it. False when it fails. */
+static bool consume(tempo_engine *e, round_ctx *c, task *t, const tempo_msg_header *h, const uint8_t *pay) {
   site *s = c->s;
   const tempo_mm_shape *sh = &s->k.shape;
   const block *b = &s->blocks[t->unit];
@@ -220,25 +301,30 @@ static bool consume(tempo_engine *e, round_ctx *c, task *t, const tempo_msg_head
   const int cnt = sh->batch == 1 ? 1 : (int)(b->hi - b->lo);
   const int rows = sh->batch == 1 ? (int)(b->hi - b->lo) : sh->m;
   const int n = sh->n, p = sh->p;
-  const size_t xs = (size_t)rows * n, ws = (size_t)n * p, ys = (size_t)rows * p;
-  const float *xb = s->xp + blk_off(sh, b, (size_t)n);
-  const float *wb = s->wp + (sh->batch == 1 ? 0 : (size_t)b->lo * ws);
-  const float *dyb = s->dys + blk_off(sh, b, (size_t)p);
+  const size_t xs = (size_t)rows * n, ws = (size_t)n * p, ys = (size_t)rows * p, z = es(e);
+  const void *xb = off(e->sc->ops->operand(s->ss, b->share, TEMPO_OPERAND_X), blk_off(sh, b, (size_t)n), z);
+  const void *wb = off(e->sc->ops->operand(s->ss, b->share, TEMPO_OPERAND_W), blk_w_off(sh, b), z);
+  const void *dyb = c->pr.backward ? off(e->sc->ops->operand(s->ss, b->share, TEMPO_OPERAND_DY),
+                                         blk_off(sh, b, (size_t)p), z)
+                                   : NULL;
   double t0 = tempo_now();
   bool ok = true;
   const int role = c->role[t->unit];
   /* a chain member's dW' is in the sum; the last member's dW' is the sum, checked whole after the round */
   const bool checks_dw = c->want_dw && role == ROLE_PLAIN, take_dw = c->want_dw && role != ROLE_MEMBER;
-  const float *dxr = pay, *dwr = pay + (c->want_dx ? (size_t)cnt * xs : 0);
+  const void *dxr = pay, *dwr = off(pay, c->want_dx ? (size_t)cnt * xs : 0, z);
   for (int i = 0; i < cnt && ok; i++) {
     const tempo_obf_key *k = &s->k.keys[sh->batch == 1 ? 0 : (int)b->lo + i];
     const bool id = k->identity;
-    if (c->op == TEMPO_OP_FORWARD) {
-      ok = check(e, rows, n, p, xb + i * xs, false, wb + i * ws, wt, pay + i * ys, id ? NULL : k->dp.rcoef_p);
+    if (!c->pr.backward) {
+      ok = check(e, rows, n, p, off(xb, i * xs, z), false, off(wb, i * ws, z), wt, off(pay, i * ys, z),
+                 id ? NULL : k->dp.rcoef_p);
     } else {
       if (c->want_dx) /* dX' (rows, n) = dY* (rows, p) . W'^T */
-        ok = check(e, rows, p, n, dyb + i * ys, false, wb + i * ws, !wt, dxr + i * xs, id ? NULL : k->dn.coef_p);
-      if (ok && checks_dw) ok = check_dw(e, k, wt, rows, n, p, xb + i * xs, dyb + i * ys, dwr + i * ws);
+        ok = check(e, rows, p, n, off(dyb, i * ys, z), false, off(wb, i * ws, z), !wt, off(dxr, i * xs, z),
+                   id ? NULL : k->dn.coef_p);
+      if (ok && checks_dw)
+        ok = check_dw(e, k, wt, rows, n, p, off(xb, i * xs, z), off(dyb, i * ys, z), off(dwr, i * ws, z));
     }
   }
   double t1 = tempo_now();
@@ -248,29 +334,18 @@ static bool consume(tempo_engine *e, round_ctx *c, task *t, const tempo_msg_head
     return false;
   }
   e->r.st.t_compute += (double)h->compute_ns * 1e-9;
-  if (sh->batch == 1) { /* gather the blocks; decrypted after the round */
-    if (c->op == TEMPO_OP_FORWARD) memcpy(s->yp + (size_t)b->lo * p, pay, ys * sizeof(float));
-    if (c->op == TEMPO_OP_BACKWARD && c->want_dx) memcpy(s->dxp + (size_t)b->lo * n, dxr, xs * sizeof(float));
-    if (c->op == TEMPO_OP_BACKWARD && take_dw) memcpy(s->dwp + (size_t)t->unit * ws, dwr, ws * sizeof(float));
-  } else { /* whole instances: decrypt straight from the reply */
-    for (int i = 0; i < cnt; i++) {
-      const int inst = (int)b->lo + i;
-      const tempo_obf_key *k = &s->k.keys[inst];
-      if (c->op == TEMPO_OP_FORWARD) {
-        tempo_obf_dec_y(k, pay + i * ys, c->Y + (size_t)inst * ys);
-        e->r.st.decryptions++;
-      } else {
-        if (c->want_dx) {
-          tempo_obf_dec_dx(k, dxr + i * xs, c->dX + (size_t)inst * xs, c->accum & TEMPO_MM_ACCUM_DX);
-          e->r.st.decryptions++;
-        }
-        if (c->want_dw) {
-          tempo_obf_dec_dw(k, wt, dwr + i * ws, c->dW + (size_t)inst * ws, c->accum & TEMPO_MM_ACCUM_DW);
-          e->r.st.decryptions++;
-        }
-      }
-    }
+  if (c->direct) { /* whole instances of a single share: decode straight from the reply */
+    e->sc->ops->take_instances(e->sc, &c->pr, (int)b->lo, (int)b->hi, c->pr.backward ? (c->want_dx ? dxr : NULL) : pay,
+                               c->want_dw ? dwr : NULL);
     e->r.st.t_unblind += tempo_now() - t1;
+  } else { /* gather; combined and decoded after the round */
+    const size_t yo = blk_off(sh, b, (size_t)(c->pr.backward ? n : p));
+    if (!c->pr.backward) memcpy(woff(res_of(e, b->share), yo, z), pay, (size_t)cnt * ys * z);
+    if (c->pr.backward && c->want_dx) memcpy(woff(res_of(e, b->share), yo, z), dxr, (size_t)cnt * xs * z);
+    if (c->pr.backward && take_dw) {
+      const size_t wo = sh->batch == 1 ? (size_t)(t->unit - s->first[b->share]) * ws : (size_t)b->lo * ws;
+      memcpy(woff(resw_of(e, b->share), wo, z), dwr, (size_t)cnt * ws * z);
+    }
   }
   c->base.consume_time += tempo_now() - t0;
   return true;
@@ -278,11 +353,17 @@ static bool consume(tempo_engine *e, round_ctx *c, task *t, const tempo_msg_head
 
 /* Sends task t again to another live worker (a recomputation). */
 static tempo_status reassign(tempo_engine *e, round_ctx *c, task *t) {
-  int from = t->worker;
+  const int from = t->worker, share = c->s->blocks[t->unit].share;
   t->pending = false;
-  int w = tempo_rounds_pick(&e->r, &c->base, from);
-  if (w < 0)
-    return tempo_set_error(TEMPO_STATUS_WORKER, "engine: no worker left (all %d evicted)", e->r.nw);
+  const int w = pick(e, c->s, &c->base, share, from);
+  if (w < 0) {
+    if (e->sc->shares > 1)
+      return tempo_set_error(TEMPO_STATUS_WORKER,
+                             "%s: worker %d failed and no spare worker is left that holds no other share of this "
+                             "product (no worker ever gets two shares of a product)",
+                             e->sc->name, from);
+    return tempo_set_error(TEMPO_STATUS_WORKER, "%s: no worker left (all %d evicted)", e->sc->name, e->r.nw);
+  }
   e->r.st.recomputed++;
   return send_task(e, c, t, w);
 }
@@ -293,13 +374,17 @@ static tempo_status on_failure(tempo_round *rd, task *t, int w, int why) {
   tempo_engine *e = c->e;
   tempo_rounds_worker_failed(&e->r, w, why);
   tempo_status st = TEMPO_STATUS_OK;
-  /* a chain member failed: the sum cannot be whole; what is resent goes as plain requests */
-  if (c->reduced) c->reduce_broken = true;
-  if (t) c->role[t->unit] = ROLE_PLAIN;
-  if (t && (st = reassign(e, c, t))) return st;
+  if (t) { /* a chain member failed: the sum cannot be whole; what is resent goes as plain requests */
+    const int sh_i = c->s->blocks[t->unit].share;
+    if (c->reduced[sh_i]) c->reduce_broken[sh_i] = true;
+    c->role[t->unit] = ROLE_PLAIN;
+    if ((st = reassign(e, c, t))) return st;
+  }
   if (!e->r.live[w])
     for (int i = 0; i < rd->ntasks; i++)
       if (rd->tasks[i].pending && rd->tasks[i].worker == w) {
+        const int sh_i = c->s->blocks[rd->tasks[i].unit].share;
+        if (c->reduced[sh_i]) c->reduce_broken[sh_i] = true;
         c->role[rd->tasks[i].unit] = ROLE_PLAIN;
         if ((st = reassign(e, c, &rd->tasks[i]))) return st;
       }
@@ -311,96 +396,95 @@ static bool reply_fits(tempo_round *rd, const task *t, const tempo_msg_header *h
   const tempo_mm_shape *sh = &c->s->k.shape;
   const block *b = &c->s->blocks[t->unit];
   unsigned want = (sh->w_trans ? TEMPO_MSG_F_W_TRANS : 0);
-  if (c->op == TEMPO_OP_BACKWARD)
-    want |= (c->want_dx ? TEMPO_MSG_F_WANT_DX : 0) | (c->want_dw ? TEMPO_MSG_F_WANT_DW : 0);
+  if (c->pr.backward) want |= (c->want_dx ? TEMPO_MSG_F_WANT_DX : 0) | (c->want_dw ? TEMPO_MSG_F_WANT_DW : 0);
   if (c->role[t->unit] == ROLE_MEMBER) { /* its dW' went down the chain */
     if (!c->want_dx) return h->op == TEMPO_OP_ACK;
     want &= ~(unsigned)TEMPO_MSG_F_WANT_DW;
   }
-  return h->op == TEMPO_OP_RESULT && h->batch == (uint32_t)sh->batch && h->m == (uint32_t)sh->m &&
-         h->n == (uint32_t)sh->n && h->p == (uint32_t)sh->p && h->lo == b->lo && h->hi == b->hi &&
-         h->flags == want;
+  return h->op == TEMPO_OP_RESULT && h->dtype == c->e->sc->dtype && h->batch == (uint32_t)sh->batch &&
+         h->m == (uint32_t)sh->m && h->n == (uint32_t)sh->n && h->p == (uint32_t)sh->p && h->lo == b->lo &&
+         h->hi == b->hi && h->flags == want;
 }
 
 static bool consume_cb(tempo_round *rd, task *t, const tempo_msg_header *h, const uint8_t *pay) {
   round_ctx *c = (round_ctx *)rd;
-  return consume(c->e, c, t, h, (const float *)pay);
+  return consume(c->e, c, t, h, pay);
 }
 
 static void task_done(tempo_round *rd, task *t) {
   round_ctx *c = (round_ctx *)rd;
-  if (c->op == TEMPO_OP_FORWARD && c->keep) c->s->blocks[t->unit].holder = t->worker;
+  if (!c->pr.backward && c->keep) c->s->blocks[t->unit].holder = t->worker;
 }
 
-/* Blinds the instances of block b (batch > 1): keys and Enc of X, W (forward) or Enc of
- * dY (backward). Called just before the block's first send, so the workers compute the
- * blocks already sent while the master blinds the next one. */
-static tempo_status blind_block(tempo_engine *e, round_ctx *c, const block *b) {
-  site *s = c->s;
-  const tempo_mm_shape *sh = &s->k.shape;
-  const size_t xs = (size_t)sh->m * sh->n, ws = (size_t)sh->n * sh->p, ys = (size_t)sh->m * sh->p;
-  tempo_status st;
+/* Encodes the instances of block b just before its first send, so the workers compute
+ * the blocks already sent while the master blinds the next one. */
+static tempo_status encode_range(tempo_engine *e, round_ctx *c, int lo, int hi) {
   const double t0 = tempo_now();
-  for (uint32_t i = b->lo; i < b->hi; i++) {
-    if (c->op == TEMPO_OP_FORWARD) {
-      if (e->cfg.mode == TEMPO_MODE_TEMPO && (st = tempo_keygen_fill(e->r.kg, &s->k.keys[i]))) return st;
-      tempo_obf_enc_x(&s->k.keys[i], c->X + i * xs, s->xp + i * xs);
-      tempo_obf_enc_w(&s->k.keys[i], sh->w_trans, c->W + i * ws, s->wp + i * ws);
-    } else {
-      tempo_obf_enc_dy(&s->k.keys[i], c->dY + i * ys, s->dys + i * ys);
-    }
-  }
+  tempo_status st = e->sc->ops->encode(e->sc, c->s->ss, &c->pr, lo, hi);
   e->r.st.t_blind += tempo_now() - t0;
-  return TEMPO_STATUS_OK;
+  return st;
 }
 
-/* Sends every task of c and collects verified results, recomputing failures. */
-static tempo_status run_round(tempo_engine *e, round_ctx *c) {
+/* Sends the built messages of one share's tasks (units[i] on ws[i]): as a relay group
+ * (forward) or reduction chain (backward) when the transport can and the workers are
+ * distinct, else one by one. */
+static tempo_status send_share(tempo_engine *e, round_ctx *c, int share, int n, const int *units, const int *ws,
+                               const tempo_out_msg *m, bool group, bool reduce) {
+  bool distinct = true;
+  for (int i = 0; i < n; i++)
+    for (int k = 0; k < i; k++) distinct = distinct && ws[k] != ws[i];
+  if (reduce && distinct) {
+    for (int i = 0; i < n; i++) c->role[units[i]] = i + 1 < n ? ROLE_MEMBER : ROLE_LAST;
+    c->reduced[share] = true;
+    return e->r.tr->ops->send_reduce(e->r.tr, n, ws, m);
+  }
+  if (group && distinct) return e->r.tr->ops->send_group(e->r.tr, n, ws, m, 1);
+  tempo_status st = TEMPO_STATUS_OK;
+  for (int i = 0; i < n && !st; i++) st = e->r.tr->ops->send(e->r.tr, ws[i], &m[i]);
+  return st;
+}
+
+/* Sends every task of c (to plan[block] in a forward, else the block's holder or a pick)
+ * and collects checked results, recomputing failures. The tasks of a share are adjacent. */
+static tempo_status run_round(tempo_engine *e, round_ctx *c, const int *plan) {
   tempo_status st;
   const double t_start = tempo_now();
+  site *s = c->s;
+  const tempo_mm_shape *sh = &s->k.shape;
   c->e = e;
   c->base.on_failure = on_failure;
   c->base.fits = reply_fits;
   c->base.consume = consume_cb;
   c->base.done = task_done;
   c->counting_naive = true;
-  /* a row-split forward shares W' (segment 1) among its blocks: one group send, so a
-   * transport that relays puts W' on the wire once */
-  const int ntasks = c->base.ntasks;
-  const bool group = c->op == TEMPO_OP_FORWARD && c->s->k.shape.batch == 1 && ntasks > 1 &&
-                     e->r.tr->ops->send_group && !e->r.no_relay;
-  /* a row-split backward with dW': the workers add the partial dW' along a chain in block order
-   * (the master's summation order), and one sum comes back */
-  const bool reduce = c->may_reduce && c->op == TEMPO_OP_BACKWARD && c->want_dw && c->s->k.shape.batch == 1 &&
-                      ntasks > 1 && e->r.tr->ops->send_reduce && e->r.tr->can_reduce && !e->r.no_relay &&
-                      e->reduce_failures < MAX_REDUCE_FAILURES;
   tempo_out_msg gm[MAX_BLOCKS];
-  int gw[MAX_BLOCKS];
-  bool distinct = true;
-  for (int i = 0; i < ntasks; i++) {
-    task *t = &c->base.tasks[i];
-    block *b = &c->s->blocks[t->unit];
-    const bool held = c->op == TEMPO_OP_BACKWARD && b->holder >= 0 && e->r.live[b->holder];
-    int w = held ? b->holder : tempo_rounds_pick(&e->r, &c->base, -1);
-    if (w < 0) return tempo_set_error(TEMPO_STATUS_WORKER, "engine: no worker left (all %d evicted)", e->r.nw);
-    if (c->blind_blocks && (st = blind_block(e, c, b))) return st;
-    if (group || reduce) {
-      if ((st = build_task(e, c, t, w, &gm[i]))) return st;
-      for (int k = 0; k < i; k++) distinct = distinct && gw[k] != w;
-      gw[i] = w;
-    } else if ((st = send_task(e, c, t, w))) {
-      return st;
+  int gw[MAX_BLOCKS], gu[MAX_BLOCKS];
+  task *tasks = c->base.tasks;
+  for (int i0 = 0, i1; i0 < c->base.ntasks; i0 = i1) {
+    const int share = s->blocks[tasks[i0].unit].share;
+    for (i1 = i0; i1 < c->base.ntasks && s->blocks[tasks[i1].unit].share == share;) i1++;
+    const int n = i1 - i0;
+    /* a row-split forward shares W' (segment 1) among its blocks: one group send, so a
+     * transport that relays puts W' on the wire once; a row-split backward with dW' adds
+     * the partials along a chain in block order (the master's summation order) */
+    const bool row_split = sh->batch == 1 && n > 1 && !e->r.no_relay;
+    const bool group = row_split && !c->pr.backward && e->r.tr->ops->send_group;
+    const bool reduce = row_split && c->may_reduce && c->want_dw && e->r.tr->ops->send_reduce &&
+                        e->r.tr->can_reduce && e->reduce_failures < MAX_REDUCE_FAILURES;
+    for (int i = i0; i < i1; i++) {
+      task *t = &tasks[i];
+      const block *b = &s->blocks[t->unit];
+      const bool held = c->pr.backward && b->holder >= 0 && e->r.live[b->holder];
+      const int w = plan ? plan[t->unit] : held ? b->holder : pick(e, s, &c->base, share, -1);
+      if (w < 0) return tempo_set_error(TEMPO_STATUS_WORKER, "%s: no usable worker left for a share", e->sc->name);
+      if (c->blind_blocks && (st = encode_range(e, c, (int)b->lo, (int)b->hi))) return st;
+      if ((st = build_task(e, c, t, w, &gm[i - i0]))) return st;
+      gw[i - i0] = w, gu[i - i0] = t->unit;
+      if (!group && !reduce && (st = e->r.tr->ops->send(e->r.tr, w, &gm[i - i0]))) return st;
+      if (!plan && e->sc->shares == 1) e->r.rr = (w + 1) % e->r.nw;
     }
-    e->r.rr = (w + 1) % e->r.nw;
+    if ((group || reduce) && (st = send_share(e, c, share, n, gu, gw, gm, group, reduce))) return st;
   }
-  if (reduce && distinct) {
-    for (int i = 0; i < ntasks; i++) c->role[c->base.tasks[i].unit] = i + 1 < ntasks ? ROLE_MEMBER : ROLE_LAST;
-    c->reduced = true;
-    if ((st = e->r.tr->ops->send_reduce(e->r.tr, ntasks, gw, gm))) return st;
-  }
-  if (group && distinct && (st = e->r.tr->ops->send_group(e->r.tr, ntasks, gw, gm, 1))) return st;
-  for (int i = 0; (group || reduce) && !distinct && i < ntasks; i++)
-    if ((st = e->r.tr->ops->send(e->r.tr, gw[i], &gm[i]))) return st;
   c->counting_naive = false;
   return tempo_rounds_collect(&e->r, &c->base, t_start);
 }
@@ -411,40 +495,30 @@ static tempo_status get_site(tempo_engine *e, int slot, site **out) {
   void *s;
   tempo_status st = tempo_rounds_site(&e->r, &e->sites, &e->n_sites, sizeof(site), slot, &s);
   *out = s;
+  if (!st && !(*out)->owner && !((*out)->owner = malloc((size_t)e->r.nw)))
+    return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "engine: out of memory");
   return st;
 }
 
-/* Keys and buffers of a site for this shape: allocated once, reused while the shape stays. */
-static tempo_status prepare_site(tempo_engine *e, site *s, const tempo_mm_shape *sh) {
-  tempo_status st;
-  size_t x, w, y;
-  if ((st = tempo_site_keys_prepare(&e->r, &s->k, sh, &x, &w, &y))) return st;
-  if ((st = grow(e, &s->xp, &s->cap_x, x)) || (st = grow(e, &s->wp, &s->cap_w, w))) return st;
-  if (sh->batch == 1 && (st = grow(e, &s->yp, &s->cap_y, y))) return st;
-  return TEMPO_STATUS_OK;
+/* Room to gather every share's results of shape sh (nb: the most blocks of one share). */
+static tempo_status prepare_gather(tempo_engine *e, const tempo_mm_shape *sh, int nb) {
+  const size_t S = (size_t)e->sc->shares, z = es(e);
+  const size_t big = (size_t)(sh->n > sh->p ? sh->n : sh->p);
+  size_t per, perw, bytes, bytesw;
+  if (!tempo_mul3_size((size_t)sh->batch, (size_t)sh->m, big, &per) ||
+      !tempo_mul3_size((size_t)(sh->batch > nb ? sh->batch : nb), (size_t)sh->n, (size_t)sh->p, &perw) ||
+      !tempo_mul3_size(per, S, z, &bytes) || !tempo_mul3_size(perw, S, z, &bytesw))
+    return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "engine: product too large");
+  e->res_stride = per, e->resw_stride = perw;
+  tempo_status st = tempo_rounds_grow(&e->r, &e->res, &e->cap_res, bytes);
+  return st ? st : tempo_rounds_grow(&e->r, &e->resw, &e->cap_resw, bytesw);
 }
 
-/* Splits the product into blocks over the live workers. */
-static void split(tempo_engine *e, site *s, bool keep) {
-  const tempo_mm_shape *sh = &s->k.shape;
-  int units = sh->batch == 1 ? sh->m : sh->batch;
-  /* batched products: TEMPO_ENGINE_BLOCKS_PER_WORKER blocks per worker, so the master
-   * blinds, verifies and decrypts some blocks while the workers compute others */
-  int want = sh->batch > 1 ? e->r.n_live * TEMPO_ENGINE_BLOCKS_PER_WORKER : e->r.n_live;
-  int nb = want < units ? want : units;
-  double flops = 2.0 * sh->batch * sh->m * sh->n * (double)sh->p;
-  if (sh->batch == 1 && (flops < TEMPO_ENGINE_MIN_SPLIT_FLOPS || sh->m < 16)) nb = 1;
-  if (nb > MAX_BLOCKS) nb = MAX_BLOCKS;
-  if (nb < 1) nb = 1;
-  s->nblocks = nb;
-  for (int i = 0; i < nb; i++) {
-    block *b = &s->blocks[i];
-    b->lo = (uint32_t)((int64_t)units * i / nb);
-    b->hi = (uint32_t)((int64_t)units * (i + 1) / nb);
-    b->holder = -1;
-    b->hx = keep ? ++e->r.next_handle : 0;
-    b->hw = keep ? ++e->r.next_handle : 0;
-  }
+static int max_share_blocks(const tempo_engine *e, const site *s) {
+  int nb = 1;
+  for (int i = 0; i < e->sc->shares; i++)
+    if (s->first[i + 1] - s->first[i] > nb) nb = s->first[i + 1] - s->first[i];
+  return nb;
 }
 
 /* One task per block, none sent yet. */
@@ -453,85 +527,137 @@ static void init_tasks(task *tasks, int nblocks) {
   for (int i = 0; i < nblocks; i++) tasks[i].unit = i;
 }
 
+/* The scheme's finish on the gathered results, timed as unblinding. */
+static void finish(tempo_engine *e, const tempo_product *pr, void *const *dw) {
+  const void *res[MAX_SHARES], *dws[MAX_SHARES];
+  for (int i = 0; i < e->sc->shares; i++) res[i] = res_of(e, i), dws[i] = dw ? dw[i] : NULL;
+  const double t0 = tempo_now();
+  e->sc->ops->finish(e->sc, pr, res, dws);
+  e->r.st.t_unblind += tempo_now() - t0;
+}
+
 tempo_status tempo_engine_forward(tempo_engine *e, int slot, const tempo_mm_shape *sh, const float *X,
                                   const float *W, float *Y, bool training) {
   site *s;
   tempo_status st;
-  if ((st = get_site(e, slot, &s)) || (st = prepare_site(e, s, sh)) || (st = ensure_vwork(e, sh))) return st;
-  if (e->r.n_live < 1) return tempo_set_error(TEMPO_STATUS_WORKER, "engine: no worker left (all %d evicted)", e->r.nw);
+  size_t x, w, y;
+  if ((st = get_site(e, slot, &s)) || (st = tempo_site_keys_prepare(&e->r, &s->k, sh, &x, &w, &y)) ||
+      (st = e->sc->ops->prepare(e->sc, &s->ss, sh, false)))
+    return st;
   s->k.fwd_valid = false;
-  const size_t xs = (size_t)sh->m * sh->n, ws = (size_t)sh->n * sh->p;
-  if (sh->batch == 1) { /* every row block needs all of W': blind it all before the round */
-    double t0 = tempo_now();
-    if (e->cfg.mode == TEMPO_MODE_TEMPO && (st = tempo_keygen_fill(e->r.kg, &s->k.keys[0]))) return st;
-    tempo_obf_enc_x(&s->k.keys[0], X, s->xp);
-    tempo_obf_enc_w(&s->k.keys[0], sh->w_trans, W, s->wp);
-    e->r.st.t_blind += tempo_now() - t0;
-  }
+  int plan[MAX_BLOCKS];
+  if ((st = split(e, s, training, plan))) return st;
+  const bool direct = sh->batch > 1 && e->sc->shares == 1 && e->sc->ops->take_instances;
+  if (!direct && (st = prepare_gather(e, sh, max_share_blocks(e, s)))) return st;
+  round_ctx c = {.base = {.ntasks = s->nblocks}, .s = s, .keep = training, .direct = direct,
+                 .blind_blocks = direct,
+                 .pr = {.sh = &s->k.shape, .keys = s->k.keys, .X = X, .W = W, .Y = Y}};
+  /* every block of a row split needs all of W', every share all instances: blind before the round */
+  if (!direct && (st = encode_range(e, &c, 0, sh->batch))) return st;
   e->r.st.encryptions += 2 * (uint64_t)sh->batch;
   e->r.st.naive_encryptions += 2 * (uint64_t)sh->batch;
-
-  split(e, s, training);
-  e->r.tr->min_up += (uint64_t)s->nblocks * TEMPO_MSG_HEADER_SIZE + (uint64_t)sh->batch * (xs + ws) * sizeof(float);
+  e->r.tr->min_up += (uint64_t)s->nblocks * TEMPO_MSG_HEADER_SIZE + (uint64_t)e->sc->shares * (x + w) * es(e);
   task tasks[MAX_BLOCKS];
   init_tasks(tasks, s->nblocks);
-  round_ctx c = {.base = {.tasks = tasks, .ntasks = s->nblocks}, .s = s, .op = TEMPO_OP_FORWARD, .keep = training,
-                 .Y = Y, .X = X, .W = W, .blind_blocks = sh->batch > 1};
-  if ((st = run_round(e, &c))) return st;
-  if (sh->batch == 1) {
-    double t1 = tempo_now();
-    tempo_obf_dec_y(&s->k.keys[0], s->yp, Y);
-    e->r.st.t_unblind += tempo_now() - t1;
-    e->r.st.decryptions++;
-  }
+  c.base.tasks = tasks;
+  if ((st = run_round(e, &c, plan))) return st;
+  if (!direct) finish(e, &c.pr, NULL);
+  e->r.st.decryptions += (uint64_t)sh->batch;
   e->r.st.products += (uint64_t)sh->batch;
-  if (training) {
-    s->k.fwd_valid = true;
-  } else {
-    tempo_site_keys_wipe(&s->k);
-  }
+  if (training) s->k.fwd_valid = true;
+  else tempo_site_keys_wipe(&s->k);
   return TEMPO_STATUS_OK;
 }
 
-/* Batch 1: adds the blocks' partial dW' in block order (deterministic) into block 0's slot. */
-static const float *sum_partials(site *s) {
+/* Batch 1: adds share sh_i's partial dW' in block order (deterministic) into its first
+ * slot and returns that slot. */
+static void *sum_partials(tempo_engine *e, const site *s, int sh_i) {
   const size_t ws = (size_t)s->k.shape.n * s->k.shape.p;
-  for (int b = 1; b < s->nblocks; b++) cblas_saxpy((int)ws, 1.0f, s->dwp + (size_t)b * ws, 1, s->dwp, 1);
-  return s->dwp;
+  void *dw = resw_of(e, sh_i);
+  for (int b = 1; b < s->first[sh_i + 1] - s->first[sh_i]; b++) {
+    if (e->sc->dtype == TEMPO_DTYPE_F64)
+      cblas_daxpy((int)ws, 1.0, (const double *)dw + (size_t)b * ws, 1, dw, 1);
+    else
+      cblas_saxpy((int)ws, 1.0f, (const float *)dw + (size_t)b * ws, 1, dw, 1);
+  }
+  return dw;
 }
 
-/* After a backward round sent as a dW' reduction chain (batch 1): checks the sum the last
- * member returned with one Freivalds check over all rows (the master holds X' and dY*), and
- * points *sum at it. A broken chain or a wrong sum costs one more round that asks every
- * block's partial dW' separately (each checked, so a cheater is caught and evicted as
- * usual) and sums them here; after MAX_REDUCE_FAILURES wrong sums the engine stops
- * reducing, so a worker that corrupts sums cannot make every step pay twice. */
-static tempo_status take_reduced_sum(tempo_engine *e, round_ctx *c, const float **sum) {
-  site *s = c->s;
+/* After a backward round whose share sh_i went as a dW' reduction chain (batch 1): checks
+ * the sum the last member returned with one Freivalds check over all rows (the master
+ * holds X' and dY*). True when it holds; a broken chain or a wrong sum makes the caller
+ * redo the partials. After MAX_REDUCE_FAILURES wrong sums the engine stops reducing, so a
+ * worker that corrupts sums cannot make every step pay twice. */
+static bool reduced_sum_ok(tempo_engine *e, const round_ctx *c, int sh_i) {
+  const site *s = c->s;
   const tempo_mm_shape *sh = &s->k.shape;
-  const int last = s->nblocks - 1;
-  const float *dw = s->dwp + (size_t)last * sh->n * sh->p;
-  if (!c->reduce_broken) {
-    const double t0 = tempo_now();
-    const bool ok = check_dw(e, &s->k.keys[0], sh->w_trans, sh->m, sh->n, sh->p, s->xp, s->dys, dw);
-    e->r.st.t_verify += tempo_now() - t0;
-    if (ok) {
-      *sum = dw;
-      return TEMPO_STATUS_OK;
+  if (c->reduce_broken[sh_i]) return false;
+  const int last = s->first[sh_i + 1] - s->first[sh_i] - 1;
+  const void *dw = off(resw_of(e, sh_i), (size_t)last * sh->n * sh->p, es(e));
+  const double t0 = tempo_now();
+  const bool ok = check_dw(e, &s->k.keys[0], sh->w_trans, sh->m, sh->n, sh->p,
+                           e->sc->ops->operand(s->ss, sh_i, TEMPO_OPERAND_X),
+                           e->sc->ops->operand(s->ss, sh_i, TEMPO_OPERAND_DY), dw);
+  e->r.st.t_verify += tempo_now() - t0;
+  if (ok) return true;
+  e->r.st.verify_failures++;
+  if (++e->reduce_failures == MAX_REDUCE_FAILURES)
+    fprintf(stderr, "tempo: %d dW' sums from the workers failed their check; summing on the master from now on\n",
+            MAX_REDUCE_FAILURES);
+  return false;
+}
+
+/* Batch 1 with dW': each share's dW' (the workers' checked sum, else the partials summed
+ * here, asking every block's partial again where a chain failed). */
+static tempo_status take_dw_sums(tempo_engine *e, round_ctx *c, void **dw) {
+  site *s = c->s;
+  bool redo = false;
+  bool again_share[MAX_SHARES] = {false};
+  for (int i = 0; i < e->sc->shares; i++) {
+    const int n = s->first[i + 1] - s->first[i];
+    if (c->reduced[i] && reduced_sum_ok(e, c, i)) {
+      dw[i] = woff(resw_of(e, i), (size_t)(n - 1) * s->k.shape.n * s->k.shape.p, es(e));
+    } else {
+      again_share[i] = c->reduced[i];
+      redo = redo || c->reduced[i];
+      dw[i] = NULL;
     }
-    e->r.st.verify_failures++;
-    if (++e->reduce_failures == MAX_REDUCE_FAILURES)
-      fprintf(stderr, "tempo: %d dW' sums from the workers failed their check; summing on the master from now on\n",
-              MAX_REDUCE_FAILURES);
   }
-  task tasks[MAX_BLOCKS];
-  init_tasks(tasks, s->nblocks);
-  round_ctx again = {.base = {.tasks = tasks, .ntasks = s->nblocks}, .s = s, .op = TEMPO_OP_BACKWARD,
-                     .want_dw = true, .accum = c->accum, .dW = c->dW, .dY = c->dY};
-  e->r.st.recomputed += (uint64_t)s->nblocks;
-  tempo_status st = run_round(e, &again);
-  if (!st) *sum = sum_partials(s);
-  return st;
+  if (redo) { /* one more round asking the failed chains' partials separately, each checked */
+    task tasks[MAX_BLOCKS];
+    int nt = 0;
+    for (int i = 0; i < e->sc->shares; i++)
+      for (int b = s->first[i]; again_share[i] && b < s->first[i + 1]; b++) {
+        memset(&tasks[nt], 0, sizeof tasks[nt]);
+        tasks[nt++].unit = b;
+      }
+    round_ctx again = {.base = {.tasks = tasks, .ntasks = nt}, .s = s, .pr = c->pr, .want_dw = true};
+    again.pr.dX = NULL;
+    e->r.st.recomputed += (uint64_t)nt;
+    tempo_status st = run_round(e, &again, NULL);
+    if (st) return st;
+  }
+  for (int i = 0; i < e->sc->shares; i++)
+    if (!dw[i]) dw[i] = sum_partials(e, s, i);
+  return TEMPO_STATUS_OK;
+}
+
+/* What blinding each backward product from scratch would upload: dY and W^T for dX, X^T
+ * and dY for dW, per block. */
+static uint64_t naive_backward_bytes(const tempo_engine *e, const site *s, bool dx, bool dw) {
+  uint64_t total = 0;
+  const tempo_mm_shape *sh = &s->k.shape;
+  for (int i = 0; i < s->nblocks; i++) {
+    tempo_msg_header h;
+    tempo_msg_header_init(&h, TEMPO_OP_BACKWARD);
+    h.batch = (uint32_t)sh->batch, h.m = (uint32_t)sh->m, h.n = (uint32_t)sh->n, h.p = (uint32_t)sh->p;
+    h.lo = s->blocks[i].lo, h.hi = s->blocks[i].hi;
+    tempo_msg_sizes z;
+    tempo_msg_split_sizes(&h, &z);
+    if (dx) total += TEMPO_MSG_HEADER_SIZE + (z.dy + z.w) * es(e);
+    if (dw) total += TEMPO_MSG_HEADER_SIZE + (z.x + z.dy) * es(e);
+  }
+  return total;
 }
 
 tempo_status tempo_engine_backward(tempo_engine *e, int slot, const tempo_mm_shape *sh, const float *dY, float *dX,
@@ -540,54 +666,33 @@ tempo_status tempo_engine_backward(tempo_engine *e, int slot, const tempo_mm_sha
   tempo_status st;
   if ((st = get_site(e, slot, &s)) || (st = tempo_site_keys_backward_check(&s->k, sh))) return st;
   if (!dX && !dW) return TEMPO_STATUS_OK;
-  const size_t xs = (size_t)sh->m * sh->n, ws = (size_t)sh->n * sh->p, ys = (size_t)sh->m * sh->p;
-  if ((st = grow(e, &s->dys, &s->cap_dy, (size_t)sh->batch * ys))) return st;
-  if (sh->batch == 1 && dX && (st = grow(e, &s->dxp, &s->cap_dx, xs))) return st;
-  if (sh->batch == 1 && dW && (st = grow(e, &s->dwp, &s->cap_dw, (size_t)s->nblocks * ws))) return st;
-  if (sh->batch == 1) {
-    double t0 = tempo_now();
-    tempo_obf_enc_dy(&s->k.keys[0], dY, s->dys);
-    e->r.st.t_blind += tempo_now() - t0;
-  }
+  if ((st = e->sc->ops->prepare(e->sc, &s->ss, sh, true))) return st;
+  const bool direct = sh->batch > 1 && e->sc->shares == 1 && e->sc->ops->take_instances;
+  if (!direct && (st = prepare_gather(e, sh, max_share_blocks(e, s)))) return st;
+  round_ctx c = {.base = {.ntasks = s->nblocks}, .s = s, .want_dx = dX != NULL, .want_dw = dW != NULL,
+                 .direct = direct, .blind_blocks = direct, .may_reduce = true,
+                 .pr = {.backward = true, .sh = &s->k.shape, .keys = s->k.keys, .dY = dY, .dX = dX, .dW = dW,
+                        .accum = flags}};
+  if (!direct && (st = encode_range(e, &c, 0, sh->batch))) return st;
   e->r.st.encryptions += (uint64_t)sh->batch;
   const uint64_t outs = (dX ? 1u : 0u) + (dW ? 1u : 0u);
   e->r.st.naive_encryptions += 2 * outs * (uint64_t)sh->batch;
-  /* what blinding each backward product from scratch would upload: dY and W^T for dX,
-   * X^T and dY for dW, per block */
-  for (int i = 0; i < s->nblocks; i++) {
-    tempo_msg_header h;
-    tempo_msg_header_init(&h, TEMPO_OP_BACKWARD);
-    h.batch = (uint32_t)sh->batch, h.m = (uint32_t)sh->m, h.n = (uint32_t)sh->n, h.p = (uint32_t)sh->p;
-    h.lo = s->blocks[i].lo, h.hi = s->blocks[i].hi;
-    tempo_msg_sizes z;
-    tempo_msg_split_sizes(&h, &z);
-    if (dX) e->r.st.naive_bytes_up += TEMPO_MSG_HEADER_SIZE + (z.dy + z.w) * sizeof(float);
-    if (dW) e->r.st.naive_bytes_up += TEMPO_MSG_HEADER_SIZE + (z.x + z.dy) * sizeof(float);
-  }
-  e->r.tr->min_up += (uint64_t)s->nblocks * TEMPO_MSG_HEADER_SIZE + (uint64_t)sh->batch * ys * sizeof(float);
+  const uint64_t naive = e->r.st.naive_bytes_up + naive_backward_bytes(e, s, dX != NULL, dW != NULL);
+  e->r.tr->min_up += (uint64_t)s->nblocks * TEMPO_MSG_HEADER_SIZE +
+                     (uint64_t)e->sc->shares * sh->batch * sh->m * sh->p * es(e);
   task tasks[MAX_BLOCKS];
   init_tasks(tasks, s->nblocks);
-  round_ctx c = {.base = {.tasks = tasks, .ntasks = s->nblocks}, .s = s, .op = TEMPO_OP_BACKWARD,
-                 .want_dx = dX != NULL, .want_dw = dW != NULL, .accum = flags, .dX = dX, .dW = dW, .dY = dY,
-                 .blind_blocks = sh->batch > 1, .may_reduce = true};
-  const uint64_t naive_saved = e->r.st.naive_bytes_up;
-  if ((st = run_round(e, &c))) return st;
-  const float *dw_sum = NULL; /* batch 1: set when the workers' sum came back (or was redone) */
-  if (c.reduced && (st = take_reduced_sum(e, &c, &dw_sum))) return st;
-  e->r.st.naive_bytes_up = naive_saved; /* the round's own first sends are not the naive count */
-  if (sh->batch == 1) {
-    double t1 = tempo_now();
-    if (dX) {
-      tempo_obf_dec_dx(&s->k.keys[0], s->dxp, dX, flags & TEMPO_MM_ACCUM_DX);
-      e->r.st.decryptions++;
-    }
-    if (dW) {
-      if (!dw_sum) dw_sum = sum_partials(s);
-      tempo_obf_dec_dw(&s->k.keys[0], sh->w_trans, dw_sum, dW, flags & TEMPO_MM_ACCUM_DW);
-      e->r.st.decryptions++;
-    }
-    e->r.st.t_unblind += tempo_now() - t1;
+  c.base.tasks = tasks;
+  if ((st = run_round(e, &c, NULL))) return st;
+  void *dw[MAX_SHARES] = {NULL};
+  if (!direct && dW && sh->batch == 1 && (st = take_dw_sums(e, &c, dw))) return st;
+  e->r.st.naive_bytes_up = naive; /* the round's own first sends are not the naive count */
+  if (!direct) {
+    if (dW && sh->batch > 1)
+      for (int i = 0; i < e->sc->shares; i++) dw[i] = resw_of(e, i);
+    finish(e, &c.pr, dw);
   }
+  e->r.st.decryptions += outs * (uint64_t)sh->batch;
   e->r.st.products += outs * (uint64_t)sh->batch;
   return TEMPO_STATUS_OK;
 }

@@ -1,24 +1,27 @@
-/* engine.h - the offload engine behind matmul.h's plain and tempo modes (internal).
+/* engine.h - the offload engine behind matmul.h's plain, tempo and shield modes (internal).
  *
  * matmul.c checks arguments, assigns site slots and keeps the statistics; the engine
- * blinds operands (obf.h), splits a product across live workers, sends it through a
- * transport, verifies every result on the master, decrypts it, and recomputes results
- * that fail on another worker, evicting workers that fail 3 times. docs/protocol.md
- * describes the messages and the verification choice. */
+ * splits every product into blocks over the live workers (for each of the scheme's
+ * shares, on workers that hold no other share of the product), has the scheme
+ * (scheme.h) blind the operands, sends the blocks through a transport (relaying W' and
+ * adding dW' partials among the workers where the transport can), checks every result,
+ * has the scheme decode it, and recomputes results that fail on another worker, evicting
+ * workers that fail 3 times. docs/protocol.md describes the messages and the checks. */
 #ifndef TEMPO_OFFLOAD_ENGINE_H
 #define TEMPO_OFFLOAD_ENGINE_H
 
+#include "offload/scheme.h"
 #include "offload/transport.h"
-#include "tempo/matmul.h"
+#include "tempo/mm_types.h"
 
-#define TEMPO_ENGINE_MAX_FAILURES 3         /* a worker failing this often is evicted */
-#define TEMPO_ENGINE_DEFAULT_TIMEOUT 60.0   /* seconds a worker may take for one reply */
 #define TEMPO_ENGINE_MIN_SPLIT_FLOPS 65536.0 /* smaller products go to one worker whole */
 #define TEMPO_ENGINE_BLOCKS_PER_WORKER 4    /* instance blocks per worker of a batched product */
 
 typedef struct tempo_engine tempo_engine;
 
-TEMPO_WUR tempo_status tempo_engine_create(const tempo_mm_config *cfg, tempo_engine **out);
+/* Takes over sc (freed with the engine, also on error). INVALID_ARGUMENT when the
+ * transport has fewer workers than the scheme needs. */
+TEMPO_WUR tempo_status tempo_engine_create(const tempo_mm_config *cfg, tempo_scheme *sc, tempo_engine **out);
 void tempo_engine_free(tempo_engine *e); /* NULL is fine; joins the workers */
 
 TEMPO_WUR tempo_status tempo_engine_forward(tempo_engine *e, int slot, const tempo_mm_shape *s, const float *X,
@@ -33,8 +36,6 @@ void tempo_engine_take_stats(tempo_engine *e, tempo_mm_stats *run, tempo_mm_stat
 void tempo_engine_set_timeout(tempo_engine *e, double seconds);
 int tempo_engine_live_workers(const tempo_engine *e);
 tempo_transport *tempo_engine_transport(tempo_engine *e);
-
-/* Test hook (implemented in matmul.c): the engine's transport, NULL in local mode. */
-tempo_transport *tempo_mm_test_transport(tempo_mm *mm);
+tempo_scheme *tempo_engine_scheme(tempo_engine *e);
 
 #endif

@@ -18,9 +18,10 @@ tempo_status tempo_rounds_init(tempo_rounds *r, const tempo_mm_config *cfg, cons
   if (sodium_init() < 0) return tempo_set_error(TEMPO_STATUS_INTERNAL, "%s: libsodium failed to start", name);
   /* the master mostly waits; each in-process worker thread runs single-threaded BLAS */
   openblas_set_num_threads(1);
-  /* the in-process threads, or the registered transport (MPI under mpirun) */
-  tempo_transport_factory make = tempo_transport_get_factory();
-  if ((st = make ? make(cfg->workers, &r->tr) : tempo_transport_inproc_create(cfg->workers, &r->tr))) return st;
+  /* the in-process threads, or the configured transport (MPI under mpirun) */
+  if ((st = cfg->transport ? cfg->transport(cfg->transport_ctx, cfg->workers, &r->tr)
+                           : tempo_transport_inproc_create(cfg->workers, &r->tr)))
+    return st;
   if (r->tr->timeout_s > 0) r->timeout = r->tr->timeout_s;
   r->nw = r->n_live = r->tr->n_workers;
   r->live = calloc((size_t)r->nw, sizeof *r->live);
@@ -69,27 +70,8 @@ void tempo_rounds_free(tempo_rounds *r) {
 void tempo_rounds_set_timeout(tempo_rounds *r, double seconds) { r->timeout = seconds > 0 ? seconds : 1e-3; }
 
 void tempo_rounds_take_stats(tempo_rounds *r, tempo_mm_stats *run, tempo_mm_stats *step) {
-  tempo_mm_stats *dst[2] = {run, step};
-  for (int i = 0; i < 2; i++) {
-    tempo_mm_stats *d = dst[i];
-    d->products += r->st.products;
-    d->encryptions += r->st.encryptions;
-    d->decryptions += r->st.decryptions;
-    d->naive_encryptions += r->st.naive_encryptions;
-    d->bytes_up += r->st.bytes_up;
-    d->bytes_down += r->st.bytes_down;
-    d->naive_bytes_up += r->st.naive_bytes_up;
-    d->verify_failures += r->st.verify_failures;
-    d->recomputed += r->st.recomputed;
-    d->evictions += r->st.evictions;
-    d->worker_errors += r->st.worker_errors;
-    d->timeouts += r->st.timeouts;
-    d->t_blind += r->st.t_blind;
-    d->t_transfer += r->st.t_transfer;
-    d->t_compute += r->st.t_compute;
-    d->t_verify += r->st.t_verify;
-    d->t_unblind += r->st.t_unblind;
-  }
+  tempo_mm_stats_add(run, &r->st);
+  tempo_mm_stats_add(step, &r->st);
   memset(&r->st, 0, sizeof r->st);
 }
 
@@ -116,7 +98,7 @@ void tempo_rounds_worker_failed(tempo_rounds *r, int w, int why) {
     r->n_live--;
     r->st.evictions++;
     r->tr->evicted++;
-    if (r->notify_evict && r->tr->ops->evict) r->tr->ops->evict(r->tr, w);
+    if (r->tr->ops->evict) r->tr->ops->evict(r->tr, w);
     const char *prefix = r->evict_prefix ? r->evict_prefix : "";
     if (why_info[why].weight >= TEMPO_ROUNDS_MAX_FAILURES)
       fprintf(stderr, "tempo: %sevicting worker %d: %s\n", prefix, w, why_info[why].text);
@@ -132,18 +114,10 @@ static bool was_abandoned(const tempo_rounds *r, int w, uint64_t id) {
   return false;
 }
 
-int tempo_rounds_pick(const tempo_rounds *r, const tempo_round *rd, int avoid) {
-  int busy = -1;
-  for (int k = 0; k < r->nw; k++) {
-    int w = (r->rr + k) % r->nw;
-    if (!r->live[w] || w == avoid) continue;
-    bool idle = true;
-    for (int i = 0; rd && i < rd->ntasks; i++) idle = idle && !(rd->tasks[i].pending && rd->tasks[i].worker == w);
-    if (idle) return w;
-    if (busy < 0) busy = w;
-  }
-  if (busy >= 0) return busy;
-  return avoid >= 0 && r->live[avoid] ? avoid : -1;
+bool tempo_rounds_busy(const tempo_round *rd, int w) {
+  for (int i = 0; rd && i < rd->ntasks; i++)
+    if (rd->tasks[i].pending && rd->tasks[i].worker == w) return true;
+  return false;
 }
 
 tempo_status tempo_rounds_grow(const tempo_rounds *r, void *bufp, size_t *cap, size_t bytes) {

@@ -1,23 +1,20 @@
-/* rounds.h - the request/reply mechanics shared by the offload engines (internal).
+/* rounds.h - how the offload engine reaches its workers (internal).
  *
- * engine.c (plain and tempo modes) and shield_engine.c differ in what they blind and how
- * a product is split (blocks of rows or instances; four shield roles), but not in how
- * they reach the workers. This module owns that part: the transport, key generator and
- * audit writer; worker liveness, failure counts and eviction; request building with the
- * audit hook and byte counts; the receive loop with per-task deadlines, reply matching
- * and late-reply filtering; step-end RELEASE/ACK; the statistics; the site table, site
- * keys and buffer growth. Each engine embeds one tempo_rounds and drives rounds through
- * the callbacks of tempo_round. */
+ * The engine (engine.c) decides what a round sends; this module owns how: the transport,
+ * key generator and audit writer; worker liveness, failure counts and eviction; request
+ * building with the audit hook and byte counts; the receive loop with per-task deadlines,
+ * reply matching and late-reply filtering; step-end RELEASE/ACK; the statistics; the site
+ * table, site keys and buffer growth. The engine embeds one tempo_rounds and drives
+ * rounds through the callbacks of tempo_round. */
 #ifndef TEMPO_OFFLOAD_ROUNDS_H
 #define TEMPO_OFFLOAD_ROUNDS_H
 
-#include "offload/engine.h"
 #include "offload/transport.h"
 #include "tempo/audit.h"
-#include "tempo/matmul.h"
+#include "tempo/mm_types.h"
 #include "tempo/obf.h"
 
-#define TEMPO_ROUNDS_MAX_FAILURES TEMPO_ENGINE_MAX_FAILURES /* both engines evict at 3 failures */
+#define TEMPO_ROUNDS_MAX_FAILURES 3          /* a worker failing this often is evicted */
 #define TEMPO_ROUNDS_ABANDONED 8    /* timed-out task ids remembered per worker */
 
 /* Why a worker failed a task (the eviction message names it). */
@@ -26,7 +23,6 @@ enum { TEMPO_WHY_VERIFY, TEMPO_WHY_TIMEOUT, TEMPO_WHY_ERROR, TEMPO_WHY_MALFORMED
 typedef struct {
   const char *name;         /* "engine" or "shield": prefix of error messages */
   const char *evict_prefix; /* put between "tempo: " and "evicting worker" */
-  bool notify_evict;        /* tell the transport (ops->evict) about an eviction */
   tempo_transport *tr;
   tempo_keygen *kg;
   tempo_keygen *vg; /* the engine's verification randomness: apart from kg, so keys never depend on how many checks ran */
@@ -43,7 +39,7 @@ typedef struct {
   tempo_mm_stats st;      /* since the last take_stats */
 } tempo_rounds;
 
-/* One request of a round: a block (engine) or a role (shield). */
+/* One request of a round: a block of one share of a product. */
 typedef struct {
   int unit;
   uint64_t task_id;
@@ -70,7 +66,7 @@ struct tempo_round {
   void (*done)(tempo_round *rd, tempo_round_task *t);
 };
 
-/* What both engines keep per site: the shape and one key per instance. */
+/* What the engine keeps per site for every scheme: the shape and one key per instance. */
 typedef struct {
   bool used, fwd_valid; /* fwd_valid: a training forward of this step awaits its backward */
   tempo_mm_shape shape;
@@ -78,9 +74,10 @@ typedef struct {
   tempo_obf_key *keys; /* (batch) */
 } tempo_site_keys;
 
-/* Starts libsodium, the transport (the registered factory, else in-process threads), the
+/* Starts libsodium, the transport (cfg->transport, else in-process threads), the
  * per-worker arrays, the key generator (seeded from cfg->seed and key_context, 17 bytes,
- * when cfg->seed != 0) and the audit writer. On error call tempo_rounds_free. */
+ * when cfg->seed != 0), the verification stream and the audit writer. On error call
+ * tempo_rounds_free. */
 TEMPO_WUR tempo_status tempo_rounds_init(tempo_rounds *r, const tempo_mm_config *cfg, const char *name,
                                          const char *key_context);
 void tempo_rounds_free(tempo_rounds *r); /* stops the transport first; zeroes nothing else */
@@ -91,9 +88,8 @@ const char *tempo_rounds_why(int why);
 
 /* Counts a failure of worker w and evicts it at TEMPO_ROUNDS_MAX_FAILURES. */
 void tempo_rounds_worker_failed(tempo_rounds *r, int w, int why);
-/* A live worker other than `avoid`, preferring one without a pending task of rd (NULL:
- * none); `avoid` itself only when it is the last one alive; -1 when none is left. */
-int tempo_rounds_pick(const tempo_rounds *r, const tempo_round *rd, int avoid);
+/* Whether worker w has a pending task in rd (NULL: none). */
+bool tempo_rounds_busy(const tempo_round *rd, int w);
 
 /* A 64-byte aligned buffer (tempo_alloc_floats) of at least `bytes` bytes (grow only). */
 TEMPO_WUR tempo_status tempo_rounds_grow(const tempo_rounds *r, void *bufp, size_t *cap, size_t bytes);

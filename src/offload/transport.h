@@ -14,6 +14,8 @@
 #include "tempo/protocol.h"
 #include "tempo/worker.h"
 
+#define TEMPO_ENGINE_DEFAULT_TIMEOUT 60.0 /* seconds a worker may take for one reply (timeout_s 0) */
+
 typedef struct {
   uint8_t header[TEMPO_MSG_HEADER_SIZE]; /* encoded, checked by the sender */
   int nseg;
@@ -63,11 +65,7 @@ struct tempo_transport {
   bool can_reduce;   /* send_reduce may be used (TEMPO_MPI_REDUCE=0 clears it) */
 };
 
-/* Makes every engine created from now on get its transport from f instead of in-process
- * threads (the MPI master registers itself here). NULL restores the default. */
-typedef tempo_status (*tempo_transport_factory)(int requested_workers, tempo_transport **out);
-void tempo_transport_set_factory(tempo_transport_factory f);
-tempo_transport_factory tempo_transport_get_factory(void);
+/* tempo_mm_config.transport (mm_types.h) makes one of these. */
 
 /* n_workers threads, each with its own tempo_worker, fed by message queues. */
 TEMPO_WUR tempo_status tempo_transport_inproc_create(int n_workers, tempo_transport **out);

@@ -79,9 +79,6 @@ static void *worker_main(void *arg) {
   }
 }
 
-static tempo_transport_factory factory;
-void tempo_transport_set_factory(tempo_transport_factory f) { factory = f; }
-tempo_transport_factory tempo_transport_get_factory(void) { return factory; }
 
 static tempo_status ip_send(tempo_transport *tb, int worker, const tempo_out_msg *m) {
   inproc *t = (inproc *)tb;

@@ -121,34 +121,18 @@ static void json_stats(FILE *f, const tempo_mm_stats *s) {
   fprintf(f,
           ",\"products\":%llu,\"encryptions\":%llu,\"decryptions\":%llu,\"naive_encryptions\":%llu,"
           "\"bytes_up\":%llu,\"bytes_down\":%llu,\"naive_bytes_up\":%llu,\"verify_failures\":%llu,"
-          "\"recomputed\":%llu,\"evictions\":%llu,\"t_blind\":%.6f,\"t_transfer\":%.6f,\"t_compute\":%.6f,"
+          "\"recomputed\":%llu,\"evictions\":%llu,\"worker_errors\":%llu,\"timeouts\":%llu,"
+          "\"t_blind\":%.6f,\"t_transfer\":%.6f,\"t_compute\":%.6f,"
           "\"t_verify\":%.6f,\"t_unblind\":%.6f,\"t_local\":%.6f",
           (unsigned long long)s->products, (unsigned long long)s->encryptions, (unsigned long long)s->decryptions,
           (unsigned long long)s->naive_encryptions, (unsigned long long)s->bytes_up,
           (unsigned long long)s->bytes_down, (unsigned long long)s->naive_bytes_up,
           (unsigned long long)s->verify_failures, (unsigned long long)s->recomputed,
-          (unsigned long long)s->evictions, s->t_blind, s->t_transfer, s->t_compute, s->t_verify, s->t_unblind,
+          (unsigned long long)s->evictions, (unsigned long long)s->worker_errors,
+          (unsigned long long)s->timeouts, s->t_blind, s->t_transfer, s->t_compute, s->t_verify, s->t_unblind,
           s->t_local);
 }
 
-static void add_stats(tempo_mm_stats *a, const tempo_mm_stats *b) {
-  a->products += b->products;
-  a->encryptions += b->encryptions;
-  a->decryptions += b->decryptions;
-  a->naive_encryptions += b->naive_encryptions;
-  a->bytes_up += b->bytes_up;
-  a->bytes_down += b->bytes_down;
-  a->naive_bytes_up += b->naive_bytes_up;
-  a->verify_failures += b->verify_failures;
-  a->recomputed += b->recomputed;
-  a->evictions += b->evictions;
-  a->t_blind += b->t_blind;
-  a->t_transfer += b->t_transfer;
-  a->t_compute += b->t_compute;
-  a->t_verify += b->t_verify;
-  a->t_unblind += b->t_unblind;
-  a->t_local += b->t_local;
-}
 
 static void fmt_duration(char *buf, size_t n, double s) {
   if (!(s >= 0) || s > 359999) s = 0;
@@ -370,7 +354,7 @@ tempo_status tempo_train_run(const tempo_train_config *cfg_in, tempo_train_resul
       batch_in_epoch++;
       tempo_mm_stats ss;
       tempo_mm_stats_step(r.mm, &ss);
-      add_stats(&win_stats, &ss);
+      tempo_mm_stats_add(&win_stats, &ss);
       win_loss += loss;
       win_correct += ok;
       win_seen += n;

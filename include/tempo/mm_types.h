@@ -1,0 +1,84 @@
+/* mm_types.h - the value types of the matrix-product entry point (matmul.h): modes,
+ * shapes, sites, the engine configuration and its statistics. Apart from matmul.h so the
+ * offload engine and its schemes can use them without depending on the entry point. */
+#ifndef TEMPO_MM_TYPES_H
+#define TEMPO_MM_TYPES_H
+
+#include "tempo/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+  TEMPO_MODE_LOCAL = 0,
+  TEMPO_MODE_PLAIN = 1,
+  TEMPO_MODE_TEMPO = 2,
+  TEMPO_MODE_SHIELD = 3,
+} tempo_mode;
+
+
+typedef struct {
+  int batch;    /* independent instances, >= 1 */
+  int m, n, p;  /* X (m, n), W (n, p), Y (m, p) */
+  bool w_trans; /* W stored as (p, n) */
+} tempo_mm_shape;
+
+typedef struct {
+  int slot; /* assigned by the engine on first use; 0 = unassigned */
+} tempo_mm_site;
+
+/* How an engine reaches its workers: makes a transport (src/offload/transport.h) for
+ * requested_workers workers; ctx is tempo_mm_config.transport_ctx. NULL in the config =
+ * in-process worker threads. The MPI master supplies tempo_mpi_transport (src/mpi/mpi.h). */
+struct tempo_transport;
+typedef tempo_status (*tempo_mm_transport_fn)(void *ctx, int requested_workers, struct tempo_transport **out);
+
+typedef struct {
+  tempo_mode mode;       /* default TEMPO_MODE_TEMPO */
+  int workers;           /* in-process worker threads (default 2; shield needs >= 4) */
+  int verify_rounds;     /* Freivalds vectors per result (default 1) */
+  int threads;           /* BLAS threads of the master in local mode (default 1; offloaded modes use 1) */
+  const char *audit_dir; /* record every message here when not NULL */
+  uint64_t seed;         /* seeds the per-run key stream; 0 = fresh randomness */
+  bool shield_f32;       /* shield mode: float32 shares instead of the float64 default */
+  double shield_alpha;   /* shield mode: mask scale; 0 = the dtype's default (shield.h) */
+  tempo_mm_transport_fn transport; /* NULL = in-process worker threads */
+  void *transport_ctx;
+} tempo_mm_config;
+
+/* Counters per run (and per step: see tempo_mm_stats_step). Times in seconds. */
+typedef struct {
+  uint64_t products;            /* products computed (forward and backward, each instance once) */
+  uint64_t encryptions;         /* operand encryptions done by the master */
+  uint64_t decryptions;         /* result decryptions done by the master */
+  uint64_t naive_encryptions;   /* what blinding every backward product from scratch would need */
+  uint64_t bytes_up, bytes_down;           /* message bytes master->workers, workers->master */
+  uint64_t naive_bytes_up;                 /* upload bytes without the key-shift reuse */
+  uint64_t verify_failures;     /* results rejected by the integrity check */
+  uint64_t recomputed;          /* products recomputed on another worker */
+  uint64_t evictions;           /* workers evicted */
+  uint64_t worker_errors;       /* error replies, malformed replies, replies naming another task */
+  uint64_t timeouts;            /* requests a worker did not answer in time */
+  /* t_blind: Enc passes; t_unblind: Dec passes; t_verify: integrity checks; t_compute:
+   * the workers' compute time as they report it (summed over workers); t_transfer: time
+   * the master waited for replies minus the busiest worker's compute; t_local: local mode. */
+  double t_blind, t_transfer, t_compute, t_verify, t_unblind, t_local;
+} tempo_mm_stats;
+
+enum {
+  TEMPO_MM_ACCUM_DX = 1u << 0, /* dX += ... instead of dX = ... */
+  TEMPO_MM_ACCUM_DW = 1u << 1, /* dW += ... instead of dW = ... */
+};
+
+const char *tempo_mode_name(tempo_mode m);
+/* Parses "local", "plain", "tempo", "shield"; false if unknown. */
+bool tempo_mode_parse(const char *s, tempo_mode *out);
+
+/* a += b, every field: the one place statistics are summed (engine, training loop, benches). */
+void tempo_mm_stats_add(tempo_mm_stats *a, const tempo_mm_stats *b);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

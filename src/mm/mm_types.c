@@ -1,0 +1,45 @@
+/* mm_types.c - mode names and the statistics sum (mm_types.h). */
+#include "tempo/mm_types.h"
+
+#include <string.h>
+
+const char *tempo_mode_name(tempo_mode m) {
+  switch (m) {
+  case TEMPO_MODE_LOCAL: return "local";
+  case TEMPO_MODE_PLAIN: return "plain";
+  case TEMPO_MODE_TEMPO: return "tempo";
+  case TEMPO_MODE_SHIELD: return "shield";
+  }
+  return "?";
+}
+
+bool tempo_mode_parse(const char *s, tempo_mode *out) {
+  static const tempo_mode all[] = {TEMPO_MODE_LOCAL, TEMPO_MODE_PLAIN, TEMPO_MODE_TEMPO, TEMPO_MODE_SHIELD};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+    if (strcmp(s, tempo_mode_name(all[i])) == 0) {
+      *out = all[i];
+      return true;
+    }
+  return false;
+}
+
+void tempo_mm_stats_add(tempo_mm_stats *a, const tempo_mm_stats *b) {
+  a->products += b->products;
+  a->encryptions += b->encryptions;
+  a->decryptions += b->decryptions;
+  a->naive_encryptions += b->naive_encryptions;
+  a->bytes_up += b->bytes_up;
+  a->bytes_down += b->bytes_down;
+  a->naive_bytes_up += b->naive_bytes_up;
+  a->verify_failures += b->verify_failures;
+  a->recomputed += b->recomputed;
+  a->evictions += b->evictions;
+  a->worker_errors += b->worker_errors;
+  a->timeouts += b->timeouts;
+  a->t_blind += b->t_blind;
+  a->t_transfer += b->t_transfer;
+  a->t_compute += b->t_compute;
+  a->t_verify += b->t_verify;
+  a->t_unblind += b->t_unblind;
+  a->t_local += b->t_local;
+}

@@ -1,0 +1,134 @@
+/* scheme_tempo.c - the plain and tempo schemes of the offload engine (offload/scheme.h).
+ *
+ * One share per product, float32 on the wire. Tempo blinds X and W with a fresh key per
+ * instance (obf.h) and encodes dY under the key-shift, so the workers reuse X' and W' for
+ * the backward products; plain keeps identity keys, so Enc and Dec are copies (the same
+ * messages, unblinded: an insecure upper bound for speed). Results of whole instances are
+ * decrypted straight from the reply; a row-split product's blocks are gathered by the
+ * engine and decrypted once after the round. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "offload/scheme.h"
+#include "tempo/common.h"
+
+typedef struct {
+  tempo_scheme base;
+  bool blind; /* tempo: fresh keys; plain: identity keys */
+  float *vwork;
+  size_t cap_vwork; /* floats */
+} tempo_sc;
+
+typedef struct {
+  float *xp, *wp, *dys; /* X' (batch, m, n), W' (batch, n, p) or (batch, p, n), dY* (batch, m, p) */
+  size_t cap_x, cap_w, cap_dy; /* floats */
+} tempo_state;
+
+static tempo_status grow(float **buf, size_t *cap, size_t n) {
+  if (*buf && *cap >= n) return TEMPO_STATUS_OK;
+  tempo_free_floats(*buf);
+  *buf = tempo_alloc_floats(n ? n : 1);
+  *cap = *buf ? n : 0;
+  return *buf ? TEMPO_STATUS_OK : tempo_set_error(TEMPO_STATUS_NO_MEMORY, "engine: out of memory for %zu floats", n);
+}
+
+static void site_free(void *state) {
+  tempo_state *s = state;
+  if (!s) return;
+  tempo_free_floats(s->xp);
+  tempo_free_floats(s->wp);
+  tempo_free_floats(s->dys);
+  free(s);
+}
+
+static tempo_status prepare(tempo_scheme *base, void **state, const tempo_mm_shape *sh, bool backward) {
+  tempo_sc *sc = (tempo_sc *)base;
+  if (!*state && !(*state = calloc(1, sizeof(tempo_state))))
+    return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "engine: out of memory");
+  tempo_state *s = *state;
+  size_t x, w, y; /* the engine checked that these products fit */
+  x = (size_t)sh->batch * sh->m * sh->n, w = (size_t)sh->batch * sh->n * sh->p, y = (size_t)sh->batch * sh->m * sh->p;
+  tempo_status st;
+  if (backward) return grow(&s->dys, &s->cap_dy, y);
+  if ((st = grow(&s->xp, &s->cap_x, x)) || (st = grow(&s->wp, &s->cap_w, w))) return st;
+  return grow(&sc->vwork, &sc->cap_vwork, 3 * ((size_t)sh->m + sh->n + sh->p) + 64);
+}
+
+static tempo_status encode(tempo_scheme *base, void *state, const tempo_product *pr, int lo, int hi) {
+  tempo_sc *sc = (tempo_sc *)base;
+  tempo_state *s = state;
+  const tempo_mm_shape *sh = pr->sh;
+  const size_t xs = (size_t)sh->m * sh->n, ws = (size_t)sh->n * sh->p, ys = (size_t)sh->m * sh->p;
+  tempo_status st;
+  for (int i = lo; i < hi; i++) {
+    tempo_obf_key *k = &pr->keys[i];
+    if (pr->backward) {
+      tempo_obf_enc_dy(k, pr->dY + i * ys, s->dys + i * ys);
+      continue;
+    }
+    if (sc->blind && (st = tempo_keygen_fill(base->kg, k))) return st;
+    tempo_obf_enc_x(k, pr->X + i * xs, s->xp + i * xs);
+    tempo_obf_enc_w(k, sh->w_trans, pr->W + i * ws, s->wp + i * ws);
+  }
+  return TEMPO_STATUS_OK;
+}
+
+static const void *operand(const void *state, int share, int which) {
+  const tempo_state *s = state;
+  (void)share;
+  return which == TEMPO_OPERAND_X ? s->xp : which == TEMPO_OPERAND_W ? s->wp : s->dys;
+}
+
+static bool check(tempo_scheme *base, int r, int k, int c, const void *A, bool at, const void *B, bool bt,
+                  const void *C, const float *cw, uint64_t seed) {
+  tempo_sc *sc = (tempo_sc *)base;
+  return tempo_verify_product_weighted(r, k, c, A, at, B, bt, C, cw, base->verify_rounds, seed, sc->vwork) ==
+         TEMPO_STATUS_OK;
+}
+
+/* Decrypts instances [lo, hi) of Y', dX', dW' (each NULL = absent) into pr's outputs. */
+static void decode(const tempo_product *pr, int lo, int hi, const float *y_or_dx, const float *dw) {
+  const tempo_mm_shape *sh = pr->sh;
+  const size_t xs = (size_t)sh->m * sh->n, ws = (size_t)sh->n * sh->p, ys = (size_t)sh->m * sh->p;
+  for (int i = lo; i < hi; i++) {
+    const tempo_obf_key *k = &pr->keys[i];
+    const size_t j = (size_t)(i - lo);
+    if (!pr->backward) {
+      tempo_obf_dec_y(k, y_or_dx + j * ys, pr->Y + i * ys);
+      continue;
+    }
+    if (pr->dX) tempo_obf_dec_dx(k, y_or_dx + j * xs, pr->dX + i * xs, pr->accum & TEMPO_MM_ACCUM_DX);
+    if (pr->dW) tempo_obf_dec_dw(k, sh->w_trans, dw + j * ws, pr->dW + i * ws, pr->accum & TEMPO_MM_ACCUM_DW);
+  }
+}
+
+static void take_instances(tempo_scheme *sc, const tempo_product *pr, int lo, int hi, const void *y_or_dx,
+                           const void *dw) {
+  (void)sc;
+  decode(pr, lo, hi, y_or_dx, dw);
+}
+
+static void finish(tempo_scheme *sc, const tempo_product *pr, const void *const *res, const void *const *dw) {
+  (void)sc;
+  decode(pr, 0, pr->sh->batch, res[0], dw[0]);
+}
+
+static void sc_free(tempo_scheme *base) {
+  tempo_sc *sc = (tempo_sc *)base;
+  tempo_free_floats(sc->vwork);
+  free(sc);
+}
+
+static const tempo_scheme_ops tempo_ops = {
+    .site_free = site_free, .prepare = prepare, .encode = encode, .operand = operand, .check = check,
+    .take_instances = take_instances, .finish = finish, .free = sc_free};
+
+tempo_status tempo_scheme_tempo_create(const tempo_mm_config *cfg, tempo_scheme **out) {
+  tempo_sc *sc = calloc(1, sizeof *sc);
+  if (!sc) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "engine: out of memory");
+  sc->base = (tempo_scheme){.ops = &tempo_ops, .name = "engine", .shares = 1, .min_workers = 1,
+                            .dtype = TEMPO_DTYPE_F32, .verify_rounds = cfg->verify_rounds};
+  sc->blind = cfg->mode == TEMPO_MODE_TEMPO;
+  *out = &sc->base;
+  return TEMPO_STATUS_OK;
+}

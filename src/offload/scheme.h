@@ -1,0 +1,80 @@
+/* scheme.h - what differs between the offloaded modes (internal).
+ *
+ * The engine (engine.h) owns everything a product's round needs that is the same in
+ * every mode: sites, splitting into blocks over the live workers, placement, requests,
+ * the receive loop, recompute and eviction, relay and dW' reduction, step end and the
+ * statistics. A scheme owns the rest: the blinded operands of a product and how they are
+ * made, the integrity check of a result, and how the verified results become the
+ * plaintext outputs. Plain and tempo are one scheme (src/obf/scheme_tempo.c, identity
+ * keys for plain), shield another (src/shield/scheme_shield.c).
+ *
+ * A product has `shares` results (1, or shield's 4 roles), each computed by workers that
+ * hold no other share of the product in this step (the collusion rule). Share s's
+ * operands are X_s (batch, m, n), W_s (batch, n, p) or (batch, p, n), dY_s (batch, m, p),
+ * in the scheme's wire dtype; a block is rows [lo, hi) of them (batch 1) or instances
+ * [lo, hi). Dimension letters as in matmul.h. */
+#ifndef TEMPO_OFFLOAD_SCHEME_H
+#define TEMPO_OFFLOAD_SCHEME_H
+
+#include "tempo/mm_types.h"
+#include "tempo/obf.h"
+#include "tempo/protocol.h"
+
+/* One product call, as the scheme sees it. */
+typedef struct {
+  bool backward;
+  const tempo_mm_shape *sh;
+  tempo_obf_key *keys;     /* (batch) the site's keys; the forward's encode fills them */
+  const float *X, *W, *dY; /* plaintext inputs: X, W (forward), dY (backward) */
+  float *Y, *dX, *dW;      /* outputs; in a backward NULL = not wanted */
+  unsigned accum;          /* TEMPO_MM_ACCUM_* */
+} tempo_product;
+
+enum { TEMPO_OPERAND_X = 0, TEMPO_OPERAND_W = 1, TEMPO_OPERAND_DY = 2 };
+
+typedef struct tempo_scheme tempo_scheme;
+
+typedef struct {
+  /* Per-site state (operand buffers), NULL-initialised by the engine; freed with site_free. */
+  void (*site_free)(void *state);
+  /* Room for the operands of a product of shape sh (grow only; backward: dY_s too). */
+  TEMPO_WUR tempo_status (*prepare)(tempo_scheme *sc, void **state, const tempo_mm_shape *sh, bool backward);
+  /* Keys (forward) and the blinded operands of instances [lo, hi) of every share. */
+  TEMPO_WUR tempo_status (*encode)(tempo_scheme *sc, void *state, const tempo_product *pr, int lo, int hi);
+  /* Base of share s's operand (TEMPO_OPERAND_*), in the wire dtype. */
+  const void *(*operand)(const void *state, int share, int which);
+  /* Freivalds' check of C (r, c) = op(A) (r, k) op(B) (k, c) in the wire dtype; cw weighs
+   * the check by the result columns' inverse key scales (NULL: unweighted). */
+  bool (*check)(tempo_scheme *sc, int r, int k, int c, const void *A, bool at, const void *B, bool bt,
+                const void *C, const float *cw, uint64_t seed);
+  /* Optional (NULL: the engine gathers every result and calls finish). The verified results
+   * of whole instances [lo, hi) of a single-share product: Y' (forward), or dX' and/or dW'
+   * (backward; NULL when not asked), decoded into pr's outputs straight from the reply. */
+  void (*take_instances)(tempo_scheme *sc, const tempo_product *pr, int lo, int hi, const void *y_or_dx,
+                         const void *dw);
+  /* After the round: res[s] is share s's whole Y' or dX', dw[s] its whole dW' (NULL when not
+   * asked), gathered by the engine; combines the shares and decodes into pr's outputs. Not
+   * called when take_instances took everything. */
+  void (*finish)(tempo_scheme *sc, const tempo_product *pr, const void *const *res, const void *const *dw);
+  void (*free)(tempo_scheme *sc);
+} tempo_scheme_ops;
+
+struct tempo_scheme {
+  const tempo_scheme_ops *ops;
+  const char *name;         /* error and eviction messages */
+  int shares;               /* results per product */
+  int min_workers;          /* workers a product needs (shares on distinct workers) */
+  uint16_t dtype;           /* TEMPO_DTYPE_*: of every operand and result on the wire */
+  int verify_rounds;        /* Freivalds vectors per check; 0 = no checks */
+  tempo_keygen *kg;         /* the engine's key stream (keys, masks); borrowed, set by the engine */
+};
+
+/* Plain (identity keys: Enc/Dec are copies) or tempo (fresh keys per product) on float32. */
+TEMPO_WUR tempo_status tempo_scheme_tempo_create(const tempo_mm_config *cfg, tempo_scheme **out);
+/* Shield (shield.h, docs/shield.md): tempo keys plus fresh additive masks, four shares;
+ * cfg->shield_f32 and cfg->shield_alpha choose dtype and mask scale. */
+TEMPO_WUR tempo_status tempo_scheme_shield_create(const tempo_mm_config *cfg, tempo_scheme **out);
+/* Shield only: new mask scale / dtype for the following products (false: not a shield scheme). */
+bool tempo_scheme_shield_configure(tempo_scheme *sc, bool f32, double alpha);
+
+#endif

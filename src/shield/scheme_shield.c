@@ -1,0 +1,225 @@
+/* scheme_shield.c - the shield scheme of the offload engine (offload/scheme.h, shield.h,
+ * docs/shield.md): tempo keys plus fresh additive masks, four shares (roles) per product.
+ *
+ * Forward: X'' = Enc(X + R0), R = Enc(R0), W'' = Enc(W + S0), S = Enc(S0); role r gets
+ * (X'' or R, W'' or S) as tempo_shield_role_masked_* say, and the signed sum of the four
+ * products is Enc(X) Enc(W) = Y' (likewise dY** / T for the backward). Shares are float64
+ * by default (masks, Enc, Freivalds and the combine in double, rounded to float32 once,
+ * before Dec), or float32 (cfg->shield_f32). The combine adds the four shares in role
+ * order, so a result never depends on which reply arrived first. */
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "offload/scheme.h"
+#include "tempo/common.h"
+#include "tempo/shield.h"
+
+#define NR TEMPO_SHIELD_ROLES
+
+typedef struct {
+  tempo_scheme base;
+  bool f64;
+  double alpha;
+  void *enc, *enc2; /* one instance's masked sum and mask (double-sized) */
+  float *narrow;    /* one instance's combined share, float32 */
+  void *vwork;      /* check vectors (double-sized) */
+  size_t cap_enc, cap_narrow, cap_vwork; /* elements */
+} shield_sc;
+
+typedef struct {
+  void *xm, *r;   /* X'' and R (batch, m, n) */
+  void *wm, *s;   /* W'' and S (batch, n, p) or (batch, p, n) */
+  void *dym, *t;  /* dY** and T (batch, m, p) */
+  size_t cap_x, cap_w, cap_y; /* elements */
+} shield_state;
+
+static size_t es(const shield_sc *sc) { return sc->f64 ? sizeof(double) : sizeof(float); }
+static void *at(void *base, size_t i, size_t z) { return (uint8_t *)base + i * z; }
+
+/* Grows two buffers of n elements of z bytes (contents not kept). */
+static tempo_status grow2(void **a, void **b, size_t *cap, size_t n, size_t z) {
+  if (*a && *b && *cap >= n) return TEMPO_STATUS_OK;
+  tempo_free_floats(*a);
+  tempo_free_floats(*b);
+  size_t floats = n * (z / sizeof(float)) + 2;
+  *a = tempo_alloc_floats(floats);
+  *b = tempo_alloc_floats(floats);
+  *cap = *a && *b ? n : 0;
+  return *cap ? TEMPO_STATUS_OK : tempo_set_error(TEMPO_STATUS_NO_MEMORY, "shield: out of memory for %zu values", n);
+}
+
+static void site_free(void *state) {
+  shield_state *s = state;
+  if (!s) return;
+  void *f[] = {s->xm, s->r, s->wm, s->s, s->dym, s->t};
+  for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) tempo_free_floats(f[i]);
+  free(s);
+}
+
+static tempo_status prepare(tempo_scheme *base, void **state, const tempo_mm_shape *sh, bool backward) {
+  shield_sc *sc = (shield_sc *)base;
+  if (!*state && !(*state = calloc(1, sizeof(shield_state))))
+    return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "shield: out of memory");
+  shield_state *s = *state;
+  const size_t z = sizeof(double); /* room for either dtype, so a dtype change never reallocates wrongly */
+  const size_t x = (size_t)sh->m * sh->n, w = (size_t)sh->n * sh->p, y = (size_t)sh->m * sh->p, B = (size_t)sh->batch;
+  if (backward) return grow2(&s->dym, &s->t, &s->cap_y, B * y, z);
+  size_t one = x > w ? x : w;
+  one = one > y ? one : y;
+  tempo_status st;
+  void *nar = sc->narrow;
+  if ((st = grow2(&s->xm, &s->r, &s->cap_x, B * x, z)) || (st = grow2(&s->wm, &s->s, &s->cap_w, B * w, z)) ||
+      (st = grow2(&sc->enc, &sc->enc2, &sc->cap_enc, one, z)))
+    return st;
+  if (sc->cap_narrow < one) {
+    tempo_free_floats(nar);
+    sc->narrow = tempo_alloc_floats(one);
+    sc->cap_narrow = sc->narrow ? one : 0;
+    if (!sc->narrow) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "shield: out of memory");
+  }
+  const size_t need = 3 * ((size_t)sh->m + sh->n + sh->p) + 64;
+  if (sc->cap_vwork < need) {
+    tempo_free_floats(sc->vwork);
+    sc->vwork = tempo_alloc_floats(2 * need);
+    sc->cap_vwork = sc->vwork ? need : 0;
+    if (!sc->vwork) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "shield: out of memory");
+  }
+  return TEMPO_STATUS_OK;
+}
+
+/* Masks one plaintext operand instance A (n floats) in the plaintext domain, then blinds
+ * both: R0 = sigma N(0,1) with sigma = alpha rms(A); *masked = Enc(A + R0), *mask = Enc(R0).
+ * Masking before Enc keeps every share's magnitude proportional to the key scale of its
+ * row and column, so the combine loses the same relative precision in every element
+ * (masking after Enc with one sigma swamps rows with small key scales). */
+static void mask_into(shield_sc *sc, const tempo_obf_key *k, int which, bool wt, const float *A, void *mask,
+                      void *masked, size_t n) {
+  uint8_t seed[TEMPO_SHIELD_SEED_BYTES];
+  tempo_keygen_bytes(sc->base.kg, seed, sizeof seed);
+  if (sc->f64) { /* A + R0 and R0 in double, blinded in double */
+    double *r0 = sc->enc2, *sum = sc->enc;
+    tempo_shield_expand64(seed, sc->alpha * tempo_shield_rms(A, n), r0, n);
+    for (size_t i = 0; i < n; i++) sum[i] = (double)A[i] + r0[i];
+    if (which == TEMPO_OPERAND_X) tempo_shield_enc_x64(k, sum, masked), tempo_shield_enc_x64(k, r0, mask);
+    else if (which == TEMPO_OPERAND_W) tempo_shield_enc_w64(k, wt, sum, masked), tempo_shield_enc_w64(k, wt, r0, mask);
+    else tempo_shield_enc_dy64(k, sum, masked), tempo_shield_enc_dy64(k, r0, mask);
+  } else {
+    float *r0 = sc->enc2, *sum = sc->enc;
+    tempo_shield_expand(seed, tempo_shield_sigma(sc->alpha, tempo_shield_rms(A, n)), r0, n);
+    tempo_shield_add(A, r0, sum, n);
+    if (which == TEMPO_OPERAND_X) tempo_obf_enc_x(k, sum, masked), tempo_obf_enc_x(k, r0, mask);
+    else if (which == TEMPO_OPERAND_W) tempo_obf_enc_w(k, wt, sum, masked), tempo_obf_enc_w(k, wt, r0, mask);
+    else tempo_obf_enc_dy(k, sum, masked), tempo_obf_enc_dy(k, r0, mask);
+  }
+  sodium_memzero(seed, sizeof seed);
+}
+
+static tempo_status encode(tempo_scheme *base, void *state, const tempo_product *pr, int lo, int hi) {
+  shield_sc *sc = (shield_sc *)base;
+  shield_state *s = state;
+  const tempo_mm_shape *sh = pr->sh;
+  const size_t xs = (size_t)sh->m * sh->n, ws = (size_t)sh->n * sh->p, ys = (size_t)sh->m * sh->p, z = es(sc);
+  tempo_status st;
+  for (int i = lo; i < hi; i++) {
+    tempo_obf_key *k = &pr->keys[i];
+    if (pr->backward) {
+      mask_into(sc, k, TEMPO_OPERAND_DY, false, pr->dY + i * ys, at(s->t, i * ys, z), at(s->dym, i * ys, z), ys);
+      continue;
+    }
+    if ((st = tempo_keygen_fill(base->kg, k))) return st;
+    mask_into(sc, k, TEMPO_OPERAND_X, false, pr->X + i * xs, at(s->r, i * xs, z), at(s->xm, i * xs, z), xs);
+    mask_into(sc, k, TEMPO_OPERAND_W, sh->w_trans, pr->W + i * ws, at(s->s, i * ws, z), at(s->wm, i * ws, z), ws);
+  }
+  return TEMPO_STATUS_OK;
+}
+
+static const void *operand(const void *state, int role, int which) {
+  const shield_state *s = state;
+  if (which == TEMPO_OPERAND_X) return tempo_shield_role_masked_x(role) ? s->xm : s->r;
+  if (which == TEMPO_OPERAND_W) return tempo_shield_role_masked_w(role) ? s->wm : s->s;
+  return tempo_shield_role_masked_dy(role) ? s->dym : s->t;
+}
+
+/* float32 shares are checked like tempo's results (weighted by the key scales); float64
+ * ones with the float64 bound, whose 2^-53 tolerance needs no weighting. */
+static bool check(tempo_scheme *base, int r, int k, int c, const void *A, bool at_, const void *B, bool bt,
+                  const void *C, const float *cw, uint64_t seed) {
+  shield_sc *sc = (shield_sc *)base;
+  if (sc->f64)
+    return tempo_shield_verify64(r, k, c, A, at_, B, bt, C, base->verify_rounds, seed, sc->vwork) == TEMPO_STATUS_OK;
+  return tempo_verify_product_weighted(r, k, c, A, at_, B, bt, C, cw, base->verify_rounds, seed, sc->vwork) ==
+         TEMPO_STATUS_OK;
+}
+
+/* out = (float) sum over roles r of sign(r) share_r[i], added in role order (double). */
+static void combine(const shield_sc *sc, const void *const *share, size_t off, int (*sign)(int), float *out,
+                    size_t n) {
+  double sg[NR];
+  for (int r = 0; r < NR; r++) sg[r] = sign(r);
+  if (sc->f64) {
+    const double *a = (const double *)share[0] + off, *b = (const double *)share[1] + off,
+                 *c = (const double *)share[2] + off, *d = (const double *)share[3] + off;
+    for (size_t i = 0; i < n; i++) out[i] = (float)(((sg[0] * a[i] + sg[1] * b[i]) + sg[2] * c[i]) + sg[3] * d[i]);
+  } else {
+    const float *a = (const float *)share[0] + off, *b = (const float *)share[1] + off,
+                *c = (const float *)share[2] + off, *d = (const float *)share[3] + off;
+    for (size_t i = 0; i < n; i++)
+      out[i] = (float)(((sg[0] * a[i] + sg[1] * (double)b[i]) + sg[2] * (double)c[i]) + sg[3] * (double)d[i]);
+  }
+}
+
+static void finish(tempo_scheme *base, const tempo_product *pr, const void *const *res, const void *const *dw) {
+  shield_sc *sc = (shield_sc *)base;
+  const tempo_mm_shape *sh = pr->sh;
+  const size_t xs = (size_t)sh->m * sh->n, ws = (size_t)sh->n * sh->p, ys = (size_t)sh->m * sh->p;
+  for (int i = 0; i < sh->batch; i++) {
+    const tempo_obf_key *k = &pr->keys[i];
+    if (!pr->backward) {
+      combine(sc, res, i * ys, tempo_shield_sign_y, sc->narrow, ys);
+      tempo_obf_dec_y(k, sc->narrow, pr->Y + i * ys);
+      continue;
+    }
+    if (pr->dX) {
+      combine(sc, res, i * xs, tempo_shield_sign_dx, sc->narrow, xs);
+      tempo_obf_dec_dx(k, sc->narrow, pr->dX + i * xs, pr->accum & TEMPO_MM_ACCUM_DX);
+    }
+    if (pr->dW) {
+      combine(sc, dw, i * ws, tempo_shield_sign_dw, sc->narrow, ws);
+      tempo_obf_dec_dw(k, sh->w_trans, sc->narrow, pr->dW + i * ws, pr->accum & TEMPO_MM_ACCUM_DW);
+    }
+  }
+}
+
+static void sc_free(tempo_scheme *base) {
+  shield_sc *sc = (shield_sc *)base;
+  tempo_free_floats(sc->enc);
+  tempo_free_floats(sc->enc2);
+  tempo_free_floats(sc->narrow);
+  tempo_free_floats(sc->vwork);
+  free(sc);
+}
+
+static const tempo_scheme_ops shield_ops = {.site_free = site_free, .prepare = prepare, .encode = encode,
+                                            .operand = operand, .check = check, .finish = finish, .free = sc_free};
+
+bool tempo_scheme_shield_configure(tempo_scheme *base, bool f32, double alpha) {
+  if (!base || base->ops != &shield_ops) return false;
+  shield_sc *sc = (shield_sc *)base;
+  sc->f64 = !f32;
+  sc->alpha = alpha > 0 ? alpha : f32 ? TEMPO_SHIELD_DEFAULT_ALPHA_F32 : TEMPO_SHIELD_DEFAULT_ALPHA;
+  base->dtype = f32 ? TEMPO_DTYPE_F32 : TEMPO_DTYPE_F64;
+  return true;
+}
+
+tempo_status tempo_scheme_shield_create(const tempo_mm_config *cfg, tempo_scheme **out) {
+  if (!(cfg->shield_alpha >= 0))
+    return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "shield: the mask scale alpha must be > 0 (0 = default)");
+  shield_sc *sc = calloc(1, sizeof *sc);
+  if (!sc) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "shield: out of memory");
+  sc->base = (tempo_scheme){.ops = &shield_ops, .name = "shield", .shares = NR, .min_workers = TEMPO_SHIELD_MIN_WORKERS,
+                            .verify_rounds = cfg->verify_rounds};
+  tempo_scheme_shield_configure(&sc->base, cfg->shield_f32, cfg->shield_alpha);
+  *out = &sc->base;
+  return TEMPO_STATUS_OK;
+}
