@@ -47,7 +47,7 @@ LIB := $(O)/libtempo.a
 # The worker program's archive: the wire module (protocol, envelope), worker core, CPU backend (the shared
 # GEMM), status/alloc.
 # No model, optimizer, dataset or key code (tests/test_worker_program.sh checks with nm).
-WORKER_LIB_SRC := $(sort $(wildcard src/wire/*.c) $(wildcard src/worker/*.c)) src/core/status.c src/core/gemm.c src/core/parallel.c
+WORKER_LIB_SRC := $(sort $(wildcard src/wire/*.c) $(wildcard src/worker/*.c)) src/core/status.c src/core/common.c src/core/gemm.c src/core/parallel.c
 WORKER_LIB := $(O)/libtempo_worker.a
 PROGRAMS := $(O)/tempo $(O)/tempo-owner $(O)/tempo-attack $(O)/tempo-worker
 # The master `tempo` (the enclave's binary: deploy/gramine) holds train/eval only; the owner's tools
@@ -154,7 +154,7 @@ uninstall:
 # libFuzzer targets (clang): the worker's and the master's message decoders.
 # scripts/fuzz.sh SECONDS builds and runs them; tests/test_fuzz_replay.c replays the corpus.
 FUZZ_CC ?= clang
-FUZZ_SRC := src/wire/protocol.c src/wire/envelope.c src/worker/worker.c src/worker/backend_cpu.c src/core/status.c \
+FUZZ_SRC := src/wire/protocol.c src/wire/envelope.c src/worker/worker.c src/worker/backend_cpu.c src/core/status.c src/core/common.c \
   src/core/gemm.c src/core/parallel.c
 fuzz: $(O)/fuzz/fuzz_worker $(O)/fuzz/fuzz_master
 $(O)/fuzz/%: tests/fuzz/%.c $(FUZZ_SRC) include/tempo/protocol.h include/tempo/worker.h include/tempo/envelope.h

@@ -1,12 +1,8 @@
-/* status.c - status names, thread-local error messages, the always-on assert, small utilities. */
-#define _POSIX_C_SOURCE 200809L
-#include "tempo/common.h"
+/* status.c - status names and thread-local error messages (status.h). */
+#include "tempo/status.h"
 
 #include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
 
 static _Thread_local char errbuf[512];
 
@@ -37,25 +33,3 @@ tempo_status tempo_set_error(tempo_status s, const char *fmt, ...) {
 
 const char *tempo_errmsg(void) { return errbuf; }
 void tempo_clear_error(void) { errbuf[0] = '\0'; }
-
-void tempo_assert_fail(const char *expr, const char *file, int line) {
-  fprintf(stderr, "tempo: internal assertion failed at %s:%d: %s\n", file, line, expr);
-  abort();
-}
-
-float *tempo_alloc_floats(size_t n) {
-  size_t bytes;
-  if (!tempo_mul_size(n ? n : 1, sizeof(float), &bytes)) return NULL;
-  bytes = (bytes + 63) & ~(size_t)63;
-  float *p = aligned_alloc(64, bytes);
-  if (p) memset(p, 0, bytes);
-  return p;
-}
-
-void tempo_free_floats(float *p) { free(p); }
-
-double tempo_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}

@@ -1,0 +1,30 @@
+/* common.c - the always-on assert, aligned buffers and the monotonic clock (common.h). */
+#define _POSIX_C_SOURCE 200809L
+#include "tempo/common.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+void tempo_assert_fail(const char *expr, const char *file, int line) {
+  fprintf(stderr, "tempo: internal assertion failed at %s:%d: %s\n", file, line, expr);
+  abort();
+}
+
+float *tempo_alloc_floats(size_t n) {
+  size_t bytes;
+  if (!tempo_mul_size(n ? n : 1, sizeof(float), &bytes)) return NULL;
+  bytes = (bytes + 63) & ~(size_t)63;
+  float *p = aligned_alloc(64, bytes);
+  if (p) memset(p, 0, bytes);
+  return p;
+}
+
+void tempo_free_floats(float *p) { free(p); }
+
+double tempo_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
