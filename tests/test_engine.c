@@ -1,0 +1,115 @@
+/* test_engine.c - the one offload engine across schemes: how many workers a product uses
+ * never changes its arithmetic where rows are independent, and checks never change keys.
+ *
+ *  - shield with 5, 6 and 8 workers splits a share's rows (batch 1) or instances (batched)
+ *    over the workers of its group: every worker holds operands after the forward with 8,
+ *    and Y and dX are bit-identical to 4 workers (each output row is one worker's product
+ *    of the same blinded rows); dW of a row split is a sum of per-block partials, so it is
+ *    compared with a tight tolerance there and bit for bit for batched products;
+ *  - with a fixed key seed, the outputs are bit-identical whether every result is checked
+ *    (3 vectors) or none is: the check vectors come from their own stream, so the keys and
+ *    masks never depend on how many checks ran (shield and tempo). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "offload/transport.h"
+#include "tempo/matmul.h"
+#include "test_util.h"
+
+typedef struct {
+  float *Y, *dX, *dW;
+  size_t ny, nx, nw;
+} outputs;
+
+static void outputs_free(outputs *o) { free(o->Y), free(o->dX), free(o->dW); }
+
+/* Two steps of forward + backward of `sh` on fixed data through a fresh engine. held[w]:
+ * operands worker w kept after the second forward (NULL: not wanted). */
+static outputs run(tempo_mode mode, int workers, int verify, const tempo_mm_shape *sh, size_t *held) {
+  tempo_mm_config cfg;
+  tempo_mm_config_default(&cfg);
+  cfg.mode = mode, cfg.workers = workers, cfg.seed = 77, cfg.verify_rounds = verify;
+  tempo_mm *mm;
+  assert_int_equal(tempo_mm_create(&cfg, &mm), TEMPO_STATUS_OK);
+  tempo_mm_set_training(mm, true);
+  const size_t B = (size_t)sh->batch, x = B * sh->m * sh->n, w = B * sh->n * sh->p, y = B * sh->m * sh->p;
+  float *X = malloc(x * sizeof *X), *W = malloc(w * sizeof *W), *dY = malloc(y * sizeof *dY);
+  outputs o = {malloc(y * sizeof(float)), malloc(x * sizeof(float)), malloc(w * sizeof(float)), y, x, w};
+  assert_true(X && W && dY && o.Y && o.dX && o.dW);
+  tempo_rng r;
+  tempo_rng_seed(&r, 5, 0);
+  tempo_mm_site site = {0};
+  for (int step = 0; step < 2; step++) {
+    test_randn(X, x, &r), test_randn(W, w, &r), test_randn(dY, y, &r);
+    assert_int_equal(tempo_mm_forward(mm, &site, sh, X, W, o.Y), TEMPO_STATUS_OK);
+    if (held && step == 1)
+      for (int i = 0; i < workers; i++) held[i] = tempo_transport_inproc_handles(tempo_mm_test_transport(mm), i);
+    assert_int_equal(tempo_mm_backward(mm, &site, sh, X, W, dY, o.dX, o.dW, 0), TEMPO_STATUS_OK);
+    tempo_mm_step_end(mm);
+  }
+  tempo_mm_stats st;
+  tempo_mm_stats_run(mm, &st);
+  assert_int_equal(st.verify_failures + st.recomputed + st.evictions + st.worker_errors + st.timeouts, 0);
+  free(X), free(W), free(dY);
+  tempo_mm_free(mm);
+  return o;
+}
+
+static void assert_same(const char *what, const float *a, const float *b, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (memcmp(&a[i], &b[i], sizeof a[i])) fail_msg("%s element %zu: %.9g vs %.9g", what, i, a[i], b[i]);
+}
+
+static void test_shield_splits_over_more_workers(void **state) {
+  (void)state;
+  const tempo_mm_shape shapes[] = {{1, 96, 40, 24, false}, {1, 64, 32, 48, true}, {12, 20, 16, 8, false}};
+  for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+    const tempo_mm_shape *sh = &shapes[k];
+    outputs base = run(TEMPO_MODE_SHIELD, 4, 1, sh, NULL);
+    const int counts[] = {5, 6, 8};
+    for (size_t c = 0; c < 3; c++) {
+      size_t held[8] = {0};
+      outputs o = run(TEMPO_MODE_SHIELD, counts[c], 1, sh, held);
+      if (counts[c] == 8) /* two workers per share, each holding a block's X' and W' */
+        for (int w = 0; w < 8; w++)
+          if (held[w] == 0) fail_msg("shape %zu, 8 workers: worker %d got no block", k, w);
+      if (counts[c] == 6) { /* 5 usable (groups of 2, 1, 1, 1) and one spare */
+        int busy = 0;
+        for (int w = 0; w < 6; w++) busy += held[w] > 0;
+        assert_int_equal(busy, 5);
+      }
+      assert_same("Y", o.Y, base.Y, o.ny);
+      assert_same("dX", o.dX, base.dX, o.nx);
+      if (sh->batch > 1) assert_same("dW", o.dW, base.dW, o.nw);
+      else assert_close("dW (row-split partial sums)", o.dW, base.dW, o.nw, 1e-6);
+      outputs_free(&o);
+    }
+    outputs_free(&base);
+  }
+}
+
+static void test_checks_do_not_change_keys(void **state) {
+  (void)state;
+  const tempo_mm_shape sh = {1, 48, 32, 24, false};
+  const tempo_mode modes[] = {TEMPO_MODE_SHIELD, TEMPO_MODE_TEMPO};
+  for (int i = 0; i < 2; i++) {
+    const int workers = modes[i] == TEMPO_MODE_SHIELD ? 4 : 2;
+    outputs none = run(modes[i], workers, 0, &sh, NULL), three = run(modes[i], workers, 3, &sh, NULL);
+    assert_same("Y", none.Y, three.Y, none.ny);
+    assert_same("dX", none.dX, three.dX, none.nx);
+    assert_same("dW", none.dW, three.dW, none.nw);
+    outputs_free(&none), outputs_free(&three);
+  }
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_shield_splits_over_more_workers),
+                                     cmocka_unit_test(test_checks_do_not_change_keys)};
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
