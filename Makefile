@@ -47,8 +47,12 @@ LIB := $(O)/libtempo.a
 # The worker program's archive: the wire module (protocol, envelope), worker core, CPU backend (the shared
 # GEMM), status/alloc.
 # No model, optimizer, dataset or key code (tests/test_worker_program.sh checks with nm).
-WORKER_LIB_SRC := $(sort $(wildcard src/wire/*.c) $(wildcard src/worker/*.c)) src/core/status.c src/core/common.c src/core/gemm.c src/core/parallel.c
+# src/worker/fault.c (test-only fault injection) is in libtempo.a and the test-only worker program only.
+WORKER_LIB_SRC := $(sort $(wildcard src/wire/*.c) $(filter-out src/worker/fault.c,$(wildcard src/worker/*.c))) \
+  src/core/status.c src/core/common.c src/core/gemm.c src/core/parallel.c
 WORKER_LIB := $(O)/libtempo_worker.a
+# TESTS ONLY: the worker program again with --fault (tempo/worker_fault.h), for the MPI fault tests.
+FAULTY_WORKER := $(O)/tests/tempo-worker-faulty
 PROGRAMS := $(O)/tempo $(O)/tempo-owner $(O)/tempo-attack $(O)/tempo-worker
 # The master `tempo` (the enclave's binary: deploy/gramine) holds train/eval only; the owner's tools
 # (tempo-owner) and the attacks (tempo-attack) are separate programs, none of whose code the master
@@ -65,6 +69,7 @@ MPI_LIBS := $(shell mpicc --showme:link)
 MASTER_MPI_OBJ := $(O)/src/mpi/master_mpi.o $(O)/src/mpi/net.o
 WORKER_MPI_OBJ := $(O)/src/mpi/worker_mpi.o $(O)/src/mpi/net.o
 $(sort $(MASTER_MPI_OBJ) $(WORKER_MPI_OBJ)) $(O)/programs/tempo.o $(O)/programs/tempo_worker.o: CFLAGS += $(MPI_CFLAGS)
+$(O)/tests/tempo_worker_faulty.o: CFLAGS += $(MPI_CFLAGS)
 endif
 
 ifeq ($(HAVE_CUDA),yes)
@@ -111,6 +116,13 @@ $(WORKER_LIB): $(WORKER_LIB_SRC:%.c=$(O)/%.o)
 	ar rcs $@ $^
 
 $(O)/tempo-worker: $(O)/programs/tempo_worker.o $(WORKER_MPI_OBJ) $(CUDA_OBJ) $(WORKER_LIB)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(WORKER_LIB) -lopenblas $(if $(filter yes,$(HAVE_DNNL)),-ldnnl -lgomp) -lsodium -lm -pthread $(MPI_LIBS) $(CUDA_LIBS)
+
+all: $(FAULTY_WORKER)
+$(O)/tests/tempo_worker_faulty.o: programs/tempo_worker.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DTEMPO_WORKER_FAULTS=1 -MMD -MP -c $< -o $@
+$(FAULTY_WORKER): $(O)/tests/tempo_worker_faulty.o $(O)/src/worker/fault.o $(WORKER_MPI_OBJ) $(CUDA_OBJ) $(WORKER_LIB)
 	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(WORKER_LIB) -lopenblas $(if $(filter yes,$(HAVE_DNNL)),-ldnnl -lgomp) -lsodium -lm -pthread $(MPI_LIBS) $(CUDA_LIBS)
 
 $(O)/tests/%: $(O)/tests/%.o $(LIB)
@@ -166,4 +178,5 @@ clean:
 	rm -rf build build-san
 
 -include $(LIB_OBJ:.o=.d) $(TESTS:%=%.d) $(O)/programs/tempo.d $(O)/programs/tempo_worker.d $(O)/src/mpi/master_mpi.d $(O)/src/mpi/worker_mpi.d $(O)/src/mpi/net.d
+-include $(O)/tests/tempo_worker_faulty.d
 -include $(O)/programs/tempo_owner.d $(O)/programs/tempo_attack.d $(O)/programs/cli_common.d

@@ -2,7 +2,11 @@
  * backends only (no model, optimizer, dataset or key code; tests/test_worker_program.sh
  * checks the symbols). Launched by Open MPI next to the master:
  *   mpirun -np 1 tempo train ... : -np N tempo-worker --backend cpu|cuda [--tf32]
- * Exit status: 0 ok (master sent SHUTDOWN), 1 runtime error, 2 usage. */
+ * Exit status: 0 ok (master sent SHUTDOWN), 1 runtime error, 2 usage.
+ *
+ * Built a second time with TEMPO_WORKER_FAULTS=1 as the TEST-ONLY program
+ * build/tests/tempo-worker-faulty, which adds --fault (tempo/worker_fault.h); the shipped
+ * tempo-worker has no fault injection in it. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -10,6 +14,12 @@
 #include <string.h>
 
 #include "tempo/worker.h"
+#ifndef TEMPO_WORKER_FAULTS
+#define TEMPO_WORKER_FAULTS 0
+#endif
+#if TEMPO_WORKER_FAULTS
+#include "tempo/worker_fault.h"
+#endif
 #if TEMPO_HAVE_MPI
 #include "mpi/mpi.h"
 #endif
@@ -28,10 +38,12 @@ static void help(void) {
          "  --tf32               cuda: allow TF32 tensor cores (faster, ~1e-3 relative error; off by default)\n"
          "  --device N           cuda: GPU number (default: local rank modulo the GPU count)\n"
          "  --relay-timeout S    seconds to wait for an operand or dW' sum from another worker (default 30)\n"
+#if TEMPO_WORKER_FAULTS
          "  --fault KIND[:START[:PERIOD]]  TESTS ONLY: cheat (wrong-element, scale, stale, zero,\n"
          "                       other-task, error-reply, no-reply) on result requests from START,\n"
          "                       or bad-sum[:START]: corrupt the dW' sums passed on from the START-th\n"
          "                       reduction on\n"
+#endif
          "  -h, --help           this help\n");
 }
 
@@ -40,6 +52,7 @@ static int usage(const char *msg, const char *arg) {
   return 2;
 }
 
+#if TEMPO_WORKER_FAULTS
 static bool parse_fault(const char *s, tempo_worker_fault *f) {
   char kind[32];
   unsigned start = 0, period = 1;
@@ -56,6 +69,7 @@ static bool parse_fault(const char *s, tempo_worker_fault *f) {
     }
   return false;
 }
+#endif
 
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
@@ -63,13 +77,17 @@ int main(int argc, char **argv) {
   bool tf32 = false;
   int device = -1;
   double relay_timeout = 30.0;
+#if TEMPO_WORKER_FAULTS
   tempo_worker_fault fault = {TEMPO_FAULT_NONE, 0, 1};
   long bad_sum_from = -1;
+#endif
   static const struct option opts[] = {{"backend", required_argument, 0, 'b'}, {"tf32", no_argument, 0, 't'},
                                        {"device", required_argument, 0, 'd'},
                                        {"relay-timeout", required_argument, 0, 'r'},
-                                       {"fault", required_argument, 0, 'f'}, {"help", no_argument, 0, 'h'},
-                                       {0, 0, 0, 0}};
+#if TEMPO_WORKER_FAULTS
+                                       {"fault", required_argument, 0, 'f'},
+#endif
+                                       {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
   opterr = 0;
   int c;
   while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
@@ -93,6 +111,7 @@ int main(int argc, char **argv) {
       relay_timeout = v;
       break;
     }
+#if TEMPO_WORKER_FAULTS
     case 'f':
       if (!strncmp(optarg, "bad-sum", 7) && (optarg[7] == '\0' || optarg[7] == ':')) {
         char *end = NULL;
@@ -103,6 +122,7 @@ int main(int argc, char **argv) {
         return usage("bad --fault", optarg);
       }
       break;
+#endif
     case 'h': help(); return 0;
     case ':': return usage("option needs a value:", argv[optind - 1]);
     default: return usage("unknown option", argv[optind - 1]);
@@ -137,19 +157,22 @@ int main(int argc, char **argv) {
     fprintf(stderr, "tempo-worker: %s\n", tempo_errmsg());
     return 1;
   }
+#if TEMPO_WORKER_FAULTS
   if (fault.kind != TEMPO_FAULT_NONE) {
     tempo_worker_set_fault(w, &fault);
     fprintf(stderr, "tempo-worker: TEST FAULT INJECTION: %s from request %u every %u\n", tempo_fault_name(fault.kind),
             fault.start, fault.period);
   }
+  if (bad_sum_from >= 0) tempo_worker_set_bad_sum(w, bad_sum_from);
+#endif
   int rc = 0;
 #if TEMPO_HAVE_MPI
-  if (tempo_mpi_worker_main(&argc, &argv, w, relay_timeout, bad_sum_from)) {
+  if (tempo_mpi_worker_main(&argc, &argv, w, relay_timeout)) {
     fprintf(stderr, "tempo-worker: %s\n", tempo_errmsg());
     rc = 1;
   }
 #else
-  (void)relay_timeout, (void)bad_sum_from;
+  (void)relay_timeout;
   fprintf(stderr, "tempo-worker: built without MPI (mpicc was not found at build time)\n");
   rc = 1;
 #endif

@@ -15,7 +15,10 @@ T=$(mktemp -d)
 MPIPID=
 cleanup() {
   if [ -n "$MPIPID" ]; then
-    for p in $(pgrep -P "$MPIPID" -x tempo-worker 2>/dev/null); do kill -CONT "$p" 2>/dev/null; kill -9 "$p" 2>/dev/null; done
+    # tempo-worker, and the test-only tempo-worker-faulty (its process name is cut to 15 characters)
+    for p in $(pgrep -P "$MPIPID" -x 'tempo-worker|tempo-worker-fa' 2>/dev/null); do
+      kill -CONT "$p" 2>/dev/null; kill -9 "$p" 2>/dev/null
+    done
   fi
   rm -rf "$T"
 }

@@ -17,9 +17,12 @@ cd "$(dirname "$0")/.."
 export TEMPO_WORKER_TIMEOUT=1
 ARGS=(train --no-progress --log-every 10 --key-seed 7 --threads 1 --mode tempo)
 W=("$B/tempo-worker" --backend cpu --relay-timeout 0.5)
+# the cheating ranks run the test-only worker program (the shipped one has no --fault)
+WF=("$B/tests/tempo-worker-faulty" --backend cpu --relay-timeout 0.5)
+[ -x "${WF[0]}" ] || fail "${WF[0]} not built"
 
 timeout 120 "${MPIRUN[@]}" -np 1 "$B/tempo" "${ARGS[@]}" --max-steps 40 --out "$T/stall" \
-  : -np 1 "${W[@]}" : -np 1 "${W[@]}" --fault no-reply:60 > "$T/stall.log" 2>&1
+  : -np 1 "${W[@]}" : -np 1 "${WF[@]}" --fault no-reply:60 > "$T/stall.log" 2>&1
 grep -q "evicting worker 1: timed out 3 times" "$T/stall.log" || { cat "$T/stall.log"; fail "stalled worker not evicted"; }
 grep -q "^done: 40 steps" "$T/stall.log" || { cat "$T/stall.log"; fail "run with a stalled worker did not finish"; }
 [ -s "$T/stall/model.ckpt" ] || fail "no model.ckpt after the stall"
@@ -65,7 +68,7 @@ echo "2b. SIGKILLed worker process: evicted when its stream ended, 300 steps don
 
 MPIPID=
 timeout 120 "${MPIRUN[@]}" -np 1 "$B/tempo" "${ARGS[@]}" --max-steps 30 --out "$T/cheat" \
-  : -np 1 "${W[@]}" : -np 1 "${W[@]}" --fault scale:5 > "$T/cheat.log" 2>&1
+  : -np 1 "${W[@]}" : -np 1 "${WF[@]}" --fault scale:5 > "$T/cheat.log" 2>&1
 grep -q "evicting worker 1: failed verification 3 times" "$T/cheat.log" || { cat "$T/cheat.log"; fail "cheater not evicted"; }
 grep -q "^done: 30 steps" "$T/cheat.log" || { cat "$T/cheat.log"; fail "run with a cheater did not finish"; }
 grep -Eq "verify failures [1-9]" "$T/cheat.log" || fail "no verify failures counted"
@@ -73,14 +76,14 @@ echo "3. cheating worker process: caught by verification and evicted, 30 steps d
 
 "$B/tempo" "${ARGS[@]}" --max-steps 20 --log-every 1 --workers 2 --out "$T/honest" > /dev/null 2>&1 || fail "in-process run"
 timeout 120 "${MPIRUN[@]}" -np 1 "$B/tempo" "${ARGS[@]}" --max-steps 20 --log-every 1 --out "$T/badsum" \
-  : -np 1 "${W[@]}" : -np 1 "${W[@]}" --fault bad-sum:3 > "$T/badsum.log" 2>&1
+  : -np 1 "${W[@]}" : -np 1 "${WF[@]}" --fault bad-sum:3 > "$T/badsum.log" 2>&1
 grep -q "3 dW' sums from the workers failed their check" "$T/badsum.log" || { cat "$T/badsum.log"; fail "bad sums not caught"; }
 grep -q "^done: 20 steps" "$T/badsum.log" || { cat "$T/badsum.log"; fail "run with bad sums did not finish"; }
 diff <(losses "$T/honest") <(losses "$T/badsum") > /dev/null || fail "bad sums changed the losses"
 echo "3b. worker tampering with dW' sums: 3 wrong sums caught and recomputed, losses equal the honest run's"
 
 timeout 120 "${MPIRUN[@]}" -np 1 "$B/tempo" "${ARGS[@]}" --max-steps 40 --out "$T/dead" \
-  : -np 1 "${W[@]}" --fault no-reply:100 : -np 1 "${W[@]}" --fault no-reply:100 > "$T/dead.log" 2>&1
+  : -np 1 "${WF[@]}" --fault no-reply:100 : -np 1 "${WF[@]}" --fault no-reply:100 > "$T/dead.log" 2>&1
 rc=$?
 [ $rc -ne 124 ] || fail "master hung with no worker left"
 grep -q "no worker left" "$T/dead.log" || { cat "$T/dead.log"; fail "no 'no worker left' error"; }

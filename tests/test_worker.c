@@ -1,7 +1,8 @@
 /* test_worker.c - the worker core by itself: STORE / FORWARD / BACKWARD / RELEASE by
  * handle against a naive reference, bad requests (unknown handle, wrong shape,
- * malformed bytes, segmented payloads) answered with ERROR replies, fault injection, and
- * float64 requests (test_f64). */
+ * malformed bytes, segmented payloads) answered with ERROR replies, fault injection,
+ * float64 requests (test_f64), and a dW' reduction chain run through three worker cores
+ * (test_chain: the sum bit for bit the master's, broken partials, refused requests). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 
 #include "tempo/worker.h"
+#include "tempo/worker_fault.h"
 
 /* Y (m, p) = X (m, n) . W, W (n, p) or stored (p, n) with wt */
 static void ref_mm(int m, int n, int p, const float *X, const float *W, bool wt, float *Y) {
@@ -367,12 +369,150 @@ static void test_f64(void **state) {
   }
 }
 
+/* The predecessor's partial that a chain test hands to tempo_worker_handle_chain. */
+typedef struct {
+  const uint8_t *data;
+  size_t len;
+  size_t want; /* what the core asked for */
+  int calls;
+} prev_box;
+
+static void take_prev(void *ctx, size_t want, const uint8_t **data, size_t *len) {
+  prev_box *b = ctx;
+  b->want = want;
+  b->calls++;
+  *data = b->data;
+  *len = b->len;
+}
+
+/* Three workers hold row blocks [0,3), [3,5), [5,8) of X' (KEEP forward), then a BACKWARD
+ * chain in block order: the last reply's dW' is ((b0 + b1) + b2) of the plain replies' dW'
+ * bit for bit, the others reply dX' only (an ACK without WANT_DX); a partial of the wrong
+ * length or none breaks the chain (an empty one passed on, the last replies its own dW');
+ * a request that cannot be reduced, or one that fails, is an ERROR reply, and the member
+ * still takes what its predecessor sends (want 0). */
+static void test_chain(void **state) {
+  (void)state;
+  enum { M = 8, N = 5, P = 3, K = 3 };
+  const uint32_t lo[K] = {0, 3, 5}, hi[K] = {3, 5, 8};
+  float X[M * N], W[N * P], dY[M * P];
+  fill(X, M * N, 11), fill(W, N * P, 12), fill(dY, M * P, 13);
+  for (int want_dx = 0; want_dx < 2; want_dx++) {
+    tempo_worker *w[K];
+    tempo_msgbuf req = {0}, rep = {0}, pass[K] = {{0}};
+    tempo_msg_header h, rh;
+    const float *out;
+    float plain_dw[K][N * P], plain_dx[K][M * N];
+    for (int k = 0; k < K; k++) {
+      assert_int_equal(tempo_worker_create(NULL, &w[k]), TEMPO_STATUS_OK);
+      tempo_msg_header_init(&h, TEMPO_OP_FORWARD);
+      h.task_id = 1, h.handle_x = 10 + (uint64_t)k, h.handle_w = 20;
+      h.batch = 1, h.m = M, h.n = N, h.p = P, h.lo = lo[k], h.hi = hi[k];
+      h.flags = TEMPO_MSG_F_X_INLINE | TEMPO_MSG_F_W_INLINE | TEMPO_MSG_F_KEEP;
+      const void *seg[2] = {X + lo[k] * N, W};
+      size_t len[2] = {(hi[k] - lo[k]) * N * sizeof(float), sizeof W};
+      call(w[k], &h, 2, seg, len, &req, &rep, &rh, &out);
+      assert_int_equal(rh.op, TEMPO_OP_RESULT);
+      /* the plain backward the master would sum */
+      tempo_msg_header_init(&h, TEMPO_OP_BACKWARD);
+      h.task_id = 2, h.handle_x = 10 + (uint64_t)k, h.handle_w = 20;
+      h.batch = 1, h.m = M, h.n = N, h.p = P, h.lo = lo[k], h.hi = hi[k];
+      h.flags = TEMPO_MSG_F_WANT_DX | TEMPO_MSG_F_WANT_DW;
+      const void *bseg[1] = {dY + lo[k] * P};
+      size_t blen[1] = {(hi[k] - lo[k]) * P * sizeof(float)};
+      call(w[k], &h, 1, bseg, blen, &req, &rep, &rh, &out);
+      memcpy(plain_dx[k], out, (hi[k] - lo[k]) * N * sizeof(float));
+      memcpy(plain_dw[k], out + (hi[k] - lo[k]) * N, sizeof plain_dw[k]);
+    }
+    float sum[N * P];
+    for (int i = 0; i < N * P; i++) sum[i] = (plain_dw[0][i] + plain_dw[1][i]) + plain_dw[2][i];
+    for (int broken = 0; broken < 3; broken++) { /* 0: whole; 1: a short partial to member 1; 2: none */
+      for (int k = 0; k < K; k++) {
+        tempo_msg_header_init(&h, TEMPO_OP_BACKWARD);
+        h.task_id = 3 + (uint64_t)k, h.handle_x = 10 + (uint64_t)k, h.handle_w = 20;
+        h.batch = 1, h.m = M, h.n = N, h.p = P, h.lo = lo[k], h.hi = hi[k];
+        h.flags = TEMPO_MSG_F_WANT_DW | (want_dx ? TEMPO_MSG_F_WANT_DX : 0);
+        const size_t rows = hi[k] - lo[k];
+        const void *bseg[1] = {dY + lo[k] * P};
+        size_t blen[1] = {rows * P * sizeof(float)};
+        assert_int_equal(tempo_msg_encode(&req, &h, 1, bseg, blen), TEMPO_STATUS_OK);
+        tempo_msg_view v = {.header = req.data, .nseg = 1, .seg = {req.data + TEMPO_MSG_HEADER_SIZE},
+                            .seg_len = {req.len - TEMPO_MSG_HEADER_SIZE}};
+        prev_box box = {0};
+        if (k > 0) box.data = pass[k - 1].data, box.len = pass[k - 1].len;
+        if (k == 1 && broken == 1) box.len -= sizeof(float);
+        if (k == 1 && broken == 2) box.data = NULL, box.len = 0;
+        tempo_worker_chain ch = {.first = k == 0, .last = k == K - 1, .take_prev = take_prev, .ctx = &box,
+                                 .pass = &pass[k]};
+        bool send;
+        assert_int_equal(tempo_worker_handle_chain(w[k], &v, &ch, &rep, &send), TEMPO_STATUS_OK);
+        assert_true(send);
+        assert_int_equal(box.calls, k > 0);
+        if (k > 0) assert_int_equal(box.want, sizeof sum);
+        const uint8_t *pay;
+        assert_int_equal(tempo_msg_decode(rep.data, rep.len, &rh, &pay), TEMPO_STATUS_OK);
+        assert_int_equal(rh.task_id, h.task_id);
+        const bool whole = broken == 0 || k == 0;
+        if (k < K - 1) { /* dX' only or an ACK; the sum so far went down the chain */
+          if (want_dx) {
+            assert_int_equal(rh.op, TEMPO_OP_RESULT);
+            assert_int_equal(rh.flags, TEMPO_MSG_F_WANT_DX);
+            assert_int_equal(rh.payload_len, rows * N * sizeof(float));
+            assert_memory_equal(pay, plain_dx[k], rows * N * sizeof(float));
+          } else {
+            assert_int_equal(rh.op, TEMPO_OP_ACK);
+          }
+          assert_int_equal(pass[k].len, whole ? sizeof sum : 0);
+        } else { /* the last: dX' and the sum (its own dW' when broken) */
+          assert_int_equal(rh.op, TEMPO_OP_RESULT);
+          assert_int_equal(rh.flags, h.flags);
+          const float *dw = (const float *)pay + (want_dx ? rows * N : 0);
+          if (want_dx) assert_memory_equal(pay, plain_dx[k], rows * N * sizeof(float));
+          assert_memory_equal(dw, broken ? plain_dw[k] : sum, sizeof sum);
+        }
+      }
+    }
+    /* a request that cannot be reduced (FORWARD) and one that fails (unknown handle): ERROR
+     * replies, an empty partial passed on, the predecessor's bytes still taken */
+    for (int bad = 0; bad < 2; bad++) {
+      tempo_msg_header_init(&h, bad ? TEMPO_OP_BACKWARD : TEMPO_OP_FORWARD);
+      h.task_id = 9, h.handle_x = bad ? 99 : 11, h.handle_w = 20;
+      h.batch = 1, h.m = M, h.n = N, h.p = P, h.lo = lo[1], h.hi = hi[1];
+      h.flags = bad ? TEMPO_MSG_F_WANT_DW : 0;
+      const void *bseg[1] = {dY + lo[1] * P};
+      size_t blen[1] = {(hi[1] - lo[1]) * P * sizeof(float)};
+      assert_int_equal(tempo_msg_encode(&req, &h, bad, bseg, blen), TEMPO_STATUS_OK);
+      tempo_msg_view v = {.header = req.data, .nseg = 1, .seg = {req.data + TEMPO_MSG_HEADER_SIZE},
+                          .seg_len = {req.len - TEMPO_MSG_HEADER_SIZE}};
+      prev_box box = {.data = (const uint8_t *)sum, .len = sizeof sum};
+      tempo_worker_chain ch = {.first = false, .last = false, .take_prev = take_prev, .ctx = &box, .pass = &pass[1]};
+      bool send;
+      assert_int_equal(tempo_worker_handle_chain(w[1], &v, &ch, &rep, &send), TEMPO_STATUS_OK);
+      const uint8_t *pay;
+      assert_int_equal(tempo_msg_decode(rep.data, rep.len, &rh, &pay), TEMPO_STATUS_OK);
+      assert_int_equal(rh.op, TEMPO_OP_ERROR);
+      assert_int_equal(rh.task_id, 9);
+      assert_int_equal(rh.code, bad ? -TEMPO_STATUS_MISMATCH : -TEMPO_STATUS_INVALID_ARGUMENT);
+      assert_int_equal(box.calls, 1);
+      assert_int_equal(box.want, 0);
+      assert_int_equal(pass[1].len, 0);
+    }
+    for (int k = 0; k < K; k++) {
+      tempo_msgbuf_free(&pass[k]);
+      tempo_worker_free(w[k]);
+    }
+    tempo_msgbuf_free(&req);
+    tempo_msgbuf_free(&rep);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_store_forward_backward_release),
       cmocka_unit_test(test_store_batch_and_segments),
       cmocka_unit_test(test_faults),
       cmocka_unit_test(test_f64),
+      cmocka_unit_test(test_chain),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

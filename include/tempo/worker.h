@@ -9,9 +9,12 @@
  * (malformed header, unknown handle, shape mismatch, full cache) yields an ERROR reply,
  * never a crash.
  *
- * Fault injection (tests only): a worker can be told to cheat on its result requests
- * (FORWARD/BACKWARD), numbered 0, 1, ... on that worker: it cheats on request i when
- * i >= start and (i - start) % period == 0. */
+ * A BACKWARD request may be a member of a dW' reduction chain (tempo/envelope.h): the
+ * worker adds its predecessor's partial dW' sum to its own and passes the sum on
+ * (tempo_worker_handle_chain); the transport only moves the bytes.
+ *
+ * The core has no fault injection: test-only cheating (tempo/worker_fault.h) sits on its
+ * hooks, which the shipped worker program never sets. */
 #ifndef TEMPO_WORKER_H
 #define TEMPO_WORKER_H
 
@@ -20,26 +23,6 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-typedef enum {
-  TEMPO_FAULT_NONE = 0,
-  TEMPO_FAULT_WRONG_ELEMENT, /* one element of the result changed */
-  TEMPO_FAULT_SCALE,         /* the whole result scaled by 1.05 */
-  TEMPO_FAULT_STALE,         /* an earlier task's result of the same size replayed */
-  TEMPO_FAULT_ZERO,          /* a zero result */
-  TEMPO_FAULT_OTHER_TASK,    /* the reply carries another task's id */
-  TEMPO_FAULT_ERROR_REPLY,   /* an ERROR reply instead of the result */
-  TEMPO_FAULT_NO_REPLY,      /* no reply at all (a stall) */
-  TEMPO_FAULT_COUNT_,
-} tempo_fault_kind;
-
-typedef struct {
-  tempo_fault_kind kind;
-  uint32_t start;  /* first result request to cheat on */
-  uint32_t period; /* cheat every `period` requests from there (>= 1) */
-} tempo_worker_fault;
-
-const char *tempo_fault_name(tempo_fault_kind k);
 
 /* One split's GEMM dimensions: `cnt` instances of X (rows, n), W (n, p) or stored (p, n)
  * with w_trans, Y/dY (rows, p); all tensors of an instance back to back. */
@@ -76,10 +59,25 @@ typedef struct {
  * NULL, keys ignored). */
 const tempo_backend *tempo_backend_cpu(void);
 
+/* Calls into the core after it computed a result, for test-only fault injection
+ * (src/worker/fault.c); NULL members are skipped. Called in the handling thread. */
+typedef struct {
+  void *ctx;
+  /* A FORWARD/BACKWARD result was computed: rh is its header (written to the reply after
+   * the call), pay its payload of `count` elements of rh->dtype. May change both, clear
+   * *send_reply (no reply), or return a failure status (an ERROR reply instead). */
+  TEMPO_WUR tempo_status (*result)(void *ctx, tempo_msg_header *rh, void *pay, size_t count, bool *send_reply);
+  /* This worker formed the dW' sum of a reduction chain (count float32 elements, about to
+   * be passed on or returned): may change it. */
+  void (*sum)(void *ctx, float *sum, size_t count);
+  void (*destroy)(void *ctx); /* at tempo_worker_free or when the hooks are replaced */
+} tempo_worker_hooks;
+
 typedef struct {
   uint32_t max_handles;     /* operand cache entries (default 65536) */
   uint64_t max_cache_bytes; /* bytes of owned (copied) operands (default 8 GiB) */
   const tempo_backend *backend; /* NULL = CPU; borrowed: must outlive the worker */
+  const tempo_worker_hooks *hooks; /* NULL (production): none; copied, the worker owns ctx */
 } tempo_worker_config;
 
 void tempo_worker_config_default(tempo_worker_config *cfg);
@@ -113,13 +111,42 @@ TEMPO_WUR tempo_status tempo_worker_handle(tempo_worker *w, const tempo_msg_view
 TEMPO_WUR tempo_status tempo_worker_handle_buf(tempo_worker *w, const uint8_t *msg, size_t len,
                                                tempo_msgbuf *reply, bool *send_reply);
 
+/* A BACKWARD request's part in a dW' reduction chain (tempo/envelope.h). */
+typedef struct {
+  bool first; /* no predecessor: nothing to add */
+  bool last;  /* no successor: the reply carries the sum as its dW' */
+  /* Not first: called once, after this worker computed its own dW' (so the members compute
+   * at the same time and only the additions wait on each other); points *data at the
+   * predecessor's partial sum, *len bytes of it (untrusted; NULL or 0: none came). want is
+   * the byte count a valid partial has, or 0 when this request has no dW' of its own (it
+   * failed): the caller should still take, and drop, what the predecessor sends. The bytes
+   * must stay valid until tempo_worker_handle_chain returns. */
+  void (*take_prev)(void *ctx, size_t want, const uint8_t **data, size_t *len);
+  void *ctx;
+  /* Not last, out: pass->data[0, pass->len) is the sum to pass on (plain float32 bytes, no
+   * header; grown with realloc, so the caller may take the buffer over); len 0 = an empty
+   * partial: the chain is broken (the master's check of the final sum catches it). */
+  tempo_msgbuf *pass;
+} tempo_worker_chain;
+
+/* Handles a BACKWARD request (float32, batch 1, WANT_DW; anything else gets an ERROR
+ * reply) that is member c of a reduction chain: computes dX'/dW' as tempo_worker_handle
+ * does, then sum = prev + own elementwise (the master's order: ((b0 + b1) + b2) ..., so
+ * the result is bit for bit what the master would sum). A partial of the wrong length or
+ * none counts as broken: nothing is added and an empty partial is passed on. The reply of
+ * a member that is not last carries dX' only (an ACK when no dX' was asked); the last
+ * one's carries the sum as dW' (its own dW' when the chain broke). Errors as for
+ * tempo_worker_handle; on a failure status *pass is empty too. */
+TEMPO_WUR tempo_status tempo_worker_handle_chain(tempo_worker *w, const tempo_msg_view *req, tempo_worker_chain *c,
+                                                 tempo_msgbuf *reply, bool *send_reply);
+
 /* Operands currently cached. */
 size_t tempo_worker_handle_count(const tempo_worker *w);
 
-/* Test-only: cheat as described above (kind NONE turns it off). */
-void tempo_worker_set_fault(tempo_worker *w, const tempo_worker_fault *f);
-/* How many replies were actually falsified so far. */
-uint64_t tempo_worker_faults_injected(const tempo_worker *w);
+/* The hooks in use (NULL: none), and replacing them (the old ctx is destroyed; NULL: none).
+ * Only while the worker handles no request. */
+const tempo_worker_hooks *tempo_worker_get_hooks(const tempo_worker *w);
+void tempo_worker_set_hooks(tempo_worker *w, const tempo_worker_hooks *h);
 
 #ifdef __cplusplus
 }

@@ -30,10 +30,8 @@ TEMPO_WUR tempo_status tempo_mpi_transport(void *ctx, int requested, struct temp
 void tempo_mpi_master_finalize(void);
 
 /* Worker: MPI_Init, serve requests from rank 0 with w until SHUTDOWN, MPI_Finalize.
- * relay_timeout_s bounds the wait for a relayed operand or partial sum. bad_sum_from >= 0
- * (TESTS ONLY) corrupts every dW' sum this worker passes on or returns from its
- * bad_sum_from-th reduction on (counting from 0); -1 never. */
-TEMPO_WUR tempo_status tempo_mpi_worker_main(int *argc, char ***argv, tempo_worker *w, double relay_timeout_s,
-                                             long bad_sum_from);
+ * relay_timeout_s bounds the wait for a relayed operand or partial sum. The dW' reduction
+ * is the worker core's (tempo_worker_handle_chain); this side only frames the bytes. */
+TEMPO_WUR tempo_status tempo_mpi_worker_main(int *argc, char ***argv, tempo_worker *w, double relay_timeout_s);
 
 #endif

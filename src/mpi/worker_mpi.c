@@ -159,57 +159,50 @@ static tempo_status take_relay(const tempo_envelope *e, forwarder *f, uint8_t **
   return TEMPO_STATUS_OK;
 }
 
-/* This worker's part in a dW' reduction chain (envelope.h), applied to its reply: add the
- * predecessor's partial sum to our dW', pass the sum on, and leave dW' out of the reply
- * unless we are the last member. A missing or broken partial is not added and an empty one
- * is passed on: the master's check of the final sum then fails and it recomputes the blocks
- * (docs/distributed.md). */
-static tempo_status reduce_step(const tempo_envelope *env, forwarder *f, tempo_msgbuf *reply, uint8_t **in,
-                                size_t *in_cap, double timeout_s, int rank, bool corrupt) {
-  tempo_msg_header h;
-  const uint8_t *pay = NULL;
-  bool valid = !tempo_msg_decode(reply->data, reply->len, &h, &pay) && h.op == TEMPO_OP_RESULT &&
-               (h.flags & TEMPO_MSG_F_WANT_DW) && h.dtype == TEMPO_DTYPE_F32;
-  tempo_msg_sizes z = {0};
-  if (valid) tempo_msg_split_sizes(&h, &z);
-  const size_t dx_bytes = valid && (h.flags & TEMPO_MSG_F_WANT_DX) ? z.dx * sizeof(float) : 0;
-  const size_t dw_bytes = valid ? z.dw * sizeof(float) : 0;
-  float *own = valid ? (float *)(reply->data + TEMPO_MSG_HEADER_SIZE + dx_bytes) : NULL;
-  bool broken = !valid;
-  if (env->reduce_from >= 0) {
-    const char *why = NULL;
-    long long got =
-        take_frame(f, env->reduce_from, TEMPO_NET_REDUCE, valid ? dw_bytes : ANY_LEN, in, in_cap, timeout_s, &why);
-    if (got < 0) fprintf(stderr, "tempo-worker %d: partial dW' from rank %d %s\n", rank, env->reduce_from, why);
-    if (got <= 0 || (size_t)got != dw_bytes) {
-      broken = true;
-    } else if (valid) {
-      const float *prev = (const float *)*in;
-      for (size_t i = 0; i < z.dw; i++) own[i] = prev[i] + own[i]; /* the master's order: ((b0 + b1) + b2) ... */
-    }
-  }
-  if (corrupt && valid) own[0] += 1.0f; /* test fault: a worker that tampers with the sum only */
-  if (env->reduce_to < 0) return TEMPO_STATUS_OK; /* the last member: the reply carries the sum */
+/* Where a chain member's predecessor partial comes from: the REDUCE frame on rank from's stream. */
+typedef struct {
+  forwarder *f;
+  int from, rank;
+  double timeout_s;
+  uint8_t **buf;
+  size_t *cap;
+} prev_source;
+
+/* tempo_worker_chain.take_prev: reads the predecessor's REDUCE frame (of `want` bytes or
+ * empty; any size when we have no dW' of our own, to keep the stream in step). */
+static void take_prev(void *ctx, size_t want, const uint8_t **data, size_t *len) {
+  prev_source *p = ctx;
+  const char *why = NULL;
+  long long got = take_frame(p->f, p->from, TEMPO_NET_REDUCE, want ? want : ANY_LEN, p->buf, p->cap, p->timeout_s,
+                             &why);
+  if (got < 0) fprintf(stderr, "tempo-worker %d: partial dW' from rank %d %s\n", p->rank, p->from, why);
+  *data = got > 0 ? *p->buf : NULL;
+  *len = got > 0 ? (size_t)got : 0;
+}
+
+/* This worker's part in a dW' reduction chain (envelope.h): the worker core adds the
+ * predecessor's partial sum to our dW' and shapes the reply (tempo_worker_handle_chain);
+ * here the sum goes on to the successor as a REDUCE frame (an empty one when the chain is
+ * broken: the master's check of the final sum then fails and it recomputes the blocks,
+ * docs/distributed.md). */
+static tempo_status reduce_step(tempo_worker *w, const tempo_envelope *env, const tempo_msg_view *v, forwarder *f,
+                                tempo_msgbuf *reply, bool *send, prev_source *src, tempo_msgbuf *pass) {
+  src->from = env->reduce_from;
+  tempo_worker_chain ch = {.first = env->reduce_from < 0, .last = env->reduce_to < 0, .take_prev = take_prev,
+                           .ctx = src, .pass = pass};
+  tempo_status st = tempo_worker_handle_chain(w, v, &ch, reply, send);
+  if (ch.last) return st;
   fwd_job *j = calloc(1, sizeof *j);
-  uint8_t *b = malloc(broken ? 1 : dw_bytes);
+  uint8_t *b = pass->len ? pass->data : malloc(1); /* the sum's buffer is taken over */
   if (!j || !b) {
-    free(j), free(b);
-    return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "worker: out of memory for a partial dW'");
+    free(j);
+    if (b != pass->data) free(b);
+    return st ? st : tempo_set_error(TEMPO_STATUS_NO_MEMORY, "worker: out of memory for a partial dW'");
   }
-  if (!broken) memcpy(b, own, dw_bytes);
-  queue_frame(f, env->reduce_to, TEMPO_NET_REDUCE, j, b, broken ? 0 : dw_bytes);
-  if (!valid) return TEMPO_STATUS_OK; /* an ERROR reply goes to the master as it is */
-  if (dx_bytes) { /* dX' only */
-    h.flags &= ~(uint32_t)TEMPO_MSG_F_WANT_DW;
-    h.payload_len = dx_bytes;
-    tempo_msg_header_write(&h, reply->data);
-    reply->len = TEMPO_MSG_HEADER_SIZE + dx_bytes;
-    return TEMPO_STATUS_OK;
-  }
-  tempo_msg_header ack;
-  tempo_msg_header_init(&ack, TEMPO_OP_ACK);
-  ack.task_id = h.task_id;
-  return tempo_msg_encode(reply, &ack, 0, NULL, NULL);
+  const size_t len = pass->len;
+  if (b == pass->data) *pass = (tempo_msgbuf){0};
+  queue_frame(f, env->reduce_to, TEMPO_NET_REDUCE, j, b, len);
+  return st;
 }
 
 static tempo_status send_reply(int fd, const tempo_msgbuf *reply, int rank) {
@@ -244,8 +237,7 @@ static tempo_status parse_request(const uint8_t *raw, size_t count, int rank, in
   return st;
 }
 
-tempo_status tempo_mpi_worker_main(int *argc, char ***argv, tempo_worker *w, double relay_timeout_s,
-                                   long bad_sum_from) {
+tempo_status tempo_mpi_worker_main(int *argc, char ***argv, tempo_worker *w, double relay_timeout_s) {
   int provided, rank = 0, world = 0;
   g_parent = getppid();
   if (MPI_Init_thread(argc, argv, MPI_THREAD_SINGLE, &provided) != MPI_SUCCESS)
@@ -279,10 +271,10 @@ tempo_status tempo_mpi_worker_main(int *argc, char ***argv, tempo_worker *w, dou
   }
   uint8_t *raw = NULL, *relay = NULL, *partial = NULL;
   size_t raw_cap = 0, relay_cap = 0, partial_cap = 0;
-  tempo_msgbuf reply = {0};
+  tempo_msgbuf reply = {0}, pass = {0};
+  prev_source src = {.f = &f, .rank = rank, .timeout_s = relay_timeout_s, .buf = &partial, .cap = &partial_cap};
   const int master = fds[0];
   bool master_gone = false;
-  long n_reduce = 0;
   for (;;) {
     uint64_t len = 0;
     tempo_net_result r =
@@ -319,12 +311,10 @@ tempo_status tempo_mpi_worker_main(int *argc, char ***argv, tempo_worker *w, dou
           !tempo_msg_header_read(raw + TEMPO_ENV_SIZE, TEMPO_MSG_HEADER_SIZE, &h))
         task = h.task_id;
       st = tempo_msg_encode_error(&reply, task, est, text);
+    } else if (env.reduce_from >= 0 || env.reduce_to >= 0) {
+      st = reduce_step(w, &env, &v, &f, &reply, &send, &src, &pass);
     } else {
       st = tempo_worker_handle(w, &v, &reply, &send);
-      if (!st && (env.reduce_from >= 0 || env.reduce_to >= 0)) {
-        const bool corrupt = bad_sum_from >= 0 && n_reduce++ >= bad_sum_from;
-        st = reduce_step(&env, &f, &reply, &partial, &partial_cap, relay_timeout_s, rank, corrupt);
-      }
     }
     if (st) break; /* out of memory even for an ERROR reply */
     if (send && (st = send_reply(master, &reply, rank))) break;
@@ -355,6 +345,7 @@ tempo_status tempo_mpi_worker_main(int *argc, char ***argv, tempo_worker *w, dou
   free(raw);
   free(relay);
   free(partial);
+  tempo_msgbuf_free(&pass);
   tempo_msgbuf_free(&reply);
   MPI_Finalize();
   return st;

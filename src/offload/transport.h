@@ -13,6 +13,7 @@
 
 #include "tempo/protocol.h"
 #include "tempo/worker.h"
+#include "tempo/worker_fault.h"
 
 #define TEMPO_ENGINE_DEFAULT_TIMEOUT 60.0 /* seconds a worker may take for one reply (timeout_s 0) */
 

@@ -1,9 +1,9 @@
-/* worker.c - the worker core (worker.h): request validation, the operand cache, the CPU
- * backend call (backend_cpu.c by default; src/cuda for GPUs) and test-only fault injection. No key,
- * model or dataset code is reachable from here. */
+/* worker.c - the worker core (worker.h): request validation, the operand cache, the
+ * backend call (backend_cpu.c by default; src/cuda for GPUs) and a member's step of a dW'
+ * reduction chain. No key, model or dataset code is reachable from here, and no fault
+ * injection: tests cheat through the hooks (fault.c). */
 #include "tempo/worker.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,23 +31,15 @@ struct tempo_worker {
   uint64_t owned_bytes;
   float *scratch[3]; /* payload tensors that straddle segments are gathered here */
   size_t scratch_cap[3]; /* bytes */
-  tempo_worker_fault fault;
-  uint64_t n_results, n_injected, last_task;
-  uint8_t *stale[4]; /* the last honest result payloads of 4 sizes, for TEMPO_FAULT_STALE */
-  size_t stale_len[4], stale_cap[4]; /* bytes */
-  int stale_next;
+  tempo_worker_hooks hooks; /* all NULL in production */
+  bool has_hooks;
 };
-
-const char *tempo_fault_name(tempo_fault_kind k) {
-  static const char *const names[] = {"none", "wrong-element", "scale", "stale", "zero",
-                                      "other-task", "error-reply", "no-reply"};
-  return (unsigned)k < TEMPO_FAULT_COUNT_ ? names[k] : "?";
-}
 
 void tempo_worker_config_default(tempo_worker_config *cfg) {
   cfg->max_handles = 65536;
   cfg->max_cache_bytes = (uint64_t)8 << 30;
   cfg->backend = NULL;
+  cfg->hooks = NULL;
 }
 
 tempo_status tempo_worker_create(const tempo_worker_config *cfg, tempo_worker **out) {
@@ -59,6 +51,8 @@ tempo_status tempo_worker_create(const tempo_worker_config *cfg, tempo_worker **
   else
     tempo_worker_config_default(&w->cfg);
   if (!w->cfg.backend) w->cfg.backend = tempo_backend_cpu();
+  tempo_worker_set_hooks(w, w->cfg.hooks);
+  w->cfg.hooks = NULL;
   *out = w;
   return TEMPO_STATUS_OK;
 }
@@ -80,16 +74,20 @@ void tempo_worker_free(tempo_worker *w) {
   for (size_t i = 0; i < w->n_ent; i++) entry_clear(w, &w->ent[i]);
   free(w->ent);
   for (int i = 0; i < 3; i++) tempo_free_floats(w->scratch[i]);
-  for (int i = 0; i < 4; i++) free(w->stale[i]);
+  tempo_worker_set_hooks(w, NULL);
   free(w);
 }
 
 size_t tempo_worker_handle_count(const tempo_worker *w) { return w->n_ent; }
-void tempo_worker_set_fault(tempo_worker *w, const tempo_worker_fault *f) {
-  w->fault = *f;
-  if (w->fault.period == 0) w->fault.period = 1;
+
+const tempo_worker_hooks *tempo_worker_get_hooks(const tempo_worker *w) { return w->has_hooks ? &w->hooks : NULL; }
+
+void tempo_worker_set_hooks(tempo_worker *w, const tempo_worker_hooks *h) {
+  if (w->has_hooks && w->hooks.destroy) w->hooks.destroy(w->hooks.ctx);
+  memset(&w->hooks, 0, sizeof w->hooks);
+  w->has_hooks = h != NULL;
+  if (h) w->hooks = *h;
 }
-uint64_t tempo_worker_faults_injected(const tempo_worker *w) { return w->n_injected; }
 
 static cache_entry *find(tempo_worker *w, uint64_t handle, int kind) {
   for (size_t i = 0; i < w->n_ent; i++)
@@ -208,58 +206,6 @@ static tempo_status cached(tempo_worker *w, const tempo_msg_header *h, int kind,
   return TEMPO_STATUS_OK;
 }
 
-/* Falsifies a result payload (count elements, float32 or float64 as f64 says) as the
- * fault says; false when it could not (stale with no earlier result of this size), in
- * which case the reply stays honest. */
-static bool cheat_payload(tempo_worker *w, tempo_msg_header *rh, void *pay, size_t count, bool f64) {
-  float *pf = pay;
-  double *pd = pay;
-  const size_t bytes = count * (f64 ? sizeof(double) : sizeof(float));
-  switch (w->fault.kind) {
-  case TEMPO_FAULT_WRONG_ELEMENT: {
-    if (!count) return false;
-    size_t i = (size_t)(rh->task_id * 2654435761u) % count;
-    if (f64) pd[i] += 1.0 + 0.5 * fabs(pd[i]);
-    else pf[i] += 1.0f + 0.5f * fabsf(pf[i]);
-    return true;
-  }
-  case TEMPO_FAULT_SCALE:
-    for (size_t i = 0; i < count; i++) {
-      if (f64) pd[i] *= 1.05;
-      else pf[i] *= 1.05f;
-    }
-    return true;
-  case TEMPO_FAULT_ZERO: memset(pay, 0, bytes); return true;
-  case TEMPO_FAULT_STALE:
-    for (int i = 0; i < 4; i++)
-      if (w->stale[i] && w->stale_len[i] == bytes) {
-        memcpy(pay, w->stale[i], bytes);
-        return true;
-      }
-    return false;
-  case TEMPO_FAULT_OTHER_TASK:
-    rh->task_id = w->last_task != rh->task_id ? w->last_task : rh->task_id ^ ((uint64_t)1 << 63);
-    return true;
-  default: return false;
-  }
-}
-
-static void remember_stale(tempo_worker *w, const void *pay, size_t bytes) {
-  if (w->fault.kind != TEMPO_FAULT_STALE) return;
-  int k = -1;
-  for (int i = 0; i < 4 && k < 0; i++)
-    if (w->stale[i] && w->stale_len[i] == bytes) k = i;
-  if (k < 0) k = w->stale_next++ % 4;
-  if (w->stale_cap[k] < bytes) {
-    uint8_t *s = realloc(w->stale[k], bytes);
-    if (!s) return;
-    w->stale[k] = s;
-    w->stale_cap[k] = bytes;
-  }
-  memcpy(w->stale[k], pay, bytes);
-  w->stale_len[k] = bytes;
-}
-
 static tempo_status ack(tempo_msgbuf *reply, uint64_t task_id) {
   tempo_msg_header rh;
   tempo_msg_header_init(&rh, TEMPO_OP_ACK);
@@ -354,24 +300,8 @@ static tempo_status run(tempo_worker *w, const tempo_msg_header *h, const tempo_
   rh.compute_ns = (uint64_t)((tempo_now() - t0) * 1e9);
   if (rh.compute_ns == 0) rh.compute_ns = 1;
 
-  /* test-only fault injection on result requests */
-  const uint64_t idx = w->n_results++;
-  const size_t count = (size_t)(bytes / es);
-  const tempo_worker_fault *fl = &w->fault;
-  bool cheat = fl->kind != TEMPO_FAULT_NONE && idx >= fl->start && (idx - fl->start) % fl->period == 0;
-  if (cheat && fl->kind == TEMPO_FAULT_NO_REPLY) {
-    w->n_injected++;
-    *send_reply = false;
-  } else if (cheat && fl->kind == TEMPO_FAULT_ERROR_REPLY) {
-    w->n_injected++;
-    w->last_task = h->task_id;
-    return tempo_set_error(TEMPO_STATUS_WORKER, "worker: injected error reply");
-  } else if (cheat && cheat_payload(w, &rh, pay, count, f64)) {
-    w->n_injected++;
-  } else {
-    remember_stale(w, pay, (size_t)bytes);
-  }
-  w->last_task = h->task_id;
+  if (w->hooks.result && (st = w->hooks.result(w->hooks.ctx, &rh, pay, (size_t)(bytes / es), send_reply)))
+    return st;
   tempo_msg_header_write(&rh, reply->data);
   return TEMPO_STATUS_OK;
 }
@@ -409,4 +339,79 @@ tempo_status tempo_worker_handle_buf(tempo_worker *w, const uint8_t *msg, size_t
   v.seg[0] = msg + TEMPO_MSG_HEADER_SIZE;
   v.seg_len[0] = len - TEMPO_MSG_HEADER_SIZE;
   return tempo_worker_handle(w, &v, reply, send_reply);
+}
+
+/* Makes the ERROR reply of a chain request that cannot be reduced (false when it can). */
+static bool chain_refused(const tempo_msg_view *v, tempo_msgbuf *reply, tempo_status *st) {
+  tempo_msg_header h;
+  if (tempo_msg_header_read(v->header, TEMPO_MSG_HEADER_SIZE, &h)) return false; /* the core answers that */
+  if (h.op == TEMPO_OP_BACKWARD && (h.flags & TEMPO_MSG_F_WANT_DW) && h.dtype == TEMPO_DTYPE_F32 && h.batch == 1)
+    return false;
+  *st = tempo_msg_encode_error(reply, h.task_id, TEMPO_STATUS_INVALID_ARGUMENT,
+                               "worker: a dW' reduction chain needs a float32 row-split BACKWARD with WANT_DW");
+  return true;
+}
+
+/* sum[i] = prev[i] + own[i]: prev is untrusted bytes of any alignment, sum may be own. */
+static void add_partial(float *sum, const uint8_t *prev, const float *own, size_t count) {
+  for (size_t i = 0; i < count; i++) {
+    float a;
+    memcpy(&a, prev + i * sizeof(float), sizeof a);
+    sum[i] = a + own[i];
+  }
+}
+
+tempo_status tempo_worker_handle_chain(tempo_worker *w, const tempo_msg_view *v, tempo_worker_chain *c,
+                                       tempo_msgbuf *reply, bool *send_reply) {
+  *send_reply = true;
+  if (c->pass) c->pass->len = 0;
+  if (!c->last && !c->pass)
+    return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "worker: a chain member needs a pass buffer");
+  tempo_status st = TEMPO_STATUS_OK;
+  if (!chain_refused(v, reply, &st)) st = tempo_worker_handle(w, v, reply, send_reply);
+  /* our own reply: a RESULT with dW' is what can be reduced; an ERROR reply goes out as it is */
+  tempo_msg_header h;
+  const uint8_t *pay = NULL;
+  const bool valid = !st && !tempo_msg_decode(reply->data, reply->len, &h, &pay) && h.op == TEMPO_OP_RESULT &&
+                     (h.flags & TEMPO_MSG_F_WANT_DW) && h.dtype == TEMPO_DTYPE_F32 && h.batch == 1;
+  tempo_msg_sizes z = {0};
+  if (valid) tempo_msg_split_sizes(&h, &z);
+  const size_t dx_bytes = valid && (h.flags & TEMPO_MSG_F_WANT_DX) ? z.dx * sizeof(float) : 0;
+  const size_t dw_bytes = valid ? z.dw * sizeof(float) : 0;
+  float *own = valid ? (float *)(reply->data + TEMPO_MSG_HEADER_SIZE + dx_bytes) : NULL; /* 16-byte aligned */
+  bool broken = !valid;
+  const uint8_t *prev = NULL;
+  size_t prev_len = 0;
+  if (!c->first) {
+    c->take_prev(c->ctx, dw_bytes, &prev, &prev_len);
+    if (!prev || prev_len != dw_bytes) broken = true; /* none, or of the wrong size: not added */
+  }
+  float *sum = own; /* the last member sums into its reply */
+  if (valid && !broken && !c->last) {
+    if (c->pass->cap < dw_bytes) {
+      uint8_t *b = realloc(c->pass->data, dw_bytes);
+      if (b) c->pass->data = b, c->pass->cap = dw_bytes;
+    }
+    if (c->pass->cap >= dw_bytes) sum = (float *)c->pass->data; /* realloc: aligned for floats */
+    else broken = true; /* out of memory: an empty partial */
+  }
+  if (valid && !broken) {
+    if (c->first) {
+      if (sum != own) memcpy(sum, own, dw_bytes);
+    } else {
+      add_partial(sum, prev, own, z.dw);
+    }
+  }
+  if (valid && w->hooks.sum) w->hooks.sum(w->hooks.ctx, sum, z.dw);
+  if (st) return st;
+  if (c->last || !valid) return TEMPO_STATUS_OK;
+  if (!broken) c->pass->len = dw_bytes;
+  if (dx_bytes) { /* dX' only: dW' went down the chain */
+    h.flags &= ~(uint32_t)TEMPO_MSG_F_WANT_DW;
+    h.payload_len = dx_bytes;
+    tempo_msg_header_write(&h, reply->data);
+    reply->len = TEMPO_MSG_HEADER_SIZE + dx_bytes;
+    return TEMPO_STATUS_OK;
+  }
+  return ack(reply, h.task_id);
 }
