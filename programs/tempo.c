@@ -46,6 +46,7 @@ static void print_help(void) {
          "  train      train a model (defaults: mlp on Fashion-MNIST, 1 epoch, tempo mode, 2 workers)\n"
          "  eval CKPT  evaluate a checkpoint on the test split of its dataset\n"
          "  models     list the model names\n"
+         "\n"
          "The model owner's tools (keygen, seal, unseal, export) are the program tempo-owner, the attacks\n"
          "on an audit trail (attack, privacy) the program tempo-attack: neither is in the enclave's binary.\n"
          "\n"
