@@ -68,13 +68,30 @@ struct tempo_transport {
 
 /* tempo_mm_config.transport (mm_types.h) makes one of these. */
 
-/* n_workers threads, each with its own tempo_worker, fed by message queues. */
+/* n_workers threads, each with its own tempo_worker, fed by message queues. Payloads go by
+ * reference. send_group relays the shared segment's reference from each worker's thread to
+ * the next (the master's wire bytes count it once), and send_reduce runs the dW' chain
+ * through the threads: member i waits for member i-1's partial sum, adds its own
+ * (tempo_worker_handle_chain) and hands the sum to member i+1. A member waiting for a relay
+ * or a partial gives up (an ERROR reply / an empty partial passed on) when its predecessor
+ * is evicted, when the engine queues it another request (the engine has given up on the
+ * round), after timeout_s (default TEMPO_ENGINE_DEFAULT_TIMEOUT) or when the transport
+ * stops, so no thread waits forever and free never hangs. */
 TEMPO_WUR tempo_status tempo_transport_inproc_create(int n_workers, tempo_transport **out);
 
 /* Test hooks of the in-process transport. Call them only while no request is in flight
- * (e.g. before the first product or right after tempo_mm_step_end). */
+ * (e.g. before the first product or right after tempo_mm_step_end); pause at any time. */
 void tempo_transport_inproc_set_fault(tempo_transport *t, int worker, const tempo_worker_fault *f);
+void tempo_transport_inproc_set_bad_sum(tempo_transport *t, int worker, long from); /* worker_fault.h */
 uint64_t tempo_transport_inproc_faults(tempo_transport *t, int worker);
 size_t tempo_transport_inproc_handles(tempo_transport *t, int worker);
+/* A paused worker takes no request (a stalled process) until resumed; free still ends it. */
+void tempo_transport_inproc_pause(tempo_transport *t, int worker, bool paused);
+
+typedef struct {
+  uint64_t groups, relays; /* send_group calls; shared segments handed from worker to worker */
+  uint64_t chains, partials; /* send_reduce calls; non-empty partial sums handed on */
+} tempo_inproc_counts;
+void tempo_transport_inproc_counts(tempo_transport *t, tempo_inproc_counts *c);
 
 #endif
