@@ -37,6 +37,7 @@ int main(int argc, char **argv) {
     i++;
   }
   if (steps < 1 || warmup < 0 || workers < 1) goto usage;
+  printf("{\"memcpy_gbps\":%.2f}\n", bench_memcpy_gbps()); /* the yardstick of the ceiling table */
   char *models[16], *modes[8], *threads[8];
   int nm = split(models_s, models, 16), nmo = split(modes_s, modes, 8), nt = split(threads_s, threads, 8);
   for (int ti = 0; ti < nt; ti++)
@@ -60,19 +61,30 @@ int main(int argc, char **argv) {
           bench_rig_close(&rig);
           return 1;
         }
+        double *busy = calloc((size_t)steps, sizeof(double));
+        if (!busy) {
+          free(t);
+          bench_rig_close(&rig);
+          return 1;
+        }
         int done = 0;
         double spent = 0.0, loss = 0.0;
-        tempo_mm_stats st;
+        tempo_mm_stats st, one;
+        memset(&st, 0, sizeof st);
         for (int s = 0; s < warmup + steps; s++) {
+          tempo_mm_stats_step(rig.mm, &one); /* each step's own window */
           double t0 = tempo_now();
           if (bench_rig_step(&rig, &loss)) break;
           double dt = tempo_now() - t0;
           spent += dt;
-          if (s == warmup - 1 || (warmup == 0 && s == 0)) tempo_mm_stats_step(rig.mm, &st); /* reset window */
-          if (s >= warmup) t[done++] = dt;
+          tempo_mm_stats_step(rig.mm, &one);
+          if (s >= warmup) {
+            tempo_mm_stats_add(&st, &one);
+            busy[done] = dt - one.t_wait; /* the master's busy time: all but waiting for replies */
+            t[done++] = dt;
+          }
           if (spent > budget && done >= 3) break;
         }
-        tempo_mm_stats_step(rig.mm, &st);
         if (done == 0) {
           printf("{\"model\":\"%s\",\"mode\":\"%s\",\"threads\":%d,\"error\":\"%s\"}\n", name, modes[oi], ec.threads,
                  tempo_errmsg());
@@ -84,13 +96,16 @@ int main(int argc, char **argv) {
                  "\"steps\":%d,\"ms_median\":%.2f,\"ms_min\":%.2f,\"ms_max\":%.2f,\"loss\":%.4f,"
                  "\"bytes_up_per_step\":%.0f,\"bytes_down_per_step\":%.0f,\"enc_per_step\":%.1f,"
                  "\"naive_enc_per_step\":%.1f,\"t_blind_ms\":%.2f,\"t_verify_ms\":%.2f,\"t_unblind_ms\":%.2f,"
-                 "\"t_compute_ms\":%.2f}\n",
+                 "\"t_compute_ms\":%.2f,\"t_wait_ms\":%.2f,\"t_master_busy_ms\":%.2f,"
+                 "\"master_bytes_per_step\":%.0f,\"flops_per_step\":%.0f}\n",
                  name, modes[oi], ec.threads, ec.mode == TEMPO_MODE_LOCAL ? 0 : workers, batch, rig.m->params.count, n,
                  med * 1e3, t[0] * 1e3, t[n - 1] * 1e3, loss, st.bytes_up * per, st.bytes_down * per,
                  st.encryptions * per, st.naive_encryptions * per, st.t_blind * per * 1e3, st.t_verify * per * 1e3,
-                 st.t_unblind * per * 1e3, st.t_compute * per * 1e3);
+                 st.t_unblind * per * 1e3, st.t_compute * per * 1e3, st.t_wait * per * 1e3,
+                 bench_median(busy, n) * 1e3, st.master_bytes * per, st.flops * per);
         }
         fflush(stdout);
+        free(busy);
         free(t);
         bench_rig_close(&rig);
       }

@@ -38,7 +38,10 @@ errs = [r for r in jl(os.path.join(d, "local.jsonl")) if "error" in r]
 for r in errs:
     print(f"\n- {r['model']} ({r['mode']}, {r['threads']} thread(s)) could not run: {r['error']}")
 
-modes = jl(os.path.join(d, "modes.jsonl"))
+modes_all = jl(os.path.join(d, "modes.jsonl"))
+shield_all = jl(os.path.join(d, "shield.jsonl"))
+modes = [r for r in modes_all if "model" in r]
+shield = [r for r in shield_all if "model" in r]
 print("\n## Local, plain and tempo modes\n")
 print("Same step, master with 1 BLAS thread in local mode; plain and tempo use 2 in-process worker threads "
       "(1 BLAS thread each). Bytes are the master's uploads/downloads per step; encryptions per step against "
@@ -63,6 +66,47 @@ for r in modes:
     if "error" in r:
         print(f"\n- {r['model']} in {r['mode']} mode could not run: {r['error']}")
 
+# ---- the offload ceiling: what infinitely fast workers could buy, given the master's own work ----
+PCIE_GBPS, TF32_TFLOPS, BF16_TFLOPS = 50.0, 495.0, 990.0  # H100 SXM dense tensor-core rates (published)
+gbps = [r["memcpy_gbps"] for r in modes_all + shield_all if "memcpy_gbps" in r]
+memcpy_gbps = sorted(gbps)[len(gbps) // 2] if gbps else 0.0
+rows = [r for r in modes + shield if "ms_median" in r and r["mode"] != "local"]
+if rows and memcpy_gbps > 0:
+    print("\n## Offload ceiling\n")
+    print("How much faster than local mode a step could get if the workers were infinitely fast: the master's busy "
+          "time per step (everything its threads do except wait for replies: blinding, checks, decoding, "
+          "element-wise layers, loss, optimizer) against the local step of the same run. ceiling = local / master "
+          "busy. Master MB: bytes its blinding, checks and decoding read and write per step; memcpy ms: the time "
+          f"memcpy takes to read and write as many bytes at this run's {memcpy_gbps:.2f} GB/s (bytes copied per "
+          "second, 64 MiB buffers); crypto/memcpy = (blind + verify + unblind ms) / memcpy ms. Master on 1 thread, "
+          "in-process workers (plain/tempo: 2, shield: 4). The projected one-GPU step is a projection, not a "
+          f"measurement: max(master busy, wire bytes / {PCIE_GBPS:.0f} GB/s PCIe, product FLOPs / H100 rate) with "
+          f"the published dense tensor-core rates {TF32_TFLOPS:.0f} TFLOP/s TF32 and {BF16_TFLOPS:.0f} BF16; wire "
+          "bytes as sent today (fp32 or shield's fp64).\n")
+    print("| model | mode | workers | local ms | master busy ms | ceiling | master MB | memcpy ms | crypto ms | crypto/memcpy | wire MB | GFLOP | projected 1-GPU ms (TF32 / BF16) | projected speed-up over local |")
+    print("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    loc = {r["model"]: r["ms_median"] for r in modes if r.get("mode") == "local" and "ms_median" in r}
+    for r in rows:
+        l = loc.get(r["model"])
+        busy = r.get("t_master_busy_ms")
+        if busy is None:
+            continue
+        mb = r.get("master_bytes_per_step", 0) / 1e6
+        memcpy_ms = mb / 2 / memcpy_gbps  # MB moved = read + write; memcpy moves 2 bytes per byte copied
+        crypto = r["t_blind_ms"] + r["t_verify_ms"] + r["t_unblind_ms"]
+        wire = (r["bytes_up_per_step"] + r["bytes_down_per_step"]) / 1e6
+        gf = r.get("flops_per_step", 0) / 1e9
+        pcie_ms = wire / PCIE_GBPS
+        p32 = max(busy, pcie_ms, gf / TF32_TFLOPS)
+        p16 = max(busy, pcie_ms, gf / BF16_TFLOPS)
+        ceil_s = f"{l / busy:.2f}" if l else "n/a"
+        sp = f"{l / p32:.2f} / {l / p16:.2f}" if l else "n/a"
+        print(f"| {r['model']} | {r['mode']} | {r['workers']} | {l:.1f} | {busy:.1f} | {ceil_s} | {mb:.0f} | "
+              f"{memcpy_ms:.1f} | {crypto:.1f} | {crypto / memcpy_ms if memcpy_ms else 0:.2f} | {wire:.0f} | {gf:.2f} | "
+              f"{p32:.1f} / {p16:.1f} | {sp} |" if l else
+              f"| {r['model']} | {r['mode']} | {r['workers']} | n/a | {busy:.1f} | n/a | {mb:.0f} | {memcpy_ms:.1f} | "
+              f"{crypto:.1f} | {crypto / memcpy_ms if memcpy_ms else 0:.2f} | {wire:.0f} | {gf:.2f} | {p32:.1f} / {p16:.1f} | n/a |")
+
 scaling_path = os.path.join(d, "scaling.jsonl")
 if os.path.exists(scaling_path):
     rows = [json.loads(l) for l in open(scaling_path) if l.startswith("{")]
@@ -81,7 +125,6 @@ if os.path.exists(scaling_path):
                   f"{r['wire_bytes_up_per_step'] / 1e6:.2f} | {r['logical_bytes_up_per_step'] / 1e6:.2f} | "
                   f"{r['min_bytes_up_per_step'] / 1e6:.2f} | {r.get('bytes_down_per_step', 0) / 1e6:.2f} |")
 
-shield = jl(os.path.join(d, "shield.jsonl"))
 if shield:
     print("\n## Shield mode against tempo mode\n")
     print("Same step with 4 in-process workers (shield needs 4 non-colluding workers per product; tempo uses the "

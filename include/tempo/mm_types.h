@@ -60,10 +60,14 @@ typedef struct {
   uint64_t evictions;           /* workers evicted */
   uint64_t worker_errors;       /* error replies, malformed replies, replies naming another task */
   uint64_t timeouts;            /* requests a worker did not answer in time */
-  /* t_blind: Enc passes; t_unblind: Dec passes; t_verify: integrity checks; t_compute:
-   * the workers' compute time as they report it (summed over workers); t_transfer: time
-   * the master waited for replies minus the busiest worker's compute; t_local: local mode. */
-  double t_blind, t_transfer, t_compute, t_verify, t_unblind, t_local;
+  uint64_t flops;               /* 2 m n p per product instance (every mode) */
+  uint64_t master_bytes;        /* bytes the master's blinding, checks and decoding read and write */
+  /* t_blind: Enc passes; t_unblind: Dec passes (and gathering, combining); t_verify: integrity
+   * checks; t_compute: the workers' compute time as they report it (summed over workers);
+   * t_transfer: time the master waited for replies minus the busiest worker's compute;
+   * t_wait: time the master was blocked waiting for replies (its busy time is the rest);
+   * t_local: local mode. */
+  double t_blind, t_transfer, t_compute, t_verify, t_unblind, t_local, t_wait;
 } tempo_mm_stats;
 
 enum {

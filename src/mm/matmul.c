@@ -73,9 +73,11 @@ static tempo_status check_shape(const tempo_mm_shape *s) {
   return TEMPO_STATUS_OK;
 }
 
-/* Local mode's counters, added where the engine's are. */
-static void count(tempo_mm *mm, const tempo_mm_shape *s, double t) {
-  const tempo_mm_stats d = {.products = (uint64_t)s->batch, .t_local = t};
+/* Local mode's counters, and every mode's flops, added where the engine's are. */
+static void count(tempo_mm *mm, const tempo_mm_shape *s, int outs, uint64_t products, double t) {
+  const tempo_mm_stats d = {.products = products, .t_local = t,
+                            .flops = 2ull * (uint64_t)outs * (uint64_t)s->batch * (uint64_t)s->m * (uint64_t)s->n *
+                                     (uint64_t)s->p};
   tempo_mm_stats_add(&mm->run, &d);
   tempo_mm_stats_add(&mm->step, &d);
 }
@@ -92,6 +94,7 @@ tempo_status tempo_mm_forward(tempo_mm *mm, tempo_mm_site *site, const tempo_mm_
   if (mm->engine) {
     st = tempo_engine_forward(mm->engine, site->slot, s, X, W, Y, mm->training);
     tempo_engine_take_stats(mm->engine, &mm->run, &mm->step);
+    if (!st) count(mm, s, 1, 0, 0);
     return st;
   }
   double t0 = tempo_now();
@@ -99,7 +102,7 @@ tempo_status tempo_mm_forward(tempo_mm *mm, tempo_mm_site *site, const tempo_mm_
   for (int b = 0; b < s->batch; b++)
     tempo_sgemm(false, s->w_trans, s->m, s->p, s->n, 1.0f, X + b * xs, s->n, W + b * ws, s->w_trans ? s->n : s->p,
                 0.0f, Y + b * ys, s->p);
-  count(mm, s, tempo_now() - t0);
+  count(mm, s, 1, (uint64_t)s->batch, tempo_now() - t0);
   return TEMPO_STATUS_OK;
 }
 
@@ -118,6 +121,7 @@ tempo_status tempo_mm_backward(tempo_mm *mm, tempo_mm_site *site, const tempo_mm
   if (mm->engine) {
     st = tempo_engine_backward(mm->engine, site->slot, s, dY, dX, dW, flags);
     tempo_engine_take_stats(mm->engine, &mm->run, &mm->step);
+    if (!st) count(mm, s, (dX != NULL) + (dW != NULL), 0, 0);
     return st;
   }
   double t0 = tempo_now();
@@ -135,7 +139,7 @@ tempo_status tempo_mm_backward(tempo_mm *mm, tempo_mm_site *site, const tempo_mm
         tempo_sgemm(true, false, s->n, s->p, s->m, 1.0f, x, s->n, dy, s->p, bw, dW + b * ws, s->p);
     }
   }
-  count(mm, s, tempo_now() - t0);
+  count(mm, s, (dX != NULL) + (dW != NULL), (uint64_t)s->batch, tempo_now() - t0);
   return TEMPO_STATUS_OK;
 }
 

@@ -36,10 +36,13 @@ void tempo_mm_stats_add(tempo_mm_stats *a, const tempo_mm_stats *b) {
   a->evictions += b->evictions;
   a->worker_errors += b->worker_errors;
   a->timeouts += b->timeouts;
+  a->flops += b->flops;
+  a->master_bytes += b->master_bytes;
   a->t_blind += b->t_blind;
   a->t_transfer += b->t_transfer;
   a->t_compute += b->t_compute;
   a->t_verify += b->t_verify;
   a->t_unblind += b->t_unblind;
   a->t_local += b->t_local;
+  a->t_wait += b->t_wait;
 }

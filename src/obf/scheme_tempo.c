@@ -60,6 +60,8 @@ static tempo_status encode(tempo_scheme *base, void *state, const tempo_product 
   const tempo_mm_shape *sh = pr->sh;
   const size_t xs = (size_t)sh->m * sh->n, ws = (size_t)sh->n * sh->p, ys = (size_t)sh->m * sh->p;
   tempo_status st;
+  /* each Enc pass reads the plaintext and writes the blinded copy */
+  base->bytes += 2 * sizeof(float) * (uint64_t)(hi - lo) * (pr->backward ? ys : xs + ws);
   for (int i = lo; i < hi; i++) {
     tempo_obf_key *k = &pr->keys[i];
     if (pr->backward) {
@@ -82,14 +84,20 @@ static const void *operand(const void *state, int share, int which) {
 static bool check(tempo_scheme *base, int r, int k, int c, const void *A, bool at, const void *B, bool bt,
                   const void *C, const float *cw, uint64_t seed) {
   tempo_sc *sc = (tempo_sc *)base;
+  base->bytes += sizeof(float) * ((uint64_t)r * k + (uint64_t)k * c + (uint64_t)r * c); /* A, B, C read once */
   return tempo_verify_product_weighted(r, k, c, A, at, B, bt, C, cw, base->verify_rounds, seed, sc->vwork) ==
          TEMPO_STATUS_OK;
 }
 
-/* Decrypts instances [lo, hi) of Y', dX', dW' (each NULL = absent) into pr's outputs. */
-static void decode(const tempo_product *pr, int lo, int hi, const float *y_or_dx, const float *dw) {
+/* Decrypts instances [lo, hi) of Y', dX', dW' (each NULL = absent) into pr's outputs;
+ * returns the bytes read and written. */
+static uint64_t decode(const tempo_product *pr, int lo, int hi, const float *y_or_dx, const float *dw) {
   const tempo_mm_shape *sh = pr->sh;
   const size_t xs = (size_t)sh->m * sh->n, ws = (size_t)sh->n * sh->p, ys = (size_t)sh->m * sh->p;
+  const uint64_t n = (uint64_t)(hi - lo), f = sizeof(float);
+  const uint64_t bytes = !pr->backward ? 2 * f * n * ys
+                                       : (pr->dX ? (pr->accum & TEMPO_MM_ACCUM_DX ? 3 : 2) * f * n * xs : 0) +
+                                             (pr->dW ? (pr->accum & TEMPO_MM_ACCUM_DW ? 3 : 2) * f * n * ws : 0);
   for (int i = lo; i < hi; i++) {
     const tempo_obf_key *k = &pr->keys[i];
     const size_t j = (size_t)(i - lo);
@@ -100,17 +108,16 @@ static void decode(const tempo_product *pr, int lo, int hi, const float *y_or_dx
     if (pr->dX) tempo_obf_dec_dx(k, y_or_dx + j * xs, pr->dX + i * xs, pr->accum & TEMPO_MM_ACCUM_DX);
     if (pr->dW) tempo_obf_dec_dw(k, sh->w_trans, dw + j * ws, pr->dW + i * ws, pr->accum & TEMPO_MM_ACCUM_DW);
   }
+  return bytes;
 }
 
 static void take_instances(tempo_scheme *sc, const tempo_product *pr, int lo, int hi, const void *y_or_dx,
                            const void *dw) {
-  (void)sc;
-  decode(pr, lo, hi, y_or_dx, dw);
+  sc->bytes += decode(pr, lo, hi, y_or_dx, dw);
 }
 
 static void finish(tempo_scheme *sc, const tempo_product *pr, const void *const *res, const void *const *dw) {
-  (void)sc;
-  decode(pr, 0, pr->sh->batch, res[0], dw[0]);
+  sc->bytes += decode(pr, 0, pr->sh->batch, res[0], dw[0]);
 }
 
 static void sc_free(tempo_scheme *base) {

@@ -136,6 +136,8 @@ tempo_transport *tempo_engine_transport(tempo_engine *e) { return e->r.tr; }
 tempo_scheme *tempo_engine_scheme(tempo_engine *e) { return e->sc; }
 
 void tempo_engine_take_stats(tempo_engine *e, tempo_mm_stats *run, tempo_mm_stats *step) {
+  e->r.st.master_bytes += e->sc->bytes;
+  e->sc->bytes = 0;
   tempo_rounds_take_stats(&e->r, run, step);
 }
 
@@ -340,6 +342,8 @@ static bool consume(tempo_engine *e, round_ctx *c, task *t, const tempo_msg_head
     e->r.st.t_unblind += tempo_now() - t1;
   } else { /* gather; combined and decoded after the round */
     const size_t yo = blk_off(sh, b, (size_t)(c->pr.backward ? n : p));
+    e->r.st.master_bytes += 2 * (uint64_t)cnt * z *
+                            (!c->pr.backward ? ys : (c->want_dx ? xs : 0) + (take_dw ? ws : 0)); /* the copies */
     if (!c->pr.backward) memcpy(woff(res_of(e, b->share), yo, z), pay, (size_t)cnt * ys * z);
     if (c->pr.backward && c->want_dx) memcpy(woff(res_of(e, b->share), yo, z), dxr, (size_t)cnt * xs * z);
     if (c->pr.backward && take_dw) {
@@ -575,6 +579,7 @@ static void *sum_partials(tempo_engine *e, const site *s, int sh_i) {
   const size_t ws = (size_t)s->k.shape.n * s->k.shape.p;
   void *dw = resw_of(e, sh_i);
   for (int b = 1; b < s->first[sh_i + 1] - s->first[sh_i]; b++) {
+    e->r.st.master_bytes += 3 * (uint64_t)ws * es(e);
     if (e->sc->dtype == TEMPO_DTYPE_F64)
       cblas_daxpy((int)ws, 1.0, (const double *)dw + (size_t)b * ws, 1, dw, 1);
     else

@@ -162,7 +162,9 @@ tempo_status tempo_rounds_send(tempo_rounds *r, int w, tempo_msg_header *h, int 
 
 /* Receives one message, with the audit and byte count; *got false on timeout. */
 static tempo_status recv_msg(tempo_rounds *r, double timeout, tempo_in_msg *m, bool *got) {
+  const double t0 = tempo_now();
   tempo_status st = r->tr->ops->recv(r->tr, timeout, m, got);
+  r->st.t_wait += tempo_now() - t0;
   if (st || !*got) return st;
   r->st.bytes_down += m->len;
   if (r->audit && m->len >= TEMPO_MSG_HEADER_SIZE) {

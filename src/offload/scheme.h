@@ -67,6 +67,7 @@ struct tempo_scheme {
   uint16_t dtype;           /* TEMPO_DTYPE_*: of every operand and result on the wire */
   int verify_rounds;        /* Freivalds vectors per check; 0 = no checks */
   tempo_keygen *kg;         /* the engine's key stream (keys, masks); borrowed, set by the engine */
+  uint64_t bytes;           /* bytes its passes read and wrote since the engine last took them */
 };
 
 /* Plain (identity keys: Enc/Dec are copies) or tempo (fresh keys per product) on float32. */

@@ -121,6 +121,8 @@ static tempo_status encode(tempo_scheme *base, void *state, const tempo_product 
   const tempo_mm_shape *sh = pr->sh;
   const size_t xs = (size_t)sh->m * sh->n, ws = (size_t)sh->n * sh->p, ys = (size_t)sh->m * sh->p, z = es(sc);
   tempo_status st;
+  /* per element: the plaintext read twice (rms, sum), mask and sum written, read by Enc, both shares written */
+  base->bytes += (2 * sizeof(float) + 6 * z) * (uint64_t)(hi - lo) * (pr->backward ? ys : xs + ws);
   for (int i = lo; i < hi; i++) {
     tempo_obf_key *k = &pr->keys[i];
     if (pr->backward) {
@@ -146,6 +148,7 @@ static const void *operand(const void *state, int role, int which) {
 static bool check(tempo_scheme *base, int r, int k, int c, const void *A, bool at_, const void *B, bool bt,
                   const void *C, const float *cw, uint64_t seed) {
   shield_sc *sc = (shield_sc *)base;
+  base->bytes += es(sc) * ((uint64_t)r * k + (uint64_t)k * c + (uint64_t)r * c); /* A, B, C read once */
   if (sc->f64)
     return tempo_shield_verify64(r, k, c, A, at_, B, bt, C, base->verify_rounds, seed, sc->vwork) == TEMPO_STATUS_OK;
   return tempo_verify_product_weighted(r, k, c, A, at_, B, bt, C, cw, base->verify_rounds, seed, sc->vwork) ==
@@ -173,6 +176,11 @@ static void finish(tempo_scheme *base, const tempo_product *pr, const void *cons
   shield_sc *sc = (shield_sc *)base;
   const tempo_mm_shape *sh = pr->sh;
   const size_t xs = (size_t)sh->m * sh->n, ws = (size_t)sh->n * sh->p, ys = (size_t)sh->m * sh->p;
+  /* per element: four shares read, the sum written and read by Dec, the output written (and read to accumulate) */
+  const uint64_t per = NR * es(sc) + 3 * sizeof(float), B = (uint64_t)sh->batch;
+  base->bytes += !pr->backward ? per * B * ys
+                               : (pr->dX ? (per + (pr->accum & TEMPO_MM_ACCUM_DX ? 4 : 0)) * B * xs : 0) +
+                                     (pr->dW ? (per + (pr->accum & TEMPO_MM_ACCUM_DW ? 4 : 0)) * B * ws : 0);
   for (int i = 0; i < sh->batch; i++) {
     const tempo_obf_key *k = &pr->keys[i];
     if (!pr->backward) {

@@ -123,14 +123,15 @@ static void json_stats(FILE *f, const tempo_mm_stats *s) {
           "\"bytes_up\":%llu,\"bytes_down\":%llu,\"naive_bytes_up\":%llu,\"verify_failures\":%llu,"
           "\"recomputed\":%llu,\"evictions\":%llu,\"worker_errors\":%llu,\"timeouts\":%llu,"
           "\"t_blind\":%.6f,\"t_transfer\":%.6f,\"t_compute\":%.6f,"
-          "\"t_verify\":%.6f,\"t_unblind\":%.6f,\"t_local\":%.6f",
+          "\"t_verify\":%.6f,\"t_unblind\":%.6f,\"t_local\":%.6f,\"t_wait\":%.6f,\"flops\":%llu,"
+          "\"master_bytes\":%llu",
           (unsigned long long)s->products, (unsigned long long)s->encryptions, (unsigned long long)s->decryptions,
           (unsigned long long)s->naive_encryptions, (unsigned long long)s->bytes_up,
           (unsigned long long)s->bytes_down, (unsigned long long)s->naive_bytes_up,
           (unsigned long long)s->verify_failures, (unsigned long long)s->recomputed,
           (unsigned long long)s->evictions, (unsigned long long)s->worker_errors,
           (unsigned long long)s->timeouts, s->t_blind, s->t_transfer, s->t_compute, s->t_verify, s->t_unblind,
-          s->t_local);
+          s->t_local, s->t_wait, (unsigned long long)s->flops, (unsigned long long)s->master_bytes);
 }
 
 
