@@ -506,6 +506,59 @@ static void test_chain(void **state) {
   }
 }
 
+/* A float64 chain of two (shield's shares): the last reply's dW' is own0 + own1 in double. */
+static void test_chain_f64(void **state) {
+  (void)state;
+  enum { M = 6, N = 4, P = 3 };
+  double X[M * N], dY[M * P], own[2][N * P];
+  for (int i = 0; i < M * N; i++) X[i] = (double)((i * 7) % 11) / 3.0 - 1.0;
+  for (int i = 0; i < M * P; i++) dY[i] = (double)((i * 5) % 13) / 7.0 - 0.9;
+  tempo_worker *w;
+  assert_int_equal(tempo_worker_create(NULL, &w), TEMPO_STATUS_OK);
+  tempo_msgbuf req = {0}, rep = {0}, pass = {0};
+  for (int pass_no = 0; pass_no < 2; pass_no++) /* 0: plain replies; 1: the chain */
+    for (int k = 0; k < 2; k++) {
+      tempo_msg_header h, rh;
+      tempo_msg_header_init(&h, TEMPO_OP_BACKWARD);
+      h.task_id = 1 + (uint64_t)k, h.dtype = TEMPO_DTYPE_F64;
+      h.batch = 1, h.m = M, h.n = N, h.p = P, h.lo = k ? 2 : 0, h.hi = k ? M : 2;
+      h.flags = TEMPO_MSG_F_WANT_DW | TEMPO_MSG_F_X_INLINE;
+      const size_t rows = h.hi - h.lo;
+      const void *seg[2] = {dY + h.lo * P, X + h.lo * N};
+      size_t len[2] = {rows * P * sizeof(double), rows * N * sizeof(double)};
+      assert_int_equal(tempo_msg_encode(&req, &h, 2, seg, len), TEMPO_STATUS_OK);
+      tempo_msg_view v = {.header = req.data, .nseg = 1, .seg = {req.data + TEMPO_MSG_HEADER_SIZE},
+                          .seg_len = {req.len - TEMPO_MSG_HEADER_SIZE}};
+      bool send;
+      const uint8_t *pay;
+      if (pass_no == 0) {
+        assert_int_equal(tempo_worker_handle(w, &v, &rep, &send), TEMPO_STATUS_OK);
+        assert_int_equal(tempo_msg_decode(rep.data, rep.len, &rh, &pay), TEMPO_STATUS_OK);
+        memcpy(own[k], pay, sizeof own[k]);
+        continue;
+      }
+      prev_box box = {.data = pass.data, .len = pass.len};
+      tempo_worker_chain ch = {.first = k == 0, .last = k == 1, .take_prev = take_prev, .ctx = &box, .pass = &pass};
+      assert_int_equal(tempo_worker_handle_chain(w, &v, &ch, &rep, &send), TEMPO_STATUS_OK);
+      assert_int_equal(tempo_msg_decode(rep.data, rep.len, &rh, &pay), TEMPO_STATUS_OK);
+      if (k == 0) {
+        assert_int_equal(rh.op, TEMPO_OP_ACK);
+        assert_int_equal(pass.len, sizeof own[0]);
+      } else {
+        assert_int_equal(box.want, sizeof own[0]);
+        double sum[N * P];
+        for (int i = 0; i < N * P; i++) sum[i] = own[0][i] + own[1][i];
+        assert_int_equal(rh.op, TEMPO_OP_RESULT);
+        assert_int_equal(rh.dtype, TEMPO_DTYPE_F64);
+        assert_memory_equal(pay, sum, sizeof sum);
+      }
+    }
+  tempo_msgbuf_free(&pass);
+  tempo_msgbuf_free(&req);
+  tempo_msgbuf_free(&rep);
+  tempo_worker_free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_store_forward_backward_release),
@@ -513,6 +566,7 @@ int main(void) {
       cmocka_unit_test(test_faults),
       cmocka_unit_test(test_f64),
       cmocka_unit_test(test_chain),
+      cmocka_unit_test(test_chain_f64),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -67,9 +67,9 @@ typedef struct {
    * the call), pay its payload of `count` elements of rh->dtype. May change both, clear
    * *send_reply (no reply), or return a failure status (an ERROR reply instead). */
   TEMPO_WUR tempo_status (*result)(void *ctx, tempo_msg_header *rh, void *pay, size_t count, bool *send_reply);
-  /* This worker formed the dW' sum of a reduction chain (count float32 elements, about to
-   * be passed on or returned): may change it. */
-  void (*sum)(void *ctx, float *sum, size_t count);
+  /* This worker formed the dW' sum of a reduction chain (count elements, float64 when f64
+   * else float32, about to be passed on or returned): may change it. */
+  void (*sum)(void *ctx, void *sum, size_t count, bool f64);
   void (*destroy)(void *ctx); /* at tempo_worker_free or when the hooks are replaced */
 } tempo_worker_hooks;
 
@@ -123,14 +123,15 @@ typedef struct {
    * must stay valid until tempo_worker_handle_chain returns. */
   void (*take_prev)(void *ctx, size_t want, const uint8_t **data, size_t *len);
   void *ctx;
-  /* Not last, out: pass->data[0, pass->len) is the sum to pass on (plain float32 bytes, no
-   * header; grown with realloc, so the caller may take the buffer over); len 0 = an empty
-   * partial: the chain is broken (the master's check of the final sum catches it). */
+  /* Not last, out: pass->data[0, pass->len) is the sum to pass on (plain tensor bytes of the
+   * request's dtype, no header; grown with realloc, so the caller may take the buffer over);
+   * len 0 = an empty partial: the chain is broken (the master's check of the final sum
+   * catches it). */
   tempo_msgbuf *pass;
 } tempo_worker_chain;
 
-/* Handles a BACKWARD request (float32, batch 1, WANT_DW; anything else gets an ERROR
- * reply) that is member c of a reduction chain: computes dX'/dW' as tempo_worker_handle
+/* Handles a BACKWARD request (batch 1, WANT_DW, float32 or float64; anything else gets an
+ * ERROR reply) that is member c of a reduction chain: computes dX'/dW' as tempo_worker_handle
  * does, then sum = prev + own elementwise (the master's order: ((b0 + b1) + b2) ..., so
  * the result is bit for bit what the master would sum). A partial of the wrong length or
  * none counts as broken: nothing is added and an empty partial is passed on. The reply of

@@ -102,10 +102,13 @@ static tempo_status on_result(void *ctx, tempo_msg_header *rh, void *pay, size_t
 /* The sum hook: from the bad_sum_from-th sum on, every sum is wrong: scaled by 1.05, which
  * the master's check always sees (one element +1 can hide under the rounding bound when
  * the blinded values are large). */
-static void on_sum(void *ctx, float *sum, size_t count) {
+static void on_sum(void *ctx, void *sum, size_t count, bool f64) {
   injector *in = ctx;
   if (in->bad_sum_from < 0 || in->n_sums++ < (uint64_t)in->bad_sum_from || !count) return;
-  for (size_t i = 0; i < count; i++) sum[i] *= 1.05f;
+  for (size_t i = 0; i < count; i++) {
+    if (f64) ((double *)sum)[i] *= 1.05;
+    else ((float *)sum)[i] *= 1.05f;
+  }
   in->n_injected++;
 }
 

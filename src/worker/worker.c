@@ -345,19 +345,31 @@ tempo_status tempo_worker_handle_buf(tempo_worker *w, const uint8_t *msg, size_t
 static bool chain_refused(const tempo_msg_view *v, tempo_msgbuf *reply, tempo_status *st) {
   tempo_msg_header h;
   if (tempo_msg_header_read(v->header, TEMPO_MSG_HEADER_SIZE, &h)) return false; /* the core answers that */
-  if (h.op == TEMPO_OP_BACKWARD && (h.flags & TEMPO_MSG_F_WANT_DW) && h.dtype == TEMPO_DTYPE_F32 && h.batch == 1)
-    return false;
+  if (h.op == TEMPO_OP_BACKWARD && (h.flags & TEMPO_MSG_F_WANT_DW) && h.batch == 1) return false;
   *st = tempo_msg_encode_error(reply, h.task_id, TEMPO_STATUS_INVALID_ARGUMENT,
-                               "worker: a dW' reduction chain needs a float32 row-split BACKWARD with WANT_DW");
+                               "worker: a dW' reduction chain needs a row-split BACKWARD with WANT_DW");
   return true;
 }
 
-/* sum[i] = prev[i] + own[i]: prev is untrusted bytes of any alignment, sum may be own. */
-static void add_partial(float *sum, const uint8_t *prev, const float *own, size_t count) {
+/* sum[i] = prev[i] + own[i] in the request's dtype: prev is untrusted bytes of any
+ * alignment, sum may be own. */
+static void add_partial(void *sum, const uint8_t *prev, const void *own, size_t count, bool f64) {
+  if (f64) {
+    double *s = sum;
+    const double *o = own;
+    for (size_t i = 0; i < count; i++) {
+      double a;
+      memcpy(&a, prev + i * sizeof a, sizeof a);
+      s[i] = a + o[i];
+    }
+    return;
+  }
+  float *s = sum;
+  const float *o = own;
   for (size_t i = 0; i < count; i++) {
     float a;
-    memcpy(&a, prev + i * sizeof(float), sizeof a);
-    sum[i] = a + own[i];
+    memcpy(&a, prev + i * sizeof a, sizeof a);
+    s[i] = a + o[i];
   }
 }
 
@@ -373,12 +385,14 @@ tempo_status tempo_worker_handle_chain(tempo_worker *w, const tempo_msg_view *v,
   tempo_msg_header h;
   const uint8_t *pay = NULL;
   const bool valid = !st && !tempo_msg_decode(reply->data, reply->len, &h, &pay) && h.op == TEMPO_OP_RESULT &&
-                     (h.flags & TEMPO_MSG_F_WANT_DW) && h.dtype == TEMPO_DTYPE_F32 && h.batch == 1;
+                     (h.flags & TEMPO_MSG_F_WANT_DW) && h.batch == 1;
   tempo_msg_sizes z = {0};
   if (valid) tempo_msg_split_sizes(&h, &z);
-  const size_t dx_bytes = valid && (h.flags & TEMPO_MSG_F_WANT_DX) ? z.dx * sizeof(float) : 0;
-  const size_t dw_bytes = valid ? z.dw * sizeof(float) : 0;
-  float *own = valid ? (float *)(reply->data + TEMPO_MSG_HEADER_SIZE + dx_bytes) : NULL; /* 16-byte aligned */
+  const size_t es = valid ? tempo_msg_dtype_size(h.dtype) : 0; /* 4 or 8: the reply decoded */
+  const bool f64 = valid && h.dtype == TEMPO_DTYPE_F64;
+  const size_t dx_bytes = valid && (h.flags & TEMPO_MSG_F_WANT_DX) ? z.dx * es : 0;
+  const size_t dw_bytes = z.dw * es;
+  uint8_t *own = valid ? reply->data + TEMPO_MSG_HEADER_SIZE + dx_bytes : NULL; /* 16-byte aligned */
   bool broken = !valid;
   const uint8_t *prev = NULL;
   size_t prev_len = 0;
@@ -386,23 +400,23 @@ tempo_status tempo_worker_handle_chain(tempo_worker *w, const tempo_msg_view *v,
     c->take_prev(c->ctx, dw_bytes, &prev, &prev_len);
     if (!prev || prev_len != dw_bytes) broken = true; /* none, or of the wrong size: not added */
   }
-  float *sum = own; /* the last member sums into its reply */
+  uint8_t *sum = own; /* the last member sums into its reply */
   if (valid && !broken && !c->last) {
     if (c->pass->cap < dw_bytes) {
       uint8_t *b = realloc(c->pass->data, dw_bytes);
       if (b) c->pass->data = b, c->pass->cap = dw_bytes;
     }
-    if (c->pass->cap >= dw_bytes) sum = (float *)c->pass->data; /* realloc: aligned for floats */
+    if (c->pass->cap >= dw_bytes) sum = c->pass->data; /* realloc: aligned for doubles */
     else broken = true; /* out of memory: an empty partial */
   }
   if (valid && !broken) {
     if (c->first) {
       if (sum != own) memcpy(sum, own, dw_bytes);
     } else {
-      add_partial(sum, prev, own, z.dw);
+      add_partial(sum, prev, own, z.dw, f64);
     }
   }
-  if (valid && w->hooks.sum) w->hooks.sum(w->hooks.ctx, sum, z.dw);
+  if (valid && w->hooks.sum) w->hooks.sum(w->hooks.ctx, sum, z.dw, f64);
   if (st) return st;
   if (c->last || !valid) return TEMPO_STATUS_OK;
   if (!broken) c->pass->len = dw_bytes;
