@@ -60,7 +60,8 @@ static void test_master_corpus(void **state) {
   assert_true(replay("master", fuzz_master_one) >= 5);
 }
 
-/* the valid seeds reach the worker's compute path: forward_keep answers RESULT */
+/* the valid seeds reach the worker's compute path: forward_keep answers RESULT, the chain
+ * member reduce_member adds its partial */
 static void test_seed_reaches_compute(void **state) {
   (void)state;
   const char *src = getenv("TEMPO_SRC_DIR");
@@ -92,6 +93,26 @@ static void test_seed_reaches_compute(void **state) {
   assert_int_equal(tempo_env_inline_bytes(&env), len - TEMPO_ENV_SIZE);
   assert_int_equal(tempo_env_read(buf, len, 2, 4, &env), TEMPO_STATUS_CORRUPT); /* relay from itself */
   assert_int_equal(tempo_env_read(buf, len, 1, 3, &env), TEMPO_STATUS_CORRUPT); /* rank 3 of 3 */
+  free(buf);
+  /* the chain seed: a middle member whose partial follows the message; it adds and passes on */
+  snprintf(path, sizeof path, "%s/tests/fuzz/corpus/worker/reduce_member", src ? src : ".");
+  len = slurp(path, &buf);
+  assert_int_equal(tempo_env_read(buf, len, 1, 4, &env), TEMPO_STATUS_OK);
+  assert_true(env.reduce_from == 2 && env.reduce_to == 3);
+  const uint8_t *m = buf + TEMPO_ENV_SIZE;
+  fuzz_partial prev = {m + env.msg_len, len - TEMPO_ENV_SIZE - (size_t)env.msg_len};
+  tempo_msg_view v = {.header = m, .nseg = 1, .seg = {m + TEMPO_MSG_HEADER_SIZE},
+                      .seg_len = {(size_t)env.msg_len - TEMPO_MSG_HEADER_SIZE}};
+  tempo_msgbuf pass = {0};
+  tempo_worker_chain ch = {.take_prev = fuzz_take_prev, .ctx = &prev, .pass = &pass};
+  assert_int_equal(tempo_worker_create(NULL, &w), TEMPO_STATUS_OK);
+  assert_int_equal(tempo_worker_handle_chain(w, &v, &ch, &rep, &send), TEMPO_STATUS_OK);
+  assert_int_equal(tempo_msg_decode(rep.data, rep.len, &h, &pay), TEMPO_STATUS_OK);
+  assert_int_equal(h.op, TEMPO_OP_ACK); /* no dX' asked */
+  assert_int_equal(pass.len, prev.len); /* the sum went on */
+  tempo_msgbuf_free(&pass);
+  tempo_msgbuf_free(&rep);
+  tempo_worker_free(w);
   free(buf);
 }
 
