@@ -8,7 +8,10 @@
  *    compared with a tight tolerance there and bit for bit for batched products;
  *  - with a fixed key seed, the outputs are bit-identical whether every result is checked
  *    (3 vectors) or none is: the check vectors come from their own stream, so the keys and
- *    masks never depend on how many checks ran (shield and tempo). */
+ *    masks never depend on how many checks ran (shield and tempo);
+ *  - a NaN or Inf in the master's own operand fails every honest result's check: the engine
+ *    says so (TEMPO_STATUS_NUMERIC, naming the operand) and charges, evicts and recomputes
+ *    nothing; the same engine then runs a clean product normally. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -108,8 +111,39 @@ static void test_checks_do_not_change_keys(void **state) {
   }
 }
 
+static void test_nonfinite_input_blames_master(void **state) {
+  (void)state;
+  const tempo_mm_shape sh = {1, 64, 32, 24, false};
+  const tempo_mode modes[] = {TEMPO_MODE_TEMPO, TEMPO_MODE_SHIELD};
+  for (int i = 0; i < 2; i++) {
+    tempo_mm *mm = test_make_mm(modes[i], modes[i] == TEMPO_MODE_SHIELD ? 4 : 2, 3, NULL);
+    float X[64 * 32], W[32 * 24], Y[64 * 24], dY[64 * 24], dX[64 * 32], dW[32 * 24];
+    tempo_rng r;
+    tempo_rng_seed(&r, 1, 0);
+    test_randn(X, 64 * 32, &r), test_randn(W, 32 * 24, &r), test_randn(dY, 64 * 24, &r);
+    tempo_mm_site site = {0};
+    X[100] = NAN;
+    assert_int_equal(tempo_mm_forward(mm, &site, &sh, X, W, Y), TEMPO_STATUS_NUMERIC);
+    assert_non_null(strstr(tempo_errmsg(), "X (the layer's input)"));
+    X[100] = 0.5f;
+    assert_int_equal(tempo_mm_forward(mm, &site, &sh, X, W, Y), TEMPO_STATUS_OK);
+    dY[7] = INFINITY;
+    assert_int_equal(tempo_mm_backward(mm, &site, &sh, X, W, dY, dX, dW, 0), TEMPO_STATUS_NUMERIC);
+    assert_non_null(strstr(tempo_errmsg(), "dY"));
+    dY[7] = 1.0f;
+    assert_int_equal(tempo_mm_backward(mm, &site, &sh, X, W, dY, dX, dW, 0), TEMPO_STATUS_OK);
+    tempo_mm_step_end(mm);
+    tempo_mm_stats st;
+    tempo_mm_stats_run(mm, &st);
+    assert_int_equal(st.verify_failures + st.recomputed + st.evictions + st.worker_errors + st.timeouts, 0);
+    assert_int_equal(tempo_mm_live_workers(mm), modes[i] == TEMPO_MODE_SHIELD ? 4 : 2);
+    tempo_mm_free(mm);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_shield_splits_over_more_workers),
-                                     cmocka_unit_test(test_checks_do_not_change_keys)};
+                                     cmocka_unit_test(test_checks_do_not_change_keys),
+                                     cmocka_unit_test(test_nonfinite_input_blames_master)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

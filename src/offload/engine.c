@@ -11,6 +11,7 @@
 #include "offload/engine.h"
 
 #include <cblas.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -373,9 +374,42 @@ static tempo_status reassign(tempo_engine *e, round_ctx *c, task *t) {
 }
 
 /* After worker w failed on task t: recompute t, and if w was evicted, everything else it had. */
+/* The first non-finite value of a[0..n), or -1. */
+static long nonfinite_at(const float *a, size_t n) {
+  for (size_t i = 0; a && i < n; i++)
+    if (!isfinite(a[i])) return (long)i;
+  return -1;
+}
+
+/* After a failed check: a non-finite plaintext operand of the master makes every honest
+ * result fail, so it is the master's error, not the worker's (scanned only on this path). */
+static tempo_status master_inputs_finite(const round_ctx *c) {
+  const tempo_mm_shape *sh = c->pr.sh;
+  const size_t B = (size_t)sh->batch;
+  const struct {
+    const char *name;
+    const float *a;
+    size_t n;
+  } in[] = {{"X (the layer's input)", c->pr.backward ? NULL : c->pr.X, B * sh->m * sh->n},
+            {"W (the layer's weights)", c->pr.backward ? NULL : c->pr.W, B * sh->n * sh->p},
+            {"dY (the gradient from the layer above)", c->pr.backward ? c->pr.dY : NULL, B * sh->m * sh->p}};
+  for (size_t i = 0; i < sizeof in / sizeof in[0]; i++) {
+    const long at = nonfinite_at(in[i].a, in[i].n);
+    if (at >= 0)
+      return tempo_set_error(TEMPO_STATUS_NUMERIC,
+                             "non-finite value %g in %s of a %s product (%dx%dx%dx%d), element %ld: the training "
+                             "diverged or its data holds NaN/Inf; no worker is blamed",
+                             (double)in[i].a[at], in[i].name, c->pr.backward ? "backward" : "forward", sh->batch,
+                             sh->m, sh->n, sh->p, at);
+  }
+  return TEMPO_STATUS_OK;
+}
+
 static tempo_status on_failure(tempo_round *rd, task *t, int w, int why) {
   round_ctx *c = (round_ctx *)rd;
   tempo_engine *e = c->e;
+  tempo_status st0;
+  if (why == TEMPO_WHY_VERIFY && (st0 = master_inputs_finite(c))) return st0;
   tempo_rounds_worker_failed(&e->r, w, why);
   tempo_status st = TEMPO_STATUS_OK;
   if (t) { /* a chain member failed: the sum cannot be whole; what is resent goes as plain requests */

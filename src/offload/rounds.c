@@ -188,16 +188,21 @@ static tempo_round_task *pending_of(tempo_round *rd, int w, uint64_t id, bool ma
   return NULL;
 }
 
+/* Remembers t as abandoned: its late reply is dropped, not charged. */
+static void abandon(tempo_rounds *r, tempo_round_task *t) {
+  const int w = t->worker;
+  r->abandoned[(size_t)w * TEMPO_ROUNDS_ABANDONED + r->ab_next[w]] = t->task_id;
+  r->ab_next[w] = (r->ab_next[w] + 1) % TEMPO_ROUNDS_ABANDONED;
+}
+
 /* Fails every pending task whose deadline has passed by `now`. */
 static tempo_status expire(tempo_rounds *r, tempo_round *rd, double now) {
   tempo_status st = TEMPO_STATUS_OK;
   for (int i = 0; i < rd->ntasks && !st; i++) {
     tempo_round_task *t = &rd->tasks[i];
     if (!t->pending || t->sent_at + r->timeout > now) continue;
-    int w = t->worker;
-    r->abandoned[(size_t)w * TEMPO_ROUNDS_ABANDONED + r->ab_next[w]] = t->task_id;
-    r->ab_next[w] = (r->ab_next[w] + 1) % TEMPO_ROUNDS_ABANDONED;
-    st = rd->on_failure(rd, t, w, TEMPO_WHY_TIMEOUT);
+    abandon(r, t);
+    st = rd->on_failure(rd, t, t->worker, TEMPO_WHY_TIMEOUT);
   }
   return st;
 }
@@ -253,6 +258,8 @@ tempo_status tempo_rounds_collect(tempo_rounds *r, tempo_round *rd, double t_sta
     st = handle(r, rd, &m, &pending);
     r->tr->ops->done(r->tr, &m);
   }
+  for (int i = 0; st && i < rd->ntasks; i++) /* a round given up on: its late replies are not the workers' fault */
+    if (rd->tasks[i].pending) rd->tasks[i].pending = false, abandon(r, &rd->tasks[i]);
   double crit = 0; /* the slowest worker's compute time bounds the round's */
   for (int i = 0; i < r->nw; i++) crit = r->wcomp[i] > crit ? r->wcomp[i] : crit;
   double wait = tempo_now() - t_start - rd->consume_time - crit;
