@@ -348,6 +348,57 @@ static void test_passes_kernels_threads(void **state) {
   tempo_keygen_free(g);
 }
 
+/* Dec of row blocks (a split product's replies, decoded on arrival): every kernel and thread
+ * count, plain and accumulating, gives the whole pass's floats bit for bit, for the blocks of
+ * 1, 2, 3 and 7 workers, each block read from its own buffer. */
+static void test_passes_row_blocks(void **state) {
+  (void)state;
+  static const int shapes[][2] = {{1101, 603}, {4099, 576}, {129, 32}, {70, 128}, {33, 17}, {9, 1}, {300, 100}};
+  tempo_keygen *g = make_gen(SECRET, NULL);
+  for (int s = 0; s < (int)(sizeof shapes / sizeof shapes[0]); s++) {
+    const int R = shapes[s][0], C = shapes[s][1];
+    tempo_obf_key k;
+    make_key(g, &k, R, C, C); /* dec_y: (m, p) = (R, C); dec_dx: (m, n) = (R, C) */
+    tempo_rng r;
+    tempo_rng_seed(&r, 11, (uint64_t)s);
+    const size_t e = (size_t)R * C;
+    float *in = rand_matrix(&r, e), *acc0 = rand_matrix(&r, e), *refy = tempo_alloc_floats(e);
+    float *refx = tempo_alloc_floats(e), *out = tempo_alloc_floats(e), *blk = tempo_alloc_floats(e);
+    tempo_obf_set_kernel(TEMPO_OBF_KERNEL_NAIVE);
+    tempo_obf_dec_y(&k, in, refy);
+    memcpy(refx, acc0, e * sizeof(float));
+    tempo_obf_dec_dx(&k, in, refx, true);
+    const int splits[] = {1, 2, 3, 7};
+    for (int kern = 0; kern < TEMPO_OBF_KERNEL_COUNT; kern++)
+      for (int t = 1; t <= 2; t++)
+        for (int q = 0; q < 4; q++) {
+          tempo_obf_set_kernel(kern);
+          tempo_obf_set_threads(t);
+          const int nb = splits[q] < R ? splits[q] : R;
+          memset(out, 0, e * sizeof(float));
+          for (int b = nb - 1; b >= 0; b--) { /* any arrival order */
+            const int lo = (int)((int64_t)R * b / nb), hi = (int)((int64_t)R * (b + 1) / nb);
+            memcpy(blk, in + (size_t)lo * C, (size_t)(hi - lo) * C * sizeof(float));
+            tempo_obf_dec_y_rows(&k, blk, lo, hi, out);
+          }
+          assert_memory_equal(out, refy, e * sizeof(float));
+          memcpy(out, acc0, e * sizeof(float));
+          for (int b = 0; b < nb; b++) {
+            const int lo = (int)((int64_t)R * b / nb), hi = (int)((int64_t)R * (b + 1) / nb);
+            memcpy(blk, in + (size_t)lo * C, (size_t)(hi - lo) * C * sizeof(float));
+            tempo_obf_dec_dx_rows(&k, blk, lo, hi, out, true);
+          }
+          assert_memory_equal(out, refx, e * sizeof(float));
+        }
+    tempo_obf_set_kernel(TEMPO_OBF_KERNEL_AUTO);
+    tempo_obf_set_threads(1);
+    tempo_free_floats(in), tempo_free_floats(acc0), tempo_free_floats(refy);
+    tempo_free_floats(refx), tempo_free_floats(out), tempo_free_floats(blk);
+    tempo_obf_key_free(&k);
+  }
+  tempo_keygen_free(g);
+}
+
 static void test_identity_key(void **state) {
   (void)state;
   tempo_obf_key k;
@@ -504,6 +555,7 @@ int main(void) {
       cmocka_unit_test(test_passes_formulas),
       cmocka_unit_test(test_passes_roundtrip),
       cmocka_unit_test(test_passes_kernels_threads),
+      cmocka_unit_test(test_passes_row_blocks),
       cmocka_unit_test(test_identity_key),
       cmocka_unit_test(test_product_property),
       cmocka_unit_test(test_blinded_differs),

@@ -38,7 +38,7 @@ typedef struct {
   tempo_mode mode;       /* default TEMPO_MODE_TEMPO */
   int workers;           /* in-process worker threads (default 2; shield needs >= 4) */
   int verify_rounds;     /* Freivalds vectors per result (default 1) */
-  int threads;           /* BLAS threads of the master in local mode (default 1; offloaded modes use 1) */
+  int threads;           /* the master's threads: BLAS in local mode, Enc/Dec passes in plain/tempo (default 1) */
   const char *audit_dir; /* record every message here when not NULL */
   uint64_t seed;         /* seeds the per-run key stream; 0 = fresh randomness */
   bool shield_f32;       /* shield mode: float32 shares instead of the float64 default */

@@ -76,6 +76,17 @@ void tempo_keygen_free(tempo_keygen *g); /* wipes its state */
 TEMPO_WUR tempo_status tempo_keygen_fill(tempo_keygen *g, tempo_obf_key *k);
 /* Uniform random bytes from the generator's stream (used to seed check vectors). */
 void tempo_keygen_bytes(tempo_keygen *g, void *buf, size_t len);
+/* The generator's position in its stream, for checkpoints (resume continues the very same
+ * stream): the 32-byte stream key, the refill counter and the read position, as
+ * TEMPO_KEYGEN_STATE_BYTES little-endian bytes. A secret as strong as every key the
+ * generator ever made or will make: keep it only in the master's (sealable) checkpoint and
+ * wipe it after use. _valid says whether a record is well formed; _restore (the key space
+ * stays the generator's own) refuses a malformed one with TEMPO_STATUS_CORRUPT and then
+ * leaves g unchanged. */
+#define TEMPO_KEYGEN_STATE_BYTES 48
+void tempo_keygen_state_save(const tempo_keygen *g, uint8_t out[TEMPO_KEYGEN_STATE_BYTES]);
+bool tempo_keygen_state_valid(const uint8_t in[TEMPO_KEYGEN_STATE_BYTES]);
+TEMPO_WUR tempo_status tempo_keygen_state_restore(tempo_keygen *g, const uint8_t in[TEMPO_KEYGEN_STATE_BYTES]);
 
 /* The fused gather-and-scale passes, one instance each. Output buffers must not alias
  * inputs. `accumulate` adds into the output instead of overwriting it. Each pass reads
@@ -87,6 +98,11 @@ void tempo_obf_enc_dy(const tempo_obf_key *k, const float *dY, float *dYs);
 void tempo_obf_dec_y(const tempo_obf_key *k, const float *Yp, float *Y);
 void tempo_obf_dec_dx(const tempo_obf_key *k, const float *dXp, float *dX, bool accumulate);
 void tempo_obf_dec_dw(const tempo_obf_key *k, bool w_trans, const float *dWp, float *dW, bool accumulate);
+/* Dec of Y' / dX' rows [lo, hi) only (a row block of a split product, decoded on arrival):
+ * Yp / dXp hold just those rows; the output rows they map to are written (or added to),
+ * the others are untouched. The same floats as the whole pass, element for element. */
+void tempo_obf_dec_y_rows(const tempo_obf_key *k, const float *Yp, int lo, int hi, float *Y);
+void tempo_obf_dec_dx_rows(const tempo_obf_key *k, const float *dXp, int lo, int hi, float *dX, bool accumulate);
 void tempo_obf_set_threads(int threads);
 
 /* Freivalds' check of a product C = op(A) . op(B), with C (r, c), op(A) (r, k), op(B) (k, c),

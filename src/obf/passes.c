@@ -45,7 +45,14 @@ typedef struct {
   bool acc;
   bool identity;
   bool nt; /* non-temporal stores (set only when rows are 32-byte aligned and !acc) */
+  bool range; /* a Dec pass over input rows [row0, row1) only: in holds just those rows */
+  int row0, row1;
 } obf_pass;
+
+/* Input row a. */
+static inline const float *in_row(const obf_pass *p, size_t a) {
+  return p->in + (a - (size_t)(p->range ? p->row0 : 0)) * (size_t)p->cols;
+}
 
 static atomic_int obf_threads = 1;
 static atomic_int obf_kernel = TEMPO_OBF_KERNEL_AUTO;
@@ -62,7 +69,7 @@ void tempo_obf_set_kernel(int kernel) { atomic_store(&obf_kernel, kernel); }
 static void rows_naive(const obf_pass *p, int r0, int r1) {
   const int C = p->cols;
   for (int i = r0; i < r1; i++) {
-    const float *src = p->in + (size_t)p->ri[i] * (size_t)C;
+    const float *src = in_row(p, p->ri[i]);
     float *dst = p->out + (size_t)i * (size_t)C;
     const float s = p->rs[i];
     if (p->acc)
@@ -93,7 +100,7 @@ static inline void prefetch_dst(const obf_pass *p, int a, int a1) {
 static void scatter_row_scalar(const obf_pass *p, int a) {
   const int C = p->cols;
   const uint32_t i = p->ro[a];
-  const float *src = p->in + (size_t)a * (size_t)C;
+  const float *src = in_row(p, (size_t)a);
   float *dst = p->out + (size_t)i * (size_t)C;
   const float s = p->rs[i];
   if (p->acc)
@@ -109,7 +116,7 @@ static void rows_scatter_scalar(const obf_pass *p, int a0, int a1) {
   if (a0 < a1) prefetch_dst(p, a0 - OBF_DST_AHEAD, a1), prefetch_dst(p, a0 - OBF_BLOCK, a1);
   for (; a + OBF_BLOCK <= a1; a += OBF_BLOCK) {
     prefetch_dst(p, a, a1);
-    const float *s0 = p->in + (size_t)a * (size_t)C, *s1 = s0 + C, *s2 = s1 + C, *s3 = s2 + C;
+    const float *s0 = in_row(p, (size_t)a), *s1 = s0 + C, *s2 = s1 + C, *s3 = s2 + C;
     const uint32_t o0 = p->ro[a], o1 = p->ro[a + 1], o2 = p->ro[a + 2], o3 = p->ro[a + 3];
     float *d0 = p->out + (size_t)o0 * (size_t)C, *d1 = p->out + (size_t)o1 * (size_t)C;
     float *d2 = p->out + (size_t)o2 * (size_t)C, *d3 = p->out + (size_t)o3 * (size_t)C;
@@ -166,7 +173,7 @@ __attribute__((target("avx2"))) static void rows_scatter_avx2(const obf_pass *p,
   if (a0 < a1) prefetch_dst(p, a0 - OBF_DST_AHEAD, a1), prefetch_dst(p, a0 - OBF_BLOCK, a1);
   for (; a + OBF_BLOCK <= a1; a += OBF_BLOCK) {
     prefetch_dst(p, a, a1);
-    const float *s0 = p->in + (size_t)a * (size_t)C, *s1 = s0 + C, *s2 = s1 + C, *s3 = s2 + C;
+    const float *s0 = in_row(p, (size_t)a), *s1 = s0 + C, *s2 = s1 + C, *s3 = s2 + C;
     const uint32_t o0 = p->ro[a], o1 = p->ro[a + 1], o2 = p->ro[a + 2], o3 = p->ro[a + 3];
     float *d0 = p->out + (size_t)o0 * (size_t)C, *d1 = p->out + (size_t)o1 * (size_t)C;
     float *d2 = p->out + (size_t)o2 * (size_t)C, *d3 = p->out + (size_t)o3 * (size_t)C;
@@ -219,7 +226,7 @@ __attribute__((target("avx2"))) static void rows_scatter_avx2(const obf_pass *p,
   }
   for (; a < a1; a++) {
     const uint32_t i = p->ro[a];
-    const float *src = p->in + (size_t)a * (size_t)C;
+    const float *src = in_row(p, (size_t)a);
     float *d = p->out + (size_t)i * (size_t)C;
     const __m256 q = _mm256_set1_ps(p->rs[i]);
     int j = 0;
@@ -270,10 +277,10 @@ permute_rows_np(const obf_pass *p, int r0, int r1, const int NP) {
   for (int t = r0; t < r1; t++) {
     const uint32_t a = gather ? p->ri[t] : (uint32_t)t, i = gather ? (uint32_t)t : p->ro[t];
     if (gather && t + OBF_PERM_AHEAD < r1) {
-      const char *pf = (const char *)(p->in + (size_t)p->ri[t + OBF_PERM_AHEAD] * (size_t)C);
+      const char *pf = (const char *)in_row(p, p->ri[t + OBF_PERM_AHEAD]);
       for (int o = 0; o < C * 4; o += 64) __builtin_prefetch(pf + o, 0, 3);
     }
-    const float *src = p->in + (size_t)a * (size_t)C;
+    const float *src = in_row(p, a);
     float *dst = p->out + (size_t)i * (size_t)C;
     /* named registers: an array indexed in loops went through the stack (2x slower) */
     __m512 r0v = _mm512_maskz_loadu_ps(lm[0], src), r1v = _mm512_maskz_loadu_ps(lm[1], src + 16);
@@ -310,11 +317,11 @@ __attribute__((target("avx512f"))) static void rows_permute_avx512(const obf_pas
 static void rows_identity(const obf_pass *p, int r0, int r1) {
   size_t off = (size_t)r0 * (size_t)p->cols, n = (size_t)(r1 - r0) * (size_t)p->cols;
   if (!p->acc) {
-    memcpy(p->out + off, p->in + off, n * sizeof(float));
+    memcpy(p->out + off, in_row(p, (size_t)r0), n * sizeof(float));
     return;
   }
   float *restrict dst = p->out + off;
-  const float *restrict src = p->in + off;
+  const float *restrict src = in_row(p, (size_t)r0);
   for (size_t j = 0; j < n; j++) dst[j] += src[j];
 }
 
@@ -368,16 +375,17 @@ static void run_rows(const obf_pass *p, int r0, int r1) {
     return;
   }
   int kern = atomic_load(&obf_kernel);
-  if (kern == TEMPO_OBF_KERNEL_NAIVE) {
+  /* a row range walks input rows: the naive kernel and accumulating permutes walk output rows */
+  if (kern == TEMPO_OBF_KERNEL_NAIVE && !p->range) {
     rows_naive(p, r0, r1);
     return;
   }
 #if OBF_X86
-  if (use_permute(p, kern)) {
+  if (use_permute(p, kern) && !(p->acc && p->range)) {
     rows_permute_avx512(p, r0, r1);
     return;
   }
-  if (kern != TEMPO_OBF_KERNEL_SCATTER_SCALAR && have_avx2()) {
+  if (kern != TEMPO_OBF_KERNEL_SCATTER_SCALAR && kern != TEMPO_OBF_KERNEL_NAIVE && have_avx2()) {
     rows_scatter_avx2(p, r0, r1);
     return;
   }
@@ -396,14 +404,16 @@ static void *chunk_main(void *arg) {
   return NULL;
 }
 
-/* Splits the rows over threads when the pass is large enough to pay for thread start-up. */
+/* Splits the rows (input rows [row0, row1) of a range) over threads when the pass is
+ * large enough to pay for thread start-up. */
 static void run_pass(const obf_pass *p) {
-  size_t elems = (size_t)p->rows * (size_t)p->cols;
+  const int lo = p->range ? p->row0 : 0, n = p->range ? p->row1 - p->row0 : p->rows;
+  size_t elems = (size_t)n * (size_t)p->cols;
   int t = atomic_load(&obf_threads);
   if ((size_t)t * TEMPO_OBF_MIN_ELEMS_PER_THREAD > elems) t = (int)(elems / TEMPO_OBF_MIN_ELEMS_PER_THREAD);
-  if (t > p->rows) t = p->rows;
+  if (t > n) t = n;
   if (t <= 1) {
-    run_rows(p, 0, p->rows);
+    run_rows(p, lo, lo + n);
     return;
   }
   pthread_t tid[TEMPO_OBF_MAX_THREADS];
@@ -411,8 +421,8 @@ static void run_pass(const obf_pass *p) {
   bool started[TEMPO_OBF_MAX_THREADS] = {false};
   for (int k = 0; k < t; k++) {
     ch[k].p = p;
-    ch[k].r0 = (int)((int64_t)p->rows * k / t);
-    ch[k].r1 = (int)((int64_t)p->rows * (k + 1) / t);
+    ch[k].r0 = lo + (int)((int64_t)n * k / t);
+    ch[k].r1 = lo + (int)((int64_t)n * (k + 1) / t);
   }
   for (int k = 1; k < t; k++) started[k] = pthread_create(&tid[k], NULL, chunk_main, &ch[k]) == 0;
   run_rows(p, ch[0].r0, ch[0].r1);
@@ -426,9 +436,10 @@ static void run_pass(const obf_pass *p) {
 
 /* One pass. rd/cd: the dimensions of output rows and columns; rperm: gather rows with pi
  * (Enc) or with pi^-1 (Dec); likewise cperm for columns; rs/cs: output row/column scales. */
-static void pass(const tempo_obf_key *k, int rows, int cols, const float *in, float *out, const tempo_obf_dim *rd,
-                 bool rperm, const float *rs, const tempo_obf_dim *cd, bool cperm, const float *cs, bool acc) {
-  TEMPO_ASSERT(rd->size == rows && cd->size == cols);
+static void pass_rows(const tempo_obf_key *k, int rows, int cols, const float *in, float *out,
+                      const tempo_obf_dim *rd, bool rperm, const float *rs, const tempo_obf_dim *cd, bool cperm,
+                      const float *cs, bool acc, int lo, int hi) {
+  TEMPO_ASSERT(rd->size == rows && cd->size == cols && 0 <= lo && lo <= hi && hi <= rows);
   obf_pass p = {
       .rows = rows,
       .cols = cols,
@@ -441,6 +452,9 @@ static void pass(const tempo_obf_key *k, int rows, int cols, const float *in, fl
       .cs = cs,
       .acc = acc,
       .identity = k->identity,
+      .range = lo > 0 || hi < rows,
+      .row0 = lo,
+      .row1 = hi,
   };
   int kern = atomic_load(&obf_kernel);
   size_t bytes = (size_t)rows * (size_t)cols * sizeof(float);
@@ -448,6 +462,11 @@ static void pass(const tempo_obf_key *k, int rows, int cols, const float *in, fl
   bool large = bytes >= TEMPO_OBF_NT_BYTES && (size_t)cols * sizeof(float) < TEMPO_OBF_NT_MAX_ROW_BYTES;
   p.nt = !acc && aligned && (kern == TEMPO_OBF_KERNEL_SCATTER_NT || (kern == TEMPO_OBF_KERNEL_AUTO && large));
   run_pass(&p);
+}
+
+static void pass(const tempo_obf_key *k, int rows, int cols, const float *in, float *out, const tempo_obf_dim *rd,
+                 bool rperm, const float *rs, const tempo_obf_dim *cd, bool cperm, const float *cs, bool acc) {
+  pass_rows(k, rows, cols, in, out, rd, rperm, rs, cd, cperm, cs, acc, 0, rows);
 }
 
 /* Enc passes gather with pi and scale output index i by c[pi[i]] (coef_p / rcoef_p);
@@ -474,6 +493,14 @@ void tempo_obf_dec_y(const tempo_obf_key *k, const float *Yp, float *Y) {
 
 void tempo_obf_dec_dx(const tempo_obf_key *k, const float *dXp, float *dX, bool accumulate) {
   pass(k, k->m, k->n, dXp, dX, &k->dm, false, k->dm.coef, &k->dn, false, k->dn.coef, accumulate);
+}
+
+void tempo_obf_dec_y_rows(const tempo_obf_key *k, const float *Yp, int lo, int hi, float *Y) {
+  pass_rows(k, k->m, k->p, Yp, Y, &k->dm, false, k->dm.rcoef, &k->dp, false, k->dp.rcoef, false, lo, hi);
+}
+
+void tempo_obf_dec_dx_rows(const tempo_obf_key *k, const float *dXp, int lo, int hi, float *dX, bool accumulate) {
+  pass_rows(k, k->m, k->n, dXp, dX, &k->dm, false, k->dm.coef, &k->dn, false, k->dn.coef, accumulate, lo, hi);
 }
 
 void tempo_obf_dec_dw(const tempo_obf_key *k, bool w_trans, const float *dWp, float *dW, bool accumulate) {

@@ -89,26 +89,41 @@ static bool check(tempo_scheme *base, int r, int k, int c, const void *A, bool a
          TEMPO_STATUS_OK;
 }
 
-/* Decrypts instances [lo, hi) of Y', dX', dW' (each NULL = absent) into pr's outputs;
- * returns the bytes read and written. */
+/* Decrypts instances [lo, hi) of Y' or dX' (y_or_dx) and dW' (each NULL = absent or
+ * already decoded) into pr's outputs; returns the bytes read and written. */
 static uint64_t decode(const tempo_product *pr, int lo, int hi, const float *y_or_dx, const float *dw) {
   const tempo_mm_shape *sh = pr->sh;
   const size_t xs = (size_t)sh->m * sh->n, ws = (size_t)sh->n * sh->p, ys = (size_t)sh->m * sh->p;
   const uint64_t n = (uint64_t)(hi - lo), f = sizeof(float);
-  const uint64_t bytes = !pr->backward ? 2 * f * n * ys
-                                       : (pr->dX ? (pr->accum & TEMPO_MM_ACCUM_DX ? 3 : 2) * f * n * xs : 0) +
-                                             (pr->dW ? (pr->accum & TEMPO_MM_ACCUM_DW ? 3 : 2) * f * n * ws : 0);
+  const bool dx = pr->backward && pr->dX && y_or_dx, dwo = pr->backward && pr->dW && dw;
+  const uint64_t bytes = !pr->backward ? (y_or_dx ? 2 * f * n * ys : 0)
+                                       : (dx ? (pr->accum & TEMPO_MM_ACCUM_DX ? 3 : 2) * f * n * xs : 0) +
+                                             (dwo ? (pr->accum & TEMPO_MM_ACCUM_DW ? 3 : 2) * f * n * ws : 0);
   for (int i = lo; i < hi; i++) {
     const tempo_obf_key *k = &pr->keys[i];
     const size_t j = (size_t)(i - lo);
     if (!pr->backward) {
-      tempo_obf_dec_y(k, y_or_dx + j * ys, pr->Y + i * ys);
+      if (y_or_dx) tempo_obf_dec_y(k, y_or_dx + j * ys, pr->Y + i * ys);
       continue;
     }
-    if (pr->dX) tempo_obf_dec_dx(k, y_or_dx + j * xs, pr->dX + i * xs, pr->accum & TEMPO_MM_ACCUM_DX);
-    if (pr->dW) tempo_obf_dec_dw(k, sh->w_trans, dw + j * ws, pr->dW + i * ws, pr->accum & TEMPO_MM_ACCUM_DW);
+    if (dx) tempo_obf_dec_dx(k, y_or_dx + j * xs, pr->dX + i * xs, pr->accum & TEMPO_MM_ACCUM_DX);
+    if (dwo) tempo_obf_dec_dw(k, sh->w_trans, dw + j * ws, pr->dW + i * ws, pr->accum & TEMPO_MM_ACCUM_DW);
   }
   return bytes;
+}
+
+/* Rows [lo, hi) of a batch-1 product's Y' or dX', straight from the reply. */
+static void take_rows(tempo_scheme *sc, const tempo_product *pr, int lo, int hi, const void *y_or_dx) {
+  const tempo_mm_shape *sh = pr->sh;
+  const uint64_t f = sizeof(float), rows = (uint64_t)(hi - lo);
+  if (!pr->backward) {
+    tempo_obf_dec_y_rows(&pr->keys[0], y_or_dx, lo, hi, pr->Y);
+    sc->bytes += 2 * f * rows * (uint64_t)sh->p;
+  } else if (pr->dX) {
+    const bool acc = pr->accum & TEMPO_MM_ACCUM_DX;
+    tempo_obf_dec_dx_rows(&pr->keys[0], y_or_dx, lo, hi, pr->dX, acc);
+    sc->bytes += (acc ? 3 : 2) * f * rows * (uint64_t)sh->n;
+  }
 }
 
 static void take_instances(tempo_scheme *sc, const tempo_product *pr, int lo, int hi, const void *y_or_dx,
@@ -128,7 +143,7 @@ static void sc_free(tempo_scheme *base) {
 
 static const tempo_scheme_ops tempo_ops = {
     .site_free = site_free, .prepare = prepare, .encode = encode, .operand = operand, .check = check,
-    .take_instances = take_instances, .finish = finish, .free = sc_free};
+    .take_instances = take_instances, .take_rows = take_rows, .finish = finish, .free = sc_free};
 
 tempo_status tempo_scheme_tempo_create(const tempo_mm_config *cfg, tempo_scheme **out) {
   tempo_sc *sc = calloc(1, sizeof *sc);
@@ -136,6 +151,7 @@ tempo_status tempo_scheme_tempo_create(const tempo_mm_config *cfg, tempo_scheme 
   sc->base = (tempo_scheme){.ops = &tempo_ops, .name = "engine", .shares = 1, .min_workers = 1,
                             .dtype = TEMPO_DTYPE_F32, .verify_rounds = cfg->verify_rounds};
   sc->blind = cfg->mode == TEMPO_MODE_TEMPO;
+  tempo_obf_set_threads(cfg->threads); /* the master's Enc/Dec passes use its --threads */
   *out = &sc->base;
   return TEMPO_STATUS_OK;
 }

@@ -53,6 +53,7 @@ typedef struct {
   bool keep;           /* forward of a training step: the workers keep X', W' */
   bool want_dx, want_dw;
   bool direct;         /* single-share instances are decoded straight from the reply */
+  bool rows_direct;    /* single-share row blocks' Y' / dX' likewise (dW' partials gathered) */
   bool blind_blocks;   /* encode each block just before its first send (overlap) */
   bool counting_naive; /* first sends add to naive_bytes_up */
   bool may_reduce;     /* backward: the workers may add the partial dW' along a chain */
@@ -135,6 +136,12 @@ void tempo_engine_set_timeout(tempo_engine *e, double seconds) { tempo_rounds_se
 int tempo_engine_live_workers(const tempo_engine *e) { return e->r.n_live; }
 tempo_transport *tempo_engine_transport(tempo_engine *e) { return e->r.tr; }
 tempo_scheme *tempo_engine_scheme(tempo_engine *e) { return e->sc; }
+tempo_status tempo_engine_streams_save(const tempo_engine *e, uint8_t *out, size_t cap, size_t *len) {
+  return tempo_rounds_streams_save(&e->r, out, cap, len);
+}
+tempo_status tempo_engine_streams_restore(tempo_engine *e, const uint8_t *in, size_t len) {
+  return tempo_rounds_streams_restore(&e->r, in, len);
+}
 
 void tempo_engine_take_stats(tempo_engine *e, tempo_mm_stats *run, tempo_mm_stats *step) {
   e->r.st.master_bytes += e->sc->bytes;
@@ -343,10 +350,15 @@ static bool consume(tempo_engine *e, round_ctx *c, task *t, const tempo_msg_head
     e->r.st.t_unblind += tempo_now() - t1;
   } else { /* gather; combined and decoded after the round */
     const size_t yo = blk_off(sh, b, (size_t)(c->pr.backward ? n : p));
+    const bool copy_y = !c->rows_direct && (!c->pr.backward || c->want_dx);
+    if (c->rows_direct && (!c->pr.backward || c->want_dx)) { /* decode this block's rows now */
+      e->sc->ops->take_rows(e->sc, &c->pr, (int)b->lo, (int)b->hi, c->pr.backward ? dxr : pay);
+      e->r.st.t_unblind += tempo_now() - t1;
+    }
     e->r.st.master_bytes += 2 * (uint64_t)cnt * z *
-                            (!c->pr.backward ? ys : (c->want_dx ? xs : 0) + (take_dw ? ws : 0)); /* the copies */
-    if (!c->pr.backward) memcpy(woff(res_of(e, b->share), yo, z), pay, (size_t)cnt * ys * z);
-    if (c->pr.backward && c->want_dx) memcpy(woff(res_of(e, b->share), yo, z), dxr, (size_t)cnt * xs * z);
+                            ((copy_y ? (!c->pr.backward ? ys : xs) : 0) + (take_dw ? ws : 0)); /* the copies */
+    if (copy_y && !c->pr.backward) memcpy(woff(res_of(e, b->share), yo, z), pay, (size_t)cnt * ys * z);
+    if (copy_y && c->pr.backward) memcpy(woff(res_of(e, b->share), yo, z), dxr, (size_t)cnt * xs * z);
     if (c->pr.backward && take_dw) {
       const size_t wo = sh->batch == 1 ? (size_t)(t->unit - s->first[b->share]) * ws : (size_t)b->lo * ws;
       memcpy(woff(resw_of(e, b->share), wo, z), dwr, (size_t)cnt * ws * z);
@@ -552,6 +564,11 @@ static tempo_status prepare_gather(tempo_engine *e, const tempo_mm_shape *sh, in
   return st ? st : tempo_rounds_grow(&e->r, &e->resw, &e->cap_resw, bytesw);
 }
 
+/* A batch-1 product of a single-share scheme whose row blocks decode on arrival. */
+static bool rows_direct(const tempo_engine *e, const tempo_mm_shape *sh) {
+  return sh->batch == 1 && e->sc->shares == 1 && e->sc->ops->take_rows;
+}
+
 static int max_share_blocks(const tempo_engine *e, const site *s) {
   int nb = 1;
   for (int i = 0; i < e->sc->shares; i++)
@@ -565,10 +582,11 @@ static void init_tasks(task *tasks, int nblocks) {
   for (int i = 0; i < nblocks; i++) tasks[i].unit = i;
 }
 
-/* The scheme's finish on the gathered results, timed as unblinding. */
-static void finish(tempo_engine *e, const tempo_product *pr, void *const *dw) {
+/* The scheme's finish on the gathered results (rows_taken: Y' / dX' went to take_rows),
+ * timed as unblinding. */
+static void finish(tempo_engine *e, const tempo_product *pr, bool rows_taken, void *const *dw) {
   const void *res[MAX_SHARES], *dws[MAX_SHARES];
-  for (int i = 0; i < e->sc->shares; i++) res[i] = res_of(e, i), dws[i] = dw ? dw[i] : NULL;
+  for (int i = 0; i < e->sc->shares; i++) res[i] = rows_taken ? NULL : res_of(e, i), dws[i] = dw ? dw[i] : NULL;
   const double t0 = tempo_now();
   e->sc->ops->finish(e->sc, pr, res, dws);
   e->r.st.t_unblind += tempo_now() - t0;
@@ -588,7 +606,7 @@ tempo_status tempo_engine_forward(tempo_engine *e, int slot, const tempo_mm_shap
   const bool direct = sh->batch > 1 && e->sc->shares == 1 && e->sc->ops->take_instances;
   if (!direct && (st = prepare_gather(e, sh, max_share_blocks(e, s)))) return st;
   round_ctx c = {.base = {.ntasks = s->nblocks}, .s = s, .keep = training, .direct = direct,
-                 .blind_blocks = direct,
+                 .blind_blocks = direct, .rows_direct = rows_direct(e, sh),
                  .pr = {.sh = &s->k.shape, .keys = s->k.keys, .X = X, .W = W, .Y = Y}};
   /* every block of a row split needs all of W', every share all instances: blind before the round */
   if (!direct && (st = encode_range(e, &c, 0, sh->batch))) return st;
@@ -599,7 +617,7 @@ tempo_status tempo_engine_forward(tempo_engine *e, int slot, const tempo_mm_shap
   init_tasks(tasks, s->nblocks);
   c.base.tasks = tasks;
   if ((st = run_round(e, &c, plan))) return st;
-  if (!direct) finish(e, &c.pr, NULL);
+  if (!direct) finish(e, &c.pr, c.rows_direct, NULL);
   e->r.st.decryptions += (uint64_t)sh->batch;
   e->r.st.products += (uint64_t)sh->batch;
   if (training) s->k.fwd_valid = true;
@@ -709,7 +727,7 @@ tempo_status tempo_engine_backward(tempo_engine *e, int slot, const tempo_mm_sha
   const bool direct = sh->batch > 1 && e->sc->shares == 1 && e->sc->ops->take_instances;
   if (!direct && (st = prepare_gather(e, sh, max_share_blocks(e, s)))) return st;
   round_ctx c = {.base = {.ntasks = s->nblocks}, .s = s, .want_dx = dX != NULL, .want_dw = dW != NULL,
-                 .direct = direct, .blind_blocks = direct, .may_reduce = true,
+                 .direct = direct, .blind_blocks = direct, .may_reduce = true, .rows_direct = rows_direct(e, sh),
                  .pr = {.backward = true, .sh = &s->k.shape, .keys = s->k.keys, .dY = dY, .dX = dX, .dW = dW,
                         .accum = flags}};
   if (!direct && (st = encode_range(e, &c, 0, sh->batch))) return st;
@@ -729,7 +747,7 @@ tempo_status tempo_engine_backward(tempo_engine *e, int slot, const tempo_mm_sha
   if (!direct) {
     if (dW && sh->batch > 1)
       for (int i = 0; i < e->sc->shares; i++) dw[i] = resw_of(e, i);
-    finish(e, &c.pr, dw);
+    finish(e, &c.pr, c.rows_direct, dw);
   }
   e->r.st.decryptions += outs * (uint64_t)sh->batch;
   e->r.st.products += outs * (uint64_t)sh->batch;

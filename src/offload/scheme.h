@@ -52,9 +52,13 @@ typedef struct {
    * (backward; NULL when not asked), decoded into pr's outputs straight from the reply. */
   void (*take_instances)(tempo_scheme *sc, const tempo_product *pr, int lo, int hi, const void *y_or_dx,
                          const void *dw);
-  /* After the round: res[s] is share s's whole Y' or dX', dw[s] its whole dW' (NULL when not
-   * asked), gathered by the engine; combines the shares and decodes into pr's outputs. Not
-   * called when take_instances took everything. */
+  /* Optional (NULL: gathered). The verified rows [lo, hi) of a single-share row split's Y'
+   * (forward) or dX' (backward), decoded into pr's outputs straight from the reply, while
+   * other blocks are still being computed. dW' partials are gathered all the same. */
+  void (*take_rows)(tempo_scheme *sc, const tempo_product *pr, int lo, int hi, const void *y_or_dx);
+  /* After the round: res[s] is share s's whole Y' or dX' (NULL: taken by take_rows), dw[s]
+   * its whole dW' (NULL when not asked), gathered by the engine; combines the shares and
+   * decodes into pr's outputs. Not called when take_instances took everything. */
   void (*finish)(tempo_scheme *sc, const tempo_product *pr, const void *const *res, const void *const *dw);
   void (*free)(tempo_scheme *sc);
 } tempo_scheme_ops;
