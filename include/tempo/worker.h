@@ -77,7 +77,8 @@ typedef struct {
   uint32_t max_handles;     /* operand cache entries (default 65536) */
   uint64_t max_cache_bytes; /* bytes of owned (copied) operands (default 8 GiB) */
   const tempo_backend *backend; /* NULL = CPU; borrowed: must outlive the worker */
-  const tempo_worker_hooks *hooks; /* NULL (production): none; copied, the worker owns ctx */
+  const tempo_worker_hooks *hooks; /* NULL (production): none; copied, the worker owns ctx
+                                    * from tempo_worker_create on (even when it fails) */
 } tempo_worker_config;
 
 void tempo_worker_config_default(tempo_worker_config *cfg);

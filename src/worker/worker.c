@@ -45,7 +45,10 @@ void tempo_worker_config_default(tempo_worker_config *cfg) {
 tempo_status tempo_worker_create(const tempo_worker_config *cfg, tempo_worker **out) {
   *out = NULL;
   tempo_worker *w = calloc(1, sizeof *w);
-  if (!w) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "out of memory creating a worker");
+  if (!w) {
+    if (cfg && cfg->hooks && cfg->hooks->destroy) cfg->hooks->destroy(cfg->hooks->ctx); /* ours even so */
+    return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "out of memory creating a worker");
+  }
   if (cfg)
     w->cfg = *cfg;
   else
@@ -83,10 +86,12 @@ size_t tempo_worker_handle_count(const tempo_worker *w) { return w->n_ent; }
 const tempo_worker_hooks *tempo_worker_get_hooks(const tempo_worker *w) { return w->has_hooks ? &w->hooks : NULL; }
 
 void tempo_worker_set_hooks(tempo_worker *w, const tempo_worker_hooks *h) {
-  if (w->has_hooks && w->hooks.destroy) w->hooks.destroy(w->hooks.ctx);
+  const tempo_worker_hooks old = w->hooks;
+  const bool had = w->has_hooks;
   memset(&w->hooks, 0, sizeof w->hooks);
+  if (h) w->hooks = *h; /* copied first: h may point at the worker's own hooks */
   w->has_hooks = h != NULL;
-  if (h) w->hooks = *h;
+  if (had && old.destroy && !(h && w->hooks.ctx == old.ctx)) old.destroy(old.ctx);
 }
 
 static cache_entry *find(tempo_worker *w, uint64_t handle, int kind) {
