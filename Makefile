@@ -11,6 +11,8 @@ endif
 endif
 
 VERSION := 0.1.0
+# `make` alone builds everything, whatever rules the optional features add before `all:`
+.DEFAULT_GOAL := all
 PREFIX ?= /usr/local
 CC ?= gcc
 SANITIZE ?=
@@ -44,6 +46,10 @@ LDLIBS += $(if $(filter yes,$(HAVE_DNNL)),-ldnnl -lgomp)
 LIB_SRC := $(sort $(filter-out src/mpi/%,$(wildcard src/*/*.c)))
 LIB_OBJ := $(LIB_SRC:%.c=$(O)/%.o)
 LIB := $(O)/libtempo.a
+# The shared library for embedding (pkg-config tempo): the same -fPIC objects, soname libtempo.so.MAJOR.
+SOMAJOR := $(word 1,$(subst ., ,$(VERSION)))
+SONAME := libtempo.so.$(SOMAJOR)
+SHLIB := $(O)/libtempo.so.$(VERSION)
 # The worker program's archive: the wire module (protocol, envelope), worker core, CPU backend (the shared
 # GEMM), status/alloc.
 # No model, optimizer, dataset or key code (tests/test_worker_program.sh checks with nm).
@@ -92,7 +98,7 @@ BENCHES := $(BENCH_SRC:bench/%.c=$(O)/bench/%)
 .PHONY: all features run test check bench install uninstall clean fuzz
 # Keep intermediate objects (test and bench .o files): no "rm" lines after the test summary.
 .SECONDARY:
-all: features $(PROGRAMS) $(TESTS) $(BENCHES)
+all: features $(PROGRAMS) $(SHLIB) $(TESTS) $(BENCHES)
 
 features:
 	@echo "tempo $(VERSION): OpenBLAS=$(HAVE_OPENBLAS) oneDNN=$(HAVE_DNNL) MPI=$(HAVE_MPI) CUDA=$(HAVE_CUDA) SANITIZE=$(if $(SANITIZE),$(SANITIZE),off) build=$(O)"
@@ -104,6 +110,9 @@ $(O)/%.o: %.c
 $(LIB): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
+
+$(SHLIB): $(LIB_OBJ)
+	$(CC) $(LDFLAGS) -shared -Wl,-soname,$(SONAME) -Wl,--no-undefined -o $@ $^ $(LDLIBS)
 
 $(O)/tempo: $(O)/programs/tempo.o $(CLI_OBJ) $(MASTER_MPI_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIB) $(LDLIBS) $(MPI_LIBS)
@@ -154,12 +163,18 @@ install: all
 	  $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 755 $(PROGRAMS) $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 $(LIB) $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(SHLIB) $(DESTDIR)$(PREFIX)/lib/
+	ln -sf $(notdir $(SHLIB)) $(DESTDIR)$(PREFIX)/lib/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libtempo.so
 	install -m 644 include/tempo/*.h $(DESTDIR)$(PREFIX)/include/tempo/
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' -e 's|@LIBS@|$(LDLIBS)|g' docs/tempo.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/tempo.pc
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' \
+	  -e 's|@LIBS_PRIVATE@|$(filter-out -lopenblas -lsodium -lz,$(LDLIBS))|g' docs/tempo.pc.in \
+	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/tempo.pc
 	install -m 644 $(MAN_PAGES) $(DESTDIR)$(PREFIX)/share/man/man1/
 
 uninstall:
 	rm -f $(PROGRAMS:$(O)/%=$(DESTDIR)$(PREFIX)/bin/%) $(DESTDIR)$(PREFIX)/lib/libtempo.a \
+	  $(DESTDIR)$(PREFIX)/lib/$(notdir $(SHLIB)) $(DESTDIR)$(PREFIX)/lib/$(SONAME) $(DESTDIR)$(PREFIX)/lib/libtempo.so \
 	  $(DESTDIR)$(PREFIX)/lib/pkgconfig/tempo.pc $(MAN_PAGES:docs/%=$(DESTDIR)$(PREFIX)/share/man/man1/%)
 	rm -rf $(DESTDIR)$(PREFIX)/include/tempo
 
