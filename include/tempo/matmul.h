@@ -63,6 +63,17 @@ void tempo_mm_step_end(tempo_mm *mm);
 /* Seconds a worker may take to answer one request before the product is recomputed
  * elsewhere (default 60). No effect in local mode. */
 void tempo_mm_set_timeout(tempo_mm *mm, double seconds);
+/* The state of the engine's random streams (the key stream and the verification stream),
+ * for checkpoints: restoring it into an engine of the same mode continues exactly the
+ * trajectory of the engine that saved it (between steps only: never inside one). At most
+ * TEMPO_MM_STREAMS_MAX bytes; none (*len 0) in local mode. It is a secret that reproduces
+ * every key of the run: keep it only in the master's own (sealable) checkpoint and wipe
+ * it (sodium_memzero) after use. Restore: len 0 keeps the fresh streams, local mode ignores
+ * the record; a malformed record is TEMPO_STATUS_CORRUPT and changes nothing. */
+#define TEMPO_MM_STREAMS_MAX 256
+TEMPO_WUR tempo_status tempo_mm_streams_save(const tempo_mm *mm, uint8_t *out, size_t cap, size_t *len);
+TEMPO_WUR tempo_status tempo_mm_streams_restore(tempo_mm *mm, const uint8_t *in, size_t len);
+
 /* Workers not evicted (0 in local mode). */
 int tempo_mm_live_workers(const tempo_mm *mm);
 

@@ -153,6 +153,15 @@ void tempo_mm_set_timeout(tempo_mm *mm, double seconds) {
   if (mm->engine) tempo_engine_set_timeout(mm->engine, seconds);
 }
 
+tempo_status tempo_mm_streams_save(const tempo_mm *mm, uint8_t *out, size_t cap, size_t *len) {
+  *len = 0;
+  return mm->engine ? tempo_engine_streams_save(mm->engine, out, cap, len) : TEMPO_STATUS_OK;
+}
+
+tempo_status tempo_mm_streams_restore(tempo_mm *mm, const uint8_t *in, size_t len) {
+  return mm->engine && len > 0 ? tempo_engine_streams_restore(mm->engine, in, len) : TEMPO_STATUS_OK;
+}
+
 int tempo_mm_live_workers(const tempo_mm *mm) { return mm->engine ? tempo_engine_live_workers(mm->engine) : 0; }
 
 tempo_transport *tempo_mm_test_transport(tempo_mm *mm) { return mm->engine ? tempo_engine_transport(mm->engine) : NULL; }

@@ -210,6 +210,37 @@ tempo_status tempo_keygen_create(const uint8_t *master_secret, const tempo_keysp
   return TEMPO_STATUS_OK;
 }
 
+/* State record: key (32), u64 nonce (the next refill's), u32 pos, u32 reserved (0). With
+ * pos < KEYGEN_BUF the buffer is the refill of nonce - 1 and is regenerated on restore. */
+void tempo_keygen_state_save(const tempo_keygen *g, uint8_t out[TEMPO_KEYGEN_STATE_BYTES]) {
+  _Static_assert(TEMPO_KEYGEN_STATE_BYTES == crypto_stream_chacha20_KEYBYTES + 16, "state record layout");
+  memcpy(out, g->key, sizeof g->key);
+  tempo_le_put64(out + 32, g->nonce);
+  tempo_le_put32(out + 40, (uint32_t)g->pos);
+  tempo_le_put32(out + 44, 0);
+}
+
+bool tempo_keygen_state_valid(const uint8_t in[TEMPO_KEYGEN_STATE_BYTES]) {
+  const uint64_t nonce = tempo_le_get64(in + 32);
+  const uint32_t pos = tempo_le_get32(in + 40);
+  return tempo_le_get32(in + 44) == 0 && pos <= KEYGEN_BUF && (pos == KEYGEN_BUF || nonce >= 1) &&
+         nonce < UINT64_MAX;
+}
+
+tempo_status tempo_keygen_state_restore(tempo_keygen *g, const uint8_t in[TEMPO_KEYGEN_STATE_BYTES]) {
+  if (!tempo_keygen_state_valid(in))
+    return tempo_set_error(TEMPO_STATUS_CORRUPT, "malformed key-generator state (position out of range)");
+  memcpy(g->key, in, sizeof g->key);
+  const uint32_t pos = tempo_le_get32(in + 40);
+  g->nonce = tempo_le_get64(in + 32);
+  if (pos < KEYGEN_BUF) { /* regenerate the buffer being read: the refill of nonce - 1 */
+    g->nonce--;
+    keygen_refill(g);
+  }
+  g->pos = pos;
+  return TEMPO_STATUS_OK;
+}
+
 void tempo_keygen_free(tempo_keygen *g) {
   if (!g) return;
   sodium_munlock(g, round_up(sizeof(tempo_keygen)));

@@ -37,5 +37,8 @@ void tempo_engine_set_timeout(tempo_engine *e, double seconds);
 int tempo_engine_live_workers(const tempo_engine *e);
 tempo_transport *tempo_engine_transport(tempo_engine *e);
 tempo_scheme *tempo_engine_scheme(tempo_engine *e);
+/* The state of the key and verification streams (rounds.h tempo_rounds_streams_save). */
+TEMPO_WUR tempo_status tempo_engine_streams_save(const tempo_engine *e, uint8_t *out, size_t cap, size_t *len);
+TEMPO_WUR tempo_status tempo_engine_streams_restore(tempo_engine *e, const uint8_t *in, size_t len);
 
 #endif

@@ -67,6 +67,29 @@ void tempo_rounds_free(tempo_rounds *r) {
   free(r->abandoned);
 }
 
+tempo_status tempo_rounds_streams_save(const tempo_rounds *r, uint8_t *out, size_t cap, size_t *len) {
+  *len = 0;
+  if (cap < TEMPO_ROUNDS_STREAMS_BYTES)
+    return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "%s: %zu bytes cannot hold the stream state (%d)", r->name,
+                           cap, TEMPO_ROUNDS_STREAMS_BYTES);
+  const uint8_t head[4] = {1, 2, 0, 0};
+  memcpy(out, head, sizeof head);
+  tempo_keygen_state_save(r->kg, out + 4);
+  tempo_keygen_state_save(r->vg, out + 4 + TEMPO_KEYGEN_STATE_BYTES);
+  *len = TEMPO_ROUNDS_STREAMS_BYTES;
+  return TEMPO_STATUS_OK;
+}
+
+tempo_status tempo_rounds_streams_restore(tempo_rounds *r, const uint8_t *in, size_t len) {
+  const uint8_t *kg = in + 4, *vg = in + 4 + TEMPO_KEYGEN_STATE_BYTES;
+  if (len != TEMPO_ROUNDS_STREAMS_BYTES || in[0] != 1 || in[1] != 2 || in[2] || in[3] ||
+      !tempo_keygen_state_valid(kg) || !tempo_keygen_state_valid(vg))
+    return tempo_set_error(TEMPO_STATUS_CORRUPT, "%s: malformed random-stream state (%zu bytes, version %u)", r->name,
+                           len, len ? in[0] : 0u);
+  tempo_status st = tempo_keygen_state_restore(r->kg, kg);
+  return st ? st : tempo_keygen_state_restore(r->vg, vg);
+}
+
 void tempo_rounds_set_timeout(tempo_rounds *r, double seconds) { r->timeout = seconds > 0 ? seconds : 1e-3; }
 
 void tempo_rounds_take_stats(tempo_rounds *r, tempo_mm_stats *run, tempo_mm_stats *step) {

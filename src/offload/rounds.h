@@ -82,6 +82,14 @@ TEMPO_WUR tempo_status tempo_rounds_init(tempo_rounds *r, const tempo_mm_config 
                                          const char *key_context);
 void tempo_rounds_free(tempo_rounds *r); /* stops the transport first; zeroes nothing else */
 
+/* The key stream's and the verification stream's state (matmul.h tempo_mm_streams_save):
+ * u8 version 1, u8 count 2, u16 0, then each tempo_keygen_state_save record.
+ * TEMPO_ROUNDS_STREAMS_BYTES bytes; restore refuses anything else (TEMPO_STATUS_CORRUPT,
+ * nothing changed). */
+#define TEMPO_ROUNDS_STREAMS_BYTES (4 + 2 * TEMPO_KEYGEN_STATE_BYTES)
+TEMPO_WUR tempo_status tempo_rounds_streams_save(const tempo_rounds *r, uint8_t *out, size_t cap, size_t *len);
+TEMPO_WUR tempo_status tempo_rounds_streams_restore(tempo_rounds *r, const uint8_t *in, size_t len);
+
 void tempo_rounds_take_stats(tempo_rounds *r, tempo_mm_stats *run, tempo_mm_stats *step);
 void tempo_rounds_set_timeout(tempo_rounds *r, double seconds);
 const char *tempo_rounds_why(int why);
