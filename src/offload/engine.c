@@ -136,6 +136,12 @@ void tempo_engine_set_timeout(tempo_engine *e, double seconds) { tempo_rounds_se
 int tempo_engine_live_workers(const tempo_engine *e) { return e->r.n_live; }
 tempo_transport *tempo_engine_transport(tempo_engine *e) { return e->r.tr; }
 tempo_scheme *tempo_engine_scheme(tempo_engine *e) { return e->sc; }
+tempo_status tempo_engine_streams_save(const tempo_engine *e, uint8_t *out, size_t cap, size_t *len) {
+  return tempo_rounds_streams_save(&e->r, out, cap, len);
+}
+tempo_status tempo_engine_streams_restore(tempo_engine *e, const uint8_t *in, size_t len) {
+  return tempo_rounds_streams_restore(&e->r, in, len);
+}
 
 void tempo_engine_take_stats(tempo_engine *e, tempo_mm_stats *run, tempo_mm_stats *step) {
   e->r.st.master_bytes += e->sc->bytes;
