@@ -399,6 +399,57 @@ static void test_passes_row_blocks(void **state) {
   tempo_keygen_free(g);
 }
 
+/* The Enc-X pass with check dots: X' bit-identical to tempo_obf_enc_x's with every kernel and
+ * thread count (also identity keys), and the dots within the stated 2^-23 yb of the sums on
+ * the float X' (the bound TEMPO_VERIFY_FUSED_SLACK covers twice over). */
+static void test_enc_x_check_dots(void **state) {
+  (void)state;
+  static const int shapes[][2] = {{1101, 603}, {4099, 144}, {129, 32}, {70, 128}, {33, 17}, {9, 1}};
+  tempo_keygen *g = make_gen(SECRET, NULL);
+  for (int s = 0; s < (int)(sizeof shapes / sizeof shapes[0]); s++)
+    for (int ident = 0; ident < 2; ident++) {
+      const int R = shapes[s][0], C = shapes[s][1], ND = 2;
+      tempo_obf_key k;
+      assert_int_equal(tempo_obf_key_alloc(&k, R, C, 3), TEMPO_STATUS_OK);
+      if (!ident) assert_int_equal(tempo_keygen_fill(g, &k), TEMPO_STATUS_OK);
+      assert_true(k.identity == (bool)ident);
+      tempo_rng r;
+      tempo_rng_seed(&r, 13, (uint64_t)s);
+      const size_t e = (size_t)R * C;
+      float *in = rand_matrix(&r, e), *ref = tempo_alloc_floats(e), *out = tempo_alloc_floats(e);
+      double *w = malloc(2 * ND * C * sizeof(double)), *y = malloc(2 * ND * R * sizeof(double));
+      double *u = malloc(2 * ND * C * sizeof(double));
+      assert_true(w && y && u);
+      for (int i = 0; i < 2 * ND * C; i++) w[i] = (i % 2 ? 1 : -1) * (0.5 + 0.5 * tempo_rng_uniform(&r));
+      for (int i = ND * C; i < 2 * ND * C; i++) w[i] = fabs(w[i]); /* wb >= 0 */
+      const double *wq[2] = {w, w + C}, *wbq[2] = {w + 2 * C, w + 3 * C};
+      double *yq[2] = {y, y + R}, *ybq[2] = {y + 2 * R, y + 3 * R};
+      tempo_obf_enc_x(&k, in, ref);
+      for (int kern = 0; kern < TEMPO_OBF_KERNEL_COUNT; kern++)
+        for (int t = 1; t <= 3; t += 2) {
+          tempo_obf_set_kernel(kern);
+          tempo_obf_set_threads(t);
+          memset(out, 0, e * sizeof(float));
+          tempo_obf_enc_x_check(&k, in, out, ND, wq, wbq, yq, ybq, u);
+          assert_memory_equal(out, ref, e * sizeof(float));
+          for (int q = 0; q < ND; q++)
+            for (int i = 0; i < R; i++) {
+              double d = 0, db = 0;
+              for (int j = 0; j < C; j++) d += (double)ref[(size_t)i * C + j] * wq[q][j], db += fabs((double)ref[(size_t)i * C + j]) * wbq[q][j];
+              if (!(fabs(yq[q][i] - d) <= 0x1p-23 * db + 1e-300) || !(fabs(ybq[q][i] - db) <= 0x1p-23 * db + 1e-300))
+                fail_msg("shape %d ident %d kern %d threads %d dot %d row %d: %.17g vs %.17g (b %.17g vs %.17g)", s, ident,
+                         kern, t, q, i, yq[q][i], d, ybq[q][i], db);
+            }
+        }
+      tempo_obf_set_kernel(TEMPO_OBF_KERNEL_AUTO);
+      tempo_obf_set_threads(1);
+      free(w), free(y), free(u);
+      tempo_free_floats(in), tempo_free_floats(ref), tempo_free_floats(out);
+      tempo_obf_key_free(&k);
+    }
+  tempo_keygen_free(g);
+}
+
 static void test_identity_key(void **state) {
   (void)state;
   tempo_obf_key k;
@@ -556,6 +607,7 @@ int main(void) {
       cmocka_unit_test(test_passes_roundtrip),
       cmocka_unit_test(test_passes_kernels_threads),
       cmocka_unit_test(test_passes_row_blocks),
+      cmocka_unit_test(test_enc_x_check_dots),
       cmocka_unit_test(test_identity_key),
       cmocka_unit_test(test_product_property),
       cmocka_unit_test(test_blinded_differs),

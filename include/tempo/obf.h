@@ -93,6 +93,17 @@ TEMPO_WUR tempo_status tempo_keygen_state_restore(tempo_keygen *g, const uint8_t
  * its input once and writes its output once; large passes use up to `threads` threads
  * (tempo_obf_set_threads, default 1). */
 void tempo_obf_enc_x(const tempo_obf_key *k, const float *X, float *Xp);
+/* tempo_obf_enc_x (the same floats, the same kernels), and in the same pass the check dots
+ * of every output row i for q < ndots (<= TEMPO_OBF_ENC_X_MAX_DOTS): y[q][i] ~ sum_j
+ * Xp[i][j] w[q][j] and yb[q][i] ~ sum_j |Xp[i][j]| wb[q][j], in double (w, wb: (n) doubles;
+ * y, yb: (m)). They are formed on the plaintext row while the scatter has it in cache, as
+ * c_m,i sum_c X[pi_m(i)][c] (c_n w)[c]: exact sums of the unrounded X' values, which differ
+ * from the float X' by at most 2^-23 relative per element, so |y - X'w| <= 2^-23 yb (the
+ * check adds TEMPO_VERIFY_FUSED_SLACK yb to its bound). u: scratch of 2 ndots n doubles.
+ * So Freivalds' A (B v) of a forward product needs no read of X' (scheme_tempo.c). */
+#define TEMPO_OBF_ENC_X_MAX_DOTS 4
+void tempo_obf_enc_x_check(const tempo_obf_key *k, const float *X, float *Xp, int ndots, const double *const *w,
+                           const double *const *wb, double *const *y, double *const *yb, double *u);
 void tempo_obf_enc_w(const tempo_obf_key *k, bool w_trans, const float *W, float *Wp);
 void tempo_obf_enc_dy(const tempo_obf_key *k, const float *dY, float *dYs);
 void tempo_obf_dec_y(const tempo_obf_key *k, const float *Yp, float *Y);
@@ -132,6 +143,26 @@ TEMPO_WUR tempo_status tempo_verify_product_weighted(int r, int k, int c, const 
                                                      const float *B, bool b_trans, const float *C,
                                                      const float *col_weight, int rounds, uint64_t rng_seed,
                                                      float *work);
+
+/* The same check in pieces, for callers that form op(A) (op(B) v) inside a pass that
+ * already streams A (scheme_tempo.c forms it while writing X'):
+ *  - tempo_verify_vector: round `round`'s vector v (c) and |v| from rng_seed and the optional
+ *    column weights, exactly as tempo_verify_product_weighted draws it; returns max |v|;
+ *  - tempo_verify_matvec: out = op(M) x, outb = |op(M)| xb (rows of op(M)), double sums
+ *    rounded to float (M stored (rows, cols), or (cols, rows) with trans);
+ *  - tempo_verify_rows: rows [row0, row0 + rows) of C (rows, c) against y2 = A (B v) and
+ *    yb = |A| (|B| |v|) of those rows, with the bound above (k: the inner dimension) plus
+ *    slack * yb for a y2 formed with the stated extra error (0 otherwise).
+ * Messages name total_rows and the round. */
+float tempo_verify_vector(uint64_t rng_seed, int round, int c, const float *col_weight, float *v, float *vabs);
+void tempo_verify_matvec(int rows, int cols, const float *M, bool trans, const float *x, const float *xb, float *out,
+                         float *outb);
+TEMPO_WUR tempo_status tempo_verify_rows(int rows, int k, int c, const float *C, const float *v, float vmax,
+                                         const double *y2, const double *yb, double slack, int row0, int total_rows,
+                                         int round);
+/* The extra relative tolerance (times yb) of y2 formed from unrounded X' values (tempo_obf_enc_x_check):
+ * 2^-22, twice the 2^-23 bound of the difference; next to 2 (k + 4) 2^-24 it is 1/(k + 4) of the bound. */
+#define TEMPO_VERIFY_FUSED_SLACK 0x1p-22
 
 #ifdef __cplusplus
 }

@@ -5,6 +5,7 @@
 #include "tempo/status.h"
 
 #define TEMPO_OBF_MAX_THREADS 64
+#define TEMPO_OBF_MAX_DOTS TEMPO_OBF_ENC_X_MAX_DOTS
 /* A pass uses an extra thread only for at least this many elements per thread
  * (thread start-up is ~30 us here; a thread moves ~1-2 elements per ns). */
 #define TEMPO_OBF_MIN_ELEMS_PER_THREAD (256 * 1024)

@@ -18,6 +18,7 @@
  *   ordinary stores, and small outputs stay in cache for the consumer.
  * - Passes of at least 2 * TEMPO_OBF_MIN_ELEMS_PER_THREAD elements are split by input
  *   rows over up to tempo_obf_set_threads() threads. */
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -47,11 +48,74 @@ typedef struct {
   bool nt; /* non-temporal stores (set only when rows are 32-byte aligned and !acc) */
   bool range; /* a Dec pass over input rows [row0, row1) only: in holds just those rows */
   int row0, row1;
+  /* Check dots (tempo_obf_enc_x_check): for q < ndots, per output row i reading input row a,
+   * dot[q][i] = rs[i] sum_c in[a][c] du[q][c] and dotb[q][i] = rs[i] sum_c |in[a][c]| dub[q][c]
+   * (double), formed on the input row while it is in cache from the scatter. */
+  int ndots;
+  bool dots_avx2; /* the CPU has AVX2 and FMA (looked up once per pass) */
+  const double *du[TEMPO_OBF_MAX_DOTS], *dub[TEMPO_OBF_MAX_DOTS];
+  double *dot[TEMPO_OBF_MAX_DOTS], *dotb[TEMPO_OBF_MAX_DOTS];
 } obf_pass;
 
 /* Input row a. */
 static inline const float *in_row(const obf_pass *p, size_t a) {
   return p->in + (a - (size_t)(p->range ? p->row0 : 0)) * (size_t)p->cols;
+}
+
+static bool have_avx2_fma(void);
+
+#if defined(__x86_64__) || defined(__i386__)
+__attribute__((target("avx2,fma"))) static void row_dots_avx2(const obf_pass *p, const float *src, double *t,
+                                                              double *tb) {
+  const int C = p->cols, C8 = C & ~7;
+  const __m256d absmask = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7fffffffffffffffLL));
+  for (int q = 0; q < p->ndots; q++) {
+    __m256d d0 = _mm256_setzero_pd(), d1 = d0, b0 = d0, b1 = d0;
+    const double *u = p->du[q], *ub = p->dub[q];
+    int c = 0;
+    for (; c < C8; c += 8) {
+      const __m256 v = _mm256_loadu_ps(src + c);
+      const __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v)), hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+      d0 = _mm256_fmadd_pd(lo, _mm256_loadu_pd(u + c), d0);
+      d1 = _mm256_fmadd_pd(hi, _mm256_loadu_pd(u + c + 4), d1);
+      b0 = _mm256_fmadd_pd(_mm256_and_pd(lo, absmask), _mm256_loadu_pd(ub + c), b0);
+      b1 = _mm256_fmadd_pd(_mm256_and_pd(hi, absmask), _mm256_loadu_pd(ub + c + 4), b1);
+    }
+    __m256d d = _mm256_add_pd(d0, d1), b = _mm256_add_pd(b0, b1);
+    __m128d ds = _mm_add_pd(_mm256_castpd256_pd128(d), _mm256_extractf128_pd(d, 1));
+    __m128d bs = _mm_add_pd(_mm256_castpd256_pd128(b), _mm256_extractf128_pd(b, 1));
+    double sd = _mm_cvtsd_f64(_mm_add_sd(ds, _mm_unpackhi_pd(ds, ds)));
+    double sb = _mm_cvtsd_f64(_mm_add_sd(bs, _mm_unpackhi_pd(bs, bs)));
+    for (; c < C; c++) sd += (double)src[c] * u[c], sb += fabs((double)src[c]) * ub[c];
+    t[q] = sd, tb[q] = sb;
+  }
+}
+#endif
+
+/* The check dots of input row a (no-op without them): see obf_pass.ndots. */
+static void row_dots(const obf_pass *p, size_t a);
+static inline void in_row_dots(const obf_pass *p, size_t a) {
+  if (p->ndots) row_dots(p, a);
+}
+
+static void row_dots(const obf_pass *p, size_t a) {
+  const float *src = in_row(p, a);
+  const uint32_t i = p->identity ? (uint32_t)a : p->ro[a];
+  const double s = p->identity ? 1.0 : (double)p->rs[i];
+  double t[TEMPO_OBF_MAX_DOTS], tb[TEMPO_OBF_MAX_DOTS];
+#if defined(__x86_64__) || defined(__i386__)
+  if (p->dots_avx2) {
+    row_dots_avx2(p, src, t, tb);
+  } else
+#endif
+  {
+    for (int q = 0; q < p->ndots; q++) {
+      double sd = 0, sb = 0;
+      for (int c = 0; c < p->cols; c++) sd += (double)src[c] * p->du[q][c], sb += fabs((double)src[c]) * p->dub[q][c];
+      t[q] = sd, tb[q] = sb;
+    }
+  }
+  for (int q = 0; q < p->ndots; q++) p->dot[q][i] = t[q] * s, p->dotb[q][i] = tb[q] * s;
 }
 
 static atomic_int obf_threads = 1;
@@ -76,6 +140,7 @@ static void rows_naive(const obf_pass *p, int r0, int r1) {
       for (int j = 0; j < C; j++) dst[j] += src[p->ci[j]] * p->cs[j] * s;
     else
       for (int j = 0; j < C; j++) dst[j] = src[p->ci[j]] * p->cs[j] * s;
+    in_row_dots(p, p->ri[i]);
   }
 }
 
@@ -107,6 +172,7 @@ static void scatter_row_scalar(const obf_pass *p, int a) {
     for (int j = 0; j < C; j++) dst[j] += src[p->ci[j]] * p->cs[j] * s;
   else
     for (int j = 0; j < C; j++) dst[j] = src[p->ci[j]] * p->cs[j] * s;
+  in_row_dots(p, (size_t)a);
 }
 
 /* Input rows [a0, a1), four at a time, scalar (the portable kernel). */
@@ -142,6 +208,7 @@ static void rows_scatter_scalar(const obf_pass *p, int a0, int a1) {
         d3[j] = s3[c] * w * q3;
       }
     }
+    for (int r = 0; r < OBF_BLOCK; r++) in_row_dots(p, (size_t)a + r);
   }
   for (; a < a1; a++) scatter_row_scalar(p, a);
 }
@@ -223,6 +290,7 @@ __attribute__((target("avx2"))) static void rows_scatter_avx2(const obf_pass *p,
         d0[j] = v0, d1[j] = v1, d2[j] = v2, d3[j] = v3;
       }
     }
+    for (int r = 0; r < OBF_BLOCK; r++) in_row_dots(p, (size_t)a + r);
   }
   for (; a < a1; a++) {
     const uint32_t i = p->ro[a];
@@ -236,6 +304,7 @@ __attribute__((target("avx2"))) static void rows_scatter_avx2(const obf_pass *p,
       const float v = src[p->ci[j]] * p->cs[j] * p->rs[i];
       d[j] = acc ? d[j] + v : v;
     }
+    in_row_dots(p, (size_t)a);
   }
   if (nt) _mm_sfence(); /* streamed stores are visible before the pass returns */
 }
@@ -300,6 +369,7 @@ permute_rows_np(const obf_pass *p, int r0, int r1, const int NP) {
       else
         _mm512_mask_storeu_ps(dst + 16 * q, lm[q], v);
     }
+    in_row_dots(p, a);
   }
 }
 
@@ -318,6 +388,7 @@ static void rows_identity(const obf_pass *p, int r0, int r1) {
   size_t off = (size_t)r0 * (size_t)p->cols, n = (size_t)(r1 - r0) * (size_t)p->cols;
   if (!p->acc) {
     memcpy(p->out + off, in_row(p, (size_t)r0), n * sizeof(float));
+    for (int a = r0; a < r1; a++) in_row_dots(p, (size_t)a);
     return;
   }
   float *restrict dst = p->out + off;
@@ -347,6 +418,21 @@ static bool have_avx512(void) {
   if (c < 0) {
     __builtin_cpu_init();
     c = __builtin_cpu_supports("avx512f") ? 1 : 0;
+    atomic_store(&cached, c);
+  }
+  return c == 1;
+#else
+  return false;
+#endif
+}
+
+static bool have_avx2_fma(void) {
+#if OBF_X86
+  static atomic_int cached = -1;
+  int c = atomic_load(&cached);
+  if (c < 0) {
+    __builtin_cpu_init();
+    c = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
     atomic_store(&cached, c);
   }
   return c == 1;
@@ -438,7 +524,7 @@ static void run_pass(const obf_pass *p) {
  * (Enc) or with pi^-1 (Dec); likewise cperm for columns; rs/cs: output row/column scales. */
 static void pass_rows(const tempo_obf_key *k, int rows, int cols, const float *in, float *out,
                       const tempo_obf_dim *rd, bool rperm, const float *rs, const tempo_obf_dim *cd, bool cperm,
-                      const float *cs, bool acc, int lo, int hi) {
+                      const float *cs, bool acc, int lo, int hi, const obf_pass *dots) {
   TEMPO_ASSERT(rd->size == rows && cd->size == cols && 0 <= lo && lo <= hi && hi <= rows);
   obf_pass p = {
       .rows = rows,
@@ -456,6 +542,12 @@ static void pass_rows(const tempo_obf_key *k, int rows, int cols, const float *i
       .row0 = lo,
       .row1 = hi,
   };
+  if (dots) { /* the check dots ride along (tempo_obf_enc_x_check) */
+    p.ndots = dots->ndots;
+    p.dots_avx2 = have_avx2_fma();
+    for (int q = 0; q < dots->ndots; q++)
+      p.du[q] = dots->du[q], p.dub[q] = dots->dub[q], p.dot[q] = dots->dot[q], p.dotb[q] = dots->dotb[q];
+  }
   int kern = atomic_load(&obf_kernel);
   size_t bytes = (size_t)rows * (size_t)cols * sizeof(float);
   bool aligned = cols % 8 == 0 && ((uintptr_t)out & 31) == 0;
@@ -466,7 +558,7 @@ static void pass_rows(const tempo_obf_key *k, int rows, int cols, const float *i
 
 static void pass(const tempo_obf_key *k, int rows, int cols, const float *in, float *out, const tempo_obf_dim *rd,
                  bool rperm, const float *rs, const tempo_obf_dim *cd, bool cperm, const float *cs, bool acc) {
-  pass_rows(k, rows, cols, in, out, rd, rperm, rs, cd, cperm, cs, acc, 0, rows);
+  pass_rows(k, rows, cols, in, out, rd, rperm, rs, cd, cperm, cs, acc, 0, rows, NULL);
 }
 
 /* Enc passes gather with pi and scale output index i by c[pi[i]] (coef_p / rcoef_p);
@@ -474,6 +566,24 @@ static void pass(const tempo_obf_key *k, int rows, int cols, const float *in, fl
 
 void tempo_obf_enc_x(const tempo_obf_key *k, const float *X, float *Xp) {
   pass(k, k->m, k->n, X, Xp, &k->dm, true, k->dm.coef_p, &k->dn, true, k->dn.coef_p, false);
+}
+
+void tempo_obf_enc_x_check(const tempo_obf_key *k, const float *X, float *Xp, int ndots, const double *const *w,
+                           const double *const *wb, double *const *y, double *const *yb, double *u) {
+  TEMPO_ASSERT(ndots >= 1 && ndots <= TEMPO_OBF_MAX_DOTS);
+  const int n = k->n;
+  /* X' row i . w = c_m[pi_m[i]] sum_j X[pi_m[i]][pi_n[j]] c_n[pi_n[j]] w[j]: move w to input columns */
+  obf_pass d = {.ndots = ndots};
+  for (int q = 0; q < ndots; q++) {
+    double *a = u + (size_t)2 * q * n, *b = a + n;
+    for (int j = 0; j < n; j++) {
+      const uint32_t c = k->identity ? (uint32_t)j : k->dn.perm[j];
+      const double cs = k->identity ? 1.0 : (double)k->dn.coef_p[j];
+      a[c] = cs * w[q][j], b[c] = cs * wb[q][j];
+    }
+    d.du[q] = a, d.dub[q] = b, d.dot[q] = y[q], d.dotb[q] = yb[q];
+  }
+  pass_rows(k, k->m, n, X, Xp, &k->dm, true, k->dm.coef_p, &k->dn, true, k->dn.coef_p, false, 0, k->m, &d);
 }
 
 void tempo_obf_enc_w(const tempo_obf_key *k, bool w_trans, const float *W, float *Wp) {
@@ -496,11 +606,11 @@ void tempo_obf_dec_dx(const tempo_obf_key *k, const float *dXp, float *dX, bool 
 }
 
 void tempo_obf_dec_y_rows(const tempo_obf_key *k, const float *Yp, int lo, int hi, float *Y) {
-  pass_rows(k, k->m, k->p, Yp, Y, &k->dm, false, k->dm.rcoef, &k->dp, false, k->dp.rcoef, false, lo, hi);
+  pass_rows(k, k->m, k->p, Yp, Y, &k->dm, false, k->dm.rcoef, &k->dp, false, k->dp.rcoef, false, lo, hi, NULL);
 }
 
 void tempo_obf_dec_dx_rows(const tempo_obf_key *k, const float *dXp, int lo, int hi, float *dX, bool accumulate) {
-  pass_rows(k, k->m, k->n, dXp, dX, &k->dm, false, k->dm.coef, &k->dn, false, k->dn.coef, accumulate, lo, hi);
+  pass_rows(k, k->m, k->n, dXp, dX, &k->dm, false, k->dm.coef, &k->dn, false, k->dn.coef, accumulate, lo, hi, NULL);
 }
 
 void tempo_obf_dec_dw(const tempo_obf_key *k, bool w_trans, const float *dWp, float *dW, bool accumulate) {

@@ -12,16 +12,28 @@
 #include "offload/scheme.h"
 #include "tempo/common.h"
 
+#define R_MAX TEMPO_OBF_ENC_X_MAX_DOTS /* check rounds the fused forward check handles */
+
 typedef struct {
   tempo_scheme base;
   bool blind; /* tempo: fresh keys; plain: identity keys */
   float *vwork;
   size_t cap_vwork; /* floats */
+  /* the fused forward check's scratch: |v| (p), W'v and |W'||v| (n) as floats and doubles per
+   * round, and the pass's column-moved copies of them (2 R n doubles) */
+  float *vabs, *w, *wb;
+  double *wd, *wbd, *wu;
+  size_t cap_p, cap_n; /* elements */
 } tempo_sc;
 
 typedef struct {
   float *xp, *wp, *dys; /* X' (batch, m, n), W' (batch, n, p) or (batch, p, n), dY* (batch, m, p) */
   size_t cap_x, cap_w, cap_dy; /* floats */
+  /* the forward check of every instance and round, formed while X' was written:
+   * v (batch, R, p), max|v| (batch, R), X'(W'v) and |X'|(|W'||v|) (batch, R, m) */
+  float *fv, *fvmax;
+  double *fy2, *fyb;
+  size_t cap_fv, cap_fvmax, cap_fy; /* elements */
 } tempo_state;
 
 static tempo_status grow(float **buf, size_t *cap, size_t n) {
@@ -38,7 +50,39 @@ static void site_free(void *state) {
   tempo_free_floats(s->xp);
   tempo_free_floats(s->wp);
   tempo_free_floats(s->dys);
+  tempo_free_floats(s->fv);
+  tempo_free_floats(s->fvmax);
+  free(s->fy2);
+  free(s->fyb);
   free(s);
+}
+
+/* Doubles, grow only (contents not kept). */
+static tempo_status grow_d(double **buf, size_t *cap, size_t n, double **buf2) {
+  if (*buf && (!buf2 || *buf2) && *cap >= n) return TEMPO_STATUS_OK;
+  free(*buf), *buf = malloc((n ? n : 1) * sizeof(double));
+  if (buf2) free(*buf2), *buf2 = malloc((n ? n : 1) * sizeof(double));
+  *cap = *buf && (!buf2 || *buf2) ? n : 0;
+  return *cap ? TEMPO_STATUS_OK : tempo_set_error(TEMPO_STATUS_NO_MEMORY, "engine: out of memory for %zu doubles", n);
+}
+
+/* Room for the fused forward check of shape sh. */
+static tempo_status prepare_fused(tempo_sc *sc, tempo_state *s, const tempo_mm_shape *sh) {
+  const size_t R = (size_t)sc->base.verify_rounds, B = (size_t)sh->batch;
+  tempo_status st;
+  if ((st = grow(&s->fv, &s->cap_fv, B * R * (size_t)sh->p)) || (st = grow(&sc->vabs, &sc->cap_p, (size_t)sh->p)))
+    return st;
+  if ((st = grow(&s->fvmax, &s->cap_fvmax, B * R))) return st;
+  if ((st = grow_d(&s->fy2, &s->cap_fy, B * R * (size_t)sh->m, &s->fyb))) return st;
+  if (sc->cap_n < R * (size_t)sh->n || !sc->w || !sc->wb || !sc->wd || !sc->wbd || !sc->wu) {
+    tempo_free_floats(sc->w), tempo_free_floats(sc->wb), free(sc->wd), free(sc->wbd), free(sc->wu);
+    const size_t nn = R * (size_t)sh->n;
+    sc->w = tempo_alloc_floats(nn), sc->wb = tempo_alloc_floats(nn);
+    sc->wd = malloc(nn * sizeof(double)), sc->wbd = malloc(nn * sizeof(double)), sc->wu = malloc(2 * nn * sizeof(double));
+    sc->cap_n = sc->w && sc->wb && sc->wd && sc->wbd && sc->wu ? nn : 0;
+    if (!sc->cap_n) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "engine: out of memory");
+  }
+  return TEMPO_STATUS_OK;
 }
 
 static tempo_status prepare(tempo_scheme *base, void **state, const tempo_mm_shape *sh, bool backward) {
@@ -51,7 +95,35 @@ static tempo_status prepare(tempo_scheme *base, void **state, const tempo_mm_sha
   tempo_status st;
   if (backward) return grow(&s->dys, &s->cap_dy, y);
   if ((st = grow(&s->xp, &s->cap_x, x)) || (st = grow(&s->wp, &s->cap_w, w))) return st;
+  if (base->fused_forward && (st = prepare_fused(sc, s, sh))) return st;
   return grow(&sc->vwork, &sc->cap_vwork, 3 * ((size_t)sh->m + sh->n + sh->p) + 64);
+}
+
+/* Instance i's X' with its forward checks: for each round, a fresh vector v (p) from the
+ * verification stream (weighted by the result columns' inverse key scales, as the engine's
+ * own check does), W'v and |W'||v| from the just-written W' (small), and X'(W'v),
+ * |X'|(|W'||v|) formed in the X' pass itself (tempo_obf_enc_x_check, with its stated
+ * 2^-23 extra error covered by TEMPO_VERIFY_FUSED_SLACK): the check then reads only Y' when
+ * the result comes back. */
+static void encode_x_checked(tempo_sc *sc, tempo_state *s, const tempo_product *pr, int i) {
+  const tempo_mm_shape *sh = pr->sh;
+  const tempo_obf_key *k = &pr->keys[i];
+  const int R = sc->base.verify_rounds, n = sh->n, p = sh->p, m = sh->m;
+  const double *wd[R_MAX], *wbd[R_MAX];
+  double *y2[R_MAX], *yb[R_MAX];
+  for (int q = 0; q < R; q++) {
+    uint64_t seed;
+    tempo_keygen_bytes(sc->base.vg, &seed, sizeof seed);
+    float *v = s->fv + ((size_t)i * R + q) * p, *w = sc->w + (size_t)q * n, *wb = sc->wb + (size_t)q * n;
+    s->fvmax[(size_t)i * R + q] = tempo_verify_vector(seed, q, p, k->identity ? NULL : k->dp.rcoef_p, v, sc->vabs);
+    /* op(W') (n, p): W' stored (n, p), or (p, n) with w_trans */
+    tempo_verify_matvec(n, p, s->wp + (size_t)i * n * p, sh->w_trans, v, sc->vabs, w, wb);
+    double *a = sc->wd + (size_t)q * n, *b = sc->wbd + (size_t)q * n;
+    for (int j = 0; j < n; j++) a[j] = w[j], b[j] = wb[j];
+    wd[q] = a, wbd[q] = b;
+    y2[q] = s->fy2 + ((size_t)i * R + q) * m, yb[q] = s->fyb + ((size_t)i * R + q) * m;
+  }
+  tempo_obf_enc_x_check(k, pr->X + (size_t)i * m * n, s->xp + (size_t)i * m * n, R, wd, wbd, y2, yb, sc->wu);
 }
 
 static tempo_status encode(tempo_scheme *base, void *state, const tempo_product *pr, int lo, int hi) {
@@ -69,8 +141,12 @@ static tempo_status encode(tempo_scheme *base, void *state, const tempo_product 
       continue;
     }
     if (sc->blind && (st = tempo_keygen_fill(base->kg, k))) return st;
-    tempo_obf_enc_x(k, pr->X + i * xs, s->xp + i * xs);
     tempo_obf_enc_w(k, sh->w_trans, pr->W + i * ws, s->wp + i * ws);
+    if (base->fused_forward) {
+      encode_x_checked(sc, s, pr, i);
+    } else {
+      tempo_obf_enc_x(k, pr->X + i * xs, s->xp + i * xs);
+    }
   }
   return TEMPO_STATUS_OK;
 }
@@ -135,15 +211,41 @@ static void finish(tempo_scheme *sc, const tempo_product *pr, const void *const 
   sc->bytes += decode(pr, 0, pr->sh->batch, res[0], dw[0]);
 }
 
+/* Rows [lo, hi) of a batch-1 forward's Y' (or instances [lo, hi)) against the checks
+ * encode formed. */
+static bool check_forward(tempo_scheme *base, const void *state, const tempo_product *pr, int lo, int hi,
+                          const void *y) {
+  const tempo_state *s = state;
+  const tempo_mm_shape *sh = pr->sh;
+  const int R = base->verify_rounds, m = sh->m, n = sh->n, p = sh->p;
+  const bool one = sh->batch == 1;
+  const int insts = one ? 1 : hi - lo, rows = one ? hi - lo : m, row0 = one ? lo : 0;
+  base->bytes += sizeof(float) * (uint64_t)insts * rows * p; /* Y' read once */
+  for (int t = 0; t < insts; t++) {
+    const int i = one ? 0 : lo + t;
+    const float *C = (const float *)y + (size_t)t * rows * p;
+    for (int q = 0; q < R; q++) {
+      const size_t f = (size_t)i * R + q;
+      if (tempo_verify_rows(rows, n, p, C, s->fv + f * p, s->fvmax[f], s->fy2 + f * m + row0, s->fyb + f * m + row0,
+                            TEMPO_VERIFY_FUSED_SLACK, row0, m, q))
+        return false;
+    }
+  }
+  return true;
+}
+
 static void sc_free(tempo_scheme *base) {
   tempo_sc *sc = (tempo_sc *)base;
+  tempo_free_floats(sc->vabs), tempo_free_floats(sc->w), tempo_free_floats(sc->wb);
+  free(sc->wd), free(sc->wbd), free(sc->wu);
   tempo_free_floats(sc->vwork);
   free(sc);
 }
 
 static const tempo_scheme_ops tempo_ops = {
     .site_free = site_free, .prepare = prepare, .encode = encode, .operand = operand, .check = check,
-    .take_instances = take_instances, .take_rows = take_rows, .finish = finish, .free = sc_free};
+    .take_instances = take_instances, .take_rows = take_rows, .finish = finish, .check_forward = check_forward,
+    .free = sc_free};
 
 tempo_status tempo_scheme_tempo_create(const tempo_mm_config *cfg, tempo_scheme **out) {
   tempo_sc *sc = calloc(1, sizeof *sc);
@@ -151,6 +253,7 @@ tempo_status tempo_scheme_tempo_create(const tempo_mm_config *cfg, tempo_scheme 
   sc->base = (tempo_scheme){.ops = &tempo_ops, .name = "engine", .shares = 1, .min_workers = 1,
                             .dtype = TEMPO_DTYPE_F32, .verify_rounds = cfg->verify_rounds};
   sc->blind = cfg->mode == TEMPO_MODE_TEMPO;
+  sc->base.fused_forward = cfg->verify_rounds >= 1 && cfg->verify_rounds <= R_MAX;
   tempo_obf_set_threads(cfg->threads); /* the master's Enc/Dec passes use its --threads */
   *out = &sc->base;
   return TEMPO_STATUS_OK;

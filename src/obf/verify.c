@@ -228,40 +228,61 @@ tempo_status tempo_verify_product_weighted(int r, int k, int c, const float *A, 
         return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "tempo_verify_product: column weight %d is not positive",
                                j);
   float *v = work, *vabs = v + c, *w = vabs + c, *wb = w + k; /* 2c + 2k <= 3 (r + k + c) */
-  const double u = 0x1p-24, factor = TEMPO_VERIFY_SAFETY * ((double)k + 4.0) * u;
   for (int round = 0; round < rounds; round++) {
-    tempo_rng rng;
-    tempo_rng_seed(&rng, rng_seed, 0x74656d706f766600ULL + (uint64_t)round);
-    float vmax = 0;
-    for (int j = 0; j < c; j++) {
-      uint64_t x = tempo_rng_u64(&rng);
-      float mag = 0.5f + 0.5f * (float)((double)(x >> 40) * 0x1p-24); /* [0.5, 1) */
-      if (col_weight) mag *= col_weight[j];
-      v[j] = (x & 1) ? -mag : mag;
-      vabs[j] = mag;
-      if (mag > vmax) vmax = mag;
-    }
+    const float vmax = tempo_verify_vector(rng_seed, round, c, col_weight, v, vabs);
     /* w = op(B) v with op(B) (k, c): B stored (k, c), or (c, k) with b_trans. */
     matvec_f(k, c, B, b_trans, v, vabs, w, wb);
-    const double tiny = (double)k * (double)c * (double)vmax * 0x1p-126;
-    double y1[VF_BLOCK], y2[VF_BLOCK], yb[VF_BLOCK], unused[VF_BLOCK];
+    double y2[VF_BLOCK], yb[VF_BLOCK];
     for (int i0 = 0; i0 < r; i0 += VF_BLOCK) {
       int cnt = r - i0 < VF_BLOCK ? r - i0 : VF_BLOCK;
-      dot_rows(cnt, c, C + (size_t)i0 * (size_t)c, (size_t)c, v, NULL, y1, unused);
       if (a_trans)
         dot_cols(k, i0, cnt, A, (size_t)r, w, wb, y2, yb);
       else
         dot_rows(cnt, k, A + (size_t)i0 * (size_t)k, (size_t)k, w, wb, y2, yb);
-      for (int i = 0; i < cnt; i++) {
-        if (!isfinite(y1[i]))
-          return tempo_set_error(TEMPO_STATUS_VERIFY_FAILED,
-                                 "product check: non-finite value in result row %d of (%d, %d)", i0 + i, r, c);
-        double diff = fabs(y1[i] - y2[i]), tol = factor * yb[i] + tiny;
-        if (!(diff <= tol))
-          return tempo_set_error(TEMPO_STATUS_VERIFY_FAILED,
-                                 "product check failed: row %d of (%d, %d) x (%d), round %d: |Cv - A(Bv)| = %.3g > %.3g",
-                                 i0 + i, r, c, k, round, diff, tol);
-      }
+      tempo_status st = tempo_verify_rows(cnt, k, c, C + (size_t)i0 * (size_t)c, v, vmax, y2, yb, 0, i0, r, round);
+      if (st) return st;
+    }
+  }
+  return TEMPO_STATUS_OK;
+}
+
+float tempo_verify_vector(uint64_t rng_seed, int round, int c, const float *col_weight, float *v, float *vabs) {
+  tempo_rng rng;
+  tempo_rng_seed(&rng, rng_seed, 0x74656d706f766600ULL + (uint64_t)round);
+  float vmax = 0;
+  for (int j = 0; j < c; j++) {
+    uint64_t x = tempo_rng_u64(&rng);
+    float mag = 0.5f + 0.5f * (float)((double)(x >> 40) * 0x1p-24); /* [0.5, 1) */
+    if (col_weight) mag *= col_weight[j];
+    v[j] = (x & 1) ? -mag : mag;
+    vabs[j] = mag;
+    if (mag > vmax) vmax = mag;
+  }
+  return vmax;
+}
+
+void tempo_verify_matvec(int rows, int cols, const float *M, bool trans, const float *x, const float *xb, float *out,
+                         float *outb) {
+  matvec_f(rows, cols, M, trans, x, xb, out, outb);
+}
+
+tempo_status tempo_verify_rows(int rows, int k, int c, const float *C, const float *v, float vmax, const double *y2,
+                               const double *yb, double slack, int row0, int total_rows, int round) {
+  const double factor = TEMPO_VERIFY_SAFETY * ((double)k + 4.0) * 0x1p-24 + slack;
+  const double tiny = (double)k * (double)c * (double)vmax * 0x1p-126;
+  double y1[VF_BLOCK], unused[VF_BLOCK];
+  for (int i0 = 0; i0 < rows; i0 += VF_BLOCK) {
+    const int cnt = rows - i0 < VF_BLOCK ? rows - i0 : VF_BLOCK;
+    dot_rows(cnt, c, C + (size_t)i0 * (size_t)c, (size_t)c, v, NULL, y1, unused);
+    for (int i = 0; i < cnt; i++) {
+      if (!isfinite(y1[i]))
+        return tempo_set_error(TEMPO_STATUS_VERIFY_FAILED, "product check: non-finite value in result row %d of (%d, %d)",
+                               row0 + i0 + i, total_rows, c);
+      double diff = fabs(y1[i] - y2[i0 + i]), tol = factor * yb[i0 + i] + tiny;
+      if (!(diff <= tol))
+        return tempo_set_error(TEMPO_STATUS_VERIFY_FAILED,
+                               "product check failed: row %d of (%d, %d) x (%d), round %d: |Cv - A(Bv)| = %.3g > %.3g",
+                               row0 + i0 + i, total_rows, c, k, round, diff, tol);
     }
   }
   return TEMPO_STATUS_OK;

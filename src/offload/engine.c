@@ -102,6 +102,7 @@ tempo_status tempo_engine_create(const tempo_mm_config *cfg, tempo_scheme *sc, t
   snprintf(context, sizeof context, "tempo-%s-keys", sc->name); /* 17 bytes: "engine" or "shield" */
   if ((st = tempo_rounds_init(&e->r, cfg, sc->name, context))) goto fail;
   sc->kg = e->r.kg;
+  sc->vg = e->r.vg;
   if (e->r.nw < sc->min_workers) {
     st = tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT,
                          "mode '%s' needs at least %d workers (%d shares per product on distinct workers, no two "
@@ -326,7 +327,10 @@ static bool consume(tempo_engine *e, round_ctx *c, task *t, const tempo_msg_head
   for (int i = 0; i < cnt && ok; i++) {
     const tempo_obf_key *k = &s->k.keys[sh->batch == 1 ? 0 : (int)b->lo + i];
     const bool id = k->identity;
-    if (!c->pr.backward) {
+    if (!c->pr.backward && e->sc->fused_forward) { /* formed while X' was written: Y' alone is read */
+      ok = e->sc->ops->check_forward(e->sc, s->ss, &c->pr, (int)b->lo, (int)b->hi, pay);
+      break;
+    } else if (!c->pr.backward) {
       ok = check(e, rows, n, p, off(xb, i * xs, z), false, off(wb, i * ws, z), wt, off(pay, i * ys, z),
                  id ? NULL : k->dp.rcoef_p);
     } else {

@@ -60,6 +60,10 @@ typedef struct {
    * its whole dW' (NULL when not asked), gathered by the engine; combines the shares and
    * decodes into pr's outputs. Not called when take_instances took everything. */
   void (*finish)(tempo_scheme *sc, const tempo_product *pr, const void *const *res, const void *const *dw);
+  /* Optional (used when fused_forward is set): checks rows [lo, hi) of a batch-1 forward's
+   * Y' (or instances [lo, hi) of a batched one), the payload y, against what encode formed
+   * while blinding (X'(W'v) inside the X' pass). False when it fails. */
+  bool (*check_forward)(tempo_scheme *sc, const void *state, const tempo_product *pr, int lo, int hi, const void *y);
   void (*free)(tempo_scheme *sc);
 } tempo_scheme_ops;
 
@@ -71,6 +75,8 @@ struct tempo_scheme {
   uint16_t dtype;           /* TEMPO_DTYPE_*: of every operand and result on the wire */
   int verify_rounds;        /* Freivalds vectors per check; 0 = no checks */
   tempo_keygen *kg;         /* the engine's key stream (keys, masks); borrowed, set by the engine */
+  tempo_keygen *vg;         /* the engine's verification stream (check vectors); borrowed, likewise */
+  bool fused_forward;       /* encode prepares the forward checks: the engine calls check_forward */
   uint64_t bytes;           /* bytes its passes read and wrote since the engine last took them */
 };
 
