@@ -3,6 +3,7 @@
  * (tempo_owner.c), the attacks tempo-attack (tempo_attack.c), and neither is linked here.
  * Argument parsing and exit() live only in programs/. Exit status: 0 ok, 1 runtime error, 2 usage. */
 #include <getopt.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,11 +69,14 @@ static void print_help(void) {
          "  --dropout X           ViT dropout probability (default 0)\n"
          "  --seed N              seed of initialisation, shuffling, augmentation (default 1)\n"
          "  --out DIR             output folder: metrics.jsonl, checkpoint.ckpt, model.ckpt (default runs/MODEL)\n"
-         "  --resume CKPT         continue the exact trajectory of a checkpoint\n"
+         "  --resume CKPT         continue the exact trajectory of a checkpoint, in its folder unless --out;\n"
+         "                        --epochs and --max-steps still count from the run's start\n"
          "  --init-from FILE      start from safetensors weights (PyTorch state_dict names)\n"
          "  --key-file SPEC       owner key (PATH, fd:N or gramine-secret): read sealed inputs, write sealed\n"
          "                        outputs (train and eval; docs/confidential-io.md)\n"
          "  --checkpoint-every N  also write checkpoint.ckpt every N steps\n"
+         "  --checkpoint-minutes M  also every M minutes of training (default 10; 0 = off). Ctrl-C or\n"
+         "                        SIGTERM: finish the step, write checkpoint.ckpt, exit 130 or 143\n"
          "  --log-every N         log every N steps (default 50)\n"
          "  --progress / --no-progress   force the progress bar on or off (default: on a terminal)\n"
          "  --quiet               print only errors and the result\n"
@@ -124,7 +128,7 @@ static float parse_float(const char *flag, const char *s, double lo, double hi) 
 enum {
   OPT_MODEL = 256, OPT_DATA, OPT_DATA_DIR, OPT_EPOCHS, OPT_MAX_STEPS, OPT_BATCH, OPT_LR, OPT_OPTIMIZER, OPT_MOMENTUM,
   OPT_WD, OPT_SCHEDULE, OPT_WARMUP, OPT_AUGMENT, OPT_DROPOUT, OPT_SEED, OPT_OUT, OPT_RESUME, OPT_INIT_FROM,
-  OPT_CKPT_EVERY, OPT_LOG_EVERY, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_QUIET, OPT_PRIVACY_REPORT, OPT_MODE, OPT_WORKERS, OPT_VERIFY,
+  OPT_CKPT_EVERY, OPT_CKPT_MINUTES, OPT_LOG_EVERY, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_QUIET, OPT_PRIVACY_REPORT, OPT_MODE, OPT_WORKERS, OPT_VERIFY,
   OPT_THREADS, OPT_AUDIT, OPT_KEY_SEED, OPT_KEY_FILE, OPT_SHIELD_DTYPE, OPT_SHIELD_ALPHA,
 };
 
@@ -139,6 +143,7 @@ static const struct option long_opts[] = {
     {"seed", required_argument, 0, OPT_SEED},           {"out", required_argument, 0, OPT_OUT},
     {"resume", required_argument, 0, OPT_RESUME},       {"init-from", required_argument, 0, OPT_INIT_FROM},
     {"checkpoint-every", required_argument, 0, OPT_CKPT_EVERY},
+    {"checkpoint-minutes", required_argument, 0, OPT_CKPT_MINUTES},
     {"log-every", required_argument, 0, OPT_LOG_EVERY}, {"progress", no_argument, 0, OPT_PROGRESS},
     {"no-progress", no_argument, 0, OPT_NO_PROGRESS},   {"quiet", no_argument, 0, OPT_QUIET},
     {"privacy-report", no_argument, 0, OPT_PRIVACY_REPORT},
@@ -199,6 +204,7 @@ static int parse_options(int argc, char **argv, tempo_train_config *cfg, bool is
     case OPT_RESUME: cfg->resume = optarg; break;
     case OPT_INIT_FROM: cfg->init_from = optarg; break;
     case OPT_CKPT_EVERY: cfg->checkpoint_every = parse_long("--checkpoint-every", optarg, 1, 1L << 40); break;
+    case OPT_CKPT_MINUTES: cfg->checkpoint_minutes = parse_float("--checkpoint-minutes", optarg, 0, 1e6); break;
     case OPT_LOG_EVERY: cfg->log_every = (int)parse_long("--log-every", optarg, 1, 1 << 30); break;
     case OPT_PROGRESS: cfg->progress = 1; break;
     case OPT_NO_PROGRESS: cfg->progress = 0; break;
@@ -231,6 +237,34 @@ static int parse_options(int argc, char **argv, tempo_train_config *cfg, bool is
   return optind;
 }
 
+/* SIGINT and SIGTERM during training: the first asks the run to stop after its step, with a
+ * checkpoint (tempo_train_config.stop); a second one ends the process at once. */
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig) {
+  static const char again[] = "\ntempo: interrupted again: exiting at once, without a checkpoint\n";
+  static const char first[] = "\ntempo: interrupted: finishing the step and writing a checkpoint "
+                              "(interrupt again to abort at once)\n";
+  if (stop_signal) {
+    if (write(STDERR_FILENO, again, sizeof again - 1) < 0) {
+    }
+    _exit(128 + sig);
+  }
+  stop_signal = sig;
+  if (write(STDERR_FILENO, first, sizeof first - 1) < 0) {
+  }
+}
+
+static void catch_stop_signals(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+}
+
 static int cmd_train(int argc, char **argv) {
   tempo_train_config cfg;
   tempo_train_config_default(&cfg);
@@ -240,9 +274,20 @@ static int cmd_train(int argc, char **argv) {
   tempo_owner_key *key = NULL;
   tempo_status st = key_spec ? tempo_owner_key_provision(key_spec, &key) : TEMPO_STATUS_OK;
   cfg.key = key;
+  cfg.stop = &stop_signal;
+  catch_stop_signals();
   if (!st) st = tempo_train_run(&cfg, &res);
   tempo_owner_key_free(key);
   if (st) return tempo_cli_fail(prog, st);
+  if (res.nothing_to_do) return 0; /* the run said why */
+  if (res.stopped) { /* the resume command names what is not the default */
+    const bool mode = cfg.engine.mode != TEMPO_MODE_TEMPO;
+    fprintf(stderr,
+            "tempo: interrupted at step %ld; checkpoint written to %s; resume with: tempo train --resume %s%s%s%s%s\n",
+            res.steps, res.checkpoint, res.checkpoint, mode ? " --mode " : "",
+            mode ? tempo_mode_name(cfg.engine.mode) : "", key_spec ? " --key-file " : "", key_spec ? key_spec : "");
+    return 128 + stop_signal;
+  }
   const tempo_mm_stats *s = &res.stats;
   printf("done: %ld steps in %.1f s", res.steps, res.seconds);
   if (res.test_acc >= 0) printf(", test accuracy %.2f%%", 100.0 * res.test_acc);

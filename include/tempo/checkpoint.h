@@ -3,10 +3,17 @@
  * and the random-generator state).
  *
  * File layout (all little-endian, fixed width; docs/checkpoint-format.md):
- *   "TMPOCKPT" magic, u32 version, u32 header bytes, the header fields, then the f32
- *   arrays (params, state, optimizer state), then a 32-byte BLAKE2b checksum of all that
- *   precedes it. Files are written atomically (temp file + rename). Readers validate
- *   magic, version, sizes against the model and the checksum before using anything. */
+ *   "TMPOCKPT" magic, u32 version, u32 header bytes, the header fields, the optimizer's
+ *   step, (version 2) the engine's random-stream record, then the f32 arrays (params,
+ *   state, optimizer state), then a 32-byte BLAKE2b checksum of all that precedes it.
+ *   Files are written atomically (temp file + rename). Readers validate magic, version,
+ *   sizes against the model and the checksum before using anything. Version 1 files
+ *   (no dropout, augmentation or stream record) are still read.
+ *
+ * The stream record (tempo_mm_streams_save) reproduces every key of the run: a checkpoint
+ * holding one is as secret as the keys. It is written only into the master's
+ * checkpoint.ckpt (sealed when the run has an owner key), never into model.ckpt, and
+ * every buffer and meta struct that held it is wiped. */
 #ifndef TEMPO_CHECKPOINT_H
 #define TEMPO_CHECKPOINT_H
 
@@ -17,7 +24,8 @@
 extern "C" {
 #endif
 
-#define TEMPO_CKPT_VERSION 1
+#define TEMPO_CKPT_VERSION 2
+#define TEMPO_CKPT_STREAMS_MAX 256 /* bytes of the stream record (>= TEMPO_MM_STREAMS_MAX) */
 
 typedef struct {
   char model[32];    /* model name */
@@ -33,6 +41,11 @@ typedef struct {
   tempo_optim_config optim;
   uint64_t rng[4];         /* the model's generator (dropout) */
   uint64_t param_count, state_count, optim_count;
+  float dropout;           /* version 2: the model's dropout probability (0 in version 1 files) */
+  bool augment;            /* version 2: random crop + flip of the training batches */
+  bool v1;                 /* parse: the file is version 1 (dropout, augment, streams unknown) */
+  uint32_t streams_len;    /* version 2: bytes in streams; 0 = none (local mode, model.ckpt) */
+  uint8_t streams[TEMPO_CKPT_STREAMS_MAX]; /* the engine's random streams: a secret (wipe the struct) */
 } tempo_ckpt_meta;
 
 /* Serialises into a malloc'ed buffer (caller frees). opt may be NULL (no optimizer state). */

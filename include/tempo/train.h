@@ -6,7 +6,11 @@
  *   metrics.jsonl   one JSON object per logged step ({"step","epoch","loss","acc","lr",
  *                   "images_per_s", engine counters...}), per evaluation ({"epoch",
  *                   "test_loss","test_acc"}) and a final {"summary": ...} object;
- *   checkpoint.ckpt the latest checkpoint (atomic), enough to --resume the exact trajectory;
+ *   checkpoint.ckpt the latest checkpoint (atomic), enough to --resume the exact trajectory
+ *                   in every mode (it holds the engine's key and verification streams, a
+ *                   secret: seal it with an owner key): written after each epoch's
+ *                   evaluation, every checkpoint_every steps, every checkpoint_minutes of
+ *                   training, when *stop becomes nonzero, and at the end;
  *   model.ckpt      the final model (for `tempo eval`).
  * Progress goes to stdout: a progress bar on a terminal, one line every log_every steps
  * otherwise.
@@ -18,6 +22,8 @@
  * stdout still shows the aggregate loss and accuracy; pass quiet to hide them. */
 #ifndef TEMPO_TRAIN_H
 #define TEMPO_TRAIN_H
+
+#include <signal.h>
 
 #include "tempo/data.h"
 #include "tempo/matmul.h"
@@ -40,11 +46,16 @@ typedef struct {
   tempo_optim_config optim;
   bool augment;              /* random crop + flip (CIFAR-10 only by default) */
   float dropout;
-  const char *out_dir;       /* default "runs/<model>" */
-  const char *resume;        /* checkpoint to resume from, or NULL */
+  const char *out_dir;       /* default "runs/<model>", or the checkpoint's folder when resuming */
+  const char *resume;        /* checkpoint to resume from, or NULL: the run continues in its folder
+                                (metrics.jsonl cut back to the checkpoint's step: each step once);
+                                epochs and max_steps still count from the run's start */
   const char *init_from;     /* safetensors weights to start from, or NULL */
   int log_every;             /* default 50 */
   long checkpoint_every;     /* also checkpoint every N steps (0 = only per epoch and at the end) */
+  double checkpoint_minutes; /* also checkpoint after this many minutes of training (default 10; 0 = off) */
+  const volatile sig_atomic_t *stop; /* NULL, or set nonzero (a signal handler): the run finishes its
+                                step, writes checkpoint.ckpt and returns OK with stopped set */
   int progress;              /* 1 = progress bar, 0 = lines, -1 = decide by isatty(stdout) */
   bool quiet;                /* only errors and the final result */
   bool privacy_report;       /* print the privacy metric of each product of the first step */
@@ -58,6 +69,9 @@ typedef struct {
   double test_acc, test_loss;/* after the last epoch (test_acc < 0 when not evaluated) */
   double seconds;
   tempo_mm_stats stats;      /* engine totals */
+  bool stopped;              /* ended early by *cfg.stop (checkpoint written, no model.ckpt) */
+  bool nothing_to_do;        /* resumed at the end of its run: nothing was trained or written */
+  char checkpoint[4096];     /* the last checkpoint.ckpt written ("" if none) */
 } tempo_train_result;
 
 void tempo_train_config_default(tempo_train_config *cfg);

@@ -72,8 +72,12 @@ static float get_f32(rbuf *r) {
   return f;
 }
 
-/* The header fields, in order; shared by writer and reader so they cannot drift apart. */
-#define CKPT_HEADER_BYTES (32 + 4 * 4 + 32 + 8 + 8 + 4 * 4 + 8 + (4 + 7 * 4 + 4 + 8 + 8) + 4 * 8 + 3 * 8)
+/* The header fields, in order; shared by writer and reader so they cannot drift apart.
+ * Version 2 appends f32 dropout, u32 flags (bit 0: augment), u32 stream-record bytes and a
+ * reserved u32 (0); the stream record itself follows the optimizer's step. */
+#define CKPT_HEADER_BYTES_V1 (32 + 4 * 4 + 32 + 8 + 8 + 4 * 4 + 8 + (4 + 7 * 4 + 4 + 8 + 8) + 4 * 8 + 3 * 8)
+#define CKPT_HEADER_BYTES (CKPT_HEADER_BYTES_V1 + 4 * 4)
+#define CKPT_FLAG_AUGMENT 1u
 
 static void write_header(wbuf *w, const tempo_ckpt_meta *m) {
   put(w, m->model, 32);
@@ -105,10 +109,16 @@ static void write_header(wbuf *w, const tempo_ckpt_meta *m) {
   put_u64(w, m->param_count);
   put_u64(w, m->state_count);
   put_u64(w, m->optim_count);
+  put_f32(w, m->dropout);
+  put_u32(w, m->augment ? CKPT_FLAG_AUGMENT : 0);
+  put_u32(w, m->streams_len);
+  put_u32(w, 0); /* reserved */
 }
 
-static void read_header(rbuf *r, tempo_ckpt_meta *m) {
-  memset(m, 0, sizeof *m);
+/* Reads the header of a version-1 (v1) or version-2 file; false when a version-2 field is
+ * out of range (flags, stream-record size, dropout). */
+static bool read_header(rbuf *r, tempo_ckpt_meta *m, bool v1) {
+  sodium_memzero(m, sizeof *m);
   get(r, m->model, 32);
   m->model[31] = '\0';
   m->in_c = (int32_t)get_u32(r);
@@ -140,6 +150,15 @@ static void read_header(rbuf *r, tempo_ckpt_meta *m) {
   m->param_count = get_u64(r);
   m->state_count = get_u64(r);
   m->optim_count = get_u64(r);
+  m->v1 = v1;
+  if (v1) return true;
+  m->dropout = get_f32(r);
+  const uint32_t flags = get_u32(r);
+  m->augment = (flags & CKPT_FLAG_AUGMENT) != 0;
+  m->streams_len = get_u32(r);
+  const uint32_t reserved = get_u32(r);
+  return (flags & ~CKPT_FLAG_AUGMENT) == 0 && reserved == 0 && m->streams_len <= TEMPO_CKPT_STREAMS_MAX &&
+         m->dropout >= 0.0f && m->dropout < 1.0f;
 }
 
 tempo_status tempo_ckpt_serialize(const tempo_ckpt_meta *meta, const tempo_params *p, const tempo_optim *opt,
@@ -148,15 +167,25 @@ tempo_status tempo_ckpt_serialize(const tempo_ckpt_meta *meta, const tempo_param
   m.param_count = p->count;
   m.state_count = p->state_count;
   m.optim_count = opt ? opt->state_count : 0;
+  TEMPO_ASSERT(m.streams_len <= TEMPO_CKPT_STREAMS_MAX);
   size_t floats = m.param_count + m.state_count + m.optim_count, bytes;
-  if (!tempo_mul_size(floats, 4, &bytes)) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "checkpoint too large");
-  wbuf w = {.cap = 8 + 8 + CKPT_HEADER_BYTES + 8 + bytes + CKPT_SUM};
-  if (!(w.p = malloc(w.cap))) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "out of memory writing checkpoint");
+  wbuf w = {.p = NULL};
+  if (!tempo_mul_size(floats, 4, &bytes)) {
+    sodium_memzero(&m, sizeof m);
+    return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "checkpoint too large");
+  }
+  w.cap = 8 + 8 + CKPT_HEADER_BYTES + 8 + m.streams_len + bytes + CKPT_SUM;
+  if (!(w.p = malloc(w.cap))) {
+    sodium_memzero(&m, sizeof m);
+    return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "out of memory writing checkpoint");
+  }
   put(&w, CKPT_MAGIC, 8);
   put_u32(&w, TEMPO_CKPT_VERSION);
   put_u32(&w, CKPT_HEADER_BYTES);
   write_header(&w, &m);
   put_u64(&w, opt ? (uint64_t)opt->step : 0);
+  put(&w, m.streams, m.streams_len);
+  sodium_memzero(&m, sizeof m);
   put_floats(&w, p->data, p->count);
   put_floats(&w, p->state, p->state_count);
   if (opt) put_floats(&w, opt->state, opt->state_count);
@@ -188,11 +217,20 @@ tempo_status tempo_ckpt_parse(const uint8_t *buf, size_t len, const char *what, 
     return tempo_set_error(TEMPO_STATUS_CORRUPT, "%s is corrupt or truncated (checksum mismatch)", what);
   rbuf r = {.p = buf, .pos = 8, .len = len - CKPT_SUM};
   uint32_t version = get_u32(&r), hbytes = get_u32(&r);
-  if (version != TEMPO_CKPT_VERSION || hbytes != CKPT_HEADER_BYTES)
-    return tempo_set_error(TEMPO_STATUS_CORRUPT, "%s has checkpoint version %u; this build reads version %u", what,
-                           version, TEMPO_CKPT_VERSION);
-  read_header(&r, meta);
+  if ((version != 1 && version != TEMPO_CKPT_VERSION) ||
+      hbytes != (version == 1 ? CKPT_HEADER_BYTES_V1 : CKPT_HEADER_BYTES))
+    return tempo_set_error(TEMPO_STATUS_CORRUPT,
+                           "%s has checkpoint version %u (header %u bytes); this build reads versions 1 and %u", what,
+                           version, hbytes, TEMPO_CKPT_VERSION);
+  if (!read_header(&r, meta, version == 1)) {
+    const uint32_t n = meta->streams_len;
+    sodium_memzero(meta, sizeof *meta);
+    return tempo_set_error(TEMPO_STATUS_CORRUPT,
+                           "%s: bad stream-state record or training flags in the header (a record of %u bytes, "
+                           "at most %d)", what, n, TEMPO_CKPT_STREAMS_MAX);
+  }
   uint64_t opt_step = get_u64(&r);
+  get(&r, meta->streams, meta->streams_len);
   size_t floats, bytes;
   if (r.bad || meta->param_count > len || meta->state_count > len || meta->optim_count > len ||
       !tempo_mul_size((size_t)(meta->param_count + meta->state_count + meta->optim_count), 4, &bytes) ||
@@ -225,6 +263,7 @@ tempo_status tempo_ckpt_save(const char *path, const tempo_ckpt_meta *meta, cons
   if (st) return st;
   const void *parts[1] = {buf};
   st = tempo_write_file_atomic(path, parts, &len, 1);
+  sodium_memzero(buf, len); /* the stream record is a secret */
   free(buf);
   return st;
 }
@@ -235,6 +274,7 @@ tempo_status tempo_ckpt_load(const char *path, tempo_ckpt_meta *meta, tempo_para
   tempo_status st = tempo_read_file(path, CKPT_MAX_FILE, &buf, &len);
   if (st) return st;
   st = tempo_ckpt_parse(buf, len, path, meta, p, opt);
+  sodium_memzero(buf, len);
   free(buf);
   return st;
 }

@@ -19,6 +19,7 @@
 #include "tempo/safetensors.h"
 #include "tempo/seal.h"
 #include "tempo/weights.h"
+#include "train/run_files.h"
 
 void tempo_train_config_default(tempo_train_config *c) {
   memset(c, 0, sizeof *c);
@@ -29,6 +30,7 @@ void tempo_train_config_default(tempo_train_config *c) {
   c->seed = 1;
   tempo_optim_config_default(&c->optim, TEMPO_OPTIM_SGD);
   c->log_every = 50;
+  c->checkpoint_minutes = 10.0;
   c->progress = -1;
   tempo_mm_config_default(&c->engine);
 }
@@ -48,6 +50,9 @@ typedef struct {
   char *mbuf;   /* sealed runs: the metrics file's text, written through metrics (open_memstream) */
   size_t mlen;
   char path[4096];
+  char ckpt_path[4096]; /* the last checkpoint.ckpt written */
+  double t_ckpt;        /* tempo_now() when it was written (or training started) */
+  long ckpt_step;       /* its step (-1: none yet) */
   tempo_mm_shape shapes[TEMPO_MAX_REPORT_PRODUCTS]; /* --privacy-report: one step's forward products */
   int nshapes;
 } run_state;
@@ -159,6 +164,8 @@ static void fill_meta(tempo_ckpt_meta *meta, const tempo_train_config *c, const 
   meta->max_steps = c->max_steps;
   meta->optim = c->optim;
   memcpy(meta->rng, m->rng.s, sizeof meta->rng);
+  meta->dropout = c->dropout;
+  meta->augment = c->augment;
 }
 
 /* Sealed runs: reseals the whole metrics text into metrics.jsonl.sealed (atomically). */
@@ -169,20 +176,38 @@ static tempo_status save_sealed_metrics(run_state *r, const tempo_train_config *
   return tempo_seal_write(r->path, c->key, TEMPO_SEAL_LABEL_METRICS, r->mbuf, r->mlen, 0);
 }
 
+_Static_assert(TEMPO_MM_STREAMS_MAX <= TEMPO_CKPT_STREAMS_MAX, "a checkpoint holds the engine's stream state");
+
+/* Writes out_dir/name. checkpoint.ckpt, the resumable one, also holds the engine's random
+ * streams (a secret: the meta copy is wiped); model.ckpt, what leaves the master, never. */
 static tempo_status save_ckpt(run_state *r, const tempo_train_config *c, const char *name, long step, int epoch,
                               int batch_in_epoch) {
   tempo_ckpt_meta meta;
   fill_meta(&meta, c, r->model, step, epoch, batch_in_epoch);
+  const bool resumable = strcmp(name, "checkpoint.ckpt") == 0;
+  size_t n = 0;
+  tempo_status st = resumable ? tempo_mm_streams_save(r->mm, meta.streams, sizeof meta.streams, &n) : TEMPO_STATUS_OK;
+  meta.streams_len = (uint32_t)n;
   snprintf(r->path, sizeof r->path, "%s/%s%s", c->out_dir, name, c->key ? TEMPO_SEAL_SUFFIX : "");
-  tempo_status st = tempo_ckpt_save_sealed(r->path, c->key, &meta, &r->model->params, &r->opt);
-  return st ? st : save_sealed_metrics(r, c);
+  if (!st) st = tempo_ckpt_save_sealed(r->path, c->key, &meta, &r->model->params, &r->opt);
+  sodium_memzero(&meta, sizeof meta);
+  if (st) return st;
+  if (resumable) {
+    snprintf(r->ckpt_path, sizeof r->ckpt_path, "%s", r->path);
+    r->t_ckpt = tempo_now();
+    r->ckpt_step = step;
+  }
+  return save_sealed_metrics(r, c);
 }
 
 /* Opens the metrics stream: the file itself, or (sealed) a memory stream that starts with the
- * earlier run's decrypted metrics when resuming into the same folder. */
-static tempo_status open_metrics(run_state *r, const tempo_train_config *c) {
+ * earlier run's decrypted metrics when resuming into the same folder. Resuming cuts the
+ * earlier metrics back to the checkpoint's step (the steps after it are trained again). */
+static tempo_status open_metrics(run_state *r, const tempo_train_config *c, long resume_step) {
   if (!c->key) {
     snprintf(r->path, sizeof r->path, "%s/metrics.jsonl", c->out_dir);
+    tempo_status st = c->resume ? tempo_run_metrics_truncate(r->path, resume_step) : TEMPO_STATUS_OK;
+    if (st) return st;
     if (!(r->metrics = fopen(r->path, c->resume ? "a" : "w")))
       return tempo_set_error(TEMPO_STATUS_IO, "cannot write %s: %s", r->path, strerror(errno));
     return TEMPO_STATUS_OK;
@@ -195,7 +220,8 @@ static tempo_status open_metrics(run_state *r, const tempo_train_config *c) {
   size_t len;
   tempo_status st = tempo_unseal_read(r->path, c->key, TEMPO_SEAL_LABEL_METRICS, (size_t)1 << 30, &old, &len, NULL);
   if (st) return st;
-  if (len && fwrite(old, 1, len, r->metrics) != len)
+  const size_t keep = tempo_run_metrics_keep((char *)old, len, resume_step);
+  if (keep && fwrite(old, 1, keep, r->metrics) != keep)
     st = tempo_set_error(TEMPO_STATUS_NO_MEMORY, "out of memory for the metrics");
   sodium_memzero(old, len);
   free(old);
@@ -222,6 +248,8 @@ static tempo_status load_init(tempo_params *p, const char *path, const tempo_own
   return st;
 }
 
+static bool stop_requested(const tempo_train_config *c) { return c->stop && *c->stop; }
+
 tempo_status tempo_train_run(const tempo_train_config *cfg_in, tempo_train_result *res) {
   tempo_train_config c = *cfg_in;
   run_state r;
@@ -236,7 +264,9 @@ tempo_status tempo_train_run(const tempo_train_config *cfg_in, tempo_train_resul
   memset(&meta, 0, sizeof meta);
   tempo_status st;
   if (c.resume) {
-    if ((st = tempo_ckpt_load_sealed(c.resume, c.key, &meta, NULL, NULL))) return st;
+    st = tempo_ckpt_load_sealed(c.resume, c.key, &meta, NULL, NULL);
+    sodium_memzero(meta.streams, sizeof meta.streams); /* read again below, with the parameters */
+    if (st) return st;
     if (c.model[0] && strcmp(c.model, meta.model) != 0)
       return tempo_set_error(TEMPO_STATUS_MISMATCH,
                              "%s is a checkpoint of model '%s', not '%s': drop --model or pick the right checkpoint",
@@ -247,18 +277,35 @@ tempo_status tempo_train_run(const tempo_train_config *cfg_in, tempo_train_resul
     c.seed = meta.seed;
     c.batch_size = meta.batch_size;
     c.optim = meta.optim;
+    if (!meta.v1) c.augment = meta.augment, c.dropout = meta.dropout;
     if (cfg_in->max_steps == 0) c.max_steps = meta.max_steps;
     if (cfg_in->epochs == 0) c.epochs = meta.epochs;
   }
   if (c.epochs == 0) c.epochs = 1;
   if (!c.model[0]) snprintf(c.model, sizeof c.model, "mlp");
+  if (c.resume && (meta.epoch >= c.epochs || (c.max_steps > 0 && meta.step >= c.max_steps))) {
+    const bool by_steps = c.max_steps > 0 && meta.step >= c.max_steps;
+    printf("tempo: nothing to do: %s is at step %lld (%d of %d epochs done), where its run ends (%s %ld); to "
+           "train further pass %s N with N > %lld (a total: it counts from the run's start, not from the "
+           "checkpoint)\n", c.resume, (long long)meta.step, meta.epoch, c.epochs, by_steps ? "--max-steps" : "--epochs",
+           by_steps ? c.max_steps : (long)c.epochs, by_steps ? "--max-steps" : "--epochs",
+           by_steps ? (long long)meta.step : (long long)c.epochs);
+    res->nothing_to_do = true;
+    res->steps = meta.step;
+    return TEMPO_STATUS_OK;
+  }
 
-  char default_out[96];
-  if (!c.out_dir) {
-    snprintf(default_out, sizeof default_out, "runs/%s", c.model);
+  char default_out[4096];
+  if (!c.out_dir) { /* a resumed run continues in its checkpoint's folder */
+    if (!c.resume) snprintf(default_out, sizeof default_out, "runs/%s", c.model);
+    else if (!tempo_run_dir_of(c.resume, default_out, sizeof default_out))
+      return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "%s: the path is too long", c.resume);
     c.out_dir = default_out;
   }
   if ((st = tempo_mkdir_p(c.out_dir))) return st;
+  const int stale = tempo_run_clean_stale_tmp(c.out_dir);
+  if (stale > 0 && !c.quiet)
+    printf("tempo: removed %d temporary file(s) left in %s by a killed run\n", stale, c.out_dir);
   if ((st = tempo_dataset_load_sealed(c.dataset, c.data_dir, true, c.key, &r.train)) ||
       (st = tempo_dataset_load_sealed(c.dataset, c.data_dir, false, c.key, &r.test)))
     goto out;
@@ -289,6 +336,22 @@ tempo_status tempo_train_run(const tempo_train_config *cfg_in, tempo_train_resul
     step = meta.step;
     epoch = meta.epoch;
     batch_in_epoch = meta.batch_in_epoch;
+    /* the key and verification streams go on where they stood: the exact trajectory */
+    st = tempo_mm_streams_restore(r.mm, meta.streams, meta.streams_len);
+    const bool had_streams = meta.streams_len > 0;
+    sodium_memzero(meta.streams, sizeof meta.streams);
+    if (st) {
+      char why[512];
+      snprintf(why, sizeof why, "%s", tempo_errmsg());
+      tempo_set_error(st, "%s: %s", c.resume, why);
+      goto out;
+    }
+    if (!c.quiet)
+      printf("tempo: resuming from step %ld (epoch %d, %d of %d batches done) of %s%s\n", step, epoch + 1,
+             batch_in_epoch, per_epoch, c.resume,
+             !had_streams && c.engine.mode != TEMPO_MODE_LOCAL
+                 ? " (it holds no key-stream state: fresh keys, so the losses may differ in the last digits)"
+                 : "");
   } else if (c.init_from) {
     if ((st = load_init(&m->params, c.init_from, c.key))) goto out;
   }
@@ -302,7 +365,7 @@ tempo_status tempo_train_run(const tempo_train_config *cfg_in, tempo_train_resul
     st = tempo_set_error(TEMPO_STATUS_NO_MEMORY, "out of memory for batch buffers");
     goto out;
   }
-  if ((st = open_metrics(&r, &c))) goto out;
+  if ((st = open_metrics(&r, &c, step))) goto out;
   const bool bar = c.progress == 1 || (c.progress < 0 && isatty(STDOUT_FILENO));
   if (!c.quiet)
     printf("tempo: training %s (%zu parameters) on %s: %d train / %d test images, batch %d, %d epoch(s), "
@@ -318,6 +381,8 @@ tempo_status tempo_train_run(const tempo_train_config *cfg_in, tempo_train_resul
   }
 
   const double t_start = tempo_now();
+  r.t_ckpt = t_start;
+  r.ckpt_step = -1;
   double win_loss = 0.0, win_t0 = tempo_now();
   long win_correct = 0, win_seen = 0, win_steps = 0, steps_this_run = 0;
   tempo_mm_stats win_stats;
@@ -330,7 +395,8 @@ tempo_status tempo_train_run(const tempo_train_config *cfg_in, tempo_train_resul
   while (epoch < c.epochs && (c.max_steps == 0 || step < c.max_steps)) {
     tempo_batcher_seek(&r.batcher, epoch, batch_in_epoch);
     int n;
-    while ((c.max_steps == 0 || step < c.max_steps) && (n = tempo_batcher_next(&r.batcher, r.x, r.y)) > 0) {
+    while ((c.max_steps == 0 || step < c.max_steps) && !stop_requested(&c) &&
+           (n = tempo_batcher_next(&r.batcher, r.x, r.y)) > 0) {
       const float lr = tempo_optim_lr(&r.opt);
       tempo_params_zero_grad(&m->params);
       rng_before = m->rng; /* a step lost with its workers is checkpointed as not taken */
@@ -395,12 +461,16 @@ tempo_status tempo_train_run(const tempo_train_config *cfg_in, tempo_train_resul
         if (b == per_epoch) e++, b = 0;
         if ((st = save_ckpt(&r, &c, "checkpoint.ckpt", step, e, b))) goto out;
       }
+      if (c.checkpoint_minutes > 0 && !last && r.ckpt_step != step &&
+          tempo_now() - r.t_ckpt >= 60.0 * c.checkpoint_minutes &&
+          (st = save_ckpt(&r, &c, "checkpoint.ckpt", step, epoch, batch_in_epoch)))
+        goto out;
     }
+    if (stop_requested(&c) && batch_in_epoch < per_epoch && (c.max_steps == 0 || step < c.max_steps)) goto stopped;
     if (batch_in_epoch < per_epoch) break; /* stopped by max_steps inside the epoch */
     epoch++;
     batch_in_epoch = 0;
     if (bar && !c.quiet) printf("\n");
-    if ((st = save_ckpt(&r, &c, "checkpoint.ckpt", step, epoch, 0))) goto out;
     double acc, tl;
     if ((st = evaluate(m, r.mm, &r.test, c.batch_size, r.x, r.y, r.logits, &acc, &tl))) goto out;
     res->test_acc = acc;
@@ -408,6 +478,9 @@ tempo_status tempo_train_run(const tempo_train_config *cfg_in, tempo_train_resul
     fprintf(r.metrics, "{\"epoch\":%d,\"step\":%ld,\"test_loss\":%.6f,\"test_acc\":%.6f}\n", epoch, step, tl, acc);
     fflush(r.metrics);
     if (!c.quiet) printf("epoch %d: test loss %.4f, test accuracy %.2f%%\n", epoch, tl, 100.0 * acc);
+    /* after the evaluation: its products drew keys, and a resumed run must find the
+     * streams where the next step of an uninterrupted one does */
+    if ((st = save_ckpt(&r, &c, "checkpoint.ckpt", step, epoch, 0))) goto out;
     win_t0 = tempo_now();
   }
   if (bar && !c.quiet && batch_in_epoch > 0) printf("\n");
@@ -422,6 +495,14 @@ tempo_status tempo_train_run(const tempo_train_config *cfg_in, tempo_train_resul
   fputs("}}\n", r.metrics);
   st = save_sealed_metrics(&r, &c);
   goto out;
+stopped: /* *c.stop: a checkpoint where the run stands; no model.ckpt, evaluation or summary */
+  if (bar && !c.quiet) printf("\n");
+  if (r.ckpt_step != step && (st = save_ckpt(&r, &c, "checkpoint.ckpt", step, epoch, batch_in_epoch))) goto out;
+  res->stopped = true;
+  res->steps = step;
+  res->seconds = tempo_now() - t_start;
+  tempo_mm_stats_run(r.mm, &res->stats);
+  goto out;
 step_failed:
   if (st == TEMPO_STATUS_WORKER) { /* no worker left: keep the run resumable, then fail */
     char why[256];
@@ -434,6 +515,8 @@ step_failed:
                            why, c.out_dir, step, c.out_dir);
   }
 out:
+  sodium_memzero(&meta, sizeof meta);
+  snprintf(res->checkpoint, sizeof res->checkpoint, "%s", r.ckpt_path);
   if (st && c.key && r.metrics) { /* keep what was logged, sealed, for the owner's diagnosis */
     tempo_status keep = st;
     if (save_sealed_metrics(&r, &c)) {
