@@ -280,12 +280,16 @@ static int cmd_train(int argc, char **argv) {
   tempo_owner_key_free(key);
   if (st) return tempo_cli_fail(prog, st);
   if (res.nothing_to_do) return 0; /* the run said why */
-  if (res.stopped) { /* the resume command names what is not the default */
-    const bool mode = cfg.engine.mode != TEMPO_MODE_TEMPO;
+  if (res.stopped) { /* the resume command names the engine options that are not the defaults */
+    char opts[160] = "";
+    const int w = cfg.engine.workers;
+    if (cfg.engine.mode != TEMPO_MODE_TEMPO)
+      snprintf(opts, sizeof opts, " --mode %s", tempo_mode_name(cfg.engine.mode));
+    if (!cfg.engine.transport && cfg.engine.mode != TEMPO_MODE_LOCAL && w != 2)
+      snprintf(opts + strlen(opts), sizeof opts - strlen(opts), " --workers %d", w);
     fprintf(stderr,
-            "tempo: interrupted at step %ld; checkpoint written to %s; resume with: tempo train --resume %s%s%s%s%s\n",
-            res.steps, res.checkpoint, res.checkpoint, mode ? " --mode " : "",
-            mode ? tempo_mode_name(cfg.engine.mode) : "", key_spec ? " --key-file " : "", key_spec ? key_spec : "");
+            "tempo: interrupted at step %ld; checkpoint written to %s; resume with: tempo train --resume %s%s%s%s\n",
+            res.steps, res.checkpoint, res.checkpoint, opts, key_spec ? " --key-file " : "", key_spec ? key_spec : "");
     return 128 + stop_signal;
   }
   const tempo_mm_stats *s = &res.stats;

@@ -32,7 +32,7 @@ identical() { # name, file a, file b
   if cmp -s "$2" "$3"; then echo "ok - $1"; else echo "not ok - $1: $2 and $3 differ"; fails=$((fails + 1)); fi
 }
 wait_step() { # pid, dir, step: waits until dir/metrics.jsonl records the step
-  for _ in $(seq 1 600); do
+  for _ in $(seq 1 3000); do
     grep -q "^{\"step\":$3," "$2/metrics.jsonl" 2>/dev/null && return 0
     kill -0 "$1" 2>/dev/null || return 1
     sleep 0.02

@@ -536,6 +536,7 @@ tempo_status tempo_eval_checkpoint_sealed(const char *path, const char *data_dir
                                           const tempo_mm_config *engine, int batch_size, double *acc, double *loss) {
   tempo_ckpt_meta meta;
   tempo_status st = tempo_ckpt_load_sealed(path, key, &meta, NULL, NULL);
+  sodium_memzero(meta.streams, sizeof meta.streams); /* a checkpoint.ckpt's stream record: not needed here */
   if (st) return st;
   tempo_dataset_kind kind;
   if (!tempo_dataset_kind_parse(meta.dataset, &kind))
@@ -563,6 +564,7 @@ tempo_status tempo_eval_checkpoint_sealed(const char *path, const char *data_dir
   }
   st = evaluate(r.model, r.mm, &r.test, batch_size, r.x, r.y, r.logits, acc, loss);
 out:
+  sodium_memzero(&meta, sizeof meta);
   run_free(&r);
   return st;
 }
