@@ -141,9 +141,54 @@ static void test_nonfinite_input_blames_master(void **state) {
   }
 }
 
+/* A worker that falsifies only dW' (the backward asks for dW alone) is caught by the check
+ * formed from the left vector of the forward's X' pass, for row splits (both W layouts) and
+ * batched products; the block is recomputed and dW is right. */
+static void test_dw_only_cheat_caught(void **state) {
+  (void)state;
+  const tempo_mm_shape shapes[] = {{1, 96, 40, 24, false}, {1, 96, 40, 24, true}, {6, 20, 16, 8, false}};
+  const tempo_fault_kind kinds[] = {TEMPO_FAULT_SCALE, TEMPO_FAULT_WRONG_ELEMENT, TEMPO_FAULT_ZERO};
+  for (int si = 0; si < 3; si++)
+    for (int ki = 0; ki < 3; ki++) {
+      const tempo_mm_shape *sh = &shapes[si];
+      tempo_mm *mm = test_make_mm(TEMPO_MODE_TEMPO, 2, 21, NULL);
+      tempo_mm_set_timeout(mm, 5);
+      const size_t B = (size_t)sh->batch, x = B * sh->m * sh->n, w = B * sh->n * sh->p, y = B * sh->m * sh->p;
+      float *X = malloc(x * 4), *W = malloc(w * 4), *dY = malloc(y * 4), *Y = malloc(y * 4), *dW = malloc(w * 4);
+      float *ref = malloc(w * 4);
+      tempo_rng r;
+      tempo_rng_seed(&r, 4, (uint64_t)si);
+      test_randn(X, x, &r), test_randn(W, w, &r), test_randn(dY, y, &r);
+      /* each worker's requests: 0 = its forward block(s), then the backward ones */
+      const tempo_worker_fault f = {.kind = kinds[ki], .start = sh->batch > 1 ? 4 : 1, .period = 1};
+      tempo_transport_inproc_set_fault(tempo_mm_test_transport(mm), 0, &f);
+      tempo_mm_site site = {0};
+      assert_int_equal(tempo_mm_forward(mm, &site, sh, X, W, Y), TEMPO_STATUS_OK);
+      assert_int_equal(tempo_mm_backward(mm, &site, sh, X, W, dY, NULL, dW, 0), TEMPO_STATUS_OK);
+      tempo_mm_step_end(mm);
+      tempo_mm_stats st;
+      tempo_mm_stats_run(mm, &st);
+      if (st.verify_failures < 1 || st.recomputed < 1)
+        fail_msg("shape %d, %s: dW'-only cheat not caught (verify failures %llu)", si, tempo_fault_name(kinds[ki]),
+                 (unsigned long long)st.verify_failures);
+      for (int b = 0; b < sh->batch; b++) /* dW = X^T dY, or dY^T X stored (p, n) */
+        for (int j = 0; j < sh->n; j++)
+          for (int k = 0; k < sh->p; k++) {
+            double a = 0;
+            for (int i = 0; i < sh->m; i++)
+              a += (double)X[(size_t)b * sh->m * sh->n + (size_t)i * sh->n + j] * dY[(size_t)b * sh->m * sh->p + (size_t)i * sh->p + k];
+            ref[(size_t)b * sh->n * sh->p + (sh->w_trans ? (size_t)k * sh->n + j : (size_t)j * sh->p + k)] = (float)a;
+          }
+      assert_close("dW after the recompute", dW, ref, w, 1e-4);
+      free(X), free(W), free(dY), free(Y), free(dW), free(ref);
+      tempo_mm_free(mm);
+    }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_shield_splits_over_more_workers),
                                      cmocka_unit_test(test_checks_do_not_change_keys),
-                                     cmocka_unit_test(test_nonfinite_input_blames_master)};
+                                     cmocka_unit_test(test_nonfinite_input_blames_master),
+                                     cmocka_unit_test(test_dw_only_cheat_caught)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

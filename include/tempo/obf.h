@@ -160,6 +160,13 @@ void tempo_verify_matvec(int rows, int cols, const float *M, bool trans, const f
 TEMPO_WUR tempo_status tempo_verify_rows(int rows, int k, int c, const float *C, const float *v, float vmax,
                                          const double *y2, const double *yb, double slack, int row0, int total_rows,
                                          int round);
+/* Freivalds from the left, for C = A B (len, c) with A (len, k), B (k, c): g = r^T C against
+ * h = (r^T A) B with hb = (|r|^T |A|) |B| (all c, in double; r of length len with max
+ * |r| = rmax): |g - h|_j <= (TEMPO_VERIFY_SAFETY (k + 4) 2^-24 + slack) hb_j + tiny, the same
+ * bound as tempo_verify_product's with the roles of rows and columns exchanged. A non-finite
+ * g fails. */
+TEMPO_WUR tempo_status tempo_verify_left(int k, int len, int c, const double *g, const double *h, const double *hb,
+                                         float rmax, double slack, int round);
 /* The extra relative tolerance (times yb) of y2 formed from unrounded X' values (tempo_obf_enc_x_check):
  * 2^-22, twice the 2^-23 bound of the difference; next to 2 (k + 4) 2^-24 it is 1/(k + 4) of the bound. */
 #define TEMPO_VERIFY_FUSED_SLACK 0x1p-22

@@ -53,7 +53,8 @@ typedef struct {
    * (double), formed on the input row while it is in cache from the scatter. */
   int ndots;
   bool dots_avx2; /* the CPU has AVX2 and FMA (looked up once per pass) */
-  const double *du[TEMPO_OBF_MAX_DOTS], *dub[TEMPO_OBF_MAX_DOTS];
+  const double *du[TEMPO_OBF_MAX_DOTS];
+  const float *dub[TEMPO_OBF_MAX_DOTS]; /* the bound's weights: a bound needs no double sums */
   double *dot[TEMPO_OBF_MAX_DOTS], *dotb[TEMPO_OBF_MAX_DOTS];
 } obf_pass;
 
@@ -65,29 +66,46 @@ static inline const float *in_row(const obf_pass *p, size_t a) {
 static bool have_avx2_fma(void);
 
 #if defined(__x86_64__) || defined(__i386__)
-__attribute__((target("avx2,fma"))) static void row_dots_avx2(const obf_pass *p, const float *src, double *t,
-                                                              double *tb) {
+/* ND dots at once (a compile-time constant, so the accumulators stay in registers): the row
+ * is loaded and widened to double once for all of them. */
+__attribute__((target("avx2,fma"), always_inline)) static inline void row_dots_nd(const obf_pass *p, const float *src,
+                                                                                  double *t, double *tb, const int ND) {
   const int C = p->cols, C8 = C & ~7;
   const __m256d absmask = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7fffffffffffffffLL));
-  for (int q = 0; q < p->ndots; q++) {
-    __m256d d0 = _mm256_setzero_pd(), d1 = d0, b0 = d0, b1 = d0;
-    const double *u = p->du[q], *ub = p->dub[q];
-    int c = 0;
-    for (; c < C8; c += 8) {
-      const __m256 v = _mm256_loadu_ps(src + c);
-      const __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v)), hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
-      d0 = _mm256_fmadd_pd(lo, _mm256_loadu_pd(u + c), d0);
-      d1 = _mm256_fmadd_pd(hi, _mm256_loadu_pd(u + c + 4), d1);
-      b0 = _mm256_fmadd_pd(_mm256_and_pd(lo, absmask), _mm256_loadu_pd(ub + c), b0);
-      b1 = _mm256_fmadd_pd(_mm256_and_pd(hi, absmask), _mm256_loadu_pd(ub + c + 4), b1);
+  const __m256 absps = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  __m256d d[TEMPO_OBF_MAX_DOTS];
+  __m256 b[TEMPO_OBF_MAX_DOTS];
+  for (int q = 0; q < ND; q++) d[q] = _mm256_setzero_pd(), b[q] = _mm256_setzero_ps();
+  int c = 0;
+  for (; c < C8; c += 8) {
+    const __m256 v = _mm256_loadu_ps(src + c), av = _mm256_and_ps(v, absps);
+    const __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v)), hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+    for (int q = 0; q < ND; q++) {
+      d[q] = _mm256_fmadd_pd(lo, _mm256_loadu_pd(p->du[q] + c), d[q]);
+      d[q] = _mm256_fmadd_pd(hi, _mm256_loadu_pd(p->du[q] + c + 4), d[q]);
+      b[q] = _mm256_fmadd_ps(av, _mm256_loadu_ps(p->dub[q] + c), b[q]);
     }
-    __m256d d = _mm256_add_pd(d0, d1), b = _mm256_add_pd(b0, b1);
-    __m128d ds = _mm_add_pd(_mm256_castpd256_pd128(d), _mm256_extractf128_pd(d, 1));
-    __m128d bs = _mm_add_pd(_mm256_castpd256_pd128(b), _mm256_extractf128_pd(b, 1));
+  }
+  (void)absmask;
+  for (int q = 0; q < ND; q++) {
+    __m128d ds = _mm_add_pd(_mm256_castpd256_pd128(d[q]), _mm256_extractf128_pd(d[q], 1));
     double sd = _mm_cvtsd_f64(_mm_add_sd(ds, _mm_unpackhi_pd(ds, ds)));
-    double sb = _mm_cvtsd_f64(_mm_add_sd(bs, _mm_unpackhi_pd(bs, bs)));
-    for (; c < C; c++) sd += (double)src[c] * u[c], sb += fabs((double)src[c]) * ub[c];
+    float bl[8];
+    _mm256_storeu_ps(bl, b[q]);
+    double sb = 0;
+    for (int l = 0; l < 8; l++) sb += bl[l];
+    for (int k = c; k < C; k++) sd += (double)src[k] * p->du[q][k], sb += fabs((double)src[k]) * p->dub[q][k];
     t[q] = sd, tb[q] = sb;
+  }
+}
+
+__attribute__((target("avx2,fma"))) static void row_dots_avx2(const obf_pass *p, const float *src, double *t,
+                                                              double *tb) {
+  switch (p->ndots) {
+  case 1: row_dots_nd(p, src, t, tb, 1); break;
+  case 2: row_dots_nd(p, src, t, tb, 2); break;
+  case 3: row_dots_nd(p, src, t, tb, 3); break;
+  default: row_dots_nd(p, src, t, tb, 4); break;
   }
 }
 #endif
@@ -103,6 +121,9 @@ static void row_dots(const obf_pass *p, size_t a) {
   const uint32_t i = p->identity ? (uint32_t)a : p->ro[a];
   const double s = p->identity ? 1.0 : (double)p->rs[i];
   double t[TEMPO_OBF_MAX_DOTS], tb[TEMPO_OBF_MAX_DOTS];
+  /* the bound's float sums (at most C/8 terms per lane, all >= 0) are low by at most
+   * C/8 2^-24 relative: scaling them up by (1 + C 2^-23) keeps them upper bounds */
+  const double up = 1.0 + (double)p->cols * 0x1p-23;
 #if defined(__x86_64__) || defined(__i386__)
   if (p->dots_avx2) {
     row_dots_avx2(p, src, t, tb);
@@ -115,7 +136,7 @@ static void row_dots(const obf_pass *p, size_t a) {
       t[q] = sd, tb[q] = sb;
     }
   }
-  for (int q = 0; q < p->ndots; q++) p->dot[q][i] = t[q] * s, p->dotb[q][i] = tb[q] * s;
+  for (int q = 0; q < p->ndots; q++) p->dot[q][i] = t[q] * s, p->dotb[q][i] = tb[q] * s * up;
 }
 
 static atomic_int obf_threads = 1;
@@ -575,11 +596,13 @@ void tempo_obf_enc_x_check(const tempo_obf_key *k, const float *X, float *Xp, in
   /* X' row i . w = c_m[pi_m[i]] sum_j X[pi_m[i]][pi_n[j]] c_n[pi_n[j]] w[j]: move w to input columns */
   obf_pass d = {.ndots = ndots};
   for (int q = 0; q < ndots; q++) {
-    double *a = u + (size_t)2 * q * n, *b = a + n;
+    double *a = u + (size_t)2 * q * n;
+    float *b = (float *)(a + n); /* n floats in the second half */
     for (int j = 0; j < n; j++) {
       const uint32_t c = k->identity ? (uint32_t)j : k->dn.perm[j];
       const double cs = k->identity ? 1.0 : (double)k->dn.coef_p[j];
-      a[c] = cs * w[q][j], b[c] = cs * wb[q][j];
+      a[c] = cs * w[q][j];
+      b[c] = (float)(cs * wb[q][j]) * (1.0f + 0x1p-23f); /* rounded up: the bound stays an upper bound */
     }
     d.du[q] = a, d.dub[q] = b, d.dot[q] = y[q], d.dotb[q] = yb[q];
   }

@@ -6,6 +6,7 @@
  * messages, unblinded: an insecure upper bound for speed). Results of whole instances are
  * decrypted straight from the reply; a row-split product's blocks are gathered by the
  * engine and decrypted once after the round. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,7 +24,8 @@ typedef struct {
    * round, and the pass's column-moved copies of them (2 R n doubles) */
   float *vabs, *w, *wb;
   double *wd, *wbd, *wu;
-  size_t cap_p, cap_n; /* elements */
+  double *gh; /* the dW' check's r^T dW', (X'r)^T dY* and its bound (3 p) */
+  size_t cap_p, cap_n, cap_gh; /* elements */
 } tempo_sc;
 
 typedef struct {
@@ -34,6 +36,11 @@ typedef struct {
   float *fv, *fvmax;
   double *fy2, *fyb;
   size_t cap_fv, cap_fvmax, cap_fy; /* elements */
+  /* a training forward's dW' checks: left vectors r (batch, R, n), max|r| (batch, R), X'r and
+   * |X'||r| (batch, R, m), formed in the same X' pass */
+  float *fr, *frmax;
+  double *fu, *fub;
+  size_t cap_fr, cap_frmax, cap_fu; /* elements */
 } tempo_state;
 
 static tempo_status grow(float **buf, size_t *cap, size_t n) {
@@ -54,6 +61,10 @@ static void site_free(void *state) {
   tempo_free_floats(s->fvmax);
   free(s->fy2);
   free(s->fyb);
+  tempo_free_floats(s->fr);
+  tempo_free_floats(s->frmax);
+  free(s->fu);
+  free(s->fub);
   free(s);
 }
 
@@ -70,13 +81,17 @@ static tempo_status grow_d(double **buf, size_t *cap, size_t n, double **buf2) {
 static tempo_status prepare_fused(tempo_sc *sc, tempo_state *s, const tempo_mm_shape *sh) {
   const size_t R = (size_t)sc->base.verify_rounds, B = (size_t)sh->batch;
   tempo_status st;
-  if ((st = grow(&s->fv, &s->cap_fv, B * R * (size_t)sh->p)) || (st = grow(&sc->vabs, &sc->cap_p, (size_t)sh->p)))
+  const size_t np = (size_t)(sh->n > sh->p ? sh->n : sh->p);
+  if ((st = grow(&s->fv, &s->cap_fv, B * R * (size_t)sh->p)) || (st = grow(&sc->vabs, &sc->cap_p, np)) ||
+      (st = grow(&s->fr, &s->cap_fr, B * R * (size_t)sh->n)) || (st = grow(&s->frmax, &s->cap_frmax, B * R)) ||
+      (st = grow_d(&s->fu, &s->cap_fu, B * R * (size_t)sh->m, &s->fub)) ||
+      (st = grow_d(&sc->gh, &sc->cap_gh, 3 * (size_t)sh->p, NULL)))
     return st;
   if ((st = grow(&s->fvmax, &s->cap_fvmax, B * R))) return st;
   if ((st = grow_d(&s->fy2, &s->cap_fy, B * R * (size_t)sh->m, &s->fyb))) return st;
-  if (sc->cap_n < R * (size_t)sh->n || !sc->w || !sc->wb || !sc->wd || !sc->wbd || !sc->wu) {
+  if (sc->cap_n < 2 * R * (size_t)sh->n || !sc->w || !sc->wb || !sc->wd || !sc->wbd || !sc->wu) {
     tempo_free_floats(sc->w), tempo_free_floats(sc->wb), free(sc->wd), free(sc->wbd), free(sc->wu);
-    const size_t nn = R * (size_t)sh->n;
+    const size_t nn = 2 * R * (size_t)sh->n; /* forward vectors, then the dW' left vectors */
     sc->w = tempo_alloc_floats(nn), sc->wb = tempo_alloc_floats(nn);
     sc->wd = malloc(nn * sizeof(double)), sc->wbd = malloc(nn * sizeof(double)), sc->wu = malloc(2 * nn * sizeof(double));
     sc->cap_n = sc->w && sc->wb && sc->wd && sc->wbd && sc->wu ? nn : 0;
@@ -109,8 +124,22 @@ static void encode_x_checked(tempo_sc *sc, tempo_state *s, const tempo_product *
   const tempo_mm_shape *sh = pr->sh;
   const tempo_obf_key *k = &pr->keys[i];
   const int R = sc->base.verify_rounds, n = sh->n, p = sh->p, m = sh->m;
-  const double *wd[R_MAX], *wbd[R_MAX];
-  double *y2[R_MAX], *yb[R_MAX];
+  const double *wd[2 * R_MAX], *wbd[2 * R_MAX];
+  double *y2[2 * R_MAX], *yb[2 * R_MAX];
+  /* a training forward: also each round's left vector r (n) for the dW' check, r and |r| as the
+   * pass's weights, X'r and |X'||r| its dots R.. 2R-1 */
+  const int nd = pr->training ? 2 * R : R;
+  for (int q = R; q < nd; q++) {
+    uint64_t seed;
+    tempo_keygen_bytes(sc->base.vg, &seed, sizeof seed);
+    const size_t f = (size_t)i * R + (q - R);
+    float *r = s->fr + f * n;
+    s->frmax[f] = tempo_verify_vector(seed, q - R, n, k->identity ? NULL : k->dn.rcoef_p, r, sc->vabs);
+    double *a = sc->wd + (size_t)q * n, *b = sc->wbd + (size_t)q * n;
+    for (int j = 0; j < n; j++) a[j] = r[j], b[j] = sc->vabs[j];
+    wd[q] = a, wbd[q] = b;
+    y2[q] = s->fu + f * m, yb[q] = s->fub + f * m;
+  }
   for (int q = 0; q < R; q++) {
     uint64_t seed;
     tempo_keygen_bytes(sc->base.vg, &seed, sizeof seed);
@@ -123,7 +152,7 @@ static void encode_x_checked(tempo_sc *sc, tempo_state *s, const tempo_product *
     wd[q] = a, wbd[q] = b;
     y2[q] = s->fy2 + ((size_t)i * R + q) * m, yb[q] = s->fyb + ((size_t)i * R + q) * m;
   }
-  tempo_obf_enc_x_check(k, pr->X + (size_t)i * m * n, s->xp + (size_t)i * m * n, R, wd, wbd, y2, yb, sc->wu);
+  tempo_obf_enc_x_check(k, pr->X + (size_t)i * m * n, s->xp + (size_t)i * m * n, nd, wd, wbd, y2, yb, sc->wu);
 }
 
 static tempo_status encode(tempo_scheme *base, void *state, const tempo_product *pr, int lo, int hi) {
@@ -234,10 +263,49 @@ static bool check_forward(tempo_scheme *base, const void *state, const tempo_pro
   return true;
 }
 
+/* dW' of instance inst from rows [lo, hi): r^T dW' (dW' (n, p)), or dW'_stored r with
+ * w_trans ((p, n)), against (X'r)^T dY* over those rows, with the left vectors and X'r the
+ * training forward formed. */
+static bool check_dw(tempo_scheme *base, const void *state, const tempo_product *pr, int inst, int lo, int hi,
+                     const void *dwp) {
+  tempo_sc *sc = (tempo_sc *)base;
+  const tempo_state *s = state;
+  const tempo_mm_shape *sh = pr->sh;
+  const int R = base->verify_rounds, m = sh->m, n = sh->n, p = sh->p;
+  const float *dw = dwp, *dys = s->dys + (size_t)inst * m * p;
+  double *g = sc->gh, *h = g + p, *hb = h + p;
+  base->bytes += sizeof(float) * (uint64_t)R * ((uint64_t)n * p + (uint64_t)(hi - lo) * p); /* dW' and dY* rows */
+  for (int q = 0; q < R; q++) {
+    const size_t f = (size_t)inst * R + q;
+    const float *r = s->fr + f * n;
+    const double *u = s->fu + f * m, *ub = s->fub + f * m;
+    for (int k = 0; k < p; k++) g[k] = h[k] = hb[k] = 0;
+    if (sh->w_trans)
+      for (int k = 0; k < p; k++) {
+        double t = 0;
+        for (int j = 0; j < n; j++) t += (double)dw[(size_t)k * n + j] * r[j];
+        g[k] = t;
+      }
+    else
+      for (int j = 0; j < n; j++) {
+        const double rj = r[j];
+        const float *row = dw + (size_t)j * p;
+        for (int k = 0; k < p; k++) g[k] += rj * row[k];
+      }
+    for (int i = lo; i < hi; i++) {
+      const float *row = dys + (size_t)i * p;
+      const double ui = u[i], ubi = ub[i];
+      for (int k = 0; k < p; k++) h[k] += ui * row[k], hb[k] += ubi * fabs((double)row[k]);
+    }
+    if (tempo_verify_left(hi - lo, n, p, g, h, hb, s->frmax[f], TEMPO_VERIFY_FUSED_SLACK, q)) return false;
+  }
+  return true;
+}
+
 static void sc_free(tempo_scheme *base) {
   tempo_sc *sc = (tempo_sc *)base;
   tempo_free_floats(sc->vabs), tempo_free_floats(sc->w), tempo_free_floats(sc->wb);
-  free(sc->wd), free(sc->wbd), free(sc->wu);
+  free(sc->wd), free(sc->wbd), free(sc->wu), free(sc->gh);
   tempo_free_floats(sc->vwork);
   free(sc);
 }
@@ -245,7 +313,7 @@ static void sc_free(tempo_scheme *base) {
 static const tempo_scheme_ops tempo_ops = {
     .site_free = site_free, .prepare = prepare, .encode = encode, .operand = operand, .check = check,
     .take_instances = take_instances, .take_rows = take_rows, .finish = finish, .check_forward = check_forward,
-    .free = sc_free};
+    .check_dw = check_dw, .free = sc_free};
 
 tempo_status tempo_scheme_tempo_create(const tempo_mm_config *cfg, tempo_scheme **out) {
   tempo_sc *sc = calloc(1, sizeof *sc);
@@ -253,7 +321,8 @@ tempo_status tempo_scheme_tempo_create(const tempo_mm_config *cfg, tempo_scheme 
   sc->base = (tempo_scheme){.ops = &tempo_ops, .name = "engine", .shares = 1, .min_workers = 1,
                             .dtype = TEMPO_DTYPE_F32, .verify_rounds = cfg->verify_rounds};
   sc->blind = cfg->mode == TEMPO_MODE_TEMPO;
-  sc->base.fused_forward = cfg->verify_rounds >= 1 && cfg->verify_rounds <= R_MAX;
+  /* forward and dW' vectors share the X' pass's R_MAX dots */
+  sc->base.fused_forward = cfg->verify_rounds >= 1 && 2 * cfg->verify_rounds <= R_MAX;
   tempo_obf_set_threads(cfg->threads); /* the master's Enc/Dec passes use its --threads */
   *out = &sc->base;
   return TEMPO_STATUS_OK;

@@ -292,3 +292,20 @@ tempo_status tempo_verify_product(int r, int k, int c, const float *A, bool a_tr
                                   const float *C, int rounds, uint64_t rng_seed, float *work) {
   return tempo_verify_product_weighted(r, k, c, A, a_trans, B, b_trans, C, NULL, rounds, rng_seed, work);
 }
+
+tempo_status tempo_verify_left(int k, int len, int c, const double *g, const double *h, const double *hb, float rmax,
+                               double slack, int round) {
+  const double factor = TEMPO_VERIFY_SAFETY * ((double)k + 4.0) * 0x1p-24 + slack;
+  const double tiny = (double)k * (double)len * (double)rmax * 0x1p-126;
+  for (int j = 0; j < c; j++) {
+    if (!isfinite(g[j]))
+      return tempo_set_error(TEMPO_STATUS_VERIFY_FAILED, "product check: non-finite value in result column %d of %d", j,
+                             c);
+    const double diff = fabs(g[j] - h[j]), tol = factor * hb[j] + tiny;
+    if (!(diff <= tol))
+      return tempo_set_error(TEMPO_STATUS_VERIFY_FAILED,
+                             "product check failed: column %d of %d (inner %d), round %d: |r^T C - (r^T A) B| = %.3g > %.3g",
+                             j, c, k, round, diff, tol);
+  }
+  return TEMPO_STATUS_OK;
+}

@@ -337,7 +337,11 @@ static bool consume(tempo_engine *e, round_ctx *c, task *t, const tempo_msg_head
       if (c->want_dx) /* dX' (rows, n) = dY* (rows, p) . W'^T */
         ok = check(e, rows, p, n, off(dyb, i * ys, z), false, off(wb, i * ws, z), !wt, off(dxr, i * xs, z),
                    id ? NULL : k->dn.coef_p);
-      if (ok && checks_dw)
+      if (ok && checks_dw && e->sc->fused_forward) /* r^T dW' against (X'r)^T dY*: no read of X' */
+        ok = e->sc->ops->check_dw(e->sc, s->ss, &c->pr, sh->batch == 1 ? 0 : (int)b->lo + i,
+                                  sh->batch == 1 ? (int)b->lo : 0, sh->batch == 1 ? (int)b->hi : sh->m,
+                                  off(dwr, i * ws, z));
+      else if (ok && checks_dw)
         ok = check_dw(e, k, wt, rows, n, p, off(xb, i * xs, z), off(dyb, i * ys, z), off(dwr, i * ws, z));
     }
   }
@@ -611,7 +615,7 @@ tempo_status tempo_engine_forward(tempo_engine *e, int slot, const tempo_mm_shap
   if (!direct && (st = prepare_gather(e, sh, max_share_blocks(e, s)))) return st;
   round_ctx c = {.base = {.ntasks = s->nblocks}, .s = s, .keep = training, .direct = direct,
                  .blind_blocks = direct, .rows_direct = rows_direct(e, sh),
-                 .pr = {.sh = &s->k.shape, .keys = s->k.keys, .X = X, .W = W, .Y = Y}};
+                 .pr = {.training = training, .sh = &s->k.shape, .keys = s->k.keys, .X = X, .W = W, .Y = Y}};
   /* every block of a row split needs all of W', every share all instances: blind before the round */
   if (!direct && (st = encode_range(e, &c, 0, sh->batch))) return st;
   e->r.st.encryptions += 2 * (uint64_t)sh->batch;
@@ -656,9 +660,11 @@ static bool reduced_sum_ok(tempo_engine *e, const round_ctx *c, int sh_i) {
   const int last = s->first[sh_i + 1] - s->first[sh_i] - 1;
   const void *dw = off(resw_of(e, sh_i), (size_t)last * sh->n * sh->p, es(e));
   const double t0 = tempo_now();
-  const bool ok = check_dw(e, &s->k.keys[0], sh->w_trans, sh->m, sh->n, sh->p,
-                           e->sc->ops->operand(s->ss, sh_i, TEMPO_OPERAND_X),
-                           e->sc->ops->operand(s->ss, sh_i, TEMPO_OPERAND_DY), dw);
+  const bool ok = e->sc->fused_forward
+                      ? e->sc->ops->check_dw(e->sc, s->ss, &c->pr, 0, 0, sh->m, dw)
+                      : check_dw(e, &s->k.keys[0], sh->w_trans, sh->m, sh->n, sh->p,
+                                 e->sc->ops->operand(s->ss, sh_i, TEMPO_OPERAND_X),
+                                 e->sc->ops->operand(s->ss, sh_i, TEMPO_OPERAND_DY), dw);
   e->r.st.t_verify += tempo_now() - t0;
   if (ok) return true;
   e->r.st.verify_failures++;

@@ -23,6 +23,7 @@
 /* One product call, as the scheme sees it. */
 typedef struct {
   bool backward;
+  bool training;           /* a training forward: backward products will follow */
   const tempo_mm_shape *sh;
   tempo_obf_key *keys;     /* (batch) the site's keys; the forward's encode fills them */
   const float *X, *W, *dY; /* plaintext inputs: X, W (forward), dY (backward) */
@@ -64,6 +65,11 @@ typedef struct {
    * Y' (or instances [lo, hi) of a batched one), the payload y, against what encode formed
    * while blinding (X'(W'v) inside the X' pass). False when it fails. */
   bool (*check_forward)(tempo_scheme *sc, const void *state, const tempo_product *pr, int lo, int hi, const void *y);
+  /* Optional (likewise): checks a dW' computed from rows [lo, hi) of X' and dY* of instance
+   * inst (a row block's partial, or all rows for a sum), with the left vector whose X'r the
+   * training forward formed in its X' pass: r^T dW' against (X'r)^T dY*, reading dY* only. */
+  bool (*check_dw)(tempo_scheme *sc, const void *state, const tempo_product *pr, int inst, int lo, int hi,
+                   const void *dw);
   void (*free)(tempo_scheme *sc);
 } tempo_scheme_ops;
 
