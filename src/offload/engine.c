@@ -78,21 +78,24 @@ static size_t es(const tempo_engine *e) { return tempo_msg_dtype_size(e->sc->dty
 static const void *off(const void *base, size_t elems, size_t z) { return (const uint8_t *)base + elems * z; }
 static void *woff(void *base, size_t elems, size_t z) { return (uint8_t *)base + elems * z; }
 
+/* INVALID_ARGUMENT: the scheme needs more workers than `have` (of `what`). */
+static tempo_status too_few(const tempo_mm_config *cfg, const tempo_scheme *sc, int have, const char *what) {
+  return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT,
+                         "mode '%s' needs at least %d workers (%d shares per product on distinct workers, no two of "
+                         "which may collude; one more lets a failed share be recomputed); %s %d",
+                         tempo_mode_name(cfg->mode), sc->min_workers, sc->shares, what, have);
+}
+
 tempo_status tempo_engine_create(const tempo_mm_config *cfg, tempo_scheme *sc, tempo_engine **out) {
   *out = NULL;
   tempo_status st;
-  if (!cfg->transport && cfg->workers < sc->min_workers) {
-    st = tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT,
-                         "mode '%s' needs at least %d workers (%d shares per product on distinct workers, no two "
-                         "of which may collude; one more lets a failed share be recomputed); got %d",
-                         tempo_mode_name(cfg->mode), sc->min_workers, sc->shares, cfg->workers);
+  tempo_engine *e = cfg->transport || cfg->workers >= sc->min_workers ? calloc(1, sizeof *e) : NULL;
+  if (!e) {
+    st = cfg->transport || cfg->workers >= sc->min_workers
+             ? tempo_set_error(TEMPO_STATUS_NO_MEMORY, "engine: out of memory")
+             : too_few(cfg, sc, cfg->workers, "got");
     sc->ops->free(sc);
     return st;
-  }
-  tempo_engine *e = calloc(1, sizeof *e);
-  if (!e) {
-    sc->ops->free(sc);
-    return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "engine: out of memory");
   }
   e->cfg = *cfg;
   e->cfg.audit_dir = NULL;
@@ -100,21 +103,14 @@ tempo_status tempo_engine_create(const tempo_mm_config *cfg, tempo_scheme *sc, t
   e->r.evict_prefix = sc->shares > 1 ? "shield: " : "";
   char context[18];
   snprintf(context, sizeof context, "tempo-%s-keys", sc->name); /* 17 bytes: "engine" or "shield" */
-  if ((st = tempo_rounds_init(&e->r, cfg, sc->name, context))) goto fail;
-  sc->kg = e->r.kg;
-  sc->vg = e->r.vg;
-  if (e->r.nw < sc->min_workers) {
-    st = tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT,
-                         "mode '%s' needs at least %d workers (%d shares per product on distinct workers, no two "
-                         "of which may collude); the transport has %d",
-                         tempo_mode_name(cfg->mode), sc->min_workers, sc->shares, e->r.nw);
-    goto fail;
+  if ((st = tempo_rounds_init(&e->r, cfg, sc->name, context)) ||
+      (e->r.nw < sc->min_workers && (st = too_few(cfg, sc, e->r.nw, "the transport has")))) {
+    tempo_engine_free(e);
+    return st;
   }
+  sc->kg = e->r.kg, sc->vg = e->r.vg;
   *out = e;
   return TEMPO_STATUS_OK;
-fail:
-  tempo_engine_free(e);
-  return st;
 }
 
 void tempo_engine_free(tempo_engine *e) {
