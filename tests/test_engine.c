@@ -185,10 +185,55 @@ static void test_dw_only_cheat_caught(void **state) {
     }
 }
 
+/* A transport wrapper that slips one unsolicited frame from worker 0 in front of the next
+ * reply once armed (a worker flooding the step end). */
+static const tempo_transport_ops *real_ops;
+static tempo_transport_ops flood_ops;
+static int flood_armed;
+static uint8_t garbage[200];
+static tempo_status flood_recv(tempo_transport *t, double timeout_s, tempo_in_msg *m, bool *got) {
+  if (flood_armed) {
+    flood_armed = 0;
+    memset(m, 0, sizeof *m);
+    m->worker = 0, m->data = garbage, m->len = sizeof garbage, m->token = garbage;
+    *got = true;
+    return TEMPO_STATUS_OK;
+  }
+  return real_ops->recv(t, timeout_s, m, got);
+}
+static void flood_done(tempo_transport *t, tempo_in_msg *m) {
+  if (m->token != garbage) real_ops->done(t, m);
+}
+
+static void test_unsolicited_frame_at_step_end_charged(void **state) {
+  (void)state;
+  tempo_mm *mm = test_make_mm(TEMPO_MODE_TEMPO, 2, 5, NULL);
+  tempo_transport *tr = tempo_mm_test_transport(mm);
+  real_ops = tr->ops, flood_ops = *tr->ops;
+  flood_ops.recv = flood_recv, flood_ops.done = flood_done;
+  tr->ops = &flood_ops;
+  for (size_t i = 0; i < sizeof garbage; i++) garbage[i] = (uint8_t)(i * 37 + 11);
+  const tempo_mm_shape sh = {1, 8, 4, 3, false};
+  float X[32], W[12], Y[24];
+  for (int i = 0; i < 32; i++) X[i] = (float)i * 0.1f;
+  for (int i = 0; i < 12; i++) W[i] = 1.0f - (float)i * 0.05f;
+  tempo_mm_site site = {0};
+  assert_int_equal(tempo_mm_forward(mm, &site, &sh, X, W, Y), TEMPO_STATUS_OK);
+  flood_armed = 1; /* the next message the master reads is at the step end's RELEASE/ACK */
+  tempo_mm_step_end(mm);
+  tempo_mm_stats st;
+  tempo_mm_stats_run(mm, &st);
+  assert_int_equal(st.worker_errors, 1); /* charged to worker 0, not silently dropped */
+  assert_int_equal(tempo_mm_live_workers(mm), 2);
+  tr->ops = real_ops;
+  tempo_mm_free(mm);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_shield_splits_over_more_workers),
                                      cmocka_unit_test(test_checks_do_not_change_keys),
                                      cmocka_unit_test(test_nonfinite_input_blames_master),
-                                     cmocka_unit_test(test_dw_only_cheat_caught)};
+                                     cmocka_unit_test(test_dw_only_cheat_caught),
+                                     cmocka_unit_test(test_unsolicited_frame_at_step_end_charged)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -322,11 +322,16 @@ tempo_status tempo_rounds_release(tempo_rounds *r, bool count_naive) {
       tempo_rounds_worker_failed(r, m.worker, TEMPO_WHY_LOST);
       want[m.worker] = 0;
       pending--;
-    } else if (!m.lost && m.worker >= 0 && m.worker < r->nw && !tempo_msg_decode(m.data, m.len, &h, &pay) && h.op == TEMPO_OP_ACK &&
-        want[m.worker] && h.task_id == want[m.worker]) {
-      want[m.worker] = 0;
-      pending--;
-    } /* anything else here is a late reply to an abandoned task: dropped */
+    } else if (!m.lost && m.worker >= 0 && m.worker < r->nw) {
+      const bool ok = !tempo_msg_decode(m.data, m.len, &h, &pay);
+      if (ok && h.op == TEMPO_OP_ACK && want[m.worker] && h.task_id == want[m.worker]) {
+        want[m.worker] = 0;
+        pending--;
+      } else if (r->live[m.worker] && !(ok && was_abandoned(r, m.worker, h.task_id))) {
+        /* neither its ACK nor a late reply to a task given up on: unsolicited bytes are charged */
+        tempo_rounds_worker_failed(r, m.worker, ok ? TEMPO_WHY_OTHER_TASK : TEMPO_WHY_MALFORMED);
+      }
+    }
     r->tr->ops->done(r->tr, &m);
   }
   free(want);
