@@ -70,7 +70,8 @@ for r in modes:
 PCIE_GBPS, TF32_TFLOPS, BF16_TFLOPS = 50.0, 495.0, 990.0  # H100 SXM dense tensor-core rates (published)
 gbps = [r["memcpy_gbps"] for r in modes_all + shield_all if "memcpy_gbps" in r]
 memcpy_gbps = sorted(gbps)[len(gbps) // 2] if gbps else 0.0
-rows = [r for r in modes + shield if "ms_median" in r and r["mode"] != "local"]
+ceiling2 = [r for r in jl(os.path.join(d, "ceiling2.jsonl")) if "model" in r]
+rows = [r for r in modes + shield + ceiling2 if "ms_median" in r and r["mode"] != "local"]
 if rows and memcpy_gbps > 0:
     print("\n## Offload ceiling\n")
     print("How much faster than local mode a step could get if the workers were infinitely fast: the master's busy "
@@ -79,15 +80,17 @@ if rows and memcpy_gbps > 0:
           "busy. Master MB: bytes its blinding, checks and decoding read and write per step; memcpy ms: the time "
           f"memcpy takes to read and write as many bytes at this run's {memcpy_gbps:.2f} GB/s (bytes copied per "
           "second, 64 MiB buffers); crypto/memcpy = (blind + verify + unblind ms) / memcpy ms. Master on 1 thread, "
-          "in-process workers (plain/tempo: 2, shield: 4). The projected one-GPU step is a projection, not a "
+          "in-process workers (plain/tempo: 2, shield: 4); the rows with 2 threads give the master's BLAS and "
+          "Enc/Dec passes 2 threads against the 2-thread local step (the 2 workers then share the same 2 cores). The projected one-GPU step is a projection, not a "
           f"measurement: max(master busy, wire bytes / {PCIE_GBPS:.0f} GB/s PCIe, product FLOPs / H100 rate) with "
           f"the published dense tensor-core rates {TF32_TFLOPS:.0f} TFLOP/s TF32 and {BF16_TFLOPS:.0f} BF16; wire "
           "bytes as sent today (fp32 or shield's fp64).\n")
-    print("| model | mode | workers | local ms | master busy ms | ceiling | master MB | memcpy ms | crypto ms | crypto/memcpy | wire MB | GFLOP | projected 1-GPU ms (TF32 / BF16) | projected speed-up over local |")
-    print("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
-    loc = {r["model"]: r["ms_median"] for r in modes if r.get("mode") == "local" and "ms_median" in r}
+    print("| model | mode | threads | workers | local ms | master busy ms | ceiling | master MB | memcpy ms | crypto ms | crypto/memcpy | wire MB | GFLOP | projected 1-GPU ms (TF32 / BF16) | projected speed-up over local |")
+    print("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+    loc = {(r["model"], r["threads"]): r["ms_median"] for r in modes + ceiling2
+           if r.get("mode") == "local" and "ms_median" in r}
     for r in rows:
-        l = loc.get(r["model"])
+        l = loc.get((r["model"], r["threads"]))
         busy = r.get("t_master_busy_ms")
         if busy is None:
             continue
@@ -101,10 +104,10 @@ if rows and memcpy_gbps > 0:
         p16 = max(busy, pcie_ms, gf / BF16_TFLOPS)
         ceil_s = f"{l / busy:.2f}" if l else "n/a"
         sp = f"{l / p32:.2f} / {l / p16:.2f}" if l else "n/a"
-        print(f"| {r['model']} | {r['mode']} | {r['workers']} | {l:.1f} | {busy:.1f} | {ceil_s} | {mb:.0f} | "
+        print(f"| {r['model']} | {r['mode']} | {r['threads']} | {r['workers']} | {l:.1f} | {busy:.1f} | {ceil_s} | {mb:.0f} | "
               f"{memcpy_ms:.1f} | {crypto:.1f} | {crypto / memcpy_ms if memcpy_ms else 0:.2f} | {wire:.0f} | {gf:.2f} | "
               f"{p32:.1f} / {p16:.1f} | {sp} |" if l else
-              f"| {r['model']} | {r['mode']} | {r['workers']} | n/a | {busy:.1f} | n/a | {mb:.0f} | {memcpy_ms:.1f} | "
+              f"| {r['model']} | {r['mode']} | {r['threads']} | {r['workers']} | n/a | {busy:.1f} | n/a | {mb:.0f} | {memcpy_ms:.1f} | "
               f"{crypto:.1f} | {crypto / memcpy_ms if memcpy_ms else 0:.2f} | {wire:.0f} | {gf:.2f} | {p32:.1f} / {p16:.1f} | n/a |")
 
 scaling_path = os.path.join(d, "scaling.jsonl")

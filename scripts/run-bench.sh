@@ -34,6 +34,9 @@ fi
 echo "bench: modes local, plain, tempo with 2 workers" >&2
 OPENBLAS_NUM_THREADS=1 "$B/bench/bench_step" --models "$MODELS" --modes local,plain,tempo --threads 1 --workers 2 \
   --steps "$STEPS" --budget-s "$BUDGET" | tee "$tmp/modes.jsonl" >&2
+echo "bench: the offload ceiling with the master on 2 threads" >&2
+OPENBLAS_NUM_THREADS=2 "$B/bench/bench_step" --models "$MODELS" --modes local,tempo --threads 2 --workers 2 \
+  --steps "$STEPS" --budget-s "$BUDGET" | tee "$tmp/ceiling2.jsonl" >&2
 echo "bench: tempo and shield modes with 4 workers" >&2
 OPENBLAS_NUM_THREADS=1 "$B/bench/bench_step" --models "${BENCH_SHIELD_MODELS:-mlp,resnet20,vit-mini}" --modes tempo,shield \
   --threads 1 --workers 4 --steps "${BENCH_SHIELD_STEPS:-3}" --warmup 1 --budget-s "$BUDGET" | tee "$tmp/shield.jsonl" >&2
