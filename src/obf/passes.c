@@ -417,50 +417,25 @@ static void rows_identity(const obf_pass *p, int r0, int r1) {
   for (size_t j = 0; j < n; j++) dst[j] += src[j];
 }
 
-static bool have_avx2(void) {
+/* The CPU features the kernels use, looked up once: bit 0 set when known, 1 AVX2, 2 AVX-512F, 3 FMA. */
+static int cpu_features(void) {
 #if OBF_X86
   static atomic_int cached = -1;
   int c = atomic_load(&cached);
   if (c < 0) {
     __builtin_cpu_init();
-    c = __builtin_cpu_supports("avx2") ? 1 : 0;
+    c = 1 | (__builtin_cpu_supports("avx2") ? 2 : 0) | (__builtin_cpu_supports("avx512f") ? 4 : 0) |
+        (__builtin_cpu_supports("fma") ? 8 : 0);
     atomic_store(&cached, c);
   }
-  return c == 1;
+  return c;
 #else
-  return false;
+  return 1;
 #endif
 }
-
-static bool have_avx512(void) {
-#if OBF_X86
-  static atomic_int cached = -1;
-  int c = atomic_load(&cached);
-  if (c < 0) {
-    __builtin_cpu_init();
-    c = __builtin_cpu_supports("avx512f") ? 1 : 0;
-    atomic_store(&cached, c);
-  }
-  return c == 1;
-#else
-  return false;
-#endif
-}
-
-static bool have_avx2_fma(void) {
-#if OBF_X86
-  static atomic_int cached = -1;
-  int c = atomic_load(&cached);
-  if (c < 0) {
-    __builtin_cpu_init();
-    c = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
-    atomic_store(&cached, c);
-  }
-  return c == 1;
-#else
-  return false;
-#endif
-}
+static bool have_avx2(void) { return cpu_features() & 2; }
+static bool have_avx512(void) { return cpu_features() & 4; }
+static bool have_avx2_fma(void) { return (cpu_features() & 10) == 10; }
 
 /* Whether pass p runs the AVX-512 permute kernel (rows_permute_avx512): short rows, no NT
  * stores (NT passes keep the AVX2 kernel's whole-line streaming), a CPU with AVX-512. */
