@@ -229,11 +229,50 @@ static void test_unsolicited_frame_at_step_end_charged(void **state) {
   tempo_mm_free(mm);
 }
 
+/* Likewise a worker that falsifies dX' (asked alone): caught in the decryption pass that forms
+ * the check, recomputed, and dX is right (the falsified rows written first are overwritten). */
+static void test_dx_only_cheat_caught(void **state) {
+  (void)state;
+  const tempo_mm_shape shapes[] = {{1, 96, 40, 24, false}, {1, 96, 40, 24, true}};
+  const tempo_fault_kind kinds[] = {TEMPO_FAULT_SCALE, TEMPO_FAULT_WRONG_ELEMENT, TEMPO_FAULT_ZERO};
+  for (int si = 0; si < 2; si++)
+    for (int ki = 0; ki < 3; ki++) {
+      const tempo_mm_shape *sh = &shapes[si];
+      tempo_mm *mm = test_make_mm(TEMPO_MODE_TEMPO, 2, 23, NULL);
+      const size_t x = (size_t)sh->m * sh->n, w = (size_t)sh->n * sh->p, y = (size_t)sh->m * sh->p;
+      float *X = malloc(x * 4), *W = malloc(w * 4), *dY = malloc(y * 4), *Y = malloc(y * 4), *dX = malloc(x * 4);
+      float *ref = malloc(x * 4);
+      tempo_rng r;
+      tempo_rng_seed(&r, 6, (uint64_t)si);
+      test_randn(X, x, &r), test_randn(W, w, &r), test_randn(dY, y, &r);
+      const tempo_worker_fault f = {.kind = kinds[ki], .start = 1, .period = 1};
+      tempo_transport_inproc_set_fault(tempo_mm_test_transport(mm), 0, &f);
+      tempo_mm_site site = {0};
+      assert_int_equal(tempo_mm_forward(mm, &site, sh, X, W, Y), TEMPO_STATUS_OK);
+      assert_int_equal(tempo_mm_backward(mm, &site, sh, X, W, dY, dX, NULL, 0), TEMPO_STATUS_OK);
+      tempo_mm_step_end(mm);
+      tempo_mm_stats st;
+      tempo_mm_stats_run(mm, &st);
+      if (st.verify_failures < 1) fail_msg("shape %d, %s: dX'-only cheat not caught", si, tempo_fault_name(kinds[ki]));
+      for (int i = 0; i < sh->m; i++) /* dX = dY W^T, W (n, p) or stored (p, n) */
+        for (int j = 0; j < sh->n; j++) {
+          double a = 0;
+          for (int k = 0; k < sh->p; k++)
+            a += (double)dY[(size_t)i * sh->p + k] * W[sh->w_trans ? (size_t)k * sh->n + j : (size_t)j * sh->p + k];
+          ref[(size_t)i * sh->n + j] = (float)a;
+        }
+      assert_close("dX after the recompute", dX, ref, x, 1e-4);
+      free(X), free(W), free(dY), free(Y), free(dX), free(ref);
+      tempo_mm_free(mm);
+    }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_shield_splits_over_more_workers),
                                      cmocka_unit_test(test_checks_do_not_change_keys),
                                      cmocka_unit_test(test_nonfinite_input_blames_master),
                                      cmocka_unit_test(test_dw_only_cheat_caught),
-                                     cmocka_unit_test(test_unsolicited_frame_at_step_end_charged)};
+                                     cmocka_unit_test(test_unsolicited_frame_at_step_end_charged),
+                                     cmocka_unit_test(test_dx_only_cheat_caught)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

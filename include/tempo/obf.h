@@ -114,6 +114,13 @@ void tempo_obf_dec_dw(const tempo_obf_key *k, bool w_trans, const float *dWp, fl
  * the others are untouched. The same floats as the whole pass, element for element. */
 void tempo_obf_dec_y_rows(const tempo_obf_key *k, const float *Yp, int lo, int hi, float *Y);
 void tempo_obf_dec_dx_rows(const tempo_obf_key *k, const float *dXp, int lo, int hi, float *dX, bool accumulate);
+/* tempo_obf_dec_dx_rows (not accumulating), and in the same pass, for q < ndots, y1[q][r] =
+ * sum_c dXp[r][c] v[q][c] for each of the hi - lo rows r it reads (in double: the reply's
+ * own values, exactly as a check would sum them), y1b[q][r] an upper bound of |dXp[r]| vabs[q]
+ * (float sums). So the dX' check reads dX' once, in its decryption. */
+void tempo_obf_dec_dx_rows_dots(const tempo_obf_key *k, const float *dXp, int lo, int hi, float *dX, int ndots,
+                                const double *const *v, const float *const *vabs, double *const *y1,
+                                double *const *y1b);
 void tempo_obf_set_threads(int threads);
 
 /* Freivalds' check of a product C = op(A) . op(B), with C (r, c), op(A) (r, k), op(B) (k, c),
@@ -160,6 +167,11 @@ void tempo_verify_matvec(int rows, int cols, const float *M, bool trans, const f
 TEMPO_WUR tempo_status tempo_verify_rows(int rows, int k, int c, const float *C, const float *v, float vmax,
                                          const double *y2, const double *yb, double slack, int row0, int total_rows,
                                          int round);
+/* tempo_verify_rows the other way round: y1 = C v was formed elsewhere (in a pass over C);
+ * this forms y2 = A w and yb = |A| wb from rows [row0, row0 + rows) of A (rows, k) with
+ * w = op(B) v, wb = |op(B)| |v| (tempo_verify_matvec) and applies the same bound. */
+TEMPO_WUR tempo_status tempo_verify_rows_a(int rows, int k, int c, const float *A, const float *w, const float *wb,
+                                           const double *y1, float vmax, int row0, int total_rows, int round);
 /* Freivalds from the left, for C = A B (len, c) with A (len, k), B (k, c): g = r^T C against
  * h = (r^T A) B with hb = (|r|^T |A|) |B| (all c, in double; r of length len with max
  * |r| = rmax): |g - h|_j <= (TEMPO_VERIFY_SAFETY (k + 4) 2^-24 + slack) hb_j + tiny, the same

@@ -53,6 +53,7 @@ typedef struct {
    * (double), formed on the input row while it is in cache from the scatter. */
   int ndots;
   bool dots_avx2; /* the CPU has AVX2 and FMA (looked up once per pass) */
+  bool dots_in;   /* dot[q][a - row0] per input row a, unscaled (the reply's own values) */
   const double *du[TEMPO_OBF_MAX_DOTS];
   const float *dub[TEMPO_OBF_MAX_DOTS]; /* the bound's weights: a bound needs no double sums */
   double *dot[TEMPO_OBF_MAX_DOTS], *dotb[TEMPO_OBF_MAX_DOTS];
@@ -135,6 +136,11 @@ static void row_dots(const obf_pass *p, size_t a) {
       for (int c = 0; c < p->cols; c++) sd += (double)src[c] * p->du[q][c], sb += fabs((double)src[c]) * p->dub[q][c];
       t[q] = sd, tb[q] = sb;
     }
+  }
+  if (p->dots_in) {
+    const size_t r = a - (size_t)(p->range ? p->row0 : 0);
+    for (int q = 0; q < p->ndots; q++) p->dot[q][r] = t[q], p->dotb[q][r] = tb[q] * up;
+    return;
   }
   for (int q = 0; q < p->ndots; q++) p->dot[q][i] = t[q] * s, p->dotb[q][i] = tb[q] * s * up;
 }
@@ -538,8 +544,9 @@ static void pass_rows(const tempo_obf_key *k, int rows, int cols, const float *i
       .row0 = lo,
       .row1 = hi,
   };
-  if (dots) { /* the check dots ride along (tempo_obf_enc_x_check) */
+  if (dots) { /* the check dots ride along (tempo_obf_enc_x_check, tempo_obf_dec_dx_rows_dots) */
     p.ndots = dots->ndots;
+    p.dots_in = dots->dots_in;
     p.dots_avx2 = have_avx2_fma();
     for (int q = 0; q < dots->ndots; q++)
       p.du[q] = dots->du[q], p.dub[q] = dots->dub[q], p.dot[q] = dots->dot[q], p.dotb[q] = dots->dotb[q];
@@ -605,6 +612,15 @@ void tempo_obf_dec_dx(const tempo_obf_key *k, const float *dXp, float *dX, bool 
 
 void tempo_obf_dec_y_rows(const tempo_obf_key *k, const float *Yp, int lo, int hi, float *Y) {
   pass_rows(k, k->m, k->p, Yp, Y, &k->dm, false, k->dm.rcoef, &k->dp, false, k->dp.rcoef, false, lo, hi, NULL);
+}
+
+void tempo_obf_dec_dx_rows_dots(const tempo_obf_key *k, const float *dXp, int lo, int hi, float *dX, int ndots,
+                                const double *const *v, const float *const *vabs, double *const *y1,
+                                double *const *y1b) {
+  TEMPO_ASSERT(ndots >= 1 && ndots <= TEMPO_OBF_MAX_DOTS);
+  obf_pass d = {.ndots = ndots, .dots_in = true};
+  for (int q = 0; q < ndots; q++) d.du[q] = v[q], d.dub[q] = vabs[q], d.dot[q] = y1[q], d.dotb[q] = y1b[q];
+  pass_rows(k, k->m, k->n, dXp, dX, &k->dm, false, k->dm.coef, &k->dn, false, k->dn.coef, false, lo, hi, &d);
 }
 
 void tempo_obf_dec_dx_rows(const tempo_obf_key *k, const float *dXp, int lo, int hi, float *dX, bool accumulate) {

@@ -25,7 +25,8 @@ typedef struct {
   float *vabs, *w, *wb;
   double *wd, *wbd, *wu;
   double *gh; /* the dW' check's r^T dW', (X'r)^T dY* and its bound (3 p) */
-  size_t cap_p, cap_n, cap_gh; /* elements */
+  double *dxs; /* the dX' check's vectors and sums: R (n + 2 rows) doubles, then R (2 n + 2 p) floats */
+  size_t cap_p, cap_n, cap_gh, cap_dxs; /* elements */
 } tempo_sc;
 
 typedef struct {
@@ -302,10 +303,54 @@ static bool check_dw(tempo_scheme *base, const void *state, const tempo_product 
   return true;
 }
 
+/* Rows [lo, hi) of a batch-1 backward's dX' (not accumulated): for each round a fresh v (n)
+ * weighted by the result columns' inverse key scales, w = W'^T v from the small W', y2 =
+ * dY* w from the block's rows of dY*, and dX'v formed while the rows are decrypted
+ * (tempo_obf_dec_dx_rows_dots). */
+static bool check_take_dx(tempo_scheme *base, const void *state, const tempo_product *pr, int lo, int hi,
+                          const void *dxp) {
+  tempo_sc *sc = (tempo_sc *)base;
+  const tempo_state *s = state;
+  const tempo_mm_shape *sh = pr->sh;
+  const tempo_obf_key *k = &pr->keys[0];
+  const int R = base->verify_rounds, m = sh->m, n = sh->n, p = sh->p, rows = hi - lo;
+  const size_t nd = (size_t)R * ((size_t)n + 2 * (size_t)rows), nf = (size_t)R * (2 * (size_t)n + 2 * (size_t)p);
+  const size_t need = nd + (nf + 1) / 2;
+  if (sc->cap_dxs < need) {
+    free(sc->dxs);
+    sc->dxs = malloc(need * sizeof(double));
+    sc->cap_dxs = sc->dxs ? need : 0;
+    if (!sc->dxs) return false; /* out of memory: counted as a failed check, recomputed */
+  }
+  double *vd = sc->dxs, *y1 = vd + (size_t)R * n, *y1b = y1 + (size_t)R * rows;
+  float *v = (float *)(sc->dxs + nd), *vabs = v + (size_t)R * n, *w = vabs + (size_t)R * n, *wb = w + (size_t)R * p;
+  const double *vq[R_MAX];
+  const float *vabsq[R_MAX];
+  double *y1q[R_MAX], *y1bq[R_MAX];
+  float vmax[R_MAX];
+  for (int q = 0; q < R; q++) {
+    uint64_t seed;
+    tempo_keygen_bytes(base->vg, &seed, sizeof seed);
+    float *vv = v + (size_t)q * n, *va = vabs + (size_t)q * n;
+    vmax[q] = tempo_verify_vector(seed, q, n, k->identity ? NULL : k->dn.coef_p, vv, va);
+    for (int j = 0; j < n; j++) vd[(size_t)q * n + j] = vv[j];
+    /* op(W') = W'^T (p, n): W' stored (n, p), or (p, n) with w_trans */
+    tempo_verify_matvec(p, n, s->wp, !sh->w_trans, vv, va, w + (size_t)q * p, wb + (size_t)q * p);
+    vq[q] = vd + (size_t)q * n, vabsq[q] = va, y1q[q] = y1 + (size_t)q * rows, y1bq[q] = y1b + (size_t)q * rows;
+  }
+  tempo_obf_dec_dx_rows_dots(k, dxp, lo, hi, pr->dX, R, vq, vabsq, y1q, y1bq);
+  base->bytes += sizeof(float) * (uint64_t)rows * (2 * (uint64_t)n + (uint64_t)R * p); /* dX' in, dX out, dY* */
+  for (int q = 0; q < R; q++)
+    if (tempo_verify_rows_a(rows, p, n, s->dys + (size_t)lo * p, w + (size_t)q * p, wb + (size_t)q * p, y1q[q],
+                            vmax[q], lo, m, q))
+      return false;
+  return true;
+}
+
 static void sc_free(tempo_scheme *base) {
   tempo_sc *sc = (tempo_sc *)base;
   tempo_free_floats(sc->vabs), tempo_free_floats(sc->w), tempo_free_floats(sc->wb);
-  free(sc->wd), free(sc->wbd), free(sc->wu), free(sc->gh);
+  free(sc->wd), free(sc->wbd), free(sc->wu), free(sc->gh), free(sc->dxs);
   tempo_free_floats(sc->vwork);
   free(sc);
 }
@@ -313,7 +358,7 @@ static void sc_free(tempo_scheme *base) {
 static const tempo_scheme_ops tempo_ops = {
     .site_free = site_free, .prepare = prepare, .encode = encode, .operand = operand, .check = check,
     .take_instances = take_instances, .take_rows = take_rows, .finish = finish, .check_forward = check_forward,
-    .check_dw = check_dw, .free = sc_free};
+    .check_dw = check_dw, .check_take_dx = check_take_dx, .free = sc_free};
 
 tempo_status tempo_scheme_tempo_create(const tempo_mm_config *cfg, tempo_scheme **out) {
   tempo_sc *sc = calloc(1, sizeof *sc);

@@ -309,3 +309,25 @@ tempo_status tempo_verify_left(int k, int len, int c, const double *g, const dou
   }
   return TEMPO_STATUS_OK;
 }
+
+tempo_status tempo_verify_rows_a(int rows, int k, int c, const float *A, const float *w, const float *wb,
+                                 const double *y1, float vmax, int row0, int total_rows, int round) {
+  const double factor = TEMPO_VERIFY_SAFETY * ((double)k + 4.0) * 0x1p-24;
+  const double tiny = (double)k * (double)c * (double)vmax * 0x1p-126;
+  double y2[VF_BLOCK], yb[VF_BLOCK];
+  for (int i0 = 0; i0 < rows; i0 += VF_BLOCK) {
+    const int cnt = rows - i0 < VF_BLOCK ? rows - i0 : VF_BLOCK;
+    dot_rows(cnt, k, A + (size_t)i0 * (size_t)k, (size_t)k, w, wb, y2, yb);
+    for (int i = 0; i < cnt; i++) {
+      if (!isfinite(y1[i0 + i]))
+        return tempo_set_error(TEMPO_STATUS_VERIFY_FAILED, "product check: non-finite value in result row %d of (%d, %d)",
+                               row0 + i0 + i, total_rows, c);
+      const double diff = fabs(y1[i0 + i] - y2[i]), tol = factor * yb[i] + tiny;
+      if (!(diff <= tol))
+        return tempo_set_error(TEMPO_STATUS_VERIFY_FAILED,
+                               "product check failed: row %d of (%d, %d) x (%d), round %d: |Cv - A(Bv)| = %.3g > %.3g",
+                               row0 + i0 + i, total_rows, c, k, round, diff, tol);
+    }
+  }
+  return TEMPO_STATUS_OK;
+}

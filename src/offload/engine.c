@@ -320,6 +320,10 @@ static bool consume(tempo_engine *e, round_ctx *c, task *t, const tempo_msg_head
   /* a chain member's dW' is in the sum; the last member's dW' is the sum, checked whole after the round */
   const bool checks_dw = c->want_dw && role == ROLE_PLAIN, take_dw = c->want_dw && role != ROLE_MEMBER;
   const void *dxr = pay, *dwr = off(pay, c->want_dx ? (size_t)cnt * xs : 0, z);
+  /* a row block's dX' that is not accumulated: its check rides in its decryption (a failed
+   * block's rows are overwritten by the recomputation) */
+  const bool dx_in_dec = c->pr.backward && c->want_dx && c->rows_direct && e->sc->fused_forward &&
+                         e->sc->ops->check_take_dx && !(c->pr.accum & TEMPO_MM_ACCUM_DX);
   for (int i = 0; i < cnt && ok; i++) {
     const tempo_obf_key *k = &s->k.keys[sh->batch == 1 ? 0 : (int)b->lo + i];
     const bool id = k->identity;
@@ -330,7 +334,9 @@ static bool consume(tempo_engine *e, round_ctx *c, task *t, const tempo_msg_head
       ok = check(e, rows, n, p, off(xb, i * xs, z), false, off(wb, i * ws, z), wt, off(pay, i * ys, z),
                  id ? NULL : k->dp.rcoef_p);
     } else {
-      if (c->want_dx) /* dX' (rows, n) = dY* (rows, p) . W'^T */
+      if (c->want_dx && dx_in_dec) /* checked and decoded in one pass over dX' */
+        ok = e->sc->ops->check_take_dx(e->sc, s->ss, &c->pr, (int)b->lo, (int)b->hi, dxr);
+      else if (c->want_dx) /* dX' (rows, n) = dY* (rows, p) . W'^T */
         ok = check(e, rows, p, n, off(dyb, i * ys, z), false, off(wb, i * ws, z), !wt, off(dxr, i * xs, z),
                    id ? NULL : k->dn.coef_p);
       if (ok && checks_dw && e->sc->fused_forward) /* r^T dW' against (X'r)^T dY*: no read of X' */
@@ -355,7 +361,7 @@ static bool consume(tempo_engine *e, round_ctx *c, task *t, const tempo_msg_head
   } else { /* gather; combined and decoded after the round */
     const size_t yo = blk_off(sh, b, (size_t)(c->pr.backward ? n : p));
     const bool copy_y = !c->rows_direct && (!c->pr.backward || c->want_dx);
-    if (c->rows_direct && (!c->pr.backward || c->want_dx)) { /* decode this block's rows now */
+    if (c->rows_direct && (!c->pr.backward || (c->want_dx && !dx_in_dec))) { /* decode this block's rows now */
       e->sc->ops->take_rows(e->sc, &c->pr, (int)b->lo, (int)b->hi, c->pr.backward ? dxr : pay);
       e->r.st.t_unblind += tempo_now() - t1;
     }

@@ -70,6 +70,11 @@ typedef struct {
    * training forward formed in its X' pass: r^T dW' against (X'r)^T dY*, reading dY* only. */
   bool (*check_dw)(tempo_scheme *sc, const void *state, const tempo_product *pr, int inst, int lo, int hi,
                    const void *dw);
+  /* Optional (likewise, for a batch-1 backward whose dX is not accumulated): checks rows
+   * [lo, hi) of dX' and decodes them in one pass (the check's dX'v formed in the decryption);
+   * on a failure the rows written are garbage that the recomputed block overwrites. */
+  bool (*check_take_dx)(tempo_scheme *sc, const void *state, const tempo_product *pr, int lo, int hi,
+                        const void *dx);
   void (*free)(tempo_scheme *sc);
 } tempo_scheme_ops;
 
