@@ -1,6 +1,7 @@
-/* tempo.c - the master's command-line program: `tempo train`, `tempo eval`, `tempo models`.
+/* tempo.c - the master's command-line program: `tempo train`, `tempo eval`, `tempo plot`, `tempo models`.
  * This is the binary the enclave runs (deploy/gramine): the owner's tools are tempo-owner
- * (tempo_owner.c), the attacks tempo-attack (tempo_attack.c), and neither is linked here.
+ * (tempo_owner.c), the attacks tempo-attack (tempo_attack.c), and neither is linked here. `tempo plot`
+ * draws a run's metrics as SVG (plot.h).
  * Argument parsing and exit() live only in programs/. Exit status: 0 ok, 1 runtime error, 2 usage. */
 #include <getopt.h>
 #include <signal.h>
@@ -12,6 +13,7 @@
 
 #include "cli_common.h"
 #include "tempo/model.h"
+#include "tempo/plot.h"
 #include "tempo/seal.h"
 #include "tempo/train.h"
 
@@ -37,6 +39,63 @@ static const char *key_spec; /* --key-file: sealed inputs and outputs */
 #endif
 #define FEATURES "OpenBLAS, libsodium" FEATURE_MPI FEATURE_CUDA
 
+#define TRAIN_OPTIONS \
+  "train options:\n" \
+  "  --model NAME          mlp, resnet20, resnet18, resnet50, vit-mini, vit-tiny (`tempo models`)\n" \
+  "  --data NAME           fashion-mnist (default) or cifar10\n" \
+  "  --data-dir DIR        dataset folder (default /usr/share/datasets/fashion-mnist,\n" \
+  "                        ./data/cifar-10-batches-bin for cifar10)\n" \
+  "  --epochs N            epochs to train (default 1)\n" \
+  "  --max-steps N         stop after N optimizer steps in total (default: no limit); the run then\n" \
+  "                        evaluates on the test split as an epoch end does\n" \
+  "  --batch-size N        samples per step (default 64)\n" \
+  "  --lr X                peak learning rate (default 0.05 for sgd, 0.001 for adamw)\n" \
+  "  --optimizer NAME      sgd (momentum 0.9, default) or adamw\n" \
+  "  --momentum X          SGD momentum (default 0.9)\n" \
+  "  --weight-decay X      default 5e-4 (sgd) / 0.05 (adamw); not applied to biases and norms\n" \
+  "  --schedule NAME       cosine (default: decays to 0 at the last step) or constant\n" \
+  "  --warmup N            cosine schedule: linear warm-up steps (default 0)\n" \
+  "  --augment             random crop (pad 4) and horizontal flip\n" \
+  "  --dropout X           ViT dropout probability (default 0)\n" \
+  "  --seed N              seed of initialisation, shuffling, augmentation (default 1)\n" \
+  "  --out DIR             output folder: metrics.jsonl, checkpoint.ckpt, model.ckpt (default runs/MODEL)\n" \
+  "  --resume CKPT         continue the exact trajectory of a checkpoint, in its folder unless --out;\n" \
+  "                        --epochs and --max-steps still count from the run's start\n" \
+  "  --init-from FILE      start from safetensors weights (PyTorch state_dict names; F32, F64, F16, BF16)\n" \
+  "  --key-file SPEC       owner key (PATH, fd:N or gramine-secret): read sealed inputs, write sealed\n" \
+  "                        outputs (train and eval; docs/confidential-io.md)\n" \
+  "  --checkpoint-every N  also write checkpoint.ckpt every N steps\n" \
+  "  --checkpoint-minutes M  also every M minutes of training (default 10; 0 = off). Ctrl-C or\n" \
+  "                        SIGTERM: finish the step, write checkpoint.ckpt, exit 130 or 143\n" \
+  "  --log-every N         write a metrics record (and, off a terminal, a line) every N steps (default 50)\n" \
+  "  --no-eval             do not evaluate on the test split (not at epoch ends, not at the end)\n" \
+  "  --privacy-report      print the key-space entropy of every product of the first step\n"
+
+#define OUTPUT_OPTIONS \
+  "output options (train and eval):\n" \
+  "  --progress / --no-progress   force the progress bar on or off (default: on a terminal)\n" \
+  "  --progress-every S    seconds between progress updates (default 1 for the bar, 10 for lines)\n" \
+  "  --quiet               print only errors and the result\n"
+
+#define ENGINE_OPTIONS \
+  "engine options (train and eval):\n" \
+  "  --mode MODE           local | plain | tempo (default) | shield\n" \
+  "                        local: the master computes every product (pure-TEE baseline);\n" \
+  "                        plain: workers compute unblinded products (insecure upper bound);\n" \
+  "                        tempo: workers compute MM-obfuscated products, verified and decrypted\n" \
+  "                        shield: tempo plus fresh additive masks over 4 roles (>= 4 workers)\n" \
+  "  --workers N           in-process worker threads (default 2; shield needs >= 4)\n" \
+  "  --shield-dtype T      shield mode's shares: f64 (default) or f32\n" \
+  "  --shield-alpha A      shield mode's mask scale (default 16384 for f64, 32 for f32)\n" \
+  "  --verify-rounds T     Freivalds check vectors per result (default 1; 0 disables checks)\n" \
+  "  --threads N           BLAS threads of the master in local mode (default: CPU count)\n" \
+  "  --audit DIR           record every message to and from the workers in DIR\n" \
+  "  --key-seed N          seed of the key stream (default: fresh OS randomness per run)\n"
+
+#define EVAL_OPTIONS \
+  "eval options: --data-dir DIR, --batch-size N (default 256), --key-file SPEC, the output and the\n" \
+  "engine options. The model and the dataset come from the checkpoint.\n"
+
 static void print_help(void) {
   printf("usage: tempo <command> [options]\n"
          "\n"
@@ -46,60 +105,49 @@ static void print_help(void) {
          "commands:\n"
          "  train      train a model (defaults: mlp on Fashion-MNIST, 1 epoch, tempo mode, 2 workers)\n"
          "  eval CKPT  evaluate a checkpoint on the test split of its dataset\n"
+         "  plot RUN   draw RUN/metrics.jsonl (loss, accuracy, throughput) as RUN/metrics.svg (-o FILE)\n"
          "  models     list the model names\n"
+         "`tempo COMMAND --help` shows one command's options.\n"
          "\n"
          "The model owner's tools (keygen, seal, unseal, export) are the program tempo-owner, the attacks\n"
          "on an audit trail (attack, privacy) the program tempo-attack: neither is in the enclave's binary.\n"
-         "\n"
-         "train options:\n"
-         "  --model NAME          mlp, resnet20, resnet18, resnet50, vit-mini, vit-tiny (`tempo models`)\n"
-         "  --data NAME           fashion-mnist (default) or cifar10\n"
-         "  --data-dir DIR        dataset folder (default /usr/share/datasets/fashion-mnist,\n"
-         "                        ./data/cifar-10-batches-bin for cifar10)\n"
-         "  --epochs N            epochs to train (default 1)\n"
-         "  --max-steps N         stop after N optimizer steps in total (default: no limit)\n"
-         "  --batch-size N        samples per step (default 64)\n"
-         "  --lr X                peak learning rate (default 0.05 for sgd, 0.001 for adamw)\n"
-         "  --optimizer NAME      sgd (momentum 0.9, default) or adamw\n"
-         "  --momentum X          SGD momentum (default 0.9)\n"
-         "  --weight-decay X      default 5e-4 (sgd) / 0.05 (adamw); not applied to biases and norms\n"
-         "  --schedule NAME       cosine (default: decays to 0 at the last step) or constant\n"
-         "  --warmup N            cosine schedule: linear warm-up steps (default 0)\n"
-         "  --augment             random crop (pad 4) and horizontal flip\n"
-         "  --dropout X           ViT dropout probability (default 0)\n"
-         "  --seed N              seed of initialisation, shuffling, augmentation (default 1)\n"
-         "  --out DIR             output folder: metrics.jsonl, checkpoint.ckpt, model.ckpt (default runs/MODEL)\n"
-         "  --resume CKPT         continue the exact trajectory of a checkpoint, in its folder unless --out;\n"
-         "                        --epochs and --max-steps still count from the run's start\n"
-         "  --init-from FILE      start from safetensors weights (PyTorch state_dict names)\n"
-         "  --key-file SPEC       owner key (PATH, fd:N or gramine-secret): read sealed inputs, write sealed\n"
-         "                        outputs (train and eval; docs/confidential-io.md)\n"
-         "  --checkpoint-every N  also write checkpoint.ckpt every N steps\n"
-         "  --checkpoint-minutes M  also every M minutes of training (default 10; 0 = off). Ctrl-C or\n"
-         "                        SIGTERM: finish the step, write checkpoint.ckpt, exit 130 or 143\n"
-         "  --log-every N         log every N steps (default 50)\n"
-         "  --progress / --no-progress   force the progress bar on or off (default: on a terminal)\n"
-         "  --quiet               print only errors and the result\n"
-         "  --privacy-report      print the key-space entropy of every product of the first step\n"
-         "\n"
-         "engine options (train and eval):\n"
-         "  --mode MODE           local | plain | tempo (default) | shield\n"
-         "                        local: the master computes every product (pure-TEE baseline);\n"
-         "                        plain: workers compute unblinded products (insecure upper bound);\n"
-         "                        tempo: workers compute MM-obfuscated products, verified and decrypted\n"
-         "                        shield: tempo plus fresh additive masks over 4 roles (>= 4 workers)\n"
-         "  --workers N           in-process worker threads (default 2; shield needs >= 4)\n"
-         "  --shield-dtype T      shield mode's shares: f64 (default) or f32\n"
-         "  --shield-alpha A      shield mode's mask scale (default 16384 for f64, 32 for f32)\n"
-         "  --verify-rounds T     Freivalds check vectors per result (default 1; 0 disables checks)\n"
-         "  --threads N           BLAS threads of the master in local mode (default: CPU count)\n"
-         "  --audit DIR           record every message to and from the workers in DIR\n"
-         "  --key-seed N          seed of the key stream (default: fresh OS randomness per run)\n"
-         "\n"
-         "eval options: --data-dir, --batch-size and the engine options.\n"
-         "\n"
+         "\n" TRAIN_OPTIONS "\n" OUTPUT_OPTIONS "\n" ENGINE_OPTIONS "\n" EVAL_OPTIONS "\n"
          "  -h, --help            this help\n"
          "  -V, --version         version and built-in features\n");
+}
+
+static void print_train_help(void) {
+  printf("usage: tempo train [options]\n"
+         "\n"
+         "Trains a model (defaults: mlp on Fashion-MNIST, 1 epoch, tempo mode, 2 workers) and writes\n"
+         "metrics.jsonl, checkpoint.ckpt and model.ckpt into --out. Under mpirun the workers are the\n"
+         "tempo-worker ranks (docs/distributed.md).\n"
+         "\n" TRAIN_OPTIONS "\n" OUTPUT_OPTIONS "\n" ENGINE_OPTIONS "\n"
+         "  -h, --help            this help\n");
+}
+
+static void print_eval_help(void) {
+  printf("usage: tempo eval CHECKPOINT [options]\n"
+         "\n"
+         "Evaluates a checkpoint (model.ckpt or checkpoint.ckpt) on the test split of the dataset it was\n"
+         "trained on, through the engine of the given mode; prints the test accuracy and loss.\n"
+         "\n"
+         "  --data-dir DIR        dataset folder (default: the dataset's default folder)\n"
+         "  --batch-size N        samples per batch (default 256)\n"
+         "  --key-file SPEC       owner key: the checkpoint and the test files are sealed\n"
+         "\n" OUTPUT_OPTIONS "\n" ENGINE_OPTIONS "\n"
+         "  -h, --help            this help\n");
+}
+
+static void print_plot_help(void) {
+  printf("usage: tempo plot RUN_DIR [-o FILE.svg]\n"
+         "\n"
+         "Draws RUN_DIR/metrics.jsonl as an SVG picture: training and test loss, training and test\n"
+         "accuracy, and throughput (images/s) against the step. Writes RUN_DIR/metrics.svg, or FILE.svg\n"
+         "with -o. A sealed run (metrics.jsonl.sealed) must be unsealed first with tempo-owner unseal.\n"
+         "\n"
+         "  -o, --output FILE     the SVG file to write (default RUN_DIR/metrics.svg)\n"
+         "  -h, --help            this help\n");
 }
 
 static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -129,7 +177,8 @@ enum {
   OPT_MODEL = 256, OPT_DATA, OPT_DATA_DIR, OPT_EPOCHS, OPT_MAX_STEPS, OPT_BATCH, OPT_LR, OPT_OPTIMIZER, OPT_MOMENTUM,
   OPT_WD, OPT_SCHEDULE, OPT_WARMUP, OPT_AUGMENT, OPT_DROPOUT, OPT_SEED, OPT_OUT, OPT_RESUME, OPT_INIT_FROM,
   OPT_CKPT_EVERY, OPT_CKPT_MINUTES, OPT_LOG_EVERY, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_QUIET, OPT_PRIVACY_REPORT, OPT_MODE, OPT_WORKERS, OPT_VERIFY,
-  OPT_THREADS, OPT_AUDIT, OPT_KEY_SEED, OPT_KEY_FILE, OPT_SHIELD_DTYPE, OPT_SHIELD_ALPHA,
+  OPT_THREADS, OPT_AUDIT, OPT_KEY_SEED, OPT_KEY_FILE, OPT_SHIELD_DTYPE, OPT_SHIELD_ALPHA, OPT_NO_EVAL,
+  OPT_PROGRESS_EVERY,
 };
 
 static const struct option long_opts[] = {
@@ -152,6 +201,7 @@ static const struct option long_opts[] = {
     {"audit", required_argument, 0, OPT_AUDIT},         {"key-seed", required_argument, 0, OPT_KEY_SEED},
     {"key-file", required_argument, 0, OPT_KEY_FILE},
     {"shield-dtype", required_argument, 0, OPT_SHIELD_DTYPE}, {"shield-alpha", required_argument, 0, OPT_SHIELD_ALPHA},
+    {"no-eval", no_argument, 0, OPT_NO_EVAL},           {"progress-every", required_argument, 0, OPT_PROGRESS_EVERY},
     {"help", no_argument, 0, 'h'},                      {"version", no_argument, 0, 'V'},
     {0, 0, 0, 0},
 };
@@ -163,11 +213,15 @@ static int parse_options(int argc, char **argv, tempo_train_config *cfg, bool is
   cfg->engine.threads = threads > 0 && threads <= 256 ? (int)threads : 1;
   optind = 1;
   opterr = 0;
-  int c;
-  while ((c = getopt_long(argc, argv, ":hV", long_opts, NULL)) != -1) {
+  int c, li = -1;
+  while ((c = getopt_long(argc, argv, ":hV", long_opts, &li)) != -1) {
     if (!is_train && c != OPT_DATA_DIR && c != OPT_BATCH && c != OPT_MODE && c != OPT_WORKERS && c != OPT_VERIFY &&
-        c != OPT_THREADS && c != OPT_AUDIT && c != OPT_KEY_SEED && c != OPT_KEY_FILE && c != OPT_SHIELD_DTYPE && c != OPT_SHIELD_ALPHA && c != 'h' && c != 'V' && c != '?' && c != ':')
-      usage_error("'%s' is a train option, not an eval option", argv[optind - 1]);
+        c != OPT_THREADS && c != OPT_AUDIT && c != OPT_KEY_SEED && c != OPT_KEY_FILE && c != OPT_SHIELD_DTYPE &&
+        c != OPT_SHIELD_ALPHA && c != OPT_PROGRESS && c != OPT_NO_PROGRESS && c != OPT_QUIET &&
+        c != OPT_PROGRESS_EVERY && c != 'h' && c != 'V' && c != '?' && c != ':')
+      usage_error("'--%s' is a train option, not an eval option (eval takes the model and the dataset from the "
+                  "checkpoint; `tempo eval --help`)", li >= 0 ? long_opts[li].name : "?");
+    li = -1;
     switch (c) {
     case OPT_MODEL: snprintf(cfg->model, sizeof cfg->model, "%s", optarg); break;
     case OPT_DATA:
@@ -209,6 +263,8 @@ static int parse_options(int argc, char **argv, tempo_train_config *cfg, bool is
     case OPT_PROGRESS: cfg->progress = 1; break;
     case OPT_NO_PROGRESS: cfg->progress = 0; break;
     case OPT_QUIET: cfg->quiet = true; break;
+    case OPT_NO_EVAL: cfg->no_eval = true; break;
+    case OPT_PROGRESS_EVERY: cfg->progress_every = parse_float("--progress-every", optarg, 1e-3, 86400); break;
     case OPT_PRIVACY_REPORT: cfg->privacy_report = true; break;
     case OPT_MODE:
       if (!tempo_mode_parse(optarg, &cfg->engine.mode))
@@ -225,7 +281,7 @@ static int parse_options(int argc, char **argv, tempo_train_config *cfg, bool is
     case OPT_SHIELD_ALPHA: cfg->engine.shield_alpha = parse_float("--shield-alpha", optarg, 1e-3, 1e12); break;
     case OPT_KEY_FILE: key_spec = optarg; break;
     case OPT_KEY_SEED: cfg->engine.seed = (uint64_t)parse_long("--key-seed", optarg, 1, 1L << 62); break;
-    case 'h': print_help(); exit(0);
+    case 'h': is_train ? print_train_help() : print_eval_help(); exit(0);
     case 'V': tempo_cli_print_version(prog, FEATURES); exit(0);
     case ':': usage_error("option '%s' needs a value", argv[optind - 1]); break;
     default: usage_error("unknown option '%s'", argv[optind - 1]);
@@ -294,7 +350,7 @@ static int cmd_train(int argc, char **argv) {
   }
   const tempo_mm_stats *s = &res.stats;
   printf("done: %ld steps in %.1f s", res.steps, res.seconds);
-  if (res.test_acc >= 0) printf(", test accuracy %.2f%%", 100.0 * res.test_acc);
+  if (res.test_acc >= 0) printf(", test accuracy %.2f%% (loss %.4f)", 100.0 * res.test_acc, res.test_loss);
   printf("\n");
   if (cfg.engine.mode != TEMPO_MODE_LOCAL) {
     printf("engine: %llu products, %llu encryptions (naive scheme: %llu; key-shift saved %llu = %.0f%%), "
@@ -325,7 +381,8 @@ static int cmd_eval(int argc, char **argv) {
   double acc, loss;
   tempo_owner_key *key = NULL;
   tempo_status st = key_spec ? tempo_owner_key_provision(key_spec, &key) : TEMPO_STATUS_OK;
-  if (!st) st = tempo_eval_checkpoint_sealed(argv[first], cfg.data_dir, key, &cfg.engine, cfg.batch_size, &acc, &loss);
+  cfg.key = key;
+  if (!st) st = tempo_eval_run(&cfg, argv[first], &acc, &loss);
   tempo_owner_key_free(key);
   if (st) return tempo_cli_fail(prog, st);
   printf("test accuracy %.2f%% (loss %.4f), mode %s\n", 100.0 * acc, loss, tempo_mode_name(cfg.engine.mode));
@@ -350,6 +407,45 @@ static int run_engine_command(int argc, char **argv, int (*cmd)(int, char **)) {
 static int cmd_train_main(int argc, char **argv) { return run_engine_command(argc, argv, cmd_train); }
 static int cmd_eval_main(int argc, char **argv) { return run_engine_command(argc, argv, cmd_eval); }
 
+static int cmd_plot(int argc, char **argv) {
+  static const struct option opts[] = {{"output", required_argument, 0, 'o'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+  const char *out = NULL;
+  optind = 1;
+  opterr = 0;
+  int c;
+  while ((c = getopt_long(argc, argv, ":ho:", opts, NULL)) != -1) {
+    switch (c) {
+    case 'o': out = optarg; break;
+    case 'h': print_plot_help(); exit(0);
+    case ':': usage_error("option '%s' needs a value", argv[optind - 1]); break;
+    default: usage_error("unknown option '%s'", argv[optind - 1]);
+    }
+  }
+  if (optind >= argc) usage_error("%s", "plot needs a run folder: tempo plot runs/mlp [-o curves.svg]");
+  if (optind + 1 < argc) usage_error("unexpected argument '%s'", argv[optind + 1]);
+  const char *dir = argv[optind];
+  char in[4096], svg[4096];
+  if ((size_t)snprintf(in, sizeof in, "%s/metrics.jsonl", dir) >= sizeof in) usage_error("%s", "run folder path too long");
+  if (!out) {
+    if ((size_t)snprintf(svg, sizeof svg, "%s/metrics.svg", dir) >= sizeof svg) usage_error("%s", "run folder path too long");
+    out = svg;
+  }
+  if (access(in, F_OK) != 0) {
+    char sealed[4200];
+    snprintf(sealed, sizeof sealed, "%s.sealed", in);
+    if (access(sealed, F_OK) == 0) {
+      fprintf(stderr, "%s: %s is sealed: unseal it first (tempo-owner unseal --key-file KEY --out-dir DIR %s), then "
+              "tempo plot DIR\n", prog, sealed, sealed);
+      return 1;
+    }
+  }
+  long steps = 0;
+  tempo_status st = tempo_plot_metrics(in, out, dir, &steps);
+  if (st) return tempo_cli_fail(prog, st);
+  printf("wrote %s (%ld logged steps)\n", out, steps);
+  return 0;
+}
+
 static int cmd_models(int argc, char **argv) {
   for (const char *const *n = tempo_model_names(); *n; n++) printf("%s\n", *n);
   return 0;
@@ -358,6 +454,7 @@ static int cmd_models(int argc, char **argv) {
 int main(int argc, char **argv) {
   static const tempo_cli_command cmds[] = {
       {"train", cmd_train_main, NULL},     {"eval", cmd_eval_main, NULL},       {"models", cmd_models, NULL},
+      {"plot", cmd_plot, NULL},
       {"keygen", NULL, "tempo-owner"},     {"seal", NULL, "tempo-owner"},       {"unseal", NULL, "tempo-owner"},
       {"export", NULL, "tempo-owner"},     {"attack", NULL, "tempo-attack"},    {"privacy", NULL, "tempo-attack"},
       {NULL, NULL, NULL},

@@ -129,6 +129,18 @@ int main(int argc, char **argv) {
     }
   }
   if (optind < argc) return usage("unexpected argument", argv[optind]);
+#if TEMPO_HAVE_MPI
+  /* Before MPI_Init: started alone (or as rank 0, the master's place) the worker says so itself,
+   * instead of an MPI_Abort notice that hides the reason. */
+  const char *world = getenv("OMPI_COMM_WORLD_SIZE"), *rank = getenv("OMPI_COMM_WORLD_RANK");
+  if (!world || (rank && !strcmp(rank, "0"))) {
+    fprintf(stderr, "tempo-worker: %s: launch the master first, the workers after it:\n"
+            "  mpirun -np 1 tempo train ... : -np N tempo-worker --backend cpu\n"
+            "(as root add --allow-run-as-root, with fewer cores than ranks --oversubscribe; docs/distributed.md)\n",
+            !world ? "not started by mpirun" : "started as rank 0, which is the master's");
+    return 2;
+  }
+#endif
 
   tempo_worker_config cfg;
   tempo_worker_config_default(&cfg);

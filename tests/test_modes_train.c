@@ -41,6 +41,7 @@ static void run(const char *model, tempo_mode mode, int threads, const char *out
   c.batch_size = 16;
   c.quiet = true;
   c.progress = 0;
+  c.no_eval = true; /* the accuracies are compared by `eval` below */
   c.seed = 3;
   tempo_train_result r;
   if (tempo_train_run(&c, &r) != TEMPO_STATUS_OK) fail_msg("%s in %s mode: %s", model, tempo_mode_name(mode), tempo_errmsg());

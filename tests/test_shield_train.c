@@ -52,6 +52,7 @@ static void run(tempo_mode mode, const char *dir, double *losses, double *acc, b
   c.batch_size = 32;
   c.quiet = true;
   c.progress = 0;
+  c.no_eval = true;
   c.seed = 5;
   tempo_train_result r;
   assert_int_equal(tempo_train_run(&c, &r), TEMPO_STATUS_OK);

@@ -34,7 +34,8 @@ static inline tempo_mm *test_make_mm(tempo_mode mode, int workers, uint64_t seed
   return mm;
 }
 
-/* A short, quiet local-mode run: 1 thread, batch 32, every step logged, no progress bar. */
+/* A short, quiet local-mode run: 1 thread, batch 32, every step logged, no progress bar, no
+ * test evaluation at the end (no_eval: set it false to get one). */
 static inline void test_train_cfg(tempo_train_config *c, const char *out, long max_steps, uint64_t seed) {
   tempo_train_config_default(c);
   c->engine.mode = TEMPO_MODE_LOCAL;
@@ -45,6 +46,7 @@ static inline void test_train_cfg(tempo_train_config *c, const char *out, long m
   c->batch_size = 32;
   c->quiet = true;
   c->progress = 0;
+  c->no_eval = true;
   c->seed = seed;
 }
 

@@ -52,7 +52,10 @@ typedef struct {
  *   Fashion-MNIST: {train,t10k}-{images-idx3,labels-idx1}-ubyte.gz, or the same names
  *                  without .gz (uncompressed IDX); 28x28 images.
  *   CIFAR-10:      data_batch_1..5.bin (train) or test_batch.bin (test); records of
- *                  1 label byte + 3072 pixel bytes (R plane, G plane, B plane).
+ *                  1 label byte + 3072 pixel bytes (R plane, G plane, B plane), exactly
+ *                  10000 records per file (any other size is refused as truncated or foreign).
+ * A missing plain file whose sealed twin (F.sealed) is there is TEMPO_STATUS_INVALID_ARGUMENT:
+ * the folder is sealed and needs the owner key.
  * On success *out owns its buffers (free with tempo_dataset_free). On failure *out is zeroed
  * and the status is
  *   TEMPO_STATUS_IO       a file is missing or unreadable,

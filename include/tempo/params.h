@@ -56,6 +56,11 @@ float *tempo_params_ptr(const tempo_params *p, int idx);
 float *tempo_params_grad(const tempo_params *p, int idx);
 /* Index of the tensor with this name, or -1. */
 int tempo_params_find(const tempo_params *p, const char *name);
+/* The first tensor (trainable or state) holding a NaN or an infinity: its index, with the
+ * element in *elem; -1 when every value is finite. One pass over data and state. */
+int tempo_params_find_nonfinite(const tempo_params *p, size_t *elem);
+/* Shape of tensor idx as "[d0, d1, ...]" into buf (cap bytes, NUL-terminated). */
+void tempo_params_shape_str(const tempo_params *p, int idx, char *buf, size_t cap);
 void tempo_params_zero_grad(tempo_params *p);
 void tempo_params_free(tempo_params *p);
 

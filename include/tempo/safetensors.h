@@ -6,7 +6,9 @@
  * then the data bytes; offsets are relative to the data start. The reader validates
  * everything (header length cap, JSON syntax, known dtypes, shape products against byte
  * ranges with overflow checks, ranges inside the data and non-overlapping) before use;
- * malformed input gives TEMPO_STATUS_CORRUPT with a message naming the file. */
+ * malformed input gives TEMPO_STATUS_CORRUPT with a message naming the file. A Tempo checkpoint,
+ * a sealed file, a zip archive or a pickle (the torch.save formats) is recognised by its first
+ * bytes and refused with TEMPO_STATUS_INVALID_ARGUMENT and what to use instead. */
 #ifndef TEMPO_SAFETENSORS_H
 #define TEMPO_SAFETENSORS_H
 
@@ -42,7 +44,7 @@ int tempo_st_count(const tempo_st_file *f);
 const tempo_st_tensor *tempo_st_at(const tempo_st_file *f, int i);
 /* The tensor with this name, or NULL. */
 const tempo_st_tensor *tempo_st_get(const tempo_st_file *f, const char *name);
-/* Copies an F32 tensor (or converts an F64 one) of exactly `count` elements into out;
+/* Copies an F32 tensor (or converts an F64, F16 or BF16 one) of exactly `count` elements into out;
  * TEMPO_STATUS_MISMATCH when dtype or element count differ. */
 TEMPO_WUR tempo_status tempo_st_read_f32(const tempo_st_tensor *t, float *out, size_t count);
 /* Number of elements (product of the shape). */

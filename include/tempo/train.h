@@ -1,19 +1,28 @@
 /* train.h - the training loop and evaluation of the trusted master.
  *
  * tempo_train_run builds the engine (every product goes through it, in the configured
- * mode), the model and the data, trains, evaluates on the test split after each epoch,
- * and writes into cfg.out_dir:
- *   metrics.jsonl   one JSON object per logged step ({"step","epoch","loss","acc","lr",
- *                   "images_per_s", engine counters...}), per evaluation ({"epoch",
- *                   "test_loss","test_acc"}) and a final {"summary": ...} object;
+ * mode), the model and the data, trains, evaluates on the test split after each epoch and
+ * at the end of a run stopped by max_steps (unless no_eval), and writes into cfg.out_dir:
+ *   metrics.jsonl   a first {"type":"config", ...} object with the run's whole configuration
+ *                   (model, data, every hyper-parameter, engine options, the seeds as given,
+ *                   versions; never key material), one JSON object per logged step ({"step",
+ *                   "epoch","loss","acc","lr","images_per_s", engine counters...}), per
+ *                   evaluation ({"epoch","step","test_loss","test_acc"}) and a final
+ *                   {"summary": ...} object. Every object ends with "time" (UTC, ISO 8601 with
+ *                   milliseconds) and "elapsed" (seconds since the run started);
  *   checkpoint.ckpt the latest checkpoint (atomic), enough to --resume the exact trajectory
  *                   in every mode (it holds the engine's key and verification streams, a
  *                   secret: seal it with an owner key): written after each epoch's
  *                   evaluation, every checkpoint_every steps, every checkpoint_minutes of
  *                   training, when *stop becomes nonzero, and at the end;
  *   model.ckpt      the final model (for `tempo eval`).
- * Progress goes to stdout: a progress bar on a terminal, one line every log_every steps
- * otherwise.
+ * Progress goes to stdout: on a terminal a progress bar refreshed at least once a second
+ * (during evaluation too); otherwise one line every log_every steps and, in between, one
+ * every progress_every seconds (default 10; evaluation too); nothing with quiet.
+ * Non-finite values stop the run with a message naming the culprit: weights loaded from
+ * init_from or resume (TEMPO_STATUS_CORRUPT, naming the tensor), an input batch, the loss
+ * ("loss is not finite at step N"), the gradients or the weights after an update
+ * (TEMPO_STATUS_NUMERIC).
  *
  * With an owner key (cfg.key, seal.h) every input is read sealed (the dataset files as
  * <file>.sealed, --resume and --init-from files must be sealed) and every output is written
@@ -57,6 +66,8 @@ typedef struct {
   const volatile sig_atomic_t *stop; /* NULL, or set nonzero (a signal handler): the run finishes its
                                 step, writes checkpoint.ckpt and returns OK with stopped set */
   int progress;              /* 1 = progress bar, 0 = lines, -1 = decide by isatty(stdout) */
+  double progress_every;     /* seconds between progress updates (0 = 1 for the bar, 10 for lines) */
+  bool no_eval;              /* never evaluate on the test split (test_acc stays < 0) */
   bool quiet;                /* only errors and the final result */
   bool privacy_report;       /* print the privacy metric of each product of the first step */
   tempo_mm_config engine;
@@ -66,7 +77,7 @@ typedef struct {
 typedef struct {
   long steps;
   double final_loss;         /* mean loss of the last logged window */
-  double test_acc, test_loss;/* after the last epoch (test_acc < 0 when not evaluated) */
+  double test_acc, test_loss;/* at the end of the run (test_acc < 0 when not evaluated) */
   double seconds;
   tempo_mm_stats stats;      /* engine totals */
   bool stopped;              /* ended early by *cfg.stop (checkpoint written, no model.ckpt) */
@@ -81,10 +92,16 @@ TEMPO_WUR tempo_status tempo_train_run(const tempo_train_config *cfg, tempo_trai
  * configuration. data_dir NULL = default folder. */
 TEMPO_WUR tempo_status tempo_eval_checkpoint(const char *path, const char *data_dir, const tempo_mm_config *engine,
                                              int batch_size, double *acc, double *loss);
-/* As tempo_eval_checkpoint; with key != NULL the checkpoint and the test files are read sealed. */
+/* As tempo_eval_checkpoint; with key != NULL the checkpoint and the test files are read sealed. No
+ * progress output. */
 TEMPO_WUR tempo_status tempo_eval_checkpoint_sealed(const char *path, const char *data_dir, const tempo_owner_key *key,
                                                     const tempo_mm_config *engine, int batch_size, double *acc,
                                                     double *loss);
+
+/* Evaluates the checkpoint at path as tempo_eval_checkpoint_sealed with cfg's data_dir, key,
+ * engine and batch_size, showing progress on stdout as cfg's progress, progress_every and
+ * quiet say (see tempo_train_run). */
+TEMPO_WUR tempo_status tempo_eval_run(const tempo_train_config *cfg, const char *path, double *acc, double *loss);
 
 #ifdef __cplusplus
 }

@@ -1,6 +1,8 @@
 /* params.c - the parameter registry (see params.h). */
 #include "tempo/params.h"
 
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -87,4 +89,27 @@ void tempo_params_free(tempo_params *p) {
   tempo_free_floats(p->grad);
   tempo_free_floats(p->state);
   memset(p, 0, sizeof *p);
+}
+
+int tempo_params_find_nonfinite(const tempo_params *p, size_t *elem) {
+  for (int i = 0; i < p->n; i++) {
+    const float *a = tempo_params_ptr(p, i);
+    float acc = 0.0f;
+    for (size_t j = 0; j < p->info[i].count; j++) acc += a[j] * 0.0f; /* NaN iff some a[j] is NaN or Inf */
+    if (acc == 0.0f) continue;
+    for (size_t j = 0; j < p->info[i].count; j++)
+      if (!isfinite(a[j])) {
+        if (elem) *elem = j;
+        return i;
+      }
+  }
+  return -1;
+}
+
+void tempo_params_shape_str(const tempo_params *p, int idx, char *buf, size_t cap) {
+  size_t n = 0;
+  const tempo_param_info *in = &p->info[idx];
+  n += (size_t)snprintf(buf, cap, "[");
+  for (int d = 0; d < in->ndim && n < cap; d++) n += (size_t)snprintf(buf + n, cap - n, "%s%d", d ? ", " : "", in->shape[d]);
+  if (n < cap) snprintf(buf + n, cap - n, "]");
 }

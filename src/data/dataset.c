@@ -22,6 +22,7 @@
 #define FMNIST_HINT "apt-get install --reinstall dataset-fashion-mnist or pass --data-dir"
 #define CIFAR_HINT "extract cifar-10-binary.tar.gz (www.cs.toronto.edu/~kriz/cifar.html) into ./data or pass --data-dir"
 #define CIFAR_RECORD 3073 /* 1 label byte + 3 * 32 * 32 pixel bytes */
+#define CIFAR_BATCH 10000 /* records in every file of the binary version */
 #define PATH_CAP 4096
 #define SEALED_HINT "seal the dataset files with 'tempo-owner seal' (docs/confidential-io.md)"
 #define SEALED_MAX ((size_t)1 << 30) /* largest decrypted dataset file accepted */
@@ -116,9 +117,15 @@ static tempo_status idx_open(const char *dir, const char *base, char *path, gzFi
   if (!f && err == ENOENT) {
     if ((st = join_path(path, dir, base, "")) != TEMPO_STATUS_OK) return st;
     f = gz_open_regular(path, &err);
-    if (!f && err == ENOENT)
+    if (!f && err == ENOENT) {
+      char sealed[PATH_CAP];
+      if (!join_path(sealed, dir, base, ".gz" TEMPO_SEAL_SUFFIX) &&
+          (access(sealed, F_OK) == 0 || (!join_path(sealed, dir, base, TEMPO_SEAL_SUFFIX) && access(sealed, F_OK) == 0)))
+        return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "%s is sealed: pass the owner key with --key-file "
+                               "(docs/confidential-io.md)", sealed);
       return tempo_set_error(TEMPO_STATUS_IO, "missing Fashion-MNIST file %s/%s.gz (nor %s): " FMNIST_HINT, dir,
                              base, base);
+    }
   }
   if (!f) return tempo_set_error(TEMPO_STATUS_IO, "cannot open %s: %s; " FMNIST_HINT, path,
                                  err < 0 ? "not a regular file" : strerror(err));
@@ -398,9 +405,11 @@ static tempo_status load_cifar_sealed(const char *dir, bool train, const tempo_o
       goto done;
     }
     if ((st = tempo_unseal_read(paths[i], key, label, SEALED_MAX, &bufs[i], &lens[i], NULL))) goto done;
-    if (lens[i] == 0 || lens[i] % CIFAR_RECORD != 0) {
-      st = tempo_set_error(TEMPO_STATUS_CORRUPT, "%s: truncated or not CIFAR-10: size %zu is not a positive multiple "
-                           "of %d bytes", paths[i], lens[i], CIFAR_RECORD);
+    if (lens[i] != (size_t)CIFAR_BATCH * CIFAR_RECORD) {
+      st = tempo_set_error(TEMPO_STATUS_CORRUPT, "%s: truncated or not CIFAR-10: %zu bytes (%zu records%s); every "
+                           "file of the binary version holds exactly %d records of %d bytes", paths[i], lens[i],
+                           lens[i] / CIFAR_RECORD, lens[i] % CIFAR_RECORD ? " and a partial one" : "", CIFAR_BATCH,
+                           CIFAR_RECORD);
       goto done;
     }
     total += lens[i] / CIFAR_RECORD;
@@ -453,6 +462,15 @@ static tempo_status load_cifar(const char *dir, bool train, tempo_dataset *out) 
       snprintf(name, sizeof name, "test_batch.bin");
     if ((st = join_path(paths[i], dir, name, "")) != TEMPO_STATUS_OK) goto done;
     files[i] = fopen(paths[i], "rb");
+    if (!files[i] && errno == ENOENT) {
+      char sealed[PATH_CAP];
+      if (!join_path(sealed, dir, name, TEMPO_SEAL_SUFFIX) && access(sealed, F_OK) == 0) {
+        st = tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "%s is sealed: pass the owner key with --key-file "
+                             "(docs/confidential-io.md)", sealed);
+        goto done;
+      }
+      errno = ENOENT;
+    }
     if (!files[i]) {
       st = tempo_set_error(TEMPO_STATUS_IO, "%s %s: %s; " CIFAR_HINT, errno == ENOENT ? "missing CIFAR-10 file" : "cannot open",
                            paths[i], strerror(errno));
@@ -463,10 +481,12 @@ static tempo_status load_cifar(const char *dir, bool train, tempo_dataset *out) 
       st = tempo_set_error(TEMPO_STATUS_IO, "cannot read %s: not a regular file; " CIFAR_HINT, paths[i]);
       goto done;
     }
-    if (sb.st_size <= 0 || sb.st_size % CIFAR_RECORD != 0) {
+    if (sb.st_size != (off_t)CIFAR_BATCH * CIFAR_RECORD) {
       st = tempo_set_error(TEMPO_STATUS_CORRUPT,
-                           "%s: truncated or not CIFAR-10: size %lld is not a positive multiple of %d bytes; " CIFAR_HINT,
-                           paths[i], (long long)sb.st_size, CIFAR_RECORD);
+                           "%s: truncated or not CIFAR-10: %lld bytes (%lld records%s); every file of the binary "
+                           "version holds exactly %d records of %d bytes; " CIFAR_HINT,
+                           paths[i], (long long)sb.st_size, (long long)(sb.st_size / CIFAR_RECORD),
+                           sb.st_size % CIFAR_RECORD ? " and a partial one" : "", CIFAR_BATCH, CIFAR_RECORD);
       goto done;
     }
     records[i] = (size_t)(sb.st_size / CIFAR_RECORD);

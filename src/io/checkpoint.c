@@ -1,6 +1,7 @@
 /* checkpoint.c - checkpoint serialisation with a BLAKE2b checksum (see checkpoint.h). */
 #include "tempo/checkpoint.h"
 
+#include <math.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -242,14 +243,27 @@ tempo_status tempo_ckpt_parse(const uint8_t *buf, size_t len, const char *what, 
   if (!p) return TEMPO_STATUS_OK;
   if (meta->param_count != p->count || meta->state_count != p->state_count)
     return tempo_set_error(TEMPO_STATUS_MISMATCH,
-                           "%s holds a '%s' model with %llu parameters; this model has %zu (wrong --model?)", what,
-                           meta->model, (unsigned long long)meta->param_count, p->count);
+                           "%s holds a '%s' model for %dx%dx%d inputs and %d classes with %llu parameters and %llu "
+                           "state values; this model has %zu and %zu (wrong --model, or another input size?)", what,
+                           meta->model, meta->in_c, meta->in_h, meta->in_w, meta->num_classes,
+                           (unsigned long long)meta->param_count, (unsigned long long)meta->state_count, p->count,
+                           p->state_count);
   for (size_t i = 0; i < floats; i++) p->data[i] = get_f32(&r);
   for (size_t i = 0; i < p->state_count; i++) p->state[i] = get_f32(&r);
+  size_t bad_at;
+  const int bad_t = tempo_params_find_nonfinite(p, &bad_at);
+  if (bad_t >= 0)
+    return tempo_set_error(TEMPO_STATUS_CORRUPT, "%s: tensor '%s' holds a non-finite value (NaN or infinity) at "
+                           "element %zu: the run that wrote it diverged or the file was altered", what,
+                           p->info[bad_t].name, bad_at);
   if (opt) {
     if (meta->optim_count != opt->state_count)
       return tempo_set_error(TEMPO_STATUS_MISMATCH, "%s has no matching optimizer state for resuming", what);
     for (size_t i = 0; i < opt->state_count; i++) opt->state[i] = get_f32(&r);
+    for (size_t i = 0; i < opt->state_count; i++)
+      if (!isfinite(opt->state[i]))
+        return tempo_set_error(TEMPO_STATUS_CORRUPT, "%s: the optimizer state holds a non-finite value at element "
+                               "%zu: the run that wrote it diverged or the file was altered", what, i);
     opt->step = (long)opt_step;
   }
   return TEMPO_STATUS_OK;

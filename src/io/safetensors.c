@@ -196,6 +196,20 @@ static int cmp_range(const void *a, const void *b) {
 
 tempo_status tempo_st_parse(const uint8_t *buf, size_t len, const char *what, tempo_st_file **out) {
   *out = NULL;
+  if (len >= 8 && memcmp(buf, "TMPOCKPT", 8) == 0)
+    return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT,
+                           "%s is a Tempo checkpoint, not a safetensors file: continue it with --resume, evaluate it "
+                           "with 'tempo eval', or convert it with 'tempo-owner export --format safetensors'", what);
+  if (len >= 8 && memcmp(buf, "TMPOSEAL", 8) == 0)
+    return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "%s is sealed: pass the owner key (--key-file)", what);
+  if (len >= 4 && memcmp(buf, "PK\x03\x04", 4) == 0)
+    return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT,
+                           "%s is a zip archive (the torch.save format), not safetensors: convert it in Python with "
+                           "safetensors.torch.save_file(torch.load(PATH), 'model.safetensors')", what);
+  if (len >= 2 && buf[0] == 0x80 && buf[1] >= 2 && buf[1] <= 5)
+    return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT,
+                           "%s is a Python pickle (an old torch.save file), not safetensors: convert it in Python with "
+                           "safetensors.torch.save_file(torch.load(PATH), 'model.safetensors')", what);
   if (len < 8) return tempo_set_error(TEMPO_STATUS_CORRUPT, "%s: too short for a safetensors file", what);
   const uint64_t hlen = tempo_le_get64(buf);
   if (hlen < 2 || hlen > ST_MAX_HEADER || hlen > len - 8)
@@ -315,6 +329,33 @@ size_t tempo_st_numel(const tempo_st_tensor *t) {
   return n;
 }
 
+/* IEEE 754 half and bfloat16 (little-endian bit patterns) to float32, exactly. */
+static float f16_to_f32(uint16_t h) {
+  const uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+  uint32_t u;
+  if (e == 0x1f) {
+    u = sign | 0x7f800000u | (m << 13); /* infinity or NaN */
+  } else if (e != 0) {
+    u = sign | ((e + 112) << 23) | (m << 13);
+  } else if (m == 0) {
+    u = sign;
+  } else { /* subnormal half: m * 2^-24 */
+    float f = (float)m * 0x1p-24f;
+    memcpy(&u, &f, 4);
+    u |= sign;
+  }
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
+static float bf16_to_f32(uint16_t h) {
+  const uint32_t u = (uint32_t)h << 16;
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
 tempo_status tempo_st_read_f32(const tempo_st_tensor *t, float *out, size_t count) {
   if (tempo_st_numel(t) != count)
     return tempo_set_error(TEMPO_STATUS_MISMATCH, "tensor '%s' has %zu elements, expected %zu", t->name,
@@ -327,8 +368,13 @@ tempo_status tempo_st_read_f32(const tempo_st_tensor *t, float *out, size_t coun
       memcpy(&d, (const uint8_t *)t->data + i * 8, 8);
       out[i] = (float)d;
     }
+  } else if (t->dtype == TEMPO_ST_F16 || t->dtype == TEMPO_ST_BF16) {
+    const uint8_t *b = t->data;
+    for (size_t i = 0; i < count; i++)
+      out[i] = t->dtype == TEMPO_ST_F16 ? f16_to_f32((uint16_t)(b[2 * i] | b[2 * i + 1] << 8))
+                                        : bf16_to_f32((uint16_t)(b[2 * i] | b[2 * i + 1] << 8));
   } else {
-    return tempo_set_error(TEMPO_STATUS_MISMATCH, "tensor '%s' has dtype %s, expected F32", t->name,
+    return tempo_set_error(TEMPO_STATUS_MISMATCH, "tensor '%s' has dtype %s, expected F32, F64, F16 or BF16", t->name,
                            dtypes[t->dtype].name);
   }
   return TEMPO_STATUS_OK;

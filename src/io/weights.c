@@ -1,6 +1,7 @@
 /* weights.c - registry <-> safetensors by name (see weights.h). */
 #include "tempo/weights.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -16,11 +17,24 @@ tempo_status tempo_params_load_st(tempo_params *p, const tempo_st_file *f, bool 
     }
     bool same = t->ndim == in->ndim;
     for (int d = 0; same && d < in->ndim; d++) same = t->shape[d] == in->shape[d];
-    if (!same)
-      return tempo_set_error(TEMPO_STATUS_MISMATCH, "tensor '%s' has a different shape in the weights file "
-                             "(is it for another model or input size?)", in->name);
-    tempo_status st = tempo_st_read_f32(t, tempo_params_ptr(p, i), in->count);
+    if (!same) {
+      char want[96], got[96];
+      size_t k = (size_t)snprintf(got, sizeof got, "[");
+      for (int d = 0; d < t->ndim && k < sizeof got; d++)
+        k += (size_t)snprintf(got + k, sizeof got - k, "%s%lld", d ? ", " : "", (long long)t->shape[d]);
+      if (k < sizeof got) snprintf(got + k, sizeof got - k, "]");
+      tempo_params_shape_str(p, i, want, sizeof want);
+      return tempo_set_error(TEMPO_STATUS_MISMATCH, "tensor '%s' has shape %s in the weights file; this model's is %s "
+                             "(is it for another model or input size?)", in->name, got, want);
+    }
+    float *dst = tempo_params_ptr(p, i);
+    tempo_status st = tempo_st_read_f32(t, dst, in->count);
     if (st) return st;
+    for (size_t j = 0; j < in->count; j++)
+      if (!isfinite(dst[j]))
+        return tempo_set_error(TEMPO_STATUS_CORRUPT, "tensor '%s' holds %s at element %zu: the weights are not finite "
+                               "(fix or re-export them; training from them would hide the damage)",
+                               in->name, isnan(dst[j]) ? "NaN" : "an infinity", j);
     n++;
   }
   if (loaded) *loaded = n;

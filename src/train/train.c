@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tempo/checkpoint.h"
@@ -95,8 +96,47 @@ static void print_privacy_report(const tempo_train_config *c, const tempo_mm_sha
            tempo_mode_name(c->engine.mode));
 }
 
+/* Progress on stdout: a bar redrawn in place (a terminal) or plain lines, at most every
+ * `every` seconds; none when quiet. */
+typedef struct {
+  bool bar, quiet;
+  double every, last; /* seconds between updates; tempo_now() of the last one */
+  bool drawn;         /* the bar is on the current line */
+} progress;
+
+static void progress_init(progress *pg, const tempo_train_config *c) {
+  memset(pg, 0, sizeof *pg);
+  pg->quiet = c->quiet;
+  pg->bar = c->progress == 1 || (c->progress < 0 && isatty(STDOUT_FILENO));
+  pg->every = c->progress_every > 0 ? c->progress_every : pg->bar ? 1.0 : 10.0;
+  pg->last = tempo_now();
+}
+
+/* Ends the bar's line, if one is drawn. */
+static void progress_break(progress *pg) {
+  if (pg->drawn && !pg->quiet) printf("\n");
+  pg->drawn = false;
+}
+
+/* True when an update is due (and notes it as done). */
+static bool progress_due(progress *pg) {
+  const double now = tempo_now();
+  if (pg->quiet || now - pg->last < pg->every) return false;
+  pg->last = now;
+  return true;
+}
+
+static void fmt_duration(char *buf, size_t n, double s);
+
+/* The finiteness of an input batch (cheap next to the forward pass that follows). */
+static bool floats_finite(const float *a, size_t n) {
+  float acc = 0.0f;
+  for (size_t i = 0; i < n; i++) acc += a[i] * 0.0f; /* NaN iff some a[i] is NaN or infinite */
+  return acc == 0.0f;
+}
+
 static tempo_status evaluate(tempo_model *m, tempo_mm *mm, const tempo_dataset *d, int batch, float *x, int *y,
-                             float *logits, double *acc, double *loss) {
+                             float *logits, progress *pg, double *acc, double *loss) {
   tempo_batcher b;
   tempo_status st = tempo_batcher_init(&b, d, batch, 0, false, NULL);
   if (st) return st;
@@ -106,13 +146,36 @@ static tempo_status evaluate(tempo_model *m, tempo_mm *mm, const tempo_dataset *
   double sum = 0.0;
   long correct = 0, seen = 0;
   int n;
+  const double t0 = tempo_now();
+  const size_t in_size = (size_t)d->c * d->h * d->w;
   while ((n = tempo_batcher_next(&b, x, y)) > 0) {
+    if (!floats_finite(x, (size_t)n * in_size)) {
+      st = tempo_set_error(TEMPO_STATUS_NUMERIC, "an input batch of the test split (image %ld on) holds a non-finite "
+                           "value: the dataset (%s) is damaged", seen, tempo_dataset_kind_name(d->kind));
+      break;
+    }
     if ((st = m->ops->forward(m, x, n, logits))) break;
     int ok;
     sum += tempo_softmax_xent(logits, y, n, m->cfg.num_classes, NULL, &ok) * n;
     correct += ok;
     seen += n;
+    if (pg && seen < d->n && progress_due(pg)) {
+      char etas[32];
+      const double el = tempo_now() - t0;
+      fmt_duration(etas, sizeof etas, el / (double)seen * (double)(d->n - seen));
+      if (pg->bar) {
+        const int width = 24, fill = (int)((double)seen / d->n * width);
+        printf("\r[eval] %6ld/%d [%.*s%*s] acc %5.1f%% %7.0f img/s ETA %s ", seen, d->n, fill,
+               "========================", width - fill, "", 100.0 * correct / seen, seen / fmax(el, 1e-9), etas);
+        pg->drawn = true;
+      } else {
+        printf("eval %ld/%d images acc %.4f images/s %.0f eta %s\n", seen, d->n, (double)correct / seen,
+               seen / fmax(el, 1e-9), etas);
+      }
+      fflush(stdout);
+    }
   }
+  if (pg) progress_break(pg);
   tempo_batcher_free(&b);
   m->training = was_training;
   tempo_mm_set_training(mm, was_training);
@@ -139,6 +202,74 @@ static void json_stats(FILE *f, const tempo_mm_stats *s) {
           s->t_local, s->t_wait, (unsigned long long)s->flops, (unsigned long long)s->master_bytes);
 }
 
+
+/* ,"time":"<UTC ISO 8601 with ms>","elapsed":<seconds since t0> - the end of every metrics record. */
+static void json_time(FILE *f, double t0) {
+  struct timespec ts;
+  struct tm tm;
+  char buf[32] = "1970-01-01T00:00:00";
+  clock_gettime(CLOCK_REALTIME, &ts);
+  if (gmtime_r(&ts.tv_sec, &tm)) strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  fprintf(f, ",\"time\":\"%s.%03ldZ\",\"elapsed\":%.3f", buf, ts.tv_nsec / 1000000, tempo_now() - t0);
+}
+
+/* A JSON string (or null for NULL), escaped. */
+static void json_str(FILE *f, const char *key, const char *s) {
+  fprintf(f, ",\"%s\":", key);
+  if (!s) {
+    fputs("null", f);
+    return;
+  }
+  fputc('"', f);
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
+    else if (*p < 0x20) fprintf(f, "\\u%04x", *p);
+    else fputc(*p, f);
+  }
+  fputc('"', f);
+}
+
+/* The first metrics record: the run's whole configuration, as given and as resolved (seeds
+ * as given: the key stream's state is never written). */
+static void write_config(FILE *f, const tempo_train_config *c, const tempo_model *m, const tempo_dataset *train,
+                         const tempo_dataset *test, long planned, int per_epoch, long start_step, double t0) {
+  const tempo_optim_config *o = &c->optim;
+  const tempo_mm_config *e = &c->engine;
+  fputs("{\"type\":\"config\"", f);
+  json_time(f, t0);
+  json_str(f, "tempo_version", TEMPO_VERSION);
+  fprintf(f, ",\"checkpoint_version\":%d", TEMPO_CKPT_VERSION);
+  json_str(f, "model", c->model);
+  fprintf(f, ",\"parameters\":%zu,\"state_values\":%zu", m->params.count, m->params.state_count);
+  json_str(f, "dataset", tempo_dataset_kind_name(c->dataset));
+  json_str(f, "data_dir", c->data_dir ? c->data_dir : tempo_dataset_default_dir(c->dataset));
+  fprintf(f, ",\"input\":[%d,%d,%d],\"classes\":%d,\"train_images\":%d,\"test_images\":%d", train->c, train->h,
+          train->w, train->num_classes, train->n, test->n);
+  fprintf(f, ",\"epochs\":%d,\"max_steps\":%ld,\"planned_steps\":%ld,\"steps_per_epoch\":%d,\"start_step\":%ld",
+          c->epochs, c->max_steps, planned, per_epoch, start_step);
+  fprintf(f, ",\"batch_size\":%d,\"seed\":%llu", c->batch_size, (unsigned long long)c->seed);
+  json_str(f, "optimizer", tempo_optim_kind_name(o->kind));
+  fprintf(f, ",\"lr\":%.9g,\"momentum\":%.9g,\"weight_decay\":%.9g,\"beta1\":%.9g,\"beta2\":%.9g,\"eps\":%.9g",
+          o->lr, o->momentum, o->weight_decay, o->beta1, o->beta2, o->eps);
+  json_str(f, "schedule", tempo_sched_kind_name(o->schedule));
+  fprintf(f, ",\"warmup\":%ld,\"schedule_steps\":%ld,\"augment\":%s,\"dropout\":%.9g", o->warmup_steps,
+          o->total_steps, c->augment ? "true" : "false", c->dropout);
+  json_str(f, "out", c->out_dir);
+  json_str(f, "resume", c->resume);
+  json_str(f, "init_from", c->init_from);
+  fprintf(f, ",\"log_every\":%d,\"checkpoint_every\":%ld,\"eval\":%s,\"sealed\":%s", c->log_every,
+          c->checkpoint_every, c->no_eval ? "false" : "true", c->key ? "true" : "false");
+  json_str(f, "mode", tempo_mode_name(e->mode));
+  fprintf(f, ",\"workers\":%d", e->mode == TEMPO_MODE_LOCAL ? 0 : e->workers);
+  json_str(f, "transport", e->transport ? "mpi" : "in-process");
+  fprintf(f, ",\"verify_rounds\":%d,\"threads\":%d", e->verify_rounds, e->threads);
+  if (e->seed) fprintf(f, ",\"key_seed\":%llu", (unsigned long long)e->seed);
+  else fputs(",\"key_seed\":null", f);
+  json_str(f, "shield_dtype", e->shield_f32 ? "f32" : "f64");
+  fprintf(f, ",\"shield_alpha\":%.9g", e->shield_alpha);
+  json_str(f, "audit", e->audit_dir);
+  fputs("}\n", f);
+}
 
 static void fmt_duration(char *buf, size_t n, double s) {
   if (!(s >= 0) || s > 359999) s = 0;
@@ -252,6 +383,7 @@ static bool stop_requested(const tempo_train_config *c) { return c->stop && *c->
 
 tempo_status tempo_train_run(const tempo_train_config *cfg_in, tempo_train_result *res) {
   tempo_train_config c = *cfg_in;
+  const double t_run = tempo_now();
   run_state r;
   memset(&r, 0, sizeof r);
   memset(res, 0, sizeof *res);
@@ -353,7 +485,14 @@ tempo_status tempo_train_run(const tempo_train_config *cfg_in, tempo_train_resul
                  ? " (it holds no key-stream state: fresh keys, so the losses may differ in the last digits)"
                  : "");
   } else if (c.init_from) {
-    if ((st = load_init(&m->params, c.init_from, c.key))) goto out;
+    if ((st = load_init(&m->params, c.init_from, c.key))) {
+      if (strstr(tempo_errmsg(), c.init_from) == NULL) { /* name the file when the message does not */
+        char why[768];
+        snprintf(why, sizeof why, "%s", tempo_errmsg());
+        tempo_set_error(st, "%s: %s", c.init_from, why);
+      }
+      goto out;
+    }
   }
 
   size_t in_size = (size_t)r.train.c * r.train.h * r.train.w;
@@ -366,7 +505,11 @@ tempo_status tempo_train_run(const tempo_train_config *cfg_in, tempo_train_resul
     goto out;
   }
   if ((st = open_metrics(&r, &c, step))) goto out;
-  const bool bar = c.progress == 1 || (c.progress < 0 && isatty(STDOUT_FILENO));
+  write_config(r.metrics, &c, m, &r.train, &r.test, planned, per_epoch, step, t_run);
+  fflush(r.metrics);
+  progress pg;
+  progress_init(&pg, &c);
+  const bool bar = pg.bar;
   if (!c.quiet)
     printf("tempo: training %s (%zu parameters) on %s: %d train / %d test images, batch %d, %d epoch(s), "
            "%ld steps, %s lr %g (%s), mode %s, %d worker(s), verify rounds %d, out %s\n",
@@ -397,6 +540,11 @@ tempo_status tempo_train_run(const tempo_train_config *cfg_in, tempo_train_resul
     int n;
     while ((c.max_steps == 0 || step < c.max_steps) && !stop_requested(&c) &&
            (n = tempo_batcher_next(&r.batcher, r.x, r.y)) > 0) {
+      if (!floats_finite(r.x, (size_t)n * in_size)) {
+        st = tempo_set_error(TEMPO_STATUS_NUMERIC, "the input batch of step %ld holds a non-finite value: the dataset "
+                             "(%s) is damaged", step + 1, tempo_dataset_kind_name(c.dataset));
+        goto out;
+      }
       const float lr = tempo_optim_lr(&r.opt);
       tempo_params_zero_grad(&m->params);
       rng_before = m->rng; /* a step lost with its workers is checkpointed as not taken */
@@ -410,11 +558,16 @@ tempo_status tempo_train_run(const tempo_train_config *cfg_in, tempo_train_resul
       int ok;
       const double loss = tempo_softmax_xent(r.logits, r.y, n, mc.num_classes, r.dlogits, &ok);
       if (!isfinite(loss)) {
-        st = tempo_set_error(TEMPO_STATUS_NUMERIC, "loss became %g at step %ld: lower --lr", loss, step);
+        progress_break(&pg);
+        st = tempo_set_error(TEMPO_STATUS_NUMERIC, "loss is not finite at step %ld: %g (the model diverged: lower --lr "
+                             "or check the data and the initial weights)", step + 1, loss);
         goto out;
       }
       if ((st = m->ops->backward(m, r.dlogits, n))) goto step_failed;
-      if ((st = tempo_optim_step(&r.opt, &m->params))) goto out;
+      if ((st = tempo_optim_step(&r.opt, &m->params))) {
+        progress_break(&pg);
+        goto out;
+      }
       tempo_mm_step_end(r.mm);
       step++;
       steps_this_run++;
@@ -427,15 +580,28 @@ tempo_status tempo_train_run(const tempo_train_config *cfg_in, tempo_train_resul
       win_seen += n;
       win_steps++;
       const bool last = batch_in_epoch == per_epoch || step == c.max_steps;
-      if (step % c.log_every == 0 || last) {
+      const bool log_now = step % c.log_every == 0 || last;
+      if (log_now || progress_due(&pg)) {
         const double now = tempo_now(), ips = win_seen / fmax(now - win_t0, 1e-9);
         const double eta = (double)(planned - step) / fmax((double)steps_this_run, 1.0) * (now - t_start);
-        fprintf(r.metrics, "{\"step\":%ld,\"epoch\":%d,\"loss\":%.6f,\"acc\":%.4f,\"lr\":%.6g,\"images_per_s\":%.1f",
-                step, epoch + 1, win_loss / win_steps, (double)win_correct / win_seen, lr, ips);
-        json_stats(r.metrics, &win_stats);
-        fputs("}\n", r.metrics);
-        fflush(r.metrics);
-        res->final_loss = win_loss / win_steps;
+        if (log_now) {
+          size_t bad_at;
+          const int bad_t = tempo_params_find_nonfinite(&m->params, &bad_at);
+          if (bad_t >= 0) {
+            progress_break(&pg);
+            st = tempo_set_error(TEMPO_STATUS_NUMERIC, "the weights are not finite after step %ld: tensor '%s' element "
+                                 "%zu (the model diverged: lower --lr)", step, m->params.info[bad_t].name, bad_at);
+            goto out;
+          }
+          fprintf(r.metrics, "{\"step\":%ld,\"epoch\":%d,\"loss\":%.6f,\"acc\":%.4f,\"lr\":%.6g,\"images_per_s\":%.1f",
+                  step, epoch + 1, win_loss / win_steps, (double)win_correct / win_seen, lr, ips);
+          json_stats(r.metrics, &win_stats);
+          json_time(r.metrics, t_run);
+          fputs("}\n", r.metrics);
+          fflush(r.metrics);
+          res->final_loss = win_loss / win_steps;
+          pg.last = now;
+        }
         if (!c.quiet) {
           char etas[32];
           fmt_duration(etas, sizeof etas, eta);
@@ -444,6 +610,7 @@ tempo_status tempo_train_run(const tempo_train_config *cfg_in, tempo_train_resul
             printf("\r[epoch %d/%d] %5d/%d [%.*s%*s] loss %.4f acc %5.1f%% %7.0f img/s ETA %s ", epoch + 1,
                    c.epochs, batch_in_epoch, per_epoch, fill, "========================", width - fill, "",
                    win_loss / win_steps, 100.0 * win_correct / win_seen, ips, etas);
+            pg.drawn = true;
           } else {
             printf("step %ld epoch %d batch %d/%d loss %.4f acc %.4f lr %.4g images/s %.0f eta %s\n", step,
                    epoch + 1, batch_in_epoch, per_epoch, win_loss / win_steps, (double)win_correct / win_seen, lr,
@@ -451,10 +618,12 @@ tempo_status tempo_train_run(const tempo_train_config *cfg_in, tempo_train_resul
           }
           fflush(stdout);
         }
-        win_loss = 0.0;
-        win_correct = win_seen = win_steps = 0;
-        memset(&win_stats, 0, sizeof win_stats);
-        win_t0 = tempo_now();
+        if (log_now) {
+          win_loss = 0.0;
+          win_correct = win_seen = win_steps = 0;
+          memset(&win_stats, 0, sizeof win_stats);
+          win_t0 = tempo_now();
+        }
       }
       if (c.checkpoint_every > 0 && step % c.checkpoint_every == 0 && !last) {
         int e = epoch, b = batch_in_epoch;
@@ -470,29 +639,46 @@ tempo_status tempo_train_run(const tempo_train_config *cfg_in, tempo_train_resul
     if (batch_in_epoch < per_epoch) break; /* stopped by max_steps inside the epoch */
     epoch++;
     batch_in_epoch = 0;
-    if (bar && !c.quiet) printf("\n");
-    double acc, tl;
-    if ((st = evaluate(m, r.mm, &r.test, c.batch_size, r.x, r.y, r.logits, &acc, &tl))) goto out;
-    res->test_acc = acc;
-    res->test_loss = tl;
-    fprintf(r.metrics, "{\"epoch\":%d,\"step\":%ld,\"test_loss\":%.6f,\"test_acc\":%.6f}\n", epoch, step, tl, acc);
-    fflush(r.metrics);
-    if (!c.quiet) printf("epoch %d: test loss %.4f, test accuracy %.2f%%\n", epoch, tl, 100.0 * acc);
+    progress_break(&pg);
+    if (!c.no_eval) {
+      double acc, tl;
+      if ((st = evaluate(m, r.mm, &r.test, c.batch_size, r.x, r.y, r.logits, &pg, &acc, &tl))) goto out;
+      res->test_acc = acc;
+      res->test_loss = tl;
+      fprintf(r.metrics, "{\"epoch\":%d,\"step\":%ld,\"test_loss\":%.6f,\"test_acc\":%.6f", epoch, step, tl, acc);
+      json_time(r.metrics, t_run);
+      fputs("}\n", r.metrics);
+      fflush(r.metrics);
+      if (!c.quiet) printf("epoch %d: test loss %.4f, test accuracy %.2f%%\n", epoch, tl, 100.0 * acc);
+    }
     /* after the evaluation: its products drew keys, and a resumed run must find the
      * streams where the next step of an uninterrupted one does */
     if ((st = save_ckpt(&r, &c, "checkpoint.ckpt", step, epoch, 0))) goto out;
     win_t0 = tempo_now();
   }
-  if (bar && !c.quiet && batch_in_epoch > 0) printf("\n");
+  progress_break(&pg);
   if ((st = save_ckpt(&r, &c, "checkpoint.ckpt", step, epoch, batch_in_epoch))) goto out;
   if ((st = save_ckpt(&r, &c, "model.ckpt", step, epoch, batch_in_epoch))) goto out;
+  if (!c.no_eval && res->test_acc < 0 && step > 0) { /* stopped by max_steps inside an epoch: evaluate as an epoch end does */
+    double acc, tl;
+    if ((st = evaluate(m, r.mm, &r.test, c.batch_size, r.x, r.y, r.logits, &pg, &acc, &tl))) goto out;
+    res->test_acc = acc;
+    res->test_loss = tl;
+    fprintf(r.metrics, "{\"epoch\":%d,\"step\":%ld,\"test_loss\":%.6f,\"test_acc\":%.6f", epoch + 1, step, tl, acc);
+    json_time(r.metrics, t_run);
+    fputs("}\n", r.metrics);
+    fflush(r.metrics);
+    if (!c.quiet) printf("step %ld: test loss %.4f, test accuracy %.2f%%\n", step, tl, 100.0 * acc);
+  }
   res->steps = step;
   res->seconds = tempo_now() - t_start;
   tempo_mm_stats_run(r.mm, &res->stats);
-  fprintf(r.metrics, "{\"summary\":{\"steps\":%ld,\"seconds\":%.3f,\"test_acc\":%.6f,\"mode\":\"%s\"", step,
-          res->seconds, res->test_acc, tempo_mode_name(c.engine.mode));
+  fprintf(r.metrics, "{\"summary\":{\"steps\":%ld,\"seconds\":%.3f,\"test_acc\":%.6f,\"test_loss\":%.6f,\"mode\":\"%s\"",
+          step, res->seconds, res->test_acc, res->test_acc < 0 ? -1.0 : res->test_loss, tempo_mode_name(c.engine.mode));
   json_stats(r.metrics, &res->stats);
-  fputs("}}\n", r.metrics);
+  fputc('}', r.metrics);
+  json_time(r.metrics, t_run);
+  fputs("}\n", r.metrics);
   st = save_sealed_metrics(&r, &c);
   goto out;
 stopped: /* *c.stop: a checkpoint where the run stands; no model.ckpt, evaluation or summary */
@@ -532,8 +718,24 @@ tempo_status tempo_eval_checkpoint(const char *path, const char *data_dir, const
   return tempo_eval_checkpoint_sealed(path, data_dir, NULL, engine, batch_size, acc, loss);
 }
 
+static tempo_status eval_checkpoint(const char *path, const char *data_dir, const tempo_owner_key *key,
+                                    const tempo_mm_config *engine, int batch_size, progress *pg, double *acc,
+                                    double *loss);
+
 tempo_status tempo_eval_checkpoint_sealed(const char *path, const char *data_dir, const tempo_owner_key *key,
                                           const tempo_mm_config *engine, int batch_size, double *acc, double *loss) {
+  return eval_checkpoint(path, data_dir, key, engine, batch_size, NULL, acc, loss);
+}
+
+tempo_status tempo_eval_run(const tempo_train_config *c, const char *path, double *acc, double *loss) {
+  progress pg;
+  progress_init(&pg, c);
+  return eval_checkpoint(path, c->data_dir, c->key, &c->engine, c->batch_size, &pg, acc, loss);
+}
+
+static tempo_status eval_checkpoint(const char *path, const char *data_dir, const tempo_owner_key *key,
+                                    const tempo_mm_config *engine, int batch_size, progress *pg, double *acc,
+                                    double *loss) {
   tempo_ckpt_meta meta;
   tempo_status st = tempo_ckpt_load_sealed(path, key, &meta, NULL, NULL);
   sodium_memzero(meta.streams, sizeof meta.streams); /* a checkpoint.ckpt's stream record: not needed here */
@@ -562,7 +764,7 @@ tempo_status tempo_eval_checkpoint_sealed(const char *path, const char *data_dir
     st = tempo_set_error(TEMPO_STATUS_NO_MEMORY, "out of memory for batch buffers");
     goto out;
   }
-  st = evaluate(r.model, r.mm, &r.test, batch_size, r.x, r.y, r.logits, acc, loss);
+  st = evaluate(r.model, r.mm, &r.test, batch_size, r.x, r.y, r.logits, pg, acc, loss);
 out:
   sodium_memzero(&meta, sizeof meta);
   run_free(&r);
