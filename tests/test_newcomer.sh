@@ -74,6 +74,11 @@ grep_in "eval progress lines during training" "$tmp/train.out" "^eval [0-9]*/100
 grep_in "max-steps run: done line has the test accuracy" "$tmp/train.out" "^done: 40 steps in .*, test accuracy [0-9.]*%"
 grep_in "max-steps run: test record in metrics" "$tmp/run/metrics.jsonl" '"step":40,"test_loss":'
 grep_in "max-steps run: summary has the test accuracy" "$tmp/run/metrics.jsonl" '"summary":{[^}]*"test_acc":0\.[0-9]'
+# the bar (forced on without a terminal): redrawn in place between the logged steps, during eval too
+check "train with the bar" 0 "$T" train --mode local --threads 1 --max-steps 40 --log-every 1000 --progress \
+  --progress-every 0.001 --out "$tmp/bar"
+same "the bar is redrawn during training" "$(tr '\r' '\n' < "$tmp/out" | grep -c '^\[epoch 1/1\] ' | awk '{print ($1 > 5)}')" 1
+grep_in "the bar is drawn during eval" "$tmp/out" "\[eval\] "
 check "quiet: no progress" 0 "$T" train --mode local --threads 1 --max-steps 10 --progress-every 0.001 --quiet --out "$tmp/q"
 n=$((n + 1)); if grep -Eq '^(step|eval) ' "$tmp/out"; then echo "not ok - --quiet printed progress"; fails=$((fails + 1)); else echo "ok - --quiet prints no progress"; fi
 check "--no-eval" 0 "$T" train --mode local --threads 1 --max-steps 10 --no-eval --no-progress --out "$tmp/ne"
