@@ -39,21 +39,21 @@ for model in $MODELS; do
   D=$W/$model
   rm -rf "$D" && mkdir -p "$D"/{truth,public}
   S1=$((PRE + FT)); S2=$((S1 + 1))
-  run "$T" train --model "$model" --mode local --schedule constant --max-steps "$PRE" --batch-size $B --seed 11 \
+  run "$T" train --model "$model" --mode local --schedule constant --max-steps "$PRE" --batch-size $B --seed 11 --no-eval \
     --out "$D/pre" --quiet
-  run "$T" train --resume "$D/pre/checkpoint.ckpt" --mode local --max-steps "$S1" --out "$D/secret" --quiet
+  run "$T" train --resume "$D/pre/checkpoint.ckpt" --mode local --max-steps "$S1" --no-eval --out "$D/secret" --quiet
   "$T" eval "$D/secret/model.ckpt" --mode local --batch-size 256 > "$D/secret_eval.txt" 2>&1 || true
   "$T" eval "$D/pre/model.ckpt" --mode local --batch-size 256 > "$D/pre_eval.txt" 2>&1 || true
-  run "$T" train --resume "$D/secret/checkpoint.ckpt" --mode plain --max-steps "$S2" --audit "$D/truth" \
+  run "$T" train --resume "$D/secret/checkpoint.ckpt" --mode plain --max-steps "$S2" --no-eval --audit "$D/truth" \
     --out "$D/truth_run" --quiet
-  run "$T" train --model "$model" --mode plain --max-steps 1 --batch-size $B --seed 7 --audit "$D/public" \
+  run "$T" train --model "$model" --mode plain --max-steps 1 --batch-size $B --seed 7 --no-eval --audit "$D/public" \
     --out "$D/public_run" --quiet
   for mode in $MODES; do
     workers=2; roles=1
     if [ "$mode" = shield ]; then workers=4; roles=4; fi
     mkdir -p "$D/$mode"
     if ! run "$T" train --resume "$D/secret/checkpoint.ckpt" --mode "$mode" --workers $workers --key-seed 5 \
-      --max-steps "$S2" --audit "$D/$mode" --out "$D/${mode}_run" --quiet; then
+      --max-steps "$S2" --no-eval --audit "$D/$mode" --out "$D/${mode}_run" --quiet; then
       log "$mode mode failed on $model: left out of the table"; continue
     fi
     [ "$mode" = tempo ] && "$A" privacy --audit "$D/$mode" > "$D/privacy.txt"
