@@ -199,6 +199,15 @@ static void test_plot_refuses_bad_input(void **state) {
   write_bytes(in, nan_line, strlen(nan_line));
   assert_int_equal(tempo_plot_metrics(in, svg, NULL, NULL), TEMPO_STATUS_CORRUPT);
   expect_msg("line 1");
+  const char *huge = "{\"step\":1,\"epoch\":1,\"loss\":1e300,\"acc\":0.1,\"images_per_s\":5}\n";
+  write_bytes(in, huge, strlen(huge));
+  assert_int_equal(tempo_plot_metrics(in, svg, NULL, NULL), TEMPO_STATUS_CORRUPT);
+  /* a tick step below the values' resolution (1e15 and 0.25 less: ticks of 0.05, ulp 0.125): the
+   * tick loops are counted, no hang */
+  const char *flat = "{\"step\":1,\"epoch\":1,\"loss\":1e15,\"acc\":0.1,\"images_per_s\":5}\n"
+                     "{\"step\":2,\"epoch\":1,\"loss\":999999999999999.75,\"acc\":0.1,\"images_per_s\":5}\n";
+  write_bytes(in, flat, strlen(flat));
+  assert_int_equal(tempo_plot_metrics(in, svg, NULL, NULL), TEMPO_STATUS_OK);
   assert_int_equal(tempo_plot_metrics("/nonexistent/metrics.jsonl", svg, NULL, NULL), TEMPO_STATUS_IO);
 }
 

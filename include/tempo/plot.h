@@ -8,7 +8,8 @@
  * test curves (class "test_loss", "test_acc") one per evaluation.
  *
  * The file is untrusted text: lines that are not metrics records are skipped, numbers must
- * be finite, a line longer than 1 MiB or more than 16M records is an error. */
+ * be finite and at most 1e15 in magnitude, a line longer than 1 MiB or more than 16M records
+ * is an error; at most 40 ticks per axis. */
 #ifndef TEMPO_PLOT_H
 #define TEMPO_PLOT_H
 

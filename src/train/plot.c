@@ -10,6 +10,8 @@
 
 #define PLOT_MAX_LINE ((size_t)1 << 20)
 #define PLOT_MAX_POINTS ((size_t)1 << 24)
+#define PLOT_MAX_VALUE 1e15 /* larger magnitudes are refused: the axes' arithmetic stays exact enough */
+#define PLOT_MAX_TICKS 40
 
 /* One curve: (x, y) points in file order. */
 typedef struct {
@@ -50,7 +52,7 @@ static int field(const char *line, const char *key, double *v) {
   char *end;
   errno = 0;
   const double d = strtod(p, &end);
-  if (end == p || errno == ERANGE || !isfinite(d)) return -1;
+  if (end == p || errno == ERANGE || !(fabs(d) <= PLOT_MAX_VALUE)) return -1; /* NaN, infinities, absurd values */
   *v = d;
   return 1;
 }
@@ -166,16 +168,17 @@ static void draw_panel(FILE *f, panel *p, const char *title, const curve *const 
   fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"13\" font-weight=\"bold\">", p->x0, p->y0 - 8);
   xml_text(f, title);
   fputs("</text>\n", f);
-  for (double t = p->ymin; t <= p->ymax + ys * 1e-6; t += ys) {
-    const double y = py(p, t);
+  for (int k = 0; k < PLOT_MAX_TICKS && p->ymin + k * ys <= p->ymax + ys * 1e-6; k++) {
+    const double t = p->ymin + k * ys, y = py(p, t);
     fprintf(f, "<line x1=\"%.1f\" y1=\"%.2f\" x2=\"%.1f\" y2=\"%.2f\" stroke=\"#ddd\"/>\n", p->x0, y, p->x0 + p->w, y);
     fprintf(f, "<line x1=\"%.1f\" y1=\"%.2f\" x2=\"%.1f\" y2=\"%.2f\" stroke=\"#444\"/>\n", p->x0 - 4, y, p->x0, y);
     fprintf(f, "<text x=\"%.1f\" y=\"%.2f\" font-size=\"10\" text-anchor=\"end\">%g</text>\n", p->x0 - 6, y + 3,
             fabs(t) < ys * 1e-6 ? 0.0 : t);
   }
   const double xs = nice_step(p->xmax - p->xmin);
-  for (double t = ceil(p->xmin / xs) * xs; t <= p->xmax + xs * 1e-6; t += xs) {
-    const double x = px(p, t);
+  const double x0 = ceil(p->xmin / xs) * xs;
+  for (int k = 0; k < PLOT_MAX_TICKS && x0 + k * xs <= p->xmax + xs * 1e-6; k++) {
+    const double t = x0 + k * xs, x = px(p, t);
     fprintf(f, "<line x1=\"%.2f\" y1=\"%.1f\" x2=\"%.2f\" y2=\"%.1f\" stroke=\"#444\"/>\n", x, p->y0 + p->h, x,
             p->y0 + p->h + 4);
     fprintf(f, "<text x=\"%.2f\" y=\"%.1f\" font-size=\"10\" text-anchor=\"middle\">%g</text>\n", x, p->y0 + p->h + 15,
