@@ -111,7 +111,7 @@ static tempo_status prepare(tempo_scheme *base, void **state, const tempo_mm_sha
   tempo_status st;
   if (backward) return grow(&s->dys, &s->cap_dy, y);
   if ((st = grow(&s->xp, &s->cap_x, x)) || (st = grow(&s->wp, &s->cap_w, w))) return st;
-  if (base->fused_forward && (st = prepare_fused(sc, s, sh))) return st;
+  if (base->fused_forward && sh->batch == 1 && (st = prepare_fused(sc, s, sh))) return st;
   return grow(&sc->vwork, &sc->cap_vwork, 3 * ((size_t)sh->m + sh->n + sh->p) + 64);
 }
 
@@ -172,7 +172,7 @@ static tempo_status encode(tempo_scheme *base, void *state, const tempo_product 
     }
     if (sc->blind && (st = tempo_keygen_fill(base->kg, k))) return st;
     tempo_obf_enc_w(k, sh->w_trans, pr->W + i * ws, s->wp + i * ws);
-    if (base->fused_forward) {
+    if (base->fused_forward && sh->batch == 1) {
       encode_x_checked(sc, s, pr, i);
     } else {
       tempo_obf_enc_x(k, pr->X + i * xs, s->xp + i * xs);

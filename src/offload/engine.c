@@ -322,12 +322,13 @@ static bool consume(tempo_engine *e, round_ctx *c, task *t, const tempo_msg_head
   const void *dxr = pay, *dwr = off(pay, c->want_dx ? (size_t)cnt * xs : 0, z);
   /* a row block's dX' that is not accumulated: its check rides in its decryption (a failed
    * block's rows are overwritten by the recomputation) */
-  const bool dx_in_dec = c->pr.backward && c->want_dx && c->rows_direct && e->sc->fused_forward &&
+  const bool fused = e->sc->fused_forward && sh->batch == 1; /* scheme.h: batch-1 products only */
+  const bool dx_in_dec = c->pr.backward && c->want_dx && c->rows_direct && fused &&
                          e->sc->ops->check_take_dx && !(c->pr.accum & TEMPO_MM_ACCUM_DX);
   for (int i = 0; i < cnt && ok; i++) {
     const tempo_obf_key *k = &s->k.keys[sh->batch == 1 ? 0 : (int)b->lo + i];
     const bool id = k->identity;
-    if (!c->pr.backward && e->sc->fused_forward) { /* formed while X' was written: Y' alone is read */
+    if (!c->pr.backward && fused) { /* formed while X' was written: Y' alone is read */
       ok = e->sc->ops->check_forward(e->sc, s->ss, &c->pr, (int)b->lo, (int)b->hi, pay);
       break;
     } else if (!c->pr.backward) {
@@ -339,7 +340,7 @@ static bool consume(tempo_engine *e, round_ctx *c, task *t, const tempo_msg_head
       else if (c->want_dx) /* dX' (rows, n) = dY* (rows, p) . W'^T */
         ok = check(e, rows, p, n, off(dyb, i * ys, z), false, off(wb, i * ws, z), !wt, off(dxr, i * xs, z),
                    id ? NULL : k->dn.coef_p);
-      if (ok && checks_dw && e->sc->fused_forward) /* r^T dW' against (X'r)^T dY*: no read of X' */
+      if (ok && checks_dw && fused) /* r^T dW' against (X'r)^T dY*: no read of X' */
         ok = e->sc->ops->check_dw(e->sc, s->ss, &c->pr, sh->batch == 1 ? 0 : (int)b->lo + i,
                                   sh->batch == 1 ? (int)b->lo : 0, sh->batch == 1 ? (int)b->hi : sh->m,
                                   off(dwr, i * ws, z));
@@ -662,7 +663,7 @@ static bool reduced_sum_ok(tempo_engine *e, const round_ctx *c, int sh_i) {
   const int last = s->first[sh_i + 1] - s->first[sh_i] - 1;
   const void *dw = off(resw_of(e, sh_i), (size_t)last * sh->n * sh->p, es(e));
   const double t0 = tempo_now();
-  const bool ok = e->sc->fused_forward
+  const bool ok = e->sc->fused_forward /* a reduced sum is a batch-1 product's */
                       ? e->sc->ops->check_dw(e->sc, s->ss, &c->pr, 0, 0, sh->m, dw)
                       : check_dw(e, &s->k.keys[0], sh->w_trans, sh->m, sh->n, sh->p,
                                  e->sc->ops->operand(s->ss, sh_i, TEMPO_OPERAND_X),

@@ -87,7 +87,9 @@ struct tempo_scheme {
   int verify_rounds;        /* Freivalds vectors per check; 0 = no checks */
   tempo_keygen *kg;         /* the engine's key stream (keys, masks); borrowed, set by the engine */
   tempo_keygen *vg;         /* the engine's verification stream (check vectors); borrowed, likewise */
-  bool fused_forward;       /* encode prepares the forward checks: the engine calls check_forward */
+  bool fused_forward;       /* encode prepares the checks of batch-1 products (the large row-split ones:
+                             * many small batched instances check faster after arrival): the engine then
+                             * calls check_forward, check_dw and check_take_dx for them */
   uint64_t bytes;           /* bytes its passes read and wrote since the engine last took them */
 };
 
