@@ -266,6 +266,22 @@ void tempo_verify_matvec(int rows, int cols, const float *M, bool trans, const f
   matvec_f(rows, cols, M, trans, x, xb, out, outb);
 }
 
+/* Rows [row0, row0 + cnt) of a check: |y1 - y2| <= factor yb + tiny for each, y1 finite. */
+static tempo_status compare_rows(int cnt, const double *y1, const double *y2, const double *yb, double factor,
+                                 double tiny, int row0, int total_rows, int k, int c, int round) {
+  for (int i = 0; i < cnt; i++) {
+    if (!isfinite(y1[i]))
+      return tempo_set_error(TEMPO_STATUS_VERIFY_FAILED, "product check: non-finite value in result row %d of (%d, %d)",
+                             row0 + i, total_rows, c);
+    const double diff = fabs(y1[i] - y2[i]), tol = factor * yb[i] + tiny;
+    if (!(diff <= tol))
+      return tempo_set_error(TEMPO_STATUS_VERIFY_FAILED,
+                             "product check failed: row %d of (%d, %d) x (%d), round %d: |Cv - A(Bv)| = %.3g > %.3g",
+                             row0 + i, total_rows, c, k, round, diff, tol);
+  }
+  return TEMPO_STATUS_OK;
+}
+
 tempo_status tempo_verify_rows(int rows, int k, int c, const float *C, const float *v, float vmax, const double *y2,
                                const double *yb, double slack, int row0, int total_rows, int round) {
   const double factor = TEMPO_VERIFY_SAFETY * ((double)k + 4.0) * 0x1p-24 + slack;
@@ -274,16 +290,8 @@ tempo_status tempo_verify_rows(int rows, int k, int c, const float *C, const flo
   for (int i0 = 0; i0 < rows; i0 += VF_BLOCK) {
     const int cnt = rows - i0 < VF_BLOCK ? rows - i0 : VF_BLOCK;
     dot_rows(cnt, c, C + (size_t)i0 * (size_t)c, (size_t)c, v, NULL, y1, unused);
-    for (int i = 0; i < cnt; i++) {
-      if (!isfinite(y1[i]))
-        return tempo_set_error(TEMPO_STATUS_VERIFY_FAILED, "product check: non-finite value in result row %d of (%d, %d)",
-                               row0 + i0 + i, total_rows, c);
-      double diff = fabs(y1[i] - y2[i0 + i]), tol = factor * yb[i0 + i] + tiny;
-      if (!(diff <= tol))
-        return tempo_set_error(TEMPO_STATUS_VERIFY_FAILED,
-                               "product check failed: row %d of (%d, %d) x (%d), round %d: |Cv - A(Bv)| = %.3g > %.3g",
-                               row0 + i0 + i, total_rows, c, k, round, diff, tol);
-    }
+    tempo_status st = compare_rows(cnt, y1, y2 + i0, yb + i0, factor, tiny, row0 + i0, total_rows, k, c, round);
+    if (st) return st;
   }
   return TEMPO_STATUS_OK;
 }
@@ -318,16 +326,8 @@ tempo_status tempo_verify_rows_a(int rows, int k, int c, const float *A, const f
   for (int i0 = 0; i0 < rows; i0 += VF_BLOCK) {
     const int cnt = rows - i0 < VF_BLOCK ? rows - i0 : VF_BLOCK;
     dot_rows(cnt, k, A + (size_t)i0 * (size_t)k, (size_t)k, w, wb, y2, yb);
-    for (int i = 0; i < cnt; i++) {
-      if (!isfinite(y1[i0 + i]))
-        return tempo_set_error(TEMPO_STATUS_VERIFY_FAILED, "product check: non-finite value in result row %d of (%d, %d)",
-                               row0 + i0 + i, total_rows, c);
-      const double diff = fabs(y1[i0 + i] - y2[i]), tol = factor * yb[i] + tiny;
-      if (!(diff <= tol))
-        return tempo_set_error(TEMPO_STATUS_VERIFY_FAILED,
-                               "product check failed: row %d of (%d, %d) x (%d), round %d: |Cv - A(Bv)| = %.3g > %.3g",
-                               row0 + i0 + i, total_rows, c, k, round, diff, tol);
-    }
+    tempo_status st = compare_rows(cnt, y1 + i0, y2, yb, factor, tiny, row0 + i0, total_rows, k, c, round);
+    if (st) return st;
   }
   return TEMPO_STATUS_OK;
 }
