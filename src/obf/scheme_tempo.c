@@ -241,43 +241,33 @@ static void finish(tempo_scheme *sc, const tempo_product *pr, const void *const 
   sc->bytes += decode(pr, 0, pr->sh->batch, res[0], dw[0]);
 }
 
-/* Rows [lo, hi) of a batch-1 forward's Y' (or instances [lo, hi)) against the checks
- * encode formed. */
+/* Rows [lo, hi) of a batch-1 forward's Y' against the checks encode formed. */
 static bool check_forward(tempo_scheme *base, const void *state, const tempo_product *pr, int lo, int hi,
                           const void *y) {
   const tempo_state *s = state;
-  const tempo_mm_shape *sh = pr->sh;
-  const int R = base->verify_rounds, m = sh->m, n = sh->n, p = sh->p;
-  const bool one = sh->batch == 1;
-  const int insts = one ? 1 : hi - lo, rows = one ? hi - lo : m, row0 = one ? lo : 0;
-  base->bytes += sizeof(float) * (uint64_t)insts * rows * p; /* Y' read once */
-  for (int t = 0; t < insts; t++) {
-    const int i = one ? 0 : lo + t;
-    const float *C = (const float *)y + (size_t)t * rows * p;
-    for (int q = 0; q < R; q++) {
-      const size_t f = (size_t)i * R + q;
-      if (tempo_verify_rows(rows, n, p, C, s->fv + f * p, s->fvmax[f], s->fy2 + f * m + row0, s->fyb + f * m + row0,
-                            TEMPO_VERIFY_FUSED_SLACK, row0, m, q))
-        return false;
-    }
-  }
+  const int R = base->verify_rounds, m = pr->sh->m, n = pr->sh->n, p = pr->sh->p;
+  base->bytes += sizeof(float) * (uint64_t)(hi - lo) * p; /* Y' read once */
+  for (int q = 0; q < R; q++)
+    if (tempo_verify_rows(hi - lo, n, p, y, s->fv + (size_t)q * p, s->fvmax[q], s->fy2 + (size_t)q * m + lo,
+                          s->fyb + (size_t)q * m + lo, TEMPO_VERIFY_FUSED_SLACK, lo, m, q))
+      return false;
   return true;
 }
 
 /* dW' of instance inst from rows [lo, hi): r^T dW' (dW' (n, p)), or dW'_stored r with
  * w_trans ((p, n)), against (X'r)^T dY* over those rows, with the left vectors and X'r the
  * training forward formed. */
-static bool check_dw(tempo_scheme *base, const void *state, const tempo_product *pr, int inst, int lo, int hi,
+static bool check_dw(tempo_scheme *base, const void *state, const tempo_product *pr, int lo, int hi,
                      const void *dwp) {
   tempo_sc *sc = (tempo_sc *)base;
   const tempo_state *s = state;
   const tempo_mm_shape *sh = pr->sh;
   const int R = base->verify_rounds, m = sh->m, n = sh->n, p = sh->p;
-  const float *dw = dwp, *dys = s->dys + (size_t)inst * m * p;
+  const float *dw = dwp, *dys = s->dys;
   double *g = sc->gh, *h = g + p, *hb = h + p;
   base->bytes += sizeof(float) * (uint64_t)R * ((uint64_t)n * p + (uint64_t)(hi - lo) * p); /* dW' and dY* rows */
   for (int q = 0; q < R; q++) {
-    const size_t f = (size_t)inst * R + q;
+    const size_t f = (size_t)q;
     const float *r = s->fr + f * n;
     const double *u = s->fu + f * m, *ub = s->fub + f * m;
     for (int k = 0; k < p; k++) g[k] = h[k] = hb[k] = 0;

@@ -50,11 +50,10 @@ typedef struct {
   tempo_engine *e;
   site *s;
   tempo_product pr;
-  bool keep;           /* forward of a training step: the workers keep X', W' */
   bool want_dx, want_dw;
-  bool direct;         /* single-share instances are decoded straight from the reply */
+  bool direct;         /* single-share instances: each block encoded just before its first send and
+                        * decoded straight from its reply (the master works while workers compute) */
   bool rows_direct;    /* single-share row blocks' Y' / dX' likewise (dW' partials gathered) */
-  bool blind_blocks;   /* encode each block just before its first send (overlap) */
   bool counting_naive; /* first sends add to naive_bytes_up */
   bool may_reduce;     /* backward: the workers may add the partial dW' along a chain */
   bool reduced[MAX_SHARES];       /* the share was sent as a reduction chain */
@@ -248,9 +247,9 @@ static tempo_status build_task(tempo_engine *e, round_ctx *c, task *t, int w, te
   size_t cnt[3];
   int nseg = 0;
   if (!c->pr.backward) {
-    h.flags |= TEMPO_MSG_F_X_INLINE | TEMPO_MSG_F_W_INLINE | (c->keep ? TEMPO_MSG_F_KEEP : 0);
+    h.flags |= TEMPO_MSG_F_X_INLINE | TEMPO_MSG_F_W_INLINE | (c->pr.training ? TEMPO_MSG_F_KEEP : 0);
     seg[0] = xb, cnt[0] = sz.x, seg[1] = wb, cnt[1] = sz.w, nseg = 2;
-    if (c->keep) e->r.holds[w] = true;
+    if (c->pr.training) e->r.holds[w] = true;
   } else {
     h.flags |= (c->want_dx ? TEMPO_MSG_F_WANT_DX : 0) | (c->want_dw ? TEMPO_MSG_F_WANT_DW : 0);
     seg[nseg] = off(e->sc->ops->operand(s->ss, b->share, TEMPO_OPERAND_DY), blk_off(sh, b, (size_t)sh->p), z);
@@ -325,26 +324,28 @@ static bool consume(tempo_engine *e, round_ctx *c, task *t, const tempo_msg_head
   const bool fused = e->sc->fused_forward && sh->batch == 1; /* scheme.h: batch-1 products only */
   const bool dx_in_dec = c->pr.backward && c->want_dx && c->rows_direct && fused &&
                          e->sc->ops->check_take_dx && !(c->pr.accum & TEMPO_MM_ACCUM_DX);
-  for (int i = 0; i < cnt && ok; i++) {
+  if (fused) { /* the expensive halves were formed in the X' pass: Y', dX' (in its decryption), dW' read */
+    const int lo = (int)b->lo, hi = (int)b->hi;
+    if (!c->pr.backward) {
+      ok = e->sc->ops->check_forward(e->sc, s->ss, &c->pr, lo, hi, pay);
+    } else {
+      if (c->want_dx)
+        ok = dx_in_dec ? e->sc->ops->check_take_dx(e->sc, s->ss, &c->pr, lo, hi, dxr)
+                       : check(e, rows, p, n, dyb, false, wb, !wt, dxr, s->k.keys[0].identity ? NULL : s->k.keys[0].dn.coef_p);
+      if (ok && checks_dw) ok = e->sc->ops->check_dw(e->sc, s->ss, &c->pr, lo, hi, dwr);
+    }
+  }
+  for (int i = 0; i < cnt && ok && !fused; i++) {
     const tempo_obf_key *k = &s->k.keys[sh->batch == 1 ? 0 : (int)b->lo + i];
     const bool id = k->identity;
-    if (!c->pr.backward && fused) { /* formed while X' was written: Y' alone is read */
-      ok = e->sc->ops->check_forward(e->sc, s->ss, &c->pr, (int)b->lo, (int)b->hi, pay);
-      break;
-    } else if (!c->pr.backward) {
+    if (!c->pr.backward) {
       ok = check(e, rows, n, p, off(xb, i * xs, z), false, off(wb, i * ws, z), wt, off(pay, i * ys, z),
                  id ? NULL : k->dp.rcoef_p);
     } else {
-      if (c->want_dx && dx_in_dec) /* checked and decoded in one pass over dX' */
-        ok = e->sc->ops->check_take_dx(e->sc, s->ss, &c->pr, (int)b->lo, (int)b->hi, dxr);
-      else if (c->want_dx) /* dX' (rows, n) = dY* (rows, p) . W'^T */
+      if (c->want_dx) /* dX' (rows, n) = dY* (rows, p) . W'^T */
         ok = check(e, rows, p, n, off(dyb, i * ys, z), false, off(wb, i * ws, z), !wt, off(dxr, i * xs, z),
                    id ? NULL : k->dn.coef_p);
-      if (ok && checks_dw && fused) /* r^T dW' against (X'r)^T dY*: no read of X' */
-        ok = e->sc->ops->check_dw(e->sc, s->ss, &c->pr, sh->batch == 1 ? 0 : (int)b->lo + i,
-                                  sh->batch == 1 ? (int)b->lo : 0, sh->batch == 1 ? (int)b->hi : sh->m,
-                                  off(dwr, i * ws, z));
-      else if (ok && checks_dw)
+      if (ok && checks_dw)
         ok = check_dw(e, k, wt, rows, n, p, off(xb, i * xs, z), off(dyb, i * ys, z), off(dwr, i * ws, z));
     }
   }
@@ -396,7 +397,6 @@ static tempo_status reassign(tempo_engine *e, round_ctx *c, task *t) {
   return send_task(e, c, t, w);
 }
 
-/* After worker w failed on task t: recompute t, and if w was evicted, everything else it had. */
 /* The first non-finite value of a[0..n), or -1. */
 static long nonfinite_at(const float *a, size_t n) {
   for (size_t i = 0; a && i < n; i++)
@@ -428,6 +428,7 @@ static tempo_status master_inputs_finite(const round_ctx *c) {
   return TEMPO_STATUS_OK;
 }
 
+/* After worker w failed on task t: recompute t, and if w was evicted, everything else it had. */
 static tempo_status on_failure(tempo_round *rd, task *t, int w, int why) {
   round_ctx *c = (round_ctx *)rd;
   tempo_engine *e = c->e;
@@ -474,7 +475,7 @@ static bool consume_cb(tempo_round *rd, task *t, const tempo_msg_header *h, cons
 
 static void task_done(tempo_round *rd, task *t) {
   round_ctx *c = (round_ctx *)rd;
-  if (!c->pr.backward && c->keep) c->s->blocks[t->unit].holder = t->worker;
+  if (!c->pr.backward && c->pr.training) c->s->blocks[t->unit].holder = t->worker;
 }
 
 /* Encodes the instances of block b just before its first send, so the workers compute
@@ -538,7 +539,7 @@ static tempo_status run_round(tempo_engine *e, round_ctx *c, const int *plan) {
       const bool held = c->pr.backward && b->holder >= 0 && e->r.live[b->holder];
       const int w = plan ? plan[t->unit] : held ? b->holder : pick(e, s, &c->base, share, -1);
       if (w < 0) return tempo_set_error(TEMPO_STATUS_WORKER, "%s: no usable worker left for a share", e->sc->name);
-      if (c->blind_blocks && (st = encode_range(e, c, (int)b->lo, (int)b->hi))) return st;
+      if (c->direct && (st = encode_range(e, c, (int)b->lo, (int)b->hi))) return st;
       if ((st = build_task(e, c, t, w, &gm[i - i0]))) return st;
       gw[i - i0] = w, gu[i - i0] = t->unit;
       if (!group && !reduce && (st = e->r.tr->ops->send(e->r.tr, w, &gm[i - i0]))) return st;
@@ -616,8 +617,7 @@ tempo_status tempo_engine_forward(tempo_engine *e, int slot, const tempo_mm_shap
   if ((st = split(e, s, training, plan))) return st;
   const bool direct = sh->batch > 1 && e->sc->shares == 1 && e->sc->ops->take_instances;
   if (!direct && (st = prepare_gather(e, sh, max_share_blocks(e, s)))) return st;
-  round_ctx c = {.base = {.ntasks = s->nblocks}, .s = s, .keep = training, .direct = direct,
-                 .blind_blocks = direct, .rows_direct = rows_direct(e, sh),
+  round_ctx c = {.base = {.ntasks = s->nblocks}, .s = s, .direct = direct, .rows_direct = rows_direct(e, sh),
                  .pr = {.training = training, .sh = &s->k.shape, .keys = s->k.keys, .X = X, .W = W, .Y = Y}};
   /* every block of a row split needs all of W', every share all instances: blind before the round */
   if (!direct && (st = encode_range(e, &c, 0, sh->batch))) return st;
@@ -664,7 +664,7 @@ static bool reduced_sum_ok(tempo_engine *e, const round_ctx *c, int sh_i) {
   const void *dw = off(resw_of(e, sh_i), (size_t)last * sh->n * sh->p, es(e));
   const double t0 = tempo_now();
   const bool ok = e->sc->fused_forward /* a reduced sum is a batch-1 product's */
-                      ? e->sc->ops->check_dw(e->sc, s->ss, &c->pr, 0, 0, sh->m, dw)
+                      ? e->sc->ops->check_dw(e->sc, s->ss, &c->pr, 0, sh->m, dw)
                       : check_dw(e, &s->k.keys[0], sh->w_trans, sh->m, sh->n, sh->p,
                                  e->sc->ops->operand(s->ss, sh_i, TEMPO_OPERAND_X),
                                  e->sc->ops->operand(s->ss, sh_i, TEMPO_OPERAND_DY), dw);
@@ -740,7 +740,7 @@ tempo_status tempo_engine_backward(tempo_engine *e, int slot, const tempo_mm_sha
   const bool direct = sh->batch > 1 && e->sc->shares == 1 && e->sc->ops->take_instances;
   if (!direct && (st = prepare_gather(e, sh, max_share_blocks(e, s)))) return st;
   round_ctx c = {.base = {.ntasks = s->nblocks}, .s = s, .want_dx = dX != NULL, .want_dw = dW != NULL,
-                 .direct = direct, .blind_blocks = direct, .may_reduce = true, .rows_direct = rows_direct(e, sh),
+                 .direct = direct, .may_reduce = true, .rows_direct = rows_direct(e, sh),
                  .pr = {.backward = true, .sh = &s->k.shape, .keys = s->k.keys, .dY = dY, .dX = dX, .dW = dW,
                         .accum = flags}};
   if (!direct && (st = encode_range(e, &c, 0, sh->batch))) return st;

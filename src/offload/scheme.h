@@ -61,15 +61,14 @@ typedef struct {
    * its whole dW' (NULL when not asked), gathered by the engine; combines the shares and
    * decodes into pr's outputs. Not called when take_instances took everything. */
   void (*finish)(tempo_scheme *sc, const tempo_product *pr, const void *const *res, const void *const *dw);
-  /* Optional (used when fused_forward is set): checks rows [lo, hi) of a batch-1 forward's
-   * Y' (or instances [lo, hi) of a batched one), the payload y, against what encode formed
-   * while blinding (X'(W'v) inside the X' pass). False when it fails. */
+  /* Optional (used when fused_forward is set, batch-1 products only): checks rows [lo, hi)
+   * of a forward's Y', the payload y, against what encode formed while blinding (X'(W'v)
+   * inside the X' pass). False when it fails. */
   bool (*check_forward)(tempo_scheme *sc, const void *state, const tempo_product *pr, int lo, int hi, const void *y);
-  /* Optional (likewise): checks a dW' computed from rows [lo, hi) of X' and dY* of instance
-   * inst (a row block's partial, or all rows for a sum), with the left vector whose X'r the
-   * training forward formed in its X' pass: r^T dW' against (X'r)^T dY*, reading dY* only. */
-  bool (*check_dw)(tempo_scheme *sc, const void *state, const tempo_product *pr, int inst, int lo, int hi,
-                   const void *dw);
+  /* Optional (likewise): checks a dW' computed from rows [lo, hi) of X' and dY* (a row
+   * block's partial, or all rows for a sum), with the left vector whose X'r the training
+   * forward formed in its X' pass: r^T dW' against (X'r)^T dY*, reading dY* only. */
+  bool (*check_dw)(tempo_scheme *sc, const void *state, const tempo_product *pr, int lo, int hi, const void *dw);
   /* Optional (likewise, for a batch-1 backward whose dX is not accumulated): checks rows
    * [lo, hi) of dX' and decodes them in one pass (the check's dX'v formed in the decryption);
    * on a failure the rows written are garbage that the recomputed block overwrites. */
