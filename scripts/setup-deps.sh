@@ -6,7 +6,7 @@ set -euo pipefail
 
 # Required to build, test and run the main job.
 required=(build-essential pkg-config libopenblas-dev libdnnl-dev libsodium-dev zlib1g-dev libcmocka-dev
-          dataset-fashion-mnist libopenmpi-dev openmpi-bin clang libclang-rt-14-dev procps)
+          dataset-fashion-mnist libopenmpi-dev openmpi-bin clang libclang-rt-14-dev procps python3)
 # Optional extras: PyTorch (golden fixtures are committed, so only regeneration and benches need it),
 # jemalloc (fair PyTorch baseline in benchmarks).
 optional=(python3-torch libjemalloc2)
