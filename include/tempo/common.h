@@ -25,6 +25,11 @@ static inline bool tempo_mul3_size(size_t a, size_t b, size_t c, size_t *out) {
 float *tempo_alloc_floats(size_t n);
 void tempo_free_floats(float *p);
 
+/* Makes *bufp (NULL or a tempo_alloc_floats buffer, cast from any pointer type) hold at least
+ * `bytes` bytes, 64-byte aligned; *cap counts its bytes. Grow only: a larger buffer replaces
+ * the old one, contents not kept. TEMPO_STATUS_NO_MEMORY (*bufp NULL, *cap 0) on failure. */
+TEMPO_WUR tempo_status tempo_grow_buffer(void *bufp, size_t *cap, size_t bytes);
+
 /* Seconds on a monotonic clock. */
 double tempo_now(void);
 

@@ -23,6 +23,15 @@ float *tempo_alloc_floats(size_t n) {
 
 void tempo_free_floats(float *p) { free(p); }
 
+tempo_status tempo_grow_buffer(void *bufp, size_t *cap, size_t bytes) {
+  float **buf = bufp;
+  if (*buf && *cap >= bytes) return TEMPO_STATUS_OK;
+  tempo_free_floats(*buf);
+  *buf = tempo_alloc_floats(bytes / sizeof(float) + 1);
+  *cap = *buf ? bytes : 0;
+  return *buf ? TEMPO_STATUS_OK : tempo_set_error(TEMPO_STATUS_NO_MEMORY, "out of memory for %zu bytes", bytes);
+}
+
 double tempo_now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -19,38 +19,34 @@ typedef struct {
   tempo_scheme base;
   bool blind; /* tempo: fresh keys; plain: identity keys */
   float *vwork;
-  size_t cap_vwork; /* floats */
+  size_t cap_vwork; /* bytes, like every cap_ below (tempo_grow_buffer) */
   /* the fused forward check's scratch: |v| (p), W'v and |W'||v| (n) as floats and doubles per
    * round, and the pass's column-moved copies of them (2 R n doubles) */
   float *vabs, *w, *wb;
   double *wd, *wbd, *wu;
   double *gh; /* the dW' check's r^T dW', (X'r)^T dY* and its bound (3 p) */
   double *dxs; /* the dX' check's vectors and sums: R (n + 2 rows) doubles, then R (2 n + 2 p) floats */
-  size_t cap_p, cap_n, cap_gh, cap_dxs; /* elements */
+  size_t cap_p, cap_w, cap_wb, cap_wd, cap_wbd, cap_wu, cap_gh, cap_dxs;
 } tempo_sc;
 
 typedef struct {
   float *xp, *wp, *dys; /* X' (batch, m, n), W' (batch, n, p) or (batch, p, n), dY* (batch, m, p) */
-  size_t cap_x, cap_w, cap_dy; /* floats */
+  size_t cap_x, cap_w, cap_dy;
   /* the forward check of every instance and round, formed while X' was written:
    * v (batch, R, p), max|v| (batch, R), X'(W'v) and |X'|(|W'||v|) (batch, R, m) */
   float *fv, *fvmax;
   double *fy2, *fyb;
-  size_t cap_fv, cap_fvmax, cap_fy; /* elements */
+  size_t cap_fv, cap_fvmax, cap_fy2, cap_fyb;
   /* a training forward's dW' checks: left vectors r (batch, R, n), max|r| (batch, R), X'r and
    * |X'||r| (batch, R, m), formed in the same X' pass */
   float *fr, *frmax;
   double *fu, *fub;
-  size_t cap_fr, cap_frmax, cap_fu; /* elements */
+  size_t cap_fr, cap_frmax, cap_fu, cap_fub;
 } tempo_state;
 
-static tempo_status grow(float **buf, size_t *cap, size_t n) {
-  if (*buf && *cap >= n) return TEMPO_STATUS_OK;
-  tempo_free_floats(*buf);
-  *buf = tempo_alloc_floats(n ? n : 1);
-  *cap = *buf ? n : 0;
-  return *buf ? TEMPO_STATUS_OK : tempo_set_error(TEMPO_STATUS_NO_MEMORY, "engine: out of memory for %zu floats", n);
-}
+/* n floats / n doubles in *buf (tempo_grow_buffer). */
+static tempo_status grow(float **buf, size_t *cap, size_t n) { return tempo_grow_buffer(buf, cap, n * sizeof(float)); }
+static tempo_status grow_d(double **buf, size_t *cap, size_t n) { return tempo_grow_buffer(buf, cap, n * sizeof(double)); }
 
 static void site_free(void *state) {
   tempo_state *s = state;
@@ -60,22 +56,13 @@ static void site_free(void *state) {
   tempo_free_floats(s->dys);
   tempo_free_floats(s->fv);
   tempo_free_floats(s->fvmax);
-  free(s->fy2);
-  free(s->fyb);
+  tempo_free_floats((float *)s->fy2);
+  tempo_free_floats((float *)s->fyb);
   tempo_free_floats(s->fr);
   tempo_free_floats(s->frmax);
-  free(s->fu);
-  free(s->fub);
+  tempo_free_floats((float *)s->fu);
+  tempo_free_floats((float *)s->fub);
   free(s);
-}
-
-/* Doubles, grow only (contents not kept). */
-static tempo_status grow_d(double **buf, size_t *cap, size_t n, double **buf2) {
-  if (*buf && (!buf2 || *buf2) && *cap >= n) return TEMPO_STATUS_OK;
-  free(*buf), *buf = malloc((n ? n : 1) * sizeof(double));
-  if (buf2) free(*buf2), *buf2 = malloc((n ? n : 1) * sizeof(double));
-  *cap = *buf && (!buf2 || *buf2) ? n : 0;
-  return *cap ? TEMPO_STATUS_OK : tempo_set_error(TEMPO_STATUS_NO_MEMORY, "engine: out of memory for %zu doubles", n);
 }
 
 /* Room for the fused forward check of shape sh. */
@@ -83,21 +70,16 @@ static tempo_status prepare_fused(tempo_sc *sc, tempo_state *s, const tempo_mm_s
   const size_t R = (size_t)sc->base.verify_rounds, B = (size_t)sh->batch;
   tempo_status st;
   const size_t np = (size_t)(sh->n > sh->p ? sh->n : sh->p);
+  const size_t nn = 2 * R * (size_t)sh->n; /* forward vectors, then the dW' left vectors */
   if ((st = grow(&s->fv, &s->cap_fv, B * R * (size_t)sh->p)) || (st = grow(&sc->vabs, &sc->cap_p, np)) ||
       (st = grow(&s->fr, &s->cap_fr, B * R * (size_t)sh->n)) || (st = grow(&s->frmax, &s->cap_frmax, B * R)) ||
-      (st = grow_d(&s->fu, &s->cap_fu, B * R * (size_t)sh->m, &s->fub)) ||
-      (st = grow_d(&sc->gh, &sc->cap_gh, 3 * (size_t)sh->p, NULL)))
+      (st = grow(&s->fvmax, &s->cap_fvmax, B * R)) || (st = grow_d(&sc->gh, &sc->cap_gh, 3 * (size_t)sh->p)) ||
+      (st = grow_d(&s->fu, &s->cap_fu, B * R * (size_t)sh->m)) || (st = grow_d(&s->fub, &s->cap_fub, B * R * (size_t)sh->m)) ||
+      (st = grow_d(&s->fy2, &s->cap_fy2, B * R * (size_t)sh->m)) ||
+      (st = grow_d(&s->fyb, &s->cap_fyb, B * R * (size_t)sh->m)) || (st = grow(&sc->w, &sc->cap_w, nn)) ||
+      (st = grow(&sc->wb, &sc->cap_wb, nn)) || (st = grow_d(&sc->wd, &sc->cap_wd, nn)) ||
+      (st = grow_d(&sc->wbd, &sc->cap_wbd, nn)) || (st = grow_d(&sc->wu, &sc->cap_wu, 2 * nn)))
     return st;
-  if ((st = grow(&s->fvmax, &s->cap_fvmax, B * R))) return st;
-  if ((st = grow_d(&s->fy2, &s->cap_fy, B * R * (size_t)sh->m, &s->fyb))) return st;
-  if (sc->cap_n < 2 * R * (size_t)sh->n || !sc->w || !sc->wb || !sc->wd || !sc->wbd || !sc->wu) {
-    tempo_free_floats(sc->w), tempo_free_floats(sc->wb), free(sc->wd), free(sc->wbd), free(sc->wu);
-    const size_t nn = 2 * R * (size_t)sh->n; /* forward vectors, then the dW' left vectors */
-    sc->w = tempo_alloc_floats(nn), sc->wb = tempo_alloc_floats(nn);
-    sc->wd = malloc(nn * sizeof(double)), sc->wbd = malloc(nn * sizeof(double)), sc->wu = malloc(2 * nn * sizeof(double));
-    sc->cap_n = sc->w && sc->wb && sc->wd && sc->wbd && sc->wu ? nn : 0;
-    if (!sc->cap_n) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "engine: out of memory");
-  }
   return TEMPO_STATUS_OK;
 }
 
@@ -305,13 +287,7 @@ static bool check_take_dx(tempo_scheme *base, const void *state, const tempo_pro
   const tempo_obf_key *k = &pr->keys[0];
   const int R = base->verify_rounds, m = sh->m, n = sh->n, p = sh->p, rows = hi - lo;
   const size_t nd = (size_t)R * ((size_t)n + 2 * (size_t)rows), nf = (size_t)R * (2 * (size_t)n + 2 * (size_t)p);
-  const size_t need = nd + (nf + 1) / 2;
-  if (sc->cap_dxs < need) {
-    free(sc->dxs);
-    sc->dxs = malloc(need * sizeof(double));
-    sc->cap_dxs = sc->dxs ? need : 0;
-    if (!sc->dxs) return false; /* out of memory: counted as a failed check, recomputed */
-  }
+  if (grow_d(&sc->dxs, &sc->cap_dxs, nd + (nf + 1) / 2)) return false; /* out of memory: a failed check, recomputed */
   double *vd = sc->dxs, *y1 = vd + (size_t)R * n, *y1b = y1 + (size_t)R * rows;
   float *v = (float *)(sc->dxs + nd), *vabs = v + (size_t)R * n, *w = vabs + (size_t)R * n, *wb = w + (size_t)R * p;
   const double *vq[R_MAX];
@@ -340,7 +316,8 @@ static bool check_take_dx(tempo_scheme *base, const void *state, const tempo_pro
 static void sc_free(tempo_scheme *base) {
   tempo_sc *sc = (tempo_sc *)base;
   tempo_free_floats(sc->vabs), tempo_free_floats(sc->w), tempo_free_floats(sc->wb);
-  free(sc->wd), free(sc->wbd), free(sc->wu), free(sc->gh), free(sc->dxs);
+  double *d[] = {sc->wd, sc->wbd, sc->wu, sc->gh, sc->dxs};
+  for (size_t i = 0; i < sizeof d / sizeof d[0]; i++) tempo_free_floats((float *)d[i]);
   tempo_free_floats(sc->vwork);
   free(sc);
 }

@@ -572,8 +572,8 @@ static tempo_status prepare_gather(tempo_engine *e, const tempo_mm_shape *sh, in
       !tempo_mul3_size(per, S, z, &bytes) || !tempo_mul3_size(perw, S, z, &bytesw))
     return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "engine: product too large");
   e->res_stride = per, e->resw_stride = perw;
-  tempo_status st = tempo_rounds_grow(&e->r, &e->res, &e->cap_res, bytes);
-  return st ? st : tempo_rounds_grow(&e->r, &e->resw, &e->cap_resw, bytesw);
+  tempo_status st = tempo_grow_buffer(&e->res, &e->cap_res, bytes);
+  return st ? st : tempo_grow_buffer(&e->resw, &e->cap_resw, bytesw);
 }
 
 /* A batch-1 product of a single-share scheme whose row blocks decode on arrival. */

@@ -143,16 +143,6 @@ bool tempo_rounds_busy(const tempo_round *rd, int w) {
   return false;
 }
 
-tempo_status tempo_rounds_grow(const tempo_rounds *r, void *bufp, size_t *cap, size_t bytes) {
-  void **buf = bufp;
-  if (*cap >= bytes && *buf) return TEMPO_STATUS_OK;
-  tempo_free_floats(*buf);
-  *buf = tempo_alloc_floats(bytes / sizeof(float) + 2);
-  *cap = *buf ? bytes : 0;
-  if (!*buf) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "%s: out of memory for %zu bytes", r->name, bytes);
-  return TEMPO_STATUS_OK;
-}
-
 /* ---- messages ---- */
 
 tempo_status tempo_rounds_prepare(tempo_rounds *r, int w, tempo_msg_header *h, int nseg, const void *const *seg,

@@ -99,9 +99,6 @@ void tempo_rounds_worker_failed(tempo_rounds *r, int w, int why);
 /* Whether worker w has a pending task in rd (NULL: none). */
 bool tempo_rounds_busy(const tempo_round *rd, int w);
 
-/* A 64-byte aligned buffer (tempo_alloc_floats) of at least `bytes` bytes (grow only). */
-TEMPO_WUR tempo_status tempo_rounds_grow(const tempo_rounds *r, void *bufp, size_t *cap, size_t bytes);
-
 /* Sets h->payload_len, checks and writes the header into *m with the segments by
  * reference (count[i] elements of h's dtype), audits and counts it (bytes_up, and
  * naive_bytes_up when naive). */

@@ -24,30 +24,18 @@ typedef struct {
   void *enc, *enc2; /* one instance's masked sum and mask (double-sized) */
   float *narrow;    /* one instance's combined share, float32 */
   void *vwork;      /* check vectors (double-sized) */
-  size_t cap_enc, cap_narrow, cap_vwork; /* elements */
+  size_t cap_enc, cap_enc2, cap_narrow, cap_vwork; /* bytes (tempo_grow_buffer) */
 } shield_sc;
 
 typedef struct {
   void *xm, *r;   /* X'' and R (batch, m, n) */
   void *wm, *s;   /* W'' and S (batch, n, p) or (batch, p, n) */
   void *dym, *t;  /* dY** and T (batch, m, p) */
-  size_t cap_x, cap_w, cap_y; /* elements */
+  size_t cap_xm, cap_r, cap_wm, cap_s, cap_dym, cap_t; /* bytes */
 } shield_state;
 
 static size_t es(const shield_sc *sc) { return sc->f64 ? sizeof(double) : sizeof(float); }
 static void *at(void *base, size_t i, size_t z) { return (uint8_t *)base + i * z; }
-
-/* Grows two buffers of n elements of z bytes (contents not kept). */
-static tempo_status grow2(void **a, void **b, size_t *cap, size_t n, size_t z) {
-  if (*a && *b && *cap >= n) return TEMPO_STATUS_OK;
-  tempo_free_floats(*a);
-  tempo_free_floats(*b);
-  size_t floats = n * (z / sizeof(float)) + 2;
-  *a = tempo_alloc_floats(floats);
-  *b = tempo_alloc_floats(floats);
-  *cap = *a && *b ? n : 0;
-  return *cap ? TEMPO_STATUS_OK : tempo_set_error(TEMPO_STATUS_NO_MEMORY, "shield: out of memory for %zu values", n);
-}
 
 static void site_free(void *state) {
   shield_state *s = state;
@@ -64,27 +52,21 @@ static tempo_status prepare(tempo_scheme *base, void **state, const tempo_mm_sha
   shield_state *s = *state;
   const size_t z = sizeof(double); /* room for either dtype, so a dtype change never reallocates wrongly */
   const size_t x = (size_t)sh->m * sh->n, w = (size_t)sh->n * sh->p, y = (size_t)sh->m * sh->p, B = (size_t)sh->batch;
-  if (backward) return grow2(&s->dym, &s->t, &s->cap_y, B * y, z);
+  tempo_status st;
+  if (backward) {
+    if ((st = tempo_grow_buffer(&s->dym, &s->cap_dym, B * y * z))) return st;
+    return tempo_grow_buffer(&s->t, &s->cap_t, B * y * z);
+  }
   size_t one = x > w ? x : w;
   one = one > y ? one : y;
-  tempo_status st;
-  void *nar = sc->narrow;
-  if ((st = grow2(&s->xm, &s->r, &s->cap_x, B * x, z)) || (st = grow2(&s->wm, &s->s, &s->cap_w, B * w, z)) ||
-      (st = grow2(&sc->enc, &sc->enc2, &sc->cap_enc, one, z)))
+  const size_t need = 3 * ((size_t)sh->m + sh->n + sh->p) + 64; /* check work, doubles */
+  if ((st = tempo_grow_buffer(&s->xm, &s->cap_xm, B * x * z)) || (st = tempo_grow_buffer(&s->r, &s->cap_r, B * x * z)) ||
+      (st = tempo_grow_buffer(&s->wm, &s->cap_wm, B * w * z)) || (st = tempo_grow_buffer(&s->s, &s->cap_s, B * w * z)) ||
+      (st = tempo_grow_buffer(&sc->enc, &sc->cap_enc, one * z)) ||
+      (st = tempo_grow_buffer(&sc->enc2, &sc->cap_enc2, one * z)) ||
+      (st = tempo_grow_buffer(&sc->narrow, &sc->cap_narrow, one * sizeof(float))) ||
+      (st = tempo_grow_buffer(&sc->vwork, &sc->cap_vwork, need * z)))
     return st;
-  if (sc->cap_narrow < one) {
-    tempo_free_floats(nar);
-    sc->narrow = tempo_alloc_floats(one);
-    sc->cap_narrow = sc->narrow ? one : 0;
-    if (!sc->narrow) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "shield: out of memory");
-  }
-  const size_t need = 3 * ((size_t)sh->m + sh->n + sh->p) + 64;
-  if (sc->cap_vwork < need) {
-    tempo_free_floats(sc->vwork);
-    sc->vwork = tempo_alloc_floats(2 * need);
-    sc->cap_vwork = sc->vwork ? need : 0;
-    if (!sc->vwork) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "shield: out of memory");
-  }
   return TEMPO_STATUS_OK;
 }
 
