@@ -230,6 +230,17 @@ static void test_foreign_files_as_safetensors(void **state) {
   assert_int_equal(tempo_st_open(p, &f), TEMPO_STATUS_INVALID_ARGUMENT);
   expect_msg("pickle");
   assert_null(strstr(tempo_errmsg(), "header length"));
+  /* a valid file whose header length is 640 starts with the bytes 0x80 0x02 too: it loads */
+  char hdr[641];
+  const char *json = "{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}";
+  memset(hdr, ' ', 640);
+  memcpy(hdr, json, strlen(json));
+  uint8_t file[8 + 640 + 4] = {0x80, 0x02};
+  memcpy(file + 8, hdr, 640);
+  snprintf(p, sizeof p, "%s/len640.safetensors", tmpdir);
+  write_bytes(p, (const char *)file, sizeof file);
+  assert_int_equal(tempo_st_open(p, &f), TEMPO_STATUS_OK);
+  tempo_st_close(f);
 }
 
 static void test_shape_mismatch_prints_both(void **state) {

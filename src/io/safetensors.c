@@ -206,15 +206,19 @@ tempo_status tempo_st_parse(const uint8_t *buf, size_t len, const char *what, te
     return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT,
                            "%s is a zip archive (the torch.save format), not safetensors: convert it in Python with "
                            "safetensors.torch.save_file(torch.load(PATH), 'model.safetensors')", what);
-  if (len >= 2 && buf[0] == 0x80 && buf[1] >= 2 && buf[1] <= 5)
-    return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT,
-                           "%s is a Python pickle (an old torch.save file), not safetensors: convert it in Python with "
-                           "safetensors.torch.save_file(torch.load(PATH), 'model.safetensors')", what);
-  if (len < 8) return tempo_set_error(TEMPO_STATUS_CORRUPT, "%s: too short for a safetensors file", what);
-  const uint64_t hlen = tempo_le_get64(buf);
-  if (hlen < 2 || hlen > ST_MAX_HEADER || hlen > len - 8)
+  /* a pickle's first bytes (0x80, protocol 2..5) are also the low bytes of valid header
+   * lengths (640, 896, ... mod 65536): name it only when the length is impossible anyway */
+  const bool pickle = len >= 2 && buf[0] == 0x80 && buf[1] >= 2 && buf[1] <= 5;
+  const uint64_t hlen = len >= 8 ? tempo_le_get64(buf) : 0;
+  if (len < 8 || hlen < 2 || hlen > ST_MAX_HEADER || hlen > len - 8) {
+    if (pickle)
+      return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT,
+                             "%s is a Python pickle (an old torch.save file), not safetensors: convert it in Python "
+                             "with safetensors.torch.save_file(torch.load(PATH), 'model.safetensors')", what);
+    if (len < 8) return tempo_set_error(TEMPO_STATUS_CORRUPT, "%s: too short for a safetensors file", what);
     return tempo_set_error(TEMPO_STATUS_CORRUPT, "%s: safetensors header length %llu is impossible (file %zu bytes)",
                            what, (unsigned long long)hlen, len);
+  }
   tempo_st_file *f = calloc(1, sizeof *f);
   uint64_t (*ranges)[2] = NULL;
   tempo_status st = TEMPO_STATUS_OK;
