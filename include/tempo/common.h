@@ -30,6 +30,10 @@ void tempo_free_floats(float *p);
  * the old one, contents not kept. TEMPO_STATUS_NO_MEMORY (*bufp NULL, *cap 0) on failure. */
 TEMPO_WUR tempo_status tempo_grow_buffer(void *bufp, size_t *cap, size_t bytes);
 
+/* The index of the first NaN or infinity in a[0..n) (NULL: none), or -1: one multiply-add
+ * per element, then a scan only when something is not finite. */
+long tempo_floats_find_nonfinite(const float *a, size_t n);
+
 /* Seconds on a monotonic clock. */
 double tempo_now(void);
 

@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "tempo/common.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,15 @@ float *tempo_alloc_floats(size_t n) {
 }
 
 void tempo_free_floats(float *p) { free(p); }
+
+long tempo_floats_find_nonfinite(const float *a, size_t n) {
+  float acc = 0.0f;
+  for (size_t i = 0; a && i < n; i++) acc += a[i] * 0.0f; /* NaN iff some a[i] is NaN or infinite */
+  if (acc == 0.0f) return -1;
+  for (size_t i = 0; i < n; i++)
+    if (!isfinite(a[i])) return (long)i;
+  return -1;
+}
 
 tempo_status tempo_grow_buffer(void *bufp, size_t *cap, size_t bytes) {
   float **buf = bufp;

@@ -93,15 +93,11 @@ void tempo_params_free(tempo_params *p) {
 
 int tempo_params_find_nonfinite(const tempo_params *p, size_t *elem) {
   for (int i = 0; i < p->n; i++) {
-    const float *a = tempo_params_ptr(p, i);
-    float acc = 0.0f;
-    for (size_t j = 0; j < p->info[i].count; j++) acc += a[j] * 0.0f; /* NaN iff some a[j] is NaN or Inf */
-    if (acc == 0.0f) continue;
-    for (size_t j = 0; j < p->info[i].count; j++)
-      if (!isfinite(a[j])) {
-        if (elem) *elem = j;
-        return i;
-      }
+    const long j = tempo_floats_find_nonfinite(tempo_params_ptr(p, i), p->info[i].count);
+    if (j >= 0) {
+      if (elem) *elem = (size_t)j;
+      return i;
+    }
   }
   return -1;
 }

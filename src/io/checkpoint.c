@@ -260,10 +260,10 @@ tempo_status tempo_ckpt_parse(const uint8_t *buf, size_t len, const char *what, 
     if (meta->optim_count != opt->state_count)
       return tempo_set_error(TEMPO_STATUS_MISMATCH, "%s has no matching optimizer state for resuming", what);
     for (size_t i = 0; i < opt->state_count; i++) opt->state[i] = get_f32(&r);
-    for (size_t i = 0; i < opt->state_count; i++)
-      if (!isfinite(opt->state[i]))
-        return tempo_set_error(TEMPO_STATUS_CORRUPT, "%s: the optimizer state holds a non-finite value at element "
-                               "%zu: the run that wrote it diverged or the file was altered", what, i);
+    const long bad = tempo_floats_find_nonfinite(opt->state, opt->state_count);
+    if (bad >= 0)
+      return tempo_set_error(TEMPO_STATUS_CORRUPT, "%s: the optimizer state holds a non-finite value at element "
+                             "%ld: the run that wrote it diverged or the file was altered", what, bad);
     opt->step = (long)opt_step;
   }
   return TEMPO_STATUS_OK;

@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "tempo/common.h"
+
 tempo_status tempo_params_load_st(tempo_params *p, const tempo_st_file *f, bool strict, int *loaded) {
   int n = 0;
   for (int i = 0; i < p->n; i++) {
@@ -30,11 +32,11 @@ tempo_status tempo_params_load_st(tempo_params *p, const tempo_st_file *f, bool 
     float *dst = tempo_params_ptr(p, i);
     tempo_status st = tempo_st_read_f32(t, dst, in->count);
     if (st) return st;
-    for (size_t j = 0; j < in->count; j++)
-      if (!isfinite(dst[j]))
-        return tempo_set_error(TEMPO_STATUS_CORRUPT, "tensor '%s' holds %s at element %zu: the weights are not finite "
-                               "(fix or re-export them; training from them would hide the damage)",
-                               in->name, isnan(dst[j]) ? "NaN" : "an infinity", j);
+    const long j = tempo_floats_find_nonfinite(dst, in->count);
+    if (j >= 0)
+      return tempo_set_error(TEMPO_STATUS_CORRUPT, "tensor '%s' holds %s at element %ld: the weights are not finite "
+                             "(fix or re-export them; training from them would hide the damage)",
+                             in->name, isnan(dst[j]) ? "NaN" : "an infinity", j);
     n++;
   }
   if (loaded) *loaded = n;

@@ -397,13 +397,6 @@ static tempo_status reassign(tempo_engine *e, round_ctx *c, task *t) {
   return send_task(e, c, t, w);
 }
 
-/* The first non-finite value of a[0..n), or -1. */
-static long nonfinite_at(const float *a, size_t n) {
-  for (size_t i = 0; a && i < n; i++)
-    if (!isfinite(a[i])) return (long)i;
-  return -1;
-}
-
 /* After a failed check: a non-finite plaintext operand of the master makes every honest
  * result fail, so it is the master's error, not the worker's (scanned only on this path). */
 static tempo_status master_inputs_finite(const round_ctx *c) {
@@ -417,7 +410,7 @@ static tempo_status master_inputs_finite(const round_ctx *c) {
             {"W (the layer's weights)", c->pr.backward ? NULL : c->pr.W, B * sh->n * sh->p},
             {"dY (the gradient from the layer above)", c->pr.backward ? c->pr.dY : NULL, B * sh->m * sh->p}};
   for (size_t i = 0; i < sizeof in / sizeof in[0]; i++) {
-    const long at = nonfinite_at(in[i].a, in[i].n);
+    const long at = tempo_floats_find_nonfinite(in[i].a, in[i].n);
     if (at >= 0)
       return tempo_set_error(TEMPO_STATUS_NUMERIC,
                              "non-finite value %g in %s of a %s product (%dx%dx%dx%d), element %ld: the training "

@@ -128,13 +128,6 @@ static bool progress_due(progress *pg) {
 
 static void fmt_duration(char *buf, size_t n, double s);
 
-/* The finiteness of an input batch (cheap next to the forward pass that follows). */
-static bool floats_finite(const float *a, size_t n) {
-  float acc = 0.0f;
-  for (size_t i = 0; i < n; i++) acc += a[i] * 0.0f; /* NaN iff some a[i] is NaN or infinite */
-  return acc == 0.0f;
-}
-
 static tempo_status evaluate(tempo_model *m, tempo_mm *mm, const tempo_dataset *d, int batch, float *x, int *y,
                              float *logits, progress *pg, double *acc, double *loss) {
   tempo_batcher b;
@@ -149,7 +142,7 @@ static tempo_status evaluate(tempo_model *m, tempo_mm *mm, const tempo_dataset *
   const double t0 = tempo_now();
   const size_t in_size = (size_t)d->c * d->h * d->w;
   while ((n = tempo_batcher_next(&b, x, y)) > 0) {
-    if (!floats_finite(x, (size_t)n * in_size)) {
+    if (tempo_floats_find_nonfinite(x, (size_t)n * in_size) >= 0) {
       st = tempo_set_error(TEMPO_STATUS_NUMERIC, "an input batch of the test split (image %ld on) holds a non-finite "
                            "value: the dataset (%s) is damaged", seen, tempo_dataset_kind_name(d->kind));
       break;
@@ -540,7 +533,7 @@ tempo_status tempo_train_run(const tempo_train_config *cfg_in, tempo_train_resul
     int n;
     while ((c.max_steps == 0 || step < c.max_steps) && !stop_requested(&c) &&
            (n = tempo_batcher_next(&r.batcher, r.x, r.y)) > 0) {
-      if (!floats_finite(r.x, (size_t)n * in_size)) {
+      if (tempo_floats_find_nonfinite(r.x, (size_t)n * in_size) >= 0) {
         st = tempo_set_error(TEMPO_STATUS_NUMERIC, "the input batch of step %ld holds a non-finite value: the dataset "
                              "(%s) is damaged", step + 1, tempo_dataset_kind_name(c.dataset));
         goto out;
