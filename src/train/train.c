@@ -650,7 +650,8 @@ tempo_status tempo_train_run(const tempo_train_config *cfg_in, tempo_train_resul
     win_t0 = tempo_now();
   }
   progress_break(&pg);
-  if ((st = save_ckpt(&r, &c, "checkpoint.ckpt", step, epoch, batch_in_epoch))) goto out;
+  /* an epoch end at this very step has just written it (after its evaluation) */
+  if (r.ckpt_step != step && (st = save_ckpt(&r, &c, "checkpoint.ckpt", step, epoch, batch_in_epoch))) goto out;
   if ((st = save_ckpt(&r, &c, "model.ckpt", step, epoch, batch_in_epoch))) goto out;
   if (!c.no_eval && res->test_acc < 0 && step > 0) { /* stopped by max_steps inside an epoch: evaluate as an epoch end does */
     double acc, tl;
