@@ -84,6 +84,13 @@ static const char *key_spec; /* --key-file: sealed inputs and outputs */
   "                        plain: workers compute unblinded products (insecure upper bound);\n" \
   "                        tempo: workers compute MM-obfuscated products, verified and decrypted\n" \
   "                        shield: tempo plus fresh additive masks over 4 roles (>= 4 workers)\n" \
+  "  --protect P           protection policy for the products that leak the most (default: ends in\n" \
+  "                        tempo mode, none otherwise; docs/obfuscation.md \"Protection policy\"):\n" \
+  "                        none: every product blinded by the mode's keys (tempo before 13.1);\n" \
+  "                        ends: the master also computes the products that touch the raw inputs\n" \
+  "                        (first layer) and the labels (the head, forward and backward);\n" \
+  "                        spatial: ends, and every convolution with overlapping windows (kernel >\n" \
+  "                        stride) gets the stronger protection; all: ends, and every other product\n" \
   "  --workers N           in-process worker threads (default 2; shield needs >= 4)\n" \
   "  --shield-dtype T      shield mode's shares: f64 (default) or f32\n" \
   "  --shield-alpha A      shield mode's mask scale (default 16384 for f64, 32 for f32)\n" \
@@ -177,7 +184,7 @@ enum {
   OPT_MODEL = 256, OPT_DATA, OPT_DATA_DIR, OPT_EPOCHS, OPT_MAX_STEPS, OPT_BATCH, OPT_LR, OPT_OPTIMIZER, OPT_MOMENTUM,
   OPT_WD, OPT_SCHEDULE, OPT_WARMUP, OPT_AUGMENT, OPT_DROPOUT, OPT_SEED, OPT_OUT, OPT_RESUME, OPT_INIT_FROM,
   OPT_CKPT_EVERY, OPT_CKPT_MINUTES, OPT_LOG_EVERY, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_QUIET, OPT_PRIVACY_REPORT, OPT_MODE, OPT_WORKERS, OPT_VERIFY,
-  OPT_THREADS, OPT_AUDIT, OPT_KEY_SEED, OPT_KEY_FILE, OPT_SHIELD_DTYPE, OPT_SHIELD_ALPHA, OPT_NO_EVAL,
+  OPT_THREADS, OPT_AUDIT, OPT_KEY_SEED, OPT_KEY_FILE, OPT_SHIELD_DTYPE, OPT_SHIELD_ALPHA, OPT_PROTECT, OPT_NO_EVAL,
   OPT_PROGRESS_EVERY,
 };
 
@@ -201,6 +208,7 @@ static const struct option long_opts[] = {
     {"audit", required_argument, 0, OPT_AUDIT},         {"key-seed", required_argument, 0, OPT_KEY_SEED},
     {"key-file", required_argument, 0, OPT_KEY_FILE},
     {"shield-dtype", required_argument, 0, OPT_SHIELD_DTYPE}, {"shield-alpha", required_argument, 0, OPT_SHIELD_ALPHA},
+    {"protect", required_argument, 0, OPT_PROTECT},
     {"no-eval", no_argument, 0, OPT_NO_EVAL},           {"progress-every", required_argument, 0, OPT_PROGRESS_EVERY},
     {"help", no_argument, 0, 'h'},                      {"version", no_argument, 0, 'V'},
     {0, 0, 0, 0},
@@ -217,7 +225,7 @@ static int parse_options(int argc, char **argv, tempo_train_config *cfg, bool is
   while ((c = getopt_long(argc, argv, ":hV", long_opts, &li)) != -1) {
     if (!is_train && c != OPT_DATA_DIR && c != OPT_BATCH && c != OPT_MODE && c != OPT_WORKERS && c != OPT_VERIFY &&
         c != OPT_THREADS && c != OPT_AUDIT && c != OPT_KEY_SEED && c != OPT_KEY_FILE && c != OPT_SHIELD_DTYPE &&
-        c != OPT_SHIELD_ALPHA && c != OPT_PROGRESS && c != OPT_NO_PROGRESS && c != OPT_QUIET &&
+        c != OPT_SHIELD_ALPHA && c != OPT_PROTECT && c != OPT_PROGRESS && c != OPT_NO_PROGRESS && c != OPT_QUIET &&
         c != OPT_PROGRESS_EVERY && c != 'h' && c != 'V' && c != '?' && c != ':')
       usage_error("'--%s' is a train option, not an eval option (eval takes the model and the dataset from the "
                   "checkpoint; `tempo eval --help`)", li >= 0 ? long_opts[li].name : "?");
@@ -279,6 +287,10 @@ static int parse_options(int argc, char **argv, tempo_train_config *cfg, bool is
       cfg->engine.shield_f32 = !strcmp(optarg, "f32");
       break;
     case OPT_SHIELD_ALPHA: cfg->engine.shield_alpha = parse_float("--shield-alpha", optarg, 1e-3, 1e12); break;
+    case OPT_PROTECT:
+      if (!tempo_protect_parse(optarg, &cfg->engine.protect))
+        usage_error("unknown protection policy '%s' (use none, ends, spatial or all)", optarg);
+      break;
     case OPT_KEY_FILE: key_spec = optarg; break;
     case OPT_KEY_SEED: cfg->engine.seed = (uint64_t)parse_long("--key-seed", optarg, 1, 1L << 62); break;
     case 'h': is_train ? print_train_help() : print_eval_help(); exit(0);
@@ -343,6 +355,8 @@ static int cmd_train(int argc, char **argv) {
       snprintf(opts, sizeof opts, " --mode %s", tempo_mode_name(cfg.engine.mode));
     if (!cfg.engine.transport && cfg.engine.mode != TEMPO_MODE_LOCAL && w != 2)
       snprintf(opts + strlen(opts), sizeof opts - strlen(opts), " --workers %d", w);
+    if (cfg.engine.protect != TEMPO_PROTECT_DEFAULT)
+      snprintf(opts + strlen(opts), sizeof opts - strlen(opts), " --protect %s", tempo_protect_name(cfg.engine.protect));
     fprintf(stderr,
             "tempo: interrupted at step %ld; checkpoint written to %s; resume with: tempo train --resume %s%s%s%s\n",
             res.steps, res.checkpoint, res.checkpoint, opts, key_spec ? " --key-file " : "", key_spec ? key_spec : "");

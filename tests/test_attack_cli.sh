@@ -12,7 +12,7 @@ A="${TEMPO_BUILD:-build}/tempo-attack"
 D=$(mktemp -d /tmp/tempo_attack_cli.XXXXXX)
 trap 'rm -rf "$D"' EXIT
 mkdir -p "$D/t" "$D/p"
-"$T" train --model mlp --mode tempo --audit "$D/t" --max-steps 1 --no-eval --batch-size 16 --key-seed 3 --out "$D/rt" --quiet >/dev/null
+"$T" train --model mlp --mode tempo --protect none --audit "$D/t" --max-steps 1 --no-eval --batch-size 16 --key-seed 3 --out "$D/rt" --quiet >/dev/null
 "$T" train --model mlp --mode plain --audit "$D/p" --max-steps 1 --no-eval --batch-size 16 --out "$D/rp" --quiet >/dev/null
 out=$("$A" attack --audit "$D/t" --truth "$D/p" --model mlp)
 echo "$out" | grep -q '^result truth_alignable 1$' || { echo "FAIL: truth not aligned: $out"; exit 1; }

@@ -6,7 +6,7 @@
 set -u
 cd "$(dirname "$0")/.."
 . tests/mpi_common.sh
-ARGS=(train --max-steps 20 --log-every 1 --no-progress --quiet --key-seed 7 --threads 1)
+ARGS=(train --protect none --max-steps 20 --log-every 1 --no-progress --quiet --key-seed 7 --threads 1)
 "$B/tempo" "${ARGS[@]}" --mode local --out "$T/local" >/dev/null || fail "local run"
 "$B/tempo" "${ARGS[@]}" --mode tempo --workers 2 --out "$T/inproc" >/dev/null || fail "in-process run"
 for cfg in 1:1 0:1 1:0; do

@@ -15,7 +15,7 @@ set -u
 cd "$(dirname "$0")/.."
 . tests/mpi_common.sh
 export TEMPO_WORKER_TIMEOUT=1
-ARGS=(train --no-progress --log-every 10 --key-seed 7 --threads 1 --mode tempo)
+ARGS=(train --protect none --no-progress --log-every 10 --key-seed 7 --threads 1 --mode tempo)
 W=("$B/tempo-worker" --backend cpu --relay-timeout 0.5)
 # the cheating ranks run the test-only worker program (the shipped one has no --fault)
 WF=("$B/tests/tempo-worker-faulty" --backend cpu --relay-timeout 0.5)

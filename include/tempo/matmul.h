@@ -17,7 +17,11 @@
  * A product has a site: a small struct the layer owns, zero-initialised, that ties a
  * forward product to its backward products (the engine keeps keys and the workers keep
  * the blinded operands between them). In training mode a forward product keeps that
- * state until tempo_mm_step_end(); the layer must keep X and W unchanged until then. */
+ * state until tempo_mm_step_end(); the layer must keep X and W unchanged until then.
+ * The layer (or its model) declares what the product exposes in site.kind (TEMPO_SITE_*:
+ * raw input, head, overlapping im2col) before the first product; the protection policy
+ * (tempo_mm_config.protect) decides from it whether the product is blinded as usual,
+ * blinded with mixing blocks, or computed by the master (docs/obfuscation.md). */
 #ifndef TEMPO_MATMUL_H
 #define TEMPO_MATMUL_H
 
@@ -34,6 +38,10 @@ void tempo_mm_config_default(tempo_mm_config *cfg);
 TEMPO_WUR tempo_status tempo_mm_create(const tempo_mm_config *cfg, tempo_mm **out);
 void tempo_mm_free(tempo_mm *mm);
 tempo_mode tempo_mm_mode(const tempo_mm *mm);
+/* The protection policy in force (resolved: never TEMPO_PROTECT_DEFAULT; local mode: none). */
+tempo_protect tempo_mm_protect(const tempo_mm *mm);
+/* The policy an engine made from cfg would use (cfg->protect, or the mode's default). */
+tempo_protect tempo_mm_config_protect(const tempo_mm_config *cfg);
 
 /* Training on: forward products keep state for their backward products until step_end. */
 void tempo_mm_set_training(tempo_mm *mm, bool training);

@@ -24,9 +24,33 @@ typedef struct {
   bool w_trans; /* W stored as (p, n) */
 } tempo_mm_shape;
 
+/* What a product exposes, declared by the layer or model at its site (tempo_mm_site.kind)
+ * so the protection policy (tempo_protect) can choose how the product runs. A site may
+ * have several; 0 = an ordinary product. */
+enum {
+  TEMPO_SITE_RAW_INPUT = 1u << 0, /* X is (a lowering of) the model's raw input: the first product */
+  TEMPO_SITE_HEAD = 1u << 1,      /* Y is the logits: its backward's dY is the loss gradient (labels) */
+  TEMPO_SITE_SPATIAL = 1u << 2,   /* X is an im2col with overlapping windows (kernel > stride): rows chain */
+};
+
 typedef struct {
-  int slot; /* assigned by the engine on first use; 0 = unassigned */
+  int slot;      /* assigned by the engine on first use; 0 = unassigned */
+  unsigned kind; /* TEMPO_SITE_* flags, set by the layer before its first product (0 = ordinary) */
 } tempo_mm_site;
+
+/* Which products the workers may see only under stronger protection than the mode's keys
+ * (docs/obfuscation.md, "Protection policy"). A protected product is blinded with mixing
+ * blocks (tempo mode: block-diagonal random matrices after the permutation, destroying
+ * signs, zero patterns and window overlaps) or computed by the master (products touching
+ * raw inputs or labels, which are small). */
+typedef enum {
+  TEMPO_PROTECT_DEFAULT = 0, /* the mode's default: TEMPO_PROTECT_GUARDED in tempo mode, none otherwise */
+  TEMPO_PROTECT_NONE = 1,    /* every product as the mode blinds it */
+  TEMPO_PROTECT_ENDS = 2,    /* raw-input and head products (forward and backward) */
+  TEMPO_PROTECT_SPATIAL = 3, /* ends, and every product whose X is an overlapping im2col */
+  TEMPO_PROTECT_ALL = 4,     /* every product */
+} tempo_protect;
+#define TEMPO_PROTECT_GUARDED TEMPO_PROTECT_ENDS /* tempo mode's default (the measured choice) */
 
 /* How an engine reaches its workers: makes a transport (src/offload/transport.h) for
  * requested_workers workers; ctx is tempo_mm_config.transport_ctx. NULL in the config =
@@ -45,6 +69,7 @@ typedef struct {
   double shield_alpha;   /* shield mode: mask scale; 0 = the dtype's default (shield.h) */
   tempo_mm_transport_fn transport; /* NULL = in-process worker threads */
   void *transport_ctx;
+  tempo_protect protect; /* the protection policy (TEMPO_PROTECT_DEFAULT: the mode's default) */
 } tempo_mm_config;
 
 /* Counters per run (and per step: see tempo_mm_stats_step). Times in seconds. */
@@ -78,6 +103,10 @@ enum {
 const char *tempo_mode_name(tempo_mode m);
 /* Parses "local", "plain", "tempo", "shield"; false if unknown. */
 bool tempo_mode_parse(const char *s, tempo_mode *out);
+
+const char *tempo_protect_name(tempo_protect p); /* "default", "none", "ends", "spatial", "all" */
+/* Parses "none", "ends", "spatial", "all"; false if unknown. */
+bool tempo_protect_parse(const char *s, tempo_protect *out);
 
 /* a += b, every field: the one place statistics are summed (engine, training loop, benches). */
 void tempo_mm_stats_add(tempo_mm_stats *a, const tempo_mm_stats *b);

@@ -29,6 +29,12 @@ void tempo_mm_config_default(tempo_mm_config *cfg) {
   cfg->threads = 1;
 }
 
+tempo_protect tempo_mm_config_protect(const tempo_mm_config *cfg) {
+  if (cfg->mode == TEMPO_MODE_LOCAL) return TEMPO_PROTECT_NONE; /* nothing leaves the master anyway */
+  if (cfg->protect != TEMPO_PROTECT_DEFAULT) return cfg->protect;
+  return cfg->mode == TEMPO_MODE_TEMPO ? TEMPO_PROTECT_GUARDED : TEMPO_PROTECT_NONE;
+}
+
 tempo_status tempo_mm_create(const tempo_mm_config *cfg, tempo_mm **out) {
   *out = NULL;
   if (cfg->workers < 1 || cfg->workers > 256 || cfg->verify_rounds < 0 || cfg->verify_rounds > 64 ||
@@ -37,10 +43,13 @@ tempo_status tempo_mm_create(const tempo_mm_config *cfg, tempo_mm **out) {
                            "engine: workers must be 1..256, verify rounds 0..64, threads 1..256");
   if ((unsigned)cfg->mode > TEMPO_MODE_SHIELD)
     return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "engine: unknown mode %d", (int)cfg->mode);
+  if ((unsigned)cfg->protect > TEMPO_PROTECT_ALL)
+    return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "engine: unknown protection policy %d", (int)cfg->protect);
   tempo_mm *mm = calloc(1, sizeof *mm);
   if (!mm) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "out of memory creating the engine");
   mm->cfg = *cfg;
   mm->cfg.audit_dir = NULL;
+  mm->cfg.protect = tempo_mm_config_protect(cfg);
   if (cfg->mode == TEMPO_MODE_LOCAL) {
     tempo_gemm_set_threads(cfg->threads);
   } else {
@@ -48,7 +57,9 @@ tempo_status tempo_mm_create(const tempo_mm_config *cfg, tempo_mm **out) {
     tempo_status st = cfg->mode == TEMPO_MODE_SHIELD ? tempo_scheme_shield_create(cfg, &sc)
                                                      : tempo_scheme_tempo_create(cfg, &sc);
     /* the engine takes sc over; it sets one BLAS thread (in-process workers share the process) */
-    if (!st) st = tempo_engine_create(cfg, sc, &mm->engine);
+    tempo_mm_config ec = *cfg;
+    ec.protect = mm->cfg.protect;
+    if (!st) st = tempo_engine_create(&ec, sc, &mm->engine);
     if (st) {
       free(mm);
       return st;
@@ -64,6 +75,13 @@ void tempo_mm_free(tempo_mm *mm) {
   free(mm);
 }
 tempo_mode tempo_mm_mode(const tempo_mm *mm) { return mm->cfg.mode; }
+tempo_protect tempo_mm_protect(const tempo_mm *mm) { return mm->cfg.protect; }
+
+/* The engine for this site's products, or NULL when the master computes them (local mode,
+ * or the protection policy's MASTER route). */
+static tempo_engine *engine_for(const tempo_mm *mm, const tempo_mm_site *site) {
+  return mm->engine && tempo_engine_route(mm->engine, site->kind) != TEMPO_ROUTE_MASTER ? mm->engine : NULL;
+}
 void tempo_mm_set_training(tempo_mm *mm, bool training) { mm->training = training; }
 
 static tempo_status check_shape(const tempo_mm_shape *s) {
@@ -91,8 +109,8 @@ tempo_status tempo_mm_forward(tempo_mm *mm, tempo_mm_site *site, const tempo_mm_
     if (*mm->rec_count < mm->rec_cap) mm->rec[*mm->rec_count] = *s;
     ++*mm->rec_count;
   }
-  if (mm->engine) {
-    st = tempo_engine_forward(mm->engine, site->slot, s, X, W, Y, mm->training);
+  if (engine_for(mm, site)) {
+    st = tempo_engine_forward(mm->engine, site->slot, site->kind, s, X, W, Y, mm->training);
     tempo_engine_take_stats(mm->engine, &mm->run, &mm->step);
     if (!st) count(mm, s, 1, 0, 0);
     return st;
@@ -118,7 +136,7 @@ tempo_status tempo_mm_backward(tempo_mm *mm, tempo_mm_site *site, const tempo_mm
   tempo_status st = check_shape(s);
   if (st) return st;
   if (site->slot == 0) return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "matmul: backward before forward");
-  if (mm->engine) {
+  if (engine_for(mm, site)) {
     st = tempo_engine_backward(mm->engine, site->slot, s, dY, dX, dW, flags);
     tempo_engine_take_stats(mm->engine, &mm->run, &mm->step);
     if (!st) count(mm, s, (dX != NULL) + (dW != NULL), 0, 0);

@@ -23,6 +23,26 @@ bool tempo_mode_parse(const char *s, tempo_mode *out) {
   return false;
 }
 
+const char *tempo_protect_name(tempo_protect p) {
+  switch (p) {
+  case TEMPO_PROTECT_DEFAULT: return "default";
+  case TEMPO_PROTECT_NONE: return "none";
+  case TEMPO_PROTECT_ENDS: return "ends";
+  case TEMPO_PROTECT_SPATIAL: return "spatial";
+  case TEMPO_PROTECT_ALL: return "all";
+  }
+  return "?";
+}
+
+bool tempo_protect_parse(const char *s, tempo_protect *out) {
+  for (int p = TEMPO_PROTECT_NONE; p <= TEMPO_PROTECT_ALL; p++)
+    if (strcmp(s, tempo_protect_name((tempo_protect)p)) == 0) {
+      *out = (tempo_protect)p;
+      return true;
+    }
+  return false;
+}
+
 void tempo_mm_stats_add(tempo_mm_stats *a, const tempo_mm_stats *b) {
   a->products += b->products;
   a->encryptions += b->encryptions;

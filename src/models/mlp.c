@@ -71,6 +71,8 @@ tempo_status tempo_mlp_init(tempo_model *m) {
       (st = tempo_linear_declare(&s->fc3, &m->params, "fc3", MLP_HIDDEN, c->num_classes, true)) ||
       (st = tempo_params_finalize(&m->params)))
     return st;
+  s->fc1.site.kind |= TEMPO_SITE_RAW_INPUT; /* the protection policy's classes (matmul.h) */
+  s->fc3.site.kind |= TEMPO_SITE_HEAD;
   const size_t hn = (size_t)c->max_batch * MLP_HIDDEN;
   s->h1 = tempo_alloc_floats(hn);
   s->h2 = tempo_alloc_floats(hn);

@@ -266,6 +266,8 @@ tempo_status tempo_resnet_init(tempo_model *m) {
   if ((st = tempo_linear_declare(&s->fc, &m->params, "fc", cin, c->num_classes, true)) ||
       (st = tempo_params_finalize(&m->params)))
     return st;
+  s->stem.conv.site.kind |= TEMPO_SITE_RAW_INPUT; /* the protection policy's classes (matmul.h) */
+  s->fc.site.kind |= TEMPO_SITE_HEAD;
 
   /* one arena: every unit's cols/y/a, pooled, dpooled, 4 gradient buffers, dcols */
   const int mb = c->max_batch;

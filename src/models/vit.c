@@ -195,6 +195,7 @@ static tempo_status declare_all(vit_impl *s, tempo_model *m) {
   char name[TEMPO_PARAM_NAME_MAX];
   tempo_status st = tempo_patch_embed_declare(&s->embed, &m->params, c->in_c, c->in_h, c->in_w, patch, d);
   if (st) return st;
+  s->embed.site.kind |= TEMPO_SITE_RAW_INPUT; /* the protection policy's classes (matmul.h) */
   s->tokens = s->embed.tokens;
   for (int l = 0; l < s->v.depth; l++) {
     vit_block *b = &s->blocks[l];
@@ -212,6 +213,7 @@ static tempo_status declare_all(vit_impl *s, tempo_model *m) {
   if ((st = tempo_layernorm_declare(&s->norm, &m->params, "norm", d)) ||
       (st = tempo_linear_declare(&s->head, &m->params, "head", d, c->num_classes, true)))
     return st;
+  s->head.site.kind |= TEMPO_SITE_HEAD;
   return tempo_params_finalize(&m->params);
 }
 

@@ -75,6 +75,8 @@ tempo_status tempo_conv2d_declare(tempo_conv2d *l, tempo_params *p, const char *
   l->out_w = tempo_conv_out_size(in_w, k, stride, pad);
   l->in_layout = in_layout;
   l->direct = k == 1 && stride == 1 && pad == 0 && in_layout == TEMPO_LAYOUT_NHWC;
+  /* overlapping windows share pixels, so rows of the lowered input chain into feature maps */
+  if (k > stride) l->site.kind |= TEMPO_SITE_SPATIAL;
   l->b_idx = -1;
   snprintf(name, sizeof name, "%s.weight", prefix);
   tempo_status st = tempo_params_add(p, name, 4, (int[]){cout, cin, k, k}, 0, &l->w_idx);

@@ -35,6 +35,7 @@ typedef struct {
 
 typedef struct {
   tempo_site_keys k; /* shape, keys (batch), fwd_valid */
+  bool mixed;        /* the last forward's route was MIXED: its backward is blinded the same way */
   void *ss;          /* the scheme's operands */
   int nblocks;       /* all shares */
   int first[MAX_SHARES + 1]; /* share s has blocks [first[s], first[s + 1]) */
@@ -143,6 +144,19 @@ void tempo_engine_take_stats(tempo_engine *e, tempo_mm_stats *run, tempo_mm_stat
   e->r.st.master_bytes += e->sc->bytes;
   e->sc->bytes = 0;
   tempo_rounds_take_stats(&e->r, run, step);
+}
+
+/* ---- the protection policy ---- */
+
+tempo_route tempo_protect_route(tempo_protect p, unsigned kind, bool can_mix) {
+  tempo_route r = TEMPO_ROUTE_WORKERS;
+  if (p >= TEMPO_PROTECT_ENDS && (kind & (TEMPO_SITE_RAW_INPUT | TEMPO_SITE_HEAD))) return TEMPO_ROUTE_MASTER;
+  if ((p >= TEMPO_PROTECT_SPATIAL && (kind & TEMPO_SITE_SPATIAL)) || p >= TEMPO_PROTECT_ALL) r = TEMPO_ROUTE_MIXED;
+  return r == TEMPO_ROUTE_MIXED && !can_mix ? TEMPO_ROUTE_MASTER : r;
+}
+
+tempo_route tempo_engine_route(const tempo_engine *e, unsigned kind) {
+  return tempo_protect_route(e->cfg.protect, kind, e->sc->can_mix);
 }
 
 /* ---- placement ---- */
@@ -597,8 +611,8 @@ static void finish(tempo_engine *e, const tempo_product *pr, bool rows_taken, vo
   e->r.st.t_unblind += tempo_now() - t0;
 }
 
-tempo_status tempo_engine_forward(tempo_engine *e, int slot, const tempo_mm_shape *sh, const float *X,
-                                  const float *W, float *Y, bool training) {
+tempo_status tempo_engine_forward(tempo_engine *e, int slot, unsigned kind, const tempo_mm_shape *sh,
+                                  const float *X, const float *W, float *Y, bool training) {
   site *s;
   tempo_status st;
   size_t x, w, y;
@@ -606,12 +620,17 @@ tempo_status tempo_engine_forward(tempo_engine *e, int slot, const tempo_mm_shap
       (st = e->sc->ops->prepare(e->sc, &s->ss, sh, false)))
     return st;
   s->k.fwd_valid = false;
+  const tempo_route route = tempo_engine_route(e, kind);
+  if (route == TEMPO_ROUTE_MASTER)
+    return tempo_set_error(TEMPO_STATUS_INTERNAL, "engine: a product the policy keeps on the master was sent");
+  s->mixed = route == TEMPO_ROUTE_MIXED;
   int plan[MAX_BLOCKS];
   if ((st = split(e, s, training, plan))) return st;
   const bool direct = sh->batch > 1 && e->sc->shares == 1 && e->sc->ops->take_instances;
   if (!direct && (st = prepare_gather(e, sh, max_share_blocks(e, s)))) return st;
   round_ctx c = {.base = {.ntasks = s->nblocks}, .s = s, .direct = direct, .rows_direct = rows_direct(e, sh),
-                 .pr = {.training = training, .sh = &s->k.shape, .keys = s->k.keys, .X = X, .W = W, .Y = Y}};
+                 .pr = {.training = training, .sh = &s->k.shape, .keys = s->k.keys, .X = X, .W = W, .Y = Y,
+                        .mixed = s->mixed}};
   /* every block of a row split needs all of W', every share all instances: blind before the round */
   if (!direct && (st = encode_range(e, &c, 0, sh->batch))) return st;
   e->r.st.encryptions += 2 * (uint64_t)sh->batch;
@@ -735,7 +754,7 @@ tempo_status tempo_engine_backward(tempo_engine *e, int slot, const tempo_mm_sha
   round_ctx c = {.base = {.ntasks = s->nblocks}, .s = s, .want_dx = dX != NULL, .want_dw = dW != NULL,
                  .direct = direct, .may_reduce = true, .rows_direct = rows_direct(e, sh),
                  .pr = {.backward = true, .sh = &s->k.shape, .keys = s->k.keys, .dY = dY, .dX = dX, .dW = dW,
-                        .accum = flags}};
+                        .accum = flags, .mixed = s->mixed}};
   if (!direct && (st = encode_range(e, &c, 0, sh->batch))) return st;
   e->r.st.encryptions += (uint64_t)sh->batch;
   const uint64_t outs = (dX ? 1u : 0u) + (dW ? 1u : 0u);

@@ -19,13 +19,33 @@
 
 typedef struct tempo_engine tempo_engine;
 
+/* The protection policy (mm_types.h tempo_protect, docs/obfuscation.md "Protection policy"):
+ * how a product of a site of `kind` (TEMPO_SITE_*) runs under the resolved policy p.
+ *   none:    every product WORKERS;
+ *   ends:    raw-input and head products MASTER (small: a stem's few input channels, a head's
+ *            few classes), the rest WORKERS;
+ *   spatial: ends, and spatial products MIXED;
+ *   all:     ends, and every other product MIXED.
+ * A scheme that cannot mix (scheme.h can_mix false) has its MIXED products computed by the
+ * master. */
+typedef enum {
+  TEMPO_ROUTE_WORKERS = 0, /* blinded by the mode's scheme, as without a policy */
+  TEMPO_ROUTE_MIXED = 1,   /* blinded with mixing blocks (tempo_product.mixed) */
+  TEMPO_ROUTE_MASTER = 2,  /* computed by the master (matmul.c's local path): no worker sees it */
+} tempo_route;
+tempo_route tempo_protect_route(tempo_protect p, unsigned kind, bool can_mix);
+/* The route of a product of a site of `kind` in engine e (its policy and scheme). */
+tempo_route tempo_engine_route(const tempo_engine *e, unsigned kind);
+
 /* Takes over sc (freed with the engine, also on error). INVALID_ARGUMENT when the
  * transport has fewer workers than the scheme needs. */
 TEMPO_WUR tempo_status tempo_engine_create(const tempo_mm_config *cfg, tempo_scheme *sc, tempo_engine **out);
 void tempo_engine_free(tempo_engine *e); /* NULL is fine; joins the workers */
 
-TEMPO_WUR tempo_status tempo_engine_forward(tempo_engine *e, int slot, const tempo_mm_shape *s, const float *X,
-                                            const float *W, float *Y, bool training);
+/* A product the route sends to workers (WORKERS or MIXED; MASTER products never reach the
+ * engine). kind: the site's TEMPO_SITE_* flags; the backward uses the forward's route. */
+TEMPO_WUR tempo_status tempo_engine_forward(tempo_engine *e, int slot, unsigned kind, const tempo_mm_shape *s,
+                                            const float *X, const float *W, float *Y, bool training);
 TEMPO_WUR tempo_status tempo_engine_backward(tempo_engine *e, int slot, const tempo_mm_shape *s, const float *dY,
                                              float *dX, float *dW, unsigned flags);
 /* Wipes the step's keys and releases the workers' operands (waits for their ACKs). */

@@ -29,6 +29,8 @@ typedef struct {
   const float *X, *W, *dY; /* plaintext inputs: X, W (forward), dY (backward) */
   float *Y, *dX, *dW;      /* outputs; in a backward NULL = not wanted */
   unsigned accum;          /* TEMPO_MM_ACCUM_* */
+  bool mixed;              /* the protection policy's MIXED route (engine.h): the scheme blinds with
+                            * mixing blocks (only when the scheme's can_mix is set) */
 } tempo_product;
 
 enum { TEMPO_OPERAND_X = 0, TEMPO_OPERAND_W = 1, TEMPO_OPERAND_DY = 2 };
@@ -90,6 +92,8 @@ struct tempo_scheme {
                              * many small batched instances check faster after arrival): the engine then
                              * calls check_forward, check_dw and check_take_dx for them */
   uint64_t bytes;           /* bytes its passes read and wrote since the engine last took them */
+  bool can_mix;             /* products of the MIXED route can be sent (tempo_product.mixed; shield: its
+                             * masks already hide them); false: the master computes them */
 };
 
 /* Plain (identity keys: Enc/Dec are copies) or tempo (fresh keys per product) on float32. */

@@ -208,7 +208,7 @@ tempo_status tempo_scheme_shield_create(const tempo_mm_config *cfg, tempo_scheme
   shield_sc *sc = calloc(1, sizeof *sc);
   if (!sc) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "shield: out of memory");
   sc->base = (tempo_scheme){.ops = &shield_ops, .name = "shield", .shares = NR, .min_workers = TEMPO_SHIELD_MIN_WORKERS,
-                            .verify_rounds = cfg->verify_rounds};
+                            .verify_rounds = cfg->verify_rounds, .can_mix = true /* its masks hide them */};
   tempo_scheme_shield_configure(&sc->base, cfg->shield_f32, cfg->shield_alpha);
   *out = &sc->base;
   return TEMPO_STATUS_OK;
