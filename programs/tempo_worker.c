@@ -41,6 +41,8 @@ static void help(void) {
 #if TEMPO_WORKER_FAULTS
          "  --fault KIND[:START[:PERIOD]]  TESTS ONLY: cheat (wrong-element, scale, stale, zero,\n"
          "                       other-task, error-reply, no-reply) on result requests from START,\n"
+         "                       bad-relay (flip a byte of the W' it relays) on relays from START,\n"
+         "                       flood (a 2 GiB frame nobody asked for) before ACKs from START,\n"
          "                       or bad-sum[:START]: corrupt the dW' sums passed on from the START-th\n"
          "                       reduction on\n"
 #endif
@@ -62,7 +64,7 @@ static bool parse_fault(const char *s, tempo_worker_fault *f) {
   memcpy(kind, s, n);
   kind[n] = '\0';
   if (colon && sscanf(colon + 1, "%u:%u", &start, &period) < 1) return false;
-  for (int k = 1; k < TEMPO_FAULT_COUNT_; k++)
+  for (int k = 1; k < TEMPO_FAULT_KINDS_; k++)
     if (!strcmp(kind, tempo_fault_name((tempo_fault_kind)k))) {
       f->kind = (tempo_fault_kind)k, f->start = start, f->period = period ? period : 1;
       return true;

@@ -16,7 +16,7 @@ static tempo_envelope chain_member(void) {
   e.relay_from = 2;
   e.relay_off = TEMPO_MSG_HEADER_SIZE + 1024;
   e.relay_len = 2048;
-  for (int i = 0; i < 32; i++) e.digest[i] = (uint8_t)(7 * i + 1);
+  for (int i = 0; i < 32; i++) e.auth[i] = (uint8_t)(7 * i + 1);
   e.relay_to = 4;
   e.fwd_off = TEMPO_MSG_HEADER_SIZE;
   e.fwd_len = 4096;
@@ -41,7 +41,7 @@ static void test_round_trip(void **state) {
   assert_int_equal(d.relay_to, 4);
   assert_int_equal(d.reduce_from, 2);
   assert_int_equal(d.reduce_to, 4);
-  assert_memory_equal(d.digest, e.digest, 32);
+  assert_memory_equal(d.auth, e.auth, 32);
   assert_int_equal(tempo_env_inline_bytes(&d), 4096 + TEMPO_MSG_HEADER_SIZE - 2048);
   /* the first and the last member of a chain, and no chain at all */
   e.reduce_from = -1;

@@ -14,7 +14,7 @@ echo "$syms" | grep -q '^tempo_worker_handle$' || { echo "FAIL: worker core miss
 echo "$syms" | grep -q '^tempo_msg_decode$' || { echo "FAIL: protocol missing"; exit 1; }
 bad=$(echo "$syms" | grep -E '^tempo_(model|optim|dataset|batcher|train|ckpt|obf|keygen|verify_product|seal|key|params|mm_|engine|audit|resnet|vit|mlp|conv|linear|attention)' || true)
 [ -z "$bad" ] || { echo "FAIL: master-side symbols in tempo-worker:"; echo "$bad" | head; exit 1; }
-faults='^(tempo_worker_set_fault|tempo_worker_set_bad_sum|tempo_worker_faults_injected|tempo_fault_name|cheat_payload|remember_stale|on_result|on_sum|injector_of)$'
+faults='^(tempo_worker_set_fault|tempo_worker_set_bad_sum|tempo_worker_faults_injected|tempo_fault_name|cheat_payload|remember_stale|on_result|on_sum|on_relay|on_flood|due|injector_of)$'
 fbad=$(nm -C "$P" | awk '{print $NF}' | grep -E "$faults" || true)
 [ -z "$fbad" ] || { echo "FAIL: fault injection in tempo-worker:"; echo "$fbad"; exit 1; }
 ! grep -aq "TEST FAULT INJECTION" "$P" || { echo "FAIL: tempo-worker carries the fault-injection code"; exit 1; }

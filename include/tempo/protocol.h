@@ -126,6 +126,23 @@ TEMPO_WUR tempo_status tempo_msg_encode(tempo_msgbuf *b, tempo_msg_header *h, in
 TEMPO_WUR tempo_status tempo_msg_decode(const uint8_t *buf, size_t len, tempo_msg_header *h,
                                         const uint8_t **payload);
 
+/* The most bytes (header included) any valid reply to the checked request req can have: its
+ * RESULT (FORWARD, BACKWARD; a reduction chain member's reply carries less), else an ACK,
+ * or an ERROR with the longest text. Receivers of replies refuse a longer frame before
+ * allocating anything for it (docs/protocol.md). */
+uint64_t tempo_msg_reply_bound(const tempo_msg_header *req);
+
+/* A dW' reduction chain member (worker.h) reports in its reply header what it received from
+ * its predecessor: handle_x, handle_w (unused in replies otherwise) = the 16-byte BLAKE2b
+ * digest of the partial sum's bytes (of nothing: none came or it is the first member). When
+ * the chain's sum fails the master's check, the master recomputes the partials one by one and
+ * compares the prefix sums with these reports, so it can name the member that passed on a
+ * wrong sum (docs/distributed.md). */
+#define TEMPO_MSG_CHAIN_DIGEST 16u
+void tempo_msg_chain_digest(const void *bytes, size_t len, uint8_t out[TEMPO_MSG_CHAIN_DIGEST]);
+void tempo_msg_chain_digest_put(tempo_msg_header *h, const uint8_t d[TEMPO_MSG_CHAIN_DIGEST]);
+void tempo_msg_chain_digest_get(const tempo_msg_header *h, uint8_t d[TEMPO_MSG_CHAIN_DIGEST]);
+
 /* Encodes an ERROR reply for task `task_id` with status st and message text (truncated). */
 TEMPO_WUR tempo_status tempo_msg_encode_error(tempo_msgbuf *b, uint64_t task_id, tempo_status st, const char *text);
 

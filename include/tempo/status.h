@@ -35,6 +35,9 @@ typedef enum {
   TEMPO_STATUS_UNSUPPORTED = -8,      /* the feature is not built in or not available here */
   TEMPO_STATUS_NUMERIC = -9,          /* a value became NaN or infinite */
   TEMPO_STATUS_INTERNAL = -10,        /* a broken invariant (a bug) */
+  TEMPO_STATUS_BAD_RELAY = -11,       /* bytes another worker relayed failed their authenticator, were
+                                       * empty or never came (an ERROR reply's code: the master blames
+                                       * the relayer, not the receiver; docs/protocol.md) */
 } tempo_status;
 
 /* A static, human-readable name for a status ("ok", "I/O error", ...). */

@@ -70,6 +70,12 @@ typedef struct {
   /* This worker formed the dW' sum of a reduction chain (count elements, float64 when f64
    * else float32, about to be passed on or returned): may change it. */
   void (*sum)(void *ctx, void *sum, size_t count, bool f64);
+  /* The transport is about to pass on `len` bytes relayed through this worker (W' of a row
+   * split, envelope.h) from its own copy: may change them (true when it did). */
+  bool (*relay)(void *ctx, uint8_t *bytes, size_t len);
+  /* The reply rh is about to go out: the length of an extra frame the transport sends
+   * first, unasked (0: none). */
+  uint64_t (*flood)(void *ctx, const tempo_msg_header *rh);
   void (*destroy)(void *ctx); /* at tempo_worker_free or when the hooks are replaced */
 } tempo_worker_hooks;
 

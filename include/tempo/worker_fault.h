@@ -8,7 +8,8 @@
  *
  * A worker cheats on its result requests (FORWARD/BACKWARD), numbered 0, 1, ... on that
  * worker from when the fault is first set (the tests set it before the first request): on
- * request i when i >= start and (i - start) % period == 0. Separately it can
+ * request i when i >= start and (i - start) % period == 0 (bad-relay and flood number the
+ * relays it passes on and the ACKs it sends instead). Separately it can
  * corrupt the dW' sums it forms in reduction chains (worker.h, tempo_worker_handle_chain). */
 #ifndef TEMPO_WORKER_FAULT_H
 #define TEMPO_WORKER_FAULT_H
@@ -28,7 +29,10 @@ typedef enum {
   TEMPO_FAULT_OTHER_TASK,    /* the reply carries another task's id */
   TEMPO_FAULT_ERROR_REPLY,   /* an ERROR reply instead of the result */
   TEMPO_FAULT_NO_REPLY,      /* no reply at all (a stall) */
-  TEMPO_FAULT_COUNT_,
+  TEMPO_FAULT_COUNT_,        /* the kinds above cheat on results; those below count their own events */
+  TEMPO_FAULT_BAD_RELAY = TEMPO_FAULT_COUNT_, /* one byte of each W' it relays on flipped (results honest) */
+  TEMPO_FAULT_FLOOD,         /* an unasked 2 GiB garbage frame before each ACK (MPI; results honest) */
+  TEMPO_FAULT_KINDS_,
 } tempo_fault_kind;
 
 typedef struct {

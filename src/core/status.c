@@ -19,6 +19,7 @@ const char *tempo_status_str(tempo_status s) {
   case TEMPO_STATUS_UNSUPPORTED: return "unsupported";
   case TEMPO_STATUS_NUMERIC: return "numeric error";
   case TEMPO_STATUS_INTERNAL: return "internal error";
+  case TEMPO_STATUS_BAD_RELAY: return "bad relay";
   }
   return "unknown status";
 }

@@ -8,7 +8,14 @@
  * which turns the worker's frames into replies for the engine. A worker whose stream ends
  * (process killed, host gone) or that sends a malformed frame is reported to the engine at
  * once as lost; a silent one is timed out by the engine. A product's shared W' goes out once:
- * to the first worker of the group, which relays it along the chain (envelope.h). */
+ * to the first worker of the group, which relays it along the chain (envelope.h), each
+ * receiver's copy authenticated under that receiver's key (tempo_net_keys_master).
+ *
+ * Every reply frame answers the oldest request of its worker still unanswered (a worker
+ * answers each request once, in order), so the reader knows before it allocates how long
+ * the frame may be (tempo_msg_reply_bound): a longer frame, or one when nothing is
+ * outstanding, drops that worker's connection (the engine evicts it at once). A worker can
+ * thus make the master read and hold no more than its requests' replies. */
 #include <mpi.h>
 #include <pthread.h>
 #include <sodium.h>
@@ -18,6 +25,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "core/bytes.h"
 #include "mpi/mpi.h"
 #include "mpi/net.h"
 #include "offload/transport.h"
@@ -54,6 +62,8 @@ typedef struct {
   job *head, *tail; /* the sender's queue */
   bool closing;     /* no more jobs; the sender exits when the queue is empty */
   bool dead;        /* stream gone or worker evicted: jobs are dropped */
+  uint64_t *expect; /* ring of the reply bounds (bytes) of the requests not yet answered, oldest first */
+  int exp_first, exp_n, exp_cap;
 } link;
 
 struct net_tr {
@@ -64,11 +74,13 @@ struct net_tr {
   reply *inbox, *inbox_tail, *spare;
   int nspare;
   bool relay; /* TEMPO_MPI_RELAY=0 turns the relay off */
+  uint8_t *keys; /* (n_workers, 32) relay keys, secret: wiped at free */
 };
 
 static bool g_inited, g_lost;
 static int g_workers;
 static int *g_fds; /* the streams from tempo_net_mesh, handed to the (single) transport */
+static uint8_t *g_keys; /* (g_workers, 32) the relay keys made at connect time, handed over with the streams */
 
 bool tempo_mpi_launched(void) { return getenv("OMPI_COMM_WORLD_SIZE") != NULL; }
 
@@ -132,13 +144,40 @@ static void lose(link *l, const char *why) {
   post(t, r);
 }
 
+/* Under t->mu: whether a reply frame of len bytes may come now (it answers the oldest request
+ * outstanding); takes that request off the ring. *why says why not. */
+static bool expected(link *l, uint64_t len, const char **why) {
+  if (l->exp_n == 0) return *why = "sent a frame no request asked for; dropping its connection", false;
+  const uint64_t bound = l->expect[l->exp_first];
+  l->exp_first = (l->exp_first + 1) % l->exp_cap;
+  l->exp_n--;
+  if (len > bound) return *why = "sent a reply longer than its request allows; dropping its connection", false;
+  return true;
+}
+
+/* Under t->mu: remembers that a request whose reply may have `bound` bytes is outstanding. */
+static bool expect_push(link *l, uint64_t bound) {
+  if (l->exp_n == l->exp_cap) {
+    const int cap = l->exp_cap ? 2 * l->exp_cap : 64;
+    uint64_t *e = malloc((size_t)cap * sizeof *e);
+    if (!e) return false;
+    for (int i = 0; i < l->exp_n; i++) e[i] = l->expect[(l->exp_first + i) % l->exp_cap];
+    free(l->expect);
+    l->expect = e, l->exp_cap = cap, l->exp_first = 0;
+  }
+  l->expect[(l->exp_first + l->exp_n++) % l->exp_cap] = bound;
+  return true;
+}
+
 static void *reader(void *arg) {
   link *l = arg;
   net_tr *t = l->t;
   for (;;) {
     uint64_t len = 0;
+    const char *why = "sent a malformed frame; dropping its connection";
     tempo_net_result res = tempo_net_frame_read(l->fd, TEMPO_NET_REPLY, TEMPO_ENV_MAX_MSG, 0, NULL, &len);
     pthread_mutex_lock(&t->mu);
+    if (!res && !expected(l, len, &why)) res = TEMPO_NET_BAD; /* before anything is allocated for it */
     reply *r = res ? NULL : take_spare(t, len);
     pthread_mutex_unlock(&t->mu);
     if (r && r->cap < len) {
@@ -151,7 +190,7 @@ static void *reader(void *arg) {
     pthread_mutex_lock(&t->mu);
     if (res) {
       if (r) give_spare(t, r);
-      lose(l, res == TEMPO_NET_BAD ? "sent a malformed frame; dropping its connection" : "connection lost");
+      lose(l, res == TEMPO_NET_BAD ? why : "connection lost");
       pthread_mutex_unlock(&t->mu);
       return NULL;
     }
@@ -204,7 +243,17 @@ static tempo_status queue(net_tr *t, int worker, const tempo_envelope *env, cons
     bytes += m->seg_len[i];
   }
   link *l = &t->links[worker];
+  tempo_msg_header h;
+  if (tempo_msg_header_read(m->header, TEMPO_MSG_HEADER_SIZE, &h)) {
+    free(j);
+    return tempo_set_error(TEMPO_STATUS_INTERNAL, "mpi: a bad request to worker %d: %s", worker, tempo_errmsg());
+  }
   pthread_mutex_lock(&t->mu);
+  if (!l->dead && !expect_push(l, tempo_msg_reply_bound(&h))) {
+    pthread_mutex_unlock(&t->mu);
+    free(j);
+    return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "mpi: out of memory");
+  }
   if (l->dead) {
     free(j); /* a lost worker: the engine already knows */
   } else {
@@ -256,8 +305,8 @@ static tempo_status mt_send_group(tempo_transport *tb, int n, const int *workers
     return TEMPO_STATUS_OK;
   }
   if ((st = check_workers(tb, n, workers))) return st;
-  uint8_t digest[32];
-  crypto_generichash(digest, sizeof digest, msgs[0].seg[shared], msgs[0].seg_len[shared], NULL, 0);
+  uint8_t digest[32]; /* once per operand; then one 48-byte MAC per receiver */
+  tempo_relay_digest(msgs[0].seg[shared], msgs[0].seg_len[shared], digest);
   for (int i = 0; i < n; i++) {
     const tempo_out_msg *m = &msgs[i];
     tempo_envelope env;
@@ -267,7 +316,8 @@ static tempo_status mt_send_group(tempo_transport *tb, int n, const int *workers
       env.relay_from = workers[i - 1] + 1;
       env.relay_off = seg_off(m, shared);
       env.relay_len = m->seg_len[shared];
-      memcpy(env.digest, digest, sizeof digest);
+      tempo_relay_tag(t->keys + (size_t)workers[i] * 32, digest, tempo_le_get64(m->header + 8), env.relay_len,
+                      env.auth);
     }
     if (i + 1 < n) {
       env.relay_to = workers[i + 1] + 1;
@@ -392,7 +442,9 @@ static void mt_free(tempo_transport *tb) {
       pthread_join(l->rx, NULL);
     }
   }
-  for (int w = 0; w < n; w++) pthread_cond_destroy(&t->links[w].tx_cv);
+  for (int w = 0; w < n; w++) pthread_cond_destroy(&t->links[w].tx_cv), free(t->links[w].expect);
+  if (t->keys) sodium_munlock(t->keys, (size_t)n * 32); /* wipes them */
+  free(t->keys);
   tempo_net_close_all(g_fds + 1, n);
   for (reply *r = t->inbox, *nx; r; r = nx) nx = r->next, free(r->data), free(r);
   for (reply *r = t->spare, *nx; r; r = nx) nx = r->next, free(r->data), free(r);
@@ -407,7 +459,7 @@ static const tempo_transport_ops mpi_ops = {mt_send, mt_recv, mt_done, mt_free, 
 tempo_status tempo_mpi_transport(void *ctx, int requested, tempo_transport **out) {
   (void)ctx, (void)requested;
   *out = NULL;
-  if (!g_fds || g_fds[1] < 0)
+  if (!g_fds || g_fds[1] < 0 || !g_keys)
     return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "mpi: the workers' streams are already in use or gone");
   net_tr *t = calloc(1, sizeof *t);
   link *links = calloc((size_t)g_workers, sizeof *links);
@@ -418,10 +470,13 @@ tempo_status tempo_mpi_transport(void *ctx, int requested, tempo_transport **out
   t->base.ops = &mpi_ops;
   t->base.n_workers = g_workers;
   t->links = links;
+  t->keys = g_keys; /* taken over */
+  g_keys = NULL;
   const char *to = getenv("TEMPO_WORKER_TIMEOUT");
   if (to && atof(to) > 0) t->base.timeout_s = atof(to);
   const char *r = getenv("TEMPO_MPI_RELAY");
   t->relay = !(r && !strcmp(r, "0"));
+  t->base.relays = t->relay;
   const char *red = getenv("TEMPO_MPI_REDUCE");
   t->base.can_reduce = !(red && !strcmp(red, "0"));
   pthread_mutex_init(&t->mu, NULL);
@@ -467,11 +522,15 @@ tempo_status tempo_mpi_master_init(int *argc, char ***argv, int *n_workers) {
   if (!g_fds) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "mpi: out of memory");
   tempo_status st = tempo_net_mesh(g_fds, world);
   if (st) return st;
+  if (!(g_keys = malloc((size_t)(world - 1) * 32)))
+    return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "mpi: out of memory");
+  g_workers = world - 1;
+  (void)sodium_mlock(g_keys, (size_t)g_workers * 32); /* best effort: kept out of swap where allowed */
+  if ((st = tempo_net_keys_master(g_fds, world, g_keys))) return st;
   const char *abort_opt = getenv("OMPI_MCA_orte_abort_on_non_zero_status");
   if (!abort_opt || strcmp(abort_opt, "0"))
     fprintf(stderr, "tempo: note: mpirun ends the whole job if a worker dies; launch with "
                     "'--mca orte_abort_on_non_zero_status 0' to train on with the others\n");
-  g_workers = world - 1;
   *n_workers = g_workers;
   return TEMPO_STATUS_OK;
 }
@@ -481,5 +540,8 @@ void tempo_mpi_master_finalize(void) {
   g_inited = false;
   free(g_fds);
   g_fds = NULL;
+  if (g_keys) sodium_munlock(g_keys, (size_t)g_workers * 32); /* no transport took them: wiped */
+  free(g_keys);
+  g_keys = NULL;
   if (!g_lost) MPI_Finalize(); /* Open MPI 4.1 may wait forever for a lost rank */
 }

@@ -271,3 +271,55 @@ tempo_status tempo_net_mesh(int *fds, int world) {
   }
   return TEMPO_STATUS_OK;
 }
+
+/* ---- relay keys ---- */
+
+static tempo_status read_key(int fd, uint8_t pk[crypto_kx_PUBLICKEYBYTES], double deadline) {
+  uint64_t len = 0;
+  if (tempo_net_frame_read(fd, TEMPO_NET_KEY, crypto_kx_PUBLICKEYBYTES, deadline, NULL, &len) != TEMPO_NET_OK ||
+      len != crypto_kx_PUBLICKEYBYTES || tempo_net_read(fd, pk, len, deadline, NULL) != TEMPO_NET_OK)
+    return tempo_set_error(TEMPO_STATUS_WORKER, "net: the relay key exchange failed (no or a malformed key)");
+  return TEMPO_STATUS_OK;
+}
+
+static tempo_status send_key(int fd, const uint8_t pk[crypto_kx_PUBLICKEYBYTES]) {
+  const void *part[1] = {pk};
+  size_t len[1] = {crypto_kx_PUBLICKEYBYTES};
+  return tempo_net_send(fd, TEMPO_NET_KEY, 1, part, len);
+}
+
+tempo_status tempo_net_keys_master(const int *fds, int world, uint8_t *keys) {
+  uint8_t pk[crypto_kx_PUBLICKEYBYTES], sk[crypto_kx_SECRETKEYBYTES], peer[crypto_kx_PUBLICKEYBYTES];
+  uint8_t rx[crypto_kx_SESSIONKEYBYTES], tx[crypto_kx_SESSIONKEYBYTES];
+  crypto_kx_keypair(pk, sk);
+  tempo_status st = TEMPO_STATUS_OK;
+  for (int r = 1; r < world && !st; r++) st = send_key(fds[r], pk);
+  const double deadline = tempo_now() + MESH_TIMEOUT_S;
+  for (int r = 1; r < world && !st; r++) {
+    if ((st = read_key(fds[r], peer, deadline))) break;
+    if (crypto_kx_server_session_keys(rx, tx, pk, sk, peer))
+      st = tempo_set_error(TEMPO_STATUS_WORKER, "net: worker %d sent an unusable relay key", r);
+    else
+      memcpy(keys + (size_t)(r - 1) * 32, rx, 32); /* the worker's tx */
+  }
+  sodium_memzero(sk, sizeof sk);
+  sodium_memzero(rx, sizeof rx);
+  sodium_memzero(tx, sizeof tx);
+  if (st) sodium_memzero(keys, (size_t)(world - 1) * 32);
+  return st;
+}
+
+tempo_status tempo_net_keys_worker(int fd, uint8_t key[32]) {
+  uint8_t pk[crypto_kx_PUBLICKEYBYTES], sk[crypto_kx_SECRETKEYBYTES], master[crypto_kx_PUBLICKEYBYTES];
+  uint8_t rx[crypto_kx_SESSIONKEYBYTES], tx[crypto_kx_SESSIONKEYBYTES];
+  crypto_kx_keypair(pk, sk);
+  tempo_status st = read_key(fd, master, tempo_now() + MESH_TIMEOUT_S);
+  if (!st) st = send_key(fd, pk);
+  if (!st && crypto_kx_client_session_keys(rx, tx, pk, sk, master))
+    st = tempo_set_error(TEMPO_STATUS_WORKER, "net: the master sent an unusable relay key");
+  if (!st) memcpy(key, tx, 32);
+  sodium_memzero(sk, sizeof sk);
+  sodium_memzero(rx, sizeof rx);
+  sodium_memzero(tx, sizeof tx);
+  return st;
+}

@@ -28,6 +28,7 @@ typedef enum {
   TEMPO_NET_REPLY = 3, /* worker -> master: a protocol message */
   TEMPO_NET_RELAY = 4, /* worker -> worker: a relayed operand range */
   TEMPO_NET_REDUCE = 5, /* worker -> worker: a partial dW' sum (empty: the chain broke) */
+  TEMPO_NET_KEY = 6,    /* master <-> worker, once after the mesh: a 32-byte X25519 public key */
 } tempo_net_kind;
 
 /* How a bounded read ended. */
@@ -56,6 +57,15 @@ tempo_net_result tempo_net_frame_read(int fd, tempo_net_kind want, uint64_t max_
  * random session token rank 0 broadcasts. On failure on any rank every rank gets an error
  * and no stream. */
 TEMPO_WUR tempo_status tempo_net_mesh(int *fds, int world);
+
+/* The per-worker relay keys (envelope.h), made right after tempo_net_mesh by an X25519
+ * exchange (libsodium crypto_kx) on the master's stream to each worker, so that no other
+ * worker (nor anyone who only listens to the network) learns a worker's key. Master:
+ * keys[(r - 1) * 32 ...] for worker rank r = 1..world-1; worker: its own key. Nothing is
+ * written anywhere; the secret halves are wiped here, the keys by the caller
+ * (sodium_memzero). TEMPO_STATUS_WORKER when a peer does not take part within 30 s. */
+TEMPO_WUR tempo_status tempo_net_keys_master(const int *fds, int world, uint8_t *keys);
+TEMPO_WUR tempo_status tempo_net_keys_worker(int fd, uint8_t key[32]);
 
 /* Closes (shutdown + close) every fd >= 0 of fds[0..n) and sets it to -1. */
 void tempo_net_close_all(int *fds, int n);

@@ -1,6 +1,9 @@
 /* worker_mpi.c - the worker side of the MPI transport (mpi.h). MPI starts the ranks and
  * tempo_net_mesh connects them; then the worker reads envelope + message frames from the
- * master's stream, takes the relayed range from another worker's stream (digest-checked),
+ * master's stream, takes the relayed range from another worker's stream (checked against
+ * the envelope's authenticator under this worker's relay key; a bad, empty or missing relay
+ * is an ERROR of code TEMPO_STATUS_BAD_RELAY, which the master charges to the relayer, and an
+ * empty relay goes on to our successor),
  * forwards its own range onwards (a forwarding thread, so a slow peer never holds up this
  * worker's compute), runs the worker core and writes the reply. Every received byte is
  * untrusted: frames, the envelope and the message are validated before use, and a bad
@@ -15,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/bytes.h"
 #include "mpi/mpi.h"
 #include "mpi/net.h"
 #include "tempo/common.h"
@@ -74,7 +78,8 @@ static void queue_frame(forwarder *f, int to, tempo_net_kind kind, fwd_job *j, u
 }
 
 /* Queues a copy of bytes [off, off+len) of the message (spread over the view) for rank to. */
-static tempo_status forward(forwarder *f, const tempo_msg_view *v, uint64_t off, uint64_t len, int to) {
+static tempo_status forward(forwarder *f, const tempo_msg_view *v, uint64_t off, uint64_t len, int to,
+                            const tempo_worker_hooks *hooks) {
   fwd_job *j = calloc(1, sizeof *j);
   uint8_t *b = len <= SIZE_MAX ? malloc(len ? len : 1) : NULL;
   if (!j || !b) {
@@ -99,6 +104,7 @@ static tempo_status forward(forwarder *f, const tempo_msg_view *v, uint64_t off,
     free(j), free(b);
     return tempo_set_error(TEMPO_STATUS_CORRUPT, "worker: forward range outside the message");
   }
+  if (hooks && hooks->relay) (void)hooks->relay(hooks->ctx, b, len);
   queue_frame(f, to, TEMPO_NET_RELAY, j, b, len);
   return TEMPO_STATUS_OK;
 }
@@ -143,18 +149,18 @@ static long long take_frame(forwarder *f, int from, tempo_net_kind kind, uint64_
   return -1;
 }
 
-/* Receives the relayed range from rank e->relay_from into *buf within timeout_s; a wrong
- * size or digest fails. */
-static tempo_status take_relay(const tempo_envelope *e, forwarder *f, uint8_t **buf, size_t *cap, double timeout_s) {
+/* Receives the relayed range from rank e->relay_from into *buf within timeout_s and checks
+ * it against the envelope's authenticator for task `task` under our relay key. A wrong size,
+ * an empty relay, none in time or a wrong tag is TEMPO_STATUS_BAD_RELAY: the relayer's fault. */
+static tempo_status take_relay(const tempo_envelope *e, forwarder *f, const uint8_t *key, uint64_t task,
+                               uint8_t **buf, size_t *cap, double timeout_s) {
   const char *why = "was empty";
   if (e->relay_len > TEMPO_ENV_MAX_MSG) return tempo_set_error(TEMPO_STATUS_CORRUPT, "worker: relay too large");
   long long got = take_frame(f, e->relay_from, TEMPO_NET_RELAY, e->relay_len, buf, cap, timeout_s, &why);
   if (got < 0 || (uint64_t)got != e->relay_len)
-    return tempo_set_error(TEMPO_STATUS_WORKER, "worker: relay from rank %d %s", e->relay_from, why);
-  uint8_t d[32];
-  crypto_generichash(d, sizeof d, *buf, e->relay_len, NULL, 0);
-  if (sodium_memcmp(d, e->digest, 32) != 0)
-    return tempo_set_error(TEMPO_STATUS_CORRUPT, "worker: relayed operand from rank %d fails its digest",
+    return tempo_set_error(TEMPO_STATUS_BAD_RELAY, "worker: relay from rank %d %s", e->relay_from, why);
+  if (!tempo_relay_check(key, e->auth, task, *buf, e->relay_len))
+    return tempo_set_error(TEMPO_STATUS_BAD_RELAY, "worker: the operand relayed by rank %d fails its authenticator",
                            e->relay_from);
   return TEMPO_STATUS_OK;
 }
@@ -164,17 +170,19 @@ typedef struct {
   forwarder *f;
   int from, rank;
   double timeout_s;
+  uint64_t dw_bytes; /* what a partial of this request has (from its header) */
   uint8_t **buf;
   size_t *cap;
 } prev_source;
 
 /* tempo_worker_chain.take_prev: reads the predecessor's REDUCE frame (of `want` bytes or
- * empty; any size when we have no dW' of our own, to keep the stream in step). */
+ * empty; when we have no dW' of our own, of the size the request implies, to keep the
+ * stream in step: never more). */
 static void take_prev(void *ctx, size_t want, const uint8_t **data, size_t *len) {
   prev_source *p = ctx;
   const char *why = NULL;
-  long long got = take_frame(p->f, p->from, TEMPO_NET_REDUCE, want ? want : ANY_LEN, p->buf, p->cap, p->timeout_s,
-                             &why);
+  long long got = take_frame(p->f, p->from, TEMPO_NET_REDUCE, want ? want : p->dw_bytes, p->buf, p->cap,
+                             p->timeout_s, &why);
   if (got < 0) fprintf(stderr, "tempo-worker %d: partial dW' from rank %d %s\n", p->rank, p->from, why);
   *data = got > 0 ? *p->buf : NULL;
   *len = got > 0 ? (size_t)got : 0;
@@ -188,6 +196,10 @@ static void take_prev(void *ctx, size_t want, const uint8_t **data, size_t *len)
 static tempo_status reduce_step(tempo_worker *w, const tempo_envelope *env, const tempo_msg_view *v, forwarder *f,
                                 tempo_msgbuf *reply, bool *send, prev_source *src, tempo_msgbuf *pass) {
   src->from = env->reduce_from;
+  tempo_msg_header h;
+  tempo_msg_sizes z = {0};
+  if (!tempo_msg_header_read(v->header, TEMPO_MSG_HEADER_SIZE, &h)) tempo_msg_split_sizes(&h, &z);
+  src->dw_bytes = (uint64_t)z.dw * tempo_msg_dtype_size(h.dtype);
   tempo_worker_chain ch = {.first = env->reduce_from < 0, .last = env->reduce_to < 0, .take_prev = take_prev,
                            .ctx = src, .pass = pass};
   tempo_status st = tempo_worker_handle_chain(w, v, &ch, reply, send);
@@ -205,7 +217,27 @@ static tempo_status reduce_step(tempo_worker *w, const tempo_envelope *env, cons
   return st;
 }
 
-static tempo_status send_reply(int fd, const tempo_msgbuf *reply, int rank) {
+/* TESTS ONLY, on the fault hooks (never set in the shipped worker): an unasked frame of n
+ * garbage bytes, streamed from one small buffer until sent or refused. */
+static tempo_status send_flood(int fd, uint64_t n) {
+  static const uint8_t zeros[1 << 16];
+  uint8_t fh[TEMPO_NET_FRAME_SIZE];
+  tempo_net_frame_write(fh, TEMPO_NET_REPLY, n);
+  if (send(fd, fh, sizeof fh, MSG_NOSIGNAL) != (ssize_t)sizeof fh) return TEMPO_STATUS_WORKER;
+  for (uint64_t left = n; left > 0;) {
+    ssize_t w = send(fd, zeros, left < sizeof zeros ? (size_t)left : sizeof zeros, MSG_NOSIGNAL);
+    if (w <= 0) return TEMPO_STATUS_WORKER;
+    left -= (uint64_t)w;
+  }
+  return TEMPO_STATUS_OK;
+}
+
+static tempo_status send_reply(int fd, const tempo_msgbuf *reply, int rank, const tempo_worker_hooks *hooks) {
+  tempo_msg_header rh;
+  if (hooks && hooks->flood && !tempo_msg_header_read(reply->data, reply->len, &rh)) {
+    const uint64_t n = hooks->flood(hooks->ctx, &rh);
+    if (n && send_flood(fd, n)) return tempo_set_error(TEMPO_STATUS_WORKER, "worker %d: lost the master", rank);
+  }
   const void *part[1] = {reply->data};
   size_t len[1] = {reply->len};
   if (tempo_net_send(fd, TEMPO_NET_REPLY, 1, part, len))
@@ -216,14 +248,21 @@ static tempo_status send_reply(int fd, const tempo_msgbuf *reply, int rank) {
 /* Validates a received envelope + message, takes the relay, queues the forward, and builds
  * the message view. */
 static tempo_status parse_request(const uint8_t *raw, size_t count, int rank, int world, forwarder *f,
-                                  double relay_timeout_s, uint8_t **relay, size_t *relay_cap, tempo_envelope *env,
-                                  tempo_msg_view *v) {
+                                  const uint8_t *key, const tempo_worker_hooks *hooks, double relay_timeout_s,
+                                  uint8_t **relay, size_t *relay_cap, tempo_envelope *env, tempo_msg_view *v) {
   tempo_status st = tempo_env_read(raw, count, rank, world, env);
   if (st || env->kind == TEMPO_ENV_SHUTDOWN) return st;
   if ((uint64_t)count - TEMPO_ENV_SIZE != tempo_env_inline_bytes(env))
     return tempo_set_error(TEMPO_STATUS_CORRUPT, "worker: %zu inline bytes, envelope says %llu",
                            count - (size_t)TEMPO_ENV_SIZE, (unsigned long long)tempo_env_inline_bytes(env));
-  if (env->relay_len && (st = take_relay(env, f, relay, relay_cap, relay_timeout_s))) return st;
+  const uint64_t task = tempo_le_get64(raw + TEMPO_ENV_SIZE + 8); /* the header is inline (envelope checked) */
+  if (env->relay_len && (st = take_relay(env, f, key, task, relay, relay_cap, relay_timeout_s))) {
+    fwd_job *j = env->relay_to >= 0 ? calloc(1, sizeof *j) : NULL;
+    uint8_t *none = j ? malloc(1) : NULL; /* an empty relay: our successor need not wait for it */
+    if (none) queue_frame(f, env->relay_to, TEMPO_NET_RELAY, j, none, 0);
+    else free(j);
+    return st;
+  }
   /* the message: header, [inline up to the hole], [relayed], [inline after the hole] */
   const uint8_t *m = raw + TEMPO_ENV_SIZE;
   *v = (tempo_msg_view){.header = m, .stable = false};
@@ -233,7 +272,7 @@ static tempo_status parse_request(const uint8_t *raw, size_t count, int rank, in
     v->seg[v->nseg] = *relay, v->seg_len[v->nseg++] = env->relay_len;
     v->seg[v->nseg] = m + hole, v->seg_len[v->nseg++] = env->msg_len - hole - env->relay_len;
   }
-  if (env->relay_to >= 0) st = forward(f, v, env->fwd_off, env->fwd_len, env->relay_to);
+  if (env->relay_to >= 0) st = forward(f, v, env->fwd_off, env->fwd_len, env->relay_to, hooks);
   return st;
 }
 
@@ -261,10 +300,19 @@ tempo_status tempo_mpi_worker_main(int *argc, char ***argv, tempo_worker *w, dou
     MPI_Finalize();
     return st;
   }
+  uint8_t key[TEMPO_RELAY_KEY_SIZE]; /* our relay key: never leaves this process, wiped at the end */
+  if ((st = tempo_net_keys_worker(fds[0], key))) {
+    tempo_net_close_all(fds, world);
+    free(fds);
+    MPI_Finalize();
+    return st;
+  }
+  (void)sodium_mlock(key, sizeof key);
   forwarder f = {.fds = fds};
   pthread_mutex_init(&f.mu, NULL);
   pthread_cond_init(&f.cv, NULL);
   if (pthread_create(&f.th, NULL, forward_loop, &f)) {
+    sodium_munlock(key, sizeof key);
     tempo_net_close_all(fds, world);
     free(fds);
     return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "worker: cannot start the forwarding thread");
@@ -289,7 +337,7 @@ tempo_status tempo_mpi_worker_main(int *argc, char ***argv, tempo_worker *w, dou
       /* a malformed frame cannot be skipped in a stream; the master (trusted, but its bytes
        * are checked like everyone's) gets an ERROR reply and the stream ends */
       if (r == TEMPO_NET_BAD && !tempo_msg_encode_error(&reply, 0, TEMPO_STATUS_CORRUPT, "worker: malformed frame"))
-        (void)send_reply(master, &reply, rank);
+        (void)send_reply(master, &reply, rank, NULL);
       fprintf(stderr, "tempo-worker %d: %s\n", rank,
               r == TEMPO_NET_BAD ? "malformed frame from the master; exiting" : "the master closed our stream");
       st = r == TEMPO_NET_BAD ? tempo_set_error(TEMPO_STATUS_CORRUPT, "malformed frame from the master") : st;
@@ -299,7 +347,8 @@ tempo_status tempo_mpi_worker_main(int *argc, char ***argv, tempo_worker *w, dou
     tempo_envelope env;
     tempo_msg_view v;
     tempo_status est =
-        parse_request(raw, (size_t)len, rank, world, &f, relay_timeout_s, &relay, &relay_cap, &env, &v);
+        parse_request(raw, (size_t)len, rank, world, &f, key, tempo_worker_get_hooks(w), relay_timeout_s, &relay,
+                      &relay_cap, &env, &v);
     if (!est && env.kind == TEMPO_ENV_SHUTDOWN) break;
     bool send = true;
     if (est) {
@@ -317,8 +366,12 @@ tempo_status tempo_mpi_worker_main(int *argc, char ***argv, tempo_worker *w, dou
       st = tempo_worker_handle(w, &v, &reply, &send);
     }
     if (st) break; /* out of memory even for an ERROR reply */
-    if (send && (st = send_reply(master, &reply, rank))) break;
+    if (send && (st = send_reply(master, &reply, rank, tempo_worker_get_hooks(w)))) {
+      master_gone = true; /* it dropped us: idle as an evicted worker does */
+      break;
+    }
   }
+  sodium_munlock(key, sizeof key); /* wipes it */
   pthread_mutex_lock(&f.mu);
   f.stop = true;
   pthread_cond_signal(&f.cv);

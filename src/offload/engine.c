@@ -274,6 +274,7 @@ static tempo_status build_task(tempo_engine *e, round_ctx *c, task *t, int w, te
   }
   t->worker = w;
   t->pending = true;
+  t->relayer = -1; /* send_share sets it when the transport relays W' to this task */
   t->sent_at = tempo_now();
   s->owner[w] = (int8_t)b->share;
   return tempo_rounds_prepare(&e->r, w, &h, nseg, seg, cnt, c->counting_naive, out);
@@ -442,6 +443,10 @@ static tempo_status on_failure(tempo_round *rd, task *t, int w, int why) {
   tempo_status st0;
   if (why == TEMPO_WHY_VERIFY && (st0 = master_inputs_finite(c))) return st0;
   tempo_rounds_worker_failed(&e->r, w, why);
+  if (t && why == TEMPO_WHY_COMPLAINED && e->r.live[w]) { /* its relay was bad, not it: again, W' inline */
+    e->r.st.recomputed++;
+    return send_task(e, c, t, w);
+  }
   tempo_status st = TEMPO_STATUS_OK;
   if (t) { /* a chain member failed: the sum cannot be whole; what is resent goes as plain requests */
     const int sh_i = c->s->blocks[t->unit].share;
@@ -494,20 +499,25 @@ static tempo_status encode_range(tempo_engine *e, round_ctx *c, int lo, int hi) 
   return st;
 }
 
-/* Sends the built messages of one share's tasks (units[i] on ws[i]): as a relay group
- * (forward) or reduction chain (backward) when the transport can and the workers are
- * distinct, else one by one. */
-static tempo_status send_share(tempo_engine *e, round_ctx *c, int share, int n, const int *units, const int *ws,
+/* Sends the built messages of one share's tasks (ts[i] on ws[i]): as a relay group
+ * (forward; each task then names its relayer, whom its bad-relay complaint blames) or
+ * reduction chain (backward) when the transport can and the workers are distinct, else one
+ * by one. */
+static tempo_status send_share(tempo_engine *e, round_ctx *c, int share, int n, task *ts, const int *ws,
                                const tempo_out_msg *m, bool group, bool reduce) {
   bool distinct = true;
   for (int i = 0; i < n; i++)
     for (int k = 0; k < i; k++) distinct = distinct && ws[k] != ws[i];
   if (reduce && distinct) {
-    for (int i = 0; i < n; i++) c->role[units[i]] = i + 1 < n ? ROLE_MEMBER : ROLE_LAST;
+    for (int i = 0; i < n; i++) c->role[ts[i].unit] = i + 1 < n ? ROLE_MEMBER : ROLE_LAST;
     c->reduced[share] = true;
     return e->r.tr->ops->send_reduce(e->r.tr, n, ws, m);
   }
-  if (group && distinct) return e->r.tr->ops->send_group(e->r.tr, n, ws, m, 1);
+  if (group && distinct) {
+    for (int i = 1; i < n && e->r.tr->relays; i++)
+      ts[i].relayer = ws[i - 1], ts[i].relayer_task = (int)(&ts[i - 1] - c->base.tasks);
+    return e->r.tr->ops->send_group(e->r.tr, n, ws, m, 1);
+  }
   tempo_status st = TEMPO_STATUS_OK;
   for (int i = 0; i < n && !st; i++) st = e->r.tr->ops->send(e->r.tr, ws[i], &m[i]);
   return st;
@@ -527,7 +537,7 @@ static tempo_status run_round(tempo_engine *e, round_ctx *c, const int *plan) {
   c->base.done = task_done;
   c->counting_naive = true;
   tempo_out_msg gm[MAX_BLOCKS];
-  int gw[MAX_BLOCKS], gu[MAX_BLOCKS];
+  int gw[MAX_BLOCKS];
   task *tasks = c->base.tasks;
   for (int i0 = 0, i1; i0 < c->base.ntasks; i0 = i1) {
     const int share = s->blocks[tasks[i0].unit].share;
@@ -548,11 +558,11 @@ static tempo_status run_round(tempo_engine *e, round_ctx *c, const int *plan) {
       if (w < 0) return tempo_set_error(TEMPO_STATUS_WORKER, "%s: no usable worker left for a share", e->sc->name);
       if (c->direct && (st = encode_range(e, c, (int)b->lo, (int)b->hi))) return st;
       if ((st = build_task(e, c, t, w, &gm[i - i0]))) return st;
-      gw[i - i0] = w, gu[i - i0] = t->unit;
+      gw[i - i0] = w;
       if (!group && !reduce && (st = e->r.tr->ops->send(e->r.tr, w, &gm[i - i0]))) return st;
       if (!plan && e->sc->shares == 1) e->r.rr = (w + 1) % e->r.nw;
     }
-    if ((group || reduce) && (st = send_share(e, c, share, n, gu, gw, gm, group, reduce))) return st;
+    if ((group || reduce) && (st = send_share(e, c, share, n, &tasks[i0], gw, gm, group, reduce))) return st;
   }
   c->counting_naive = false;
   return tempo_rounds_collect(&e->r, &c->base, t_start);
@@ -649,25 +659,19 @@ tempo_status tempo_engine_forward(tempo_engine *e, int slot, unsigned kind, cons
 }
 
 /* Batch 1: adds share sh_i's partial dW' in block order (deterministic) into its first
- * slot and returns that slot. */
-static void *sum_partials(tempo_engine *e, const site *s, int sh_i) {
-  const size_t ws = (size_t)s->k.shape.n * s->k.shape.p;
-  void *dw = resw_of(e, sh_i);
-  for (int b = 1; b < s->first[sh_i + 1] - s->first[sh_i]; b++) {
-    e->r.st.master_bytes += 3 * (uint64_t)ws * es(e);
-    if (e->sc->dtype == TEMPO_DTYPE_F64)
-      cblas_daxpy((int)ws, 1.0, (const double *)dw + (size_t)b * ws, 1, dw, 1);
-    else
-      cblas_saxpy((int)ws, 1.0f, (const float *)dw + (size_t)b * ws, 1, dw, 1);
-  }
-  return dw;
+ * slot, *out; chain/sum_digest: tempo_rounds_sum_partials's blame (true: a member named). */
+static bool sum_partials(tempo_engine *e, const site *s, int sh_i, const task *chain, const uint8_t *sum_digest,
+                         void **out) {
+  *out = resw_of(e, sh_i);
+  return tempo_rounds_sum_partials(&e->r, *out, s->first[sh_i + 1] - s->first[sh_i],
+                                   (size_t)s->k.shape.n * s->k.shape.p, e->sc->dtype, chain, sum_digest) >= 0;
 }
 
 /* After a backward round whose share sh_i went as a dW' reduction chain (batch 1): checks
  * the sum the last member returned with one Freivalds check over all rows (the master
  * holds X' and dY*). True when it holds; a broken chain or a wrong sum makes the caller
- * redo the partials. After MAX_REDUCE_FAILURES wrong sums the engine stops reducing, so a
- * worker that corrupts sums cannot make every step pay twice. */
+ * redo the partials. After MAX_REDUCE_FAILURES wrong sums whose culprit could not be named
+ * the engine stops reducing, so nobody can make every step pay twice. */
 static bool reduced_sum_ok(tempo_engine *e, const round_ctx *c, int sh_i) {
   const site *s = c->s;
   const tempo_mm_shape *sh = &s->k.shape;
@@ -681,32 +685,33 @@ static bool reduced_sum_ok(tempo_engine *e, const round_ctx *c, int sh_i) {
                                  e->sc->ops->operand(s->ss, sh_i, TEMPO_OPERAND_X),
                                  e->sc->ops->operand(s->ss, sh_i, TEMPO_OPERAND_DY), dw);
   e->r.st.t_verify += tempo_now() - t0;
-  if (ok) return true;
-  e->r.st.verify_failures++;
-  if (++e->reduce_failures == MAX_REDUCE_FAILURES)
-    fprintf(stderr, "tempo: %d dW' sums from the workers failed their check; summing on the master from now on\n",
-            MAX_REDUCE_FAILURES);
-  return false;
+  if (!ok) e->r.st.verify_failures++;
+  return ok;
 }
 
 /* Batch 1 with dW': each share's dW' (the workers' checked sum, else the partials summed
- * here, asking every block's partial again where a chain failed). */
+ * here, asking every block's partial again where a chain failed; a chain whose sum failed
+ * although every member answered names the member that tampered, tempo_rounds_sum_partials). */
 static tempo_status take_dw_sums(tempo_engine *e, round_ctx *c, void **dw) {
   site *s = c->s;
+  const size_t ws = (size_t)s->k.shape.n * s->k.shape.p;
   bool redo = false;
-  bool again_share[MAX_SHARES] = {false};
+  bool again_share[MAX_SHARES] = {false}, blame[MAX_SHARES] = {false};
+  uint8_t sum_digest[MAX_SHARES][TEMPO_MSG_CHAIN_DIGEST];
   for (int i = 0; i < e->sc->shares; i++) {
     const int n = s->first[i + 1] - s->first[i];
+    void *last = woff(resw_of(e, i), (size_t)(n - 1) * ws, es(e));
     if (c->reduced[i] && reduced_sum_ok(e, c, i)) {
-      dw[i] = woff(resw_of(e, i), (size_t)(n - 1) * s->k.shape.n * s->k.shape.p, es(e));
+      dw[i] = last;
     } else {
       again_share[i] = c->reduced[i];
       redo = redo || c->reduced[i];
+      if ((blame[i] = c->reduced[i] && !c->reduce_broken[i])) tempo_msg_chain_digest(last, ws * es(e), sum_digest[i]);
       dw[i] = NULL;
     }
   }
+  task tasks[MAX_BLOCKS];
   if (redo) { /* one more round asking the failed chains' partials separately, each checked */
-    task tasks[MAX_BLOCKS];
     int nt = 0;
     for (int i = 0; i < e->sc->shares; i++)
       for (int b = s->first[i]; again_share[i] && b < s->first[i + 1]; b++) {
@@ -718,9 +723,18 @@ static tempo_status take_dw_sums(tempo_engine *e, round_ctx *c, void **dw) {
     e->r.st.recomputed += (uint64_t)nt;
     tempo_status st = run_round(e, &again, NULL);
     if (st) return st;
+    for (int i = 0, k = 0; i < e->sc->shares; i++) /* blame only what the same workers recomputed */
+      for (int b = s->first[i]; again_share[i] && b < s->first[i + 1]; b++, k++)
+        blame[i] = blame[i] && tasks[k].worker == c->base.tasks[b].worker && c->base.tasks[b].reported;
   }
-  for (int i = 0; i < e->sc->shares; i++)
-    if (!dw[i]) dw[i] = sum_partials(e, s, i);
+  for (int i = 0; i < e->sc->shares; i++) {
+    if (dw[i]) continue;
+    const bool named = sum_partials(e, s, i, blame[i] ? &c->base.tasks[s->first[i]] : NULL, sum_digest[i], &dw[i]);
+    if (c->reduced[i] && !c->reduce_broken[i] && !named && ++e->reduce_failures == MAX_REDUCE_FAILURES)
+      fprintf(stderr,
+              "tempo: %d wrong dW' sums from the workers without a culprit; summing on the master from now on\n",
+              MAX_REDUCE_FAILURES);
+  }
   return TEMPO_STATUS_OK;
 }
 

@@ -107,14 +107,15 @@ static const struct {
   int weight;
 } why_info[] = {{"failed verification", 1}, {"timed out", 1}, {"sent an error reply", 1},
                 {"sent a malformed reply", 1}, {"sent a reply for another task", 1},
-                {"lost its connection", TEMPO_ROUNDS_MAX_FAILURES}};
+                {"lost its connection", TEMPO_ROUNDS_MAX_FAILURES}, {"reported a bad relay", 0},
+                {"relayed a bad operand", 1}, {"passed on a wrong dW' sum", 1}};
 
 const char *tempo_rounds_why(int why) { return why_info[why].text; }
 
 void tempo_rounds_worker_failed(tempo_rounds *r, int w, int why) {
   if (why == TEMPO_WHY_VERIFY) r->st.verify_failures++;
   else if (why == TEMPO_WHY_TIMEOUT) r->st.timeouts++, r->no_relay = true;
-  else r->st.worker_errors++;
+  else if (why != TEMPO_WHY_COMPLAINED && why != TEMPO_WHY_SUM) r->st.worker_errors++; /* SUM: counted as its check */
   r->fails[w] += why_info[why].weight;
   if (r->live[w] && r->fails[w] >= TEMPO_ROUNDS_MAX_FAILURES) {
     r->live[w] = false;
@@ -241,8 +242,14 @@ static tempo_status handle(tempo_rounds *r, tempo_round *rd, const tempo_in_msg 
       return rd->on_failure(rd, pending_of(rd, w, 0, false), w, TEMPO_WHY_OTHER_TASK);
     return TEMPO_STATUS_OK;
   }
+  if (h.op == TEMPO_OP_ERROR && h.code == (uint16_t)-TEMPO_STATUS_BAD_RELAY && t->relayer >= 0) {
+    t->complained = true, t->blamed = t->relayer; /* judged at the round's end */
+    return rd->on_failure(rd, t, w, TEMPO_WHY_COMPLAINED);
+  }
   if (h.op == TEMPO_OP_ERROR) return rd->on_failure(rd, t, w, TEMPO_WHY_ERROR);
   if (!rd->fits(rd, t, &h)) return rd->on_failure(rd, t, w, TEMPO_WHY_MALFORMED);
+  t->reported = true;
+  tempo_msg_chain_digest_get(&h, t->chain_digest);
   if (!rd->consume(rd, t, &h, pay)) return rd->on_failure(rd, t, w, TEMPO_WHY_VERIFY);
   t->pending = false;
   (*pending)--;
@@ -273,6 +280,14 @@ tempo_status tempo_rounds_collect(tempo_rounds *r, tempo_round *rd, double t_sta
   }
   for (int i = 0; st && i < rd->ntasks; i++) /* a round given up on: its late replies are not the workers' fault */
     if (rd->tasks[i].pending) rd->tasks[i].pending = false, abandon(r, &rd->tasks[i]);
+  /* a bad relay is the relayer's, unless it complained too (it passed on nothing, having
+   * got nothing valid itself): then the complaint upstream names the culprit */
+  for (int i = 0; !st && i < rd->ntasks; i++) {
+    const tempo_round_task *t = &rd->tasks[i];
+    const int up = t->relayer_task;
+    if (t->complained && !(up >= 0 && up < rd->ntasks && rd->tasks[up].complained))
+      tempo_rounds_worker_failed(r, t->blamed, TEMPO_WHY_RELAY);
+  }
   double crit = 0; /* the slowest worker's compute time bounds the round's */
   for (int i = 0; i < r->nw; i++) crit = r->wcomp[i] > crit ? r->wcomp[i] : crit;
   double wait = tempo_now() - t_start - rd->consume_time - crit;
@@ -326,6 +341,31 @@ tempo_status tempo_rounds_release(tempo_rounds *r, bool count_naive) {
   }
   free(want);
   return st;
+}
+
+/* ---- dW' partial sums ---- */
+
+static bool digest_is(const void *bytes, size_t len, const uint8_t *d) {
+  uint8_t got[TEMPO_MSG_CHAIN_DIGEST];
+  tempo_msg_chain_digest(bytes, len, got);
+  return sodium_memcmp(got, d, sizeof got) == 0;
+}
+
+int tempo_rounds_sum_partials(tempo_rounds *r, void *dw, int nb, size_t ws, uint16_t dtype,
+                               const tempo_round_task *chain, const uint8_t *sum_digest) {
+  const size_t z = tempo_msg_dtype_size(dtype);
+  int culprit = -1;
+  for (int b = 1; b < nb; b++) {
+    if (chain && culprit < 0 && !digest_is(dw, ws * z, chain[b].chain_digest)) culprit = b - 1;
+    r->st.master_bytes += 3 * (uint64_t)ws * z;
+    if (dtype == TEMPO_DTYPE_F64)
+      cblas_daxpy((int)ws, 1.0, (const double *)dw + (size_t)b * ws, 1, dw, 1);
+    else
+      cblas_saxpy((int)ws, 1.0f, (const float *)dw + (size_t)b * ws, 1, dw, 1);
+  }
+  if (chain && culprit < 0 && !digest_is(dw, ws * z, sum_digest)) culprit = nb - 1;
+  if (culprit >= 0) tempo_rounds_worker_failed(r, chain[culprit].worker, TEMPO_WHY_SUM);
+  return culprit;
 }
 
 /* ---- sites ---- */

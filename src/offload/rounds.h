@@ -17,8 +17,22 @@
 #define TEMPO_ROUNDS_MAX_FAILURES 3          /* a worker failing this often is evicted */
 #define TEMPO_ROUNDS_ABANDONED 8    /* timed-out task ids remembered per worker */
 
-/* Why a worker failed a task (the eviction message names it). */
-enum { TEMPO_WHY_VERIFY, TEMPO_WHY_TIMEOUT, TEMPO_WHY_ERROR, TEMPO_WHY_MALFORMED, TEMPO_WHY_OTHER_TASK, TEMPO_WHY_LOST };
+/* Why a worker failed a task (the eviction message names it). COMPLAINED: its ERROR reply
+ * says the operand relayed to it was bad (counts nothing against it: the task is recomputed
+ * and the relayer is charged RELAY at the round's end, unless the relayer complained too,
+ * having passed on nothing because its own relay was bad). SUM: it passed on a wrong dW'
+ * sum in a reduction chain (tempo_rounds_sum_partials). */
+enum {
+  TEMPO_WHY_VERIFY,
+  TEMPO_WHY_TIMEOUT,
+  TEMPO_WHY_ERROR,
+  TEMPO_WHY_MALFORMED,
+  TEMPO_WHY_OTHER_TASK,
+  TEMPO_WHY_LOST,
+  TEMPO_WHY_COMPLAINED,
+  TEMPO_WHY_RELAY,
+  TEMPO_WHY_SUM
+};
 
 typedef struct {
   const char *name;         /* "engine" or "shield": prefix of error messages */
@@ -46,6 +60,12 @@ typedef struct {
   int worker;
   double sent_at;
   bool pending;
+  int relayer, relayer_task; /* as sent: the worker relaying its shared operand, and that worker's
+                              * task (index in the round); relayer -1: none (set by the engine) */
+  bool complained;           /* its worker reported a bad relay from `blamed` */
+  int blamed;
+  bool reported;             /* a reply was taken: chain_digest is what it said it received */
+  uint8_t chain_digest[TEMPO_MSG_CHAIN_DIGEST];
 } tempo_round_task;
 
 /* A round in flight. The engine embeds it first in its own round context and sets the
@@ -113,6 +133,17 @@ TEMPO_WUR tempo_status tempo_rounds_send(tempo_rounds *r, int w, tempo_msg_heade
  * abandoned and failed), decoding, matching, fits and consume; late replies to abandoned
  * tasks and ACKs are dropped. Adds the waiting time since t_start to st.t_transfer. */
 TEMPO_WUR tempo_status tempo_rounds_collect(tempo_rounds *r, tempo_round *rd, double t_start);
+
+/* Adds the nb partial dW' sums of a row split (ws elements of dtype each, back to back from
+ * dw) in block order into the first, as the workers' chain adds them (bit for bit). chain
+ * (NULL: no blame) is the chain's tasks in member order, given when its sum failed the check
+ * although no member failed, and the partials (each checked) came from the same workers;
+ * sum_digest is that sum's digest. The first member b >= 1 whose reported digest differs
+ * from the prefix sum of blocks 0..b-1 names member b-1; else the last member if its sum
+ * differs from the whole; else nobody (a false alarm). The named worker is charged SUM;
+ * returns its member index, or -1. */
+int tempo_rounds_sum_partials(tempo_rounds *r, void *dw, int nb, size_t ws, uint16_t dtype,
+                               const tempo_round_task *chain, const uint8_t *sum_digest);
 
 /* Sends RELEASE (all handles) to every live worker that holds operands and waits for the
  * ACKs; a worker silent past the timeout gets a timeout failure. */

@@ -64,6 +64,8 @@ struct tempo_transport {
   uint64_t min_up;   /* engine-counted minimum: each blinded operand once, one header per message */
   int evicted;       /* workers the engine evicted (set by the engine; a transport may skip them) */
   bool can_reduce;   /* send_reduce may be used (TEMPO_MPI_REDUCE=0 clears it) */
+  bool relays;       /* send_group relays the shared segment among the workers (TEMPO_MPI_RELAY=0 clears
+                      * it): a receiver's BAD_RELAY complaint then names its predecessor in the group */
 };
 
 /* tempo_mm_config.transport (mm_types.h) makes one of these. */
@@ -84,6 +86,7 @@ TEMPO_WUR tempo_status tempo_transport_inproc_create(int n_workers, tempo_transp
 void tempo_transport_inproc_set_fault(tempo_transport *t, int worker, const tempo_worker_fault *f);
 void tempo_transport_inproc_set_bad_sum(tempo_transport *t, int worker, long from); /* worker_fault.h */
 uint64_t tempo_transport_inproc_faults(tempo_transport *t, int worker);
+bool tempo_transport_inproc_evicted(tempo_transport *t, int worker); /* the engine evicted it */
 size_t tempo_transport_inproc_handles(tempo_transport *t, int worker);
 /* A paused worker takes no request (a stalled process) until resumed; free still ends it. */
 void tempo_transport_inproc_pause(tempo_transport *t, int worker, bool paused);

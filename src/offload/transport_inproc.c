@@ -17,8 +17,12 @@
 #include <string.h>
 #include <time.h>
 
+#include <sodium.h>
+
+#include "core/bytes.h"
 #include "offload/transport.h"
 #include "tempo/common.h"
+#include "tempo/envelope.h"
 
 enum { REQ_PLAIN = 0, REQ_GROUP, REQ_CHAIN };
 
@@ -31,6 +35,7 @@ typedef struct node {
   uint64_t seq;      /* the group or chain */
   int from, to;      /* predecessor and successor workers in it, -1 none */
   int shared;        /* group: the relayed segment (missing from the request when from >= 0) */
+  uint8_t auth[TEMPO_RELAY_TAG_SIZE]; /* group, from >= 0: the relayed segment's authenticator for this worker */
 } node;
 
 /* What one worker hands another: a relayed segment or a partial dW' sum. */
@@ -54,6 +59,7 @@ typedef struct {
   uint64_t seq_done;  /* the last group/chain this worker stopped waiting in; later parcels for it are dropped */
   bool paused, evicted;
   pthread_cond_t wake;
+  uint8_t key[TEMPO_RELAY_KEY_SIZE]; /* relay key (random at create, wiped at free) */
 } wslot;
 
 typedef struct inproc {
@@ -168,15 +174,21 @@ static void take_prev(void *ctx, size_t want, const uint8_t **data, size_t *len)
   *len = c->got ? c->got->part.len : 0;
 }
 
-/* A group request: takes the shared segment from the predecessor (when not first), hands it
- * to the successor before computing, then handles the request (an ERROR reply when the
- * segment never came). */
+/* A group request: takes the shared segment from the predecessor (when not first) and checks
+ * it against the request's authenticator, hands it (or nothing, when it was bad) to the
+ * successor before computing, then handles the request (a BAD_RELAY ERROR reply when the
+ * segment was bad or never came). A relay hook (tests) that changes the bytes passes on a
+ * changed copy in the parcel instead. */
 static tempo_status handle_group(inproc *t, wslot *s, node *n, tempo_msg_view *v, tempo_msgbuf *reply, bool *send) {
   const uint8_t *ref = n->req.seg[n->shared];
   const size_t len = n->req.seg_len[n->shared];
+  tempo_msg_header h;
+  const uint64_t task = tempo_msg_header_read(n->req.header, TEMPO_MSG_HEADER_SIZE, &h) ? 0 : h.task_id;
   if (n->from >= 0) {
     parcel *p = parcel_await(t, s, n->seq, n->from);
     ref = p && p->ref && p->ref_len == len ? p->ref : NULL;
+    /* a copy in the parcel is only ever a changed one (it dies with the parcel): never used */
+    if (ref && (ref == p->part.data || !tempo_relay_check(s->key, n->auth, task, ref, len))) ref = NULL;
     pthread_mutex_lock(&t->lock);
     parcel_recycle(t, p);
     if (ref) t->counts.relays++;
@@ -185,13 +197,19 @@ static tempo_status handle_group(inproc *t, wslot *s, node *n, tempo_msg_view *v
   if (n->to >= 0) {
     parcel *p = parcel_take(t);
     if (p) p->ref = ref, p->ref_len = len;
+    const tempo_worker_hooks *hk = tempo_worker_get_hooks(s->w);
+    if (p && ref && hk && hk->relay) { /* tests: the hook may change a copy */
+      uint8_t *b = p->part.cap >= len ? p->part.data : realloc(p->part.data, len ? len : 1);
+      if (b && b != p->part.data) p->part.data = b, p->part.cap = len;
+      if (b) memcpy(b, ref, len);
+      if (b && hk->relay(hk->ctx, b, len)) p->ref = b;
+    }
     parcel_deliver(t, n->to, n->seq, p);
   }
   if (!ref) {
-    tempo_msg_header h;
-    uint64_t task = tempo_msg_header_read(n->req.header, TEMPO_MSG_HEADER_SIZE, &h) ? 0 : h.task_id;
     *send = true;
-    return tempo_msg_encode_error(reply, task, TEMPO_STATUS_WORKER, "worker: the relayed operand did not arrive");
+    return tempo_msg_encode_error(reply, task, TEMPO_STATUS_BAD_RELAY,
+                                  "worker: the relayed operand did not arrive or failed its authenticator");
   }
   v->seg[n->shared] = ref;
   return tempo_worker_handle(s->w, v, reply, send);
@@ -243,6 +261,10 @@ static void *worker_main(void *arg) {
     else st = tempo_worker_handle(s->w, &v, out, &send);
     if (st) send = false;
     tempo_msgbuf_free(&lost);
+    tempo_msg_header rq;
+    if (send && r && !tempo_msg_header_read(n->req.header, TEMPO_MSG_HEADER_SIZE, &rq) &&
+        r->buf.len > tempo_msg_reply_bound(&rq))
+      tempo_msgbuf_free(&r->buf); /* longer than its request allows: goes up empty (a malformed reply) */
     free(n);
     if (!r) continue; /* out of memory: behaves as a stall; the master times out */
     r->worker = s->index;
@@ -318,12 +340,17 @@ static tempo_status send_members(inproc *t, int kind, int n, const int *workers,
     free(nodes);
     return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "transport: out of memory");
   }
+  uint8_t digest[32]; /* a group's shared segment: hashed once, then one MAC per receiver */
+  if (kind == REQ_GROUP) tempo_relay_digest(msgs[0].seg[shared], msgs[0].seg_len[shared], digest);
   pthread_mutex_lock(&t->lock);
   const uint64_t seq = ++t->next_seq;
   for (int i = 0; i < n; i++) {
     node *d = nodes[i];
     d->req = msgs[i];
     d->kind = kind, d->seq = seq, d->shared = shared;
+    if (kind == REQ_GROUP && i > 0)
+      tempo_relay_tag(t->ws[workers[i]].key, digest, tempo_le_get64(msgs[i].header + 8), msgs[i].seg_len[shared],
+                      d->auth);
     d->from = i > 0 ? workers[i - 1] : -1;
     d->to = i + 1 < n ? workers[i + 1] : -1;
     t->base.wire_up += TEMPO_MSG_HEADER_SIZE;
@@ -438,6 +465,7 @@ static void ip_free(tempo_transport *tb) {
     free_list(s->free_replies, true);
     free_parcels(s->mail);
     tempo_worker_free(s->w);
+    sodium_memzero(s->key, sizeof s->key);
     pthread_cond_destroy(&s->wake);
   }
   free_list(t->rhead, true);
@@ -455,6 +483,7 @@ tempo_status tempo_transport_inproc_create(int n_workers, tempo_transport **out)
   *out = NULL;
   if (n_workers < 1 || n_workers > 256)
     return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "transport: 1..256 workers, not %d", n_workers);
+  if (sodium_init() < 0) return tempo_set_error(TEMPO_STATUS_INTERNAL, "transport: libsodium failed to start");
   inproc *t = calloc(1, sizeof *t);
   wslot *ws = calloc((size_t)n_workers, sizeof *ws);
   if (!t || !ws) {
@@ -469,6 +498,7 @@ tempo_status tempo_transport_inproc_create(int n_workers, tempo_transport **out)
    * test setting can_reduce) runs the chain as MPI workers do. */
   const char *red = getenv("TEMPO_INPROC_REDUCE");
   t->base.can_reduce = red && !strcmp(red, "1");
+  t->base.relays = true;
   t->ws = ws;
   pthread_mutex_init(&t->lock, NULL);
   pthread_condattr_t ca;
@@ -481,6 +511,7 @@ tempo_status tempo_transport_inproc_create(int n_workers, tempo_transport **out)
   for (int i = 0; i < n_workers && !st; i++) {
     ws[i].t = t;
     ws[i].index = i;
+    randombytes_buf(ws[i].key, sizeof ws[i].key);
     st = tempo_worker_create(NULL, &ws[i].w);
     if (!st && pthread_create(&ws[i].thread, NULL, worker_main, &ws[i]) != 0)
       st = tempo_set_error(TEMPO_STATUS_NO_MEMORY, "transport: cannot start worker thread %d", i);
@@ -514,6 +545,14 @@ uint64_t tempo_transport_inproc_faults(tempo_transport *tb, int worker) {
   inproc *t = (inproc *)tb;
   pthread_mutex_lock(&t->lock);
   uint64_t v = tempo_worker_faults_injected(t->ws[worker].w);
+  pthread_mutex_unlock(&t->lock);
+  return v;
+}
+
+bool tempo_transport_inproc_evicted(tempo_transport *tb, int worker) {
+  inproc *t = (inproc *)tb;
+  pthread_mutex_lock(&t->lock);
+  bool v = t->ws[worker].evicted;
   pthread_mutex_unlock(&t->lock);
   return v;
 }

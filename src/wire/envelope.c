@@ -2,6 +2,7 @@
  * library and the worker program link it, and the fuzz targets drive it directly. */
 #include "tempo/envelope.h"
 
+#include <sodium.h>
 #include <string.h>
 
 #include "core/bytes.h"
@@ -26,7 +27,7 @@ void tempo_env_write(const tempo_envelope *e, uint8_t out[TEMPO_ENV_SIZE]) {
   tempo_le_put64(out + 40, e->fwd_len);
   tempo_le_put32(out + 48, (uint32_t)e->relay_from);
   tempo_le_put32(out + 52, (uint32_t)e->relay_to);
-  memcpy(out + 56, e->digest, 32);
+  memcpy(out + 56, e->auth, 32);
   tempo_le_put32(out + 88, e->reduce_from > 0 ? (uint32_t)e->reduce_from : 0);
   tempo_le_put32(out + 92, e->reduce_to > 0 ? (uint32_t)e->reduce_to : 0);
 }
@@ -50,7 +51,7 @@ tempo_status tempo_env_read(const uint8_t *buf, size_t len, int self, int world,
   v.fwd_len = tempo_le_get64(buf + 40);
   v.relay_from = (int32_t)tempo_le_get32(buf + 48);
   v.relay_to = (int32_t)tempo_le_get32(buf + 52);
-  memcpy(v.digest, buf + 56, 32);
+  memcpy(v.auth, buf + 56, 32);
   const uint32_t rf = tempo_le_get32(buf + 88), rt = tempo_le_get32(buf + 92);
   if (rf > INT32_MAX || rt > INT32_MAX) return tempo_set_error(TEMPO_STATUS_CORRUPT, "envelope: bad reduction rank");
   v.reduce_from = rf ? (int32_t)rf : -1;
@@ -58,7 +59,7 @@ tempo_status tempo_env_read(const uint8_t *buf, size_t len, int self, int world,
   if (v.kind == TEMPO_ENV_SHUTDOWN) {
     static const uint8_t zero[32];
     if (v.msg_len || v.relay_off || v.relay_len || v.fwd_off || v.fwd_len || v.relay_from != -1 ||
-        v.relay_to != -1 || memcmp(v.digest, zero, 32) || v.reduce_from != -1 || v.reduce_to != -1)
+        v.relay_to != -1 || memcmp(v.auth, zero, 32) || v.reduce_from != -1 || v.reduce_to != -1)
       return tempo_set_error(TEMPO_STATUS_CORRUPT, "envelope: SHUTDOWN with fields set");
   } else if (v.kind == TEMPO_ENV_REQUEST) {
     if (v.msg_len < TEMPO_MSG_HEADER_SIZE || v.msg_len > TEMPO_ENV_MAX_MSG)
@@ -87,3 +88,24 @@ tempo_status tempo_env_read(const uint8_t *buf, size_t len, int self, int world,
 }
 
 uint64_t tempo_env_inline_bytes(const tempo_envelope *e) { return e->msg_len - e->relay_len; }
+
+void tempo_relay_digest(const uint8_t *bytes, size_t len, uint8_t digest[32]) {
+  crypto_generichash(digest, 32, bytes, len, NULL, 0);
+}
+
+void tempo_relay_tag(const uint8_t key[TEMPO_RELAY_KEY_SIZE], const uint8_t digest[32], uint64_t task_id, uint64_t len,
+                     uint8_t tag[TEMPO_RELAY_TAG_SIZE]) {
+  uint8_t in[48];
+  memcpy(in, digest, 32);
+  tempo_le_put64(in + 32, task_id);
+  tempo_le_put64(in + 40, len);
+  crypto_generichash(tag, TEMPO_RELAY_TAG_SIZE, in, sizeof in, key, TEMPO_RELAY_KEY_SIZE);
+}
+
+bool tempo_relay_check(const uint8_t key[TEMPO_RELAY_KEY_SIZE], const uint8_t tag[TEMPO_RELAY_TAG_SIZE],
+                       uint64_t task_id, const uint8_t *bytes, size_t len) {
+  uint8_t d[32], t[TEMPO_RELAY_TAG_SIZE];
+  tempo_relay_digest(bytes, len, d);
+  tempo_relay_tag(key, d, task_id, len, t);
+  return sodium_memcmp(t, tag, sizeof t) == 0;
+}

@@ -2,6 +2,7 @@
  * (protocol.h, docs/protocol.md). Used on both sides of the trust boundary. */
 #include "tempo/protocol.h"
 
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -255,6 +256,33 @@ tempo_status tempo_msg_encode(tempo_msgbuf *b, tempo_msg_header *h, int nseg, co
     p += seg_len[i];
   }
   return TEMPO_STATUS_OK;
+}
+
+void tempo_msg_chain_digest(const void *bytes, size_t len, uint8_t out[TEMPO_MSG_CHAIN_DIGEST]) {
+  crypto_generichash(out, TEMPO_MSG_CHAIN_DIGEST, bytes, len, NULL, 0);
+}
+
+void tempo_msg_chain_digest_put(tempo_msg_header *h, const uint8_t d[TEMPO_MSG_CHAIN_DIGEST]) {
+  h->handle_x = tempo_le_get64(d);
+  h->handle_w = tempo_le_get64(d + 8);
+}
+
+void tempo_msg_chain_digest_get(const tempo_msg_header *h, uint8_t d[TEMPO_MSG_CHAIN_DIGEST]) {
+  tempo_le_put64(d, h->handle_x);
+  tempo_le_put64(d + 8, h->handle_w);
+}
+
+uint64_t tempo_msg_reply_bound(const tempo_msg_header *req) {
+  uint64_t most = TEMPO_MSG_MAX_TEXT; /* an ERROR reply with the longest text */
+  if (req->op == TEMPO_OP_FORWARD || req->op == TEMPO_OP_BACKWARD) {
+    tempo_msg_header r = *req;
+    r.op = TEMPO_OP_RESULT;
+    const uint32_t wants = req->op == TEMPO_OP_BACKWARD ? TEMPO_MSG_F_WANT_DX | TEMPO_MSG_F_WANT_DW : 0;
+    r.flags = req->flags & (TEMPO_MSG_F_W_TRANS | wants);
+    uint64_t b = 0;
+    if (tempo_msg_payload_bytes(&r, &b) && b > most) most = b;
+  }
+  return TEMPO_MSG_HEADER_SIZE + most;
 }
 
 tempo_status tempo_msg_encode_error(tempo_msgbuf *b, uint64_t task_id, tempo_status st, const char *text) {

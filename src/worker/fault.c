@@ -12,7 +12,7 @@
 typedef struct {
   tempo_worker_fault fault;
   long bad_sum_from; /* -1: honest sums */
-  uint64_t n_results, n_sums, n_injected, last_task;
+  uint64_t n_results, n_sums, n_relays, n_acks, n_injected, last_task;
   uint8_t *stale[4]; /* the last honest result payloads of 4 sizes, for TEMPO_FAULT_STALE */
   size_t stale_len[4], stale_cap[4]; /* bytes */
   int stale_next;
@@ -20,8 +20,8 @@ typedef struct {
 
 const char *tempo_fault_name(tempo_fault_kind k) {
   static const char *const names[] = {"none", "wrong-element", "scale", "stale", "zero",
-                                      "other-task", "error-reply", "no-reply"};
-  return (unsigned)k < TEMPO_FAULT_COUNT_ ? names[k] : "?";
+                                      "other-task", "error-reply", "no-reply", "bad-relay", "flood"};
+  return (unsigned)k < TEMPO_FAULT_KINDS_ ? names[k] : "?";
 }
 
 /* Falsifies a result payload (count elements, float32 or float64 as f64 says) as the
@@ -76,13 +76,18 @@ static void remember_stale(injector *in, const void *pay, size_t bytes) {
   in->stale_len[k] = bytes;
 }
 
+/* Whether event number idx of the fault's own kind is one to cheat on. */
+static bool due(const tempo_worker_fault *f, uint64_t idx) {
+  return idx >= f->start && (idx - f->start) % f->period == 0;
+}
+
 /* The result hook: cheats on result request i as the fault says. */
 static tempo_status on_result(void *ctx, tempo_msg_header *rh, void *pay, size_t count, bool *send_reply) {
   injector *in = ctx;
   const tempo_worker_fault *fl = &in->fault;
   const uint64_t idx = in->n_results++, task = rh->task_id;
   const bool f64 = rh->dtype == TEMPO_DTYPE_F64;
-  const bool cheat = fl->kind != TEMPO_FAULT_NONE && idx >= fl->start && (idx - fl->start) % fl->period == 0;
+  const bool cheat = fl->kind != TEMPO_FAULT_NONE && due(fl, idx);
   if (cheat && fl->kind == TEMPO_FAULT_NO_REPLY) {
     in->n_injected++;
     *send_reply = false;
@@ -112,6 +117,23 @@ static void on_sum(void *ctx, void *sum, size_t count, bool f64) {
   in->n_injected++;
 }
 
+/* The relay hook: bad-relay flips one byte of what is passed on (a different one each time). */
+static bool on_relay(void *ctx, uint8_t *bytes, size_t len) {
+  injector *in = ctx;
+  if (in->fault.kind != TEMPO_FAULT_BAD_RELAY || !len || !due(&in->fault, in->n_relays++)) return false;
+  bytes[(size_t)(in->n_relays * 2654435761u) % len] ^= 0x40;
+  in->n_injected++;
+  return true;
+}
+
+/* The flood hook: flood sends a 2 GiB frame nobody asked for before an ACK. */
+static uint64_t on_flood(void *ctx, const tempo_msg_header *rh) {
+  injector *in = ctx;
+  if (in->fault.kind != TEMPO_FAULT_FLOOD || rh->op != TEMPO_OP_ACK || !due(&in->fault, in->n_acks++)) return 0;
+  in->n_injected++;
+  return TEMPO_MSG_MAX_PAYLOAD;
+}
+
 static void destroy(void *ctx) {
   injector *in = ctx;
   for (int i = 0; i < 4; i++) free(in->stale[i]);
@@ -126,7 +148,8 @@ static injector *injector_of(const tempo_worker *w, tempo_worker *install) {
   injector *in = calloc(1, sizeof *in);
   if (!in) return NULL;
   in->bad_sum_from = -1;
-  const tempo_worker_hooks hooks = {.ctx = in, .result = on_result, .sum = on_sum, .destroy = destroy};
+  const tempo_worker_hooks hooks = {.ctx = in, .result = on_result, .sum = on_sum, .relay = on_relay,
+                                    .flood = on_flood, .destroy = destroy};
   tempo_worker_set_hooks(install, &hooks);
   return in;
 }

@@ -378,8 +378,32 @@ static void add_partial(void *sum, const uint8_t *prev, const void *own, size_t 
   }
 }
 
+/* Puts the digest of the partial we received into our reply's header (protocol.h,
+ * tempo_msg_chain_digest): the master's evidence when the chain's sum turns out wrong. */
+static void report_prev(tempo_msgbuf *reply, const uint8_t *prev, size_t len) {
+  tempo_msg_header rh;
+  if (tempo_msg_header_read(reply->data, reply->len, &rh) || rh.op == TEMPO_OP_ERROR) return;
+  uint8_t d[TEMPO_MSG_CHAIN_DIGEST];
+  tempo_msg_chain_digest(prev ? prev : (const uint8_t *)"", prev ? len : 0, d);
+  tempo_msg_chain_digest_put(&rh, d);
+  tempo_msg_header_write(&rh, reply->data);
+}
+
+static tempo_status chain_reply(tempo_worker *w, const tempo_msg_view *v, tempo_worker_chain *c,
+                                tempo_msgbuf *reply, bool *send_reply, const uint8_t **prev, size_t *prev_len);
+
 tempo_status tempo_worker_handle_chain(tempo_worker *w, const tempo_msg_view *v, tempo_worker_chain *c,
                                        tempo_msgbuf *reply, bool *send_reply) {
+  const uint8_t *prev = NULL;
+  size_t prev_len = 0;
+  tempo_status st = chain_reply(w, v, c, reply, send_reply, &prev, &prev_len);
+  if (!st && !c->first) report_prev(reply, prev, prev_len);
+  return st;
+}
+
+/* tempo_worker_handle_chain without the report; *prev, *prev_len: what the predecessor sent. */
+static tempo_status chain_reply(tempo_worker *w, const tempo_msg_view *v, tempo_worker_chain *c,
+                                tempo_msgbuf *reply, bool *send_reply, const uint8_t **prevp, size_t *prev_lenp) {
   *send_reply = true;
   if (c->pass) c->pass->len = 0;
   if (!c->last && !c->pass)
@@ -404,6 +428,7 @@ tempo_status tempo_worker_handle_chain(tempo_worker *w, const tempo_msg_view *v,
   if (!c->first) {
     c->take_prev(c->ctx, dw_bytes, &prev, &prev_len);
     if (!prev || prev_len != dw_bytes) broken = true; /* none, or of the wrong size: not added */
+    *prevp = prev, *prev_lenp = prev_len;
   }
   uint8_t *sum = own; /* the last member sums into its reply */
   if (valid && !broken && !c->last) {
