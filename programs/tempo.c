@@ -39,12 +39,22 @@ static const char *key_spec; /* --key-file: sealed inputs and outputs */
 #endif
 #define FEATURES "OpenBLAS, libsodium" FEATURE_MPI FEATURE_CUDA
 
+#define NPY_OPTIONS \
+  "  --train-x X.npy --train-y Y.npy   --data npy: training images (uint8 or float32; (n,c,h,w),\n" \
+  "                        (n,h,w,c), (n,h,w) or (n,d)) and integer labels (n,) (docs/bring-your-own.md)\n" \
+  "  --test-x X.npy --test-y Y.npy     --data npy: the test split (without it the run does not evaluate)\n" \
+  "  --layout nchw|nhwc    --data npy: the order of 4-D images' dimensions (required for 4-D images)\n" \
+  "  --classes N           --data npy: class count (default: the largest training label + 1)\n" \
+  "  --mean M[,M...] --std S[,S...]  --data npy: normalisation, 1 value or 1 per channel (default: the\n" \
+  "                        training split's per-channel mean and std, of p/255 for uint8 images)\n"
+
 #define TRAIN_OPTIONS \
   "train options:\n" \
   "  --model NAME          mlp, resnet20, resnet18, resnet50, vit-mini, vit-tiny (`tempo models`)\n" \
-  "  --data NAME           fashion-mnist (default) or cifar10\n" \
+  "  --data NAME           fashion-mnist (default), cifar10 or npy (your own arrays, below)\n" \
   "  --data-dir DIR        dataset folder (default /usr/share/datasets/fashion-mnist,\n" \
   "                        ./data/cifar-10-batches-bin for cifar10)\n" \
+  NPY_OPTIONS \
   "  --epochs N            epochs to train (default 1)\n" \
   "  --max-steps N         stop after N optimizer steps in total (default: no limit); the run then\n" \
   "                        evaluates on the test split as an epoch end does\n" \
@@ -101,7 +111,8 @@ static const char *key_spec; /* --key-file: sealed inputs and outputs */
 
 #define EVAL_OPTIONS \
   "eval options: --data-dir DIR, --batch-size N (default 256), --key-file SPEC, the output and the\n" \
-  "engine options. The model and the dataset come from the checkpoint.\n"
+  "engine options. The model and the dataset come from the checkpoint; an npy checkpoint needs\n" \
+  "--test-x, --test-y and --train-x, --train-y (or --mean, --std), and --layout as in training.\n"
 
 static void print_help(void) {
   printf("usage: tempo <command> [options]\n"
@@ -140,6 +151,9 @@ static void print_eval_help(void) {
          "trained on, through the engine of the given mode; prints the test accuracy and loss.\n"
          "\n"
          "  --data-dir DIR        dataset folder (default: the dataset's default folder)\n"
+         "  --test-x, --test-y, --train-x, --train-y, --layout, --classes, --mean, --std\n"
+         "                        a checkpoint trained on npy data: its files as in training (the training\n"
+         "                        split only for its statistics; or the run's --mean and --std)\n"
          "  --batch-size N        samples per batch (default 256)\n"
          "  --key-file SPEC       owner key: the checkpoint and the test files are sealed\n"
          "\n" OUTPUT_OPTIONS "\n" ENGINE_OPTIONS "\n"
@@ -185,7 +199,7 @@ enum {
   OPT_WD, OPT_SCHEDULE, OPT_WARMUP, OPT_AUGMENT, OPT_DROPOUT, OPT_SEED, OPT_OUT, OPT_RESUME, OPT_INIT_FROM,
   OPT_CKPT_EVERY, OPT_CKPT_MINUTES, OPT_LOG_EVERY, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_QUIET, OPT_PRIVACY_REPORT, OPT_MODE, OPT_WORKERS, OPT_VERIFY,
   OPT_THREADS, OPT_AUDIT, OPT_KEY_SEED, OPT_KEY_FILE, OPT_SHIELD_DTYPE, OPT_SHIELD_ALPHA, OPT_PROTECT, OPT_NO_EVAL,
-  OPT_PROGRESS_EVERY,
+  OPT_PROGRESS_EVERY, OPT_TRAIN_X, OPT_TRAIN_Y, OPT_TEST_X, OPT_TEST_Y, OPT_LAYOUT, OPT_CLASSES, OPT_MEAN, OPT_STD,
 };
 
 static const struct option long_opts[] = {
@@ -210,6 +224,10 @@ static const struct option long_opts[] = {
     {"shield-dtype", required_argument, 0, OPT_SHIELD_DTYPE}, {"shield-alpha", required_argument, 0, OPT_SHIELD_ALPHA},
     {"protect", required_argument, 0, OPT_PROTECT},
     {"no-eval", no_argument, 0, OPT_NO_EVAL},           {"progress-every", required_argument, 0, OPT_PROGRESS_EVERY},
+    {"train-x", required_argument, 0, OPT_TRAIN_X},     {"train-y", required_argument, 0, OPT_TRAIN_Y},
+    {"test-x", required_argument, 0, OPT_TEST_X},       {"test-y", required_argument, 0, OPT_TEST_Y},
+    {"layout", required_argument, 0, OPT_LAYOUT},       {"classes", required_argument, 0, OPT_CLASSES},
+    {"mean", required_argument, 0, OPT_MEAN},           {"std", required_argument, 0, OPT_STD},
     {"help", no_argument, 0, 'h'},                      {"version", no_argument, 0, 'V'},
     {0, 0, 0, 0},
 };
@@ -217,6 +235,9 @@ static const struct option long_opts[] = {
 /* Parses train/eval options into cfg; returns the index of the first non-option argument. */
 static int parse_options(int argc, char **argv, tempo_train_config *cfg, bool is_train) {
   bool lr_set = false, wd_set = false;
+  int nmean = 0, nstd = 0;
+  const char *npy_flag = NULL; /* the first npy-only option given */
+  float stds[TEMPO_DATASET_MAX_CHANNELS];
   long threads = sysconf(_SC_NPROCESSORS_ONLN);
   cfg->engine.threads = threads > 0 && threads <= 256 ? (int)threads : 1;
   optind = 1;
@@ -226,11 +247,31 @@ static int parse_options(int argc, char **argv, tempo_train_config *cfg, bool is
     if (!is_train && c != OPT_DATA_DIR && c != OPT_BATCH && c != OPT_MODE && c != OPT_WORKERS && c != OPT_VERIFY &&
         c != OPT_THREADS && c != OPT_AUDIT && c != OPT_KEY_SEED && c != OPT_KEY_FILE && c != OPT_SHIELD_DTYPE &&
         c != OPT_SHIELD_ALPHA && c != OPT_PROTECT && c != OPT_PROGRESS && c != OPT_NO_PROGRESS && c != OPT_QUIET &&
-        c != OPT_PROGRESS_EVERY && c != 'h' && c != 'V' && c != '?' && c != ':')
+        c != OPT_PROGRESS_EVERY && c != OPT_TRAIN_X && c != OPT_TRAIN_Y && c != OPT_TEST_X && c != OPT_TEST_Y &&
+        c != OPT_LAYOUT && c != OPT_CLASSES && c != OPT_MEAN && c != OPT_STD && c != 'h' && c != 'V' && c != '?' &&
+        c != ':')
       usage_error("'--%s' is a train option, not an eval option (eval takes the model and the dataset from the "
                   "checkpoint; `tempo eval --help`)", li >= 0 ? long_opts[li].name : "?");
+    if (c >= OPT_TRAIN_X && c <= OPT_STD && !npy_flag) npy_flag = long_opts[li].name;
     li = -1;
     switch (c) {
+    case OPT_TRAIN_X: cfg->npy.train_x = optarg; break;
+    case OPT_TRAIN_Y: cfg->npy.train_y = optarg; break;
+    case OPT_TEST_X: cfg->npy.test_x = optarg; break;
+    case OPT_TEST_Y: cfg->npy.test_y = optarg; break;
+    case OPT_LAYOUT:
+      if (!tempo_npy_layout_parse(optarg, &cfg->npy.layout)) usage_error("--layout is nchw or nhwc, not '%s'", optarg);
+      break;
+    case OPT_CLASSES: cfg->npy.num_classes = (int)parse_long("--classes", optarg, 2, TEMPO_DATASET_MAX_CLASSES); break;
+    case OPT_MEAN:
+      if (!(nmean = tempo_npy_parse_floats(optarg, false, cfg->npy.mean)))
+        usage_error("--mean needs 1 number or 1 per channel, comma-separated (e.g. 0.5,0.5,0.5), got '%s'", optarg);
+      break;
+    case OPT_STD:
+      if (!(nstd = tempo_npy_parse_floats(optarg, true, stds)))
+        usage_error("--std needs 1 positive number or 1 per channel, comma-separated (e.g. 0.25,0.25,0.25), got '%s'",
+                    optarg);
+      break;
     case OPT_MODEL: snprintf(cfg->model, sizeof cfg->model, "%s", optarg); break;
     case OPT_DATA:
       if (!tempo_dataset_kind_parse(optarg, &cfg->dataset))
@@ -299,6 +340,16 @@ static int parse_options(int argc, char **argv, tempo_train_config *cfg, bool is
     default: usage_error("unknown option '%s'", argv[optind - 1]);
     }
   }
+  if (nmean != nstd)
+    usage_error("--mean and --std go together, with as many values each (got %d and %d)", nmean, nstd);
+  memcpy(cfg->npy.std, stds, sizeof(float) * (size_t)nstd);
+  cfg->npy.norm_count = nmean;
+  if (is_train && npy_flag && cfg->dataset != TEMPO_DATASET_NPY && !cfg->resume)
+    usage_error("--%s is an option of --data npy (your own .npy arrays): add --data npy", npy_flag);
+  if (is_train && cfg->dataset == TEMPO_DATASET_NPY && !cfg->resume && (!cfg->npy.train_x || !cfg->npy.train_y))
+    usage_error("%s", "--data npy needs the training split: --train-x X.npy --train-y Y.npy");
+  if ((cfg->npy.test_x == NULL) != (cfg->npy.test_y == NULL))
+    usage_error("%s", "--test-x and --test-y go together");
 #if TEMPO_HAVE_MPI
   if (mpi_workers > 0) cfg->engine.workers = mpi_workers, cfg->engine.transport = tempo_mpi_transport;
 #endif

@@ -199,8 +199,9 @@ static int tempo_cmd_export(int argc, char **argv) {
     case 'o': outp = optarg; break;
     case 'm': model = optarg; break;
     case 'd':
-      if (!tempo_dataset_kind_parse(optarg, &data))
-        return tempo_cli_usage(EXPORT, "unknown dataset '%s' (use fashion-mnist or cifar10)", optarg);
+      if (!tempo_dataset_kind_parse(optarg, &data) || data == TEMPO_DATASET_NPY)
+        return tempo_cli_usage(EXPORT, "unknown dataset '%s' (use fashion-mnist or cifar10: an npy dataset has no "
+                               "fixed input shape)", optarg);
       break;
     case 'h':
       printf("usage: tempo-owner export --format safetensors [--key-file KEY] [--out FILE] MODEL.ckpt[.sealed]\n"

@@ -234,7 +234,7 @@ static bool matches(const tempo_batcher *b, const uint8_t *in, const float *out,
       for (int x = 0; x < d->w; x++) {
         int sy = y + dy, sx = (flip ? d->w - 1 - x : x) + dx;
         int p = (sy >= 0 && sy < d->h && sx >= 0 && sx < d->w) ? in[(c * d->h + sy) * d->w + sx] : 0;
-        if (out[(c * d->h + y) * d->w + x] != b->lut[c][p]) return false;
+        if (out[(c * d->h + y) * d->w + x] != b->lut[c * 256 + p]) return false;
       }
   return true;
 }

@@ -48,6 +48,8 @@ typedef struct {
   char model[32];            /* "" = "mlp", or the checkpoint's model when resuming */
   tempo_dataset_kind dataset;/* default Fashion-MNIST */
   const char *data_dir;      /* NULL = the dataset's default folder */
+  tempo_npy_config npy;      /* dataset TEMPO_DATASET_NPY: the files, layout, classes, normalisation
+                                (data.h); without a test split the run does not evaluate */
   int epochs;                /* 0 = 1, or the checkpoint's value when resuming */
   long max_steps;            /* stop after this many optimizer steps in total (0 = no limit) */
   int batch_size;            /* default 64 */
@@ -89,7 +91,8 @@ void tempo_train_config_default(tempo_train_config *cfg);
 TEMPO_WUR tempo_status tempo_train_run(const tempo_train_config *cfg, tempo_train_result *res);
 
 /* Evaluates a checkpoint on the test split of its dataset through an engine of the given
- * configuration. data_dir NULL = default folder. */
+ * configuration. data_dir NULL = default folder. A checkpoint trained on npy data needs its
+ * files: tempo_eval_run with cfg.npy (test split, and the training split or mean/std). */
 TEMPO_WUR tempo_status tempo_eval_checkpoint(const char *path, const char *data_dir, const tempo_mm_config *engine,
                                              int batch_size, double *acc, double *loss);
 /* As tempo_eval_checkpoint; with key != NULL the checkpoint and the test files are read sealed. No
@@ -98,8 +101,8 @@ TEMPO_WUR tempo_status tempo_eval_checkpoint_sealed(const char *path, const char
                                                     const tempo_mm_config *engine, int batch_size, double *acc,
                                                     double *loss);
 
-/* Evaluates the checkpoint at path as tempo_eval_checkpoint_sealed with cfg's data_dir, key,
- * engine and batch_size, showing progress on stdout as cfg's progress, progress_every and
+/* Evaluates the checkpoint at path as tempo_eval_checkpoint_sealed with cfg's data_dir, npy,
+ * key, engine and batch_size, showing progress on stdout as cfg's progress, progress_every and
  * quiet say (see tempo_train_run). */
 TEMPO_WUR tempo_status tempo_eval_run(const tempo_train_config *cfg, const char *path, double *acc, double *loss);
 

@@ -29,7 +29,7 @@ tempo_status tempo_batcher_init(tempo_batcher *b, const tempo_dataset *d, int ba
   memset(b, 0, sizeof *b);
   if (!d || !d->images || !d->labels || d->n < 1)
     return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "tempo_batcher_init: empty or unloaded dataset");
-  if (d->c < 1 || d->c > 3 || d->h < 1 || d->w < 1)
+  if (d->c < 1 || d->c > (d->has_norm ? TEMPO_DATASET_MAX_CHANNELS : 3) || d->h < 1 || d->w < 1)
     return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "tempo_batcher_init: bad image shape %dx%dx%d", d->c, d->h,
                            d->w);
   if (batch_size < 1)
@@ -41,7 +41,11 @@ tempo_status tempo_batcher_init(tempo_batcher *b, const tempo_dataset *d, int ba
   if (!tempo_mul_size((size_t)d->n, sizeof(uint32_t), &perm_bytes))
     return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "tempo_batcher_init: permutation size overflows");
   b->perm = malloc(perm_bytes);
-  if (!b->perm) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "tempo_batcher_init: cannot allocate %zu bytes", perm_bytes);
+  b->lut = d->pixel_type == TEMPO_PIXELS_U8 ? malloc((size_t)d->c * 256 * sizeof(float)) : NULL;
+  if (!b->perm || (d->pixel_type == TEMPO_PIXELS_U8 && !b->lut)) {
+    tempo_batcher_free(b);
+    return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "tempo_batcher_init: cannot allocate %zu bytes", perm_bytes);
+  }
   b->d = d;
   b->batch_size = batch_size;
   b->seed = seed;
@@ -52,9 +56,11 @@ tempo_status tempo_batcher_init(tempo_batcher *b, const tempo_dataset *d, int ba
   }
   b->perm_epoch = -1;
   /* Same arithmetic as torchvision: ToTensor (p / 255 in float) then Normalize ((x - m) / s). */
-  const float *mean = tempo_dataset_mean(d->kind), *std = tempo_dataset_std(d->kind);
-  for (int c = 0; c < 3; c++)
-    for (int p = 0; p < 256; p++) b->lut[c][p] = ((float)p / 255.0f - mean[c]) / std[c];
+  b->mean = d->has_norm ? d->mean : tempo_dataset_mean(d->kind);
+  b->std = d->has_norm ? d->std : tempo_dataset_std(d->kind);
+  if (b->lut)
+    for (int c = 0; c < d->c; c++)
+      for (int p = 0; p < 256; p++) b->lut[c * 256 + p] = ((float)p / 255.0f - b->mean[c]) / b->std[c];
   tempo_batcher_seek(b, 0, 0);
   return TEMPO_STATUS_OK;
 }
@@ -90,15 +96,39 @@ void tempo_batcher_position(const tempo_batcher *b, int *epoch, int *batch_index
   if (batch_index) *batch_index = b->batch;
 }
 
+/* The normalised value of channel c at offset p (y * w + x) of the sample at src. */
+static inline float pixel_at(const tempo_batcher *b, const uint8_t *src, int c, size_t p) {
+  const tempo_dataset *d = b->d;
+  const size_t k = d->nhwc ? p * (size_t)d->c + (size_t)c : (size_t)c * d->h * d->w + p;
+  if (d->pixel_type == TEMPO_PIXELS_U8) return b->lut[c * 256 + src[k]];
+  float v;
+  memcpy(&v, src + 4 * k, 4);
+  return (v - b->mean[c]) / b->std[c];
+}
+
+/* The normalised value of a raw 0 (crop padding) in channel c. */
+static inline float zero_at(const tempo_batcher *b, int c) {
+  return b->lut ? b->lut[c * 256] : (0.0f - b->mean[c]) / b->std[c];
+}
+
+static size_t sample_bytes(const tempo_dataset *d) {
+  return (size_t)d->c * d->h * d->w * (d->pixel_type == TEMPO_PIXELS_F32 ? 4 : 1);
+}
+
 /* Writes sample `idx` of the dataset, normalised, into x (c, h, w). */
 static void write_plain(const tempo_batcher *b, size_t idx, float *x) {
   const tempo_dataset *d = b->d;
   size_t plane = (size_t)d->h * (size_t)d->w;
-  const uint8_t *src = d->images + idx * plane * (size_t)d->c;
-  for (int c = 0; c < d->c; c++) {
-    const float *lut = b->lut[c];
-    for (size_t i = 0; i < plane; i++) x[c * plane + i] = lut[src[c * plane + i]];
+  const uint8_t *src = d->images + idx * sample_bytes(d);
+  if (d->pixel_type == TEMPO_PIXELS_U8 && !d->nhwc) { /* the built-in datasets: a table per channel */
+    for (int c = 0; c < d->c; c++) {
+      const float *lut = b->lut + c * 256;
+      for (size_t i = 0; i < plane; i++) x[c * plane + i] = lut[src[c * plane + i]];
+    }
+    return;
   }
+  for (int c = 0; c < d->c; c++)
+    for (size_t i = 0; i < plane; i++) x[c * plane + i] = pixel_at(b, src, c, i);
 }
 
 /* Writes sample `idx` shifted by (dy, dx) and optionally mirrored: out(y, x) =
@@ -107,22 +137,20 @@ static void write_augmented(const tempo_batcher *b, size_t idx, int dy, int dx, 
   const tempo_dataset *d = b->d;
   int h = d->h, w = d->w;
   size_t plane = (size_t)h * (size_t)w;
-  const uint8_t *src = d->images + idx * plane * (size_t)d->c;
+  const uint8_t *src = d->images + idx * sample_bytes(d);
   for (int c = 0; c < d->c; c++) {
-    const float *lut = b->lut[c];
-    const uint8_t *in = src + c * plane;
+    const float zero = zero_at(b, c);
     float *out = x + c * plane;
     for (int y = 0; y < h; y++) {
       int sy = y + dy;
       float *row = out + (size_t)y * w;
       if (sy < 0 || sy >= h) {
-        for (int xx = 0; xx < w; xx++) row[xx] = lut[0];
+        for (int xx = 0; xx < w; xx++) row[xx] = zero;
         continue;
       }
-      const uint8_t *srow = in + (size_t)sy * w;
       for (int xx = 0; xx < w; xx++) {
         int sx = (flip ? w - 1 - xx : xx) + dx;
-        row[xx] = (sx >= 0 && sx < w) ? lut[srow[sx]] : lut[0];
+        row[xx] = (sx >= 0 && sx < w) ? pixel_at(b, src, c, (size_t)sy * w + sx) : zero;
       }
     }
   }
@@ -141,7 +169,7 @@ int tempo_batcher_next(tempo_batcher *b, float *x, int *y) {
   for (int i = 0; i < count; i++) {
     uint32_t idx = b->perm[start + (size_t)i];
     float *xi = x + (size_t)i * sample;
-    y[i] = d->labels[idx];
+    y[i] = tempo_dataset_label(d, idx);
     if (!augment) {
       write_plain(b, idx, xi);
       continue;
@@ -165,5 +193,6 @@ int tempo_batcher_next(tempo_batcher *b, float *x, int *y) {
 void tempo_batcher_free(tempo_batcher *b) {
   if (!b) return;
   free(b->perm);
+  free(b->lut);
   memset(b, 0, sizeof *b);
 }

@@ -12,10 +12,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
+#include "core/bytes.h"
 #include "tempo/common.h"
 #include "tempo/seal.h"
 
@@ -42,6 +44,10 @@ bool tempo_dataset_kind_parse(const char *s, tempo_dataset_kind *out) {
     *out = TEMPO_DATASET_CIFAR10;
     return true;
   }
+  if (strcmp(s, "npy") == 0) {
+    *out = TEMPO_DATASET_NPY;
+    return true;
+  }
   return false;
 }
 
@@ -49,6 +55,7 @@ const char *tempo_dataset_kind_name(tempo_dataset_kind k) {
   switch (k) {
   case TEMPO_DATASET_FASHION_MNIST: return "fashion-mnist";
   case TEMPO_DATASET_CIFAR10: return "cifar10";
+  case TEMPO_DATASET_NPY: return "npy";
   }
   return "unknown";
 }
@@ -57,6 +64,7 @@ const char *tempo_dataset_default_dir(tempo_dataset_kind k) {
   switch (k) {
   case TEMPO_DATASET_FASHION_MNIST: return "/usr/share/datasets/fashion-mnist";
   case TEMPO_DATASET_CIFAR10: return "./data/cifar-10-batches-bin";
+  case TEMPO_DATASET_NPY: return "";
   }
   return "";
 }
@@ -69,9 +77,31 @@ const float *tempo_dataset_std(tempo_dataset_kind k) { return k == TEMPO_DATASET
 
 void tempo_dataset_free(tempo_dataset *d) {
   if (!d) return;
-  free(d->images);
+  const size_t lab = (size_t)(d->label_bytes > 0 ? d->label_bytes : 1) * (size_t)(d->n > 0 ? d->n : 0);
+  if (d->store && d->store_mapped) {
+    munmap(d->store, d->store_len);
+  } else if (d->store) {
+    sodium_memzero(d->store, d->store_len);
+    free(d->store);
+  } else {
+    size_t img = 0;
+    if (d->wipe && d->images && tempo_mul_size((size_t)d->n * (size_t)(d->pixel_type == TEMPO_PIXELS_F32 ? 4 : 1),
+                                               (size_t)d->c * d->h * d->w, &img))
+      sodium_memzero(d->images, img);
+    free(d->images);
+  }
+  if (d->wipe && d->labels) sodium_memzero(d->labels, lab);
   free(d->labels);
   memset(d, 0, sizeof *d);
+}
+
+int tempo_dataset_label(const tempo_dataset *d, size_t i) {
+  const uint8_t *p = d->labels;
+  switch (d->label_bytes) {
+  case 4: return (int)(int32_t)tempo_le_get32(p + 4 * i);
+  case 8: return (int)(int64_t)tempo_le_get64(p + 8 * i);
+  default: return p[i];
+  }
 }
 
 static uint32_t be32(const uint8_t *p) {
@@ -548,6 +578,9 @@ tempo_status tempo_dataset_load_sealed(tempo_dataset_kind kind, const char *dir,
                                        const tempo_owner_key *key, tempo_dataset *out) {
   if (!out) return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "tempo_dataset_load: out is NULL");
   memset(out, 0, sizeof *out);
+  if (kind == TEMPO_DATASET_NPY)
+    return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "an npy dataset is named file by file: pass --train-x, "
+                           "--train-y (and --test-x, --test-y) with --data npy");
   if (kind != TEMPO_DATASET_FASHION_MNIST && kind != TEMPO_DATASET_CIFAR10)
     return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "unknown dataset kind %d", (int)kind);
   if (!dir) dir = tempo_dataset_default_dir(kind);
@@ -560,5 +593,6 @@ tempo_status tempo_dataset_load_sealed(tempo_dataset_kind kind, const char *dir,
   }
   out->kind = kind;
   out->num_classes = 10;
+  out->wipe = key != NULL; /* sealed plaintext */
   return TEMPO_STATUS_OK;
 }

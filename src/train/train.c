@@ -20,6 +20,7 @@
 #include "tempo/safetensors.h"
 #include "tempo/seal.h"
 #include "tempo/weights.h"
+#include "train/run_data.h"
 #include "train/run_files.h"
 
 void tempo_train_config_default(tempo_train_config *c) {
@@ -235,7 +236,23 @@ static void write_config(FILE *f, const tempo_train_config *c, const tempo_model
   json_str(f, "model", c->model);
   fprintf(f, ",\"parameters\":%zu,\"state_values\":%zu", m->params.count, m->params.state_count);
   json_str(f, "dataset", tempo_dataset_kind_name(c->dataset));
-  json_str(f, "data_dir", c->data_dir ? c->data_dir : tempo_dataset_default_dir(c->dataset));
+  if (c->dataset == TEMPO_DATASET_NPY) {
+    json_str(f, "data_dir", NULL);
+    json_str(f, "train_x", c->npy.train_x);
+    json_str(f, "train_y", c->npy.train_y);
+    json_str(f, "test_x", c->npy.test_x);
+    json_str(f, "test_y", c->npy.test_y);
+    json_str(f, "layout", train->nhwc ? "nhwc" : "nchw");
+    json_str(f, "pixels", train->pixel_type == TEMPO_PIXELS_F32 ? "float32" : "uint8");
+    /* the normalisation, exactly (%.9g round-trips a float): what a PyTorch twin must apply */
+    for (int k = 0; k < 2; k++) {
+      fprintf(f, ",\"%s\":[", k ? "std" : "mean");
+      for (int ch = 0; ch < train->c; ch++) fprintf(f, "%s%.9g", ch ? "," : "", k ? train->std[ch] : train->mean[ch]);
+      fputc(']', f);
+    }
+  } else {
+    json_str(f, "data_dir", c->data_dir ? c->data_dir : tempo_dataset_default_dir(c->dataset));
+  }
   fprintf(f, ",\"input\":[%d,%d,%d],\"classes\":%d,\"train_images\":%d,\"test_images\":%d", train->c, train->h,
           train->w, train->num_classes, train->n, test->n);
   fprintf(f, ",\"epochs\":%d,\"max_steps\":%ld,\"planned_steps\":%ld,\"steps_per_epoch\":%d,\"start_step\":%ld",
@@ -432,14 +449,13 @@ tempo_status tempo_train_run(const tempo_train_config *cfg_in, tempo_train_resul
   const int stale = tempo_run_clean_stale_tmp(c.out_dir);
   if (stale > 0 && !c.quiet)
     printf("tempo: removed %d temporary file(s) left in %s by a killed run\n", stale, c.out_dir);
-  if ((st = tempo_dataset_load_sealed(c.dataset, c.data_dir, true, c.key, &r.train)) ||
-      (st = tempo_dataset_load_sealed(c.dataset, c.data_dir, false, c.key, &r.test)))
-    goto out;
+  if ((st = tempo_run_load_data(&c, &r.train, &r.test))) goto out;
   if ((st = tempo_mm_create(&c.engine, &r.mm))) goto out;
   tempo_model_config mc = {.in_c = r.train.c, .in_h = r.train.h, .in_w = r.train.w,
                            .num_classes = r.train.num_classes, .max_batch = c.batch_size, .dropout = c.dropout};
   snprintf(mc.name, sizeof mc.name, "%s", c.model);
-  if ((st = tempo_model_create(&mc, r.mm, c.seed, &r.model))) goto out;
+  if ((st = tempo_model_create(&mc, r.mm, c.seed, &r.model)) || (st = tempo_run_check_model(r.model, &r.train)))
+    goto out;
   tempo_model *m = r.model;
 
   tempo_augment aug = {.crop = true, .pad = 4, .flip = true};
@@ -713,24 +729,24 @@ tempo_status tempo_eval_checkpoint(const char *path, const char *data_dir, const
   return tempo_eval_checkpoint_sealed(path, data_dir, NULL, engine, batch_size, acc, loss);
 }
 
-static tempo_status eval_checkpoint(const char *path, const char *data_dir, const tempo_owner_key *key,
-                                    const tempo_mm_config *engine, int batch_size, progress *pg, double *acc,
-                                    double *loss);
+static tempo_status eval_checkpoint(const char *path, const char *data_dir, const tempo_npy_config *npy,
+                                    const tempo_owner_key *key, const tempo_mm_config *engine, int batch_size,
+                                    progress *pg, double *acc, double *loss);
 
 tempo_status tempo_eval_checkpoint_sealed(const char *path, const char *data_dir, const tempo_owner_key *key,
                                           const tempo_mm_config *engine, int batch_size, double *acc, double *loss) {
-  return eval_checkpoint(path, data_dir, key, engine, batch_size, NULL, acc, loss);
+  return eval_checkpoint(path, data_dir, NULL, key, engine, batch_size, NULL, acc, loss);
 }
 
 tempo_status tempo_eval_run(const tempo_train_config *c, const char *path, double *acc, double *loss) {
   progress pg;
   progress_init(&pg, c);
-  return eval_checkpoint(path, c->data_dir, c->key, &c->engine, c->batch_size, &pg, acc, loss);
+  return eval_checkpoint(path, c->data_dir, &c->npy, c->key, &c->engine, c->batch_size, &pg, acc, loss);
 }
 
-static tempo_status eval_checkpoint(const char *path, const char *data_dir, const tempo_owner_key *key,
-                                    const tempo_mm_config *engine, int batch_size, progress *pg, double *acc,
-                                    double *loss) {
+static tempo_status eval_checkpoint(const char *path, const char *data_dir, const tempo_npy_config *npy,
+                                    const tempo_owner_key *key, const tempo_mm_config *engine, int batch_size,
+                                    progress *pg, double *acc, double *loss) {
   tempo_ckpt_meta meta;
   tempo_status st = tempo_ckpt_load_sealed(path, key, &meta, NULL, NULL);
   sodium_memzero(meta.streams, sizeof meta.streams); /* a checkpoint.ckpt's stream record: not needed here */
@@ -740,7 +756,7 @@ static tempo_status eval_checkpoint(const char *path, const char *data_dir, cons
     return tempo_set_error(TEMPO_STATUS_CORRUPT, "%s names an unknown dataset '%s'", path, meta.dataset);
   run_state r;
   memset(&r, 0, sizeof r);
-  if ((st = tempo_dataset_load_sealed(kind, data_dir, false, key, &r.test))) goto out;
+  if ((st = tempo_run_load_eval_data(path, kind, meta.num_classes, data_dir, npy, key, &r.test))) goto out;
   if (r.test.c != meta.in_c || r.test.h != meta.in_h || r.test.w != meta.in_w) {
     st = tempo_set_error(TEMPO_STATUS_MISMATCH, "%s was trained on %dx%dx%d inputs; the data is %dx%dx%d", path,
                          meta.in_c, meta.in_h, meta.in_w, r.test.c, r.test.h, r.test.w);
