@@ -605,7 +605,8 @@ static void test_sealed(void **state) {
   /* a sealed file read without the key */
   assert_int_equal(unlink(tpath("sy.npy")), 0);
   expect_split(px, py, TEMPO_NPY_LAYOUT_NCHW, NULL, TEMPO_STATUS_INVALID_ARGUMENT, "is sealed: pass the owner key");
-  expect_split(px, tpath("sy.npy.sealed"), TEMPO_NPY_LAYOUT_NCHW, NULL, TEMPO_STATUS_CORRUPT, "bad magic");
+  expect_split(px, tpath("sy.npy.sealed"), TEMPO_NPY_LAYOUT_NCHW, NULL, TEMPO_STATUS_INVALID_ARGUMENT,
+               "sy.npy.sealed is sealed: pass the owner key");
   tempo_owner_key_free(key);
   tempo_owner_key_free(other);
 }
@@ -710,6 +711,29 @@ static void test_train_npy(void **state) {
   tempo_model_free(m);
   tempo_mm_free(mm);
   tempo_dataset_free(&d);
+
+  /* resuming an npy run: the same files again, the same trajectory as an uninterrupted run */
+  tempo_train_config a = l, b2 = l;
+  char outa[128], outb[128], ck[160];
+  snprintf(outa, sizeof outa, "%s/run_a", tmpdir);
+  snprintf(outb, sizeof outb, "%s/run_b", tmpdir);
+  a.out_dir = outa, a.max_steps = 8;
+  b2.out_dir = outb, b2.max_steps = 5;
+  assert_int_equal(tempo_train_run(&a, &res), TEMPO_STATUS_OK);
+  assert_int_equal(tempo_train_run(&b2, &res), TEMPO_STATUS_OK);
+  snprintf(ck, sizeof ck, "%s/checkpoint.ckpt", outb);
+  tempo_train_config rb;
+  test_train_cfg(&rb, NULL, 8, 0);
+  rb.resume = ck;
+  assert_int_equal(tempo_train_run(&rb, &res), TEMPO_STATUS_INVALID_ARGUMENT); /* no files */
+  assert_non_null(strstr(tempo_errmsg(), "was trained on npy data: pass its files again"));
+  rb.npy = l.npy;
+  assert_int_equal(tempo_train_run(&rb, &res), TEMPO_STATUS_OK);
+  assert_int_equal(res.steps, 8);
+  double la[8], lb[8];
+  assert_int_equal(test_read_losses(outa, la, 8), 8);
+  assert_int_equal(test_read_losses(outb, lb, 8), 8);
+  assert_memory_equal(la, lb, sizeof la);
 
   /* no test split: the run trains and does not evaluate */
   tempo_train_config n = l;

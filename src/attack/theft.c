@@ -153,6 +153,7 @@ tempo_status tempo_attack_subset(const tempo_dataset *d, int n, tempo_dataset *o
   size_t img = (size_t)d->c * d->h * d->w;
   *out = *d;
   out->n = n;
+  out->store = NULL, out->store_len = 0, out->store_mapped = false; /* its own copies, below */
   out->images = malloc((size_t)n * img);
   out->labels = malloc((size_t)n);
   if (!out->images || !out->labels) {

@@ -243,6 +243,9 @@ static tempo_status parse_npy(const npy_file *f, npy_header *h) {
   memset(h, 0, sizeof *h);
   const uint8_t *b = f->base;
   const char *path = f->path;
+  if (f->len >= 8 && memcmp(b, TEMPO_SEAL_MAGIC, 8) == 0)
+    return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "%s is sealed: pass the owner key with --key-file "
+                           "(docs/confidential-io.md)", path);
   if (f->len < 10 || memcmp(b, NPY_MAGIC, 6) != 0)
     return tempo_set_error(TEMPO_STATUS_CORRUPT, "%s: not a .npy file (bad magic: it must start with \\x93NUMPY; "
                            "write it with np.save) " NPY_HINT, path);
