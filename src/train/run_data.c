@@ -1,23 +1,17 @@
 /* run_data.c - loading a run's dataset and checking the model against it (see run_data.h). */
 #include "train/run_data.h"
 
-#include <stdio.h>
-
-tempo_status tempo_run_load_data(tempo_train_config *c, tempo_dataset *train, tempo_dataset *test) {
-  if (c->dataset != TEMPO_DATASET_NPY) {
-    tempo_status st = tempo_dataset_load_sealed(c->dataset, c->data_dir, true, c->key, train);
-    return st ? st : tempo_dataset_load_sealed(c->dataset, c->data_dir, false, c->key, test);
+tempo_status tempo_run_load_data(tempo_dataset_kind kind, const char *data_dir, const tempo_npy_config *npy,
+                                 const tempo_owner_key *key, const char *resume, tempo_dataset *train,
+                                 tempo_dataset *test) {
+  if (kind != TEMPO_DATASET_NPY) {
+    tempo_status st = tempo_dataset_load_sealed(kind, data_dir, true, key, train);
+    return st ? st : tempo_dataset_load_sealed(kind, data_dir, false, key, test);
   }
-  if (c->resume && !c->npy.train_x)
+  if (resume && !npy->train_x)
     return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "%s was trained on npy data: pass its files again (--train-x, "
-                           "--train-y and --test-x, --test-y as before) to resume", c->resume);
-  tempo_status st = tempo_npy_load(&c->npy, c->key, train, test);
-  if (st) return st;
-  if (!c->npy.test_x && !c->no_eval) {
-    c->no_eval = true;
-    if (!c->quiet) printf("tempo: no test split (--test-x, --test-y): the run will not evaluate\n");
-  }
-  return TEMPO_STATUS_OK;
+                           "--train-y and --test-x, --test-y as before) to resume", resume);
+  return tempo_npy_load(npy, key, train, test);
 }
 
 tempo_status tempo_run_load_eval_data(const char *path, tempo_dataset_kind kind, int classes, const char *data_dir,

@@ -5,11 +5,13 @@
 
 #include "tempo/data.h"
 #include "tempo/model.h"
-#include "tempo/train.h"
 
-/* Both splits of c's dataset (c->key: sealed). An npy run without a test split sets
- * c->no_eval (and says so unless quiet). */
-TEMPO_WUR tempo_status tempo_run_load_data(tempo_train_config *c, tempo_dataset *train, tempo_dataset *test);
+/* Both splits of a run's dataset (key: sealed): a built-in one from data_dir, or npy's files
+ * (an npy run without a test split gets a zeroed test split). resume names the checkpoint of
+ * a resumed run, or is NULL. */
+TEMPO_WUR tempo_status tempo_run_load_data(tempo_dataset_kind kind, const char *data_dir, const tempo_npy_config *npy,
+                                           const tempo_owner_key *key, const char *resume, tempo_dataset *train,
+                                           tempo_dataset *test);
 
 /* The test split for evaluating a checkpoint (`path` in messages) of `classes` classes trained
  * on `kind`: a built-in dataset from data_dir, or the npy files of npy (which may be NULL). */

@@ -449,7 +449,11 @@ tempo_status tempo_train_run(const tempo_train_config *cfg_in, tempo_train_resul
   const int stale = tempo_run_clean_stale_tmp(c.out_dir);
   if (stale > 0 && !c.quiet)
     printf("tempo: removed %d temporary file(s) left in %s by a killed run\n", stale, c.out_dir);
-  if ((st = tempo_run_load_data(&c, &r.train, &r.test))) goto out;
+  if ((st = tempo_run_load_data(c.dataset, c.data_dir, &c.npy, c.key, c.resume, &r.train, &r.test))) goto out;
+  if (c.dataset == TEMPO_DATASET_NPY && !c.npy.test_x && !c.no_eval) {
+    c.no_eval = true;
+    if (!c.quiet) printf("tempo: no test split (--test-x, --test-y): the run will not evaluate\n");
+  }
   if ((st = tempo_mm_create(&c.engine, &r.mm))) goto out;
   tempo_model_config mc = {.in_c = r.train.c, .in_h = r.train.h, .in_w = r.train.w,
                            .num_classes = r.train.num_classes, .max_batch = c.batch_size, .dropout = c.dropout};
