@@ -400,9 +400,10 @@ static void test_passes_row_blocks(void **state) {
 }
 
 /* The Enc-X pass with check dots: X' bit-identical to tempo_obf_enc_x's with every kernel and
- * thread count (also identity keys), the value dots within the stated 2^-23 yb of the sums on
- * the float X' (the bound TEMPO_VERIFY_FUSED_SLACK covers twice over), and the bound dots
- * upper bounds of |X'| wb, high by at most (C + 4) 2^-22. */
+ * thread count (also identity keys), the value dots within the stated 2^-23 |X'| |w| of the
+ * sums on the float X' (the check's bound counts that rounding), and the bound dots within
+ * 2^-21 below and (C + 4) 2^-22 + 2^-20 above (X' o X') wb on the float X' (the unrounded X'
+ * squared differs by up to 2^-22 relative). */
 static void test_enc_x_check_dots(void **state) {
   (void)state;
   static const int shapes[][2] = {{1101, 603}, {4099, 144}, {129, 32}, {70, 128}, {33, 17}, {9, 1}};
@@ -435,11 +436,13 @@ static void test_enc_x_check_dots(void **state) {
           assert_memory_equal(out, ref, e * sizeof(float));
           for (int q = 0; q < ND; q++)
             for (int i = 0; i < R; i++) {
-              double d = 0, db = 0;
-              for (int j = 0; j < C; j++) d += (double)ref[(size_t)i * C + j] * wq[q][j], db += fabs((double)ref[(size_t)i * C + j]) * wbq[q][j];
-              /* the value within 2^-23 of the bound; the bound an upper bound, at most (C + 4) 2^-22 high */
-              if (!(fabs(yq[q][i] - d) <= 0x1p-23 * db + 1e-300) ||
-                  !(ybq[q][i] >= db * (1 - 0x1p-23) && ybq[q][i] <= db * (1 + (C + 4) * 0x1p-22) + 1e-300))
+              double d = 0, da = 0, db = 0;
+              for (int j = 0; j < C; j++) {
+                const double x = ref[(size_t)i * C + j];
+                d += x * wq[q][j], da += fabs(x) * fabs(wq[q][j]), db += x * x * wbq[q][j];
+              }
+              if (!(fabs(yq[q][i] - d) <= 0x1p-23 * da + 1e-300) ||
+                  !(ybq[q][i] >= db * (1 - 0x1p-21) && ybq[q][i] <= db * (1 + (C + 4) * 0x1p-22 + 0x1p-20) + 1e-300))
                 fail_msg("shape %d ident %d kern %d threads %d dot %d row %d: %.17g vs %.17g (b %.17g vs %.17g)", s, ident,
                          kern, t, q, i, yq[q][i], d, ybq[q][i], db);
             }

@@ -19,6 +19,7 @@
 #ifndef TEMPO_OBF_H
 #define TEMPO_OBF_H
 
+#include "tempo/precision.h"
 #include "tempo/status.h"
 
 #ifdef __cplusplus
@@ -95,12 +96,13 @@ TEMPO_WUR tempo_status tempo_keygen_state_restore(tempo_keygen *g, const uint8_t
 void tempo_obf_enc_x(const tempo_obf_key *k, const float *X, float *Xp);
 /* tempo_obf_enc_x (the same floats, the same kernels), and in the same pass the check dots
  * of every output row i for q < ndots (<= TEMPO_OBF_ENC_X_MAX_DOTS): y[q][i] ~ sum_j
- * Xp[i][j] w[q][j] and yb[q][i] ~ sum_j |Xp[i][j]| wb[q][j], in double (w, wb: (n) doubles;
- * y, yb: (m)). They are formed on the plaintext row while the scatter has it in cache, as
- * c_m,i sum_c X[pi_m(i)][c] (c_n w)[c]: exact sums of the unrounded X' values, which differ
- * from the float X' by at most 2^-23 relative per element, so |y - X'w| <= 2^-23 yb (the
- * check adds TEMPO_VERIFY_FUSED_SLACK yb to its bound). u: scratch of 2 ndots n doubles.
- * So Freivalds' A (B v) of a forward product needs no read of X' (scheme_tempo.c). */
+ * Xp[i][j] w[q][j] and yb[q][i] ~ sum_j Xp[i][j]^2 wb[q][j] (wb >= 0), in double (w, wb: (n)
+ * doubles; y, yb: (m)). They are formed on the plaintext row while the scatter has it in
+ * cache, as c_m,i sum_c X[pi_m(i)][c] (c_n w)[c]: exact sums of the unrounded X' values, which
+ * differ from the float X' by at most 2^-23 relative per element (the check's bound counts
+ * that rounding, u_m in verify.c); yb is an upper bound of the sum on the float X' within
+ * (C + 4) 2^-22 relative. u: scratch of 2 ndots n doubles. So Freivalds' A (B v) of a forward
+ * product needs no read of X' (scheme_tempo.c). */
 #define TEMPO_OBF_ENC_X_MAX_DOTS 4
 void tempo_obf_enc_x_check(const tempo_obf_key *k, const float *X, float *Xp, int ndots, const double *const *w,
                            const double *const *wb, double *const *y, double *const *yb, double *u);
@@ -115,27 +117,41 @@ void tempo_obf_dec_dw(const tempo_obf_key *k, bool w_trans, const float *dWp, fl
 void tempo_obf_dec_y_rows(const tempo_obf_key *k, const float *Yp, int lo, int hi, float *Y);
 void tempo_obf_dec_dx_rows(const tempo_obf_key *k, const float *dXp, int lo, int hi, float *dX, bool accumulate);
 /* tempo_obf_dec_dx_rows (not accumulating), and in the same pass, for q < ndots, y1[q][r] =
- * sum_c dXp[r][c] v[q][c] for each of the hi - lo rows r it reads (in double: the reply's
- * own values, exactly as a check would sum them), y1b[q][r] an upper bound of |dXp[r]| vabs[q]
- * (float sums). So the dX' check reads dX' once, in its decryption. */
+ * sum_c dXp[r][c] v[q][c] and y1b[q][r] = sum_c dXp[r][c]^2 vsq[q][c] for each of the hi - lo
+ * rows r it reads (both in double: the reply's own values, exactly as a check would sum them;
+ * a reply cannot overflow them). So the dX' check reads dX' once, in its decryption. */
 void tempo_obf_dec_dx_rows_dots(const tempo_obf_key *k, const float *dXp, int lo, int hi, float *dX, int ndots,
-                                const double *const *v, const float *const *vabs, double *const *y1,
+                                const double *const *v, const float *const *vsq, double *const *y1,
                                 double *const *y1b);
 void tempo_obf_set_threads(int threads);
 
 /* Freivalds' check of a product C = op(A) . op(B), with C (r, c), op(A) (r, k), op(B) (k, c),
  * on the master, for `rounds` fresh random vectors drawn from rng_seed (v_j = +-U[0.5, 1)).
  * A is stored (r, k), or (k, r) with a_trans; B is stored (k, c), or (c, k) with b_trans;
- * C is stored (r, c). All sums are accumulated in double. The tolerance per row is derived
- * from the floating-point error bound of ANY float32 evaluation order of the worker's
- * product (docs/obfuscation.md):
- *   |C v - op(A)(op(B) v)|_i <= TEMPO_VERIFY_SAFETY * (k + 4) * 2^-24 * (|op(A)| (|op(B)| |v|))_i + tiny
- * with tiny = k c max|v| 2^-126 (underflow). Errors below that bound cannot be detected by
- * any check that accepts every honest float32 product; larger ones are caught in 1 round.
- * A non-finite value in C fails the check. `work` holds at least 3*(r + k + c) floats.
+ * C is stored (r, c). All sums are accumulated in double. The tolerance per row is a
+ * probabilistic bound on the rounding error of the worker's product in its declared
+ * precision (docs/obfuscation.md, "Verification", derives it):
+ *   |C v - op(A)(op(B) v)|_i <= lam sqrt(ac c2_i + aq G_i) + tiny
+ * with c2 = (C o C)(v o v), G = (op(A) o op(A)) ((op(B) o op(B))(v o v) + rho (op(B) v)^2),
+ * ac, aq ~ u^2 k / 3 where the key permutes the inner index (u^2 k^2 / 2 otherwise), lam from
+ * the false-alarm probability TEMPO_VERIFY_FALSE_ALARM per check, tiny = k c max|v| 2^-126
+ * (underflow). Sums of squares: cancellation in the product cannot inflate the bound.
+ * Larger errors are caught in 1 round. A non-finite value in C, or a bound that is not finite
+ * (operands beyond float range), fails the check. `work` holds at least 3*(r + k + c) floats.
  * Returns TEMPO_STATUS_OK, TEMPO_STATUS_VERIFY_FAILED (with tempo_errmsg set), or
  * TEMPO_STATUS_INVALID_ARGUMENT. Thread-safe (no shared state). */
+#define TEMPO_VERIFY_FALSE_ALARM 1e-10
+/* The worst-case factor of shield's float64 check (src/shield/f64.c: 2 (2 (k + c) + 8) 2^-53). */
 #define TEMPO_VERIFY_SAFETY 2.0
+
+/* What the bound assumes of a product: the precision the worker declared (precision.h) and
+ * whether its inner index was put in a fresh random order by a key (every blinded product;
+ * identity keys and plain data: false, the order-free bound). NULL = {FP32, false}. */
+typedef struct {
+  tempo_precision precision;
+  bool permuted;
+} tempo_verify_model;
+
 TEMPO_WUR tempo_status tempo_verify_product(int r, int k, int c, const float *A, bool a_trans, const float *B,
                                             bool b_trans, const float *C, int rounds, uint64_t rng_seed,
                                             float *work);
@@ -145,43 +161,50 @@ TEMPO_WUR tempo_status tempo_verify_product(int r, int k, int c, const float *A,
  * the check as sensitive to every column as on the plaintext product (otherwise columns
  * with small scales weigh less, by up to the key space's max/min coefficient ratio):
  *   Y'  (m, p): 1 / c_p[pi_p j] = dp.rcoef_p          dX' (m, n): c_n[pi_n j] = dn.coef_p
- *   dW' (n, p): c_p[pi_p j] = dp.coef_p                dW' stored (p, n): 1 / c_n[pi_n j] = dn.rcoef_p */
+ *   dW' (n, p): c_p[pi_p j] = dp.coef_p                dW' stored (p, n): 1 / c_n[pi_n j] = dn.rcoef_p
+ * Weights are given exactly for blinded products, so _weighted uses the model {FP32,
+ * permuted = col_weight != NULL}; _model takes the model explicitly. */
 TEMPO_WUR tempo_status tempo_verify_product_weighted(int r, int k, int c, const float *A, bool a_trans,
                                                      const float *B, bool b_trans, const float *C,
                                                      const float *col_weight, int rounds, uint64_t rng_seed,
                                                      float *work);
+TEMPO_WUR tempo_status tempo_verify_product_model(int r, int k, int c, const float *A, bool a_trans, const float *B,
+                                                  bool b_trans, const float *C, const float *col_weight,
+                                                  const tempo_verify_model *md, int rounds, uint64_t rng_seed,
+                                                  float *work);
 
-/* The same check in pieces, for callers that form op(A) (op(B) v) inside a pass that
- * already streams A (scheme_tempo.c forms it while writing X'):
- *  - tempo_verify_vector: round `round`'s vector v (c) and |v| from rng_seed and the optional
- *    column weights, exactly as tempo_verify_product_weighted draws it; returns max |v|;
- *  - tempo_verify_matvec: out = op(M) x, outb = |op(M)| xb (rows of op(M)), double sums
- *    rounded to float (M stored (rows, cols), or (cols, rows) with trans);
+/* The same check in pieces, for callers that form op(A) g inside a pass that already
+ * streams A (scheme_tempo.c forms it while writing X'):
+ *  - tempo_verify_vector: round `round`'s vector v (c) and v o v (rounded up) from rng_seed
+ *    and the optional column weights, exactly as tempo_verify_product_weighted draws it;
+ *    returns max |v|;
+ *  - tempo_verify_matvec: out = op(M) x, outg = (op(M) o op(M)) xsq + rho out o out with
+ *    rho = tempo_verify_rho(md, rows) (rows of op(M): the inner dimension of the product),
+ *    double sums rounded to float (M stored (rows, cols), or (cols, rows) with trans);
  *  - tempo_verify_rows: rows [row0, row0 + rows) of C (rows, c) against y2 = A (B v) and
- *    yb = |A| (|B| |v|) of those rows, with the bound above (k: the inner dimension) plus
- *    slack * yb for a y2 formed with the stated extra error (0 otherwise).
+ *    G = (A o A) g of those rows, with the bound above (k: the inner dimension).
  * Messages name total_rows and the round. */
-float tempo_verify_vector(uint64_t rng_seed, int round, int c, const float *col_weight, float *v, float *vabs);
-void tempo_verify_matvec(int rows, int cols, const float *M, bool trans, const float *x, const float *xb, float *out,
-                         float *outb);
-TEMPO_WUR tempo_status tempo_verify_rows(int rows, int k, int c, const float *C, const float *v, float vmax,
-                                         const double *y2, const double *yb, double slack, int row0, int total_rows,
-                                         int round);
-/* tempo_verify_rows the other way round: y1 = C v was formed elsewhere (in a pass over C);
- * this forms y2 = A w and yb = |A| wb from rows [row0, row0 + rows) of A (rows, k) with
- * w = op(B) v, wb = |op(B)| |v| (tempo_verify_matvec) and applies the same bound. */
-TEMPO_WUR tempo_status tempo_verify_rows_a(int rows, int k, int c, const float *A, const float *w, const float *wb,
-                                           const double *y1, float vmax, int row0, int total_rows, int round);
+float tempo_verify_vector(uint64_t rng_seed, int round, int c, const float *col_weight, float *v, float *vsq);
+double tempo_verify_rho(const tempo_verify_model *md, int k);
+void tempo_verify_matvec(int rows, int cols, const float *M, bool trans, const float *x, const float *xsq,
+                         const tempo_verify_model *md, float *out, float *outg);
+TEMPO_WUR tempo_status tempo_verify_rows(int rows, int k, int c, const float *C, const float *v, const float *vsq,
+                                         float vmax, const double *y2, const double *G, const tempo_verify_model *md,
+                                         int row0, int total_rows, int round);
+/* tempo_verify_rows the other way round: y1 = C v and c2 = (C o C)(v o v) were formed
+ * elsewhere (in a pass over C, in double: the reply's own values); this forms y2 = A w and
+ * G = (A o A) wg from rows [row0, row0 + rows) of A (rows, k) with w, wg from
+ * tempo_verify_matvec, and applies the same bound. */
+TEMPO_WUR tempo_status tempo_verify_rows_a(int rows, int k, int c, const float *A, const float *w, const float *wg,
+                                           const double *y1, const double *c2, float vmax,
+                                           const tempo_verify_model *md, int row0, int total_rows, int round);
 /* Freivalds from the left, for C = A B (len, c) with A (len, k), B (k, c): g = r^T C against
- * h = (r^T A) B with hb = (|r|^T |A|) |B| (all c, in double; r of length len with max
- * |r| = rmax): |g - h|_j <= (TEMPO_VERIFY_SAFETY (k + 4) 2^-24 + slack) hb_j + tiny, the same
- * bound as tempo_verify_product's with the roles of rows and columns exchanged. A non-finite
- * g fails. */
-TEMPO_WUR tempo_status tempo_verify_left(int k, int len, int c, const double *g, const double *h, const double *hb,
-                                         float rmax, double slack, int round);
-/* The extra relative tolerance (times yb) of y2 formed from unrounded X' values (tempo_obf_enc_x_check):
- * 2^-22, twice the 2^-23 bound of the difference; next to 2 (k + 4) 2^-24 it is 1/(k + 4) of the bound. */
-#define TEMPO_VERIFY_FUSED_SLACK 0x1p-22
+ * h = (r^T A) B, with g2 = (r o r)^T (C o C) and G = ((r o r)^T (A o A) + rho (r^T A)^2) (B o B)
+ * (all c, in double; r of length len with max |r| = rmax): |g - h|_j <= lam sqrt(ac g2_j +
+ * aq G_j) + tiny, the bound of tempo_verify_product with rows and columns exchanged (the
+ * union over the c columns). A non-finite g fails. */
+TEMPO_WUR tempo_status tempo_verify_left(int k, int len, int c, const double *g, const double *g2, const double *h,
+                                         const double *G, float rmax, const tempo_verify_model *md, int round);
 
 #ifdef __cplusplus
 }

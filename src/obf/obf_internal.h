@@ -32,4 +32,21 @@ void tempo_obf_set_kernel(int kernel);
 /* Makes tempo_verify_product use its portable (scalar) kernels, for tests. */
 void tempo_verify_force_scalar(bool on);
 
+/* Measurement (bench/bench_verify_ratio.c): fn is called after every passing block of a check
+ * with its inner dimension k, its width (columns c, or for a left check the c columns it spans),
+ * whether it was a left check and the largest |residual| / bound of the block; NULL stops.
+ * Not for concurrent use with checks running (set it before the run). */
+typedef void (*tempo_verify_ratio_fn)(void *ctx, int cls, int k, int c, double worst);
+void tempo_verify_record(tempo_verify_ratio_fn fn, void *ctx);
+/* The product class the following checks belong to (scheme_tempo.c sets it; passed to fn). */
+enum {
+  TEMPO_VCLASS_OTHER = 0,   /* checked after arrival: batched instances, accumulated dX' */
+  TEMPO_VCLASS_FORWARD = 1, /* a row block's Y' (check_forward) */
+  TEMPO_VCLASS_DX = 2,      /* a row block's dX' (check_take_dx) */
+  TEMPO_VCLASS_DW = 3,      /* a row block's partial dW' (check_dw) */
+  TEMPO_VCLASS_DW_SUM = 4,  /* dW' over all rows: a reduced sum (or an unsplit product) */
+  TEMPO_VCLASS_COUNT = 5,
+};
+void tempo_verify_set_class(int cls);
+
 #endif

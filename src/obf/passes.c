@@ -49,7 +49,7 @@ typedef struct {
   bool range; /* a Dec pass over input rows [row0, row1) only: in holds just those rows */
   int row0, row1;
   /* Check dots (tempo_obf_enc_x_check): for q < ndots, per output row i reading input row a,
-   * dot[q][i] = rs[i] sum_c in[a][c] du[q][c] and dotb[q][i] = rs[i] sum_c |in[a][c]| dub[q][c]
+   * dot[q][i] = rs[i] sum_c in[a][c] du[q][c] and dotb[q][i] = rs[i]^2 sum_c in[a][c]^2 dub[q][c]
    * (double), formed on the input row while it is in cache from the scatter. */
   int ndots;
   bool dots_avx2; /* the CPU has AVX2 and FMA (looked up once per pass) */
@@ -68,45 +68,74 @@ static bool have_avx2_fma(void);
 
 #if defined(__x86_64__) || defined(__i386__)
 /* ND dots at once (a compile-time constant, so the accumulators stay in registers): the row
- * is loaded and widened to double once for all of them. */
+ * is loaded and widened to double once for all of them. The bound sums of squares are
+ * float sums of trusted rows (Enc), double sums with SQD (a reply's rows: a reply cannot
+ * overflow them to +inf and so widen its own bound). */
 __attribute__((target("avx2,fma"), always_inline)) static inline void row_dots_nd(const obf_pass *p, const float *src,
-                                                                                  double *t, double *tb, const int ND) {
+                                                                                  double *t, double *tb, const int ND,
+                                                                                  const bool SQD) {
   const int C = p->cols, C8 = C & ~7;
-  const __m256d absmask = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7fffffffffffffffLL));
-  const __m256 absps = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-  __m256d d[TEMPO_OBF_MAX_DOTS];
+  __m256d d[TEMPO_OBF_MAX_DOTS], bd[TEMPO_OBF_MAX_DOTS];
   __m256 b[TEMPO_OBF_MAX_DOTS];
-  for (int q = 0; q < ND; q++) d[q] = _mm256_setzero_pd(), b[q] = _mm256_setzero_ps();
+  for (int q = 0; q < ND; q++) d[q] = _mm256_setzero_pd(), bd[q] = _mm256_setzero_pd(), b[q] = _mm256_setzero_ps();
   int c = 0;
   for (; c < C8; c += 8) {
-    const __m256 v = _mm256_loadu_ps(src + c), av = _mm256_and_ps(v, absps);
+    const __m256 v = _mm256_loadu_ps(src + c);
     const __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v)), hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
-    for (int q = 0; q < ND; q++) {
-      d[q] = _mm256_fmadd_pd(lo, _mm256_loadu_pd(p->du[q] + c), d[q]);
-      d[q] = _mm256_fmadd_pd(hi, _mm256_loadu_pd(p->du[q] + c + 4), d[q]);
-      b[q] = _mm256_fmadd_ps(av, _mm256_loadu_ps(p->dub[q] + c), b[q]);
+    if (SQD) {
+      const __m256d lo2 = _mm256_mul_pd(lo, lo), hi2 = _mm256_mul_pd(hi, hi);
+      for (int q = 0; q < ND; q++) {
+        const __m256 g = _mm256_loadu_ps(p->dub[q] + c);
+        d[q] = _mm256_fmadd_pd(lo, _mm256_loadu_pd(p->du[q] + c), d[q]);
+        d[q] = _mm256_fmadd_pd(hi, _mm256_loadu_pd(p->du[q] + c + 4), d[q]);
+        bd[q] = _mm256_fmadd_pd(lo2, _mm256_cvtps_pd(_mm256_castps256_ps128(g)), bd[q]);
+        bd[q] = _mm256_fmadd_pd(hi2, _mm256_cvtps_pd(_mm256_extractf128_ps(g, 1)), bd[q]);
+      }
+    } else {
+      const __m256 sq = _mm256_mul_ps(v, v);
+      for (int q = 0; q < ND; q++) {
+        d[q] = _mm256_fmadd_pd(lo, _mm256_loadu_pd(p->du[q] + c), d[q]);
+        d[q] = _mm256_fmadd_pd(hi, _mm256_loadu_pd(p->du[q] + c + 4), d[q]);
+        b[q] = _mm256_fmadd_ps(sq, _mm256_loadu_ps(p->dub[q] + c), b[q]);
+      }
     }
   }
-  (void)absmask;
   for (int q = 0; q < ND; q++) {
     __m128d ds = _mm_add_pd(_mm256_castpd256_pd128(d[q]), _mm256_extractf128_pd(d[q], 1));
     double sd = _mm_cvtsd_f64(_mm_add_sd(ds, _mm_unpackhi_pd(ds, ds)));
-    float bl[8];
-    _mm256_storeu_ps(bl, b[q]);
     double sb = 0;
-    for (int l = 0; l < 8; l++) sb += bl[l];
-    for (int k = c; k < C; k++) sd += (double)src[k] * p->du[q][k], sb += fabs((double)src[k]) * p->dub[q][k];
+    if (SQD) {
+      __m128d bs = _mm_add_pd(_mm256_castpd256_pd128(bd[q]), _mm256_extractf128_pd(bd[q], 1));
+      sb = _mm_cvtsd_f64(_mm_add_sd(bs, _mm_unpackhi_pd(bs, bs)));
+    } else {
+      float bl[8];
+      _mm256_storeu_ps(bl, b[q]);
+      for (int l = 0; l < 8; l++) sb += bl[l];
+    }
+    for (int k = c; k < C; k++) {
+      const double x = src[k];
+      sd += x * p->du[q][k], sb += x * x * p->dub[q][k];
+    }
     t[q] = sd, tb[q] = sb;
   }
 }
 
 __attribute__((target("avx2,fma"))) static void row_dots_avx2(const obf_pass *p, const float *src, double *t,
                                                               double *tb) {
+  if (p->dots_in) {
+    switch (p->ndots) {
+    case 1: row_dots_nd(p, src, t, tb, 1, true); break;
+    case 2: row_dots_nd(p, src, t, tb, 2, true); break;
+    case 3: row_dots_nd(p, src, t, tb, 3, true); break;
+    default: row_dots_nd(p, src, t, tb, 4, true); break;
+    }
+    return;
+  }
   switch (p->ndots) {
-  case 1: row_dots_nd(p, src, t, tb, 1); break;
-  case 2: row_dots_nd(p, src, t, tb, 2); break;
-  case 3: row_dots_nd(p, src, t, tb, 3); break;
-  default: row_dots_nd(p, src, t, tb, 4); break;
+  case 1: row_dots_nd(p, src, t, tb, 1, false); break;
+  case 2: row_dots_nd(p, src, t, tb, 2, false); break;
+  case 3: row_dots_nd(p, src, t, tb, 3, false); break;
+  default: row_dots_nd(p, src, t, tb, 4, false); break;
   }
 }
 #endif
@@ -122,8 +151,9 @@ static void row_dots(const obf_pass *p, size_t a) {
   const uint32_t i = p->identity ? (uint32_t)a : p->ro[a];
   const double s = p->identity ? 1.0 : (double)p->rs[i];
   double t[TEMPO_OBF_MAX_DOTS], tb[TEMPO_OBF_MAX_DOTS];
-  /* the bound's float sums (at most C/8 terms per lane, all >= 0) are low by at most
-   * C/8 2^-24 relative: scaling them up by (1 + C 2^-23) keeps them upper bounds */
+  /* the bound's float sums (at most C/8 terms per lane, all >= 0, each a square rounded
+   * once and a product rounded once) are low by at most (C/8 + 2) 2^-24 relative: scaling
+   * them up by (1 + C 2^-23) keeps them upper bounds (the double sums need no such care) */
   const double up = 1.0 + (double)p->cols * 0x1p-23;
 #if defined(__x86_64__) || defined(__i386__)
   if (p->dots_avx2) {
@@ -133,7 +163,10 @@ static void row_dots(const obf_pass *p, size_t a) {
   {
     for (int q = 0; q < p->ndots; q++) {
       double sd = 0, sb = 0;
-      for (int c = 0; c < p->cols; c++) sd += (double)src[c] * p->du[q][c], sb += fabs((double)src[c]) * p->dub[q][c];
+      for (int c = 0; c < p->cols; c++) {
+        const double x = src[c];
+        sd += x * p->du[q][c], sb += x * x * p->dub[q][c];
+      }
       t[q] = sd, tb[q] = sb;
     }
   }
@@ -142,7 +175,7 @@ static void row_dots(const obf_pass *p, size_t a) {
     for (int q = 0; q < p->ndots; q++) p->dot[q][r] = t[q], p->dotb[q][r] = tb[q] * up;
     return;
   }
-  for (int q = 0; q < p->ndots; q++) p->dot[q][i] = t[q] * s, p->dotb[q][i] = tb[q] * s * up;
+  for (int q = 0; q < p->ndots; q++) p->dot[q][i] = t[q] * s, p->dotb[q][i] = tb[q] * s * s * up;
 }
 
 static atomic_int obf_threads = 1;
@@ -584,7 +617,7 @@ void tempo_obf_enc_x_check(const tempo_obf_key *k, const float *X, float *Xp, in
       const uint32_t c = k->identity ? (uint32_t)j : k->dn.perm[j];
       const double cs = k->identity ? 1.0 : (double)k->dn.coef_p[j];
       a[c] = cs * w[q][j];
-      b[c] = (float)(cs * wb[q][j]) * (1.0f + 0x1p-23f); /* rounded up: the bound stays an upper bound */
+      b[c] = (float)(cs * cs * wb[q][j]) * (1.0f + 0x1p-22f); /* rounded up: the bound stays an upper bound */
     }
     d.du[q] = a, d.dub[q] = b, d.dot[q] = y[q], d.dotb[q] = yb[q];
   }
@@ -615,11 +648,11 @@ void tempo_obf_dec_y_rows(const tempo_obf_key *k, const float *Yp, int lo, int h
 }
 
 void tempo_obf_dec_dx_rows_dots(const tempo_obf_key *k, const float *dXp, int lo, int hi, float *dX, int ndots,
-                                const double *const *v, const float *const *vabs, double *const *y1,
+                                const double *const *v, const float *const *vsq, double *const *y1,
                                 double *const *y1b) {
   TEMPO_ASSERT(ndots >= 1 && ndots <= TEMPO_OBF_MAX_DOTS);
   obf_pass d = {.ndots = ndots, .dots_in = true};
-  for (int q = 0; q < ndots; q++) d.du[q] = v[q], d.dub[q] = vabs[q], d.dot[q] = y1[q], d.dotb[q] = y1b[q];
+  for (int q = 0; q < ndots; q++) d.du[q] = v[q], d.dub[q] = vsq[q], d.dot[q] = y1[q], d.dotb[q] = y1b[q];
   pass_rows(k, k->m, k->n, dXp, dX, &k->dm, false, k->dm.coef, &k->dn, false, k->dn.coef, false, lo, hi, &d);
 }
 

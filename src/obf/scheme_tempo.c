@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "obf/obf_internal.h"
 #include "offload/scheme.h"
 #include "tempo/common.h"
 
@@ -20,11 +21,11 @@ typedef struct {
   bool blind; /* tempo: fresh keys; plain: identity keys */
   float *vwork;
   size_t cap_vwork; /* bytes, like every cap_ below (tempo_grow_buffer) */
-  /* the fused forward check's scratch: |v| (p), W'v and |W'||v| (n) as floats and doubles per
-   * round, and the pass's column-moved copies of them (2 R n doubles) */
+  /* the fused forward check's scratch: v o v (p), W'v and its bound weights g (n, obf.h) as
+   * floats and doubles per round, and the pass's column-moved copies of them (2 R n doubles) */
   float *vabs, *w, *wb;
   double *wd, *wbd, *wu;
-  double *gh; /* the dW' check's r^T dW', (X'r)^T dY* and its bound (3 p) */
+  double *gh; /* the dW' check's r^T dW', its sum of squares, (X'r)^T dY* and its bound (4 p) */
   double *dxs; /* the dX' check's vectors and sums: R (n + 2 rows) doubles, then R (2 n + 2 p) floats */
   size_t cap_p, cap_w, cap_wb, cap_wd, cap_wbd, cap_wu, cap_gh, cap_dxs;
 } tempo_sc;
@@ -33,16 +34,22 @@ typedef struct {
   float *xp, *wp, *dys; /* X' (batch, m, n), W' (batch, n, p) or (batch, p, n), dY* (batch, m, p) */
   size_t cap_x, cap_w, cap_dy;
   /* the forward check of every instance and round, formed while X' was written:
-   * v (batch, R, p), max|v| (batch, R), X'(W'v) and |X'|(|W'||v|) (batch, R, m) */
+   * v (batch, R, p), max|v| (batch, R), X'(W'v) and (X' o X') g (batch, R, m) */
   float *fv, *fvmax;
   double *fy2, *fyb;
   size_t cap_fv, cap_fvmax, cap_fy2, cap_fyb;
   /* a training forward's dW' checks: left vectors r (batch, R, n), max|r| (batch, R), X'r and
-   * |X'||r| (batch, R, m), formed in the same X' pass */
+   * (X' o X')(r o r) (batch, R, m), formed in the same X' pass */
   float *fr, *frmax;
   double *fu, *fub;
   size_t cap_fr, cap_frmax, cap_fu, cap_fub;
 } tempo_state;
+
+/* What the check's bound assumes (obf.h): the checked worker's declared precision, and a
+ * permuted inner index for blinded products. */
+static tempo_verify_model model_of(const tempo_scheme *base, bool identity) {
+  return (tempo_verify_model){.precision = (tempo_precision)base->precision, .permuted = !identity};
+}
 
 /* n floats / n doubles in *buf (tempo_grow_buffer). */
 static tempo_status grow(float **buf, size_t *cap, size_t n) { return tempo_grow_buffer(buf, cap, n * sizeof(float)); }
@@ -73,7 +80,7 @@ static tempo_status prepare_fused(tempo_sc *sc, tempo_state *s, const tempo_mm_s
   const size_t nn = 2 * R * (size_t)sh->n; /* forward vectors, then the dW' left vectors */
   if ((st = grow(&s->fv, &s->cap_fv, B * R * (size_t)sh->p)) || (st = grow(&sc->vabs, &sc->cap_p, np)) ||
       (st = grow(&s->fr, &s->cap_fr, B * R * (size_t)sh->n)) || (st = grow(&s->frmax, &s->cap_frmax, B * R)) ||
-      (st = grow(&s->fvmax, &s->cap_fvmax, B * R)) || (st = grow_d(&sc->gh, &sc->cap_gh, 3 * (size_t)sh->p)) ||
+      (st = grow(&s->fvmax, &s->cap_fvmax, B * R)) || (st = grow_d(&sc->gh, &sc->cap_gh, 4 * (size_t)sh->p)) ||
       (st = grow_d(&s->fu, &s->cap_fu, B * R * (size_t)sh->m)) || (st = grow_d(&s->fub, &s->cap_fub, B * R * (size_t)sh->m)) ||
       (st = grow_d(&s->fy2, &s->cap_fy2, B * R * (size_t)sh->m)) ||
       (st = grow_d(&s->fyb, &s->cap_fyb, B * R * (size_t)sh->m)) || (st = grow(&sc->w, &sc->cap_w, nn)) ||
@@ -99,18 +106,17 @@ static tempo_status prepare(tempo_scheme *base, void **state, const tempo_mm_sha
 
 /* Instance i's X' with its forward checks: for each round, a fresh vector v (p) from the
  * verification stream (weighted by the result columns' inverse key scales, as the engine's
- * own check does), W'v and |W'||v| from the just-written W' (small), and X'(W'v),
- * |X'|(|W'||v|) formed in the X' pass itself (tempo_obf_enc_x_check, with its stated
- * 2^-23 extra error covered by TEMPO_VERIFY_FUSED_SLACK): the check then reads only Y' when
- * the result comes back. */
+ * own check does), W'v and the bound weights g from the just-written W' (small), and X'(W'v),
+ * (X' o X') g formed in the X' pass itself (tempo_obf_enc_x_check; the bound counts its
+ * unrounded X'): the check then reads only Y' when the result comes back. */
 static void encode_x_checked(tempo_sc *sc, tempo_state *s, const tempo_product *pr, int i) {
   const tempo_mm_shape *sh = pr->sh;
   const tempo_obf_key *k = &pr->keys[i];
   const int R = sc->base.verify_rounds, n = sh->n, p = sh->p, m = sh->m;
   const double *wd[2 * R_MAX], *wbd[2 * R_MAX];
   double *y2[2 * R_MAX], *yb[2 * R_MAX];
-  /* a training forward: also each round's left vector r (n) for the dW' check, r and |r| as the
-   * pass's weights, X'r and |X'||r| its dots R.. 2R-1 */
+  /* a training forward: also each round's left vector r (n) for the dW' check, r and r o r as
+   * the pass's weights, X'r and (X' o X')(r o r) its dots R.. 2R-1 */
   const int nd = pr->training ? 2 * R : R;
   for (int q = R; q < nd; q++) {
     uint64_t seed;
@@ -129,7 +135,8 @@ static void encode_x_checked(tempo_sc *sc, tempo_state *s, const tempo_product *
     float *v = s->fv + ((size_t)i * R + q) * p, *w = sc->w + (size_t)q * n, *wb = sc->wb + (size_t)q * n;
     s->fvmax[(size_t)i * R + q] = tempo_verify_vector(seed, q, p, k->identity ? NULL : k->dp.rcoef_p, v, sc->vabs);
     /* op(W') (n, p): W' stored (n, p), or (p, n) with w_trans */
-    tempo_verify_matvec(n, p, s->wp + (size_t)i * n * p, sh->w_trans, v, sc->vabs, w, wb);
+    const tempo_verify_model md = model_of(&sc->base, k->identity);
+    tempo_verify_matvec(n, p, s->wp + (size_t)i * n * p, sh->w_trans, v, sc->vabs, &md, w, wb);
     double *a = sc->wd + (size_t)q * n, *b = sc->wbd + (size_t)q * n;
     for (int j = 0; j < n; j++) a[j] = w[j], b[j] = wb[j];
     wd[q] = a, wbd[q] = b;
@@ -173,7 +180,9 @@ static bool check(tempo_scheme *base, int r, int k, int c, const void *A, bool a
                   const void *C, const float *cw, uint64_t seed) {
   tempo_sc *sc = (tempo_sc *)base;
   base->bytes += sizeof(float) * ((uint64_t)r * k + (uint64_t)k * c + (uint64_t)r * c); /* A, B, C read once */
-  return tempo_verify_product_weighted(r, k, c, A, at, B, bt, C, cw, base->verify_rounds, seed, sc->vwork) ==
+  const tempo_verify_model md = model_of(base, cw == NULL); /* weights exactly for blinded products */
+  tempo_verify_set_class(TEMPO_VCLASS_OTHER);
+  return tempo_verify_product_model(r, k, c, A, at, B, bt, C, cw, &md, base->verify_rounds, seed, sc->vwork) ==
          TEMPO_STATUS_OK;
 }
 
@@ -226,19 +235,27 @@ static void finish(tempo_scheme *sc, const tempo_product *pr, const void *const 
 /* Rows [lo, hi) of a batch-1 forward's Y' against the checks encode formed. */
 static bool check_forward(tempo_scheme *base, const void *state, const tempo_product *pr, int lo, int hi,
                           const void *y) {
+  tempo_sc *sc = (tempo_sc *)base;
   const tempo_state *s = state;
   const int R = base->verify_rounds, m = pr->sh->m, n = pr->sh->n, p = pr->sh->p;
+  const tempo_verify_model md = model_of(base, pr->keys[0].identity);
+  tempo_verify_set_class(TEMPO_VCLASS_FORWARD);
   base->bytes += sizeof(float) * (uint64_t)(hi - lo) * p; /* Y' read once */
-  for (int q = 0; q < R; q++)
-    if (tempo_verify_rows(hi - lo, n, p, y, s->fv + (size_t)q * p, s->fvmax[q], s->fy2 + (size_t)q * m + lo,
-                          s->fyb + (size_t)q * m + lo, TEMPO_VERIFY_FUSED_SLACK, lo, m, q))
+  for (int q = 0; q < R; q++) {
+    const float *v = s->fv + (size_t)q * p;
+    float *vsq = sc->vabs; /* v o v as tempo_verify_vector rounds it (np >= p floats) */
+    for (int j = 0; j < p; j++) vsq[j] = (float)((double)v[j] * (double)v[j] * (1.0 + 0x1p-23));
+    if (tempo_verify_rows(hi - lo, n, p, y, v, vsq, s->fvmax[q], s->fy2 + (size_t)q * m + lo, s->fyb + (size_t)q * m + lo,
+                          &md, lo, m, q))
       return false;
+  }
   return true;
 }
 
-/* dW' of instance inst from rows [lo, hi): r^T dW' (dW' (n, p)), or dW'_stored r with
- * w_trans ((p, n)), against (X'r)^T dY* over those rows, with the left vectors and X'r the
- * training forward formed. */
+/* dW' from rows [lo, hi): r^T dW' (dW' (n, p)), or dW'_stored r with w_trans ((p, n)),
+ * against (X'r)^T dY* over those rows, with the left vectors, X'r and (X' o X')(r o r) the
+ * training forward formed; the bound's sums of squares (obf.h, tempo_verify_left) from the
+ * same reads of dW' and dY*. */
 static bool check_dw(tempo_scheme *base, const void *state, const tempo_product *pr, int lo, int hi,
                      const void *dwp) {
   tempo_sc *sc = (tempo_sc *)base;
@@ -246,31 +263,43 @@ static bool check_dw(tempo_scheme *base, const void *state, const tempo_product 
   const tempo_mm_shape *sh = pr->sh;
   const int R = base->verify_rounds, m = sh->m, n = sh->n, p = sh->p;
   const float *dw = dwp, *dys = s->dys;
-  double *g = sc->gh, *h = g + p, *hb = h + p;
+  double *g = sc->gh, *g2 = g + p, *h = g2 + p, *hg = h + p;
+  const tempo_verify_model md = model_of(base, pr->keys[0].identity);
+  const double rho = tempo_verify_rho(&md, hi - lo);
+  tempo_verify_set_class(lo == 0 && hi == m ? TEMPO_VCLASS_DW_SUM : TEMPO_VCLASS_DW);
   base->bytes += sizeof(float) * (uint64_t)R * ((uint64_t)n * p + (uint64_t)(hi - lo) * p); /* dW' and dY* rows */
   for (int q = 0; q < R; q++) {
     const size_t f = (size_t)q;
     const float *r = s->fr + f * n;
     const double *u = s->fu + f * m, *ub = s->fub + f * m;
-    for (int k = 0; k < p; k++) g[k] = h[k] = hb[k] = 0;
+    for (int k = 0; k < p; k++) g[k] = g2[k] = h[k] = hg[k] = 0;
     if (sh->w_trans)
       for (int k = 0; k < p; k++) {
-        double t = 0;
-        for (int j = 0; j < n; j++) t += (double)dw[(size_t)k * n + j] * r[j];
-        g[k] = t;
+        double t = 0, t2 = 0;
+        for (int j = 0; j < n; j++) {
+          const double x = (double)dw[(size_t)k * n + j] * r[j];
+          t += x, t2 += x * x;
+        }
+        g[k] = t, g2[k] = t2;
       }
     else
       for (int j = 0; j < n; j++) {
         const double rj = r[j];
         const float *row = dw + (size_t)j * p;
-        for (int k = 0; k < p; k++) g[k] += rj * row[k];
+        for (int k = 0; k < p; k++) {
+          const double x = rj * row[k];
+          g[k] += x, g2[k] += x * x;
+        }
       }
     for (int i = lo; i < hi; i++) {
       const float *row = dys + (size_t)i * p;
-      const double ui = u[i], ubi = ub[i];
-      for (int k = 0; k < p; k++) h[k] += ui * row[k], hb[k] += ubi * fabs((double)row[k]);
+      const double ui = u[i], gi = ub[i] + rho * ui * ui;
+      for (int k = 0; k < p; k++) {
+        const double b = row[k];
+        h[k] += ui * b, hg[k] += gi * b * b;
+      }
     }
-    if (tempo_verify_left(hi - lo, n, p, g, h, hb, s->frmax[f], TEMPO_VERIFY_FUSED_SLACK, q)) return false;
+    if (tempo_verify_left(hi - lo, n, p, g, g2, h, hg, s->frmax[f], &md, q)) return false;
   }
   return true;
 }
@@ -290,6 +319,8 @@ static bool check_take_dx(tempo_scheme *base, const void *state, const tempo_pro
   if (grow_d(&sc->dxs, &sc->cap_dxs, nd + (nf + 1) / 2)) return false; /* out of memory: a failed check, recomputed */
   double *vd = sc->dxs, *y1 = vd + (size_t)R * n, *y1b = y1 + (size_t)R * rows;
   float *v = (float *)(sc->dxs + nd), *vabs = v + (size_t)R * n, *w = vabs + (size_t)R * n, *wb = w + (size_t)R * p;
+  const tempo_verify_model md = model_of(base, k->identity);
+  tempo_verify_set_class(TEMPO_VCLASS_DX);
   const double *vq[R_MAX];
   const float *vabsq[R_MAX];
   double *y1q[R_MAX], *y1bq[R_MAX];
@@ -301,14 +332,14 @@ static bool check_take_dx(tempo_scheme *base, const void *state, const tempo_pro
     vmax[q] = tempo_verify_vector(seed, q, n, k->identity ? NULL : k->dn.coef_p, vv, va);
     for (int j = 0; j < n; j++) vd[(size_t)q * n + j] = vv[j];
     /* op(W') = W'^T (p, n): W' stored (n, p), or (p, n) with w_trans */
-    tempo_verify_matvec(p, n, s->wp, !sh->w_trans, vv, va, w + (size_t)q * p, wb + (size_t)q * p);
+    tempo_verify_matvec(p, n, s->wp, !sh->w_trans, vv, va, &md, w + (size_t)q * p, wb + (size_t)q * p);
     vq[q] = vd + (size_t)q * n, vabsq[q] = va, y1q[q] = y1 + (size_t)q * rows, y1bq[q] = y1b + (size_t)q * rows;
   }
   tempo_obf_dec_dx_rows_dots(k, dxp, lo, hi, pr->dX, R, vq, vabsq, y1q, y1bq);
   base->bytes += sizeof(float) * (uint64_t)rows * (2 * (uint64_t)n + (uint64_t)R * p); /* dX' in, dX out, dY* */
   for (int q = 0; q < R; q++)
     if (tempo_verify_rows_a(rows, p, n, s->dys + (size_t)lo * p, w + (size_t)q * p, wb + (size_t)q * p, y1q[q],
-                            vmax[q], lo, m, q))
+                            y1bq[q], vmax[q], &md, lo, m, q))
       return false;
   return true;
 }

@@ -35,6 +35,7 @@ tempo_status tempo_rounds_init(tempo_rounds *r, const tempo_mm_config *cfg, cons
   for (int i = 0; i < r->nw; i++) r->live[i] = true;
   tempo_keyspace ks;
   tempo_keyspace_default(&ks);
+  if (cfg->key_range > 1) ks.range = cfg->key_range;
   uint8_t secret[32];
   if (cfg->seed) {
     uint8_t sb[8];

@@ -94,6 +94,8 @@ struct tempo_scheme {
   uint64_t bytes;           /* bytes its passes read and wrote since the engine last took them */
   bool can_mix;             /* products of the MIXED route can be sent (tempo_product.mixed; shield: its
                              * masks already hide them); false: the master computes them */
+  int precision;            /* tempo_precision the worker whose result is checked declared: the engine
+                             * sets it before each check (the check's bound follows it, obf.h) */
 };
 
 /* Plain (identity keys: Enc/Dec are copies) or tempo (fresh keys per product) on float32. */

@@ -85,6 +85,8 @@ TEMPO_WUR tempo_status tempo_transport_inproc_create(int n_workers, tempo_transp
  * (e.g. before the first product or right after tempo_mm_step_end); pause at any time. */
 void tempo_transport_inproc_set_fault(tempo_transport *t, int worker, const tempo_worker_fault *f);
 void tempo_transport_inproc_set_bad_sum(tempo_transport *t, int worker, long from); /* worker_fault.h */
+/* Worker `worker`'s result and sum hooks (worker.h; NULL: none), for rogue workers written in tests. */
+void tempo_transport_inproc_set_hooks(tempo_transport *t, int worker, const tempo_worker_hooks *h);
 uint64_t tempo_transport_inproc_faults(tempo_transport *t, int worker);
 bool tempo_transport_inproc_evicted(tempo_transport *t, int worker); /* the engine evicted it */
 size_t tempo_transport_inproc_handles(tempo_transport *t, int worker);

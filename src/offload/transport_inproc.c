@@ -534,6 +534,13 @@ void tempo_transport_inproc_set_fault(tempo_transport *tb, int worker, const tem
   pthread_mutex_unlock(&t->lock);
 }
 
+void tempo_transport_inproc_set_hooks(tempo_transport *tb, int worker, const tempo_worker_hooks *h) {
+  inproc *t = (inproc *)tb;
+  pthread_mutex_lock(&t->lock);
+  tempo_worker_set_hooks(t->ws[worker].w, h);
+  pthread_mutex_unlock(&t->lock);
+}
+
 void tempo_transport_inproc_set_bad_sum(tempo_transport *tb, int worker, long from) {
   inproc *t = (inproc *)tb;
   pthread_mutex_lock(&t->lock);

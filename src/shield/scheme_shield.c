@@ -133,7 +133,9 @@ static bool check(tempo_scheme *base, int r, int k, int c, const void *A, bool a
   base->bytes += es(sc) * ((uint64_t)r * k + (uint64_t)k * c + (uint64_t)r * c); /* A, B, C read once */
   if (sc->f64)
     return tempo_shield_verify64(r, k, c, A, at_, B, bt, C, base->verify_rounds, seed, sc->vwork) == TEMPO_STATUS_OK;
-  return tempo_verify_product_weighted(r, k, c, A, at_, B, bt, C, cw, base->verify_rounds, seed, sc->vwork) ==
+  /* the bound follows the checked worker's declared precision; weights come exactly with keys */
+  const tempo_verify_model md = {.precision = (tempo_precision)base->precision, .permuted = cw != NULL};
+  return tempo_verify_product_model(r, k, c, A, at_, B, bt, C, cw, &md, base->verify_rounds, seed, sc->vwork) ==
          TEMPO_STATUS_OK;
 }
 
