@@ -14,6 +14,7 @@
 #include "cli_common.h"
 #include "tempo/model.h"
 #include "tempo/plot.h"
+#include "tempo/precision.h"
 #include "tempo/seal.h"
 #include "tempo/train.h"
 
@@ -105,6 +106,9 @@ static const char *key_spec; /* --key-file: sealed inputs and outputs */
   "  --shield-dtype T      shield mode's shares: f64 (default) or f32\n" \
   "  --shield-alpha A      shield mode's mask scale (default 16384 for f64, 32 for f32)\n" \
   "  --verify-rounds T     Freivalds check vectors per result (default 1; 0 disables checks)\n" \
+  "  --min-precision P     the least precise compute a worker may declare: fp32 (default), tf32,\n" \
+  "                        bf16 or fp16; weaker workers are refused, each worker's results are\n" \
+  "                        checked against the precision it declared\n" \
   "  --threads N           BLAS threads of the master in local mode (default: CPU count)\n" \
   "  --audit DIR           record every message to and from the workers in DIR\n" \
   "  --key-seed N          seed of the key stream (default: fresh OS randomness per run)\n"
@@ -197,7 +201,7 @@ static float parse_float(const char *flag, const char *s, double lo, double hi) 
 enum {
   OPT_MODEL = 256, OPT_DATA, OPT_DATA_DIR, OPT_EPOCHS, OPT_MAX_STEPS, OPT_BATCH, OPT_LR, OPT_OPTIMIZER, OPT_MOMENTUM,
   OPT_WD, OPT_SCHEDULE, OPT_WARMUP, OPT_AUGMENT, OPT_DROPOUT, OPT_SEED, OPT_OUT, OPT_RESUME, OPT_INIT_FROM,
-  OPT_CKPT_EVERY, OPT_CKPT_MINUTES, OPT_LOG_EVERY, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_QUIET, OPT_PRIVACY_REPORT, OPT_MODE, OPT_WORKERS, OPT_VERIFY,
+  OPT_CKPT_EVERY, OPT_CKPT_MINUTES, OPT_LOG_EVERY, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_QUIET, OPT_PRIVACY_REPORT, OPT_MODE, OPT_WORKERS, OPT_VERIFY, OPT_MIN_PRECISION,
   OPT_THREADS, OPT_AUDIT, OPT_KEY_SEED, OPT_KEY_FILE, OPT_SHIELD_DTYPE, OPT_SHIELD_ALPHA, OPT_PROTECT, OPT_NO_EVAL,
   OPT_PROGRESS_EVERY, OPT_TRAIN_X, OPT_TRAIN_Y, OPT_TEST_X, OPT_TEST_Y, OPT_LAYOUT, OPT_CLASSES, OPT_MEAN, OPT_STD,
 };
@@ -219,6 +223,7 @@ static const struct option long_opts[] = {
     {"privacy-report", no_argument, 0, OPT_PRIVACY_REPORT},
     {"mode", required_argument, 0, OPT_MODE},           {"workers", required_argument, 0, OPT_WORKERS},
     {"verify-rounds", required_argument, 0, OPT_VERIFY}, {"threads", required_argument, 0, OPT_THREADS},
+    {"min-precision", required_argument, 0, OPT_MIN_PRECISION},
     {"audit", required_argument, 0, OPT_AUDIT},         {"key-seed", required_argument, 0, OPT_KEY_SEED},
     {"key-file", required_argument, 0, OPT_KEY_FILE},
     {"shield-dtype", required_argument, 0, OPT_SHIELD_DTYPE}, {"shield-alpha", required_argument, 0, OPT_SHIELD_ALPHA},
@@ -244,7 +249,7 @@ static int parse_options(int argc, char **argv, tempo_train_config *cfg, bool is
   opterr = 0;
   int c, li = -1;
   while ((c = getopt_long(argc, argv, ":hV", long_opts, &li)) != -1) {
-    if (!is_train && c != OPT_DATA_DIR && c != OPT_BATCH && c != OPT_MODE && c != OPT_WORKERS && c != OPT_VERIFY &&
+    if (!is_train && c != OPT_DATA_DIR && c != OPT_BATCH && c != OPT_MODE && c != OPT_WORKERS && c != OPT_VERIFY && c != OPT_MIN_PRECISION &&
         c != OPT_THREADS && c != OPT_AUDIT && c != OPT_KEY_SEED && c != OPT_KEY_FILE && c != OPT_SHIELD_DTYPE &&
         c != OPT_SHIELD_ALPHA && c != OPT_PROTECT && c != OPT_PROGRESS && c != OPT_NO_PROGRESS && c != OPT_QUIET &&
         c != OPT_PROGRESS_EVERY && c != OPT_TRAIN_X && c != OPT_TRAIN_Y && c != OPT_TEST_X && c != OPT_TEST_Y &&
@@ -322,6 +327,12 @@ static int parse_options(int argc, char **argv, tempo_train_config *cfg, bool is
     case OPT_WORKERS: cfg->engine.workers = (int)parse_long("--workers", optarg, 1, 256); break;
     case OPT_VERIFY: cfg->engine.verify_rounds = (int)parse_long("--verify-rounds", optarg, 0, 64); break;
     case OPT_THREADS: cfg->engine.threads = (int)parse_long("--threads", optarg, 1, 256); break;
+    case OPT_MIN_PRECISION: {
+      tempo_precision p;
+      if (!tempo_precision_parse(optarg, &p)) usage_error("--min-precision: '%s' is not fp32, tf32, bf16 or fp16", optarg);
+      cfg->engine.min_precision = (int)p;
+      break;
+    }
     case OPT_AUDIT: cfg->engine.audit_dir = optarg; break;
     case OPT_SHIELD_DTYPE:
       if (strcmp(optarg, "f32") && strcmp(optarg, "f64")) usage_error("--shield-dtype is f32 or f64, not '%s'", optarg);

@@ -67,6 +67,8 @@ typedef struct {
   uint64_t seed;         /* seeds the per-run key stream; 0 = fresh randomness */
   bool shield_f32;       /* shield mode: float32 shares instead of the float64 default */
   double shield_alpha;   /* shield mode: mask scale; 0 = the dtype's default (shield.h) */
+  int min_precision;     /* the least precise compute a worker may declare (tempo_precision, precision.h):
+                          * workers that declare less are refused at the start; 0 = FP32 only */
   double key_range;      /* > 1: the log-uniform key space's range instead of the default (obf.h; tests and
                           * measurements that size a cheat in plaintext terms); 0 = the default */
   tempo_mm_transport_fn transport; /* NULL = in-process worker threads */

@@ -53,6 +53,10 @@ typedef struct {
                                       const double *W, uint64_t wkey, double *Y);
   TEMPO_WUR tempo_status (*backward64)(void *ctx, const tempo_gemm_desc *d, const double *X, uint64_t xkey,
                                        const double *W, uint64_t wkey, const double *dY, double *dX, double *dW);
+  /* The tempo_precision (precision.h) its float32 products really are computed in: 0 = FP32
+   * (the CPU backend); the CUDA backend's is its cuBLAS math mode. The worker declares it to
+   * the master when it connects, and the master's check holds its results to it. */
+  int precision;
 } tempo_backend;
 
 /* The CPU backend (tempo_sgemm, and cblas_dgemm for float64, in the calling thread; ctx
@@ -147,6 +151,9 @@ typedef struct {
  * tempo_worker_handle; on a failure status *pass is empty too. */
 TEMPO_WUR tempo_status tempo_worker_handle_chain(tempo_worker *w, const tempo_msg_view *req, tempo_worker_chain *c,
                                                  tempo_msgbuf *reply, bool *send_reply);
+
+/* The compute precision the worker declares (its backend's, tempo_precision). */
+int tempo_worker_precision(const tempo_worker *w);
 
 /* Operands currently cached. */
 size_t tempo_worker_handle_count(const tempo_worker *w);

@@ -14,6 +14,7 @@
 #include <unordered_map>
 
 #include "cuda/cuda.h"
+#include "tempo/precision.h"
 
 namespace {
 
@@ -274,16 +275,21 @@ extern "C" tempo_status tempo_cuda_backend_create(int device, bool tf32, tempo_b
   if (e != cudaSuccess) st = cuda_err(e, "stream");
   cublasStatus_t s = st ? CUBLAS_STATUS_SUCCESS : cublasCreate(&c->blas);
   if (!st && s != CUBLAS_STATUS_SUCCESS) st = blas_err(s, "cublasCreate");
+  cublasMath_t mode = CUBLAS_DEFAULT_MATH;
   if (!st) {
     s = cublasSetMathMode(c->blas, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH);
     if (s != CUBLAS_STATUS_SUCCESS) st = blas_err(s, "cublasSetMathMode");
   }
+  /* declare what the handle really does (precision.h): TF32 tensor ops round the operands
+   * to 10-bit mantissas; the default math mode keeps float32 SGEMM */
+  if (!st && (s = cublasGetMathMode(c->blas, &mode)) != CUBLAS_STATUS_SUCCESS) st = blas_err(s, "cublasGetMathMode");
   if (st) {
     cu_destroy(c);
     std::free(b);
     return st;
   }
   b->name = tf32 ? "cuda-tf32" : "cuda";
+  b->precision = (static_cast<unsigned>(mode) & CUBLAS_TF32_TENSOR_OP_MATH) ? TEMPO_PRECISION_TF32 : TEMPO_PRECISION_FP32;
   b->ctx = c;
   b->forward = cu_forward;
   b->backward = cu_backward;

@@ -28,6 +28,7 @@
 #include "core/bytes.h"
 #include "mpi/mpi.h"
 #include "mpi/net.h"
+#include "tempo/precision.h"
 #include "offload/transport.h"
 #include "tempo/common.h"
 #include "tempo/envelope.h"
@@ -81,6 +82,7 @@ static bool g_inited, g_lost;
 static int g_workers;
 static int *g_fds; /* the streams from tempo_net_mesh, handed to the (single) transport */
 static uint8_t *g_keys; /* (g_workers, 32) the relay keys made at connect time, handed over with the streams */
+static uint8_t *g_prec; /* (g_workers) each worker's declared precision (untrusted; 255: unknown) */
 
 bool tempo_mpi_launched(void) { return getenv("OMPI_COMM_WORLD_SIZE") != NULL; }
 
@@ -469,6 +471,7 @@ tempo_status tempo_mpi_transport(void *ctx, int requested, tempo_transport **out
   }
   t->base.ops = &mpi_ops;
   t->base.n_workers = g_workers;
+  t->base.precision = g_prec;
   t->links = links;
   t->keys = g_keys; /* taken over */
   g_keys = NULL;
@@ -531,6 +534,20 @@ tempo_status tempo_mpi_master_init(int *argc, char ***argv, int *n_workers) {
   if (!abort_opt || strcmp(abort_opt, "0"))
     fprintf(stderr, "tempo: note: mpirun ends the whole job if a worker dies; launch with "
                     "'--mca orte_abort_on_non_zero_status 0' to train on with the others\n");
+  /* every worker declares its compute precision right after the mesh (worker_mpi.c) */
+  int mine = -1, *decl = malloc((size_t)world * sizeof *decl);
+  g_prec = malloc((size_t)g_workers);
+  if (!decl || !g_prec) {
+    free(decl);
+    return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "mpi: out of memory");
+  }
+  if (MPI_Gather(&mine, 1, MPI_INT, decl, 1, MPI_INT, 0, MPI_COMM_WORLD) != MPI_SUCCESS) {
+    free(decl);
+    return tempo_set_error(TEMPO_STATUS_WORKER, "mpi: the workers' precision declarations did not arrive");
+  }
+  for (int w = 0; w < g_workers; w++)
+    g_prec[w] = decl[w + 1] >= 0 && decl[w + 1] < TEMPO_PRECISION_COUNT ? (uint8_t)decl[w + 1] : 255;
+  free(decl);
   *n_workers = g_workers;
   return TEMPO_STATUS_OK;
 }
@@ -543,5 +560,7 @@ void tempo_mpi_master_finalize(void) {
   if (g_keys) sodium_munlock(g_keys, (size_t)g_workers * 32); /* no transport took them: wiped */
   free(g_keys);
   g_keys = NULL;
+  free(g_prec);
+  g_prec = NULL;
   if (!g_lost) MPI_Finalize(); /* Open MPI 4.1 may wait forever for a lost rank */
 }

@@ -308,6 +308,10 @@ tempo_status tempo_mpi_worker_main(int *argc, char ***argv, tempo_worker *w, dou
     return st;
   }
   (void)sodium_mlock(key, sizeof key);
+  /* the declaration (precision.h): the compute precision of this worker's backend, which the
+   * master's checks hold its results to (and --min-precision may refuse) */
+  int decl = tempo_worker_precision(w);
+  MPI_Gather(&decl, 1, MPI_INT, NULL, 0, MPI_INT, 0, MPI_COMM_WORLD);
   forwarder f = {.fds = fds};
   pthread_mutex_init(&f.mu, NULL);
   pthread_cond_init(&f.cv, NULL);

@@ -108,6 +108,15 @@ tempo_status tempo_engine_create(const tempo_mm_config *cfg, tempo_scheme *sc, t
     tempo_engine_free(e);
     return st;
   }
+  /* declared precisions (issue 16.4): weaker workers are refused, the rest checked by theirs */
+  if (tempo_rounds_refuse_weaker(&e->r, cfg->min_precision) && e->r.n_live < sc->min_workers) {
+    st = tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT,
+                         "%s mode needs %d workers that compute in %s or better (--min-precision); %d of %d declare that",
+                         tempo_mode_name(cfg->mode), sc->min_workers, tempo_precision_name(cfg->min_precision),
+                         e->r.n_live, e->r.nw);
+    tempo_engine_free(e);
+    return st;
+  }
   sc->kg = e->r.kg, sc->vg = e->r.vg;
   *out = e;
   return TEMPO_STATUS_OK;
@@ -331,6 +340,7 @@ static bool consume(tempo_engine *e, round_ctx *c, task *t, const tempo_msg_head
   double t0 = tempo_now();
   bool ok = true;
   const int role = c->role[t->unit];
+  e->sc->precision = tempo_rounds_precision(&e->r, t->worker); /* its results are held to its declaration */
   /* a chain member's dW' is in the sum; the last member's dW' is the sum, checked whole after the round */
   const bool checks_dw = c->want_dw && role == ROLE_PLAIN, take_dw = c->want_dw && role != ROLE_MEMBER;
   const void *dxr = pay, *dwr = off(pay, c->want_dx ? (size_t)cnt * xs : 0, z);
@@ -679,6 +689,9 @@ static bool reduced_sum_ok(tempo_engine *e, const round_ctx *c, int sh_i) {
   const int last = s->first[sh_i + 1] - s->first[sh_i] - 1;
   const void *dw = off(resw_of(e, sh_i), (size_t)last * sh->n * sh->p, es(e));
   const double t0 = tempo_now();
+  e->sc->precision = 0; /* the sum passed through several workers: the weakest declaration among them */
+  for (int w = 0; w < e->r.nw; w++)
+    if (e->r.live[w] && tempo_rounds_precision(&e->r, w) > e->sc->precision) e->sc->precision = tempo_rounds_precision(&e->r, w);
   const bool ok = e->sc->fused_forward /* a reduced sum is a batch-1 product's */
                       ? e->sc->ops->check_dw(e->sc, s->ss, &c->pr, 0, sh->m, dw)
                       : check_dw(e, &s->k.keys[0], sh->w_trans, sh->m, sh->n, sh->p,

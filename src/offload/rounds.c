@@ -9,6 +9,7 @@
 
 #include "core/bytes.h"
 #include "tempo/common.h"
+#include "tempo/precision.h"
 
 tempo_status tempo_rounds_init(tempo_rounds *r, const tempo_mm_config *cfg, const char *name,
                                const char *key_context) {
@@ -130,6 +131,24 @@ void tempo_rounds_worker_failed(tempo_rounds *r, int w, int why) {
     else
       fprintf(stderr, "tempo: %sevicting worker %d: %s %d times\n", prefix, w, why_info[why].text, r->fails[w]);
   }
+}
+
+int tempo_rounds_precision(const tempo_rounds *r, int w) { return r->tr->precision ? r->tr->precision[w] : 0; }
+
+int tempo_rounds_refuse_weaker(tempo_rounds *r, int min_precision) {
+  int refused = 0;
+  for (int w = 0; w < r->nw; w++) {
+    const int p = tempo_rounds_precision(r, w);
+    if (!r->live[w] || (p < TEMPO_PRECISION_COUNT && p <= min_precision)) continue;
+    r->live[w] = false;
+    r->n_live--;
+    r->tr->evicted++;
+    if (r->tr->ops->evict) r->tr->ops->evict(r->tr, w);
+    fprintf(stderr, "tempo: %srefusing worker %d: it declares %s compute; this master accepts %s or better (--min-precision)\n",
+            r->evict_prefix ? r->evict_prefix : "", w, tempo_precision_name(p), tempo_precision_name(min_precision));
+    refused++;
+  }
+  return refused;
 }
 
 static bool was_abandoned(const tempo_rounds *r, int w, uint64_t id) {

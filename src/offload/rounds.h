@@ -98,6 +98,12 @@ typedef struct {
  * per-worker arrays, the key generator (seeded from cfg->seed and key_context, 17 bytes,
  * when cfg->seed != 0), the verification stream and the audit writer. On error call
  * tempo_rounds_free. */
+/* Refuses (evicts at the start, with a message) every worker whose declared precision
+ * (transport.h) is unknown or less precise than min_precision; returns how many. */
+int tempo_rounds_refuse_weaker(tempo_rounds *r, int min_precision);
+/* A worker's declared precision (0 = FP32 when the transport declares none). */
+int tempo_rounds_precision(const tempo_rounds *r, int w);
+
 TEMPO_WUR tempo_status tempo_rounds_init(tempo_rounds *r, const tempo_mm_config *cfg, const char *name,
                                          const char *key_context);
 void tempo_rounds_free(tempo_rounds *r); /* stops the transport first; zeroes nothing else */

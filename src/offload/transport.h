@@ -66,6 +66,10 @@ struct tempo_transport {
   bool can_reduce;   /* send_reduce may be used (TEMPO_MPI_REDUCE=0 clears it) */
   bool relays;       /* send_group relays the shared segment among the workers (TEMPO_MPI_RELAY=0 clears
                       * it): a receiver's BAD_RELAY complaint then names its predecessor in the group */
+  /* (n_workers) the compute precision each worker declared when it connected (precision.h;
+   * untrusted: a value >= TEMPO_PRECISION_COUNT is refused by the engine); owned by the
+   * transport; NULL = every worker FP32 */
+  const uint8_t *precision;
 };
 
 /* tempo_mm_config.transport (mm_types.h) makes one of these. */
@@ -85,6 +89,8 @@ TEMPO_WUR tempo_status tempo_transport_inproc_create(int n_workers, tempo_transp
  * (e.g. before the first product or right after tempo_mm_step_end); pause at any time. */
 void tempo_transport_inproc_set_fault(tempo_transport *t, int worker, const tempo_worker_fault *f);
 void tempo_transport_inproc_set_bad_sum(tempo_transport *t, int worker, long from); /* worker_fault.h */
+/* Worker `worker`'s declared precision (default: its backend's, FP32), for tests. */
+void tempo_transport_inproc_set_precision(tempo_transport *t, int worker, int precision);
 /* Worker `worker`'s result and sum hooks (worker.h; NULL: none), for rogue workers written in tests. */
 void tempo_transport_inproc_set_hooks(tempo_transport *t, int worker, const tempo_worker_hooks *h);
 uint64_t tempo_transport_inproc_faults(tempo_transport *t, int worker);

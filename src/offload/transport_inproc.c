@@ -73,6 +73,7 @@ typedef struct inproc {
   int nspare;
   uint64_t next_seq;
   tempo_inproc_counts counts;
+  uint8_t *precision; /* (n_workers) declared: each worker's backend's, or a test's */
 } inproc;
 
 /* ---- parcels between workers ---- */
@@ -473,6 +474,7 @@ static void ip_free(tempo_transport *tb) {
   pthread_cond_destroy(&t->reply_ready);
   pthread_mutex_destroy(&t->lock);
   free(t->ws);
+  free(t->precision);
   free(t);
 }
 
@@ -486,9 +488,11 @@ tempo_status tempo_transport_inproc_create(int n_workers, tempo_transport **out)
   if (sodium_init() < 0) return tempo_set_error(TEMPO_STATUS_INTERNAL, "transport: libsodium failed to start");
   inproc *t = calloc(1, sizeof *t);
   wslot *ws = calloc((size_t)n_workers, sizeof *ws);
-  if (!t || !ws) {
+  uint8_t *prec = calloc((size_t)n_workers, 1);
+  if (!t || !ws || !prec) {
     free(t);
     free(ws);
+    free(prec);
     return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "transport: out of memory");
   }
   t->base.ops = &inproc_ops;
@@ -500,6 +504,8 @@ tempo_status tempo_transport_inproc_create(int n_workers, tempo_transport **out)
   t->base.can_reduce = red && !strcmp(red, "1");
   t->base.relays = true;
   t->ws = ws;
+  t->precision = prec;
+  t->base.precision = prec;
   pthread_mutex_init(&t->lock, NULL);
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
@@ -513,6 +519,7 @@ tempo_status tempo_transport_inproc_create(int n_workers, tempo_transport **out)
     ws[i].index = i;
     randombytes_buf(ws[i].key, sizeof ws[i].key);
     st = tempo_worker_create(NULL, &ws[i].w);
+    if (!st) prec[i] = (uint8_t)tempo_worker_precision(ws[i].w);
     if (!st && pthread_create(&ws[i].thread, NULL, worker_main, &ws[i]) != 0)
       st = tempo_set_error(TEMPO_STATUS_NO_MEMORY, "transport: cannot start worker thread %d", i);
     if (!st) ws[i].started = true;
@@ -532,6 +539,11 @@ void tempo_transport_inproc_set_fault(tempo_transport *tb, int worker, const tem
   pthread_mutex_lock(&t->lock);
   tempo_worker_set_fault(t->ws[worker].w, f);
   pthread_mutex_unlock(&t->lock);
+}
+
+void tempo_transport_inproc_set_precision(tempo_transport *tb, int worker, int precision) {
+  inproc *t = (inproc *)tb;
+  t->precision[worker] = (uint8_t)precision;
 }
 
 void tempo_transport_inproc_set_hooks(tempo_transport *tb, int worker, const tempo_worker_hooks *h) {

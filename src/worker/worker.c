@@ -83,6 +83,8 @@ void tempo_worker_free(tempo_worker *w) {
 
 size_t tempo_worker_handle_count(const tempo_worker *w) { return w->n_ent; }
 
+int tempo_worker_precision(const tempo_worker *w) { return w->cfg.backend->precision; }
+
 const tempo_worker_hooks *tempo_worker_get_hooks(const tempo_worker *w) { return w->has_hooks ? &w->hooks : NULL; }
 
 void tempo_worker_set_hooks(tempo_worker *w, const tempo_worker_hooks *h) {
