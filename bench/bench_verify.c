@@ -108,6 +108,7 @@ int main(int argc, char **argv) {
   c.engine.workers = workers;
   c.engine.seed = 5;
   c.engine.key_range = key_range;
+  c.engine.protect = TEMPO_PROTECT_NONE; /* every product to the workers, the first layer and the head too */
   c.engine.transport = rogue_transport;
   c.engine.transport_ctx = &rc;
   char out[64];

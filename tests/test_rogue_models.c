@@ -38,6 +38,7 @@ static tempo_mm_stats run(const char *model, rogue_plan *plan, const char *out) 
   c.engine.workers = 2;
   c.engine.seed = 17;
   c.engine.key_range = 1.0001;
+  c.engine.protect = TEMPO_PROTECT_NONE; /* every product to the workers: the first layer and the head too */
   c.engine.transport = rogue_transport;
   c.engine.transport_ctx = &rc;
   c.batch_size = 16;
