@@ -142,6 +142,9 @@ int main(int argc, char **argv) {
     snprintf(kr, sizeof kr, s->kmin == s->kmax ? "%d" : "%d-%d", s->kmin, s->kmax);
     printf("%-14s %9zu %8s %11.3g %11.3g %11.3g %8ld %11.3g\n", cls_name[i], s->n, kr, quantile(s, 0.5),
            quantile(s, 0.9999), s->max, fails[i], fails[i] ? fail_min[i] : 0.0);
+    /* the same as a markdown row (scripts/verify-eval.sh collects them) */
+    printf("MD| %s | %s | %s | %zu | %s | %.3g | %.3g | %.3g | %ld |\n", model, gemm, cls_name[i], s->n, kr,
+           quantile(s, 0.5), quantile(s, 0.9999), s->max, fails[i]);
     free(s->r);
   }
   printf("engine: verify_failures %llu, recomputed %llu, evictions %llu\n", (unsigned long long)r.stats.verify_failures,
@@ -152,6 +155,7 @@ int main(int argc, char **argv) {
       for (int k = 0; k < ROGUE_KINDS; k++)
         if (plan.done[ci][k]) printf(" %s/%s %d", rogue_class_name[ci], rogue_kind_name[k], plan.done[ci][k]);
     printf("; total %d\n", rogue_total(&plan));
+    printf("MD-ROGUE| %s | %g | %d | %llu |\n", model, rogue, rogue_total(&plan), (unsigned long long)r.stats.verify_failures);
   }
   char cmd[128];
   snprintf(cmd, sizeof cmd, "rm -rf %s", out);
