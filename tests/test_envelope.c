@@ -1,5 +1,7 @@
 /* test_envelope.c - the MPI envelope codec (tempo/envelope.h): exact round trips of every
- * field, and refusal of each inconsistent field, relay and dW' reduction neighbours included. */
+ * field, and refusal of each inconsistent field, relay and dW' reduction neighbours included;
+ * the relay authenticator (a BLAKE2b golden value, and refusal of any change of bytes, task,
+ * length or key); the reply bounds of protocol.h. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +10,7 @@
 #include <string.h>
 
 #include "tempo/envelope.h"
+#include "tempo/protocol.h"
 
 static tempo_envelope chain_member(void) {
   tempo_envelope e;
@@ -119,8 +122,50 @@ static void test_bad_relay_and_length(void **state) {
   assert_int_equal(tempo_env_read(buf, sizeof buf, 3, 5, &d), TEMPO_STATUS_CORRUPT); /* magic */
 }
 
+static void test_relay_tag(void **state) {
+  (void)state;
+  uint8_t key[32], bytes[257], tag[32], d[32];
+  for (int i = 0; i < 32; i++) key[i] = (uint8_t)i;
+  for (int i = 0; i < 257; i++) bytes[i] = (uint8_t)(3 * i + 1);
+  tempo_relay_digest(bytes, sizeof bytes, d);
+  tempo_relay_tag(key, d, 42, sizeof bytes, tag);
+  /* golden: BLAKE2b-256 keyed with key of BLAKE2b-256(bytes) || 42 || 257 (u64 LE each) */
+  static const uint8_t want[8] = {0x17, 0xba, 0x38, 0x3e, 0x22, 0xe4, 0x38, 0x58}; /* Python hashlib */
+  assert_memory_equal(tag, want, sizeof want);
+  assert_true(tempo_relay_check(key, tag, 42, bytes, sizeof bytes));
+  assert_false(tempo_relay_check(key, tag, 43, bytes, sizeof bytes));     /* another task */
+  assert_false(tempo_relay_check(key, tag, 42, bytes, sizeof bytes - 1)); /* another length */
+  for (int i = 0; i < 257; i += 64) {                                      /* one flipped bit */
+    bytes[i] ^= 1;
+    assert_false(tempo_relay_check(key, tag, 42, bytes, sizeof bytes));
+    bytes[i] ^= 1;
+  }
+  key[31] ^= 0x80; /* another receiver's key */
+  assert_false(tempo_relay_check(key, tag, 42, bytes, sizeof bytes));
+}
+
+static void test_reply_bound(void **state) {
+  (void)state;
+  tempo_msg_header h;
+  tempo_msg_header_init(&h, TEMPO_OP_FORWARD);
+  h.batch = 1, h.m = 1000, h.n = 300, h.p = 7, h.lo = 100, h.hi = 400;
+  h.flags = TEMPO_MSG_F_X_INLINE | TEMPO_MSG_F_W_INLINE;
+  assert_int_equal(tempo_msg_reply_bound(&h), 80 + 300 * 7 * 4); /* Y' rows [100, 400) */
+  h.p = 1, h.hi = 200;
+  assert_int_equal(tempo_msg_reply_bound(&h), 80 + 1024); /* 400 bytes of Y': less than the longest ERROR */
+  h.op = TEMPO_OP_BACKWARD, h.p = 7, h.hi = 400, h.dtype = TEMPO_DTYPE_F64;
+  h.flags = TEMPO_MSG_F_WANT_DX | TEMPO_MSG_F_WANT_DW | TEMPO_MSG_F_X_INLINE | TEMPO_MSG_F_W_INLINE;
+  assert_int_equal(tempo_msg_reply_bound(&h), 80 + (300 * 300 + 300 * 7) * 8); /* dX', dW' */
+  h.flags &= ~(uint32_t)TEMPO_MSG_F_WANT_DX;
+  assert_int_equal(tempo_msg_reply_bound(&h), 80 + 300 * 7 * 8);
+  tempo_msg_header_init(&h, TEMPO_OP_RELEASE);
+  h.flags = TEMPO_MSG_F_RELEASE_ALL;
+  assert_int_equal(tempo_msg_reply_bound(&h), 80 + 1024); /* ACK, or an ERROR */
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_round_trip), cmocka_unit_test(test_bad_reduction_neighbours),
-                                     cmocka_unit_test(test_bad_relay_and_length)};
+                                     cmocka_unit_test(test_bad_relay_and_length), cmocka_unit_test(test_relay_tag),
+                                     cmocka_unit_test(test_reply_bound)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,7 +12,8 @@
 #  4. a worker that sends a 2 GiB frame nobody asked for before every step-end ACK: the master
 #     refuses it from its 16-byte header (the request allows 1104 bytes), drops the
 #     connection and evicts the flooder; its peak memory (VmHWM, sampled every 50 ms) stays
-#     within 1.2x of an honest run's.
+#     within 1.2x of an honest run's. With 2 workers, and with 3 where the flooder is also the
+#     first relayer (the others go on without it).
 set -u
 cd "$(dirname "$0")/.."
 . tests/mpi_common.sh
@@ -76,5 +77,11 @@ h=$(cat "$T/honest.hwm") f=$(cat "$T/flood.hwm")
 echo "master peak memory (VmHWM): honest $h kB, with a 2 GiB flooder $f kB"
 [ "$h" -gt 0 ] && [ "$f" -gt 0 ] || fail "no peak memory sampled"
 [ $((f * 10)) -le $((h * 12)) ] || fail "the flooder raised the master's peak memory above 1.2x ($f vs $h kB)"
+run honest3 : -np 3 "${W[@]}"
+run flood3 : -np 1 "${WF[@]}" --fault flood : -np 2 "${W[@]}"
+evicted_only flood3 0 "lost its connection"
+h=$(cat "$T/honest3.hwm") f=$(cat "$T/flood3.hwm")
+echo "3 workers: honest $h kB, with the flooder $f kB"
+[ "$h" -gt 0 ] && [ $((f * 10)) -le $((h * 12)) ] || fail "3 workers: peak memory above 1.2x ($f vs $h kB)"
 echo "4. a 2 GiB frame before an ACK: refused from its header, the flooder evicted, peak memory within 1.2x"
 echo ok
