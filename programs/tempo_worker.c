@@ -41,7 +41,8 @@ static void help(void) {
 #if TEMPO_WORKER_FAULTS
          "  --fault KIND[:START[:PERIOD]]  TESTS ONLY: cheat (wrong-element, scale, stale, zero,\n"
          "                       other-task, error-reply, no-reply) on result requests from START,\n"
-         "                       bad-relay (flip a byte of the W' it relays) on relays from START,\n"
+         "                       bad-relay (flip a byte of the W' it relays) or late-relay (pass it on\n"
+         "                       3 s late) on relays from START,\n"
          "                       flood (a 2 GiB frame nobody asked for) before ACKs from START,\n"
          "                       or bad-sum[:START]: corrupt the dW' sums passed on from the START-th\n"
          "                       reduction on\n"

@@ -7,6 +7,9 @@
 #     evicts it after 3; the honest receiver is never evicted;
 #  2. the same with 3 workers, the rogue in the middle of the relay chain: its successor
 #     complains, the last one (passed nothing) too and is forgiven; only the rogue is evicted;
+#  2b. a relayer that is late once (3 s, past the receiver's 2 s relay timeout), honest
+#     otherwise: one complaint, one recomputation, and the late W' is skipped when it comes, so
+#     the link goes on working: nobody is evicted;
 #  3. 3 workers, the middle one tampers with the dW' sums it passes on: the prefix sums name
 #     it, it is evicted, the others never;
 #  4. a worker that sends a 2 GiB frame nobody asked for before every step-end ACK: the master
@@ -63,6 +66,11 @@ echo "1. 2 workers, the relayer flips a byte of W': the relayer is evicted, the 
 run relay3 : -np 1 "${W[@]}" : -np 1 "${WF[@]}" --fault bad-relay : -np 1 "${W[@]}"
 evicted_only relay3 1 "relayed a bad operand 3 times"
 echo "2. 3 workers, the middle relayer flips a byte: only it is evicted"
+
+run late : -np 1 "${WF[@]}" --fault late-relay:0:100000 : -np 1 "${W[@]}"
+grep -q "evicting" "$T/late.log" && { cat "$T/late.log"; fail "late: a slow relayer (once) was evicted"; }
+grep -Eq "recomputed 1,|recomputed 1$" "$T/late.log" || { cat "$T/late.log"; fail "late: not one recomputation"; }
+echo "2b. a relayer late once: one recomputation, the link goes on, nobody evicted"
 
 run sum3 : -np 1 "${W[@]}" : -np 1 "${WF[@]}" --fault bad-sum : -np 1 "${W[@]}"
 evicted_only sum3 1 "passed on a wrong dW' sum 3 times"

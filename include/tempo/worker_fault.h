@@ -32,6 +32,7 @@ typedef enum {
   TEMPO_FAULT_COUNT_,        /* the kinds above cheat on results; those below count their own events */
   TEMPO_FAULT_BAD_RELAY = TEMPO_FAULT_COUNT_, /* one byte of each W' it relays on flipped (results honest) */
   TEMPO_FAULT_FLOOD,         /* an unasked 2 GiB garbage frame before each ACK (MPI; results honest) */
+  TEMPO_FAULT_LATE_RELAY,    /* each W' it relays on passed on 3 s late (an honest but slow relayer) */
   TEMPO_FAULT_KINDS_,
 } tempo_fault_kind;
 

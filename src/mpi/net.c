@@ -88,15 +88,49 @@ tempo_net_result tempo_net_read(int fd, void *buf, size_t len, double deadline, 
   return TEMPO_NET_OK;
 }
 
-tempo_net_result tempo_net_frame_read(int fd, tempo_net_kind want, uint64_t max_len, double deadline,
-                                      bool (*cancel)(void), uint64_t *len) {
+tempo_net_result tempo_net_wait(int fd, double deadline, bool (*cancel)(void)) {
+  for (;;) {
+    int wait_ms = 100;
+    if (deadline > 0) {
+      double left = deadline - tempo_now();
+      if (left <= 0) return TEMPO_NET_TIMEOUT;
+      if (left < 0.1) wait_ms = (int)(left * 1000) + 1;
+    }
+    struct pollfd pf = {.fd = fd, .events = POLLIN};
+    int r = poll(&pf, 1, wait_ms);
+    if (r < 0 && errno != EINTR) return TEMPO_NET_CLOSED;
+    if (r > 0) return TEMPO_NET_OK; /* bytes, or an end that the next read sees */
+    if (cancel && cancel()) return TEMPO_NET_TIMEOUT;
+  }
+}
+
+tempo_net_result tempo_net_skip(int fd, uint64_t len, double deadline, bool (*cancel)(void)) {
+  uint8_t scratch[1 << 14];
+  for (uint64_t left = len; left > 0;) {
+    const size_t n = left < sizeof scratch ? (size_t)left : sizeof scratch;
+    tempo_net_result r = tempo_net_read(fd, scratch, n, deadline, cancel);
+    if (r) return r;
+    left -= n;
+  }
+  return TEMPO_NET_OK;
+}
+
+tempo_net_result tempo_net_frame_read_any(int fd, uint64_t max_len, double deadline, bool (*cancel)(void),
+                                          tempo_net_kind *kind, uint64_t *len) {
   uint8_t fh[TEMPO_NET_FRAME_SIZE];
   tempo_net_result r = tempo_net_read(fd, fh, sizeof fh, deadline, cancel);
   if (r) return r;
-  if (tempo_le_get32(fh) != FRAME_MAGIC || tempo_le_get16(fh + 4) != FRAME_VERSION || tempo_le_get16(fh + 6) != (unsigned)want)
-    return TEMPO_NET_BAD;
+  if (tempo_le_get32(fh) != FRAME_MAGIC || tempo_le_get16(fh + 4) != FRAME_VERSION) return TEMPO_NET_BAD;
+  *kind = (tempo_net_kind)tempo_le_get16(fh + 6);
   *len = tempo_le_get64(fh + 8);
   return *len <= max_len ? TEMPO_NET_OK : TEMPO_NET_BAD;
+}
+
+tempo_net_result tempo_net_frame_read(int fd, tempo_net_kind want, uint64_t max_len, double deadline,
+                                      bool (*cancel)(void), uint64_t *len) {
+  tempo_net_kind kind;
+  tempo_net_result r = tempo_net_frame_read_any(fd, max_len, deadline, cancel, &kind, len);
+  return r ? r : kind == want ? TEMPO_NET_OK : TEMPO_NET_BAD;
 }
 
 void tempo_net_close_all(int *fds, int n) {

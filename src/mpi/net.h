@@ -45,6 +45,17 @@ TEMPO_WUR tempo_status tempo_net_send(int fd, tempo_net_kind kind, int n, const 
  * TIMEOUT (a worker whose launcher died). */
 tempo_net_result tempo_net_read(int fd, void *buf, size_t len, double deadline, bool (*cancel)(void));
 
+/* Waits until fd has bytes to read (OK), the deadline passes or cancel says so (TIMEOUT),
+ * or the stream ends (CLOSED); reads nothing. */
+tempo_net_result tempo_net_wait(int fd, double deadline, bool (*cancel)(void));
+
+/* Reads and drops len bytes (a frame nobody waits for any more) before the deadline. */
+tempo_net_result tempo_net_skip(int fd, uint64_t len, double deadline, bool (*cancel)(void));
+
+/* Reads and checks a frame header of any kind: magic, version, length <= max_len. */
+tempo_net_result tempo_net_frame_read_any(int fd, uint64_t max_len, double deadline, bool (*cancel)(void),
+                                          tempo_net_kind *kind, uint64_t *len);
+
 /* Reads and checks a frame header: magic, version, kind == want, length <= max_len. */
 tempo_net_result tempo_net_frame_read(int fd, tempo_net_kind want, uint64_t max_len, double deadline,
                                       bool (*cancel)(void), uint64_t *len);

@@ -41,6 +41,7 @@ typedef struct {
   fwd_job *head, *tail;
   bool stop;
   int *fds; /* the mesh; a peer whose stream fails is shut down */
+  uint32_t *owed; /* (world, 2): RELAY / REDUCE frames a peer still owes us from waits given up on */
 } forwarder;
 
 static void *forward_loop(void *arg) {
@@ -117,27 +118,46 @@ static pid_t g_parent;
 static bool orphaned(void) { return getppid() != g_parent; }
 
 #define ANY_LEN UINT64_MAX
+static uint32_t *owed_of(forwarder *f, int from, tempo_net_kind kind) {
+  return &f->owed[2 * (size_t)from + (kind == TEMPO_NET_REDUCE)];
+}
+
 /* Reads a frame of `kind` and `want` bytes (or an empty one; any size with ANY_LEN) from rank
- * `from` into *buf.
- * Returns the bytes read (0: empty) or -1 when the stream failed or the frame is wrong; a
- * failed stream is shut down (it cannot be resynchronised), later reads from it fail at once. */
+ * `from` into *buf. Returns the bytes read (0: empty) or -1 when the frame is late, wrong or
+ * the stream failed. A frame that has not begun by the deadline is late, not lost: the peer
+ * still owes it, and it is skipped when it comes (a peer's frames of a kind come in order),
+ * so one slow relay costs one wait, not the link. A stream that broke inside a frame, or
+ * that sent a wrong one, cannot be resynchronised: it is shut down, later reads fail at once. */
 static long long take_frame(forwarder *f, int from, tempo_net_kind kind, uint64_t want, uint8_t **buf, size_t *cap,
                             double timeout_s, const char **why) {
   pthread_mutex_lock(&f->mu);
   int fd = f->fds[from];
   pthread_mutex_unlock(&f->mu);
   if (fd < 0) return *why = "its stream is closed", -1;
-  const double deadline = tempo_now() + timeout_s;
+  const double deadline = tempo_now() + timeout_s, finish_by = deadline + timeout_s; /* a begun frame's end */
   uint64_t len = 0;
-  tempo_net_result r = tempo_net_frame_read(fd, kind, TEMPO_ENV_MAX_MSG, deadline, orphaned, &len);
-  if (!r && want != ANY_LEN && len != want && len != 0) r = TEMPO_NET_BAD;
+  tempo_net_result r;
+  for (;;) {
+    if ((r = tempo_net_wait(fd, deadline, orphaned)) == TEMPO_NET_TIMEOUT && !orphaned()) {
+      (*owed_of(f, from, kind))++;
+      return *why = "did not arrive in time", -1;
+    }
+    tempo_net_kind k = 0;
+    if (!r) r = tempo_net_frame_read_any(fd, TEMPO_ENV_MAX_MSG, finish_by, orphaned, &k, &len);
+    if (r || (k != TEMPO_NET_RELAY && k != TEMPO_NET_REDUCE) || !*owed_of(f, from, k)) {
+      if (!r && (k != kind || (want != ANY_LEN && len != want && len != 0))) r = TEMPO_NET_BAD;
+      break;
+    }
+    (*owed_of(f, from, k))--; /* a late one: dropped unread */
+    if ((r = tempo_net_skip(fd, len, finish_by, orphaned))) break;
+  }
   bool oom = false;
   if (!r && *cap < len) {
     uint8_t *b = realloc(*buf, len);
     if (b) *buf = b, *cap = len;
     else oom = true, r = TEMPO_NET_CLOSED; /* the frame stays unread: the stream is lost */
   }
-  if (!r) r = tempo_net_read(fd, *buf, len, deadline, orphaned);
+  if (!r) r = tempo_net_read(fd, *buf, len, finish_by, orphaned);
   if (!r) return (long long)len;
   /* shut down, not closed: the forwarding thread may be writing to the same peer, and the fd
    * number must not be reused under it; reads and writes on it now fail at once */
@@ -312,11 +332,18 @@ tempo_status tempo_mpi_worker_main(int *argc, char ***argv, tempo_worker *w, dou
    * master's checks hold its results to (and --min-precision may refuse) */
   int decl = tempo_worker_precision(w);
   MPI_Gather(&decl, 1, MPI_INT, NULL, 0, MPI_INT, 0, MPI_COMM_WORLD);
-  forwarder f = {.fds = fds};
+  forwarder f = {.fds = fds, .owed = calloc(2 * (size_t)world, sizeof(uint32_t))};
+  if (!f.owed) {
+    sodium_munlock(key, sizeof key);
+    tempo_net_close_all(fds, world);
+    free(fds);
+    return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "worker: out of memory");
+  }
   pthread_mutex_init(&f.mu, NULL);
   pthread_cond_init(&f.cv, NULL);
   if (pthread_create(&f.th, NULL, forward_loop, &f)) {
     sodium_munlock(key, sizeof key);
+    free(f.owed);
     tempo_net_close_all(fds, world);
     free(fds);
     return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "worker: cannot start the forwarding thread");
@@ -399,6 +426,7 @@ tempo_status tempo_mpi_worker_main(int *argc, char ***argv, tempo_worker *w, dou
   pthread_mutex_destroy(&f.mu);
   tempo_net_close_all(fds, world);
   free(fds);
+  free(f.owed);
   free(raw);
   free(relay);
   free(partial);

@@ -145,8 +145,9 @@ TEMPO_WUR tempo_status tempo_rounds_collect(tempo_rounds *r, tempo_round *rd, do
  * (NULL: no blame) is the chain's tasks in member order, given when its sum failed the check
  * although no member failed, and the partials (each checked) came from the same workers;
  * sum_digest is that sum's digest. The first member b >= 1 whose reported digest differs
- * from the prefix sum of blocks 0..b-1 names member b-1; else the last member if its sum
- * differs from the whole; else nobody (a false alarm). The named worker is charged SUM;
+ * from the prefix sum of blocks 0..b-1 names member b-1 (unless b got nothing: a late or
+ * broken chain names nobody); else the last member if its sum differs from the whole; else
+ * nobody (a false alarm). The named worker is charged SUM;
  * returns its member index, or -1. */
 int tempo_rounds_sum_partials(tempo_rounds *r, void *dw, int nb, size_t ws, uint16_t dtype,
                                const tempo_round_task *chain, const uint8_t *sum_digest);

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "tempo/common.h"
 
@@ -20,7 +21,7 @@ typedef struct {
 
 const char *tempo_fault_name(tempo_fault_kind k) {
   static const char *const names[] = {"none", "wrong-element", "scale", "stale", "zero",
-                                      "other-task", "error-reply", "no-reply", "bad-relay", "flood"};
+                                      "other-task", "error-reply", "no-reply", "bad-relay", "flood", "late-relay"};
   return (unsigned)k < TEMPO_FAULT_KINDS_ ? names[k] : "?";
 }
 
@@ -117,9 +118,15 @@ static void on_sum(void *ctx, void *sum, size_t count, bool f64) {
   in->n_injected++;
 }
 
-/* The relay hook: bad-relay flips one byte of what is passed on (a different one each time). */
+/* The relay hook: bad-relay flips one byte of what is passed on (a different one each time);
+ * late-relay passes it on 3 s late, unchanged. */
 static bool on_relay(void *ctx, uint8_t *bytes, size_t len) {
   injector *in = ctx;
+  if (in->fault.kind == TEMPO_FAULT_LATE_RELAY && due(&in->fault, in->n_relays++)) {
+    in->n_injected++;
+    nanosleep(&(struct timespec){.tv_sec = 3}, NULL);
+    return false;
+  }
   if (in->fault.kind != TEMPO_FAULT_BAD_RELAY || !len || !due(&in->fault, in->n_relays++)) return false;
   bytes[(size_t)(in->n_relays * 2654435761u) % len] ^= 0x40;
   in->n_injected++;
