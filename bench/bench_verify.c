@@ -38,6 +38,8 @@ static void record(void *ctx, int c, int k, int width, double worst) {
   (void)ctx;
   if (c < 0 || c >= TEMPO_VCLASS_COUNT) c = 0;
   series *s = &cls[c];
+  const char *high = getenv("VERIFY_HIGH"); /* print the blocks above this ratio */
+  if (high && worst > atof(high)) fprintf(stderr, "high: class %s k %d width %d ratio %.3g\n", cls_name[c], k, width, worst);
   if (worst > 1) {
     if (getenv("ROGUE_LOG")) fprintf(stderr, "failed: class %s k %d width %d ratio %.3g\n", cls_name[c], k, width, worst);
     if (!fails[c]++ || worst < fail_min[c]) fail_min[c] = worst;

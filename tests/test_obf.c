@@ -400,10 +400,9 @@ static void test_passes_row_blocks(void **state) {
 }
 
 /* The Enc-X pass with check dots: X' bit-identical to tempo_obf_enc_x's with every kernel and
- * thread count (also identity keys), the value dots within the stated 2^-23 |X'| |w| of the
- * sums on the float X' (the check's bound counts that rounding), and the bound dots within
- * 2^-21 below and (C + 4) 2^-22 + 2^-20 above (X' o X') wb on the float X' (the unrounded X'
- * squared differs by up to 2^-22 relative). */
+ * thread count (also identity keys), the value dots the double sums on the float X' itself
+ * (within 2^-40 |X'| |w|: only the order of the double additions differs), and the bound dots
+ * upper bounds of (X' o X') wb on the float X', at most (C + 4) 2^-22 high. */
 static void test_enc_x_check_dots(void **state) {
   (void)state;
   static const int shapes[][2] = {{1101, 603}, {4099, 144}, {129, 32}, {70, 128}, {33, 17}, {9, 1}};
@@ -441,8 +440,8 @@ static void test_enc_x_check_dots(void **state) {
                 const double x = ref[(size_t)i * C + j];
                 d += x * wq[q][j], da += fabs(x) * fabs(wq[q][j]), db += x * x * wbq[q][j];
               }
-              if (!(fabs(yq[q][i] - d) <= 0x1p-23 * da + 1e-300) ||
-                  !(ybq[q][i] >= db * (1 - 0x1p-21) && ybq[q][i] <= db * (1 + (C + 4) * 0x1p-22 + 0x1p-20) + 1e-300))
+              if (!(fabs(yq[q][i] - d) <= 0x1p-40 * da + 1e-300) ||
+                  !(ybq[q][i] >= db * (1 - 0x1p-40) && ybq[q][i] <= db * (1 + (C + 4) * 0x1p-22) + 1e-300))
                 fail_msg("shape %d ident %d kern %d threads %d dot %d row %d: %.17g vs %.17g (b %.17g vs %.17g)", s, ident,
                          kern, t, q, i, yq[q][i], d, ybq[q][i], db);
             }

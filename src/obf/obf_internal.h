@@ -32,10 +32,10 @@ void tempo_obf_set_kernel(int kernel);
 /* Makes tempo_verify_product use its portable (scalar) kernels, for tests. */
 void tempo_verify_force_scalar(bool on);
 
-/* Measurement (bench/bench_verify_ratio.c): fn is called after every passing block of a check
- * with its inner dimension k, its width (columns c, or for a left check the c columns it spans),
- * whether it was a left check and the largest |residual| / bound of the block; NULL stops.
- * Not for concurrent use with checks running (set it before the run). */
+/* Measurement (bench/bench_verify.c): fn is called after every block of a check with its
+ * product class (below), inner dimension k, width (columns c, or for a left check the c
+ * columns it spans) and the largest |residual| / bound of the block (> 1: the block failed,
+ * at its first failing row); NULL stops. Set it while no check runs. */
 typedef void (*tempo_verify_ratio_fn)(void *ctx, int cls, int k, int c, double worst);
 void tempo_verify_record(tempo_verify_ratio_fn fn, void *ctx);
 /* The product class the following checks belong to (scheme_tempo.c sets it; passed to fn). */

@@ -49,11 +49,14 @@ typedef struct {
   bool range; /* a Dec pass over input rows [row0, row1) only: in holds just those rows */
   int row0, row1;
   /* Check dots (tempo_obf_enc_x_check): for q < ndots, per output row i reading input row a,
-   * dot[q][i] = rs[i] sum_c in[a][c] du[q][c] and dotb[q][i] = rs[i]^2 sum_c in[a][c]^2 dub[q][c]
-   * (double), formed on the input row while it is in cache from the scatter. */
+   * dot[q][i] = sum_c x[c] du[q][c] and dotb[q][i] = sum_c x[c]^2 dub[q][c] (double) with
+   * x[c] = (in[a][c] dcs[c]) rs[i] the float X' gets (dcs NULL: rs[i] times the sums on
+   * in[a][c]), formed on the input row while it is in cache from the scatter. */
   int ndots;
   bool dots_avx2; /* the CPU has AVX2 and FMA (looked up once per pass) */
   bool dots_in;   /* dot[q][a - row0] per input row a, unscaled (the reply's own values) */
+  const float *dcs; /* Enc dots: per input column, the scale the scatter multiplies it by (its output
+                     * column's cs), so the dots sum the very floats X' gets: (x cs) rs */
   const double *du[TEMPO_OBF_MAX_DOTS];
   const float *dub[TEMPO_OBF_MAX_DOTS]; /* the bound's weights: a bound needs no double sums */
   double *dot[TEMPO_OBF_MAX_DOTS], *dotb[TEMPO_OBF_MAX_DOTS];
@@ -73,14 +76,16 @@ static bool have_avx2_fma(void);
  * overflow them to +inf and so widen its own bound). */
 __attribute__((target("avx2,fma"), always_inline)) static inline void row_dots_nd(const obf_pass *p, const float *src,
                                                                                   double *t, double *tb, const int ND,
-                                                                                  const bool SQD) {
+                                                                                  const bool SQD, const float rsc) {
   const int C = p->cols, C8 = C & ~7;
   __m256d d[TEMPO_OBF_MAX_DOTS], bd[TEMPO_OBF_MAX_DOTS];
   __m256 b[TEMPO_OBF_MAX_DOTS];
   for (int q = 0; q < ND; q++) d[q] = _mm256_setzero_pd(), bd[q] = _mm256_setzero_pd(), b[q] = _mm256_setzero_ps();
   int c = 0;
+  const __m256 rv = _mm256_set1_ps(rsc);
   for (; c < C8; c += 8) {
-    const __m256 v = _mm256_loadu_ps(src + c);
+    __m256 v = _mm256_loadu_ps(src + c);
+    if (!SQD && p->dcs) v = _mm256_mul_ps(_mm256_mul_ps(v, _mm256_loadu_ps(p->dcs + c)), rv); /* the X' floats */
     const __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v)), hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
     if (SQD) {
       const __m256d lo2 = _mm256_mul_pd(lo, lo), hi2 = _mm256_mul_pd(hi, hi);
@@ -113,7 +118,9 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void row_dots_n
       for (int l = 0; l < 8; l++) sb += bl[l];
     }
     for (int k = c; k < C; k++) {
-      const double x = src[k];
+      float xf = src[k];
+      if (!SQD && p->dcs) xf = xf * p->dcs[k], xf = xf * rsc;
+      const double x = xf;
       sd += x * p->du[q][k], sb += x * x * p->dub[q][k];
     }
     t[q] = sd, tb[q] = sb;
@@ -121,21 +128,21 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void row_dots_n
 }
 
 __attribute__((target("avx2,fma"))) static void row_dots_avx2(const obf_pass *p, const float *src, double *t,
-                                                              double *tb) {
+                                                              double *tb, float rsc) {
   if (p->dots_in) {
     switch (p->ndots) {
-    case 1: row_dots_nd(p, src, t, tb, 1, true); break;
-    case 2: row_dots_nd(p, src, t, tb, 2, true); break;
-    case 3: row_dots_nd(p, src, t, tb, 3, true); break;
-    default: row_dots_nd(p, src, t, tb, 4, true); break;
+    case 1: row_dots_nd(p, src, t, tb, 1, true, 1.0f); break;
+    case 2: row_dots_nd(p, src, t, tb, 2, true, 1.0f); break;
+    case 3: row_dots_nd(p, src, t, tb, 3, true, 1.0f); break;
+    default: row_dots_nd(p, src, t, tb, 4, true, 1.0f); break;
     }
     return;
   }
   switch (p->ndots) {
-  case 1: row_dots_nd(p, src, t, tb, 1, false); break;
-  case 2: row_dots_nd(p, src, t, tb, 2, false); break;
-  case 3: row_dots_nd(p, src, t, tb, 3, false); break;
-  default: row_dots_nd(p, src, t, tb, 4, false); break;
+  case 1: row_dots_nd(p, src, t, tb, 1, false, rsc); break;
+  case 2: row_dots_nd(p, src, t, tb, 2, false, rsc); break;
+  case 3: row_dots_nd(p, src, t, tb, 3, false, rsc); break;
+  default: row_dots_nd(p, src, t, tb, 4, false, rsc); break;
   }
 }
 #endif
@@ -149,7 +156,8 @@ static inline void in_row_dots(const obf_pass *p, size_t a) {
 static void row_dots(const obf_pass *p, size_t a) {
   const float *src = in_row(p, a);
   const uint32_t i = p->identity ? (uint32_t)a : p->ro[a];
-  const double s = p->identity ? 1.0 : (double)p->rs[i];
+  const float sf = p->identity ? 1.0f : p->rs[i];
+  const double s = p->dcs ? 1.0 : (double)sf; /* the X' floats already carry the row scale */
   double t[TEMPO_OBF_MAX_DOTS], tb[TEMPO_OBF_MAX_DOTS];
   /* the bound's float sums (at most C/8 terms per lane, all >= 0, each a square rounded
    * once and a product rounded once) are low by at most (C/8 + 2) 2^-24 relative: scaling
@@ -157,14 +165,16 @@ static void row_dots(const obf_pass *p, size_t a) {
   const double up = 1.0 + (double)p->cols * 0x1p-23;
 #if defined(__x86_64__) || defined(__i386__)
   if (p->dots_avx2) {
-    row_dots_avx2(p, src, t, tb);
+    row_dots_avx2(p, src, t, tb, sf);
   } else
 #endif
   {
     for (int q = 0; q < p->ndots; q++) {
       double sd = 0, sb = 0;
       for (int c = 0; c < p->cols; c++) {
-        const double x = src[c];
+        float xf = src[c];
+        if (!p->dots_in && p->dcs) xf = xf * p->dcs[c], xf = xf * sf;
+        const double x = xf;
         sd += x * p->du[q][c], sb += x * x * p->dub[q][c];
       }
       t[q] = sd, tb[q] = sb;
@@ -581,6 +591,7 @@ static void pass_rows(const tempo_obf_key *k, int rows, int cols, const float *i
     p.ndots = dots->ndots;
     p.dots_in = dots->dots_in;
     p.dots_avx2 = have_avx2_fma();
+    p.dcs = dots->dcs;
     for (int q = 0; q < dots->ndots; q++)
       p.du[q] = dots->du[q], p.dub[q] = dots->dub[q], p.dot[q] = dots->dot[q], p.dotb[q] = dots->dotb[q];
   }
@@ -608,19 +619,23 @@ void tempo_obf_enc_x_check(const tempo_obf_key *k, const float *X, float *Xp, in
                            const double *const *wb, double *const *y, double *const *yb, double *u) {
   TEMPO_ASSERT(ndots >= 1 && ndots <= TEMPO_OBF_MAX_DOTS);
   const int n = k->n;
-  /* X' row i . w = c_m[pi_m[i]] sum_j X[pi_m[i]][pi_n[j]] c_n[pi_n[j]] w[j]: move w to input columns */
+  /* X' row i . w = sum_j X'[i][j] w[j] with X'[i][j] = (X[pi_m[i]][pi_n[j]] c_n[pi_n[j]]) c_m[pi_m[i]]
+   * formed in float exactly as the scatter forms it: move w, wb and the column scale to input
+   * columns. dcs (n floats) lives in the unused second half of dot 0's float weights. */
   obf_pass d = {.ndots = ndots};
+  float *dcs = (float *)(u + n) + n;
   for (int q = 0; q < ndots; q++) {
     double *a = u + (size_t)2 * q * n;
-    float *b = (float *)(a + n); /* n floats in the second half */
+    float *b = (float *)(a + n); /* n floats in the first half of the second n doubles */
     for (int j = 0; j < n; j++) {
       const uint32_t c = k->identity ? (uint32_t)j : k->dn.perm[j];
-      const double cs = k->identity ? 1.0 : (double)k->dn.coef_p[j];
-      a[c] = cs * w[q][j];
-      b[c] = (float)(cs * cs * wb[q][j]) * (1.0f + 0x1p-22f); /* rounded up: the bound stays an upper bound */
+      a[c] = w[q][j];
+      b[c] = (float)wb[q][j] * (1.0f + 0x1p-22f); /* rounded up: the bound stays an upper bound */
+      if (q == 0) dcs[c] = k->identity ? 1.0f : k->dn.coef_p[j];
     }
     d.du[q] = a, d.dub[q] = b, d.dot[q] = y[q], d.dotb[q] = yb[q];
   }
+  d.dcs = dcs;
   pass_rows(k, k->m, n, X, Xp, &k->dm, true, k->dm.coef_p, &k->dn, true, k->dn.coef_p, false, 0, k->m, &d);
 }
 

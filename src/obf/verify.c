@@ -207,8 +207,8 @@ static void dot_cols(int lrows, int i0, int cnt, const float *M, size_t ld, cons
  *   ac = u_acc^2 (k + 3) / 3, aq = ac + u_in^2, lam = sqrt(6) / pi L
  * order-free (identity keys, plain data in the caller's order):
  *   ac = 0, aq = u_acc^2 (k (k + 1) / 2 + 1) + u_in^2, lam = sqrt(2 L)
- * with rho aq = u_in^2 + u_m^2 (u_m = 2^-22: the master's own rounding of B v and of X' in
- * the fused dots) and L = ln(2 N / p) for N = 64 total_rows (rows times rounds) and
+ * with rho aq = u_in^2 + u_m^2 (u_m = 2^-23: the master's own rounding of B v to float, with
+ * room) and L = ln(2 N / p) for N = 64 total_rows (rows times rounds) and
  * p = TEMPO_VERIFY_FALSE_ALARM: one check of any honest product fails with probability at
  * most p under the rounding model the derivation states. */
 typedef struct {
@@ -220,7 +220,7 @@ static void bound_of(const tempo_verify_model *md, int k, int total_rows, vbound
   if (!md) md = &def;
   double ua, ui;
   tempo_precision_units(md->precision, &ua, &ui);
-  const double um2 = 0x1p-44, kk = (double)k;
+  const double um2 = 0x1p-46, kk = (double)k;
   const double L = log(2.0 * 64.0 * (double)(total_rows > 0 ? total_rows : 1) / TEMPO_VERIFY_FALSE_ALARM);
   if (md->permuted) {
     b->ac = ua * ua * (kk + 3.0) / 3.0;
@@ -381,6 +381,7 @@ tempo_status tempo_verify_left(int k, int len, int c, const double *g, const dou
                                const double *G, float rmax, const tempo_verify_model *md, int round) {
   vbound b;
   bound_of(md, k, c, &b);
+  b.lam *= TEMPO_VERIFY_LEFT_FACTOR; /* measured, not derived: obf.h */
   const double tiny = (double)k * (double)len * (double)rmax * 0x1p-126;
   return compare(c, g, g2, h, G, &b, tiny, 0, c, k, len, round, true);
 }
