@@ -114,6 +114,17 @@ $(LIB): $(LIB_OBJ)
 $(SHLIB): $(LIB_OBJ)
 	$(CC) $(LDFLAGS) -shared -Wl,-soname,$(SONAME) -Wl,--no-undefined -o $@ $^ $(LDLIBS)
 
+# The bridge's library with the MPI transport (include/tempo/bridge.h, tempo_bridge_create_mpi):
+# libtempo's objects, the master side of src/mpi and src/mpi/bridge_mpi.c, for a Python master under
+# mpirun (python/tempo_torch, Engine(transport="mpi")). libtempo.so itself stays MPI-free.
+ifeq ($(HAVE_MPI),yes)
+MPI_SHLIB := $(O)/libtempo_mpi.so
+all: $(MPI_SHLIB)
+$(O)/src/mpi/bridge_mpi.o: CFLAGS += $(MPI_CFLAGS)
+$(MPI_SHLIB): $(LIB_OBJ) $(MASTER_MPI_OBJ) $(O)/src/mpi/bridge_mpi.o
+	$(CC) $(LDFLAGS) -shared -Wl,--no-undefined -o $@ $^ $(LDLIBS) $(MPI_LIBS)
+endif
+
 $(O)/tempo: $(O)/programs/tempo.o $(CLI_OBJ) $(MASTER_MPI_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(LIB) $(LDLIBS) $(MPI_LIBS)
 
@@ -192,6 +203,6 @@ $(O)/fuzz/%: tests/fuzz/%.c $(FUZZ_SRC) include/tempo/protocol.h include/tempo/w
 clean:
 	rm -rf build build-san
 
--include $(LIB_OBJ:.o=.d) $(TESTS:%=%.d) $(O)/programs/tempo.d $(O)/programs/tempo_worker.d $(O)/src/mpi/master_mpi.d $(O)/src/mpi/worker_mpi.d $(O)/src/mpi/net.d
+-include $(LIB_OBJ:.o=.d) $(TESTS:%=%.d) $(O)/programs/tempo.d $(O)/programs/tempo_worker.d $(O)/src/mpi/master_mpi.d $(O)/src/mpi/worker_mpi.d $(O)/src/mpi/net.d $(O)/src/mpi/bridge_mpi.d
 -include $(O)/tests/tempo_worker_faulty.d
 -include $(O)/programs/tempo_owner.d $(O)/programs/tempo_attack.d $(O)/programs/cli_common.d

@@ -490,7 +490,11 @@ def test_misuse():
     raises("shield mode with 2 workers is refused", tt.TempoError, lambda: tt.Engine(mode="shield", workers=2),
            "")
     raises("fault injection on a worker that does not exist is refused", tt.TempoError,
-           lambda: capped.test_set_fault(5, "zero"), "worker in 0..workers-1")
+           lambda: capped.test_set_fault(5, "zero"), "a worker in 0..workers-1")
+    if os.path.exists(os.path.join(os.path.dirname(os.environ.get("TEMPO_LIB", "build/x")), "libtempo_mpi.so")):
+        raises("MPI workers outside mpirun are refused with the command to use", tt.TempoError,
+               lambda: tt.Engine(transport="mpi"), "MPI workers need mpirun")
+    raises("an unknown transport is refused", ValueError, lambda: tt.Engine(transport="tcp"), "'inproc' or 'mpi'")
     tt.restore(model)
     before = capped.stats()["products"]
     model(x)

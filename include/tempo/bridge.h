@@ -43,6 +43,16 @@ TEMPO_WUR tempo_status tempo_bridge_create(const char *mode, int workers, int ve
                                            uint64_t seed, const char *protect, tempo_bridge **out);
 void tempo_bridge_free(tempo_bridge *b); /* NULL does nothing */
 
+/* ONLY IN build/libtempo_mpi.so (libtempo with the MPI transport's master side; built when
+ * mpicc exists), not in libtempo.so: an engine whose workers are the other ranks of the
+ * mpirun job this process is rank 0 of (`mpirun -np 1 PROGRAM : -np N tempo-worker --backend
+ * cpu`); *n_workers = N. MPI starts once per process: a second call is INVALID_ARGUMENT, as is
+ * a process not started by mpirun. After tempo_bridge_free of that engine (its transport shuts
+ * the workers down), tempo_bridge_mpi_finalize ends MPI. Fault injection is not available. */
+TEMPO_WUR tempo_status tempo_bridge_create_mpi(const char *mode, int verify_rounds, int threads, uint64_t seed,
+                                               const char *protect, int *n_workers, tempo_bridge **out);
+void tempo_bridge_mpi_finalize(void);
+
 /* Y = X . W^T per instance (see above). training != 0 keeps the site's state for
  * tempo_bridge_backward until step end; 0 is an inference product that keeps nothing.
  * kind: what the product exposes (TEMPO_SITE_* flags of mm_types.h: raw input, head,

@@ -13,7 +13,8 @@ PyTorch. The model, its training loop and its state_dict stay as they are.
         opt.step()                       # ends the engine's step, then updates the weights
     print(tempo_torch.engine_of(model).stats())
 
-It needs libtempo.so (`make` builds build/libtempo.so.*; TEMPO_LIB names another) and torch
+It needs libtempo.so (`make` builds build/libtempo.so.*; TEMPO_LIB names another; MPI workers,
+Engine(transport="mpi"), use build/libtempo_mpi.so) and torch
 (Debian's python3-torch 1.13 or newer). docs/bring-your-own.md, "PyTorch bridge", has the details.
 """
 

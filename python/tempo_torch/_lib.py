@@ -6,6 +6,8 @@ laid out on the Python side. The library is looked up in this order:
   2. the environment variable TEMPO_LIB,
   3. the build folder of the repository this package lives in (build/libtempo.so.*),
   4. the system's libtempo.so.0 (make install).
+With mpi=True it is build/libtempo_mpi.so instead (libtempo with the MPI transport's master
+side; TEMPO_LIB_MPI names another), after Open MPI's libmpi is made global for its plugins.
 """
 
 import ctypes
@@ -21,13 +23,16 @@ _loaded = {}
 _lock = threading.Lock()
 
 
-def _candidates(path):
+def _candidates(path, mpi):
+    env = "TEMPO_LIB_MPI" if mpi else "TEMPO_LIB"
     if path:
         return [path]
-    if os.environ.get("TEMPO_LIB"):
-        return [os.environ["TEMPO_LIB"]]
+    if os.environ.get(env):
+        return [os.environ[env]]
     here = os.path.dirname(os.path.abspath(__file__))
     repo = os.path.dirname(os.path.dirname(here))
+    if mpi:
+        return [os.path.join(repo, "build", "libtempo_mpi.so")]
     found = sorted(glob.glob(os.path.join(repo, "build", "libtempo.so.*.*.*")))
     sys_lib = ctypes.util.find_library("tempo")
     return found + ([sys_lib] if sys_lib else []) + ["libtempo.so.0"]
@@ -50,19 +55,29 @@ def _declare(lib):
         "tempo_bridge_test_faults": (u64, [vp, i]),
         "tempo_status_str": (cp, [i]),
     }
+    if hasattr(lib, "tempo_bridge_create_mpi"):
+        sigs["tempo_bridge_create_mpi"] = (i, [cp, i, i, u64, cp, ctypes.POINTER(i), ctypes.POINTER(vp)])
+        sigs["tempo_bridge_mpi_finalize"] = (None, [])
     for name, (res, args) in sigs.items():
         f = getattr(lib, name)
         f.restype, f.argtypes = res, args
 
 
-def load(path=None):
+def load(path=None, mpi=False):
     """The loaded library (cached per path). Raises OSError naming every place tried."""
     with _lock:
-        key = path or "<default>"
+        key = (path or "<default>", mpi)
         if key in _loaded:
             return _loaded[key]
         tried = []
-        for cand in _candidates(path):
+        if mpi:
+            for name in ("libmpi.so.40", ctypes.util.find_library("mpi")):
+                try:
+                    ctypes.CDLL(name, mode=ctypes.RTLD_GLOBAL)  # Open MPI's plugins look for its symbols
+                    break
+                except (OSError, TypeError):
+                    continue
+        for cand in _candidates(path, mpi):
             try:
                 lib = ctypes.CDLL(cand)
             except OSError as e:
@@ -77,5 +92,6 @@ def load(path=None):
                 continue
             _loaded[key] = lib
             return lib
-        raise OSError("tempo_torch: cannot load libtempo (build it with `make`, or set TEMPO_LIB):\n  " +
-                      "\n  ".join(tried))
+        what = "libtempo_mpi.so (built by `make` where mpicc exists; or set TEMPO_LIB_MPI)" if mpi else \
+            "libtempo (build it with `make`, or set TEMPO_LIB)"
+        raise OSError(f"tempo_torch: cannot load {what}:\n  " + "\n  ".join(tried))

@@ -11,6 +11,7 @@ operands' version counters, and refuses what would make a gradient silently wron
   * more than max_pending training forwards without step_end(): StepError.
 """
 
+import atexit
 import ctypes
 import json
 
@@ -51,18 +52,31 @@ class Engine:
     default ("ends" in tempo mode, "none" otherwise). offload() declares which layers are which.
     lib: path of libtempo.so (default: TEMPO_LIB, then the repository's build folder).
     max_pending: training forwards allowed between two step_end() calls.
+    transport: "inproc" (worker threads in this process) or "mpi": this process is rank 0 of
+    `mpirun -np 1 /usr/bin/python3 SCRIPT : -np N build/tempo-worker --backend cpu` and the N
+    tempo-worker ranks are the workers (`workers` is not used; build/libtempo_mpi.so; one such
+    engine per process, as MPI starts once).
     """
 
     def __init__(self, mode="tempo", workers=2, verify_rounds=1, threads=1, seed=0, protect=None, lib=None,
-                 max_pending=16384):
-        self._lib = _lib.load(lib)
+                 max_pending=16384, transport="inproc"):
+        if transport not in ("inproc", "mpi"):
+            raise ValueError(f"tempo_torch: transport is 'inproc' or 'mpi', not {transport!r}")
         self._b = None
+        self._mpi = transport == "mpi"
+        self._lib = _lib.load(lib, mpi=self._mpi)
         handle = ctypes.c_void_p()
-        st = self._lib.tempo_bridge_create(str(mode).encode(), int(workers), int(verify_rounds), int(threads),
-                                           int(seed) & 0xFFFFFFFFFFFFFFFF,
-                                           None if protect is None else str(protect).encode(), ctypes.byref(handle))
-        self._check(st)
+        args = (str(mode).encode(), int(verify_rounds), int(threads), int(seed) & 0xFFFFFFFFFFFFFFFF,
+                None if protect is None else str(protect).encode())
+        if self._mpi:
+            n = ctypes.c_int(0)
+            self._check(self._lib.tempo_bridge_create_mpi(*args, ctypes.byref(n), ctypes.byref(handle)))
+            workers = n.value
+        else:
+            self._check(self._lib.tempo_bridge_create(args[0], int(workers), *args[1:], ctypes.byref(handle)))
         self._b = handle
+        if self._mpi:  # the workers get SHUTDOWN and MPI ends at exit even without close()
+            atexit.register(self.close)
         self.kinds = {k: self._lib.tempo_bridge_site_kind(k.encode()) for k in ("raw_input", "head", "spatial")}
         self.mode = str(mode)
         self.workers = int(workers)
@@ -72,10 +86,13 @@ class Engine:
 
     # ---- lifetime
     def close(self):
-        """Frees the engine (its workers stop). Further use raises TempoError."""
+        """Frees the engine (its workers stop; MPI workers are shut down and MPI ends). Further use
+        raises TempoError."""
         if self._b:
             self._lib.tempo_bridge_free(self._b)
             self._b = None
+            if self._mpi:
+                self._lib.tempo_bridge_mpi_finalize()
 
     def __del__(self):
         try:

@@ -70,11 +70,12 @@ def _names(spec, layers, pick):
 
 
 def offload(model, mode="tempo", workers=2, *, engine=None, verify_rounds=1, threads=1, seed=0, protect=None,
-            raw_input="auto", head="auto", attention=(), lib=None):
+            raw_input="auto", head="auto", attention=(), lib=None, transport="inproc"):
     """Sends every product of model's nn.Linear and nn.Conv2d layers (and the matmuls inside the
     forward of modules whose class is in `attention`) through a Tempo engine; returns model,
     changed in place. engine: an existing Engine (then mode, workers, verify_rounds, threads,
-    seed, protect and lib are not used); otherwise a new one is made with those settings.
+    seed, protect, lib and transport are not used); otherwise a new one is made with those
+    settings (Engine; transport="mpi" for tempo-worker processes under mpirun).
 
     The protection policy (Engine's protect; tempo mode's default "ends" computes the layers
     that see the raw input or produce the logits on the master) needs to know which layers
@@ -89,7 +90,7 @@ def offload(model, mode="tempo", workers=2, *, engine=None, verify_rounds=1, thr
     nn.MultiheadAttention, RNNs, ...) are named in a warning: their products stay in torch."""
     if engine is None:
         engine = Engine(mode=mode, workers=workers, verify_rounds=verify_rounds, threads=threads, seed=seed,
-                        protect=protect, lib=lib)
+                        protect=protect, lib=lib, transport=transport)
     attention = tuple(attention)
 
     def is_layer(m):

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bridge/bridge_internal.h"
 #include "offload/transport.h"
 #include "tempo/common.h"
 #include "tempo/matmul.h"
@@ -15,6 +16,7 @@
 struct tempo_bridge {
   tempo_mm *mm;
   int workers;
+  bool inproc; /* in-process worker threads (the test hooks need them) */
   tempo_mm_site *sites; /* (cap_sites), index = the caller's site */
   size_t cap_sites;
 };
@@ -23,8 +25,8 @@ int tempo_bridge_abi(void) { return TEMPO_BRIDGE_ABI; }
 
 const char *tempo_bridge_errmsg(void) { return tempo_errmsg(); }
 
-tempo_status tempo_bridge_create(const char *mode, int workers, int verify_rounds, int threads, uint64_t seed,
-                                 const char *protect, tempo_bridge **out) {
+tempo_status tempo_bridge_create_with(const char *mode, int workers, int verify_rounds, int threads, uint64_t seed,
+                                      const char *protect, tempo_mm_transport_fn transport, tempo_bridge **out) {
   if (!out) return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "bridge: out is NULL");
   *out = NULL;
   tempo_mm_config cfg;
@@ -36,6 +38,7 @@ tempo_status tempo_bridge_create(const char *mode, int workers, int verify_round
     return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT,
                            "bridge: unknown protection policy '%s' (default, none, ends, spatial or all)", protect);
   cfg.workers = workers, cfg.verify_rounds = verify_rounds, cfg.threads = threads, cfg.seed = seed;
+  cfg.transport = transport;
   tempo_bridge *b = calloc(1, sizeof *b);
   if (!b) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "bridge: out of memory");
   tempo_status st = tempo_mm_create(&cfg, &b->mm);
@@ -45,8 +48,14 @@ tempo_status tempo_bridge_create(const char *mode, int workers, int verify_round
   }
   tempo_mm_set_training(b->mm, true);
   b->workers = workers;
+  b->inproc = transport == NULL;
   *out = b;
   return TEMPO_STATUS_OK;
+}
+
+tempo_status tempo_bridge_create(const char *mode, int workers, int verify_rounds, int threads, uint64_t seed,
+                                 const char *protect, tempo_bridge **out) {
+  return tempo_bridge_create_with(mode, workers, verify_rounds, threads, seed, protect, NULL, out);
 }
 
 void tempo_bridge_free(tempo_bridge *b) {
@@ -156,10 +165,10 @@ tempo_status tempo_bridge_stats_json(tempo_bridge *b, int step, char *buf, size_
 
 /* The in-process transport of b's engine, with worker in range; NULL (error set) otherwise. */
 static tempo_transport *test_transport(tempo_bridge *b, int worker) {
-  tempo_transport *t = b ? tempo_mm_test_transport(b->mm) : NULL;
+  tempo_transport *t = b && b->inproc ? tempo_mm_test_transport(b->mm) : NULL;
   if (!t || worker < 0 || worker >= b->workers) {
-    tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "bridge: fault injection needs an offloading engine and a worker "
-                                                   "in 0..workers-1");
+    tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "bridge: fault injection needs an offloading engine with "
+                                                   "in-process workers and a worker in 0..workers-1");
     return NULL;
   }
   return t;
