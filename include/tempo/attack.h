@@ -86,6 +86,42 @@ TEMPO_WUR tempo_status tempo_attack_link(const float *Yb, int m1, int p, const f
 TEMPO_WUR tempo_status tempo_attack_patches(const float *Xb, int m, const float *Xpub, int mp, int n,
                                             float floor_value, int *col_perm, float *rec);
 
+/* Direction matching (ArrowMatch-style, USENIX Security 2025): like
+ * tempo_attack_match_weight, but rows and columns of the balanced matrices are compared by
+ * cosine similarity of their centred, unit-norm vectors (sorted for the first, order-free
+ * pass; aligned through the other dimension's current permutation afterwards), which a
+ * uniform drift of a row's or column's magnitude (fine-tuning) does not move. Same outputs. */
+TEMPO_WUR tempo_status tempo_attack_match_cosine(const float *Wb, const float *W0, int r, int c, int rounds,
+                                                 int *row_perm, int *col_perm, float *rec);
+
+/* Whole-image recovery (src/attack/image.c) from the blinded im2col of a batch of
+ * single-channel images (3x3 windows, stride 1, zero padding 1: rows (batch*h*w), 9 columns),
+ * with a uniform background of normalised value `black` (< 0). Uses the padding zeros (tap
+ * geometry), the background rows (column scales), the overlaps of neighbouring windows
+ * (chains of rows with relative scales), the black level (absolute scale) and the border
+ * rows (position); see the file's comment. */
+typedef struct {
+  int batch, h, w;
+  float black;
+} tempo_image_geom;
+
+typedef struct {
+  int background_rows; /* rows of the background direction */
+  long links;          /* unique neighbour links found */
+  long conflicts;      /* links contradicting a piece's positions */
+  int pieces;          /* connected pieces (singletons included) */
+  long placed_rows;    /* rows in the batch's largest pieces, placed into images */
+  int anchored;        /* piece axes anchored by border rows (at most 2 per image) */
+  int symmetry;        /* the square symmetry chosen against the public mean (0 = none) */
+} tempo_image_stats;
+
+/* img (batch, h, w): the recovered images in normalised units (unplaced pixels: black),
+ * in no particular sample order. pub_mean (h, w), optional: the mean normalised image of
+ * public data, to choose the orientation. Errors: INVALID_ARGUMENT (shape), MISMATCH (no
+ * padding pattern or no background: the input is not such an im2col), NO_MEMORY. */
+TEMPO_WUR tempo_status tempo_attack_images(const float *Xb, int m, int n, const tempo_image_geom *g,
+                                           const float *pub_mean, float *img, tempo_image_stats *stats);
+
 /* ---- the suite on a trail (src/attack/suite.c) ---- */
 typedef struct {
   const char *audit_dir;  /* the trail under attack */

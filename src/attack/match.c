@@ -185,3 +185,88 @@ done:
   free(rfb), free(cfb), free(rf0), free(cf0), free(cost);
   return st;
 }
+
+/* Centred, unit-norm copy of each row of A (r, c) into O (sorted first when `sorted`). */
+static void unit_rows(const float *A, int r, int c, bool sorted, float *O) {
+  memcpy(O, A, (size_t)r * c * sizeof *O);
+  for (int i = 0; i < r; i++) {
+    float *o = O + (size_t)i * c;
+    if (sorted) qsort(o, (size_t)c, sizeof *o, tempo_attack_cmp_float);
+    double mu = 0, s = 0;
+    for (int j = 0; j < c; j++) mu += o[j];
+    mu /= c;
+    for (int j = 0; j < c; j++) s += (o[j] - mu) * (o[j] - mu);
+    s = s > 0 ? 1 / sqrt(s) : 0;
+    for (int j = 0; j < c; j++) o[j] = (float)((o[j] - mu) * s);
+  }
+}
+
+/* cost[i][k] = -cos(row i of A, row k of B) for unit_rows'd A and B, A's columns aligned
+ * through cp (NULL: as they are; centring and norms do not depend on the column order). */
+static void cost_cosine(const float *A, const float *B, int r, int c, const int *cp, double *cost) {
+  for (int i = 0; i < r; i++) {
+    const float *x = A + (size_t)i * c;
+    for (int k = 0; k < r; k++) {
+      const float *y = B + (size_t)k * c;
+      double s = 0;
+      if (cp)
+        for (int j = 0; j < c; j++) s += (double)x[j] * y[cp[j]];
+      else
+        for (int j = 0; j < c; j++) s += (double)x[j] * y[j];
+      cost[(size_t)i * r + k] = -s;
+    }
+  }
+}
+
+tempo_status tempo_attack_match_cosine(const float *Wb, const float *W0, int r, int c, int rounds, int *row_perm,
+                                       int *col_perm, float *rec) {
+  if (r < 1 || c < 1) return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "match: empty matrix");
+  size_t rc = (size_t)r * c, big = (size_t)(r > c ? r : c);
+  float *bb = tempo_alloc_floats(rc), *b0 = tempo_alloc_floats(rc), *tb = tempo_alloc_floats(rc),
+        *t0 = tempo_alloc_floats(rc), *u1 = tempo_alloc_floats(rc), *u2 = tempo_alloc_floats(rc);
+  double *rfb = malloc(r * sizeof(double)), *cfb = malloc(c * sizeof(double)), *rf0 = malloc(r * sizeof(double)),
+         *cf0 = malloc(c * sizeof(double)), *cost = malloc(big * big * sizeof(double));
+  tempo_status st = TEMPO_STATUS_OK;
+  if (!bb || !b0 || !tb || !t0 || !u1 || !u2 || !rfb || !cfb || !rf0 || !cf0 || !cost) {
+    st = tempo_set_error(TEMPO_STATUS_NO_MEMORY, "match: out of memory (%d x %d)", r, c);
+    goto done;
+  }
+  tempo_balance(Wb, r, c, 500, rfb, cfb, bb);
+  tempo_balance(W0, r, c, 500, rf0, cf0, b0);
+  transpose(bb, r, c, tb);
+  transpose(b0, r, c, t0);
+  /* order-free start on the dimension with the longer vectors, the other one aligned */
+  if (c >= r) {
+    unit_rows(bb, r, c, true, u1), unit_rows(b0, r, c, true, u2);
+    cost_cosine(u1, u2, r, c, NULL, cost);
+    if ((st = tempo_assign(cost, r, row_perm, NULL))) goto done;
+  } else {
+    unit_rows(tb, c, r, true, u1), unit_rows(t0, c, r, true, u2);
+    cost_cosine(u1, u2, c, r, NULL, cost);
+    if ((st = tempo_assign(cost, c, col_perm, NULL))) goto done;
+  }
+  /* alternate: one dimension's rows centred and normalised, compared through the other's
+   * permutation (unit_rows of the prior's aligned vectors: centring commutes with permuting) */
+  unit_rows(bb, r, c, false, u1), unit_rows(b0, r, c, false, u2);
+  float *v1 = tb, *v2 = t0; /* the transposes' unit rows (columns), in place */
+  unit_rows(tb, c, r, false, v1), unit_rows(t0, c, r, false, v2);
+  for (int it = 0; it <= rounds; it++) {
+    if (it > 0 || c >= r) {
+      cost_cosine(v1, v2, c, r, row_perm, cost);
+      if ((st = tempo_assign(cost, c, col_perm, NULL))) goto done;
+    }
+    cost_cosine(u1, u2, r, c, col_perm, cost);
+    if ((st = tempo_assign(cost, r, row_perm, NULL))) goto done;
+  }
+  if (rec)
+    for (int i = 0; i < r; i++)
+      for (int j = 0; j < c; j++) {
+        int a = row_perm[i], b = col_perm[j];
+        rec[(size_t)a * c + b] = (float)(bb[(size_t)i * c + j] / (rf0[a] * cf0[b]));
+      }
+done:
+  tempo_free_floats(bb), tempo_free_floats(b0), tempo_free_floats(tb), tempo_free_floats(t0);
+  tempo_free_floats(u1), tempo_free_floats(u2);
+  free(rfb), free(cfb), free(rf0), free(cf0), free(cost);
+  return st;
+}

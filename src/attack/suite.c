@@ -193,6 +193,97 @@ out:
   return st;
 }
 
+/* Pixel (y, x) of sample b from a plain 3x3 im2col (rows (b, y, x), centre tap column 4). */
+static void images_of(const float *X, int B, int hw, float *img) {
+  for (size_t r = 0; r < (size_t)B * hw; r++) img[r] = X[r * 9 + 4];
+}
+
+/* Whole images from product 0 (the stem's 3x3 im2col of the raw images), scored per image
+ * against the truth: recovered and true images paired by a minimum-error assignment (the
+ * sample order is unknown to the attacker), PSNR on pixels in [0, 1]. */
+static tempo_status attack_images(const tempo_trail_product *pb, const tempo_trail_product *pp,
+                                  const tempo_trail_product *pt, int B, results *res) {
+  const float mean = 0.2860f, sd = 0.3530f; /* Fashion-MNIST normalisation */
+  const int hw = pb->m / B, side = (int)lround(sqrt((double)hw));
+  if (side * side != hw || pb->n != 9) return TEMPO_STATUS_OK;
+  tempo_status st = TEMPO_STATUS_OK;
+  size_t np = (size_t)B * hw;
+  float *rec = tempo_alloc_floats(np), *tru = tempo_alloc_floats(np), *pub = tempo_alloc_floats(np);
+  float *pm = tempo_alloc_floats((size_t)hw);
+  double *cost = malloc((size_t)B * B * sizeof *cost);
+  int *asg = malloc((size_t)B * sizeof *asg);
+  if (!rec || !tru || !pub || !pm || !cost || !asg) {
+    st = tempo_set_error(TEMPO_STATUS_NO_MEMORY, "attack: out of memory");
+    goto out;
+  }
+  const float *pmean = NULL;
+  if (pp && pp->x && pp->m == pb->m && pp->n == 9) {
+    images_of(pp->x, B, hw, pub);
+    for (int k = 0; k < hw; k++) {
+      double a = 0;
+      for (int b = 0; b < B; b++) a += pub[(size_t)b * hw + k];
+      pm[k] = (float)(a / B);
+    }
+    pmean = pm;
+  }
+  tempo_image_geom g = {.batch = B, .h = side, .w = side, .black = -mean / sd};
+  tempo_image_stats is;
+  st = tempo_attack_images(pb->x, pb->m, pb->n, &g, pmean, rec, &is);
+  if (st == TEMPO_STATUS_MISMATCH) { /* the view has no such structure: the attacker's best is the public mean */
+    printf("attack: images: %s\n", tempo_errmsg());
+    for (int b = 0; b < B; b++)
+      for (int k = 0; k < hw; k++) rec[(size_t)b * hw + k] = pmean ? pm[k] : g.black;
+    st = TEMPO_STATUS_OK;
+    put(res, "image_l0_attack_ran", 0);
+  } else if (st) {
+    goto out;
+  } else {
+    printf("attack: images: %d background rows, %ld links (%ld conflicts), %d pieces, %ld rows placed, %d of %d axes "
+           "anchored, symmetry %d\n",
+           is.background_rows, is.links, is.conflicts, is.pieces, is.placed_rows, is.anchored, 2 * B, is.symmetry);
+    put(res, "image_l0_attack_ran", 1);
+    put(res, "image_l0_rows_placed", (double)is.placed_rows / pb->m);
+  }
+  if (!pt || !pt->x || pt->m != pb->m || pt->n != 9) goto out;
+  images_of(pt->x, B, hw, tru);
+  for (size_t k = 0; k < np; k++) {
+    tru[k] = tru[k] * sd + mean;
+    rec[k] = fminf(1.0f, fmaxf(0.0f, rec[k] * sd + mean));
+  }
+  for (int a = 0; a < B; a++)
+    for (int b = 0; b < B; b++) {
+      double e = 0;
+      for (int k = 0; k < hw; k++) {
+        double d = (double)rec[(size_t)a * hw + k] - tru[(size_t)b * hw + k];
+        e += d * d;
+      }
+      cost[(size_t)a * B + b] = e / hw;
+    }
+  if ((st = tempo_assign(cost, B, asg, NULL))) goto out;
+  double mse = 0, mse_pub = 0;
+  int over = 0;
+  for (int a = 0; a < B; a++) {
+    double e = cost[(size_t)a * B + asg[a]];
+    mse += e / B;
+    over += 10 * log10(1.0 / fmax(e, 1e-12)) > 30;
+    if (pmean) {
+      double ep = 0;
+      for (int k = 0; k < hw; k++) {
+        double d = (double)pm[k] * sd + mean - tru[(size_t)a * hw + k];
+        ep += d * d;
+      }
+      mse_pub += ep / hw / B;
+    }
+  }
+  put(res, "image_l0_psnr_db", 10 * log10(1.0 / fmax(mse, 1e-12)));
+  put(res, "image_l0_over_30db", (double)over / B);
+  if (pmean) put(res, "image_l0_psnr_mean_guess_db", 10 * log10(1.0 / fmax(mse_pub, 1e-12)));
+out:
+  tempo_free_floats(rec), tempo_free_floats(tru), tempo_free_floats(pub), tempo_free_floats(pm);
+  free(cost), free(asg);
+  return st;
+}
+
 static tempo_status attack_labels(const tempo_trail_step *sb, const tempo_trail_step *tr, int *const *arp,
                                    int *const *trp, results *res) {
   int L = -1;
@@ -290,8 +381,8 @@ tempo_status tempo_attack_run(const tempo_attack_config *cfg) {
   map_weights(&sb, P, param_of);
 
   /* 1. weight recovery against the prior */
-  long rows_ok = 0, rows = 0, cols_ok = 0, cols = 0, mapped = 0, aligned = 0;
-  double err = 0, err_prior = 0, ref = 0, ref2 = 0;
+  long rows_ok = 0, rows = 0, cols_ok = 0, cols = 0, mapped = 0, aligned = 0, cos_ok = 0;
+  double err = 0, err_prior = 0, ref = 0, ref2 = 0, cos_err = 0;
   for (int i = 0; i < sb.n; i++) {
     if (param_of[i] < 0) continue;
     const tempo_trail_product *pr = &sb.prods[i];
@@ -327,6 +418,23 @@ tempo_status tempo_attack_run(const tempo_attack_config *cfg) {
     mapped++;
     arp[i] = rp;
     rp = NULL;
+    if (st_truth.n) { /* direction matching (ArrowMatch-style), scored the same way */
+      int *rq = malloc((size_t)r * sizeof *rq), *cq = malloc((size_t)c * sizeof *cq);
+      float *rc2 = tempo_alloc_floats((size_t)r * c);
+      st = rq && cq && rc2 ? tempo_attack_match_cosine(pr->w, W0, r, c, 2, rq, cq, rc2)
+                           : tempo_set_error(TEMPO_STATUS_NO_MEMORY, "attack: out of memory");
+      if (!st) {
+        for (int a = 0; a < r; a++) cos_ok += rq[a] == trp[i][a];
+        for (int a = 0; a < c; a++) cos_ok += cq[a] == tcp[i][a];
+        double r2 = 0;
+        cos_err += sqdiff(rc2, st_truth.prods[i].w, (size_t)r * c, &r2);
+      }
+      free(rq), free(cq), tempo_free_floats(rc2);
+      if (st) {
+        free(rp), free(cp);
+        goto out;
+      }
+    }
     if (st_truth.n) {
       const float *Wt = st_truth.prods[i].w;
       for (int a = 0; a < r; a++) rows_ok += arp[i][a] == trp[i][a];
@@ -345,6 +453,8 @@ tempo_status tempo_attack_run(const tempo_attack_config *cfg) {
     put(&res, "weight_perm_recovered_in", (double)cols_ok / cols);
     put(&res, "weight_rel_error", sqrt(err / ref));
     put(&res, "weight_rel_error_of_prior", sqrt(err_prior / ref2));
+    put(&res, "weight_perm_recovered_cosine", (double)cos_ok / (double)(rows + cols));
+    put(&res, "weight_rel_error_cosine", sqrt(cos_err / ref));
   }
 
   /* 2. linking: the next product's input columns to this product's output columns */
@@ -375,8 +485,8 @@ tempo_status tempo_attack_run(const tempo_attack_config *cfg) {
     }
     link_pairs++;
     if (trp[i] && tcp[i + 1]) {
-      int k = b->n / a->p, ok = 0;
-      for (int l = 0; l < b->n; l++) ok += tcp[i + 1][l] / k == trp[i][link[l]];
+      int ok = 0;
+      for (int l = 0; l < b->n; l++) ok += tcp[i + 1][l] % a->p == trp[i][link[l]]; /* tap-major: t * Cin + c */
       printf("attack: link %d -> %d (%d units, %d inputs): %.3f\n", i, i + 1, a->p, b->n, (double)ok / b->n);
       link_ok += ok, link_n += b->n;
       chance += 1.0 / a->p;
@@ -398,6 +508,14 @@ tempo_status tempo_attack_run(const tempo_attack_config *cfg) {
   if (sp.n && sb.prods[0].x && sp.prods[0].x && sp.prods[0].n == sb.prods[0].n && sb.prods[0].batch == 1 &&
       sb.prods[0].n <= 256)
     if ((st = attack_input(&sb.prods[0], &sp.prods[0], st_truth.n ? &st_truth.prods[0] : NULL, &res))) goto out;
+
+  /* 3b. whole images from the first product (a 3x3 im2col of the raw images) */
+  {
+    int B = sb.prods[sb.n - 1].batch == 1 ? sb.prods[sb.n - 1].m : 0; /* the head's rows: the batch */
+    if (B > 0 && sb.prods[0].batch == 1 && sb.prods[0].x && sb.prods[0].m % B == 0 && sb.prods[0].n == 9)
+      if ((st = attack_images(&sb.prods[0], sp.n ? &sp.prods[0] : NULL, st_truth.n ? &st_truth.prods[0] : NULL, B, &res)))
+        goto out;
+  }
 
   /* 4. model theft */
   if (cfg->data_dir) {
