@@ -330,6 +330,86 @@ static void test_images(void **state) {
   tempo_keygen_free(g);
 }
 
+/* Feature maps: C = 6 channels (2 of them zero on the background), a background vector, a
+ * different vector on the border pixels (what padding does to a real map), textured
+ * non-negative blobs; tap-major im2col (t * C + c), blinded: every column is placed (tap up to
+ * the square's symmetry, channel exactly) and at least 5 of 8 maps come back above 30 dB
+ * (live channels, in units of the background, best symmetry, nearest true map). */
+static void test_fmaps(void **state) {
+  (void)state;
+  enum { B = 8, C = 6, S = IMG_S, M = B * S * S, N = 9 * C };
+  const float bg[C] = {0.7f, 0.0f, 1.3f, 0.4f, 0.0f, 0.9f}, edge[C] = {0.2f, 0.5f, 1.9f, 0.1f, 0.3f, 0.6f};
+  float *F = tempo_alloc_floats((size_t)M * C), *X = tempo_alloc_floats((size_t)M * N),
+        *Xb = tempo_alloc_floats((size_t)M * N), *rec = tempo_alloc_floats((size_t)M * C);
+  for (int b = 0; b < B; b++) {
+    double ry = 6 + 7 * unif(), rx = 4 + 6 * unif(), f[C][3];
+    for (int c = 0; c < C; c++) f[c][0] = 0.2 + 0.5 * unif(), f[c][1] = 0.2 + 0.5 * unif(), f[c][2] = 6 * unif();
+    for (int y = 0; y < S; y++)
+      for (int x = 0; x < S; x++) {
+        float *v = F + (((size_t)b * S + y) * S + x) * C;
+        double d = (y - 13.5) * (y - 13.5) / (ry * ry) + (x - 13.5) * (x - 13.5) / (rx * rx);
+        for (int c = 0; c < C; c++) {
+          if (d < 1) v[c] = (float)fmax(0, sin(f[c][0] * y + f[c][1] * x + f[c][2]) + 0.3 * unif());
+          else v[c] = y == 0 || x == 0 || y == S - 1 || x == S - 1 ? edge[c] : bg[c];
+        }
+      }
+  }
+  for (int b = 0; b < B; b++) /* tap-major im2col */
+    for (int y = 0; y < S; y++)
+      for (int x = 0; x < S; x++)
+        for (int t = 0; t < 9; t++)
+          for (int c = 0; c < C; c++) {
+            int yy = y + t / 3 - 1, xx = x + t % 3 - 1;
+            X[(((size_t)b * S + y) * S + x) * N + t * C + c] =
+                yy < 0 || yy >= S || xx < 0 || xx >= S ? 0.0f : F[(((size_t)b * S + yy) * S + xx) * C + c];
+          }
+  tempo_keygen *g = keygen();
+  tempo_obf_key k;
+  assert_int_equal(tempo_obf_key_alloc(&k, M, N, 4), TEMPO_STATUS_OK);
+  assert_int_equal(tempo_keygen_fill(g, &k), TEMPO_STATUS_OK);
+  tempo_obf_enc_x(&k, X, Xb);
+  int col_of[N], L = 0;
+  tempo_image_stats is;
+  assert_int_equal(tempo_attack_fmaps(Xb, M, N, B, S, S, rec, col_of, &L, &is), TEMPO_STATUS_OK);
+  assert_int_equal(L, 4);
+  int chan[C], placed = 0;
+  for (int a = 0; a < L; a++) chan[a] = (int)k.dn.perm[col_of[4 * L + a]] % C;
+  for (int t = 0; t < 9; t++)
+    for (int a = 0; a < L; a++) placed += (int)k.dn.perm[col_of[t * L + a]] % C == chan[a];
+  assert_int_equal(placed, 9 * L);
+  assert_int_equal((int)k.dn.perm[col_of[4 * L]] / C, 4); /* the centre tap is the centre */
+  int best_good = 0;
+  for (int sy = 0; sy < 8; sy++) {
+    int good = 0;
+    for (int a = 0; a < B; a++) {
+      double best = INFINITY;
+      for (int b = 0; b < B; b++) {
+        double e = 0;
+        for (int y = 0; y < S; y++)
+          for (int x = 0; x < S; x++) {
+            int yy = y, xx = x;
+            if (sy & 4) yy = x, xx = y;
+            if (sy & 1) yy = S - 1 - yy;
+            if (sy & 2) xx = S - 1 - xx;
+            for (int c = 0; c < L; c++) {
+              double d = rec[(((size_t)a * S + y) * S + x) * L + c] * bg[chan[c]] -
+                         F[(((size_t)b * S + yy) * S + xx) * C + chan[c]];
+              e += d * d;
+            }
+          }
+        best = fmin(best, e / (S * S * L));
+      }
+      good += 10 * log10(1.9 * 1.9 / fmax(best, 1e-12)) > 30;
+    }
+    best_good = good > best_good ? good : best_good;
+  }
+  print_message("fmaps: %d of %d above 30 dB (%ld links, %d pieces)\n", best_good, B, is.links, is.pieces);
+  assert_true(best_good >= 5);
+  tempo_free_floats(F), tempo_free_floats(X), tempo_free_floats(Xb), tempo_free_floats(rec);
+  tempo_obf_key_free(&k);
+  tempo_keygen_free(g);
+}
+
 static void test_trail(void **state) {
   (void)state;
   enum { M = 300, N = 20, P = 12 };
@@ -385,7 +465,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_assign),      cmocka_unit_test(test_sinkhorn), cmocka_unit_test(test_match_weight),
       cmocka_unit_test(test_link),        cmocka_unit_test(test_patches),  cmocka_unit_test(test_trail),
-      cmocka_unit_test(test_match_cosine), cmocka_unit_test(test_images),
+      cmocka_unit_test(test_match_cosine), cmocka_unit_test(test_images),  cmocka_unit_test(test_fmaps),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

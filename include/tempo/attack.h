@@ -122,6 +122,15 @@ typedef struct {
 TEMPO_WUR tempo_status tempo_attack_images(const float *Xb, int m, int n, const tempo_image_geom *g,
                                            const float *pub_mean, float *img, tempo_image_stats *stats);
 
+/* Feature-map recovery (src/attack/fmap.c) from the blinded input of a later 3x3 conv: the
+ * tap-major im2col (rows (batch*h*w), n = 9 C columns) of a post-ReLU map with a uniform
+ * background. maps (batch, h, w, L), room for (batch, h, w, n / 9): the recovered maps of the
+ * L channels live on the background, each in units of its background value; col_of
+ * (9 L): the blinded column of tap t of recovered channel a at [t * L + a]; *live_per_tap = L.
+ * Same errors as tempo_attack_images. */
+TEMPO_WUR tempo_status tempo_attack_fmaps(const float *Xb, int m, int n, int batch, int h, int w, float *maps,
+                                          int *col_of, int *live_per_tap, tempo_image_stats *stats);
+
 /* ---- the suite on a trail (src/attack/suite.c) ---- */
 typedef struct {
   const char *audit_dir;  /* the trail under attack */

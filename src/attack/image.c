@@ -23,7 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tempo/attack.h"
+#include "attack/attack_internal.h"
 #include "tempo/common.h"
 
 #define TAPS 9
@@ -53,24 +53,30 @@ static int cmp_u64(const void *a, const void *b) {
 static const int PART[4][6] = {
     {1, 2, 4, 5, 7, 8}, {0, 1, 3, 4, 6, 7}, {3, 4, 5, 6, 7, 8}, {0, 1, 2, 3, 4, 5}};
 
-/* Normalised part (unit L2 norm); returns its norm, 0 for an uninformative part. */
-static double part_of(const double *u, int which, double *v) {
+/* Normalised part (unit L2 norm) of a row u (9 taps of cl values); returns its norm, 0 for
+ * an uninformative part (its non-zero values all alike). */
+static double part_of(const double *u, int cl, int which, float *v) {
+  const int k = 6 * cl;
   double s = 0;
-  for (int t = 0; t < 6; t++) v[t] = u[PART[which][t]], s += v[t] * v[t];
+  for (int t = 0; t < 6; t++)
+    for (int c = 0; c < cl; c++) {
+      double x = u[PART[which][t] * cl + c];
+      v[t * cl + c] = (float)x, s += x * x;
+    }
   if (s <= 0) return 0;
   s = sqrt(s);
   double lo = INFINITY, hi = -INFINITY;
-  for (int t = 0; t < 6; t++) {
-    v[t] /= s;
+  for (int t = 0; t < k; t++) {
+    v[t] = (float)(v[t] / s);
     if (v[t] != 0) lo = fmin(lo, v[t]), hi = fmax(hi, v[t]);
   }
-  if (hi - lo < FLAT) return 0;
+  if (hi - lo < FLAT * (fabs(hi) + fabs(lo))) return 0;
   return s;
 }
 
-static uint64_t part_key(const double *v, double off) {
+static uint64_t part_key(const float *v, int k, double off) {
   uint64_t h = 1469598103934665603ull;
-  for (int t = 0; t < 6; t++) {
+  for (int t = 0; t < k; t++) {
     int64_t q = (int64_t)floor(v[t] * GRID + off);
     h = (h ^ (uint64_t)q) * 1099511628211ull;
     h ^= h >> 29;
@@ -165,34 +171,37 @@ static tempo_status scales_from_background(const float *Xb, const uint16_t *mask
 
 /* Step 3: link[i * 2 + d] = the row right of (d 0) / below (d 1) row i, -1 if none or
  * ambiguous; ratio[] = k_j / k_i of the link. */
-static tempo_status find_links(const double *u, int m, int *link, double *ratio) {
+static tempo_status find_links(const double *u, int m, int cl, int *link, double *ratio) {
   tempo_status st = TEMPO_STATUS_OK;
-  hent *tab = malloc((size_t)m * 4 * sizeof *tab); /* (up/left part, grid) entries */
-  double *norm = malloc((size_t)m * 4 * sizeof *norm), *nv = malloc((size_t)m * 24 * sizeof *nv);
+  const int k = 6 * cl;
+  hent *tab = malloc((size_t)m * 2 * sizeof *tab); /* (left/up part, grid) entries */
+  double *norm = malloc((size_t)m * 4 * sizeof *norm);
+  float *nv = malloc((size_t)m * 4 * k * sizeof *nv);
   int *inc = calloc((size_t)m * 2, sizeof *inc);
   if (!tab || !norm || !nv || !inc) {
     st = tempo_set_error(TEMPO_STATUS_NO_MEMORY, "images: out of memory");
     goto out;
   }
   for (int i = 0; i < m; i++)
-    for (int p = 0; p < 4; p++) norm[(size_t)i * 4 + p] = part_of(u + (size_t)i * TAPS, p, nv + ((size_t)i * 4 + p) * 6);
+    for (int p = 0; p < 4; p++)
+      norm[(size_t)i * 4 + p] = part_of(u + (size_t)i * TAPS * cl, cl, p, nv + ((size_t)i * 4 + p) * k);
   for (int d = 0; d < 2; d++) {
     const int from = 2 * d, to = 2 * d + 1; /* right -> left, down -> up */
     size_t nt = 0;
     for (int i = 0; i < m; i++) {
       if (norm[(size_t)i * 4 + to] == 0) continue;
-      const double *v = nv + ((size_t)i * 4 + to) * 6;
-      tab[nt++] = (hent){part_key(v, 0.0) * 2, i};
-      tab[nt++] = (hent){part_key(v, 0.5) * 2 + 1, i};
+      const float *v = nv + ((size_t)i * 4 + to) * k;
+      tab[nt++] = (hent){part_key(v, k, 0.0) * 2, i};
+      tab[nt++] = (hent){part_key(v, k, 0.5) * 2 + 1, i};
     }
     qsort(tab, nt, sizeof *tab, cmp_hent);
     for (int i = 0; i < m; i++) {
       link[(size_t)i * 2 + d] = -1;
       if (norm[(size_t)i * 4 + from] == 0) continue;
-      const double *v = nv + ((size_t)i * 4 + from) * 6;
+      const float *v = nv + ((size_t)i * 4 + from) * k;
       int found = -1, nfound = 0;
       for (int g = 0; g < 2 && nfound < 2; g++) {
-        uint64_t key = part_key(v, g ? 0.5 : 0.0) * 2 + (uint64_t)g;
+        uint64_t key = part_key(v, k, g ? 0.5 : 0.0) * 2 + (uint64_t)g;
         size_t lo = 0, hi = nt;
         while (lo < hi) {
           size_t mid = (lo + hi) / 2;
@@ -208,9 +217,9 @@ static tempo_status find_links(const double *u, int m, int *link, double *ratio)
         for (size_t e = lo; e < end && nfound < 2; e++) {
           int j = tab[e].row;
           if (j == i || j == found) continue;
-          const double *w = nv + ((size_t)j * 4 + to) * 6;
+          const float *w = nv + ((size_t)j * 4 + to) * k;
           double dev = 0;
-          for (int t = 0; t < 6; t++) dev = fmax(dev, fabs(v[t] - w[t]));
+          for (int t = 0; t < k; t++) dev = fmax(dev, fabs((double)v[t] - w[t]));
           if (dev < MATCH) found = j, nfound++;
         }
       }
@@ -228,6 +237,202 @@ static tempo_status find_links(const double *u, int m, int *link, double *ratio)
     }
 out:
   free(tab), free(norm), free(nv), free(inc);
+  return st;
+}
+
+/* The scale that gives a row (or piece) values v its level: level < 0, the minimum is the
+ * level; level > 0, the most frequent positive value (within 1e-3) is. vals is scratch. */
+static double level_scale(double *vals, size_t nv, double mn, double level, size_t *run) {
+  *run = nv;
+  if (level < 0) return mn < 0 ? level / mn : 1.0;
+  if (!nv) return 1.0;
+  qsort(vals, nv, sizeof *vals, tempo_attack_cmp_double);
+  size_t best = 0, bi = 0;
+  for (size_t k = 0, j = 0; k < nv; k++) {
+    while (vals[k] - vals[j] > 1e-3) j++;
+    if (k - j + 1 > best) best = k - j + 1, bi = k;
+  }
+  *run = best;
+  return level / exp(vals[bi]);
+}
+
+/* What no piece covers: the background (fill), and along the border what the padding made
+ * of it, the same for every sample: for each border class (pad pattern of the 4 edges and 4
+ * corners) the most frequent row direction, painted at every position of its class. */
+static tempo_status border_defaults(const double *u, const uint16_t *pad, int m, int cl, int H, int W, double level,
+                                    float fill, float *D) {
+  const size_t hw = (size_t)H * W, rl = (size_t)TAPS * cl;
+  for (size_t k = 0; k < hw * cl; k++) D[k] = fill;
+  static const uint16_t cls[8] = {0x7, 0x1c0, 0x49, 0x124, 0x4f, 0x127, 0x1c9, 0x1e4};
+  hent *keys = malloc((size_t)m * sizeof *keys);
+  double *vals = malloc(rl * sizeof *vals);
+  if (!keys || !vals) {
+    free(keys), free(vals);
+    return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "images: out of memory");
+  }
+  for (int c = 0; c < 8; c++) {
+    size_t nk = 0;
+    for (int i = 0; i < m; i++) {
+      if (pad[i] != cls[c]) continue;
+      const double *r = u + (size_t)i * rl;
+      double mx = 0;
+      for (size_t k = 0; k < rl; k++) mx = fmax(mx, fabs(r[k]));
+      if (mx == 0) continue;
+      uint64_t h = 1469598103934665603ull;
+      for (size_t k = 0; k < rl; k++) h = (h ^ (uint64_t)(int64_t)floor(r[k] / mx * 4096)) * 1099511628211ull, h ^= h >> 29;
+      keys[nk++] = (hent){h, i};
+    }
+    if (!nk) continue;
+    qsort(keys, nk, sizeof *keys, cmp_hent);
+    size_t best = 0, bi = 0;
+    for (size_t a = 0, b = 0; a < nk; a = b) {
+      while (b < nk && keys[b].key == keys[a].key) b++;
+      if (b - a > best) best = b - a, bi = a;
+    }
+    const double *r = u + (size_t)keys[bi].row * rl;
+    size_t nv = 0;
+    double mn = 0;
+    for (size_t k = 0; k < rl; k++) {
+      mn = fmin(mn, r[k]);
+      if (r[k] > 0) vals[nv++] = log(r[k]);
+    }
+    size_t run;
+    const double G = level_scale(vals, nv, mn, level, &run);
+    if (run < (size_t)cl) continue; /* no background tap in it: no scale (the band is wider) */
+    /* the positions of the class: an edge's whole length, or its corner */
+    const bool top = cls[c] & 1 && cls[c] & 2, bot = cls[c] & 0x80, lef = cls[c] & 8, rig = cls[c] & 0x20;
+    for (int y = 0; y < H; y++)
+      for (int x = 0; x < W; x++) {
+        if ((top && y) || (bot && y != H - 1) || (lef && x) || (rig && x != W - 1)) continue;
+        if (!top && !bot && (y == 0 || y == H - 1)) continue;
+        if (!lef && !rig && (x == 0 || x == W - 1)) continue;
+        for (int t = 0; t < TAPS; t++) {
+          int yy = y + t / 3 - 1, xx = x + t % 3 - 1;
+          if (yy < 0 || yy >= H || xx < 0 || xx >= W || (cls[c] >> t & 1)) continue;
+          for (int ch = 0; ch < cl; ch++) D[((size_t)yy * W + xx) * cl + ch] = (float)(r[(size_t)t * cl + ch] * G);
+        }
+      }
+  }
+  free(keys), free(vals);
+  return TEMPO_STATUS_OK;
+}
+
+/* Steps 3 to 5 for any number of values per tap (attack_internal.h). */
+tempo_status tempo_attack_chain(const double *u, const uint16_t *pad, int m, int cl, int B, int H, int W, double level,
+                                float fill, float *img, tempo_image_stats *s0) {
+  tempo_status st = TEMPO_STATUS_OK;
+  const size_t hw = (size_t)H * W;
+  double *ratio = malloc((size_t)m * 2 * sizeof *ratio), *logk = malloc((size_t)m * sizeof *logk);
+  double *acc = calloc((size_t)B * hw * cl, sizeof *acc);
+  int *link = malloc((size_t)m * 2 * sizeof *link), *back = malloc((size_t)m * 2 * sizeof *back);
+  int *comp = malloc((size_t)m * sizeof *comp), *py = malloc((size_t)m * sizeof *py), *px = malloc((size_t)m * sizeof *px);
+  int *queue = malloc((size_t)m * sizeof *queue), *size = calloc((size_t)m, sizeof *size), *order = NULL;
+  int *cnt = calloc((size_t)B * hw, sizeof *cnt);
+  double *vals = NULL;
+  if (!ratio || !logk || !acc || !link || !back || !comp || !py || !px || !queue || !size || !cnt) {
+    st = tempo_set_error(TEMPO_STATUS_NO_MEMORY, "images: out of memory");
+    goto out;
+  }
+  if ((st = find_links(u, m, cl, link, ratio))) goto out;
+  for (size_t k = 0; k < (size_t)m * 2; k++) back[k] = -1;
+  for (int i = 0; i < m; i++)
+    for (int d = 0; d < 2; d++)
+      if (link[(size_t)i * 2 + d] >= 0) back[(size_t)link[(size_t)i * 2 + d] * 2 + d] = i, s0->links++;
+  /* step 4: pieces by breadth-first search, positions and log row scales relative to the root */
+  for (int i = 0; i < m; i++) comp[i] = -1;
+  int ncomp = 0;
+  for (int r = 0; r < m; r++) {
+    if (comp[r] >= 0) continue;
+    int qh = 0, qt = 0;
+    queue[qt++] = r;
+    comp[r] = ncomp, py[r] = px[r] = 0, logk[r] = 0;
+    while (qh < qt) {
+      int i = queue[qh++];
+      for (int e = 0; e < 4; e++) {
+        int d = e & 1, j, dy = d, dx = 1 - d;
+        double lr;
+        if (e < 2) {
+          j = link[(size_t)i * 2 + d];
+          lr = j >= 0 ? log(ratio[(size_t)i * 2 + d]) : 0;
+        } else {
+          j = back[(size_t)i * 2 + d], dy = -dy, dx = -dx;
+          lr = j >= 0 ? -log(ratio[(size_t)j * 2 + d]) : 0;
+        }
+        if (j < 0) continue;
+        if (comp[j] >= 0) {
+          if (py[j] != py[i] + dy || px[j] != px[i] + dx) s0->conflicts++;
+          continue;
+        }
+        comp[j] = ncomp, py[j] = py[i] + dy, px[j] = px[i] + dx, logk[j] = logk[i] + lr;
+        queue[qt++] = j;
+      }
+    }
+    size[ncomp++] = qt;
+  }
+  s0->pieces = ncomp;
+  if (!(order = malloc((size_t)ncomp * sizeof *order)) || !(vals = malloc((size_t)m * TAPS * sizeof *vals))) {
+    st = tempo_set_error(TEMPO_STATUS_NO_MEMORY, "images: out of memory");
+    goto out;
+  }
+  for (int c = 0; c < ncomp; c++) order[c] = c;
+  for (int a = 1; a < ncomp; a++) { /* insertion sort by size, but only the B largest matter */
+    int c = order[a], b = a;
+    if (a >= B && size[c] <= size[order[B - 1]]) continue;
+    while (b > 0 && size[order[b - 1]] < size[c]) order[b] = order[b - 1], b--;
+    order[b] = c;
+  }
+  if ((st = border_defaults(u, pad, m, cl, H, W, level, fill, img))) goto out;
+  for (int b = 1; b < B; b++) memcpy(img + (size_t)b * hw * cl, img, hw * cl * sizeof *img);
+  /* step 5: place the B largest pieces (one pass over the rows per piece: B is small) */
+  for (int b = 0; b < B && b < ncomp; b++) {
+    const int c = order[b];
+    if (size[c] < 2) break;
+    s0->placed_rows += size[c];
+    int ymin = INT32_MAX, ymax = INT32_MIN, xmin = INT32_MAX, xmax = INT32_MIN, offy = INT32_MIN, offx = INT32_MIN;
+    size_t nvals = 0;
+    double mn = 0;
+    const uint16_t top = 0x7, bot = 0x1c0, lef = 0x49, rig = 0x124;
+    for (int i = 0; i < m; i++) {
+      if (comp[i] != c) continue;
+      ymin = py[i] < ymin ? py[i] : ymin, ymax = py[i] > ymax ? py[i] : ymax;
+      xmin = px[i] < xmin ? px[i] : xmin, xmax = px[i] > xmax ? px[i] : xmax;
+      if ((pad[i] & top) == top) offy = -py[i];
+      if ((pad[i] & bot) == bot) offy = H - 1 - py[i];
+      if ((pad[i] & lef) == lef) offx = -px[i];
+      if ((pad[i] & rig) == rig) offx = W - 1 - px[i];
+      for (int t = 0; t < TAPS; t++)
+        for (int ch = 0; ch < cl; ch++) {
+          double v = u[((size_t)i * TAPS + t) * cl + ch] * exp(-logk[i]);
+          mn = fmin(mn, v);
+          if (v > 0 && nvals < (size_t)m * TAPS) vals[nvals++] = log(v);
+        }
+    }
+    if (offy == INT32_MIN) offy = (H - 1 - ymin - ymax) / 2;
+    else s0->anchored++;
+    if (offx == INT32_MIN) offx = (W - 1 - xmin - xmax) / 2;
+    else s0->anchored++;
+    size_t run;
+    const double G = level_scale(vals, nvals, mn, level, &run); /* black level, or the background's value */
+    for (int i = 0; i < m; i++) {
+      if (comp[i] != c) continue;
+      const double k = G * exp(-logk[i]);
+      for (int t = 0; t < TAPS; t++) {
+        int y = py[i] + offy + t / 3 - 1, x = px[i] + offx + t % 3 - 1;
+        if (y < 0 || y >= H || x < 0 || x >= W || (pad[i] >> t & 1)) continue;
+        size_t at = (size_t)b * hw + (size_t)y * W + x;
+        if (!cnt[at]) /* first value here: start the average */
+          for (int ch = 0; ch < cl; ch++) acc[at * cl + ch] = 0;
+        for (int ch = 0; ch < cl; ch++) acc[at * cl + ch] += u[((size_t)i * TAPS + t) * cl + ch] * k;
+        cnt[at]++;
+      }
+    }
+  }
+  for (size_t at = 0; at < (size_t)B * hw; at++)
+    if (cnt[at])
+      for (int ch = 0; ch < cl; ch++) img[at * cl + ch] = (float)(acc[at * cl + ch] / cnt[at]);
+out:
+  free(ratio), free(logk), free(acc), free(link), free(back), free(comp), free(py), free(px), free(queue), free(size);
+  free(order), free(cnt), free(vals);
   return st;
 }
 
@@ -253,14 +458,9 @@ tempo_status tempo_attack_images(const float *Xb, int m, int n, const tempo_imag
   const int B = g->batch, H = g->h, W = g->w;
   const size_t hw = (size_t)H * W;
   uint16_t *mask = malloc((size_t)m * sizeof *mask);
-  double *u = malloc((size_t)m * TAPS * sizeof *u), *ratio = malloc((size_t)m * 2 * sizeof *ratio);
-  double *logk = malloc((size_t)m * sizeof *logk), *acc = calloc((size_t)B * hw, sizeof *acc);
-  int *link = malloc((size_t)m * 2 * sizeof *link), *back = malloc((size_t)m * 2 * sizeof *back);
-  int *comp = malloc((size_t)m * sizeof *comp), *py = malloc((size_t)m * sizeof *py), *px = malloc((size_t)m * sizeof *px);
-  int *queue = malloc((size_t)m * sizeof *queue), *size = calloc((size_t)m, sizeof *size), *order = NULL;
-  int *cnt = calloc((size_t)B * hw, sizeof *cnt);
+  double *u = malloc((size_t)m * TAPS * sizeof *u);
   float *tmp = NULL;
-  if (!mask || !u || !ratio || !logk || !acc || !link || !back || !comp || !py || !px || !queue || !size || !cnt) {
+  if (!mask || !u) {
     st = tempo_set_error(TEMPO_STATUS_NO_MEMORY, "images: out of memory");
     goto out;
   }
@@ -281,90 +481,7 @@ tempo_status tempo_attack_images(const float *Xb, int m, int n, const tempo_imag
     }
     mask[i] = tm;
   }
-  if ((st = find_links(u, m, link, ratio))) goto out;
-  for (size_t k = 0; k < (size_t)m * 2; k++) back[k] = -1;
-  for (int i = 0; i < m; i++)
-    for (int d = 0; d < 2; d++)
-      if (link[(size_t)i * 2 + d] >= 0) back[(size_t)link[(size_t)i * 2 + d] * 2 + d] = i, s0.links++;
-  /* step 4: pieces by breadth-first search, positions and log row scales relative to the root */
-  for (int i = 0; i < m; i++) comp[i] = -1;
-  int ncomp = 0;
-  for (int r = 0; r < m; r++) {
-    if (comp[r] >= 0) continue;
-    int qh = 0, qt = 0;
-    queue[qt++] = r;
-    comp[r] = ncomp, py[r] = px[r] = 0, logk[r] = 0;
-    while (qh < qt) {
-      int i = queue[qh++];
-      for (int e = 0; e < 4; e++) {
-        int d = e & 1, j, dy = d, dx = 1 - d;
-        double lr;
-        if (e < 2) {
-          j = link[(size_t)i * 2 + d];
-          lr = j >= 0 ? log(ratio[(size_t)i * 2 + d]) : 0;
-        } else {
-          j = back[(size_t)i * 2 + d], dy = -dy, dx = -dx;
-          lr = j >= 0 ? -log(ratio[(size_t)j * 2 + d]) : 0;
-        }
-        if (j < 0) continue;
-        if (comp[j] >= 0) {
-          if (py[j] != py[i] + dy || px[j] != px[i] + dx) s0.conflicts++;
-          continue;
-        }
-        comp[j] = ncomp, py[j] = py[i] + dy, px[j] = px[i] + dx, logk[j] = logk[i] + lr;
-        queue[qt++] = j;
-      }
-    }
-    size[ncomp++] = qt;
-  }
-  s0.pieces = ncomp;
-  if (!(order = malloc((size_t)ncomp * sizeof *order))) {
-    st = tempo_set_error(TEMPO_STATUS_NO_MEMORY, "images: out of memory");
-    goto out;
-  }
-  for (int c = 0; c < ncomp; c++) order[c] = c;
-  for (int a = 1; a < ncomp; a++) { /* insertion sort by size, but only the B largest matter */
-    int c = order[a], b = a;
-    if (a >= B && size[c] <= size[order[B - 1]]) continue;
-    while (b > 0 && size[order[b - 1]] < size[c]) order[b] = order[b - 1], b--;
-    order[b] = c;
-  }
-  /* step 5: place the B largest pieces (rows of one piece are gathered by one pass per piece:
-   * cheap, B is small) */
-  for (int b = 0; b < B && b < ncomp; b++) {
-    const int c = order[b];
-    if (size[c] < 2) break;
-    s0.placed_rows += size[c];
-    int ymin = INT32_MAX, ymax = INT32_MIN, xmin = INT32_MAX, xmax = INT32_MIN, offy = INT32_MIN, offx = INT32_MIN;
-    double mn = 0;
-    const uint16_t top = 0x7, bot = 0x1c0, lef = 0x49, rig = 0x124;
-    for (int i = 0; i < m; i++) {
-      if (comp[i] != c) continue;
-      ymin = py[i] < ymin ? py[i] : ymin, ymax = py[i] > ymax ? py[i] : ymax;
-      xmin = px[i] < xmin ? px[i] : xmin, xmax = px[i] > xmax ? px[i] : xmax;
-      if ((mask[i] & top) == top) offy = -py[i];
-      if ((mask[i] & bot) == bot) offy = H - 1 - py[i];
-      if ((mask[i] & lef) == lef) offx = -px[i];
-      if ((mask[i] & rig) == rig) offx = W - 1 - px[i];
-      for (int t = 0; t < TAPS; t++) mn = fmin(mn, u[(size_t)i * TAPS + t] * exp(-logk[i]));
-    }
-    if (offy == INT32_MIN) offy = (H - 1 - ymin - ymax) / 2;
-    else s0.anchored++;
-    if (offx == INT32_MIN) offx = (W - 1 - xmin - xmax) / 2;
-    else s0.anchored++;
-    const double G = mn < 0 ? g->black / mn : 1.0;
-    for (int i = 0; i < m; i++) {
-      if (comp[i] != c) continue;
-      const double k = G * exp(-logk[i]);
-      for (int t = 0; t < TAPS; t++) {
-        int y = py[i] + offy + t / 3 - 1, x = px[i] + offx + t % 3 - 1;
-        if (y < 0 || y >= H || x < 0 || x >= W || (mask[i] >> t & 1)) continue;
-        acc[(size_t)b * hw + (size_t)y * W + x] += u[(size_t)i * TAPS + t] * k;
-        cnt[(size_t)b * hw + (size_t)y * W + x]++;
-      }
-    }
-  }
-  for (size_t k = 0; k < (size_t)B * hw; k++) img[k] = cnt[k] ? (float)(acc[k] / cnt[k]) : g->black;
+  if ((st = tempo_attack_chain(u, mask, m, 1, B, H, W, g->black, g->black, img, &s0))) goto out;
   /* the square's symmetry: the one whose mean image is nearest the public mean */
   if (pub_mean && H == W) {
     if (!(tmp = tempo_alloc_floats(hw))) {
@@ -406,8 +523,7 @@ tempo_status tempo_attack_images(const float *Xb, int m, int n, const tempo_imag
   }
 out:
   if (stats) *stats = s0;
-  free(mask), free(u), free(ratio), free(logk), free(acc), free(link), free(back), free(comp), free(py), free(px);
-  free(queue), free(size), free(order), free(cnt);
+  free(mask), free(u);
   tempo_free_floats(tmp);
   return st;
 }

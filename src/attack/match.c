@@ -100,6 +100,11 @@ tempo_status tempo_assign(const double *cost, int n, int *assign, double *total)
   return TEMPO_STATUS_OK;
 }
 
+int tempo_attack_cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
 int tempo_attack_cmp_float(const void *a, const void *b) {
   float x = *(const float *)a, y = *(const float *)b;
   return (x > y) - (x < y);

@@ -9,7 +9,7 @@
 #include "tempo/checkpoint.h"
 #include "tempo/common.h"
 
-#define MAX_RESULTS 64
+#define MAX_RESULTS 256
 typedef struct {
   int n;
   char name[MAX_RESULTS][48];
@@ -284,6 +284,142 @@ out:
   return st;
 }
 
+static void sym_of(int k, int s, int y, int x, int *oy, int *ox) {
+  if (k & 4) {
+    int t = y;
+    y = x, x = t;
+  }
+  if (k & 1) y = s - 1 - y;
+  if (k & 2) x = s - 1 - x;
+  *oy = y, *ox = x;
+}
+
+/* Feature maps from product k's input (a later 3x3 conv), scored against the truth's
+ * plaintext input: recovered channels named by the true column of their centre tap, one
+ * scale per channel (the attack gives maps in units of the background), samples paired by a
+ * minimum-error assignment, the best of the square's 8 symmetries (an attacker fixes it
+ * against the recovered images). PSNR per sample over the recovered channels, peak = the
+ * largest true value; the reference: each channel's true batch mean everywhere. */
+static tempo_status attack_fmaps(int k, const tempo_trail_product *pb, const tempo_trail_product *pt, int B,
+                                 results *res, double *over_sum, int *layers) {
+  const int hw = pb->m / B, side = (int)lround(sqrt((double)hw)), n = pb->n, C = n / 9;
+  if (side * side != hw || n % 9 || side < 3) return TEMPO_STATUS_OK;
+  tempo_status st = TEMPO_STATUS_OK;
+  size_t np = (size_t)B * hw;
+  float *rec = tempo_alloc_floats(np * C), *tru = NULL;
+  int *col_of = malloc((size_t)n * sizeof *col_of), *tcp = malloc((size_t)n * sizeof *tcp), L = 0;
+  double *cost = malloc((size_t)B * B * sizeof *cost), *alpha = malloc((size_t)C * sizeof *alpha);
+  int *asg = malloc((size_t)B * sizeof *asg), *chan = malloc((size_t)C * sizeof *chan);
+  char name[48];
+  if (!rec || !col_of || !tcp || !cost || !alpha || !asg || !chan) {
+    st = tempo_set_error(TEMPO_STATUS_NO_MEMORY, "attack: out of memory");
+    goto out;
+  }
+  tempo_image_stats is;
+  st = tempo_attack_fmaps(pb->x, pb->m, n, B, side, side, rec, col_of, &L, &is);
+  (*layers)++;
+  snprintf(name, sizeof name, "fmap_p%d_attack_ran", k);
+  if (st == TEMPO_STATUS_MISMATCH) {
+    printf("attack: fmaps %d: %s\n", k, tempo_errmsg());
+    put(res, name, 0);
+    st = TEMPO_STATUS_OK;
+    goto out;
+  }
+  if (st) goto out;
+  put(res, name, 1);
+  printf("attack: fmaps %d (%dx%d, %d channels, %d live on the background): %d background rows, %ld links, %d pieces, "
+         "%ld rows placed\n",
+         k, side, side, C, L, is.background_rows, is.links, is.pieces, is.placed_rows);
+  if (!pt || !pt->x || pt->m != pb->m || pt->n != n) goto out;
+  if (!(tru = tempo_alloc_floats(np * L))) {
+    st = tempo_set_error(TEMPO_STATUS_NO_MEMORY, "attack: out of memory");
+    goto out;
+  }
+  if ((st = truth_cols(pb->x, pt->x, pb->m, n, tcp))) goto out;
+  int tap_ok = 0;
+  for (int a = 0; a < L; a++) {
+    int tj = tcp[col_of[4 * L + a]];
+    tap_ok += tj / C == 4;
+    chan[a] = tj % C;
+  }
+  for (int t = 0; t < 9; t++) /* the other taps: right up to the square's symmetry */
+    for (int a = 0; a < L; a++) tap_ok += t != 4 && tcp[col_of[t * L + a]] % C == chan[a];
+  snprintf(name, sizeof name, "fmap_p%d_live_channels", k);
+  put(res, name, (double)L / C);
+  snprintf(name, sizeof name, "fmap_p%d_columns_placed", k);
+  put(res, name, (double)tap_ok / (9.0 * L));
+  if (L == 0) goto out;
+  double peak = 0;
+  for (size_t r = 0; r < np; r++)
+    for (int a = 0; a < L; a++) {
+      float v = pt->x[r * n + 4 * C + chan[a]];
+      tru[r * L + a] = v;
+      peak = fmax(peak, v);
+    }
+  /* the attack's unit is each channel's background value: the most frequent true value */
+  float *col = tempo_alloc_floats(np);
+  if (!col) {
+    st = tempo_set_error(TEMPO_STATUS_NO_MEMORY, "attack: out of memory");
+    goto out;
+  }
+  for (int a = 0; a < L; a++) {
+    for (size_t r = 0; r < np; r++) col[r] = tru[r * L + a];
+    qsort(col, np, sizeof *col, tempo_attack_cmp_float);
+    size_t best = 0;
+    alpha[a] = 0;
+    for (size_t r = 0, q = 0; r < np; r++) {
+      while (col[r] - col[q] > 1e-5f * fabsf(col[r])) q++;
+      if (col[r] > 0 && r - q + 1 > best) best = r - q + 1, alpha[a] = col[r];
+    }
+  }
+  tempo_free_floats(col);
+  double best_mse = INFINITY;
+  int best_over = 0;
+  for (int sy = 0; sy < 8; sy++) {
+    for (int a = 0; a < B; a++)
+      for (int b = 0; b < B; b++) {
+        double e = 0;
+        for (int y = 0; y < side; y++)
+          for (int x = 0; x < side; x++) {
+            int oy, ox;
+            sym_of(sy, side, y, x, &oy, &ox);
+            const float *rv = rec + ((size_t)a * hw + (size_t)y * side + x) * L;
+            const float *tv = tru + ((size_t)b * hw + (size_t)oy * side + ox) * L;
+            for (int c = 0; c < L; c++) e += (alpha[c] * rv[c] - tv[c]) * (alpha[c] * rv[c] - tv[c]);
+          }
+        cost[(size_t)a * B + b] = e / ((double)hw * L);
+      }
+    if ((st = tempo_assign(cost, B, asg, NULL))) goto out;
+    double mse = 0;
+    int over = 0;
+    for (int a = 0; a < B; a++) {
+      double e = cost[(size_t)a * B + asg[a]];
+      mse += e / B;
+      over += 10 * log10(peak * peak / fmax(e, 1e-30)) > 30;
+    }
+    if (mse < best_mse) best_mse = mse, best_over = over;
+  }
+  double mse_mean = 0;
+  for (int c = 0; c < L; c++) {
+    double mu = 0;
+    for (size_t r = 0; r < np; r++) mu += tru[r * L + c];
+    mu /= np;
+    for (size_t r = 0; r < np; r++) mse_mean += (tru[r * L + c] - mu) * (tru[r * L + c] - mu);
+  }
+  mse_mean /= (double)np * L;
+  snprintf(name, sizeof name, "fmap_p%d_psnr_db", k);
+  put(res, name, 10 * log10(peak * peak / fmax(best_mse, 1e-30)));
+  snprintf(name, sizeof name, "fmap_p%d_psnr_mean_guess_db", k);
+  put(res, name, 10 * log10(peak * peak / fmax(mse_mean, 1e-30)));
+  snprintf(name, sizeof name, "fmap_p%d_over_30db", k);
+  put(res, name, (double)best_over / B);
+  *over_sum += (double)best_over / B;
+out:
+  tempo_free_floats(rec), tempo_free_floats(tru);
+  free(col_of), free(tcp), free(cost), free(alpha), free(asg), free(chan);
+  return st;
+}
+
 static tempo_status attack_labels(const tempo_trail_step *sb, const tempo_trail_step *tr, int *const *arp,
                                    int *const *trp, results *res) {
   int L = -1;
@@ -515,6 +651,21 @@ tempo_status tempo_attack_run(const tempo_attack_config *cfg) {
     if (B > 0 && sb.prods[0].batch == 1 && sb.prods[0].x && sb.prods[0].m % B == 0 && sb.prods[0].n == 9)
       if ((st = attack_images(&sb.prods[0], sp.n ? &sp.prods[0] : NULL, st_truth.n ? &st_truth.prods[0] : NULL, B, &res)))
         goto out;
+  }
+
+  /* 3c. feature maps from the input of every later conv product (3x3 im2col inputs) */
+  {
+    int B = sb.prods[sb.n - 1].batch == 1 ? sb.prods[sb.n - 1].m : 0, layers = 0;
+    double over = 0;
+    for (int k = 1; k < sb.n && B > 0; k++) {
+      const tempo_trail_product *pk = &sb.prods[k];
+      if (pk->batch != 1 || !pk->x || pk->m % B || pk->n % 9 || pk->m == B) continue;
+      if ((st = attack_fmaps(k, pk, st_truth.n ? &st_truth.prods[k] : NULL, B, &res, &over, &layers))) goto out;
+    }
+    if (layers) {
+      put(&res, "fmap_layers", layers);
+      put(&res, "fmap_over_30db_mean", over / layers);
+    }
   }
 
   /* 4. model theft */
