@@ -24,6 +24,7 @@ static const char attack_usage[] =
     "  --truth DIR       plain-mode trail of the same run, for scoring only\n"
     "  --data-dir DIR    Fashion-MNIST folder: enables model theft (test accuracy, 1%% fine-tuning)\n"
     "  --step N          training step of the trail (default 0)\n"
+    "  --batch B         the run's batch size (default 32): the image attacks' geometry\n"
     "  --roles K --role R  shield mode: every product is K role products; attack role R's view\n"
     "  --finetune-steps N, --eval-samples N, --json FILE\n";
 
@@ -62,6 +63,7 @@ static int tempo_cmd_attack(int argc, char **argv) {
     else if (!strcmp(a, "--data-dir")) c.data_dir = v;
     else if (!strcmp(a, "--json")) c.json_out = v;
     else if (!strcmp(a, "--step")) ok = int_opt(ATTACK, a, v, 0, &c.step, &rc);
+    else if (!strcmp(a, "--batch")) ok = int_opt(ATTACK, a, v, 1, &c.batch, &rc);
     else if (!strcmp(a, "--finetune-steps")) ok = int_opt(ATTACK, a, v, 0, &c.finetune_steps, &rc);
     else if (!strcmp(a, "--eval-samples")) ok = int_opt(ATTACK, a, v, 1, &c.eval_samples, &rc);
     else if (!strcmp(a, "--roles")) ok = int_opt(ATTACK, a, v, 1, &c.roles, &rc);

@@ -22,6 +22,14 @@ echo "$out" | grep -q '^result weight_perm_recovered ' || { echo "FAIL: no weigh
 # batch by it matches the true labels (read from the plain trail) exactly
 echo "$out" | grep -q '^result label_rows_one_negative 1$' || { echo "FAIL: label invariant: $out"; exit 1; }
 echo "$out" | grep -q '^result label_recovered_up_to_renaming 1$' || { echo "FAIL: labels: $out"; exit 1; }
+# the default policy (ends) keeps fc1 and the head on the master: the trail holds fc2 alone,
+# the suite aligns it to the truth's middle product and says that the head is not there
+mkdir -p "$D/e"
+"$T" train --model mlp --mode tempo --audit "$D/e" --max-steps 1 --no-eval --batch-size 16 --key-seed 3 --out "$D/re" --quiet >/dev/null
+out=$("$A" attack --audit "$D/e" --truth "$D/p" --model mlp)
+echo "$out" | grep -q '^result weights_attacked 1$' || { echo "FAIL: ends trail: $out"; exit 1; }
+echo "$out" | grep -q '^result truth_alignable 1$' || { echo "FAIL: ends trail not aligned: $out"; exit 1; }
+echo "$out" | grep -q '^result label_head_in_trail 0$' || { echo "FAIL: ends trail head: $out"; exit 1; }
 priv=$("$A" privacy --audit "$D/t")
 echo "$priv" | grep -q 'h(K) = 25.97 bits' || { echo "FAIL: privacy: $priv"; exit 1; }
 [ "$(echo "$priv" | grep -c '^ *[0-9] ')" = 3 ] || { echo "FAIL: privacy rows: $priv"; exit 1; }

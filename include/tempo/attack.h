@@ -140,6 +140,7 @@ typedef struct {
   const char *model;      /* architecture name (public) */
   const char *data_dir;   /* dataset folder for model theft (test split, 1% of train) */
   int step;               /* step of the trail to attack (default 0) */
+  int batch;              /* the run's batch size (public; default 32): the image attacks' geometry */
   int finetune_steps;     /* theft: SGD steps on 1% of the train split (default 150) */
   int eval_samples;       /* theft: test samples evaluated (default 2000) */
   const char *json_out;   /* write the results as one JSON object here, or NULL */

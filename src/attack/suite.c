@@ -29,6 +29,7 @@ void tempo_attack_config_default(tempo_attack_config *cfg) {
   cfg->finetune_steps = 150;
   cfg->eval_samples = 2000;
   cfg->roles = 1;
+  cfg->batch = 32;
 }
 
 /* Keeps products role, role + roles, ... (a shield-mode worker role's view). */
@@ -425,6 +426,7 @@ static tempo_status attack_labels(const tempo_trail_step *sb, const tempo_trail_
   int L = -1;
   for (int i = sb->n - 1; i >= 0 && L < 0; i--)
     if (sb->prods[i].batch == 1 && sb->prods[i].p == 10 && sb->prods[i].dy && sb->prods[i].x) L = i;
+  put(res, "label_head_in_trail", L >= 0);
   if (L < 0) return TEMPO_STATUS_OK;
   const tempo_trail_product *pb = &sb->prods[L];
   int m = pb->m, n = pb->n, single = 0;
@@ -470,12 +472,44 @@ out:
   return st;
 }
 
+/* Puts the truth's products in the trail's order: a protection policy keeps some products
+ * on the master, so the trail holds a subsequence of the truth's (plain mode shows all); each
+ * trail product is the next truth product of its shape. MISMATCH when one has none. */
+static tempo_status align_truth(const tempo_trail_step *sb, tempo_trail_step *tr, int *tidx) {
+  tempo_trail_product *np = calloc((size_t)(sb->n ? sb->n : 1), sizeof *np);
+  if (!np) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "attack: out of memory");
+  int t = 0;
+  for (int i = 0; i < sb->n; i++) {
+    const tempo_trail_product *a = &sb->prods[i];
+    while (t < tr->n && (tr->prods[t].batch != a->batch || tr->prods[t].m != a->m || tr->prods[t].n != a->n ||
+                         tr->prods[t].p != a->p))
+      t++;
+    if (t == tr->n) {
+      free(np);
+      return tempo_set_error(TEMPO_STATUS_MISMATCH, "attack: trail product %d (%dx%dx%d) is not in the truth trail", i,
+                             a->m, a->n, a->p);
+    }
+    np[i] = tr->prods[t];
+    tidx[i] = t;
+    memset(&tr->prods[t++], 0, sizeof *np);
+  }
+  if (sb->n < tr->n) printf("attack: %d of the truth's %d products are not in the trail (kept on the master)\n", tr->n - sb->n, tr->n);
+  for (int k = 0; k < tr->n; k++) {
+    tempo_free_floats(tr->prods[k].x), tempo_free_floats(tr->prods[k].w), tempo_free_floats(tr->prods[k].y);
+    tempo_free_floats(tr->prods[k].dy);
+  }
+  free(tr->prods);
+  tr->prods = np, tr->n = tr->cap = sb->n;
+  return TEMPO_STATUS_OK;
+}
+
 tempo_status tempo_attack_run(const tempo_attack_config *cfg) {
   tempo_trail_step sb = {0}, st_truth = {0}, sp = {0};
   tempo_attack_model am = {0};
   tempo_dataset test = {0}, train = {0}, small = {0};
   results res = {0};
-  int *param_of = NULL, **trp = NULL, **tcp = NULL, **arp = NULL;
+  int *param_of = NULL, **trp = NULL, **tcp = NULL, **arp = NULL, *tidx = NULL; /* tidx: the product's index
+                                                                                 * in the truth (the layer) */
   float *prior_data = NULL, *prior_state = NULL, *asis = NULL, *recd = NULL;
   tempo_status st;
   if (cfg->roles < 1 || cfg->role < 0 || cfg->role >= cfg->roles)
@@ -488,10 +522,12 @@ tempo_status tempo_attack_run(const tempo_attack_config *cfg) {
   keep_role(&sb, cfg->roles, cfg->role);
   if (cfg->truth_dir && (st = tempo_trail_load_step(cfg->truth_dir, cfg->step, &st_truth))) goto out;
   if (cfg->public_dir && (st = tempo_trail_load_step(cfg->public_dir, 0, &sp))) goto out;
-  if (st_truth.n && st_truth.n != sb.n) {
-    st = tempo_set_error(TEMPO_STATUS_MISMATCH, "attack: the truth trail has %d products, the trail %d", st_truth.n, sb.n);
+  if (!(tidx = malloc((size_t)sb.n * sizeof *tidx))) {
+    st = tempo_set_error(TEMPO_STATUS_NO_MEMORY, "attack: out of memory");
     goto out;
   }
+  for (int i = 0; i < sb.n; i++) tidx[i] = i;
+  if (st_truth.n && (st = align_truth(&sb, &st_truth, tidx))) goto out;
   printf("attack: %s step %d: %d forward products (role %d of %d)\n", cfg->audit_dir, cfg->step, sb.n, cfg->role, cfg->roles);
   /* the prior: a checkpoint, or the public initialisation scheme with another seed */
   if ((st = tempo_attack_model_create(cfg->model, 0x5eed5eedull, &am))) goto out;
@@ -647,7 +683,8 @@ tempo_status tempo_attack_run(const tempo_attack_config *cfg) {
 
   /* 3b. whole images from the first product (a 3x3 im2col of the raw images) */
   {
-    int B = sb.prods[sb.n - 1].batch == 1 ? sb.prods[sb.n - 1].m : 0; /* the head's rows: the batch */
+    const int B = cfg->batch;
+    put(&res, "image_l0_in_trail", sb.prods[0].batch == 1 && sb.prods[0].x && sb.prods[0].n == 9);
     if (B > 0 && sb.prods[0].batch == 1 && sb.prods[0].x && sb.prods[0].m % B == 0 && sb.prods[0].n == 9)
       if ((st = attack_images(&sb.prods[0], sp.n ? &sp.prods[0] : NULL, st_truth.n ? &st_truth.prods[0] : NULL, B, &res)))
         goto out;
@@ -655,12 +692,13 @@ tempo_status tempo_attack_run(const tempo_attack_config *cfg) {
 
   /* 3c. feature maps from the input of every later conv product (3x3 im2col inputs) */
   {
-    int B = sb.prods[sb.n - 1].batch == 1 ? sb.prods[sb.n - 1].m : 0, layers = 0;
+    const int B = cfg->batch;
+    int layers = 0;
     double over = 0;
-    for (int k = 1; k < sb.n && B > 0; k++) {
+    for (int k = 0; k < sb.n && B > 0; k++) {
       const tempo_trail_product *pk = &sb.prods[k];
-      if (pk->batch != 1 || !pk->x || pk->m % B || pk->n % 9 || pk->m == B) continue;
-      if ((st = attack_fmaps(k, pk, st_truth.n ? &st_truth.prods[k] : NULL, B, &res, &over, &layers))) goto out;
+      if (pk->batch != 1 || !pk->x || pk->m % B || pk->n % 9 || pk->n == 9 || pk->m == B) continue;
+      if ((st = attack_fmaps(tidx[k], pk, st_truth.n ? &st_truth.prods[k] : NULL, B, &res, &over, &layers))) goto out;
     }
     if (layers) {
       put(&res, "fmap_layers", layers);
@@ -712,7 +750,7 @@ tempo_status tempo_attack_run(const tempo_attack_config *cfg) {
   }
 out:
   for (int i = 0; trp && tcp && arp && i < sb.n; i++) free(trp[i]), free(tcp[i]), free(arp[i]);
-  free(trp), free(tcp), free(arp), free(param_of);
+  free(trp), free(tcp), free(arp), free(param_of), free(tidx);
   free(prior_data), free(prior_state), free(asis), free(recd);
   tempo_dataset_free(&test), tempo_dataset_free(&train), tempo_dataset_free(&small);
   tempo_attack_model_free(&am);
