@@ -83,56 +83,33 @@ static int off_background(const float *x, const double *g, const int *live, int 
   return n;
 }
 
-tempo_status tempo_attack_fmaps(const float *Xb, int m, int n, int batch, int h, int w, float *maps, int *col_of,
-                                int *live_per_tap, tempo_image_stats *stats) {
-  if (batch < 1 || h < 3 || w < 3 || (size_t)m != (size_t)batch * h * w || n < TAPS || n % TAPS)
-    return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "fmaps: need a (batch*h*w, 9*C) im2col");
-  tempo_image_stats s0 = {0};
-  tempo_status st = TEMPO_STATUS_OK;
-  uint64_t *keys = malloc((size_t)m * sizeof *keys);
-  kent *sets = malloc((size_t)m * sizeof *sets);
-  double *g = calloc((size_t)n, sizeof *g), *tmp = malloc((size_t)n * 2 * sizeof *tmp), *u = NULL;
-  int *live = malloc((size_t)n * sizeof *live), *off = malloc((size_t)n * sizeof *off), *tap = malloc((size_t)n * sizeof *tap);
-  uint16_t *pad = malloc((size_t)m * sizeof *pad);
-  double *cost = NULL;
-  int *asg = NULL;
-  kent *tkey = NULL;
-  uint8_t *order = NULL;
-  if (!keys || !sets || !g || !tmp || !live || !off || !tap || !pad) goto oom;
-  /* 1. the background direction: the most frequent row direction */
-  for (int i = 0; i < m; i++) keys[i] = dir_key(Xb + (size_t)i * n, n);
-  uint64_t *srt = (uint64_t *)sets; /* scratch: m keys fit in m kent */
-  memcpy(srt, keys, (size_t)m * sizeof *srt);
-  qsort(srt, (size_t)m, sizeof *srt, cmp_u64);
-  uint64_t best = srt[0];
-  int run = 0, best_run = 0;
-  for (int k = 0; k < m; k++) {
-    run = k && srt[k] == srt[k - 1] ? run + 1 : 1;
-    if (run > best_run) best_run = run, best = srt[k];
-  }
+/* Steps 1 and 2 for one candidate background direction `key`: its mean direction g (live
+ * columns: g > 0, *Lp of them), the tap of each live column. MISMATCH when the candidate is
+ * no uniform window next to a padded band. */
+static tempo_status geometry(const float *Xb, int m, int n, const uint64_t *keys, uint64_t key, kent *sets, double *g,
+                             double *tmp, int *live, int *off, int *tap, int *Lp, int *bg_rows) {
+  memset(g, 0, (size_t)n * sizeof *g);
+  *bg_rows = 0;
   for (int i = 0; i < m; i++) {
-    if (keys[i] != best) continue;
+    if (keys[i] != key) continue;
     const float *x = Xb + (size_t)i * n;
     float mx = 0;
     for (int j = 0; j < n; j++) mx = fmaxf(mx, fabsf(x[j]));
     if (mx == 0) continue;
     for (int j = 0; j < n; j++) g[j] += x[j] / mx;
-    s0.background_rows++;
+    (*bg_rows)++;
   }
-  if (s0.background_rows < 4) {
-    st = tempo_set_error(TEMPO_STATUS_MISMATCH, "fmaps: no repeated background window");
-    goto out;
-  }
+  if (*bg_rows < 4) return tempo_set_error(TEMPO_STATUS_MISMATCH, "fmaps: no repeated background window");
   int L = 0;
+  *Lp = 0;
   for (int j = 0; j < n; j++) {
-    g[j] /= s0.background_rows;
+    g[j] /= *bg_rows;
     if (g[j] > 0) live[L++] = j;
   }
-  if (L < TAPS || L % TAPS) {
-    st = tempo_set_error(TEMPO_STATUS_MISMATCH, "fmaps: the background's live columns (%d) are not 9 taps alike", L);
-    goto out;
-  }
+  if (L < TAPS || L % TAPS)
+    return tempo_set_error(TEMPO_STATUS_MISMATCH, "fmaps: the background's live columns (%d) are not 9 taps alike", L);
   const int Lc = L / TAPS;
+  *Lp = L;
   /* 2. taps from the four most frequent off-background sets of one tap row/column (3 Lc) */
   int ns = 0;
   for (int i = 0; i < m; i++)
@@ -149,13 +126,10 @@ tempo_status tempo_attack_fmaps(const float *Xb, int m, int n, int batch, int h,
         break;
       }
   }
-  if (edge_row[3] < 0) {
-    st = tempo_set_error(TEMPO_STATUS_MISMATCH, "fmaps: no border band next to the background");
-    goto out;
-  }
+  if (edge_row[3] < 0) return tempo_set_error(TEMPO_STATUS_MISMATCH, "fmaps: no border band next to the background");
   /* in[k][e]: live column k is off the background in edge e */
   uint8_t *in = calloc((size_t)L, 1);
-  if (!in) goto oom;
+  if (!in) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "fmaps: out of memory");
   for (int e = 0; e < 4; e++) {
     int c = off_background(Xb + (size_t)edge_row[e] * n, g, live, L, tmp, off);
     for (int k = 0; k < c; k++) in[off[k]] |= (uint8_t)(1u << e);
@@ -179,10 +153,49 @@ tempo_status tempo_attack_fmaps(const float *Xb, int m, int n, int batch, int h,
   free(in);
   bool ok = opp > 0;
   for (int t = 0; t < TAPS && ok; t++) ok = count[t] == Lc;
-  if (!ok) {
-    st = tempo_set_error(TEMPO_STATUS_MISMATCH, "fmaps: the border bands are not a square's edges");
-    goto out;
+  if (!ok) return tempo_set_error(TEMPO_STATUS_MISMATCH, "fmaps: the border bands are not a square's edges");
+  return TEMPO_STATUS_OK;
+}
+
+tempo_status tempo_attack_fmaps(const float *Xb, int m, int n, int batch, int h, int w, float *maps, int *col_of,
+                                int *live_per_tap, tempo_image_stats *stats) {
+  if (batch < 1 || h < 3 || w < 3 || (size_t)m != (size_t)batch * h * w || n < TAPS || n % TAPS)
+    return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "fmaps: need a (batch*h*w, 9*C) im2col");
+  tempo_image_stats s0 = {0};
+  tempo_status st = TEMPO_STATUS_OK;
+  uint64_t *keys = malloc((size_t)m * sizeof *keys);
+  kent *sets = malloc((size_t)m * sizeof *sets);
+  double *g = calloc((size_t)n, sizeof *g), *tmp = malloc((size_t)n * 2 * sizeof *tmp), *u = NULL;
+  int *live = malloc((size_t)n * sizeof *live), *off = malloc((size_t)n * sizeof *off), *tap = malloc((size_t)n * sizeof *tap);
+  uint16_t *pad = malloc((size_t)m * sizeof *pad);
+  double *cost = NULL;
+  int *asg = NULL;
+  kent *tkey = NULL;
+  uint8_t *order = NULL;
+  if (!keys || !sets || !g || !tmp || !live || !off || !tap || !pad) goto oom;
+  /* 1. the background direction: the most frequent row direction that passes step 2 (of
+   * the 8 most frequent: a band's repeated window can outnumber the background's) */
+  for (int i = 0; i < m; i++) keys[i] = dir_key(Xb + (size_t)i * n, n);
+  uint64_t *srt = (uint64_t *)sets; /* scratch: m keys fit in m kent */
+  memcpy(srt, keys, (size_t)m * sizeof *srt);
+  qsort(srt, (size_t)m, sizeof *srt, cmp_u64);
+  uint64_t cand[8];
+  int ccount[8] = {0}, ncand = 0;
+  for (int a = 0, b = 0; a < m; a = b) {
+    while (b < m && srt[b] == srt[a]) b++;
+    int c = b - a, k = ncand < 8 ? ncand++ : 7;
+    if (k == 7 && ncand == 8 && c <= ccount[7]) continue;
+    while (k > 0 && ccount[k - 1] < c) cand[k] = cand[k - 1], ccount[k] = ccount[k - 1], k--;
+    cand[k] = srt[a], ccount[k] = c;
   }
+  int L = 0;
+  st = tempo_set_error(TEMPO_STATUS_MISMATCH, "fmaps: no repeated background window");
+  for (int c = 0; c < ncand && ccount[c] >= 4; c++) {
+    st = geometry(Xb, m, n, keys, cand[c], sets, g, tmp, live, off, tap, &L, &s0.background_rows);
+    if (st != TEMPO_STATUS_MISMATCH) break;
+  }
+  if (st) goto out;
+  const int Lc = L / TAPS;
   /* 3. the same channel in every tap: a pixel's channel vector (scaled to background 1) is
    * the same in every row whose window holds it, up to the row's scale, so equal sorted
    * unit vectors in tap t of one row and the centre tap of another are one pixel, and their
