@@ -87,7 +87,7 @@ import glob, json, os, re, sys
 w, doc, pre, ft, theft, evaln = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
 specs, default_policy, models = sys.argv[7].split(), sys.argv[8], sys.argv[9:]
 rows = [
-  ("image_l0_in_trail", "Whole images: the first layer's input (im2col of the raw images) is in the trail", "%"),
+  ("image_l0_in_trail", "Whole images: a 3x3 im2col of the raw images (resnet20's first layer input) is in the trail", "%"),
   ("image_l0_psnr_db", "Whole images from the first layer's input: PSNR, dB (public mean image in brackets)", "db"),
   ("image_l0_over_30db", "Whole images: share of the batch's images recovered above 30 dB", "%"),
   ("fmap_layers", "Feature maps: later 3x3 conv inputs in the trail", "n"),
@@ -125,7 +125,7 @@ cols = []
 def label(spec):
     mode, _, pol = spec.partition(":")
     if pol: return "%s --protect %s" % (mode, pol)
-    return "%s (default%s)" % (mode, ", --protect " + default_policy if mode == "tempo" else "")
+    return "tempo (default, --protect %s)" % default_policy if mode == "tempo" else mode
 for m in models:
     for spec in specs:
         name = spec.replace(":", "-")

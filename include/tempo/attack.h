@@ -14,6 +14,9 @@
  *     of the previous product's output from their sign patterns (invariant to row order).
  *   Patch recovery: recovers the column permutation of the first layer's blinded input
  *     against public data (correlation matching) and each patch up to its scale.
+ *   Direction matching: weight matching by the cosine of centred balanced vectors.
+ *   Whole images / feature maps: chains the rows of a blinded 3x3 im2col into the batch's
+ *     images (first layer) or feature maps (later convs) from exact window overlaps.
  *
  * Conventions: matrices are row-major float; permutations are int arrays where
  * perm[i] = the index in the reference (prior/truth) of row i of the blinded matrix. */
