@@ -4,7 +4,9 @@
  * trail holds exactly the products the policy lets the workers see (every FORWARD and
  * BACKWARD request's shape is one of them, and the forward products appear in the order
  * the model runs them, none missing), so a raw-input or head product is never in a guarded
- * trail and always in a `none` one; and the logits and every parameter gradient equal local
+ * trail and always in a `none` one; the X' the workers got of a spatial product is mixed
+ * under spatial and all (a third or more of its entries negative, where the ReLU'd input
+ * and positive scalings give none under none and ends); and the logits and every parameter gradient equal local
  * mode's within float tolerance whatever the policy. The mode's default resolves to
  * TEMPO_PROTECT_GUARDED in tempo mode and to none elsewhere. */
 #include <setjmp.h>
@@ -130,9 +132,15 @@ static void close_to(const float *a, const float *b, size_t n, double tol, const
   if (!(err <= tol * ref)) fail_msg("%s: max difference %g against max %g", what, err, ref);
 }
 
+static bool spatial_shape(const tempo_mm_shape *s);
+
 /* Checks the trail in dir: every request's shape is one of want[0..nw), and the forward
- * products (requests with lo == 0) are want[] in order. */
-static void check_trail(const char *dir, const tempo_mm_shape *want, int nw, const char *what) {
+ * products (requests with lo == 0) are want[] in order. Returns the share of negative
+ * entries in the X' of the spatial products' forward requests (their inputs here are ReLU
+ * outputs, >= 0: positive scalings keep them so, mixing does not), but the stem's. */
+static double check_trail(const char *dir, const tempo_mm_shape *want, int nw, const tempo_mm_shape *stem,
+                          const char *what) {
+  size_t neg = 0, tot = 0;
   char path[512];
   snprintf(path, sizeof path, "%s/%s", dir, TEMPO_AUDIT_FILE);
   tempo_audit_reader *rd;
@@ -154,9 +162,19 @@ static void check_trail(const char *dir, const tempo_mm_shape *want, int nw, con
       if (fwd >= nw || !same_shape(&want[fwd], h)) fail_msg("%s: forward product %d out of order", what, fwd);
       fwd++;
     }
+    const tempo_mm_shape sh = {.batch = (int)h->batch, .m = (int)h->m, .n = (int)h->n, .p = (int)h->p};
+    if (h->op == TEMPO_OP_FORWARD && spatial_shape(&sh) && !same_shape(stem, h) && (h->flags & TEMPO_MSG_F_X_INLINE)) {
+      const size_t x = (size_t)(h->hi - h->lo) * h->n;
+      for (size_t i = 0; i < x; i++) {
+        float v;
+        memcpy(&v, rec.payload + 4 * i, 4);
+        neg += v < 0, tot++;
+      }
+    }
   }
   tempo_audit_close(rd);
   if (fwd != nw) fail_msg("%s: %d forward products in the trail, %d expected", what, fwd, nw);
+  return tot ? (double)neg / (double)tot : -1;
 }
 
 /* A 3x3 convolution's product (the lowered input has 9 taps of the layer's channels): the
@@ -186,11 +204,14 @@ static void test_policies_trail_and_values(void **state) {
       int nw = 0;
       for (int i = 0; i < o.nshapes; i++) {
         const bool end = i == 0 || i == o.nshapes - 1;
-        const bool seen = p == TEMPO_PROTECT_NONE ||
-                          (!end && (p == TEMPO_PROTECT_ENDS || (p == TEMPO_PROTECT_SPATIAL && !spatial_shape(&o.shapes[i]))));
-        if (seen) want[nw++] = o.shapes[i];
+        if (p == TEMPO_PROTECT_NONE || !end) want[nw++] = o.shapes[i]; /* the rest: mixed, or as before */
       }
-      check_trail(dir, want, nw, what);
+      const double neg = check_trail(dir, want, nw, &o.shapes[0], what); /* the stem reads raw data */
+      /* resnet-test: every 3x3 conv but the stem reads a ReLU output */
+      if (!strcmp(n->model, "resnet-test")) {
+        const bool mixed = p >= TEMPO_PROTECT_SPATIAL;
+        if (mixed ? !(neg > 0.3) : neg != 0) fail_msg("%s: %.3f of the spatial X' entries negative", what, neg);
+      }
       free(o.logits), free(o.grad);
     }
     free(ref.logits), free(ref.grad);

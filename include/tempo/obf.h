@@ -52,10 +52,27 @@ typedef struct {
   float *rcoef_p;   /* 1 / c[pi[i]] */
 } tempo_obf_dim;
 
+/* Mixing blocks (docs/obfuscation.md, "Mixing blocks"): per dimension d of size `size`, a
+ * block-diagonal matrix B_d of ceil(size / b) blocks of b x b (the last one smaller when b does
+ * not divide size), each a random rotation times a positive diagonal, B = Q diag(s), acting on
+ * the permuted indices. TEMPO_OBF_MIX_* name the four forms the passes need. */
+enum { TEMPO_OBF_MIX_M = 0, TEMPO_OBF_MIX_INV = 1, TEMPO_OBF_MIX_T = 2, TEMPO_OBF_MIX_INVT = 3 };
+#define TEMPO_OBF_MIX_MAX 8 /* largest block size; row splits of mixed products align to it */
+
 typedef struct {
   int m, n, p;
   bool identity;    /* identity key (plain mode): Enc/Dec are plain copies */
   tempo_obf_dim dm, dn, dp;
+  /* With mix > 0 (tempo_keygen_fill_mix), every pass also mixes, inside the scales (the D
+   * in permuted index space): X' = D_m B_m (P X P^T) B_n D_n, W' = D_n^-1 B_n^-1 (P W P^T) B_p D_p,
+   * dY* = D_m^-1 B_m^-T (P dY P^T) B_p^-T D_p^-1, so the worker's products are
+   * D_m B_m Y^ B_p D_p, D_m^-1 B_m^-T dX^ B_n^-T D_n^-1 and D_n B_n^T dW^ B_p^-T D_p^-1 (Y^ = P Y P^T
+   * etc.) and Dec undoes them: the key-shift holds. mix 0: no mixing. */
+  int mix;          /* block size b (a power of two <= TEMPO_OBF_MIX_MAX), 0 = none */
+  float *mixbuf;    /* owned (locked where allowed): the blocks, then the passes' scratch */
+  size_t mix_floats;
+  const float *mixd[3][4]; /* [dm, dn, dp][TEMPO_OBF_MIX_*]: (ceil(size / b), b, b) row-major */
+  float *mix_tmp;   /* scratch: 3 b max(m, n, p) floats */
 } tempo_obf_key;
 
 /* Allocates a key for shape (m, n, p), initialised to the identity. */
@@ -75,6 +92,10 @@ void tempo_keygen_free(tempo_keygen *g); /* wipes its state */
 /* Fills k with fresh uniform permutations (Fisher-Yates, unbiased bounded draws) and
  * coefficients drawn from the key space. Clears k->identity. */
 TEMPO_WUR tempo_status tempo_keygen_fill(tempo_keygen *g, tempo_obf_key *k);
+/* After tempo_keygen_fill: adds fresh mixing blocks of size b (1, 2, 4 or TEMPO_OBF_MIX_MAX) to k
+ * (rotations from Gaussian draws by Gram-Schmidt, scales log-uniform in [1/2, 2]: condition
+ * number <= 4 per block), so every pass mixes (above). tempo_keygen_fill clears them again. */
+TEMPO_WUR tempo_status tempo_keygen_fill_mix(tempo_keygen *g, tempo_obf_key *k, int b);
 /* Uniform random bytes from the generator's stream (used to seed check vectors). */
 void tempo_keygen_bytes(tempo_keygen *g, void *buf, size_t len);
 /* The generator's position in its stream, for checkpoints (resume continues the very same
@@ -89,8 +110,9 @@ void tempo_keygen_state_save(const tempo_keygen *g, uint8_t out[TEMPO_KEYGEN_STA
 bool tempo_keygen_state_valid(const uint8_t in[TEMPO_KEYGEN_STATE_BYTES]);
 TEMPO_WUR tempo_status tempo_keygen_state_restore(tempo_keygen *g, const uint8_t in[TEMPO_KEYGEN_STATE_BYTES]);
 
-/* The fused gather-and-scale passes, one instance each. Output buffers must not alias
- * inputs. `accumulate` adds into the output instead of overwriting it. Each pass reads
+/* The fused gather-and-scale passes, one instance each (a key with mixing blocks mixes in
+ * the same pass: src/obf/mix.c; rows [lo, hi) of a mixed key's Dec pass must be whole mixing
+ * blocks, lo a multiple of k->mix). Output buffers must not alias inputs. `accumulate` adds into the output instead of overwriting it. Each pass reads
  * its input once and writes its output once; large passes use up to `threads` threads
  * (tempo_obf_set_threads, default 1). */
 void tempo_obf_enc_x(const tempo_obf_key *k, const float *X, float *Xp);

@@ -107,9 +107,16 @@ tempo_status tempo_obf_key_alloc(tempo_obf_key *k, int m, int n, int p) {
   return TEMPO_STATUS_OK;
 }
 
+/* Drops the mixing blocks from use (the buffer stays, wiped, for the next fill_mix). */
+static void mix_clear(tempo_obf_key *k) {
+  if (k->mixbuf && k->mix) sodium_memzero(k->mixbuf, k->mix_floats * sizeof(float));
+  k->mix = 0;
+}
+
 void tempo_obf_key_wipe(tempo_obf_key *k) {
   if (!k || !k->dm.perm) return;
   sodium_memzero(k->dm.perm, key_bytes(k));
+  mix_clear(k);
   k->identity = true;
 }
 
@@ -118,6 +125,10 @@ void tempo_obf_key_free(tempo_obf_key *k) {
   if (k->dm.perm) {
     sodium_munlock(k->dm.perm, key_bytes(k)); /* zeroes, then unlocks */
     free(k->dm.perm);
+  }
+  if (k->mixbuf) {
+    sodium_munlock(k->mixbuf, k->mix_floats * sizeof(float));
+    free(k->mixbuf);
   }
   memset(k, 0, sizeof *k);
 }
@@ -285,6 +296,87 @@ tempo_status tempo_keygen_fill(tempo_keygen *g, tempo_obf_key *k) {
   fill_dim(g, &k->dm);
   fill_dim(g, &k->dn);
   fill_dim(g, &k->dp);
+  mix_clear(k);
   k->identity = false;
+  return TEMPO_STATUS_OK;
+}
+
+/* ---- mixing blocks ---- */
+
+static size_t mix_blocks_floats(int size, int b) { return (size_t)((size + b - 1) / b) * (size_t)b * (size_t)b; }
+
+static double keygen_normal(tempo_keygen *g) { /* Box-Muller on two 53-bit uniforms */
+  const double u1 = ((double)(keygen_u64(g) >> 11) + 1.0) * 0x1.0p-53; /* (0, 1] */
+  const double u2 = (double)(keygen_u64(g) >> 11) * 0x1.0p-53;
+  return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+/* The four forms of one t x t block (row stride b) of B = Q diag(s): B, B^-1 = diag(1/s) Q^T,
+ * B^T = diag(s) Q^T, B^-T = Q diag(1/s). Q: Gram-Schmidt (twice, in double) of Gaussian rows. */
+static void mix_block(tempo_keygen *g, int t, int b, float *const out[4]) {
+  double q[TEMPO_OBF_MIX_MAX][TEMPO_OBF_MIX_MAX], s[TEMPO_OBF_MIX_MAX];
+  for (int r = 0; r < t; r++) {
+    double nn;
+    do {
+      for (int c = 0; c < t; c++) q[r][c] = keygen_normal(g);
+      for (int pass = 0; pass < 2; pass++)
+        for (int u = 0; u < r; u++) {
+          double d = 0;
+          for (int c = 0; c < t; c++) d += q[r][c] * q[u][c];
+          for (int c = 0; c < t; c++) q[r][c] -= d * q[u][c];
+        }
+      nn = 0;
+      for (int c = 0; c < t; c++) nn += q[r][c] * q[r][c];
+    } while (nn < 1e-6); /* a (practically impossible) dependent draw: draw the row again */
+    const double inv = 1.0 / sqrt(nn);
+    for (int c = 0; c < t; c++) q[r][c] *= inv;
+    s[r] = exp((2.0 * ((double)(keygen_u64(g) >> 11) * 0x1.0p-53) - 1.0) * log(2.0));
+  }
+  for (int r = 0; r < t; r++)
+    for (int c = 0; c < t; c++) {
+      out[TEMPO_OBF_MIX_M][r * b + c] = (float)(q[r][c] * s[c]);
+      out[TEMPO_OBF_MIX_INV][r * b + c] = (float)(q[c][r] / s[r]);
+      out[TEMPO_OBF_MIX_T][r * b + c] = (float)(q[c][r] * s[r]);
+      out[TEMPO_OBF_MIX_INVT][r * b + c] = (float)(q[r][c] / s[c]);
+    }
+  sodium_memzero(q, sizeof q);
+  sodium_memzero(s, sizeof s);
+}
+
+tempo_status tempo_keygen_fill_mix(tempo_keygen *g, tempo_obf_key *k, int b) {
+  if (!g || !k || !k->dm.perm || k->identity || b < 1 || b > TEMPO_OBF_MIX_MAX || (b & (b - 1)))
+    return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT,
+                           "tempo_keygen_fill_mix needs a generator, a filled key and a block size 1, 2, 4 or %d",
+                           TEMPO_OBF_MIX_MAX);
+  const int sizes[3] = {k->m, k->n, k->p};
+  const int big = k->m > k->n ? (k->m > k->p ? k->m : k->p) : (k->n > k->p ? k->n : k->p);
+  size_t need = 3 * (size_t)TEMPO_OBF_MIX_MAX * (size_t)big; /* scratch */
+  for (int d = 0; d < 3; d++) need += 4 * mix_blocks_floats(sizes[d], TEMPO_OBF_MIX_MAX);
+  if (!k->mixbuf || k->mix_floats < need) {
+    if (k->mixbuf) {
+      sodium_munlock(k->mixbuf, k->mix_floats * sizeof(float));
+      free(k->mixbuf);
+      k->mixbuf = NULL;
+    }
+    k->mix_floats = 0;
+    k->mix = 0;
+    float *buf = aligned_alloc(KEY_ALIGN, round_up(need * sizeof(float)));
+    if (!buf) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "out of memory allocating mixing blocks");
+    (void)sodium_mlock(buf, need * sizeof(float)); /* best effort, as the key */
+    k->mixbuf = buf, k->mix_floats = need;
+  }
+  float *cur = k->mixbuf;
+  for (int d = 0; d < 3; d++) {
+    const size_t per = mix_blocks_floats(sizes[d], b);
+    for (int v = 0; v < 4; v++) k->mixd[d][v] = cur, cur += per;
+    for (int J = 0; J * b < sizes[d]; J++) {
+      const int t = sizes[d] - J * b < b ? sizes[d] - J * b : b;
+      float *out[4];
+      for (int v = 0; v < 4; v++) out[v] = (float *)k->mixd[d][v] + (size_t)J * b * b;
+      mix_block(g, t, b, out);
+    }
+  }
+  k->mix_tmp = cur;
+  k->mix = b;
   return TEMPO_STATUS_OK;
 }

@@ -2,6 +2,7 @@
 #ifndef TEMPO_OBF_INTERNAL_H
 #define TEMPO_OBF_INTERNAL_H
 
+#include "tempo/obf.h"
 #include "tempo/status.h"
 
 #define TEMPO_OBF_MAX_THREADS 64
@@ -28,6 +29,29 @@ enum {
   TEMPO_OBF_KERNEL_COUNT = 6,
 };
 void tempo_obf_set_kernel(int kernel);
+
+/* The passes of a key with mixing blocks (mix.c). enc: out = S_r L P(in) R S_c over output
+ * rows [lo, hi); else out (+)= P^-1(L S_r in S_c R) over input rows [lo, hi) (in holds just
+ * those), P the permutation with rows of rd (enc: out row i reads in row rd->perm[i]; dec: in
+ * row a goes to out row rd->perm[a]) and columns of cd (enc: cd->perm, dec: cd->inv); S_r =
+ * diag(rs), S_c = diag(cs) in the permuted index space (enc: of the output, dec: of the
+ * input); L = k->mixd[rdim][lform], R = k->mixd[cdim][rform]. dots (NULL: none):
+ * y[q][i] = sum_j row[j] w[q][j] and yb[q][i] = sum_j |row[j]| (wb or fb)[q][j] in double, on
+ * each output row (enc, i its index) or input row (dec, i = a - lo). */
+typedef struct {
+  int ndots;
+  const double *const *w;
+  const double *const *wb; /* or NULL and fb */
+  const float *const *fb;
+  double *const *y, *const *yb;
+} tempo_obf_mix_dots;
+void tempo_obf_mix_pass(const tempo_obf_key *k, bool enc, int rows, int cols, const float *in, float *out,
+                        const tempo_obf_dim *rd, int rdim, int lform, const float *rs, const tempo_obf_dim *cd,
+                        int cdim, int rform, const float *cs, bool acc, int lo, int hi,
+                        const tempo_obf_mix_dots *dots);
+
+/* Makes the mixed passes use their portable loops (not the b = 4 AVX2 tiles), for tests. */
+void tempo_obf_mix_force_scalar(bool on);
 
 /* Makes tempo_verify_product use its portable (scalar) kernels, for tests. */
 void tempo_verify_force_scalar(bool on);

@@ -611,7 +611,17 @@ static void pass(const tempo_obf_key *k, int rows, int cols, const float *in, fl
 /* Enc passes gather with pi and scale output index i by c[pi[i]] (coef_p / rcoef_p);
  * Dec passes gather with pi^-1 and scale output index a by c[a] (coef / rcoef). */
 
+/* A key with mixing blocks: mix.c's pass with the same rows, columns and scales (the forms:
+ * obf.h tempo_obf_key.mix). */
+#define MIXED(enc, rows, cols, in, out, rd, ri, lf, rs, cd, ci, rf, cs, acc, lo, hi, dots)                      \
+  tempo_obf_mix_pass(k, enc, rows, cols, in, out, &k->rd, ri, TEMPO_OBF_MIX_##lf, k->rd.rs, &k->cd, ci,            \
+                     TEMPO_OBF_MIX_##rf, k->cd.cs, acc, lo, hi, dots)
+
 void tempo_obf_enc_x(const tempo_obf_key *k, const float *X, float *Xp) {
+  if (k->mix) {
+    MIXED(true, k->m, k->n, X, Xp, dm, 0, M, coef_p, dn, 1, M, coef_p, false, 0, k->m, NULL);
+    return;
+  }
   pass(k, k->m, k->n, X, Xp, &k->dm, true, k->dm.coef_p, &k->dn, true, k->dn.coef_p, false);
 }
 
@@ -619,6 +629,11 @@ void tempo_obf_enc_x_check(const tempo_obf_key *k, const float *X, float *Xp, in
                            const double *const *wb, double *const *y, double *const *yb, double *u) {
   TEMPO_ASSERT(ndots >= 1 && ndots <= TEMPO_OBF_MAX_DOTS);
   const int n = k->n;
+  if (k->mix) { /* the dots on the float rows as written: exact, no 2^-23 term */
+    const tempo_obf_mix_dots md = {.ndots = ndots, .w = w, .wb = wb, .y = y, .yb = yb};
+    MIXED(true, k->m, n, X, Xp, dm, 0, M, coef_p, dn, 1, M, coef_p, false, 0, k->m, &md);
+    return;
+  }
   /* X' row i . w = sum_j X'[i][j] w[j] with X'[i][j] = (X[pi_m[i]][pi_n[j]] c_n[pi_n[j]]) c_m[pi_m[i]]
    * formed in float exactly as the scatter forms it: move w, wb and the column scale to input
    * columns. dcs (n floats) lives in the unused second half of dot 0's float weights. */
@@ -640,6 +655,11 @@ void tempo_obf_enc_x_check(const tempo_obf_key *k, const float *X, float *Xp, in
 }
 
 void tempo_obf_enc_w(const tempo_obf_key *k, bool w_trans, const float *W, float *Wp) {
+  if (k->mix && w_trans) /* W'_s = B_p^T W~_s B_n^-T */
+    MIXED(true, k->p, k->n, W, Wp, dp, 2, T, coef_p, dn, 1, INVT, rcoef_p, false, 0, k->p, NULL);
+  else if (k->mix) /* W' = B_n^-1 W~ B_p */
+    MIXED(true, k->n, k->p, W, Wp, dn, 1, INV, rcoef_p, dp, 2, M, coef_p, false, 0, k->n, NULL);
+  if (k->mix) return;
   if (w_trans)
     pass(k, k->p, k->n, W, Wp, &k->dp, true, k->dp.coef_p, &k->dn, true, k->dn.rcoef_p, false);
   else
@@ -647,18 +667,34 @@ void tempo_obf_enc_w(const tempo_obf_key *k, bool w_trans, const float *W, float
 }
 
 void tempo_obf_enc_dy(const tempo_obf_key *k, const float *dY, float *dYs) {
+  if (k->mix) { /* dY* = B_m^-T dY~ B_p^-T */
+    MIXED(true, k->m, k->p, dY, dYs, dm, 0, INVT, rcoef_p, dp, 2, INVT, rcoef_p, false, 0, k->m, NULL);
+    return;
+  }
   pass(k, k->m, k->p, dY, dYs, &k->dm, true, k->dm.rcoef_p, &k->dp, true, k->dp.rcoef_p, false);
 }
 
 void tempo_obf_dec_y(const tempo_obf_key *k, const float *Yp, float *Y) {
+  if (k->mix) {
+    tempo_obf_dec_y_rows(k, Yp, 0, k->m, Y);
+    return;
+  }
   pass(k, k->m, k->p, Yp, Y, &k->dm, false, k->dm.rcoef, &k->dp, false, k->dp.rcoef, false);
 }
 
 void tempo_obf_dec_dx(const tempo_obf_key *k, const float *dXp, float *dX, bool accumulate) {
+  if (k->mix) {
+    tempo_obf_dec_dx_rows(k, dXp, 0, k->m, dX, accumulate);
+    return;
+  }
   pass(k, k->m, k->n, dXp, dX, &k->dm, false, k->dm.coef, &k->dn, false, k->dn.coef, accumulate);
 }
 
 void tempo_obf_dec_y_rows(const tempo_obf_key *k, const float *Yp, int lo, int hi, float *Y) {
+  if (k->mix) { /* Y~ = B_m^-1 Y' B_p^-1 */
+    MIXED(false, k->m, k->p, Yp, Y, dm, 0, INV, rcoef_p, dp, 2, INV, rcoef_p, false, lo, hi, NULL);
+    return;
+  }
   pass_rows(k, k->m, k->p, Yp, Y, &k->dm, false, k->dm.rcoef, &k->dp, false, k->dp.rcoef, false, lo, hi, NULL);
 }
 
@@ -666,16 +702,30 @@ void tempo_obf_dec_dx_rows_dots(const tempo_obf_key *k, const float *dXp, int lo
                                 const double *const *v, const float *const *vsq, double *const *y1,
                                 double *const *y1b) {
   TEMPO_ASSERT(ndots >= 1 && ndots <= TEMPO_OBF_MAX_DOTS);
+  if (k->mix) { /* dX~ = B_m^T dX' B_n^T; the dots on the reply's rows */
+    const tempo_obf_mix_dots md = {.ndots = ndots, .w = v, .fb = vabs, .y = y1, .yb = y1b};
+    MIXED(false, k->m, k->n, dXp, dX, dm, 0, T, coef_p, dn, 1, T, coef_p, false, lo, hi, &md);
+    return;
+  }
   obf_pass d = {.ndots = ndots, .dots_in = true};
   for (int q = 0; q < ndots; q++) d.du[q] = v[q], d.dub[q] = vsq[q], d.dot[q] = y1[q], d.dotb[q] = y1b[q];
   pass_rows(k, k->m, k->n, dXp, dX, &k->dm, false, k->dm.coef, &k->dn, false, k->dn.coef, false, lo, hi, &d);
 }
 
 void tempo_obf_dec_dx_rows(const tempo_obf_key *k, const float *dXp, int lo, int hi, float *dX, bool accumulate) {
+  if (k->mix) {
+    MIXED(false, k->m, k->n, dXp, dX, dm, 0, T, coef_p, dn, 1, T, coef_p, accumulate, lo, hi, NULL);
+    return;
+  }
   pass_rows(k, k->m, k->n, dXp, dX, &k->dm, false, k->dm.coef, &k->dn, false, k->dn.coef, accumulate, lo, hi, NULL);
 }
 
 void tempo_obf_dec_dw(const tempo_obf_key *k, bool w_trans, const float *dWp, float *dW, bool accumulate) {
+  if (k->mix && w_trans) /* dW~_s = B_p dW'_s B_n^-1 */
+    MIXED(false, k->p, k->n, dWp, dW, dp, 2, M, coef_p, dn, 1, INV, rcoef_p, accumulate, 0, k->p, NULL);
+  else if (k->mix) /* dW~ = B_n^-T dW' B_p^T */
+    MIXED(false, k->n, k->p, dWp, dW, dn, 1, INVT, rcoef_p, dp, 2, T, coef_p, accumulate, 0, k->n, NULL);
+  if (k->mix) return;
   if (w_trans)
     pass(k, k->p, k->n, dWp, dW, &k->dp, false, k->dp.coef, &k->dn, false, k->dn.rcoef, accumulate);
   else

@@ -160,6 +160,7 @@ static tempo_status encode(tempo_scheme *base, void *state, const tempo_product 
       continue;
     }
     if (sc->blind && (st = tempo_keygen_fill(base->kg, k))) return st;
+    if (sc->blind && pr->mixed && (st = tempo_keygen_fill_mix(base->kg, k, TEMPO_SCHEME_MIX_BLOCK))) return st;
     tempo_obf_enc_w(k, sh->w_trans, pr->W + i * ws, s->wp + i * ws);
     if (base->fused_forward && sh->batch == 1) {
       encode_x_checked(sc, s, pr, i);
@@ -362,7 +363,8 @@ tempo_status tempo_scheme_tempo_create(const tempo_mm_config *cfg, tempo_scheme 
   tempo_sc *sc = calloc(1, sizeof *sc);
   if (!sc) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "engine: out of memory");
   sc->base = (tempo_scheme){.ops = &tempo_ops, .name = "engine", .shares = 1, .min_workers = 1,
-                            .dtype = TEMPO_DTYPE_F32, .verify_rounds = cfg->verify_rounds};
+                            .dtype = TEMPO_DTYPE_F32, .verify_rounds = cfg->verify_rounds,
+                            .can_mix = true /* tempo: mixing blocks in its keys; plain: identity keys */};
   sc->blind = cfg->mode == TEMPO_MODE_TEMPO;
   /* forward and dW' vectors share the X' pass's R_MAX dots */
   sc->base.fused_forward = cfg->verify_rounds >= 1 && 2 * cfg->verify_rounds <= R_MAX;

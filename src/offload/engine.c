@@ -190,6 +190,9 @@ static int pick(const tempo_engine *e, const site *s, const tempo_round *rd, int
  * every share gets a group of distinct live workers; with more workers than shares and a
  * remainder, one stays spare for recomputations. */
 static tempo_status split(tempo_engine *e, site *s, bool keep, int *plan) {
+  /* a mixed product's row blocks hold whole mixing blocks (TEMPO_OBF_MIX_MAX is a multiple of
+   * every block size), so each decodes on its own */
+  const uint32_t align = s->mixed && s->k.shape.batch == 1 ? TEMPO_OBF_MIX_MAX : 1;
   const tempo_mm_shape *sh = &s->k.shape;
   const int S = e->sc->shares, L = e->r.n_live;
   if (L < e->sc->min_workers)
@@ -214,6 +217,7 @@ static tempo_status split(tempo_engine *e, site *s, bool keep, int *plan) {
     int want = sh->batch > 1 ? g * TEMPO_ENGINE_BLOCKS_PER_WORKER : g;
     if (sh->batch == 1 && (flops < TEMPO_ENGINE_MIN_SPLIT_FLOPS || sh->m < 16)) want = 1;
     if (want > units) want = units;
+    if (align > 1 && want > units / (int)align) want = units / (int)align; /* >= align rows apart: none empty */
     if (want > MAX_BLOCKS / S) want = MAX_BLOCKS / S;
     if (want < 1) want = 1;
     s->first[sh_i] = nb;
@@ -221,6 +225,10 @@ static tempo_status split(tempo_engine *e, site *s, bool keep, int *plan) {
       block *b = &s->blocks[nb];
       b->lo = (uint32_t)((int64_t)units * i / want);
       b->hi = (uint32_t)((int64_t)units * (i + 1) / want);
+      if (align > 1) { /* a mixed row split: whole mixing blocks per block */
+        b->lo = i == 0 ? 0 : b->lo / align * align;
+        b->hi = i + 1 == want ? (uint32_t)units : b->hi / align * align;
+      }
       b->share = sh_i;
       b->holder = -1;
       b->hx = keep ? ++e->r.next_handle : 0;

@@ -33,6 +33,10 @@ typedef struct {
                             * mixing blocks (only when the scheme's can_mix is set) */
 } tempo_product;
 
+/* Block size of the mixing blocks of MIXED products (obf.h tempo_keygen_fill_mix; a power of
+ * two <= TEMPO_OBF_MIX_MAX, to which the engine aligns their row blocks). */
+#define TEMPO_SCHEME_MIX_BLOCK 4
+
 enum { TEMPO_OPERAND_X = 0, TEMPO_OPERAND_W = 1, TEMPO_OPERAND_DY = 2 };
 
 typedef struct tempo_scheme tempo_scheme;
