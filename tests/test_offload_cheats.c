@@ -1,7 +1,7 @@
 /* test_offload_cheats.c - fault injection through the engine. For each cheat kind on
  * worker 1 of 2 (cheating on every result from its first): every cheated result is
  * caught, each product is still right (recomputed on worker 0), and worker 1 is evicted
- * after 3 failures. With honest workers, 10,000 products of mixed small shapes (plain
+ * after 3 failures (plain, tempo, and tempo with mixing blocks). With honest workers, 10,000 products of mixed small shapes (plain
  * and tempo, forward and backward) have zero rejections. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,6 +20,18 @@
 static tempo_mm *make(tempo_mode mode) {
   tempo_mm *mm = test_make_mm(mode, 2, 77, NULL);
   tempo_mm_set_timeout(mm, 0.1); /* a stalled worker costs 0.1 s per request */
+  return mm;
+}
+
+/* Tempo mode under --protect spatial: a spatial site's products are mixed (mix.c). */
+static tempo_mm *make_mixed(void) {
+  tempo_mm_config cfg;
+  tempo_mm_config_default(&cfg);
+  cfg.workers = 2, cfg.seed = 77, cfg.protect = TEMPO_PROTECT_SPATIAL;
+  tempo_mm *mm;
+  assert_int_equal(tempo_mm_create(&cfg, &mm), TEMPO_STATUS_OK);
+  tempo_mm_set_training(mm, true);
+  tempo_mm_set_timeout(mm, 0.1);
   return mm;
 }
 
@@ -45,8 +57,8 @@ static void test_each_cheat(void **state) {
   tempo_rng r;
   tempo_rng_seed(&r, 3, 0);
   for (int k = TEMPO_FAULT_WRONG_ELEMENT; k < TEMPO_FAULT_COUNT_; k++) {
-    for (int mode = 0; mode < 2; mode++) {
-      tempo_mm *mm = make(mode ? TEMPO_MODE_TEMPO : TEMPO_MODE_PLAIN);
+    for (int mode = 0; mode < 3; mode++) { /* plain, tempo, tempo with mixing blocks */
+      tempo_mm *mm = mode == 2 ? make_mixed() : make(mode ? TEMPO_MODE_TEMPO : TEMPO_MODE_PLAIN);
       tempo_transport *tr = tempo_mm_test_transport(mm);
       /* stale needs an earlier honest result of the same size to replay */
       tempo_worker_fault f = {.kind = (tempo_fault_kind)k, .start = k == TEMPO_FAULT_STALE ? 1 : 0, .period = 1};
@@ -55,7 +67,7 @@ static void test_each_cheat(void **state) {
         for (int i = 0; i < M * N; i++) X[i] = (float)tempo_rng_normal(&r);
         for (int i = 0; i < N * P; i++) W[i] = (float)tempo_rng_normal(&r);
         for (int i = 0; i < M * P; i++) dY[i] = (float)tempo_rng_normal(&r);
-        tempo_mm_site site = {0};
+        tempo_mm_site site = {.kind = mode == 2 ? TEMPO_SITE_SPATIAL : 0};
         assert_int_equal(tempo_mm_forward(mm, &site, &sh, X, W, Y), TEMPO_STATUS_OK);
         ref(&sh, X, W, R);
         assert_elementwise_close(Y, R, M * P);
@@ -73,7 +85,7 @@ static void test_each_cheat(void **state) {
       uint64_t caught = st.verify_failures + st.worker_errors + st.timeouts;
       if (injected != 3 || caught != 3 || st.evictions != 1 || st.recomputed != 3 || tempo_mm_live_workers(mm) != 1)
         fail_msg("%s (%s): injected %llu caught %llu evictions %llu recomputed %llu", tempo_fault_name(f.kind),
-                 mode ? "tempo" : "plain", (unsigned long long)injected, (unsigned long long)caught,
+                 mode == 2 ? "tempo mixed" : mode ? "tempo" : "plain", (unsigned long long)injected, (unsigned long long)caught,
                  (unsigned long long)st.evictions, (unsigned long long)st.recomputed);
       if (k <= TEMPO_FAULT_ZERO) assert_int_equal(st.verify_failures, 3);
       if (k == TEMPO_FAULT_NO_REPLY) assert_int_equal(st.timeouts, 3);
