@@ -95,13 +95,15 @@ static const char *key_spec; /* --key-file: sealed inputs and outputs */
   "                        plain: workers compute unblinded products (insecure upper bound);\n" \
   "                        tempo: workers compute MM-obfuscated products, verified and decrypted\n" \
   "                        shield: tempo plus fresh additive masks over 4 roles (>= 4 workers)\n" \
-  "  --protect P           protection policy for the products that leak the most (default: ends in\n" \
+  "  --protect P           protection policy for the products that leak the most (default: spatial in\n" \
   "                        tempo mode, none otherwise; docs/obfuscation.md \"Protection policy\"):\n" \
-  "                        none: every product blinded by the mode's keys (tempo before 13.1);\n" \
-  "                        ends: the master also computes the products that touch the raw inputs\n" \
-  "                        (first layer) and the labels (the head, forward and backward);\n" \
+  "                        none: every product blinded by the mode's keys only (whole images and\n" \
+  "                        labels can be read back from such a trail);\n" \
+  "                        ends: the master computes the products that touch the raw inputs (first\n" \
+  "                        layer) and the labels (the head, forward and backward);\n" \
   "                        spatial: ends, and every convolution with overlapping windows (kernel >\n" \
-  "                        stride) gets the stronger protection; all: ends, and every other product\n" \
+  "                        stride) is blinded with mixing blocks; all: ends, and every other product\n" \
+  "                        mixed\n" \
   "  --workers N           in-process worker threads (default 2; shield needs >= 4)\n" \
   "  --shield-dtype T      shield mode's shares: f64 (default) or f32\n" \
   "  --shield-alpha A      shield mode's mask scale (default 16384 for f64, 32 for f32)\n" \

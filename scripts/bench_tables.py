@@ -128,6 +128,30 @@ if os.path.exists(scaling_path):
                   f"{r['wire_bytes_up_per_step'] / 1e6:.2f} | {r['logical_bytes_up_per_step'] / 1e6:.2f} | "
                   f"{r['min_bytes_up_per_step'] / 1e6:.2f} | {r.get('bytes_down_per_step', 0) / 1e6:.2f} |")
 
+protect = [r for r in jl(os.path.join(d, "protect.jsonl")) if "model" in r]
+if protect:
+    print("\n## Protection policy\n")
+    print("Tempo mode under each `--protect` policy (docs/obfuscation.md, \"Protection policy\"), 2 in-process workers, "
+          "same run: `none` is tempo before the guarded default, the default (`spatial`) computes the raw-input and head "
+          "products on the master and mixes every overlapping convolution. The tempo column of the table above runs "
+          "the default. Master busy = step time minus the time blocked on replies (what a GPU worker would not "
+          "shorten).\n")
+    print("| model | policy | ms (min-max) | vs none | master busy ms | vs none | blind ms | verify ms | unblind ms | MB up/step |")
+    print("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+    base = {}
+    for r in protect:
+        if r.get("protect") == "none" and "ms_median" in r:
+            base.setdefault(r["model"], r)
+    for r in protect:
+        if "ms_median" not in r:
+            print(f"| {r['model']} | {r.get('protect', '?')} | (could not run: {r.get('error', '?')}) | | | | | | | |")
+            continue
+        b = base.get(r["model"])
+        rat = lambda a, k: f"{a / b[k]:.2f}" if b and b[k] > 0 else "-"
+        print(f"| {r['model']} | {r['protect']} | {r['ms_median']:.1f} ({r['ms_min']:.1f}-{r['ms_max']:.1f}) | "
+              f"{rat(r['ms_median'], 'ms_median')} | {r['t_master_busy_ms']:.1f} | {rat(r['t_master_busy_ms'], 't_master_busy_ms')} | "
+              f"{r['t_blind_ms']:.1f} | {r['t_verify_ms']:.1f} | {r['t_unblind_ms']:.1f} | {r['bytes_up_per_step'] / 1e6:.1f} |")
+
 if shield:
     print("\n## Shield mode against tempo mode\n")
     print("Same step with 4 in-process workers (shield needs 4 non-colluding workers per product; tempo uses the "

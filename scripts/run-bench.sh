@@ -3,7 +3,8 @@
 #   1. local-mode training steps of each reference model against the PyTorch twin
 #      (../shared/tools/peer_bench.py, same batch and threads, jemalloc as in peer-baselines.md),
 #      measured in the same run, with ratios;
-#   2. ms per step in local, plain and tempo modes (2 in-process workers), with ratios;
+#   2. ms per step in local, plain and tempo modes (2 in-process workers), with ratios, and tempo mode
+#      under each protection policy (--protect; BENCH_PROTECT_MODELS, default resnet20,vit-mini);
 #   3. every other bench/bench_* program's own table (Enc/Dec vs memcpy, offload shapes, ...).
 # Environment: BENCH_MODELS (default: all six), BENCH_STEPS (default 5), BENCH_BUDGET_S (per config, 40),
 # BENCH_SKIP_PEER=1 to skip PyTorch, BENCH_OUT (default docs/BENCHMARKS.md), BENCH_PROGRAMS (comma list of
@@ -37,6 +38,9 @@ OPENBLAS_NUM_THREADS=1 "$B/bench/bench_step" --models "$MODELS" --modes local,pl
 echo "bench: the offload ceiling with the master on 2 threads" >&2
 OPENBLAS_NUM_THREADS=2 "$B/bench/bench_step" --models "$MODELS" --modes local,tempo --threads 2 --workers 2 \
   --steps "$STEPS" --budget-s "$BUDGET" | tee "$tmp/ceiling2.jsonl" >&2
+echo "bench: tempo mode under each protection policy" >&2
+OPENBLAS_NUM_THREADS=1 "$B/bench/bench_step" --models "${BENCH_PROTECT_MODELS:-resnet20,vit-mini}" --modes tempo \
+  --protect none,default,ends,all --threads 1 --workers 2 --steps "$STEPS" --budget-s "$BUDGET" | tee "$tmp/protect.jsonl" >&2
 echo "bench: tempo and shield modes with 4 workers" >&2
 OPENBLAS_NUM_THREADS=1 "$B/bench/bench_step" --models "${BENCH_SHIELD_MODELS:-mlp,resnet20,vit-mini}" --modes tempo,shield \
   --threads 1 --workers 4 --steps "${BENCH_SHIELD_STEPS:-3}" --warmup 1 --budget-s "$BUDGET" | tee "$tmp/shield.jsonl" >&2

@@ -46,11 +46,11 @@ typedef struct {
 typedef enum {
   TEMPO_PROTECT_DEFAULT = 0, /* the mode's default: TEMPO_PROTECT_GUARDED in tempo mode, none otherwise */
   TEMPO_PROTECT_NONE = 1,    /* every product as the mode blinds it */
-  TEMPO_PROTECT_ENDS = 2,    /* raw-input and head products (forward and backward) */
-  TEMPO_PROTECT_SPATIAL = 3, /* ends, and every product whose X is an overlapping im2col */
-  TEMPO_PROTECT_ALL = 4,     /* every product */
+  TEMPO_PROTECT_ENDS = 2,    /* raw-input and head products (forward and backward) on the master */
+  TEMPO_PROTECT_SPATIAL = 3, /* ends, and every product whose X is an overlapping im2col mixed */
+  TEMPO_PROTECT_ALL = 4,     /* ends, and every other product mixed */
 } tempo_protect;
-#define TEMPO_PROTECT_GUARDED TEMPO_PROTECT_ENDS /* tempo mode's default (the measured choice) */
+#define TEMPO_PROTECT_GUARDED TEMPO_PROTECT_SPATIAL /* tempo mode's default (the measured choice) */
 
 /* How an engine reaches its workers: makes a transport (src/offload/transport.h) for
  * requested_workers workers; ctx is tempo_mm_config.transport_ctx. NULL in the config =
