@@ -86,31 +86,49 @@ __attribute__((target("avx2,fma"), always_inline)) static inline __m128 tile_rig
   return _mm_fmadd_ps(_mm_permute_ps(g, 0xFF), R[3], t);
 }
 
-/* Double dots of one row (cols % 4 == 0): y[q] = row . w[q], yb[q] = |row| . (wb or fb)[q]. */
+/* Double dots of one row (cols % 4 == 0): y[q] = row . w[q], yb[q] = |row| . (wb or fb)[q];
+ * four accumulators each, so the FMA latency does not bound the loop. */
 __attribute__((target("avx2,fma"))) static void dots_row_avx2(const tempo_obf_mix_dots *d, const float *row, int cols,
                                                               size_t idx) {
   const __m256d sign = _mm256_set1_pd(-0.0);
   for (int q = 0; q < d->ndots; q++) {
-    __m256d y = _mm256_setzero_pd(), yb = _mm256_setzero_pd();
+    __m256d y[4], yb[4];
+    for (int u = 0; u < 4; u++) y[u] = yb[u] = _mm256_setzero_pd();
     const double *w = d->w[q];
-    for (int j = 0; j < cols; j += 4) {
+    int j = 0;
+    for (; j + 16 <= cols; j += 16)
+      for (int u = 0; u < 4; u++) {
+        const int jj = j + 4 * u;
+        const __m256d x = _mm256_cvtps_pd(_mm_loadu_ps(row + jj));
+        const __m256d wbv = d->wb ? _mm256_loadu_pd(d->wb[q] + jj) : _mm256_cvtps_pd(_mm_loadu_ps(d->fb[q] + jj));
+        y[u] = _mm256_fmadd_pd(x, _mm256_loadu_pd(w + jj), y[u]);
+        yb[u] = _mm256_fmadd_pd(_mm256_andnot_pd(sign, x), wbv, yb[u]);
+      }
+    for (; j < cols; j += 4) {
       const __m256d x = _mm256_cvtps_pd(_mm_loadu_ps(row + j));
       const __m256d wbv = d->wb ? _mm256_loadu_pd(d->wb[q] + j) : _mm256_cvtps_pd(_mm_loadu_ps(d->fb[q] + j));
-      y = _mm256_fmadd_pd(x, _mm256_loadu_pd(w + j), y);
-      yb = _mm256_fmadd_pd(_mm256_andnot_pd(sign, x), wbv, yb);
+      y[0] = _mm256_fmadd_pd(x, _mm256_loadu_pd(w + j), y[0]);
+      yb[0] = _mm256_fmadd_pd(_mm256_andnot_pd(sign, x), wbv, yb[0]);
     }
+    const __m256d ys = _mm256_add_pd(_mm256_add_pd(y[0], y[1]), _mm256_add_pd(y[2], y[3]));
+    const __m256d ybs = _mm256_add_pd(_mm256_add_pd(yb[0], yb[1]), _mm256_add_pd(yb[2], yb[3]));
     double a[4], b[4];
-    _mm256_storeu_pd(a, y), _mm256_storeu_pd(b, yb);
+    _mm256_storeu_pd(a, ys), _mm256_storeu_pd(b, ybs);
     d->y[q][idx] = (a[0] + a[1]) + (a[2] + a[3]), d->yb[q][idx] = (b[0] + b[1]) + (b[2] + b[3]);
   }
 }
 
 /* Enc of the 4 output rows i0.. i0+3 (cols % 4 == 0). */
-__attribute__((target("avx2,fma"))) static void enc_block4(const float *in, float *out, int cols, int i0,
+__attribute__((target("avx2,fma"))) static void enc_block4(const float *in, float *out, int rows, int cols, int i0,
                                                            const uint32_t *perm, const uint32_t *ci, const float *A,
                                                            const float *Rb, const float *rs, const float *cs) {
   const float *s0 = in + (size_t)perm[i0] * cols, *s1 = in + (size_t)perm[i0 + 1] * cols,
               *s2 = in + (size_t)perm[i0 + 2] * cols, *s3 = in + (size_t)perm[i0 + 3] * cols;
+  /* the next block's input rows are random rows: prefetch them (the hardware prefetcher cannot) */
+  for (int r = 4; r < 8 && i0 + r < rows; r++) {
+    const char *q = (const char *)(in + (size_t)perm[i0 + r] * cols);
+    for (size_t off = 0; off < (size_t)cols * sizeof(float); off += 64) _mm_prefetch(q + off, _MM_HINT_T0);
+  }
   float *o = out + (size_t)i0 * cols;
   const __m128 r0 = _mm_set1_ps(rs[i0]), r1 = _mm_set1_ps(rs[i0 + 1]), r2 = _mm_set1_ps(rs[i0 + 2]),
                r3 = _mm_set1_ps(rs[i0 + 3]);
@@ -215,7 +233,7 @@ void tempo_obf_mix_pass(const tempo_obf_key *k, bool enc, int rows, int cols, co
       const float *A = L + (size_t)(i0 / b) * b * b;
 #if MIX_X86
       if (fast && t == 4) {
-        enc_block4(in, out, cols, i0, perm, ci, A, R, rs, cs);
+        enc_block4(in, out, rows, cols, i0, perm, ci, A, R, rs, cs);
         for (int r = 0; dots && r < 4; r++) dots_row_avx2(dots, out + (size_t)(i0 + r) * cols, cols, (size_t)(i0 + r));
         continue;
       }

@@ -155,16 +155,7 @@ void tempo_engine_take_stats(tempo_engine *e, tempo_mm_stats *run, tempo_mm_stat
   tempo_rounds_take_stats(&e->r, run, step);
 }
 
-/* ---- the protection policy ---- */
-
-tempo_route tempo_protect_route(tempo_protect p, unsigned kind, bool can_mix) {
-  tempo_route r = TEMPO_ROUTE_WORKERS;
-  if (p >= TEMPO_PROTECT_ENDS && (kind & (TEMPO_SITE_RAW_INPUT | TEMPO_SITE_HEAD))) return TEMPO_ROUTE_MASTER;
-  if ((p >= TEMPO_PROTECT_SPATIAL && (kind & TEMPO_SITE_SPATIAL)) || p >= TEMPO_PROTECT_ALL) r = TEMPO_ROUTE_MIXED;
-  return r == TEMPO_ROUTE_MIXED && !can_mix ? TEMPO_ROUTE_MASTER : r;
-}
-
-tempo_route tempo_engine_route(const tempo_engine *e, unsigned kind) {
+tempo_route tempo_engine_route(const tempo_engine *e, unsigned kind) { /* the table: policy.c */
   return tempo_protect_route(e->cfg.protect, kind, e->sc->can_mix);
 }
 
@@ -190,8 +181,7 @@ static int pick(const tempo_engine *e, const site *s, const tempo_round *rd, int
  * every share gets a group of distinct live workers; with more workers than shares and a
  * remainder, one stays spare for recomputations. */
 static tempo_status split(tempo_engine *e, site *s, bool keep, int *plan) {
-  /* a mixed product's row blocks hold whole mixing blocks (TEMPO_OBF_MIX_MAX is a multiple of
-   * every block size), so each decodes on its own */
+  /* a mixed product's row blocks hold whole mixing blocks (of any size: they divide 8) */
   const uint32_t align = s->mixed && s->k.shape.batch == 1 ? TEMPO_OBF_MIX_MAX : 1;
   const tempo_mm_shape *sh = &s->k.shape;
   const int S = e->sc->shares, L = e->r.n_live;
