@@ -48,8 +48,9 @@ class Engine:
     threads: the master's threads. seed: the key stream's seed (0 = fresh randomness).
     protect: the protection policy (docs/obfuscation.md): "none", "ends" (the products of the
     raw input's layer and of the head, forward and backward, are computed by the master),
-    "spatial" (also every convolution whose windows overlap), "all", or None for the mode's
-    default ("ends" in tempo mode, "none" otherwise). offload() declares which layers are which.
+    "spatial" (also every convolution whose windows overlap is blinded with mixing blocks),
+    "all" (every other product mixed), or None for the mode's default ("spatial" in tempo
+    mode, "none" otherwise). offload() declares which layers are which.
     lib: path of libtempo.so (default: TEMPO_LIB, then the repository's build folder).
     max_pending: training forwards allowed between two step_end() calls.
     transport: "inproc" (worker threads in this process) or "mpi": this process is rank 0 of

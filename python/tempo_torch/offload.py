@@ -77,8 +77,8 @@ def offload(model, mode="tempo", workers=2, *, engine=None, verify_rounds=1, thr
     seed, protect, lib and transport are not used); otherwise a new one is made with those
     settings (Engine; transport="mpi" for tempo-worker processes under mpirun).
 
-    The protection policy (Engine's protect; tempo mode's default "ends" computes the layers
-    that see the raw input or produce the logits on the master) needs to know which layers
+    The protection policy (Engine's protect; tempo mode's default "spatial" computes the layers
+    that see the raw input or produce the logits on the master and mixes the spatial ones) needs to know which layers
     those are: raw_input and head name them (a module name of model.named_modules(), a list
     of names, or None for none); "auto" takes the first and the last offloaded nn.Linear /
     nn.Conv2d in the order the model registers them (stem and fc in a ResNet, patch embedding
