@@ -100,9 +100,12 @@ static void product_case(tempo_keygen *g, int m, int n, int p, int b, bool wt) {
   tempo_obf_enc_x_check(&k, X, Xp, 1, wq, wbq, yq, ybq, u);
   int zeros = 0, neg = 0;
   for (int i = 0; i < m; i++) {
-    double s = 0, sb = 0;
-    for (int j = 0; j < n; j++) s += (double)Xp[(size_t)i * n + j] * w0[j], sb += fabs((double)Xp[(size_t)i * n + j]) * wb0[j];
-    assert_true(fabs(s - y[i]) <= 1e-12 * sb + 1e-300 && fabs(sb - yb[i]) <= 1e-12 * sb + 1e-300);
+    double s = 0, sa = 0, sb = 0; /* the dot, its magnitude, the bound's sum of squares */
+    for (int j = 0; j < n; j++) {
+      const double x = Xp[(size_t)i * n + j];
+      s += x * w0[j], sa += fabs(x * w0[j]), sb += x * x * wb0[j];
+    }
+    assert_true(fabs(s - y[i]) <= 1e-12 * sa + 1e-300 && fabs(sb - yb[i]) <= 1e-12 * sb + 1e-300);
   }
   for (size_t i = 0; i < xs; i++) zeros += Xp[i] == 0, neg += Xp[i] < 0;
   if (b > 1 && m % b == 0 && n % b == 0) assert_int_equal(zeros, 0); /* a tail block smaller than b mixes less */
@@ -141,16 +144,19 @@ static void product_case(tempo_keygen *g, int m, int n, int p, int b, bool wt) {
   /* the dX' dots on the reply's rows */
   float vabs[64];
   double v[64], y1[64 * 64], y1b[64 * 64];
-  for (int j = 0; j < n; j++) v[j] = tempo_rng_normal(&r), vabs[j] = (float)fabs(v[j]);
+  for (int j = 0; j < n; j++) v[j] = tempo_rng_normal(&r), vabs[j] = (float)(v[j] * v[j]); /* the bound's weights */
   const double *vq[1] = {v};
   const float *vaq[1] = {vabs};
   double *y1q[1] = {y1}, *y1bq[1] = {y1b};
   tempo_obf_dec_dx_rows_dots(&k, dXp, 0, m, dX, 1, vq, vaq, y1q, y1bq);
   assert_memory_equal(dX, dX1, xs * 4);
   for (int i = 0; i < m; i++) {
-    double s = 0;
-    for (int j = 0; j < n; j++) s += (double)dXp[(size_t)i * n + j] * v[j];
-    assert_true(fabs(s - y1[i]) <= 1e-12 * y1b[i] + 1e-300);
+    double s = 0, sa = 0, sb = 0;
+    for (int j = 0; j < n; j++) {
+      const double x = dXp[(size_t)i * n + j];
+      s += x * v[j], sa += fabs(x * v[j]), sb += x * x * vabs[j];
+    }
+    assert_true(fabs(s - y1[i]) <= 1e-12 * sa + 1e-300 && fabs(sb - y1b[i]) <= 1e-6 * sb + 1e-300);
   }
   free(dX1);
   tempo_obf_dec_dw(&k, wt, dWp, dW, false);

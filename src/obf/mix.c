@@ -62,9 +62,9 @@ static void dots_row(const tempo_obf_mix_dots *d, const float *row, int cols, si
     const double *w = d->w[q];
     for (int j = 0; j < cols; j++) y += (double)row[j] * w[j];
     if (d->wb)
-      for (int j = 0; j < cols; j++) yb += fabs((double)row[j]) * d->wb[q][j];
+      for (int j = 0; j < cols; j++) yb += (double)row[j] * row[j] * d->wb[q][j];
     else
-      for (int j = 0; j < cols; j++) yb += fabs((double)row[j]) * d->fb[q][j];
+      for (int j = 0; j < cols; j++) yb += (double)row[j] * row[j] * d->fb[q][j];
     d->y[q][idx] = y, d->yb[q][idx] = yb;
   }
 }
@@ -86,11 +86,10 @@ __attribute__((target("avx2,fma"), always_inline)) static inline __m128 tile_rig
   return _mm_fmadd_ps(_mm_permute_ps(g, 0xFF), R[3], t);
 }
 
-/* Double dots of one row (cols % 4 == 0): y[q] = row . w[q], yb[q] = |row| . (wb or fb)[q];
+/* Double dots of one row (cols % 4 == 0): y[q] = row . w[q], yb[q] = row^2 . (wb or fb)[q];
  * four accumulators each, so the FMA latency does not bound the loop. */
 __attribute__((target("avx2,fma"))) static void dots_row_avx2(const tempo_obf_mix_dots *d, const float *row, int cols,
                                                               size_t idx) {
-  const __m256d sign = _mm256_set1_pd(-0.0);
   for (int q = 0; q < d->ndots; q++) {
     __m256d y[4], yb[4];
     for (int u = 0; u < 4; u++) y[u] = yb[u] = _mm256_setzero_pd();
@@ -102,13 +101,13 @@ __attribute__((target("avx2,fma"))) static void dots_row_avx2(const tempo_obf_mi
         const __m256d x = _mm256_cvtps_pd(_mm_loadu_ps(row + jj));
         const __m256d wbv = d->wb ? _mm256_loadu_pd(d->wb[q] + jj) : _mm256_cvtps_pd(_mm_loadu_ps(d->fb[q] + jj));
         y[u] = _mm256_fmadd_pd(x, _mm256_loadu_pd(w + jj), y[u]);
-        yb[u] = _mm256_fmadd_pd(_mm256_andnot_pd(sign, x), wbv, yb[u]);
+        yb[u] = _mm256_fmadd_pd(_mm256_mul_pd(x, x), wbv, yb[u]);
       }
     for (; j < cols; j += 4) {
       const __m256d x = _mm256_cvtps_pd(_mm_loadu_ps(row + j));
       const __m256d wbv = d->wb ? _mm256_loadu_pd(d->wb[q] + j) : _mm256_cvtps_pd(_mm_loadu_ps(d->fb[q] + j));
       y[0] = _mm256_fmadd_pd(x, _mm256_loadu_pd(w + j), y[0]);
-      yb[0] = _mm256_fmadd_pd(_mm256_andnot_pd(sign, x), wbv, yb[0]);
+      yb[0] = _mm256_fmadd_pd(_mm256_mul_pd(x, x), wbv, yb[0]);
     }
     const __m256d ys = _mm256_add_pd(_mm256_add_pd(y[0], y[1]), _mm256_add_pd(y[2], y[3]));
     const __m256d ybs = _mm256_add_pd(_mm256_add_pd(yb[0], yb[1]), _mm256_add_pd(yb[2], yb[3]));

@@ -36,12 +36,12 @@ void tempo_obf_set_kernel(int kernel);
  * row a goes to out row rd->perm[a]) and columns of cd (enc: cd->perm, dec: cd->inv); S_r =
  * diag(rs), S_c = diag(cs) in the permuted index space (enc: of the output, dec: of the
  * input); L = k->mixd[rdim][lform], R = k->mixd[cdim][rform]. dots (NULL: none):
- * y[q][i] = sum_j row[j] w[q][j] and yb[q][i] = sum_j |row[j]| (wb or fb)[q][j] in double, on
+ * y[q][i] = sum_j row[j] w[q][j] and yb[q][i] = sum_j row[j]^2 (wb or fb)[q][j] in double, on
  * each output row (enc, i its index) or input row (dec, i = a - lo). */
 typedef struct {
   int ndots;
   const double *const *w;
-  const double *const *wb; /* or NULL and fb */
+  const double *const *wb; /* the bound's weights (>= 0), or NULL and fb */
   const float *const *fb;
   double *const *y, *const *yb;
 } tempo_obf_mix_dots;

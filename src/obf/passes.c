@@ -703,7 +703,7 @@ void tempo_obf_dec_dx_rows_dots(const tempo_obf_key *k, const float *dXp, int lo
                                 double *const *y1b) {
   TEMPO_ASSERT(ndots >= 1 && ndots <= TEMPO_OBF_MAX_DOTS);
   if (k->mix) { /* dX~ = B_m^T dX' B_n^T; the dots on the reply's rows */
-    const tempo_obf_mix_dots md = {.ndots = ndots, .w = v, .fb = vabs, .y = y1, .yb = y1b};
+    const tempo_obf_mix_dots md = {.ndots = ndots, .w = v, .fb = vsq, .y = y1, .yb = y1b};
     MIXED(false, k->m, k->n, dXp, dX, dm, 0, T, coef_p, dn, 1, T, coef_p, false, lo, hi, &md);
     return;
   }
