@@ -148,6 +148,13 @@ $(FAULTY_WORKER): $(O)/tests/tempo_worker_faulty.o $(O)/src/worker/fault.o $(WOR
 $(O)/tests/%: $(O)/tests/%.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $< $(EXTRA_LIBS) $(LIB) $(LDLIBS) $(CUDA_RT_$(notdir $@)) -lcmocka
 
+# TESTS ONLY: test_alloc_fail sends every allocation of the library (libtempo.a) through the
+# counting, failing allocator tests/alloc_hook.c; no other binary is linked with it.
+ALLOC_WRAP := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=posix_memalign,--wrap=aligned_alloc \
+  -Wl,--wrap=strdup,--wrap=free
+$(O)/tests/test_alloc_fail: $(O)/tests/alloc_hook.o
+$(O)/tests/test_alloc_fail: EXTRA_LIBS = $(O)/tests/alloc_hook.o $(ALLOC_WRAP)
+
 $(O)/bench/%: $(O)/bench/%.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
@@ -204,5 +211,5 @@ clean:
 	rm -rf build build-san
 
 -include $(LIB_OBJ:.o=.d) $(TESTS:%=%.d) $(O)/programs/tempo.d $(O)/programs/tempo_worker.d $(O)/src/mpi/master_mpi.d $(O)/src/mpi/worker_mpi.d $(O)/src/mpi/net.d $(O)/src/mpi/bridge_mpi.d
--include $(O)/tests/tempo_worker_faulty.d
+-include $(O)/tests/tempo_worker_faulty.d $(O)/tests/alloc_hook.d
 -include $(O)/programs/tempo_owner.d $(O)/programs/tempo_attack.d $(O)/programs/cli_common.d
