@@ -170,8 +170,9 @@ run: all
 test: all
 	@TEMPO_BUILD=$(O) scripts/run-tests.sh $(TESTS) $(SCRIPT_TESTS)
 
+# --no-print-directory: the suite's summary stays the last line (.ci/run runs this after make test)
 check:
-	$(MAKE) SANITIZE=address,undefined test
+	@$(MAKE) --no-print-directory SANITIZE=address,undefined test
 
 bench: all
 	@TEMPO_BUILD=$(O) scripts/run-bench.sh

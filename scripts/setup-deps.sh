@@ -7,7 +7,7 @@ set -euo pipefail
 # Required to build, test and run the main job.
 required=(build-essential pkg-config libopenblas-dev libdnnl-dev libsodium-dev zlib1g-dev libcmocka-dev
           dataset-fashion-mnist libopenmpi-dev openmpi-bin clang libclang-rt-14-dev procps python3
-          python3-torch)
+          iproute2 python3-torch)
 # python3-torch (Debian's PyTorch 1.13 for /usr/bin/python3, about 140 MB to download, 580 MB
 # installed) is required so that tests/test_torch_bridge.sh (the PyTorch bridge, python/) really runs
 # in CI; that test skips with a message where it is missing (TEMPO_SKIP_SETUP=1 builds).
