@@ -375,9 +375,10 @@ static void drive(const char *name, scenario_fn fn, int all_threads, double time
                 name, total, every_thread ? "master and worker" : "master", t.runs, n, stride, ALLOC_FAIL_DENSE, t.nsites, t.errors, t.statuses[2], t.statuses[7],
                 t.statuses[3], t.errors - t.statuses[2] - t.statuses[7] - t.statuses[3], t.absorbed,
                 tempo_now() - t0);
-  /* every N up to the count failed (with every thread, the count varies with the timing) */
+  /* the N up to the count failed; the count varies a little with the timing of the replies
+   * (the chain's, and every thread's), so a run may end before the counting run's N */
   const long dense = total < ALLOC_FAIL_DENSE ? total : ALLOC_FAIL_DENSE;
-  assert_true(all_threads ? t.runs >= dense * 9 / 10 : t.runs >= dense);
+  assert_true(t.runs >= dense * 9 / 10);
   every_thread = 0;
   engine_timeout = 0;
   assert_true(t.errors > 0);
