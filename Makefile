@@ -45,6 +45,9 @@ LDLIBS += $(if $(filter yes,$(HAVE_DNNL)),-ldnnl -lgomp)
 # programs (and the CUDA tests) link them, so the library and its tests need neither.
 LIB_SRC := $(sort $(filter-out src/mpi/%,$(wildcard src/*/*.c)))
 LIB_OBJ := $(LIB_SRC:%.c=$(O)/%.o)
+# The built-in models' network files, compiled in (tempo_net_builtin_text) and installed.
+NETS := $(sort $(wildcard nets/*.net))
+LIB_OBJ += $(O)/gen/nets_builtin.o
 LIB := $(O)/libtempo.a
 # The shared library for embedding (pkg-config tempo): the same -fPIC objects, soname libtempo.so.MAJOR.
 SOMAJOR := $(word 1,$(subst ., ,$(VERSION)))
@@ -106,6 +109,12 @@ features:
 $(O)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(O)/gen/nets_builtin.c: $(NETS) scripts/embed-nets.sh
+	@mkdir -p $(dir $@)
+	scripts/embed-nets.sh $@ $(NETS)
+$(O)/gen/nets_builtin.o: $(O)/gen/nets_builtin.c include/tempo/netfile.h
+	$(CC) $(CFLAGS) -c $< -o $@
 
 $(LIB): $(LIB_OBJ)
 	@rm -f $@
@@ -190,12 +199,15 @@ install: all
 	  -e 's|@LIBS_PRIVATE@|$(filter-out -lopenblas -lsodium -lz,$(LDLIBS))|g' docs/tempo.pc.in \
 	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/tempo.pc
 	install -m 644 $(MAN_PAGES) $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -d $(DESTDIR)$(PREFIX)/share/tempo/nets/examples
+	install -m 644 $(NETS) $(DESTDIR)$(PREFIX)/share/tempo/nets/
+	install -m 644 $(wildcard nets/examples/*.net) $(DESTDIR)$(PREFIX)/share/tempo/nets/examples/
 
 uninstall:
 	rm -f $(PROGRAMS:$(O)/%=$(DESTDIR)$(PREFIX)/bin/%) $(DESTDIR)$(PREFIX)/lib/libtempo.a \
 	  $(DESTDIR)$(PREFIX)/lib/$(notdir $(SHLIB)) $(DESTDIR)$(PREFIX)/lib/$(SONAME) $(DESTDIR)$(PREFIX)/lib/libtempo.so \
 	  $(DESTDIR)$(PREFIX)/lib/pkgconfig/tempo.pc $(MAN_PAGES:docs/%=$(DESTDIR)$(PREFIX)/share/man/man1/%)
-	rm -rf $(DESTDIR)$(PREFIX)/include/tempo
+	rm -rf $(DESTDIR)$(PREFIX)/include/tempo $(DESTDIR)$(PREFIX)/share/tempo/nets
 
 # libFuzzer targets (clang): the worker's and the master's message decoders.
 # scripts/fuzz.sh SECONDS builds and runs them; tests/test_fuzz_replay.c replays the corpus.

@@ -52,6 +52,8 @@ static const char *key_spec; /* --key-file: sealed inputs and outputs */
 #define TRAIN_OPTIONS \
   "train options:\n" \
   "  --model NAME          mlp, resnet20, resnet18, resnet50, vit-mini, vit-tiny (`tempo models`)\n" \
+  "  --net FILE            a network file instead (docs/network-format.md; the built-ins are\n" \
+  "                        share/tempo/nets/*.net); resume, eval and export need it again\n" \
   "  --data NAME           fashion-mnist (default), cifar10 or npy (your own arrays, below)\n" \
   "  --data-dir DIR        dataset folder (default /usr/share/datasets/fashion-mnist,\n" \
   "                        ./data/cifar-10-batches-bin for cifar10)\n" \
@@ -118,7 +120,8 @@ static const char *key_spec; /* --key-file: sealed inputs and outputs */
 #define EVAL_OPTIONS \
   "eval options: --data-dir DIR, --batch-size N (default 256), --key-file SPEC, the output and the\n" \
   "engine options. The model and the dataset come from the checkpoint; an npy checkpoint needs\n" \
-  "--test-x, --test-y and --train-x, --train-y (or --mean, --std), and --layout as in training.\n"
+  "--test-x, --test-y and --train-x, --train-y (or --mean, --std), and --layout as in training;\n" \
+  "a checkpoint of a network-file model needs --net FILE.\n"
 
 static void print_help(void) {
   printf("usage: tempo <command> [options]\n"
@@ -206,10 +209,12 @@ enum {
   OPT_CKPT_EVERY, OPT_CKPT_MINUTES, OPT_LOG_EVERY, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_QUIET, OPT_PRIVACY_REPORT, OPT_MODE, OPT_WORKERS, OPT_VERIFY, OPT_MIN_PRECISION,
   OPT_THREADS, OPT_AUDIT, OPT_KEY_SEED, OPT_KEY_FILE, OPT_SHIELD_DTYPE, OPT_SHIELD_ALPHA, OPT_PROTECT, OPT_NO_EVAL,
   OPT_PROGRESS_EVERY, OPT_TRAIN_X, OPT_TRAIN_Y, OPT_TEST_X, OPT_TEST_Y, OPT_LAYOUT, OPT_CLASSES, OPT_MEAN, OPT_STD,
+  OPT_NET,
 };
 
 static const struct option long_opts[] = {
     {"model", required_argument, 0, OPT_MODEL},         {"data", required_argument, 0, OPT_DATA},
+    {"net", required_argument, 0, OPT_NET},
     {"data-dir", required_argument, 0, OPT_DATA_DIR},   {"epochs", required_argument, 0, OPT_EPOCHS},
     {"max-steps", required_argument, 0, OPT_MAX_STEPS}, {"batch-size", required_argument, 0, OPT_BATCH},
     {"lr", required_argument, 0, OPT_LR},               {"optimizer", required_argument, 0, OPT_OPTIMIZER},
@@ -255,8 +260,8 @@ static int parse_options(int argc, char **argv, tempo_train_config *cfg, bool is
         c != OPT_THREADS && c != OPT_AUDIT && c != OPT_KEY_SEED && c != OPT_KEY_FILE && c != OPT_SHIELD_DTYPE &&
         c != OPT_SHIELD_ALPHA && c != OPT_PROTECT && c != OPT_PROGRESS && c != OPT_NO_PROGRESS && c != OPT_QUIET &&
         c != OPT_PROGRESS_EVERY && c != OPT_TRAIN_X && c != OPT_TRAIN_Y && c != OPT_TEST_X && c != OPT_TEST_Y &&
-        c != OPT_LAYOUT && c != OPT_CLASSES && c != OPT_MEAN && c != OPT_STD && c != 'h' && c != 'V' && c != '?' &&
-        c != ':')
+        c != OPT_LAYOUT && c != OPT_CLASSES && c != OPT_MEAN && c != OPT_STD && c != OPT_NET && c != 'h' && c != 'V' &&
+        c != '?' && c != ':')
       usage_error("'--%s' is a train option, not an eval option (eval takes the model and the dataset from the "
                   "checkpoint; `tempo eval --help`)", li >= 0 ? long_opts[li].name : "?");
     if (c >= OPT_TRAIN_X && c <= OPT_STD && !npy_flag) npy_flag = long_opts[li].name;
@@ -280,6 +285,7 @@ static int parse_options(int argc, char **argv, tempo_train_config *cfg, bool is
                     optarg);
       break;
     case OPT_MODEL: snprintf(cfg->model, sizeof cfg->model, "%s", optarg); break;
+    case OPT_NET: cfg->net_file = optarg; break;
     case OPT_DATA:
       if (!tempo_dataset_kind_parse(optarg, &cfg->dataset))
         usage_error("unknown dataset '%s' (use fashion-mnist or cifar10)", optarg);

@@ -13,6 +13,7 @@
 #include "tempo/data.h"
 #include "tempo/fileio.h"
 #include "tempo/model.h"
+#include "tempo/netfile.h"
 #include "tempo/seal.h"
 #include "tempo/weights.h"
 
@@ -186,8 +187,9 @@ static int tempo_cmd_export(int argc, char **argv) {
   static const struct option opts[] = {
       {"format", required_argument, 0, 'f'}, {"key-file", required_argument, 0, 'k'},
       {"out", required_argument, 0, 'o'},    {"model", required_argument, 0, 'm'},
-      {"data", required_argument, 0, 'd'},   {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-  const char *format = NULL, *key_file = NULL, *outp = NULL, *model = "mlp";
+      {"data", required_argument, 0, 'd'},   {"net", required_argument, 0, 'n'},
+      {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+  const char *format = NULL, *key_file = NULL, *outp = NULL, *model = "mlp", *net_file = NULL;
   tempo_dataset_kind data = TEMPO_DATASET_FASHION_MNIST;
   optind = 1;
   opterr = 0;
@@ -198,15 +200,18 @@ static int tempo_cmd_export(int argc, char **argv) {
     case 'k': key_file = optarg; break;
     case 'o': outp = optarg; break;
     case 'm': model = optarg; break;
+    case 'n': net_file = optarg; break;
     case 'd':
       if (!tempo_dataset_kind_parse(optarg, &data) || data == TEMPO_DATASET_NPY)
         return tempo_cli_usage(EXPORT, "unknown dataset '%s' (use fashion-mnist or cifar10: an npy dataset has no "
                                "fixed input shape)", optarg);
       break;
     case 'h':
-      printf("usage: tempo-owner export --format safetensors [--key-file KEY] [--out FILE] MODEL.ckpt[.sealed]\n"
-             "       tempo-owner export --format ckpt [--model NAME] [--data NAME] [--key-file KEY] [--out FILE] "
-             "W.safetensors\n"
+      printf("usage: tempo-owner export --format safetensors [--net FILE] [--key-file KEY] [--out FILE] "
+             "MODEL.ckpt[.sealed]\n"
+             "       tempo-owner export --format ckpt [--model NAME | --net FILE] [--data NAME] [--key-file KEY] "
+             "[--out FILE] W.safetensors\n"
+             "--net FILE: the model is the network file's (docs/network-format.md), as it was for training.\n"
              "safetensors: writes a checkpoint's weights under the PyTorch twin's state_dict names (F32), for\n"
              "torch.load-free loading with the safetensors format. ckpt: the reverse, a Tempo checkpoint (for\n"
              "`tempo eval`) from PyTorch-named weights of MODEL (default mlp) for DATA's input shape (default\n"
@@ -261,7 +266,20 @@ static int tempo_cmd_export(int argc, char **argv) {
   tempo_mm_config_default(&ec);
   ec.mode = TEMPO_MODE_LOCAL;
   ec.threads = 1;
-  if ((st = tempo_mm_create(&ec, &mm)) || (st = tempo_model_create(&mc, mm, 1, &m))) goto out;
+  tempo_net *net = NULL;
+  if (net_file && (st = tempo_net_parse_file(net_file, &net))) goto out;
+  if (net && to_st && strcmp(net->name, mc.name) != 0) {
+    st = tempo_set_error(TEMPO_STATUS_MISMATCH, "%s describes network '%s' but %s holds model '%s'", net_file,
+                         net->name, in, mc.name);
+  } else if (net) {
+    snprintf(mc.name, sizeof mc.name, "%s", net->name);
+    if (!to_st && net->in_c) mc.in_c = net->in_c, mc.in_h = net->in_h, mc.in_w = net->in_w;
+    if (!to_st && net->classes) mc.num_classes = net->classes;
+  }
+  if (!st) st = tempo_mm_create(&ec, &mm);
+  if (!st) st = net ? tempo_model_create_net(net, &mc, mm, 1, &m) : tempo_model_create(&mc, mm, 1, &m);
+  tempo_net_free(net);
+  if (st) goto out;
   if (to_st) {
     if ((st = tempo_ckpt_parse(buf, len, in, &meta, &m->params, NULL)) ||
         (st = tempo_params_save_st(&m->params, out)))

@@ -49,12 +49,27 @@ struct tempo_model {
   void *impl;
 };
 
-/* Creates a model by cfg->name, initialised from seed. Unknown name or input shape the
- * model cannot take -> TEMPO_STATUS_INVALID_ARGUMENT with a message listing valid names. */
+/* Creates a model by cfg->name, initialised from seed. The built-in models are built from
+ * their network files (nets/<name>.net, compiled in: tempo_net_builtin_text). Unknown name or
+ * input shape the model cannot take -> TEMPO_STATUS_INVALID_ARGUMENT (unknown names get a
+ * message listing valid names) or TEMPO_STATUS_MISMATCH (shapes, with the layer's
+ * FILE:LINE:COLUMN). The test-only names (resnet-test, resnet-test-bneck, vit-test: small
+ * golden fixtures) are accepted but not listed. */
 TEMPO_WUR tempo_status tempo_model_create(const tempo_model_config *cfg, tempo_mm *mm, uint64_t seed,
                                           tempo_model **out);
+/* Creates a model from a parsed network file (netfile.h) for cfg's input shape, classes,
+ * max_batch and dropout (cfg->name is ignored: the model is named net->name). A file that
+ * declares its input or classes must match cfg's (TEMPO_STATUS_MISMATCH). net is not kept. */
+typedef struct tempo_net tempo_net;
+TEMPO_WUR tempo_status tempo_model_create_net(const tempo_net *net, const tempo_model_config *cfg, tempo_mm *mm,
+                                              uint64_t seed, tempo_model **out);
+/* The reference C builders (mlp.c, resnet.c, vit.c) by name, the test-only names included:
+ * kept only so that tests/test_netfile.c can show that the shipped files give the same
+ * parameters and losses bit for bit. */
+TEMPO_WUR tempo_status tempo_model_create_reference(const tempo_model_config *cfg, tempo_mm *mm, uint64_t seed,
+                                                    tempo_model **out);
 void tempo_model_free(tempo_model *m);
-/* The registered names, NULL-terminated. */
+/* The built-in model names (the files under nets/), NULL-terminated. */
 const char *const *tempo_model_names(void);
 
 /* Family constructors, called by tempo_model_create with m->cfg, m->mm and m->rng set and

@@ -46,6 +46,9 @@ typedef struct tempo_owner_key tempo_owner_key;
 
 typedef struct {
   char model[32];            /* "" = "mlp", or the checkpoint's model when resuming */
+  const char *net_file;      /* a network file (netfile.h, --net) instead of a built-in model, or NULL;
+                                the model is named by its [net] name. Resuming and evaluating a
+                                checkpoint of such a model need the same file again */
   tempo_dataset_kind dataset;/* default Fashion-MNIST */
   const char *data_dir;      /* NULL = the dataset's default folder */
   tempo_npy_config npy;      /* dataset TEMPO_DATASET_NPY: the files, layout, classes, normalisation
@@ -102,7 +105,8 @@ TEMPO_WUR tempo_status tempo_eval_checkpoint_sealed(const char *path, const char
                                                     double *loss);
 
 /* Evaluates the checkpoint at path as tempo_eval_checkpoint_sealed with cfg's data_dir, npy,
- * key, engine and batch_size, showing progress on stdout as cfg's progress, progress_every and
+ * net_file (a checkpoint of a network-file model needs it), key, engine and batch_size, showing
+ * progress on stdout as cfg's progress, progress_every and
  * quiet say (see tempo_train_run). */
 TEMPO_WUR tempo_status tempo_eval_run(const tempo_train_config *cfg, const char *path, double *acc, double *loss);
 

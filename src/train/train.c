@@ -15,6 +15,7 @@
 #include "tempo/fileio.h"
 #include "tempo/layers.h"
 #include "tempo/model.h"
+#include "tempo/netfile.h"
 #include "tempo/obf.h"
 #include "tempo/privacy.h"
 #include "tempo/safetensors.h"
@@ -223,6 +224,29 @@ static void json_str(FILE *f, const char *key, const char *s) {
   fputc('"', f);
 }
 
+/* The model of a run or a checkpoint: the network file net_file when given (its input shape
+ * and classes, where it declares them, must be the data's), else the built-in cfg->name. */
+static tempo_status create_model(const tempo_model_config *cfg, const char *net_file, tempo_mm *mm, uint64_t seed,
+                                 tempo_model **out) {
+  *out = NULL;
+  if (!net_file) return tempo_model_create(cfg, mm, seed, out);
+  tempo_net *net = NULL;
+  tempo_status st = tempo_net_parse_file(net_file, &net);
+  if (st) return st;
+  if (strcmp(net->name, cfg->name) != 0)
+    st = tempo_set_error(TEMPO_STATUS_MISMATCH, "%s describes network '%s', not '%s' (the checkpoint's)", net_file,
+                         net->name, cfg->name);
+  else if (net->classes && net->classes != cfg->num_classes)
+    st = tempo_set_error(TEMPO_STATUS_MISMATCH, "%s has %d classes but the data has %d", net_file, net->classes,
+                         cfg->num_classes);
+  else if (net->in_c && (net->in_c != cfg->in_c || net->in_h != cfg->in_h || net->in_w != cfg->in_w))
+    st = tempo_set_error(TEMPO_STATUS_MISMATCH, "%s takes %dx%dx%d inputs but the data is %dx%dx%d", net_file,
+                         net->in_c, net->in_h, net->in_w, cfg->in_c, cfg->in_h, cfg->in_w);
+  if (!st) st = tempo_model_create_net(net, cfg, mm, seed, out);
+  tempo_net_free(net);
+  return st;
+}
+
 /* The first metrics record: the run's whole configuration, as given and as resolved (seeds
  * as given: the key stream's state is never written). */
 static void write_config(FILE *f, const tempo_train_config *c, const tempo_model *m, const tempo_dataset *train,
@@ -406,6 +430,15 @@ tempo_status tempo_train_run(const tempo_train_config *cfg_in, tempo_train_resul
   tempo_ckpt_meta meta;
   memset(&meta, 0, sizeof meta);
   tempo_status st;
+  if (c.net_file) { /* checked now, built from the file again once the data is loaded */
+    if (c.model[0]) return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "pass --model or --net, not both");
+    tempo_net *net = NULL;
+    if ((st = tempo_net_parse_file(c.net_file, &net))) return st;
+    snprintf(c.model, sizeof c.model, "%s", net->name);
+    /* .npy labels: the file's class count, unless --classes says it (labels must be below it) */
+    if (net->classes && c.dataset == TEMPO_DATASET_NPY && c.npy.num_classes == 0) c.npy.num_classes = net->classes;
+    tempo_net_free(net);
+  }
   if (c.resume) {
     st = tempo_ckpt_load_sealed(c.resume, c.key, &meta, NULL, NULL);
     sodium_memzero(meta.streams, sizeof meta.streams); /* read again below, with the parameters */
@@ -458,7 +491,8 @@ tempo_status tempo_train_run(const tempo_train_config *cfg_in, tempo_train_resul
   tempo_model_config mc = {.in_c = r.train.c, .in_h = r.train.h, .in_w = r.train.w,
                            .num_classes = r.train.num_classes, .max_batch = c.batch_size, .dropout = c.dropout};
   snprintf(mc.name, sizeof mc.name, "%s", c.model);
-  if ((st = tempo_model_create(&mc, r.mm, c.seed, &r.model)) || (st = tempo_run_check_model(r.model, &r.train)))
+  if ((st = create_model(&mc, c.net_file, r.mm, c.seed, &r.model)) ||
+      (st = tempo_run_check_model(r.model, &r.train)))
     goto out;
   tempo_model *m = r.model;
 
@@ -734,21 +768,24 @@ tempo_status tempo_eval_checkpoint(const char *path, const char *data_dir, const
 }
 
 static tempo_status eval_checkpoint(const char *path, const char *data_dir, const tempo_npy_config *npy,
+                                    const char *net_file,
                                     const tempo_owner_key *key, const tempo_mm_config *engine, int batch_size,
                                     progress *pg, double *acc, double *loss);
 
 tempo_status tempo_eval_checkpoint_sealed(const char *path, const char *data_dir, const tempo_owner_key *key,
                                           const tempo_mm_config *engine, int batch_size, double *acc, double *loss) {
-  return eval_checkpoint(path, data_dir, NULL, key, engine, batch_size, NULL, acc, loss);
+  return eval_checkpoint(path, data_dir, NULL, NULL, key, engine, batch_size, NULL, acc, loss);
 }
 
 tempo_status tempo_eval_run(const tempo_train_config *c, const char *path, double *acc, double *loss) {
   progress pg;
   progress_init(&pg, c);
-  return eval_checkpoint(path, c->data_dir, &c->npy, c->key, &c->engine, c->batch_size, &pg, acc, loss);
+  return eval_checkpoint(path, c->data_dir, &c->npy, c->net_file, c->key, &c->engine, c->batch_size, &pg, acc,
+                         loss);
 }
 
 static tempo_status eval_checkpoint(const char *path, const char *data_dir, const tempo_npy_config *npy,
+                                    const char *net_file,
                                     const tempo_owner_key *key, const tempo_mm_config *engine, int batch_size,
                                     progress *pg, double *acc, double *loss) {
   tempo_ckpt_meta meta;
@@ -770,7 +807,7 @@ static tempo_status eval_checkpoint(const char *path, const char *data_dir, cons
   tempo_model_config mc = {.in_c = meta.in_c, .in_h = meta.in_h, .in_w = meta.in_w,
                            .num_classes = meta.num_classes, .max_batch = batch_size};
   snprintf(mc.name, sizeof mc.name, "%s", meta.model);
-  if ((st = tempo_model_create(&mc, r.mm, 0, &r.model))) goto out;
+  if ((st = create_model(&mc, net_file, r.mm, 0, &r.model))) goto out;
   if ((st = tempo_ckpt_load_sealed(path, key, &meta, &r.model->params, NULL))) goto out;
   r.x = tempo_alloc_floats((size_t)batch_size * meta.in_c * meta.in_h * meta.in_w);
   r.logits = tempo_alloc_floats((size_t)batch_size * meta.num_classes);
