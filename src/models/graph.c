@@ -303,7 +303,17 @@ static tempo_status declare(tempo_model *m, graph_impl *s, const tempo_net *net)
     default: break;
     }
   }
-  return st ? st : tempo_params_finalize(p);
+  if (st) return st;
+  /* the protection policy's classes (matmul.h): products that read the raw input (no layer
+   * with parameters before them) and the head */
+  for (int i = 0; i < s->n_nodes; i++) {
+    graph_node *g = &s->nodes[i];
+    tempo_mm_site *site = g->kind == TEMPO_NET_CONV ? &g->conv.site : g->kind == TEMPO_NET_LINEAR ? &g->lin.site
+                          : g->kind == TEMPO_NET_PATCH_EMBED ? &g->pe.site : NULL;
+    if (site && !g->need_dx) site->kind |= TEMPO_SITE_RAW_INPUT;
+    if (site && i == s->n_nodes - 1) site->kind |= TEMPO_SITE_HEAD;
+  }
+  return tempo_params_finalize(p);
 }
 
 /* Output buffers, scratch and saved activations: counted with a.base == NULL, then carved. */
