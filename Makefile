@@ -214,7 +214,13 @@ uninstall:
 FUZZ_CC ?= clang
 FUZZ_SRC := src/wire/protocol.c src/wire/envelope.c src/worker/worker.c src/worker/backend_cpu.c src/core/status.c src/core/common.c \
   src/core/gemm.c src/core/parallel.c
-fuzz: $(O)/fuzz/fuzz_worker $(O)/fuzz/fuzz_master
+fuzz: $(O)/fuzz/fuzz_worker $(O)/fuzz/fuzz_master $(O)/fuzz/fuzz_netfile
+# the network-file parser: it links alone
+FUZZ_NET_SRC := src/models/netfile.c src/models/netfile_shape.c src/core/status.c src/io/fileio.c
+$(O)/fuzz/fuzz_netfile: tests/fuzz/fuzz_netfile.c $(FUZZ_NET_SRC) include/tempo/netfile.h src/models/netfile_shape.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -g -O1 -std=c17 -D_GNU_SOURCE -Iinclude -Isrc -fsanitize=fuzzer,address,undefined \
+	  -fno-sanitize-recover=undefined -o $@ $< $(FUZZ_NET_SRC)
 $(O)/fuzz/%: tests/fuzz/%.c $(FUZZ_SRC) include/tempo/protocol.h include/tempo/worker.h include/tempo/envelope.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) -g -O1 -std=c17 -D_GNU_SOURCE -Iinclude -Isrc -fsanitize=fuzzer,address,undefined \

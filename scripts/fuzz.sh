@@ -10,7 +10,7 @@ B="${TEMPO_BUILD:-build}"
 if ! command -v clang >/dev/null; then echo "fuzz: clang not installed; skipped"; exit 0; fi
 make -s TEMPO_SKIP_SETUP=1 fuzz
 rc=0
-for t in worker master; do
+for t in worker master netfile; do
   work="$B/fuzz/corpus-$t"
   rm -rf "$work"; mkdir -p "$work"
   cp tests/fuzz/corpus/$t/* "$work/"

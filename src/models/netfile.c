@@ -12,7 +12,6 @@
 #include "tempo/common.h"
 #include "tempo/fileio.h"
 #include "tempo/netfile.h"
-#include "models/netfile_shape.h"
 
 #define NAME_LEN_MAX 40 /* a prefix, leaving room for ".attn.qkv.weight" in TEMPO_PARAM_NAME_MAX */
 

@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tempo/cnn.h"
 #include "tempo/common.h"
 #include "tempo/netfile.h"
 #include "models/netfile_shape.h"
@@ -38,6 +37,13 @@ static const char *shape_str(tempo_shape s, char *buf, size_t cap) {
   return buf;
 }
 
+/* Output size of a window: floor((in + 2 pad - k) / stride) + 1, as tempo_conv_out_size
+ * (cnn.h) computes it; repeated here so that the parser links alone (tests/fuzz/fuzz_netfile.c). */
+static int out_size(int in, int k, int stride, int pad) {
+  const long v = (long)in + 2L * pad - k;
+  return v < 0 ? 0 : (int)(v / stride + 1);
+}
+
 static bool add_params(walker *wk, unsigned long long n) {
   wk->params += n;
   return wk->params <= TEMPO_NET_PARAMS_MAX;
@@ -51,8 +57,8 @@ static tempo_status step(walker *wk, const tempo_net_layer *L, int idx, tempo_sh
   switch (L->kind) {
   case TEMPO_NET_CONV: {
     if (!spatial) return serr(wk, L, "needs an image or a feature map, not %s", shape_str(*s, b, sizeof b));
-    const int oh = tempo_conv_out_size(s->h, L->size, L->stride, L->pad);
-    const int ow = tempo_conv_out_size(s->w, L->size, L->stride, L->pad);
+    const int oh = out_size(s->h, L->size, L->stride, L->pad);
+    const int ow = out_size(s->w, L->size, L->stride, L->pad);
     if (oh < 1 || ow < 1)
       return serr(wk, L, "size %d, stride %d, pad %d leaves no output on %s", L->size, L->stride, L->pad,
                   shape_str(*s, b, sizeof b));
@@ -71,8 +77,8 @@ static tempo_status step(walker *wk, const tempo_net_layer *L, int idx, tempo_sh
   case TEMPO_NET_MAXPOOL: case TEMPO_NET_AVGPOOL: {
     if (s->kind != TEMPO_SHAPE_MAP)
       return serr(wk, L, "pools a feature map (after a conv), not %s", shape_str(*s, b, sizeof b));
-    const int oh = tempo_conv_out_size(s->h, L->size, L->stride, L->pad);
-    const int ow = tempo_conv_out_size(s->w, L->size, L->stride, L->pad);
+    const int oh = out_size(s->h, L->size, L->stride, L->pad);
+    const int ow = out_size(s->w, L->size, L->stride, L->pad);
     if (oh < 1 || ow < 1)
       return serr(wk, L, "size %d, stride %d, pad %d leaves no output on %s", L->size, L->stride, L->pad,
                   shape_str(*s, b, sizeof b));
