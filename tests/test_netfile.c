@@ -266,6 +266,147 @@ static void test_small_cnn_gradient(void **state) {
   tempo_mm_free(mm);
 }
 
+/* ---- a naive NCHW reference of the PyTorch twin in docs/network-format.md (eval mode),
+ * reading the weights by their state_dict names: what `load_state_dict(strict=True)` of the
+ * export gives PyTorch. */
+static const float *pw(const tempo_model *m, const char *name) {
+  const int i = tempo_params_find(&m->params, name);
+  assert_true(i >= 0);
+  return tempo_params_ptr(&m->params, i);
+}
+
+/* y (co, oh, ow) = conv(x (ci, h, w)), zero padding */
+static void ref_conv(const float *x, int ci, int h, int w, const float *wt, const float *b, int co, int k, int stride,
+                     int pad, float *y, int *oh, int *ow) {
+  *oh = (h + 2 * pad - k) / stride + 1, *ow = (w + 2 * pad - k) / stride + 1;
+  for (int o = 0; o < co; o++)
+    for (int i = 0; i < *oh; i++)
+      for (int j = 0; j < *ow; j++) {
+        double acc = b ? b[o] : 0.0;
+        for (int c = 0; c < ci; c++)
+          for (int u = 0; u < k; u++)
+            for (int v = 0; v < k; v++) {
+              const int yy = i * stride - pad + u, xx = j * stride - pad + v;
+              if (yy >= 0 && yy < h && xx >= 0 && xx < w)
+                acc += (double)wt[((o * ci + c) * k + u) * k + v] * x[(c * h + yy) * w + xx];
+            }
+        y[(o * *oh + i) * *ow + j] = (float)acc;
+      }
+}
+
+static void ref_bn(const tempo_model *m, const char *name, float *x, int c, int hw) {
+  char n[96];
+  snprintf(n, sizeof n, "%s.weight", name);
+  const float *g = pw(m, n);
+  snprintf(n, sizeof n, "%s.bias", name);
+  const float *b = pw(m, n);
+  snprintf(n, sizeof n, "%s.running_mean", name);
+  const float *mu = pw(m, n);
+  snprintf(n, sizeof n, "%s.running_var", name);
+  const float *var = pw(m, n);
+  for (int ch = 0; ch < c; ch++)
+    for (int p = 0; p < hw; p++) {
+      float *v = &x[ch * hw + p];
+      *v = (float)(g[ch] * ((double)*v - mu[ch]) / sqrt((double)var[ch] + 1e-5) + b[ch]);
+    }
+}
+
+static void ref_relu(float *x, int n) {
+  for (int i = 0; i < n; i++) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+/* Block(cin, cout, stride) of the twin on x (cin, h, w) -> y (cout, h', w') */
+static void ref_block(const tempo_model *m, const char *p, const float *x, int cin, int h, int w, int cout, int stride,
+                      float *y, int *oh, int *ow) {
+  char n[96];
+  float t[16 * 6 * 6], sc[16 * 6 * 6]; /* the largest branch output of small-cnn */
+  int h1, w1, h2, w2;
+  snprintf(n, sizeof n, "%s.conv1.weight", p);
+  ref_conv(x, cin, h, w, pw(m, n), NULL, cout, 3, stride, 1, t, &h1, &w1);
+  snprintf(n, sizeof n, "%s.bn1", p);
+  ref_bn(m, n, t, cout, h1 * w1);
+  ref_relu(t, cout * h1 * w1);
+  snprintf(n, sizeof n, "%s.conv2.weight", p);
+  ref_conv(t, cout, h1, w1, pw(m, n), NULL, cout, 3, 1, 1, y, &h2, &w2);
+  snprintf(n, sizeof n, "%s.bn2", p);
+  ref_bn(m, n, y, cout, h2 * w2);
+  if (stride != 1 || cin != cout) {
+    int hs, ws;
+    snprintf(n, sizeof n, "%s.shortcut.0.weight", p);
+    ref_conv(x, cin, h, w, pw(m, n), NULL, cout, 1, stride, 0, sc, &hs, &ws);
+    snprintf(n, sizeof n, "%s.shortcut.1", p);
+    ref_bn(m, n, sc, cout, hs * ws);
+  } else {
+    memcpy(sc, x, (size_t)cin * h * w * sizeof *sc);
+  }
+  for (int i = 0; i < cout * h2 * w2; i++) y[i] += sc[i];
+  ref_relu(y, cout * h2 * w2);
+  *oh = h2, *ow = w2;
+}
+
+static void ref_small_cnn(const tempo_model *m, const float *x, float *logits) {
+  float a[16 * 12 * 12], p[16 * 6 * 6], b1[16 * 6 * 6], b2[32 * 3 * 3], f[64];
+  int h, w;
+  ref_conv(x, 3, 12, 12, pw(m, "features.0.weight"), pw(m, "features.0.bias"), 16, 3, 1, 1, a, &h, &w);
+  ref_bn(m, "features.1", a, 16, 144);
+  ref_relu(a, 16 * 144);
+  for (int c = 0; c < 16; c++) /* MaxPool2d(2) */
+    for (int i = 0; i < 6; i++)
+      for (int j = 0; j < 6; j++) {
+        float v = a[(c * 12 + 2 * i) * 12 + 2 * j];
+        for (int u = 0; u < 2; u++)
+          for (int t = 0; t < 2; t++) v = fmaxf(v, a[(c * 12 + 2 * i + u) * 12 + 2 * j + t]);
+        p[(c * 6 + i) * 6 + j] = v;
+      }
+  ref_block(m, "block1", p, 16, 6, 6, 16, 1, b1, &h, &w);
+  ref_block(m, "block2", b1, 16, 6, 6, 32, 2, b2, &h, &w);
+  const float *w1 = pw(m, "fc1.weight"), *bb1 = pw(m, "fc1.bias"), *w2 = pw(m, "head.weight"), *bb2 = pw(m, "head.bias");
+  for (int o = 0; o < 64; o++) { /* torch.flatten(x, 1): b2 is already (C, H, W) */
+    double acc = bb1[o];
+    for (int i = 0; i < 288; i++) acc += (double)w1[o * 288 + i] * b2[i];
+    f[o] = acc > 0.0 ? (float)acc : 0.0f;
+  }
+  for (int o = 0; o < 7; o++) {
+    double acc = bb2[o];
+    for (int i = 0; i < 64; i++) acc += (double)w2[o * 64 + i] * f[i];
+    logits[o] = (float)acc;
+  }
+}
+
+/* The file's model computes what its PyTorch twin computes: after a few SGD steps (so that
+ * running statistics and weights are not the initial ones), eval-mode logits in tempo mode
+ * with 2 workers against the naive reference. */
+static void test_small_cnn_is_its_twin(void **state) {
+  (void)state;
+  enum { B = 3 };
+  tempo_mm *mm = test_make_mm(TEMPO_MODE_TEMPO, 2, 9, NULL);
+  tempo_model *m = small_cnn(mm, B);
+  const size_t in_n = (size_t)B * 3 * 12 * 12;
+  float *x = malloc(in_n * sizeof *x), logits[B * 7], dlogits[B * 7], want[7];
+  int y[B] = {1, 4, 6};
+  tempo_rng r;
+  tempo_rng_seed(&r, 21, 0);
+  for (int s = 0; s < 3; s++) {
+    test_randn(x, in_n, &r);
+    sgd_step(m, x, y, B, logits, dlogits);
+  }
+  m->training = false;
+  tempo_mm_set_training(mm, false);
+  test_randn(x, in_n, &r);
+  assert_int_equal(m->ops->forward(m, x, B, logits), TEMPO_STATUS_OK);
+  tempo_mm_step_end(mm);
+  for (int b = 0; b < B; b++) {
+    ref_small_cnn(m, x + (size_t)b * 3 * 144, want);
+    for (int k = 0; k < 7; k++)
+      if (fabsf(logits[b * 7 + k] - want[k]) > 1e-3f * (1.0f + fabsf(want[k])))
+        fail_msg("sample %d class %d: %g from the file's model, %g from the PyTorch-semantics reference", b, k,
+                 logits[b * 7 + k], want[k]);
+  }
+  free(x);
+  tempo_model_free(m);
+  tempo_mm_free(mm);
+}
+
 /* flatten after a conv is PyTorch's (C, H, W) order: with identity weights the logits are the
  * input itself, in NCHW order. */
 static void test_flatten_order(void **state) {
@@ -445,6 +586,7 @@ int main(void) {
       cmocka_unit_test(test_bad_corpus),        cmocka_unit_test(test_generated_bad),
       cmocka_unit_test(test_builtin_texts),     cmocka_unit_test(test_flatten_order),
       cmocka_unit_test(test_small_cnn_names),   cmocka_unit_test(test_small_cnn_gradient),
+      cmocka_unit_test(test_small_cnn_is_its_twin),
       cmocka_unit_test(test_builtins_local),    cmocka_unit_test(test_builtins_tempo),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
