@@ -267,7 +267,7 @@ static tempo_status graph_backward(tempo_model *m, const float *dlogits, int bat
 static void graph_destroy(tempo_model *m) {
   graph_impl *s = m->impl;
   if (!s) return;
-  for (int i = 0; i < s->n_nodes; i++) {
+  for (int i = 0; s->nodes && i < s->n_nodes; i++) { /* nodes is NULL when its allocation failed */
     graph_node *g = &s->nodes[i];
     tempo_bn2d_free(&g->bn);
     free(g->argmax);
