@@ -224,7 +224,7 @@ $(O)/fuzz/fuzz_netfile: tests/fuzz/fuzz_netfile.c $(FUZZ_NET_SRC) include/tempo/
 $(O)/fuzz/%: tests/fuzz/%.c $(FUZZ_SRC) include/tempo/protocol.h include/tempo/worker.h include/tempo/envelope.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) -g -O1 -std=c17 -D_GNU_SOURCE -Iinclude -Isrc -fsanitize=fuzzer,address,undefined \
-	  -fno-sanitize-recover=undefined -o $@ $< $(FUZZ_SRC) -lopenblas -lm -pthread
+	  -fno-sanitize-recover=undefined -o $@ $< $(FUZZ_SRC) -lopenblas -lsodium -lm -pthread
 
 clean:
 	rm -rf build build-san
