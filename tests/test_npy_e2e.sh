@@ -46,7 +46,12 @@ net_file_path() {
   eval_acc=$(sed -n 's/^test accuracy \([0-9.]*\)% (loss \([0-9.]*\)).*/\1/p' "$tmp/out")
   eval_loss=$(sed -n 's/^test accuracy \([0-9.]*\)% (loss \([0-9.]*\)).*/\2/p' "$tmp/out")
   same "eval gives the run's accuracy" "$eval_acc" "$(awk -v a="$train_acc" 'BEGIN { printf "%.2f", 100 * a }')"
-  same "eval gives the run's loss" "$eval_loss" "$(awk -v a="$train_loss" 'BEGIN { printf "%.4f", a }')"
+  # eval blinds with fresh keys (and BLAS may use another thread count): the loss agrees to float
+  # rounding, printed with 4 decimals, so allow one display unit plus rounding (2e-4)
+  n=$((n + 1))
+  if awk -v a="$eval_loss" -v b="$train_loss" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a != "" && d <= 2e-4) }'; then
+    echo "ok - eval gives the run's loss ($eval_loss vs $train_loss)"
+  else echo "not ok - eval gives the run's loss: '$eval_loss' vs '$train_loss'"; fails=$((fails + 1)); fi
   check "eval of an npy checkpoint without its files" 2 "$T" eval "$tmp/run/model.ckpt" --net "$NET"
   grep_in "asks for the files" "$tmp/err" "was trained on npy data: pass the test split"
 
