@@ -21,6 +21,7 @@
 
 /* x rounded to nearest with `bits` mantissa bits kept (of float32's 23). */
 static float round_mant(float x, int bits) {
+  if (bits >= 23) return x; /* float32 already: nothing to drop (and a shift by -1 below) */
   uint32_t u;
   memcpy(&u, &x, sizeof u);
   const uint32_t drop = 23u - (uint32_t)bits, half = 1u << (drop - 1);
