@@ -64,19 +64,8 @@ tempo_net_result tempo_net_read(int fd, void *buf, size_t len, double deadline, 
   uint8_t *p = buf;
   size_t got = 0;
   while (got < len) {
-    int wait_ms = 100;
-    if (deadline > 0) {
-      double left = deadline - tempo_now();
-      if (left <= 0) return TEMPO_NET_TIMEOUT;
-      if (left < 0.1) wait_ms = (int)(left * 1000) + 1;
-    }
-    struct pollfd pf = {.fd = fd, .events = POLLIN};
-    int r = poll(&pf, 1, wait_ms);
-    if (r < 0 && errno != EINTR) return TEMPO_NET_CLOSED;
-    if (r <= 0) {
-      if (cancel && cancel()) return TEMPO_NET_TIMEOUT;
-      continue;
-    }
+    tempo_net_result w = tempo_net_wait(fd, deadline, cancel);
+    if (w != TEMPO_NET_OK) return w;
     ssize_t n = recv(fd, p + got, len - got, 0);
     if (n == 0) return TEMPO_NET_CLOSED;
     if (n < 0) {
