@@ -22,7 +22,9 @@
 #include "mpi/mpi.h"
 #endif
 
+#if TEMPO_HAVE_MPI
 static int mpi_workers; /* > 0: started by mpirun with this many tempo-worker ranks */
+#endif
 
 static const char *prog = "tempo";
 static const char *key_spec; /* --key-file: sealed inputs and outputs */
