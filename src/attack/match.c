@@ -143,23 +143,55 @@ static void cost_aligned_rows(const float *A, const float *B, int r, int c, cons
     }
 }
 
+/* The two matchers' shared state: both matrices balanced (Sinkhorn-style row and column
+ * scales removed, tempo_balance), their transposes, two scratch copies and the assignment cost. */
+typedef struct {
+  float *bb, *b0, *tb, *t0, *s1, *s2; /* balanced Wb, W0, their transposes, scratch (r x c each) */
+  double *rfb, *cfb, *rf0, *cf0, *cost;
+} match_ws;
+
+static void match_ws_free(match_ws *w) {
+  tempo_free_floats(w->bb), tempo_free_floats(w->b0), tempo_free_floats(w->tb), tempo_free_floats(w->t0);
+  tempo_free_floats(w->s1), tempo_free_floats(w->s2);
+  free(w->rfb), free(w->cfb), free(w->rf0), free(w->cf0), free(w->cost);
+}
+
+static tempo_status match_ws_init(match_ws *w, const float *Wb, const float *W0, int r, int c) {
+  *w = (match_ws){0};
+  if (r < 1 || c < 1) return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "match: empty matrix");
+  const size_t rc = (size_t)r * c, big = (size_t)(r > c ? r : c);
+  w->bb = tempo_alloc_floats(rc), w->b0 = tempo_alloc_floats(rc), w->tb = tempo_alloc_floats(rc);
+  w->t0 = tempo_alloc_floats(rc), w->s1 = tempo_alloc_floats(rc), w->s2 = tempo_alloc_floats(rc);
+  w->rfb = malloc(r * sizeof(double)), w->cfb = malloc(c * sizeof(double)), w->rf0 = malloc(r * sizeof(double));
+  w->cf0 = malloc(c * sizeof(double)), w->cost = malloc(big * big * sizeof(double));
+  if (!w->bb || !w->b0 || !w->tb || !w->t0 || !w->s1 || !w->s2 || !w->rfb || !w->cfb || !w->rf0 || !w->cf0 ||
+      !w->cost) {
+    match_ws_free(w);
+    return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "match: out of memory (%d x %d)", r, c);
+  }
+  tempo_balance(Wb, r, c, 500, w->rfb, w->cfb, w->bb);
+  tempo_balance(W0, r, c, 500, w->rf0, w->cf0, w->b0);
+  transpose(w->bb, r, c, w->tb);
+  transpose(w->b0, r, c, w->t0);
+  return TEMPO_STATUS_OK;
+}
+
+/* rec (r, c) = the blinded matrix put back in the prior's order and scale through the matching. */
+static void match_ws_recover(const match_ws *w, int r, int c, const int *row_perm, const int *col_perm, float *rec) {
+  for (int i = 0; i < r; i++)
+    for (int j = 0; j < c; j++) {
+      int a = row_perm[i], b = col_perm[j];
+      rec[(size_t)a * c + b] = (float)(w->bb[(size_t)i * c + j] / (w->rf0[a] * w->cf0[b]));
+    }
+}
+
 tempo_status tempo_attack_match_weight(const float *Wb, const float *W0, int r, int c, int rounds, int *row_perm,
                                        int *col_perm, float *rec) {
-  if (r < 1 || c < 1) return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "match: empty matrix");
-  size_t rc = (size_t)r * c, big = (size_t)(r > c ? r : c);
-  float *bb = tempo_alloc_floats(rc), *b0 = tempo_alloc_floats(rc), *tb = tempo_alloc_floats(rc),
-        *t0 = tempo_alloc_floats(rc), *s1 = tempo_alloc_floats(rc), *s2 = tempo_alloc_floats(rc);
-  double *rfb = malloc(r * sizeof(double)), *cfb = malloc(c * sizeof(double)), *rf0 = malloc(r * sizeof(double)),
-         *cf0 = malloc(c * sizeof(double)), *cost = malloc(big * big * sizeof(double));
-  tempo_status st = TEMPO_STATUS_OK;
-  if (!bb || !b0 || !tb || !t0 || !s1 || !s2 || !rfb || !cfb || !rf0 || !cf0 || !cost) {
-    st = tempo_set_error(TEMPO_STATUS_NO_MEMORY, "match: out of memory (%d x %d)", r, c);
-    goto done;
-  }
-  tempo_balance(Wb, r, c, 500, rfb, cfb, bb);
-  tempo_balance(W0, r, c, 500, rf0, cf0, b0);
-  transpose(bb, r, c, tb);
-  transpose(b0, r, c, t0);
+  match_ws w;
+  tempo_status st = match_ws_init(&w, Wb, W0, r, c);
+  if (st) return st;
+  float *bb = w.bb, *b0 = w.b0, *tb = w.tb, *t0 = w.t0, *s1 = w.s1, *s2 = w.s2;
+  double *cost = w.cost;
   /* first the dimension with the longer signatures */
   if (c >= r) {
     cost_sorted_rows(bb, b0, r, c, s1, s2, cost);
@@ -178,16 +210,9 @@ tempo_status tempo_attack_match_weight(const float *Wb, const float *W0, int r, 
     cost_aligned_rows(tb, t0, c, r, row_perm, cost);
     if ((st = tempo_assign(cost, c, col_perm, NULL))) goto done;
   }
-  if (rec)
-    for (int i = 0; i < r; i++)
-      for (int j = 0; j < c; j++) {
-        int a = row_perm[i], b = col_perm[j];
-        rec[(size_t)a * c + b] = (float)(bb[(size_t)i * c + j] / (rf0[a] * cf0[b]));
-      }
+  if (rec) match_ws_recover(&w, r, c, row_perm, col_perm, rec);
 done:
-  tempo_free_floats(bb), tempo_free_floats(b0), tempo_free_floats(tb), tempo_free_floats(t0);
-  tempo_free_floats(s1), tempo_free_floats(s2);
-  free(rfb), free(cfb), free(rf0), free(cf0), free(cost);
+  match_ws_free(&w);
   return st;
 }
 
@@ -225,21 +250,11 @@ static void cost_cosine(const float *A, const float *B, int r, int c, const int 
 
 tempo_status tempo_attack_match_cosine(const float *Wb, const float *W0, int r, int c, int rounds, int *row_perm,
                                        int *col_perm, float *rec) {
-  if (r < 1 || c < 1) return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "match: empty matrix");
-  size_t rc = (size_t)r * c, big = (size_t)(r > c ? r : c);
-  float *bb = tempo_alloc_floats(rc), *b0 = tempo_alloc_floats(rc), *tb = tempo_alloc_floats(rc),
-        *t0 = tempo_alloc_floats(rc), *u1 = tempo_alloc_floats(rc), *u2 = tempo_alloc_floats(rc);
-  double *rfb = malloc(r * sizeof(double)), *cfb = malloc(c * sizeof(double)), *rf0 = malloc(r * sizeof(double)),
-         *cf0 = malloc(c * sizeof(double)), *cost = malloc(big * big * sizeof(double));
-  tempo_status st = TEMPO_STATUS_OK;
-  if (!bb || !b0 || !tb || !t0 || !u1 || !u2 || !rfb || !cfb || !rf0 || !cf0 || !cost) {
-    st = tempo_set_error(TEMPO_STATUS_NO_MEMORY, "match: out of memory (%d x %d)", r, c);
-    goto done;
-  }
-  tempo_balance(Wb, r, c, 500, rfb, cfb, bb);
-  tempo_balance(W0, r, c, 500, rf0, cf0, b0);
-  transpose(bb, r, c, tb);
-  transpose(b0, r, c, t0);
+  match_ws w;
+  tempo_status st = match_ws_init(&w, Wb, W0, r, c);
+  if (st) return st;
+  float *bb = w.bb, *b0 = w.b0, *tb = w.tb, *t0 = w.t0, *u1 = w.s1, *u2 = w.s2;
+  double *cost = w.cost;
   /* order-free start on the dimension with the longer vectors, the other one aligned */
   if (c >= r) {
     unit_rows(bb, r, c, true, u1), unit_rows(b0, r, c, true, u2);
@@ -263,15 +278,8 @@ tempo_status tempo_attack_match_cosine(const float *Wb, const float *W0, int r, 
     cost_cosine(u1, u2, r, c, col_perm, cost);
     if ((st = tempo_assign(cost, r, row_perm, NULL))) goto done;
   }
-  if (rec)
-    for (int i = 0; i < r; i++)
-      for (int j = 0; j < c; j++) {
-        int a = row_perm[i], b = col_perm[j];
-        rec[(size_t)a * c + b] = (float)(bb[(size_t)i * c + j] / (rf0[a] * cf0[b]));
-      }
+  if (rec) match_ws_recover(&w, r, c, row_perm, col_perm, rec);
 done:
-  tempo_free_floats(bb), tempo_free_floats(b0), tempo_free_floats(tb), tempo_free_floats(t0);
-  tempo_free_floats(u1), tempo_free_floats(u2);
-  free(rfb), free(cfb), free(rf0), free(cf0), free(cost);
+  match_ws_free(&w);
   return st;
 }
