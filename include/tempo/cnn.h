@@ -64,6 +64,14 @@ void tempo_conv2d_init_kaiming(const tempo_conv2d *l, tempo_params *p, tempo_rng
  * row is one contiguous run of kw*Ci input floats (the products then use a (Co, kh, kw, Ci)
  * copy of the weight, kept in the column buffer). */
 void tempo_im2col(const tempo_conv2d *l, const float *x, int batch, float *cols);
+/* tempo_im2col's columns as a row source (rows.h): row u of the (B*OH*OW, K) matrix is
+ * written by the same row functions, so every float is the one tempo_im2col writes. src is
+ * the source's context, filled here; it and x must outlive the source's use. */
+typedef struct {
+  const tempo_conv2d *l;
+  const float *x;
+} tempo_conv2d_src;
+tempo_rows tempo_conv2d_rows(const tempo_conv2d *l, const float *x, int batch, tempo_conv2d_src *src);
 /* dx (input layout) = [dx +] the sum of cols' entries back onto their input pixels
  * (the adjoint of tempo_im2col); overwrites dx unless accumulate. */
 void tempo_col2im(const tempo_conv2d *l, const float *cols, int batch, float *dx, bool accumulate);
@@ -71,7 +79,9 @@ void tempo_col2im(const tempo_conv2d *l, const float *cols, int batch, float *dx
 /* y (B*OH*OW, Co) NHWC from x. cols (tempo_conv2d_cols_floats) receives the lowered input
  * and, like x, must stay unchanged until the backward (NULL when l->direct). In local mode
  * with one thread the lowering runs in tiles and cols is scratch for both calls (the
- * backward lowers x again). */
+ * backward lowers x again). A product offloaded from rows (matmul.h tempo_mm_takes_rows:
+ * plain and tempo modes) never writes the columns: its Enc pass lowers x row by row
+ * (tempo_conv2d_rows); cols then holds only the tap-major weight copy. */
 TEMPO_WUR tempo_status tempo_conv2d_forward(tempo_conv2d *l, tempo_mm *mm, const tempo_params *p, const float *x,
                                             int batch, float *cols, float *y);
 

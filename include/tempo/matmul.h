@@ -26,6 +26,7 @@
 #define TEMPO_MATMUL_H
 
 #include "tempo/mm_types.h"
+#include "tempo/rows.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -49,6 +50,18 @@ void tempo_mm_set_training(tempo_mm *mm, bool training);
 /* Y = X . W for each instance. Y is overwritten. */
 TEMPO_WUR tempo_status tempo_mm_forward(tempo_mm *mm, tempo_mm_site *site, const tempo_mm_shape *shape,
                                         const float *X, const float *W, float *Y);
+
+/* Whether tempo_mm_forward_rows can take this product's X by rows: a batch-1 product that
+ * the site's route sends to workers, under a scheme that blinds from rows (plain, tempo),
+ * with n <= TEMPO_ROWS_MAX_COLS. The master computes every other product itself and needs
+ * X materialised, also in the backward. */
+bool tempo_mm_takes_rows(const tempo_mm *mm, const tempo_mm_site *site, const tempo_mm_shape *shape);
+/* tempo_mm_forward with X given by a row source (rows.h; X->rows == m, X->cols == n), read
+ * during this call only: the Enc pass gathers its rows into a small scratch and blinds them,
+ * so the plaintext X is never written. The backward of the product needs no X (pass NULL
+ * there). INVALID_ARGUMENT unless tempo_mm_takes_rows. */
+TEMPO_WUR tempo_status tempo_mm_forward_rows(tempo_mm *mm, tempo_mm_site *site, const tempo_mm_shape *shape,
+                                             const tempo_rows *X, const float *W, float *Y);
 
 
 /* The backward products of the site's last forward product, for the gradient dY (m, p):

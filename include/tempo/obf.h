@@ -20,6 +20,7 @@
 #define TEMPO_OBF_H
 
 #include "tempo/precision.h"
+#include "tempo/rows.h"
 #include "tempo/status.h"
 
 #ifdef __cplusplus
@@ -128,6 +129,14 @@ void tempo_obf_enc_x(const tempo_obf_key *k, const float *X, float *Xp);
 #define TEMPO_OBF_ENC_X_MAX_DOTS 4
 void tempo_obf_enc_x_check(const tempo_obf_key *k, const float *X, float *Xp, int ndots, const double *const *w,
                            const double *const *wb, double *const *y, double *const *yb, double *u);
+/* The same two passes with X given by a row source (rows.h; xs->rows == m, xs->cols == n <=
+ * TEMPO_ROWS_MAX_COLS): each chunk of rows is gathered into an L1-sized scratch and blinded
+ * from there, so X is never materialised; every float of X' and every dot is the one the
+ * materialised pass gives (test_gather). */
+void tempo_obf_enc_x_rows(const tempo_obf_key *k, const tempo_rows *xs, float *Xp);
+void tempo_obf_enc_x_check_rows(const tempo_obf_key *k, const tempo_rows *xs, float *Xp, int ndots,
+                                const double *const *w, const double *const *wb, double *const *y,
+                                double *const *yb, double *u);
 void tempo_obf_enc_w(const tempo_obf_key *k, bool w_trans, const float *W, float *Wp);
 void tempo_obf_enc_dy(const tempo_obf_key *k, const float *dY, float *dYs);
 void tempo_obf_dec_y(const tempo_obf_key *k, const float *Yp, float *Y);

@@ -100,17 +100,27 @@ static void count(tempo_mm *mm, const tempo_mm_shape *s, int outs, uint64_t prod
   tempo_mm_stats_add(&mm->step, &d);
 }
 
-tempo_status tempo_mm_forward(tempo_mm *mm, tempo_mm_site *site, const tempo_mm_shape *s, const float *X,
-                              const float *W, float *Y) {
+bool tempo_mm_takes_rows(const tempo_mm *mm, const tempo_mm_site *site, const tempo_mm_shape *s) {
+  return engine_for(mm, site) && tempo_engine_scheme(mm->engine)->x_rows && s->batch == 1 && s->n >= 1 &&
+         s->n <= TEMPO_ROWS_MAX_COLS;
+}
+
+/* tempo_mm_forward, with X or (Xr != NULL) its rows. */
+static tempo_status forward(tempo_mm *mm, tempo_mm_site *site, const tempo_mm_shape *s, const float *X,
+                            const tempo_rows *Xr, const float *W, float *Y) {
   tempo_status st = check_shape(s);
   if (st) return st;
+  if (Xr && (!tempo_mm_takes_rows(mm, site, s) || Xr->rows != s->m || Xr->cols != s->n || !Xr->fill))
+    return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT,
+                           "matmul: X by rows needs an offloaded batch-1 product of at most %d columns, and a "
+                           "source of its shape (%dx%d)", TEMPO_ROWS_MAX_COLS, s->m, s->n);
   if (site->slot == 0) site->slot = ++mm->next_slot;
   if (mm->rec) {
     if (*mm->rec_count < mm->rec_cap) mm->rec[*mm->rec_count] = *s;
     ++*mm->rec_count;
   }
   if (engine_for(mm, site)) {
-    st = tempo_engine_forward(mm->engine, site->slot, site->kind, s, X, W, Y, mm->training);
+    st = tempo_engine_forward(mm->engine, site->slot, site->kind, s, X, Xr, W, Y, mm->training);
     tempo_engine_take_stats(mm->engine, &mm->run, &mm->step);
     if (!st) count(mm, s, 1, 0, 0);
     return st;
@@ -122,6 +132,17 @@ tempo_status tempo_mm_forward(tempo_mm *mm, tempo_mm_site *site, const tempo_mm_
                 0.0f, Y + b * ys, s->p);
   count(mm, s, 1, (uint64_t)s->batch, tempo_now() - t0);
   return TEMPO_STATUS_OK;
+}
+
+tempo_status tempo_mm_forward(tempo_mm *mm, tempo_mm_site *site, const tempo_mm_shape *s, const float *X,
+                              const float *W, float *Y) {
+  return forward(mm, site, s, X, NULL, W, Y);
+}
+
+tempo_status tempo_mm_forward_rows(tempo_mm *mm, tempo_mm_site *site, const tempo_mm_shape *s, const tempo_rows *X,
+                                   const float *W, float *Y) {
+  if (!X) return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "matmul: no row source");
+  return forward(mm, site, s, NULL, X, W, Y);
 }
 
 void tempo_mm_record_shapes(tempo_mm *mm, tempo_mm_shape *buf, int cap, int *count) {

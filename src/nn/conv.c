@@ -237,6 +237,32 @@ __attribute__((target("avx512f"))) static void im2col_orow_tap_st(const tempo_co
   im2col_orow_tap_v(l, xb, oh, dst, false);
 }
 
+/* One tap-major column row, pixel (oh, ow), Ci a multiple of 16 (the row source's fast path):
+ * the same copies and +0 padding as im2col_row_tap, in 64-byte vectors. */
+__attribute__((target("avx512f"))) static void im2col_row_tap_v(const tempo_conv2d *l, const float *xb, int oh,
+                                                                int ow, float *dst) {
+  const int cin = l->cin, kw = l->kw, iw0 = ow * l->stride - l->pad;
+  const size_t run = (size_t)kw * cin;
+  const bool whole = iw0 >= 0 && iw0 + kw <= l->in_w;
+  const __m512 zero = _mm512_setzero_ps();
+  for (int i = 0; i < l->kh; i++, dst += run) {
+    const int ih = oh * l->stride - l->pad + i;
+    const bool in = ih >= 0 && ih < l->in_h;
+    const float *xr = in ? xb + (size_t)ih * l->in_w * cin : NULL;
+    if (in && whole) {
+      const float *src = xr + (size_t)iw0 * cin;
+      for (size_t c = 0; c < run; c += 16) _mm512_storeu_ps(dst + c, _mm512_loadu_ps(src + c));
+      continue;
+    }
+    for (int j = 0; j < kw; j++) {
+      const int iw = iw0 + j;
+      const bool inside = in && iw >= 0 && iw < l->in_w;
+      for (int c = 0; c < cin; c += 16)
+        _mm512_storeu_ps(dst + (size_t)j * cin + c, inside ? _mm512_loadu_ps(xr + (size_t)iw * cin + c) : zero);
+    }
+  }
+}
+
 static bool nt_cpu(void) {
   static int have = -1; /* benign race: every thread computes the same answer */
   if (have < 0) have = __builtin_cpu_supports("avx512f") ? 1 : 0;
@@ -363,6 +389,43 @@ void tempo_col2im(const tempo_conv2d *l, const float *cols, int batch, float *dx
   split_run((size_t)batch, floats, tap_major(l) ? col2im_samples_tap : col2im_samples, &jb);
 }
 
+/* The columns as a row source (rows.h) for offloaded products: row u of the m x K matrix is
+ * pixel (u % OW, u / OW % OH) of sample u / (OH OW), lowered by the same row functions as
+ * tempo_im2col (the same floats: copies and +0 padding), so the Enc pass blinds each row from
+ * the activation and the column matrix is never written. */
+static void conv_fill_rows(const void *ctx, int lo, int hi, float *dst) {
+  const tempo_conv2d_src *c = ctx;
+  const tempo_conv2d *l = c->l;
+  const in_strides s = strides_of(l);
+  const size_t k = (size_t)l->cin * l->kh * l->kw, per = (size_t)l->out_h * l->out_w;
+  const bool tap = tap_major(l);
+#if CONV_NT
+  const bool vec = tap && l->cin % 16 == 0 && nt_cpu();
+#endif
+  size_t b = (size_t)lo / per, r = (size_t)lo % per;
+  int oh = (int)(r / (size_t)l->out_w), ow = (int)(r % (size_t)l->out_w);
+  for (int u = lo; u < hi; u++, dst += k) {
+    const float *xb = c->x + b * s.sb;
+#if CONV_NT
+    if (vec)
+      im2col_row_tap_v(l, xb, oh, ow, dst);
+    else
+#endif
+    if (tap)
+      im2col_row_tap(l, xb, oh, ow, dst);
+    else
+      im2col_row(l, &s, xb, oh, ow, dst);
+    if (++ow == l->out_w && (ow = 0, ++oh == l->out_h)) oh = 0, b++; /* the next pixel */
+  }
+}
+
+tempo_rows tempo_conv2d_rows(const tempo_conv2d *l, const float *x, int batch, tempo_conv2d_src *src) {
+  *src = (tempo_conv2d_src){l, x};
+  const size_t in = (size_t)batch * l->in_h * l->in_w * l->cin;
+  return (tempo_rows){.fill = conv_fill_rows, .ctx = src, .rows = batch * l->out_h * l->out_w,
+                      .cols = l->cin * l->kh * l->kw, .bytes = sizeof(float) * (uint64_t)in};
+}
+
 /* y[r, :] += bias for rows [lo, hi). */
 static void bias_rows(void *arg, size_t lo, size_t hi) {
   const cols_job *jb = arg;
@@ -434,7 +497,7 @@ tempo_status tempo_conv2d_forward(tempo_conv2d *l, tempo_mm *mm, const tempo_par
   const int low = l->lowering = lowering(l, mm);
   if (!l->direct) {
     if (!cols) return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "conv2d: a column buffer is required");
-    if (low != LOWER_FUSED) tempo_im2col(l, x, batch, cols);
+    if (low == LOWER_DX) tempo_im2col(l, x, batch, cols); /* LOWER_FULL lowers below, FUSED per tile */
     X = cols;
     if (tap_major(l)) { /* wt[o][t][c] = W[o][c][t] */
       float *wt = cols_tail(&s, cols);
@@ -445,7 +508,15 @@ tempo_status tempo_conv2d_forward(tempo_conv2d *l, tempo_mm *mm, const tempo_par
       W = wt;
     }
   }
-  if (low == LOWER_FUSED) {
+  if (low == LOWER_FULL && !l->direct && tempo_mm_takes_rows(mm, &l->site, &s)) {
+    /* offloaded: the Enc pass lowers x row by row (cols keeps only the weight copy) */
+    tempo_conv2d_src src;
+    const tempo_rows xr = tempo_conv2d_rows(l, x, batch, &src);
+    if ((st = tempo_mm_forward_rows(mm, &l->site, &s, &xr, W, y))) return st;
+  } else if (low == LOWER_FULL && !l->direct) {
+    tempo_im2col(l, x, batch, cols);
+    if ((st = tempo_mm_forward(mm, &l->site, &s, cols, W, y))) return st;
+  } else if (low == LOWER_FUSED) {
     const int tile = tile_samples(l, &s, batch);
     const size_t per = (size_t)l->out_h * l->out_w;
     for (int b0 = 0; b0 < batch; b0 += tile) {

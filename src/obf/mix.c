@@ -117,17 +117,20 @@ __attribute__((target("avx2,fma"))) static void dots_row_avx2(const tempo_obf_mi
   }
 }
 
-/* Enc of the 4 output rows i0.. i0+3 (cols % 4 == 0). */
-__attribute__((target("avx2,fma"))) static void enc_block4(const float *in, float *out, int rows, int cols, int i0,
-                                                           const uint32_t *perm, const uint32_t *ci, const float *A,
-                                                           const float *Rb, const float *rs, const float *cs) {
-  const float *s0 = in + (size_t)perm[i0] * cols, *s1 = in + (size_t)perm[i0 + 1] * cols,
-              *s2 = in + (size_t)perm[i0 + 2] * cols, *s3 = in + (size_t)perm[i0 + 3] * cols;
-  /* the next block's input rows are random rows: prefetch them (the hardware prefetcher cannot) */
+/* The input rows of the next block of 4 after output row i0 are random rows: prefetch them
+ * (the hardware prefetcher cannot). */
+static void prefetch_next4(const float *in, int rows, int cols, int i0, const uint32_t *perm) {
   for (int r = 4; r < 8 && i0 + r < rows; r++) {
     const char *q = (const char *)(in + (size_t)perm[i0 + r] * cols);
     for (size_t off = 0; off < (size_t)cols * sizeof(float); off += 64) _mm_prefetch(q + off, _MM_HINT_T0);
   }
+}
+
+/* Enc of the 4 output rows i0.. i0+3 from their input rows s[0..3] (cols % 4 == 0). */
+__attribute__((target("avx2,fma"))) static void enc_block4(const float *const s[4], float *out, int cols, int i0,
+                                                           const uint32_t *ci, const float *A, const float *Rb,
+                                                           const float *rs, const float *cs) {
+  const float *s0 = s[0], *s1 = s[1], *s2 = s[2], *s3 = s[3];
   float *o = out + (size_t)i0 * cols;
   const __m128 r0 = _mm_set1_ps(rs[i0]), r1 = _mm_set1_ps(rs[i0 + 1]), r2 = _mm_set1_ps(rs[i0 + 2]),
                r3 = _mm_set1_ps(rs[i0 + 3]);
@@ -214,10 +217,17 @@ void tempo_obf_mix_force_scalar(bool on) { (void)on; }
 static bool mix_avx2(int b, int cols) { return false; }
 #endif
 
+/* Input row a of an Enc pass: in's row a, or (src) row a gathered into buf (cols floats). */
+static const float *enc_row(const float *in, const tempo_rows *src, uint32_t a, int cols, float *buf) {
+  if (!src) return in + (size_t)a * cols;
+  src->fill(src->ctx, (int)a, (int)a + 1, buf);
+  return buf;
+}
+
 void tempo_obf_mix_pass(const tempo_obf_key *k, bool enc, int rows, int cols, const float *in, float *out,
                         const tempo_obf_dim *rd, int rdim, int lform, const float *rs, const tempo_obf_dim *cd,
                         int cdim, int rform, const float *cs, bool acc, int lo, int hi,
-                        const tempo_obf_mix_dots *dots) {
+                        const tempo_obf_mix_dots *dots, const tempo_rows *xs) {
   const int b = k->mix;
   TEMPO_ASSERT(b >= 1 && rd->size == rows && cd->size == cols && 0 <= lo && lo <= hi && hi <= rows &&
                lo % b == 0 && (hi % b == 0 || hi == rows));
@@ -232,15 +242,18 @@ void tempo_obf_mix_pass(const tempo_obf_key *k, bool enc, int rows, int cols, co
       const float *A = L + (size_t)(i0 / b) * b * b;
 #if MIX_X86
       if (fast && t == 4) {
-        enc_block4(in, out, rows, cols, i0, perm, ci, A, R, rs, cs);
+        const float *sr[4]; /* f (b rows) holds gathered rows: Enc does not use it otherwise */
+        for (int r = 0; r < 4; r++) sr[r] = enc_row(in, xs, perm[i0 + r], cols, f + (size_t)r * cols);
+        if (!xs) prefetch_next4(in, rows, cols, i0, perm);
+        enc_block4(sr, out, cols, i0, ci, A, R, rs, cs);
         for (int r = 0; dots && r < 4; r++) dots_row_avx2(dots, out + (size_t)(i0 + r) * cols, cols, (size_t)(i0 + r));
         continue;
       }
 #endif
       for (int r = 0; r < t; r++) {
-        const float *src = in + (size_t)perm[i0 + r] * cols;
+        const float *x = enc_row(in, xs, perm[i0 + r], cols, f + (size_t)r * cols);
         float *gr = g + (size_t)r * cols;
-        for (int j = 0; j < cols; j++) gr[j] = src[ci[j]];
+        for (int j = 0; j < cols; j++) gr[j] = x[ci[j]];
         right_mix(gr, h + (size_t)r * cols, cols, b, R);
       }
       for (int r = 0; r < t; r++) {

@@ -37,7 +37,8 @@ void tempo_obf_set_kernel(int kernel);
  * diag(rs), S_c = diag(cs) in the permuted index space (enc: of the output, dec: of the
  * input); L = k->mixd[rdim][lform], R = k->mixd[cdim][rform]. dots (NULL: none):
  * y[q][i] = sum_j row[j] w[q][j] and yb[q][i] = sum_j row[j]^2 (wb or fb)[q][j] in double, on
- * each output row (enc, i its index) or input row (dec, i = a - lo). */
+ * each output row (enc, i its index) or input row (dec, i = a - lo). src (enc only; NULL: none):
+ * the input given by rows, in NULL (each input row is gathered into the key's scratch). */
 typedef struct {
   int ndots;
   const double *const *w;
@@ -48,7 +49,7 @@ typedef struct {
 void tempo_obf_mix_pass(const tempo_obf_key *k, bool enc, int rows, int cols, const float *in, float *out,
                         const tempo_obf_dim *rd, int rdim, int lform, const float *rs, const tempo_obf_dim *cd,
                         int cdim, int rform, const float *cs, bool acc, int lo, int hi,
-                        const tempo_obf_mix_dots *dots);
+                        const tempo_obf_mix_dots *dots, const tempo_rows *src);
 
 /* Makes the mixed passes use their portable loops (not the b = 4 AVX2 tiles), for tests. */
 void tempo_obf_mix_force_scalar(bool on);

@@ -48,6 +48,7 @@ typedef struct {
   bool nt; /* non-temporal stores (set only when rows are 32-byte aligned and !acc) */
   bool range; /* a Dec pass over input rows [row0, row1) only: in holds just those rows */
   int row0, row1;
+  const tempo_rows *src; /* Enc: the input given by rows (in NULL), gathered chunk by chunk (run_rows_src) */
   /* Check dots (tempo_obf_enc_x_check): for q < ndots, per output row i reading input row a,
    * dot[q][i] = sum_c x[c] du[q][c] and dotb[q][i] = sum_c x[c]^2 dub[q][c] (double) with
    * x[c] = (in[a][c] dcs[c]) rs[i] the float X' gets (dcs NULL: rs[i] times the sums on
@@ -500,7 +501,13 @@ static bool use_permute(const obf_pass *p, int kern) {
 
 /* Rows [r0, r1): output rows for the naive kernel and the gather direction of the permute
  * kernel, input rows for the scatter kernels. */
+static void run_rows_src(const obf_pass *p, int a0, int a1);
+
 static void run_rows(const obf_pass *p, int r0, int r1) {
+  if (p->src) {
+    run_rows_src(p, r0, r1);
+    return;
+  }
   if (p->identity) {
     rows_identity(p, r0, r1);
     return;
@@ -522,6 +529,37 @@ static void run_rows(const obf_pass *p, int r0, int r1) {
   }
 #endif
   rows_scatter_scalar(p, r0, r1);
+}
+
+/* Floats of a row source's scratch (64-byte aligned, on the stack of each thread of a pass):
+ * 16 KiB stays in L1 beside the kernel's indices and scales. */
+#define OBF_SRC_FLOATS TEMPO_ROWS_MAX_COLS
+
+/* Input rows [a0, a1) of a pass whose input is a row source: chunks of whole blocks of
+ * OBF_BLOCK rows (one row when wider than a quarter of the scratch) are gathered into the
+ * scratch and run through the same kernels as a range of a materialised input (in_row), so
+ * every output float and check dot is the one the materialised pass gives. The identity key
+ * (plain mode) gathers straight into the output rows, which are its X'. */
+static void run_rows_src(const obf_pass *p, int a0, int a1) {
+  _Alignas(64) float buf[OBF_SRC_FLOATS];
+  const int C = p->cols;
+  TEMPO_ASSERT(C >= 1 && C <= OBF_SRC_FLOATS && p->src->cols == C && !p->acc);
+  int per = OBF_SRC_FLOATS / C;
+  if (per >= OBF_BLOCK) per -= per % OBF_BLOCK;
+  obf_pass q = *p;
+  q.src = NULL;
+  q.range = true;
+  for (int a = a0; a < a1; a += per) {
+    const int b = a1 - a < per ? a1 : a + per;
+    float *dst = p->identity ? p->out + (size_t)a * (size_t)C : buf;
+    p->src->fill(p->src->ctx, a, b, dst);
+    q.in = dst, q.row0 = a, q.row1 = b;
+    if (p->identity) {
+      for (int r = a; r < b; r++) in_row_dots(&q, (size_t)r);
+      continue;
+    }
+    run_rows(&q, a, b);
+  }
 }
 
 typedef struct {
@@ -588,6 +626,7 @@ static void pass_rows(const tempo_obf_key *k, int rows, int cols, const float *i
       .row1 = hi,
   };
   if (dots) { /* the check dots ride along (tempo_obf_enc_x_check, tempo_obf_dec_dx_rows_dots) */
+    p.src = dots->src; /* and the Enc input's row source */
     p.ndots = dots->ndots;
     p.dots_in = dots->dots_in;
     p.dots_avx2 = have_avx2_fma();
@@ -615,29 +654,47 @@ static void pass(const tempo_obf_key *k, int rows, int cols, const float *in, fl
  * obf.h tempo_obf_key.mix). */
 #define MIXED(enc, rows, cols, in, out, rd, ri, lf, rs, cd, ci, rf, cs, acc, lo, hi, dots)                      \
   tempo_obf_mix_pass(k, enc, rows, cols, in, out, &k->rd, ri, TEMPO_OBF_MIX_##lf, k->rd.rs, &k->cd, ci,            \
-                     TEMPO_OBF_MIX_##rf, k->cd.cs, acc, lo, hi, dots)
+                     TEMPO_OBF_MIX_##rf, k->cd.cs, acc, lo, hi, dots, NULL)
 
-void tempo_obf_enc_x(const tempo_obf_key *k, const float *X, float *Xp) {
-  if (k->mix) {
-    MIXED(true, k->m, k->n, X, Xp, dm, 0, M, coef_p, dn, 1, M, coef_p, false, 0, k->m, NULL);
-    return;
-  }
-  pass(k, k->m, k->n, X, Xp, &k->dm, true, k->dm.coef_p, &k->dn, true, k->dn.coef_p, false);
+/* X' of a key with mixing blocks from X or its row source xs (mix.c). */
+static void enc_x_mixed(const tempo_obf_key *k, const float *X, const tempo_rows *xs, float *Xp,
+                        const tempo_obf_mix_dots *md) {
+  tempo_obf_mix_pass(k, true, k->m, k->n, X, Xp, &k->dm, 0, TEMPO_OBF_MIX_M, k->dm.coef_p, &k->dn, 1, TEMPO_OBF_MIX_M,
+                     k->dn.coef_p, false, 0, k->m, md, xs);
 }
 
-void tempo_obf_enc_x_check(const tempo_obf_key *k, const float *X, float *Xp, int ndots, const double *const *w,
-                           const double *const *wb, double *const *y, double *const *yb, double *u) {
+/* X' from X, or from its row source xs when X is NULL (gathered chunk by chunk). */
+static void enc_x(const tempo_obf_key *k, const float *X, const tempo_rows *xs, float *Xp) {
+  if (k->mix) {
+    enc_x_mixed(k, X, xs, Xp, NULL);
+    return;
+  }
+  const obf_pass src = {.src = xs};
+  pass_rows(k, k->m, k->n, X, Xp, &k->dm, true, k->dm.coef_p, &k->dn, true, k->dn.coef_p, false, 0, k->m, &src);
+}
+
+void tempo_obf_enc_x(const tempo_obf_key *k, const float *X, float *Xp) { enc_x(k, X, NULL, Xp); }
+
+void tempo_obf_enc_x_rows(const tempo_obf_key *k, const tempo_rows *xs, float *Xp) {
+  TEMPO_ASSERT(xs->rows == k->m && xs->cols == k->n && xs->cols <= TEMPO_ROWS_MAX_COLS);
+  enc_x(k, NULL, xs, Xp);
+}
+
+/* tempo_obf_enc_x_check from X, or from its row source xs when X is NULL. */
+static void enc_x_check(const tempo_obf_key *k, const float *X, const tempo_rows *xs, float *Xp, int ndots,
+                        const double *const *w, const double *const *wb, double *const *y, double *const *yb,
+                        double *u) {
   TEMPO_ASSERT(ndots >= 1 && ndots <= TEMPO_OBF_MAX_DOTS);
   const int n = k->n;
   if (k->mix) { /* the dots on the float rows as written: exact, no 2^-23 term */
     const tempo_obf_mix_dots md = {.ndots = ndots, .w = w, .wb = wb, .y = y, .yb = yb};
-    MIXED(true, k->m, n, X, Xp, dm, 0, M, coef_p, dn, 1, M, coef_p, false, 0, k->m, &md);
+    enc_x_mixed(k, X, xs, Xp, &md);
     return;
   }
   /* X' row i . w = sum_j X'[i][j] w[j] with X'[i][j] = (X[pi_m[i]][pi_n[j]] c_n[pi_n[j]]) c_m[pi_m[i]]
    * formed in float exactly as the scatter forms it: move w, wb and the column scale to input
    * columns. dcs (n floats) lives in the unused second half of dot 0's float weights. */
-  obf_pass d = {.ndots = ndots};
+  obf_pass d = {.ndots = ndots, .src = xs};
   float *dcs = (float *)(u + n) + n;
   for (int q = 0; q < ndots; q++) {
     double *a = u + (size_t)2 * q * n;
@@ -652,6 +709,18 @@ void tempo_obf_enc_x_check(const tempo_obf_key *k, const float *X, float *Xp, in
   }
   d.dcs = dcs;
   pass_rows(k, k->m, n, X, Xp, &k->dm, true, k->dm.coef_p, &k->dn, true, k->dn.coef_p, false, 0, k->m, &d);
+}
+
+void tempo_obf_enc_x_check(const tempo_obf_key *k, const float *X, float *Xp, int ndots, const double *const *w,
+                           const double *const *wb, double *const *y, double *const *yb, double *u) {
+  enc_x_check(k, X, NULL, Xp, ndots, w, wb, y, yb, u);
+}
+
+void tempo_obf_enc_x_check_rows(const tempo_obf_key *k, const tempo_rows *xs, float *Xp, int ndots,
+                                const double *const *w, const double *const *wb, double *const *y,
+                                double *const *yb, double *u) {
+  TEMPO_ASSERT(xs->rows == k->m && xs->cols == k->n && xs->cols <= TEMPO_ROWS_MAX_COLS);
+  enc_x_check(k, NULL, xs, Xp, ndots, w, wb, y, yb, u);
 }
 
 void tempo_obf_enc_w(const tempo_obf_key *k, bool w_trans, const float *W, float *Wp) {

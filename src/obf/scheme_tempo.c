@@ -142,7 +142,10 @@ static void encode_x_checked(tempo_sc *sc, tempo_state *s, const tempo_product *
     wd[q] = a, wbd[q] = b;
     y2[q] = s->fy2 + ((size_t)i * R + q) * m, yb[q] = s->fyb + ((size_t)i * R + q) * m;
   }
-  tempo_obf_enc_x_check(k, pr->X + (size_t)i * m * n, s->xp + (size_t)i * m * n, nd, wd, wbd, y2, yb, sc->wu);
+  if (pr->Xr) /* batch 1: gathered row by row, never materialised */
+    tempo_obf_enc_x_check_rows(k, pr->Xr, s->xp, nd, wd, wbd, y2, yb, sc->wu);
+  else
+    tempo_obf_enc_x_check(k, pr->X + (size_t)i * m * n, s->xp + (size_t)i * m * n, nd, wd, wbd, y2, yb, sc->wu);
 }
 
 static tempo_status encode(tempo_scheme *base, void *state, const tempo_product *pr, int lo, int hi) {
@@ -151,8 +154,12 @@ static tempo_status encode(tempo_scheme *base, void *state, const tempo_product 
   const tempo_mm_shape *sh = pr->sh;
   const size_t xs = (size_t)sh->m * sh->n, ws = (size_t)sh->n * sh->p, ys = (size_t)sh->m * sh->p;
   tempo_status st;
-  /* each Enc pass reads the plaintext and writes the blinded copy */
-  base->bytes += 2 * sizeof(float) * (uint64_t)(hi - lo) * (pr->backward ? ys : xs + ws);
+  /* each Enc pass reads the plaintext and writes the blinded copy; X given by rows is read
+   * from its source tensor (its bytes), no column matrix */
+  if (pr->Xr && !pr->backward)
+    base->bytes += sizeof(float) * (uint64_t)(xs + 2 * ws) + pr->Xr->bytes;
+  else
+    base->bytes += 2 * sizeof(float) * (uint64_t)(hi - lo) * (pr->backward ? ys : xs + ws);
   for (int i = lo; i < hi; i++) {
     tempo_obf_key *k = &pr->keys[i];
     if (pr->backward) {
@@ -164,6 +171,8 @@ static tempo_status encode(tempo_scheme *base, void *state, const tempo_product 
     tempo_obf_enc_w(k, sh->w_trans, pr->W + i * ws, s->wp + i * ws);
     if (base->fused_forward && sh->batch == 1) {
       encode_x_checked(sc, s, pr, i);
+    } else if (pr->Xr) {
+      tempo_obf_enc_x_rows(k, pr->Xr, s->xp);
     } else {
       tempo_obf_enc_x(k, pr->X + i * xs, s->xp + i * xs);
     }
@@ -364,7 +373,8 @@ tempo_status tempo_scheme_tempo_create(const tempo_mm_config *cfg, tempo_scheme 
   if (!sc) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "engine: out of memory");
   sc->base = (tempo_scheme){.ops = &tempo_ops, .name = "engine", .shares = 1, .min_workers = 1,
                             .dtype = TEMPO_DTYPE_F32, .verify_rounds = cfg->verify_rounds,
-                            .can_mix = true /* tempo: mixing blocks in its keys; plain: identity keys */};
+                            .can_mix = true /* tempo: mixing blocks in its keys; plain: identity keys */,
+                            .x_rows = true};
   sc->blind = cfg->mode == TEMPO_MODE_TEMPO;
   /* forward and dW' vectors share the X' pass's R_MAX dots */
   sc->base.fused_forward = cfg->verify_rounds >= 1 && 2 * cfg->verify_rounds <= R_MAX;

@@ -433,12 +433,14 @@ static tempo_status master_inputs_finite(const round_ctx *c) {
             {"W (the layer's weights)", c->pr.backward ? NULL : c->pr.W, B * sh->n * sh->p},
             {"dY (the gradient from the layer above)", c->pr.backward ? c->pr.dY : NULL, B * sh->m * sh->p}};
   for (size_t i = 0; i < sizeof in / sizeof in[0]; i++) {
-    const long at = tempo_floats_find_nonfinite(in[i].a, in[i].n);
+    float v = 0;
+    const bool rows = i == 0 && c->pr.Xr && !c->pr.backward; /* X given by rows */
+    const long at = rows ? tempo_rows_find_nonfinite(c->pr.Xr, &v) : tempo_floats_find_nonfinite(in[i].a, in[i].n);
     if (at >= 0)
       return tempo_set_error(TEMPO_STATUS_NUMERIC,
                              "non-finite value %g in %s of a %s product (%dx%dx%dx%d), element %ld: the training "
                              "diverged or its data holds NaN/Inf; no worker is blamed",
-                             (double)in[i].a[at], in[i].name, c->pr.backward ? "backward" : "forward", sh->batch,
+                             (double)(rows ? v : in[i].a[at]), in[i].name, c->pr.backward ? "backward" : "forward", sh->batch,
                              sh->m, sh->n, sh->p, at);
   }
   return TEMPO_STATUS_OK;
@@ -630,7 +632,7 @@ static void finish(tempo_engine *e, const tempo_product *pr, bool rows_taken, vo
 }
 
 tempo_status tempo_engine_forward(tempo_engine *e, int slot, unsigned kind, const tempo_mm_shape *sh,
-                                  const float *X, const float *W, float *Y, bool training) {
+                                  const float *X, const tempo_rows *Xr, const float *W, float *Y, bool training) {
   site *s;
   tempo_status st;
   size_t x, w, y;
@@ -641,14 +643,16 @@ tempo_status tempo_engine_forward(tempo_engine *e, int slot, unsigned kind, cons
   const tempo_route route = tempo_engine_route(e, kind);
   if (route == TEMPO_ROUTE_MASTER)
     return tempo_set_error(TEMPO_STATUS_INTERNAL, "engine: a product the policy keeps on the master was sent");
+  if (Xr && (!e->sc->x_rows || sh->batch != 1 || Xr->rows != sh->m || Xr->cols != sh->n))
+    return tempo_set_error(TEMPO_STATUS_INTERNAL, "engine: a row source this product's scheme cannot read");
   s->mixed = route == TEMPO_ROUTE_MIXED;
   int plan[MAX_BLOCKS];
   if ((st = split(e, s, training, plan))) return st;
   const bool direct = sh->batch > 1 && e->sc->shares == 1 && e->sc->ops->take_instances;
   if (!direct && (st = prepare_gather(e, sh, max_share_blocks(e, s)))) return st;
   round_ctx c = {.base = {.ntasks = s->nblocks}, .s = s, .direct = direct, .rows_direct = rows_direct(e, sh),
-                 .pr = {.training = training, .sh = &s->k.shape, .keys = s->k.keys, .X = X, .W = W, .Y = Y,
-                        .mixed = s->mixed}};
+                 .pr = {.training = training, .sh = &s->k.shape, .keys = s->k.keys, .X = X, .Xr = Xr, .W = W,
+                        .Y = Y, .mixed = s->mixed}};
   /* every block of a row split needs all of W', every share all instances: blind before the round */
   if (!direct && (st = encode_range(e, &c, 0, sh->batch))) return st;
   e->r.st.encryptions += 2 * (uint64_t)sh->batch;

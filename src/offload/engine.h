@@ -43,9 +43,11 @@ TEMPO_WUR tempo_status tempo_engine_create(const tempo_mm_config *cfg, tempo_sch
 void tempo_engine_free(tempo_engine *e); /* NULL is fine; joins the workers */
 
 /* A product the route sends to workers (WORKERS or MIXED; MASTER products never reach the
- * engine). kind: the site's TEMPO_SITE_* flags; the backward uses the forward's route. */
+ * engine). kind: the site's TEMPO_SITE_* flags; the backward uses the forward's route. Xr:
+ * X given by rows instead (X NULL; batch 1, a scheme with x_rows), read during this call only. */
 TEMPO_WUR tempo_status tempo_engine_forward(tempo_engine *e, int slot, unsigned kind, const tempo_mm_shape *s,
-                                            const float *X, const float *W, float *Y, bool training);
+                                            const float *X, const tempo_rows *Xr, const float *W, float *Y,
+                                            bool training);
 TEMPO_WUR tempo_status tempo_engine_backward(tempo_engine *e, int slot, const tempo_mm_shape *s, const float *dY,
                                              float *dX, float *dW, unsigned flags);
 /* Wipes the step's keys and releases the workers' operands (waits for their ACKs). */

@@ -27,6 +27,7 @@ typedef struct {
   const tempo_mm_shape *sh;
   tempo_obf_key *keys;     /* (batch) the site's keys; the forward's encode fills them */
   const float *X, *W, *dY; /* plaintext inputs: X, W (forward), dY (backward) */
+  const tempo_rows *Xr;    /* a batch-1 forward's X given by rows instead (X NULL; only when x_rows) */
   float *Y, *dX, *dW;      /* outputs; in a backward NULL = not wanted */
   unsigned accum;          /* TEMPO_MM_ACCUM_* */
   bool mixed;              /* the protection policy's MIXED route (engine.h): the scheme blinds with
@@ -100,6 +101,7 @@ struct tempo_scheme {
                              * masks already hide them); false: the master computes them */
   int precision;            /* tempo_precision the worker whose result is checked declared: the engine
                              * sets it before each check (the check's bound follows it, obf.h) */
+  bool x_rows;              /* encode can read a batch-1 forward's X from a row source (tempo_product.Xr) */
 };
 
 /* Plain (identity keys: Enc/Dec are copies) or tempo (fresh keys per product) on float32. */
