@@ -212,7 +212,7 @@ uninstall:
 # libFuzzer targets (clang): the worker's and the master's message decoders.
 # scripts/fuzz.sh SECONDS builds and runs them; tests/test_fuzz_replay.c replays the corpus.
 FUZZ_CC ?= clang
-FUZZ_SRC := src/wire/protocol.c src/wire/envelope.c src/worker/worker.c src/worker/backend_cpu.c src/core/status.c src/core/common.c \
+FUZZ_SRC := src/wire/protocol.c src/wire/envelope.c src/wire/bf16.c src/worker/worker.c src/worker/backend_cpu.c src/core/status.c src/core/common.c \
   src/core/gemm.c src/core/parallel.c
 fuzz: $(O)/fuzz/fuzz_worker $(O)/fuzz/fuzz_master $(O)/fuzz/fuzz_netfile
 # the network-file parser: it links alone

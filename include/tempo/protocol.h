@@ -1,8 +1,9 @@
 /* protocol.h - the master <-> worker message format (docs/protocol.md).
  *
  * Every message is a fixed 80-byte little-endian header followed by a payload of
- * tensors stored back to back, all of the header's dtype (float32, or float64 for shield
- * mode's shares; docs/shield.md). The same bytes travel in-process and (later)
+ * tensors stored back to back, all of the header's dtype (float32, float64 for shield
+ * mode's shares, docs/shield.md, or bfloat16 operands for the 16-bit wire, whose results
+ * are float32). The same bytes travel in-process and (later)
  * over MPI, so both sides treat every received header as untrusted: the decoder checks
  * magic, version, op, dtype, flags, dimensions (> 0 and capped), the split range and the
  * overflow-checked payload byte count before anything is allocated from it.
@@ -52,12 +53,18 @@ enum {
   TEMPO_MSG_F_RELEASE_ALL = 1u << 6, /* RELEASE: drop every handle */
 };
 
-enum { TEMPO_DTYPE_F32 = 1, TEMPO_DTYPE_F64 = 2 };
+/* TEMPO_DTYPE_BF16: the 16-bit wire (docs/protocol.md): the operands X', W', dY* are bfloat16
+ * (bf16.h: the upper 16 bits of a float32, rounded to nearest even) and the RESULT's tensors
+ * Y', dX', dW' float32 (the worker accumulates in float32; a 16-bit result would put a rounding
+ * of 2^-8 per element under the master's check, docs/obfuscation.md "The 16-bit wire"). */
+enum { TEMPO_DTYPE_F32 = 1, TEMPO_DTYPE_F64 = 2, TEMPO_DTYPE_BF16 = 3 };
 
 /* Bytes per element of a dtype; 0 for an unknown one. Ops without dims (RELEASE, ACK,
- * ERROR) carry TEMPO_DTYPE_F32; STORE/FORWARD/BACKWARD/RESULT may carry either, and a
+ * ERROR) carry TEMPO_DTYPE_F32; STORE/FORWARD/BACKWARD/RESULT may carry any, and a
  * RESULT has the dtype of its request. */
 size_t tempo_msg_dtype_size(uint16_t dtype);
+/* Bytes per element of a RESULT's tensors under a dtype: float32 for BF16, else its own size. */
+size_t tempo_msg_result_size(uint16_t dtype);
 
 /* The decoded header. Field order is not the wire order: see docs/protocol.md. */
 typedef struct {
@@ -70,7 +77,7 @@ typedef struct {
   uint32_t batch, m, n, p;
   uint32_t lo, hi;      /* split range: rows (batch == 1) or instances (batch > 1) */
   uint32_t flags;       /* TEMPO_MSG_F_* */
-  uint16_t dtype;       /* TEMPO_DTYPE_F32 or TEMPO_DTYPE_F64: every payload tensor */
+  uint16_t dtype;       /* TEMPO_DTYPE_*: every payload tensor (BF16: a RESULT's are float32) */
   uint16_t code;        /* ERROR: -tempo_status of the failure; else 0 */
   uint64_t payload_len; /* bytes after the header */
   uint64_t compute_ns;  /* RESULT: the worker's compute time; else 0 */

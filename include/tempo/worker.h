@@ -2,8 +2,9 @@
  *
  * A tempo_worker decodes a request (protocol.h), keeps blinded operands by handle in an
  * operand cache (so the backward pass reuses X' and W' without re-sending them),
- * computes with its backend (CPU: tempo_sgemm / cblas_dgemm in the calling thread; float32
- * or float64 operands, as the request's dtype says) and encodes the
+ * computes with its backend (CPU: tempo_sgemm / cblas_dgemm in the calling thread; float32,
+ * float64 or bfloat16 operands, as the request's dtype says; bfloat16 ones are accumulated
+ * in float32 and give float32 results) and encodes the
  * reply. It never sees keys: this module links only the protocol and BLAS, and the
  * separate worker program links it alone. Every request is validated; a bad request
  * (malformed header, unknown handle, shape mismatch, full cache) yields an ERROR reply,
@@ -57,6 +58,14 @@ typedef struct {
    * (the CPU backend); the CUDA backend's is its cuBLAS math mode. The worker declares it to
    * the master when it connects, and the master's check holds its results to it. */
   int precision;
+  /* The same products on bfloat16 operands (TEMPO_DTYPE_BF16 requests, bf16.h) with float32
+   * accumulation and float32 results (the CUDA backend: cublasGemmEx, CUDA_R_16BF inputs,
+   * CUBLAS_COMPUTE_32F); keys name the bfloat16 operands. NULL: the worker core widens the
+   * operands to float32 in reused buffers (exact) and calls forward / backward. */
+  TEMPO_WUR tempo_status (*forward_bf16)(void *ctx, const tempo_gemm_desc *d, const uint16_t *X, uint64_t xkey,
+                                         const uint16_t *W, uint64_t wkey, float *Y);
+  TEMPO_WUR tempo_status (*backward_bf16)(void *ctx, const tempo_gemm_desc *d, const uint16_t *X, uint64_t xkey,
+                                          const uint16_t *W, uint64_t wkey, const uint16_t *dY, float *dX, float *dW);
 } tempo_backend;
 
 /* The CPU backend (tempo_sgemm, and cblas_dgemm for float64, in the calling thread; ctx
@@ -68,7 +77,8 @@ const tempo_backend *tempo_backend_cpu(void);
 typedef struct {
   void *ctx;
   /* A FORWARD/BACKWARD result was computed: rh is its header (written to the reply after
-   * the call), pay its payload of `count` elements of rh->dtype. May change both, clear
+   * the call), pay its payload of `count` elements of the result dtype (float32 for a BF16
+   * request, tempo_msg_result_size). May change both, clear
    * *send_reply (no reply), or return a failure status (an ERROR reply instead). */
   TEMPO_WUR tempo_status (*result)(void *ctx, tempo_msg_header *rh, void *pay, size_t count, bool *send_reply);
   /* This worker formed the dW' sum of a reduction chain (count elements, float64 when f64

@@ -1,5 +1,6 @@
-// backend.cu - the CUDA GEMM backend (cuda.h): cuBLAS SGEMM (float32 requests) or DGEMM
-// (float64 requests: shield mode's shares) on device-resident operands.
+// backend.cu - the CUDA GEMM backend (cuda.h): cuBLAS SGEMM (float32 requests), DGEMM
+// (float64 requests: shield mode's shares) or GemmEx with bfloat16 inputs, float32 compute and
+// float32 results (BF16 requests: the 16-bit wire, protocol.h) on device-resident operands.
 // Keyed operands (the worker's operand cache) stay in device memory until forget(key), so
 // a backward request re-uses X' and W' uploaded by its forward. Un-keyed operands and
 // results use grow-only device scratch. Host data is staged through pinned buffers; the
@@ -126,15 +127,23 @@ cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb
   const double one = 1.0, zero = 0.0;
   return cublasDgemm(h, ta, tb, m, n, k, &one, A, lda, B, ldb, &zero, C, ldc);
 }
+// bfloat16 operands (the bits of bf16.h), float32 accumulation and result
+cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                    const uint16_t *A, int lda, const uint16_t *B, int ldb, float *C, int ldc) {
+  const float one = 1.0f, zero = 0.0f;
+  return cublasGemmEx(h, ta, tb, m, n, k, &one, A, CUDA_R_16BF, lda, B, CUDA_R_16BF, ldb, &zero, C, CUDA_R_32F, ldc,
+                      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+}
 
 tempo_status begin(ctx *c) {
   cudaError_t e = cudaSetDevice(c->device);
   return e == cudaSuccess ? TEMPO_STATUS_OK : cuda_err(e, "cudaSetDevice");
 }
 
-// Row-major products written as column-major cuBLAS calls (see docs/distributed.md).
-template <typename T>
-tempo_status fwd(void *vc, const tempo_gemm_desc *d, const T *X, uint64_t xkey, const T *W, uint64_t wkey, T *Y) {
+// Row-major products written as column-major cuBLAS calls (see docs/distributed.md); T the
+// operands' element type, R the results'.
+template <typename T, typename R = T>
+tempo_status fwd(void *vc, const tempo_gemm_desc *d, const T *X, uint64_t xkey, const T *W, uint64_t wkey, R *Y) {
   ctx *c = static_cast<ctx *>(vc);
   tempo_status st;
   if ((st = begin(c))) return st;
@@ -142,8 +151,8 @@ tempo_status fwd(void *vc, const tempo_gemm_desc *d, const T *X, uint64_t xkey, 
   const size_t xs = (size_t)rows * n, ws = (size_t)n * p, ys = (size_t)rows * p, cnt = (size_t)d->cnt;
   const T *dX, *dW;
   if ((st = operand<T>(c, xkey, X, cnt * xs, 0, &dX)) || (st = operand<T>(c, wkey, W, cnt * ws, 1, &dW))) return st;
-  if ((st = grow<T>(&c->scratch[3], cnt * ys))) return st;
-  T *dY = static_cast<T *>(c->scratch[3].d);
+  if ((st = grow<R>(&c->scratch[3], cnt * ys))) return st;
+  R *dY = static_cast<R *>(c->scratch[3].d);
   for (size_t b = 0; b < cnt; b++) {
     const int k = (int)(b & 1);
     if (!xkey && (st = upload<T>(c, k, const_cast<T *>(dX) + b * xs, X + b * xs, xs))) return st;
@@ -153,14 +162,14 @@ tempo_status fwd(void *vc, const tempo_gemm_desc *d, const T *X, uint64_t xkey, 
     cublasStatus_t s = gemm(c->blas, d->w_trans ? CUBLAS_OP_T : CUBLAS_OP_N, CUBLAS_OP_N, p, rows, n, dW + b * ws,
                             d->w_trans ? n : p, dX + b * xs, n, dY + b * ys, p);
     if (s != CUBLAS_STATUS_SUCCESS) return blas_err(s, "forward gemm");
-    if ((st = download<T>(c, k, Y + b * ys, dY + b * ys, ys))) return st;
+    if ((st = download<R>(c, k, Y + b * ys, dY + b * ys, ys))) return st;
   }
   return TEMPO_STATUS_OK;
 }
 
-template <typename T>
+template <typename T, typename R = T>
 tempo_status bwd(void *vc, const tempo_gemm_desc *d, const T *X, uint64_t xkey, const T *W, uint64_t wkey,
-                 const T *dYh, T *dXh, T *dWh) {
+                 const T *dYh, R *dXh, R *dWh) {
   ctx *c = static_cast<ctx *>(vc);
   tempo_status st;
   if ((st = begin(c))) return st;
@@ -170,9 +179,10 @@ tempo_status bwd(void *vc, const tempo_gemm_desc *d, const T *X, uint64_t xkey, 
   if (dWh && (st = operand<T>(c, xkey, X, cnt * xs, 0, &dX))) return st;
   if (dXh && (st = operand<T>(c, wkey, W, cnt * ws, 1, &dW))) return st;
   if ((st = grow<T>(&c->scratch[2], cnt * ys))) return st;
-  if ((st = grow<T>(&c->scratch[3], cnt * ((dXh ? xs : 0) + (dWh ? ws : 0))))) return st;
-  T *gy = static_cast<T *>(c->scratch[2].d), *gx = static_cast<T *>(c->scratch[3].d);
-  T *gw = gx + (dXh ? cnt * xs : 0);
+  if ((st = grow<R>(&c->scratch[3], cnt * ((dXh ? xs : 0) + (dWh ? ws : 0))))) return st;
+  T *gy = static_cast<T *>(c->scratch[2].d);
+  R *gx = static_cast<R *>(c->scratch[3].d);
+  R *gw = gx + (dXh ? cnt * xs : 0);
   for (size_t b = 0; b < cnt; b++) {
     const int k = (int)(b & 1);
     if ((st = upload<T>(c, k, gy + b * ys, dYh + b * ys, ys))) return st;
@@ -190,8 +200,8 @@ tempo_status bwd(void *vc, const tempo_gemm_desc *d, const T *X, uint64_t xkey, 
         s = gemm(c->blas, CUBLAS_OP_N, CUBLAS_OP_T, p, n, rows, gy + b * ys, p, dX + b * xs, n, gw + b * ws, p);
     }
     if (s != CUBLAS_STATUS_SUCCESS) return blas_err(s, "backward gemm");
-    if (dXh && (st = download<T>(c, k, dXh + b * xs, gx + b * xs, xs))) return st;
-    if (dWh && (st = download<T>(c, k, dWh + b * ws, gw + b * ws, ws))) return st;
+    if (dXh && (st = download<R>(c, k, dXh + b * xs, gx + b * xs, xs))) return st;
+    if (dWh && (st = download<R>(c, k, dWh + b * ws, gw + b * ws, ws))) return st;
   }
   return TEMPO_STATUS_OK;
 }
@@ -211,6 +221,15 @@ tempo_status cu_forward64(void *vc, const tempo_gemm_desc *d, const double *X, u
 tempo_status cu_backward64(void *vc, const tempo_gemm_desc *d, const double *X, uint64_t xkey, const double *W,
                            uint64_t wkey, const double *dY, double *dX, double *dW) {
   return bwd<double>(vc, d, X, xkey, W, wkey, dY, dX, dW);
+}
+
+tempo_status cu_forward_bf16(void *vc, const tempo_gemm_desc *d, const uint16_t *X, uint64_t xkey, const uint16_t *W,
+                             uint64_t wkey, float *Y) {
+  return fwd<uint16_t, float>(vc, d, X, xkey, W, wkey, Y);
+}
+tempo_status cu_backward_bf16(void *vc, const tempo_gemm_desc *d, const uint16_t *X, uint64_t xkey, const uint16_t *W,
+                              uint64_t wkey, const uint16_t *dY, float *dX, float *dW) {
+  return bwd<uint16_t, float>(vc, d, X, xkey, W, wkey, dY, dX, dW);
 }
 
 void cu_forget(void *vc, uint64_t key) {
@@ -295,6 +314,8 @@ extern "C" tempo_status tempo_cuda_backend_create(int device, bool tf32, tempo_b
   b->backward = cu_backward;
   b->forward64 = cu_forward64;
   b->backward64 = cu_backward64;
+  b->forward_bf16 = cu_forward_bf16;
+  b->backward_bf16 = cu_backward_bf16;
   b->forget = cu_forget;
   b->destroy = cu_destroy;
   *out = b;

@@ -28,7 +28,16 @@ const char *tempo_msg_op_name(uint16_t op) {
 }
 
 size_t tempo_msg_dtype_size(uint16_t dtype) {
-  return dtype == TEMPO_DTYPE_F32 ? sizeof(float) : dtype == TEMPO_DTYPE_F64 ? sizeof(double) : 0;
+  switch (dtype) {
+  case TEMPO_DTYPE_F32: return sizeof(float);
+  case TEMPO_DTYPE_F64: return sizeof(double);
+  case TEMPO_DTYPE_BF16: return sizeof(uint16_t);
+  }
+  return 0;
+}
+
+size_t tempo_msg_result_size(uint16_t dtype) {
+  return dtype == TEMPO_DTYPE_BF16 ? sizeof(float) : tempo_msg_dtype_size(dtype);
 }
 
 void tempo_msg_header_init(tempo_msg_header *h, tempo_msg_op op) {
@@ -82,7 +91,7 @@ bool tempo_msg_payload_bytes(const tempo_msg_header *h, uint64_t *bytes) {
   tempo_msg_sizes s;
   tempo_msg_split_sizes(h, &s);
   unsigned f = h->flags;
-  const size_t esize = tempo_msg_dtype_size(h->dtype);
+  const size_t esize = h->op == TEMPO_OP_RESULT ? tempo_msg_result_size(h->dtype) : tempo_msg_dtype_size(h->dtype);
   if (esize == 0) return false;
   uint64_t floats = 0; /* elements */
   switch (h->op) {

@@ -72,6 +72,7 @@ static tempo_status cpu_backward64(void *ctx, const tempo_gemm_desc *d, const do
 }
 
 static const tempo_backend cpu_backend = {
-    "cpu", NULL, cpu_forward, cpu_backward, NULL, NULL, cpu_forward64, cpu_backward64, 0 /* TEMPO_PRECISION_FP32 */};
+    "cpu", NULL, cpu_forward, cpu_backward, NULL, NULL, cpu_forward64, cpu_backward64, 0 /* TEMPO_PRECISION_FP32 */,
+    NULL, NULL /* bfloat16: the worker core widens to float32 (exact) and calls cpu_forward / cpu_backward */};
 
 const tempo_backend *tempo_backend_cpu(void) { return &cpu_backend; }

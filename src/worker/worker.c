@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tempo/bf16.h"
 #include "tempo/common.h"
 
 enum { KIND_X = 1, KIND_W = 2 };
@@ -31,6 +32,8 @@ struct tempo_worker {
   uint64_t owned_bytes;
   float *scratch[3]; /* payload tensors that straddle segments are gathered here */
   size_t scratch_cap[3]; /* bytes */
+  float *wide[3]; /* bfloat16 operands dY*, X', W' widened to float32 (a backend without a bf16 GEMM) */
+  size_t wide_cap[3]; /* bytes */
   tempo_worker_hooks hooks; /* all NULL in production */
   bool has_hooks;
 };
@@ -76,7 +79,7 @@ void tempo_worker_free(tempo_worker *w) {
   if (!w) return;
   for (size_t i = 0; i < w->n_ent; i++) entry_clear(w, &w->ent[i]);
   free(w->ent);
-  for (int i = 0; i < 3; i++) tempo_free_floats(w->scratch[i]);
+  for (int i = 0; i < 3; i++) tempo_free_floats(w->scratch[i]), tempo_free_floats(w->wide[i]);
   tempo_worker_set_hooks(w, NULL);
   free(w);
 }
@@ -213,6 +216,38 @@ static tempo_status cached(tempo_worker *w, const tempo_msg_header *h, int kind,
   return TEMPO_STATUS_OK;
 }
 
+/* A bfloat16 operand of `count` elements widened to float32 into reused buffer `slot` (NULL
+ * stays NULL). */
+static tempo_status widen(tempo_worker *w, int slot, const void *src, size_t count, const float **out) {
+  *out = NULL;
+  if (!src) return TEMPO_STATUS_OK;
+  if (w->wide_cap[slot] < count * sizeof(float)) {
+    tempo_free_floats(w->wide[slot]);
+    w->wide[slot] = tempo_alloc_floats(count);
+    w->wide_cap[slot] = w->wide[slot] ? count * sizeof(float) : 0;
+    if (!w->wide[slot]) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "worker: out of memory widening an operand");
+  }
+  tempo_bf16_unpack(src, w->wide[slot], count);
+  *out = w->wide[slot];
+  return TEMPO_STATUS_OK;
+}
+
+/* The products of a BF16 request: the backend's own bfloat16 GEMM, or float32 on widened operands. */
+static tempo_status run_bf16(tempo_worker *w, const tempo_msg_header *h, const tempo_gemm_desc *d,
+                             const tempo_msg_sizes *sz, const void *X, uint64_t xkey, const void *W, uint64_t wkey,
+                             const void *dY, float *dX, float *dW, float *Y) {
+  const tempo_backend *be = w->cfg.backend;
+  if (h->op == TEMPO_OP_FORWARD && be->forward_bf16) return be->forward_bf16(be->ctx, d, X, xkey, W, wkey, Y);
+  if (h->op == TEMPO_OP_BACKWARD && be->backward_bf16)
+    return be->backward_bf16(be->ctx, d, X, xkey, W, wkey, dY, dX, dW);
+  const float *xf, *wf, *dyf;
+  tempo_status st;
+  if ((st = widen(w, 0, dY, sz->dy, &dyf)) || (st = widen(w, 1, X, sz->x, &xf)) || (st = widen(w, 2, W, sz->w, &wf)))
+    return st;
+  if (h->op == TEMPO_OP_FORWARD) return be->forward(be->ctx, d, xf, xkey, wf, wkey, Y);
+  return be->backward(be->ctx, d, xf, xkey, wf, wkey, dyf, dX, dW);
+}
+
 static tempo_status ack(tempo_msgbuf *reply, uint64_t task_id) {
   tempo_msg_header rh;
   tempo_msg_header_init(&rh, TEMPO_OP_ACK);
@@ -241,8 +276,9 @@ static tempo_status run(tempo_worker *w, const tempo_msg_header *h, const tempo_
   tempo_msg_sizes sz;
   tempo_msg_split_sizes(h, &sz);
   const unsigned f = h->flags;
-  const bool f64 = h->dtype == TEMPO_DTYPE_F64;
-  const size_t es = tempo_msg_dtype_size(h->dtype); /* 4 or 8: the header passed its check */
+  const bool f64 = h->dtype == TEMPO_DTYPE_F64, bf16 = h->dtype == TEMPO_DTYPE_BF16;
+  const size_t es = tempo_msg_dtype_size(h->dtype); /* 2, 4 or 8: the header passed its check */
+  const size_t rs = tempo_msg_result_size(h->dtype); /* the result's: 4 or 8 */
   const tempo_backend *be = w->cfg.backend;
   if (f64 && h->op != TEMPO_OP_STORE && (!be->forward64 || !be->backward64))
     return tempo_set_error(TEMPO_STATUS_UNSUPPORTED, "worker: backend '%s' has no float64 GEMM", be->name);
@@ -288,7 +324,12 @@ static tempo_status run(tempo_worker *w, const tempo_msg_header *h, const tempo_
   const tempo_gemm_desc d = {.cnt = h->batch == 1 ? 1 : (int)(h->hi - h->lo),
                              .rows = h->batch == 1 ? (int)(h->hi - h->lo) : (int)h->m,
                              .n = (int)h->n, .p = (int)h->p, .w_trans = (f & TEMPO_MSG_F_W_TRANS) != 0};
-  if (f64) {
+  if (bf16) {
+    float *out = (float *)pay;
+    const bool fwd = h->op == TEMPO_OP_FORWARD;
+    st = run_bf16(w, h, &d, &sz, fwd || want_dw ? X : NULL, xkey, fwd || want_dx ? W : NULL, wkey, dY,
+                  !fwd && want_dx ? out : NULL, !fwd && want_dw ? out + (want_dx ? sz.dx : 0) : NULL, fwd ? out : NULL);
+  } else if (f64) {
     double *out = (double *)pay;
     if (h->op == TEMPO_OP_FORWARD)
       st = be->forward64(be->ctx, &d, X, xkey, W, wkey, out);
@@ -307,7 +348,7 @@ static tempo_status run(tempo_worker *w, const tempo_msg_header *h, const tempo_
   rh.compute_ns = (uint64_t)((tempo_now() - t0) * 1e9);
   if (rh.compute_ns == 0) rh.compute_ns = 1;
 
-  if (w->hooks.result && (st = w->hooks.result(w->hooks.ctx, &rh, pay, (size_t)(bytes / es), send_reply)))
+  if (w->hooks.result && (st = w->hooks.result(w->hooks.ctx, &rh, pay, (size_t)(bytes / rs), send_reply)))
     return st;
   tempo_msg_header_write(&rh, reply->data);
   return TEMPO_STATUS_OK;
@@ -419,7 +460,7 @@ static tempo_status chain_reply(tempo_worker *w, const tempo_msg_view *v, tempo_
                      (h.flags & TEMPO_MSG_F_WANT_DW) && h.batch == 1;
   tempo_msg_sizes z = {0};
   if (valid) tempo_msg_split_sizes(&h, &z);
-  const size_t es = valid ? tempo_msg_dtype_size(h.dtype) : 0; /* 4 or 8: the reply decoded */
+  const size_t es = valid ? tempo_msg_result_size(h.dtype) : 0; /* 4 or 8: the reply decoded */
   const bool f64 = valid && h.dtype == TEMPO_DTYPE_F64;
   const size_t dx_bytes = valid && (h.flags & TEMPO_MSG_F_WANT_DX) ? z.dx * es : 0;
   const size_t dw_bytes = z.dw * es;
