@@ -4,8 +4,10 @@
  *
  * usage: bench_step [--models a,b] [--modes local,plain,tempo] [--threads 1,2] [--workers N]
  *                   [--steps N] [--warmup N] [--budget-s S] [--batch N] [--protect none,ends,...]
+ *                   [--wire fp32,bf16]
  * --protect: the protection policies to run offloaded modes under (default: the mode's own);
- * local mode runs once whatever the list.
+ * --wire: the element types of plain and tempo mode's operands (default fp32); local mode runs
+ * once whatever the lists.
  * Batch sizes follow the PyTorch twin (64; resnet50 32). Medians with min and max. */
 #include <math.h>
 #include <stdio.h>
@@ -21,7 +23,8 @@ static int split(char *s, char **out, int cap) {
 }
 
 int main(int argc, char **argv) {
-  char models_s[256] = "mlp,resnet20,vit-mini", modes_s[64] = "local", threads_s[32] = "1", protect_s[64] = "default";
+  char models_s[256] = "mlp,resnet20,vit-mini", modes_s[64] = "local", threads_s[32] = "1", protect_s[64] = "default",
+       wire_s[32] = "fp32";
   int workers = 2, steps = 10, warmup = 2, batch_override = 0;
   double budget = 60.0;
   for (int i = 1; i < argc; i++) {
@@ -36,23 +39,28 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--budget-s")) budget = atof(v);
     else if (!strcmp(a, "--batch")) batch_override = atoi(v);
     else if (!strcmp(a, "--protect")) snprintf(protect_s, sizeof protect_s, "%s", v);
+    else if (!strcmp(a, "--wire")) snprintf(wire_s, sizeof wire_s, "%s", v);
     else goto usage;
     i++;
   }
   if (steps < 1 || warmup < 0 || workers < 1) goto usage;
   printf("{\"memcpy_gbps\":%.2f}\n", bench_memcpy_gbps()); /* the yardstick of the ceiling table */
-  char *models[16], *modes[8], *threads[8], *protects[8];
+  char *models[16], *modes[8], *threads[8], *protects[8], *wires[4];
   int nm = split(models_s, models, 16), nmo = split(modes_s, modes, 8), nt = split(threads_s, threads, 8);
-  int np = split(protect_s, protects, 8);
+  int np = split(protect_s, protects, 8), nw = split(wire_s, wires, 4);
   for (int ti = 0; ti < nt; ti++)
     for (int mi = 0; mi < nm; mi++)
       for (int oi = 0; oi < nmo; oi++)
-      for (int pi = 0; pi < np; pi++) {
+      for (int pi = 0; pi < np; pi++)
+      for (int wi = 0; wi < nw; wi++) {
         tempo_mm_config ec;
         tempo_mm_config_default(&ec);
         if (!tempo_mode_parse(modes[oi], &ec.mode)) goto usage;
         if (strcmp(protects[pi], "default") && !tempo_protect_parse(protects[pi], &ec.protect)) goto usage;
-        if (ec.mode == TEMPO_MODE_LOCAL && pi > 0) continue; /* nothing to protect */
+        tempo_wire wire;
+        if (!tempo_wire_parse(wires[wi], &wire)) goto usage;
+        if (ec.mode == TEMPO_MODE_LOCAL && (pi > 0 || wi > 0)) continue; /* nothing to protect or send */
+        ec.wire = (int)wire;
         const char *prot = tempo_protect_name(tempo_mm_config_protect(&ec));
         ec.threads = atoi(threads[ti]);
         ec.workers = workers;
@@ -100,14 +108,14 @@ int main(int argc, char **argv) {
           const int n = done;
           const double med = bench_median(t, n);
           const double per = 1.0 / n;
-          printf("{\"model\":\"%s\",\"mode\":\"%s\",\"protect\":\"%s\",\"threads\":%d,\"workers\":%d,\"batch\":%d,"
+          printf("{\"model\":\"%s\",\"mode\":\"%s\",\"protect\":\"%s\",\"wire\":\"%s\",\"threads\":%d,\"workers\":%d,\"batch\":%d,"
                  "\"params\":%zu,"
                  "\"steps\":%d,\"ms_median\":%.2f,\"ms_min\":%.2f,\"ms_max\":%.2f,\"loss\":%.4f,"
                  "\"bytes_up_per_step\":%.0f,\"bytes_down_per_step\":%.0f,\"enc_per_step\":%.1f,"
                  "\"naive_enc_per_step\":%.1f,\"t_blind_ms\":%.2f,\"t_verify_ms\":%.2f,\"t_unblind_ms\":%.2f,"
                  "\"t_compute_ms\":%.2f,\"t_wait_ms\":%.2f,\"t_master_busy_ms\":%.2f,"
                  "\"master_bytes_per_step\":%.0f,\"flops_per_step\":%.0f}\n",
-                 name, modes[oi], prot, ec.threads, ec.mode == TEMPO_MODE_LOCAL ? 0 : workers, batch,
+                 name, modes[oi], prot, tempo_wire_name(ec.wire), ec.threads, ec.mode == TEMPO_MODE_LOCAL ? 0 : workers, batch,
                  rig.m->params.count, n,
                  med * 1e3, t[0] * 1e3, t[n - 1] * 1e3, loss, st.bytes_up * per, st.bytes_down * per,
                  st.encryptions * per, st.naive_encryptions * per, st.t_blind * per * 1e3, st.t_verify * per * 1e3,
@@ -122,6 +130,6 @@ int main(int argc, char **argv) {
   return 0;
 usage:
   fprintf(stderr, "usage: bench_step [--models a,b] [--modes local,plain,tempo] [--threads 1,2] [--workers N] "
-                  "[--steps N] [--warmup N] [--budget-s S] [--batch N] [--protect none,ends,spatial,all]\n");
+                  "[--steps N] [--warmup N] [--budget-s S] [--batch N] [--protect none,ends,spatial,all] [--wire fp32,bf16]\n");
   return 2;
 }

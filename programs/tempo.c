@@ -108,6 +108,9 @@ static const char *key_spec; /* --key-file: sealed inputs and outputs */
   "                        spatial: ends, and every convolution with overlapping windows (kernel >\n" \
   "                        stride) is blinded with mixing blocks; all: ends, and every other product\n" \
   "                        mixed\n" \
+  "  --wire T              plain and tempo mode's operands on the wire: fp32 (default) or bf16\n" \
+  "                        (rounded by the master as it blinds; workers accumulate in fp32 and\n" \
+  "                        return fp32 results, checked at the fp32 bound; half the upload)\n" \
   "  --workers N           in-process worker threads (default 2; shield needs >= 4)\n" \
   "  --shield-dtype T      shield mode's shares: f64 (default) or f32\n" \
   "  --shield-alpha A      shield mode's mask scale (default 16384 for f64, 32 for f32)\n" \
@@ -211,7 +214,7 @@ enum {
   OPT_CKPT_EVERY, OPT_CKPT_MINUTES, OPT_LOG_EVERY, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_QUIET, OPT_PRIVACY_REPORT, OPT_MODE, OPT_WORKERS, OPT_VERIFY, OPT_MIN_PRECISION,
   OPT_THREADS, OPT_AUDIT, OPT_KEY_SEED, OPT_KEY_FILE, OPT_SHIELD_DTYPE, OPT_SHIELD_ALPHA, OPT_PROTECT, OPT_NO_EVAL,
   OPT_PROGRESS_EVERY, OPT_TRAIN_X, OPT_TRAIN_Y, OPT_TEST_X, OPT_TEST_Y, OPT_LAYOUT, OPT_CLASSES, OPT_MEAN, OPT_STD,
-  OPT_NET,
+  OPT_NET, OPT_WIRE,
 };
 
 static const struct option long_opts[] = {
@@ -236,7 +239,7 @@ static const struct option long_opts[] = {
     {"audit", required_argument, 0, OPT_AUDIT},         {"key-seed", required_argument, 0, OPT_KEY_SEED},
     {"key-file", required_argument, 0, OPT_KEY_FILE},
     {"shield-dtype", required_argument, 0, OPT_SHIELD_DTYPE}, {"shield-alpha", required_argument, 0, OPT_SHIELD_ALPHA},
-    {"protect", required_argument, 0, OPT_PROTECT},
+    {"protect", required_argument, 0, OPT_PROTECT},     {"wire", required_argument, 0, OPT_WIRE},
     {"no-eval", no_argument, 0, OPT_NO_EVAL},           {"progress-every", required_argument, 0, OPT_PROGRESS_EVERY},
     {"train-x", required_argument, 0, OPT_TRAIN_X},     {"train-y", required_argument, 0, OPT_TRAIN_Y},
     {"test-x", required_argument, 0, OPT_TEST_X},       {"test-y", required_argument, 0, OPT_TEST_Y},
@@ -260,7 +263,7 @@ static int parse_options(int argc, char **argv, tempo_train_config *cfg, bool is
   while ((c = getopt_long(argc, argv, ":hV", long_opts, &li)) != -1) {
     if (!is_train && c != OPT_DATA_DIR && c != OPT_BATCH && c != OPT_MODE && c != OPT_WORKERS && c != OPT_VERIFY && c != OPT_MIN_PRECISION &&
         c != OPT_THREADS && c != OPT_AUDIT && c != OPT_KEY_SEED && c != OPT_KEY_FILE && c != OPT_SHIELD_DTYPE &&
-        c != OPT_SHIELD_ALPHA && c != OPT_PROTECT && c != OPT_PROGRESS && c != OPT_NO_PROGRESS && c != OPT_QUIET &&
+        c != OPT_SHIELD_ALPHA && c != OPT_PROTECT && c != OPT_WIRE && c != OPT_PROGRESS && c != OPT_NO_PROGRESS && c != OPT_QUIET &&
         c != OPT_PROGRESS_EVERY && c != OPT_TRAIN_X && c != OPT_TRAIN_Y && c != OPT_TEST_X && c != OPT_TEST_Y &&
         c != OPT_LAYOUT && c != OPT_CLASSES && c != OPT_MEAN && c != OPT_STD && c != OPT_NET && c != 'h' && c != 'V' &&
         c != '?' && c != ':')
@@ -353,6 +356,12 @@ static int parse_options(int argc, char **argv, tempo_train_config *cfg, bool is
       if (!tempo_protect_parse(optarg, &cfg->engine.protect))
         usage_error("unknown protection policy '%s' (use none, ends, spatial or all)", optarg);
       break;
+    case OPT_WIRE: {
+      tempo_wire w;
+      if (!tempo_wire_parse(optarg, &w)) usage_error("--wire is fp32 or bf16, not '%s'", optarg);
+      cfg->engine.wire = (int)w;
+      break;
+    }
     case OPT_KEY_FILE: key_spec = optarg; break;
     case OPT_KEY_SEED: cfg->engine.seed = (uint64_t)parse_long("--key-seed", optarg, 1, 1L << 62); break;
     case 'h': is_train ? print_train_help() : print_eval_help(); exit(0);
@@ -429,6 +438,8 @@ static int cmd_train(int argc, char **argv) {
       snprintf(opts + strlen(opts), sizeof opts - strlen(opts), " --workers %d", w);
     if (cfg.engine.protect != TEMPO_PROTECT_DEFAULT)
       snprintf(opts + strlen(opts), sizeof opts - strlen(opts), " --protect %s", tempo_protect_name(cfg.engine.protect));
+    if (cfg.engine.wire != TEMPO_WIRE_F32)
+      snprintf(opts + strlen(opts), sizeof opts - strlen(opts), " --wire %s", tempo_wire_name(cfg.engine.wire));
     fprintf(stderr,
             "tempo: interrupted at step %ld; checkpoint written to %s; resume with: tempo train --resume %s%s%s%s\n",
             res.steps, res.checkpoint, res.checkpoint, opts, key_spec ? " --key-file " : "", key_spec ? key_spec : "");

@@ -127,7 +127,7 @@ static inline tempo_status rogue_result(void *ctx, tempo_msg_header *rh, void *p
   rogue_worker *rw = ctx;
   rogue_plan *pl = rw->plan;
   rw->cheated = false; /* a new request */
-  if (rh->dtype != TEMPO_DTYPE_F32) return TEMPO_STATUS_OK;
+  if (tempo_msg_result_size(rh->dtype) != sizeof(float)) return TEMPO_STATUS_OK; /* float32 results (BF16 wire too) */
   tempo_msg_sizes z;
   tempo_msg_split_sizes(rh, &z);
   const size_t cnt = rh->batch == 1 ? 1 : rh->hi - rh->lo, rows = rh->batch == 1 ? rh->hi - rh->lo : rh->m;

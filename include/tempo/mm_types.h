@@ -38,6 +38,14 @@ typedef struct {
   unsigned kind; /* TEMPO_SITE_* flags, set by the layer before its first product (0 = ordinary) */
 } tempo_mm_site;
 
+/* The element type of the blinded operands X', W', dY* that plain and tempo mode send
+ * (docs/protocol.md): float32, or bfloat16 (the master's Enc passes round as they write;
+ * the workers accumulate in float32 and return float32 results; docs/obfuscation.md). */
+typedef enum {
+  TEMPO_WIRE_F32 = 0,  /* the default */
+  TEMPO_WIRE_BF16 = 1,
+} tempo_wire;
+
 /* Which products the workers may see only under stronger protection than the mode's keys
  * (docs/obfuscation.md, "Protection policy"). A protected product is blinded with mixing
  * blocks (tempo mode: block-diagonal random matrices after the permutation, destroying
@@ -74,6 +82,8 @@ typedef struct {
   tempo_mm_transport_fn transport; /* NULL = in-process worker threads */
   void *transport_ctx;
   tempo_protect protect; /* the protection policy (TEMPO_PROTECT_DEFAULT: the mode's default) */
+  int wire;              /* tempo_wire: the element type of plain and tempo mode's operands on the wire
+                          * (shield keeps its own dtypes) */
 } tempo_mm_config;
 
 /* Counters per run (and per step: see tempo_mm_stats_step). Times in seconds. */
@@ -111,6 +121,10 @@ bool tempo_mode_parse(const char *s, tempo_mode *out);
 const char *tempo_protect_name(tempo_protect p); /* "default", "none", "ends", "spatial", "all" */
 /* Parses "none", "ends", "spatial", "all"; false if unknown. */
 bool tempo_protect_parse(const char *s, tempo_protect *out);
+
+const char *tempo_wire_name(int w); /* "fp32", "bf16"; "?" otherwise */
+/* Parses "fp32" or "bf16"; false if unknown. */
+bool tempo_wire_parse(const char *s, tempo_wire *out);
 
 /* a += b, every field: the one place statistics are summed (engine, training loop, benches). */
 void tempo_mm_stats_add(tempo_mm_stats *a, const tempo_mm_stats *b);

@@ -139,6 +139,18 @@ void tempo_obf_enc_x_check_rows(const tempo_obf_key *k, const tempo_rows *xs, fl
                                 double *const *yb, double *u);
 void tempo_obf_enc_w(const tempo_obf_key *k, bool w_trans, const float *W, float *Wp);
 void tempo_obf_enc_dy(const tempo_obf_key *k, const float *dY, float *dYs);
+/* The Enc passes of the 16-bit wire (src/obf/pass16.c): the float32 values of the passes
+ * above rounded to bfloat16 (nearest even, bf16.h) as they are stored, in the same pass. The
+ * check dots of _x16_check are those of tempo_obf_enc_x_check summed in double on the rounded
+ * values (the ones the worker gets; wb, yb as w, y). enc_w16 also leaves the rounded values as
+ * floats in Wpf (the checks read W' from there; n p floats). work: tempo_obf_enc16_work(n, p)
+ * floats. In the calling thread. */
+size_t tempo_obf_enc16_work(int n, int p); /* floats, for keys of any m and these n, p */
+void tempo_obf_enc_x16(const tempo_obf_key *k, const float *X, uint16_t *Xp, float *work);
+void tempo_obf_enc_x16_check(const tempo_obf_key *k, const float *X, uint16_t *Xp, int ndots, const double *const *w,
+                             const double *const *wb, double *const *y, double *const *yb, float *work);
+void tempo_obf_enc_w16(const tempo_obf_key *k, bool w_trans, const float *W, uint16_t *Wp, float *Wpf);
+void tempo_obf_enc_dy16(const tempo_obf_key *k, const float *dY, uint16_t *dYs, float *work);
 void tempo_obf_dec_y(const tempo_obf_key *k, const float *Yp, float *Y);
 void tempo_obf_dec_dx(const tempo_obf_key *k, const float *dXp, float *dX, bool accumulate);
 void tempo_obf_dec_dw(const tempo_obf_key *k, bool w_trans, const float *dWp, float *dW, bool accumulate);

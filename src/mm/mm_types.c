@@ -43,6 +43,17 @@ bool tempo_protect_parse(const char *s, tempo_protect *out) {
   return false;
 }
 
+const char *tempo_wire_name(int w) { return w == TEMPO_WIRE_F32 ? "fp32" : w == TEMPO_WIRE_BF16 ? "bf16" : "?"; }
+
+bool tempo_wire_parse(const char *s, tempo_wire *out) {
+  for (int w = TEMPO_WIRE_F32; w <= TEMPO_WIRE_BF16; w++)
+    if (strcmp(s, tempo_wire_name(w)) == 0) {
+      *out = (tempo_wire)w;
+      return true;
+    }
+  return false;
+}
+
 void tempo_mm_stats_add(tempo_mm_stats *a, const tempo_mm_stats *b) {
   a->products += b->products;
   a->encryptions += b->encryptions;

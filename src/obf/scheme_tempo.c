@@ -1,6 +1,7 @@
 /* scheme_tempo.c - the plain and tempo schemes of the offload engine (offload/scheme.h).
  *
- * One share per product, float32 on the wire. Tempo blinds X and W with a fresh key per
+ * One share per product; the operands travel in float32 or (--wire bf16) bfloat16, rounded by
+ * the Enc passes as they write (pass16.c), and the results come back in float32. Tempo blinds X and W with a fresh key per
  * instance (obf.h) and encodes dY under the key-shift, so the workers reuse X' and W' for
  * the backward products; plain keeps identity keys, so Enc and Dec are copies (the same
  * messages, unblinded: an insecure upper bound for speed). Results of whole instances are
@@ -12,6 +13,7 @@
 
 #include "obf/obf_internal.h"
 #include "offload/scheme.h"
+#include "tempo/bf16.h"
 #include "tempo/common.h"
 
 #define R_MAX TEMPO_OBF_ENC_X_MAX_DOTS /* check rounds the fused forward check handles */
@@ -28,6 +30,10 @@ typedef struct {
   double *gh; /* the dW' check's r^T dW', its sum of squares, (X'r)^T dY* and its bound (4 p) */
   double *dxs; /* the dX' check's vectors and sums: R (n + 2 rows) doubles, then R (2 n + 2 p) floats */
   size_t cap_p, cap_w, cap_wb, cap_wd, cap_wbd, cap_wu, cap_gh, cap_dxs;
+  bool bf16;  /* the 16-bit wire: operands in bfloat16 (the *16 buffers of tempo_state) */
+  float *work16; /* the 16-bit Enc passes' scratch (tempo_obf_enc16_work) */
+  float *wide[2]; /* a check's bfloat16 operands A, B widened (checks after arrival), or rows of dY* */
+  size_t cap_work16, cap_wide[2];
 } tempo_sc;
 
 typedef struct {
@@ -43,6 +49,10 @@ typedef struct {
   float *fr, *frmax;
   double *fu, *fub;
   size_t cap_fr, cap_frmax, cap_fu, cap_fub;
+  /* the 16-bit wire: X', W', dY* in bfloat16 (as xp, wp, dys), and W' rounded, as floats (the checks) */
+  uint16_t *xp16, *wp16, *dys16;
+  float *wpf;
+  size_t cap_x16, cap_w16, cap_dy16, cap_wpf;
 } tempo_state;
 
 /* What the check's bound assumes (obf.h): the checked worker's declared precision, and a
@@ -54,6 +64,24 @@ static tempo_verify_model model_of(const tempo_scheme *base, bool identity) {
 /* n floats / n doubles in *buf (tempo_grow_buffer). */
 static tempo_status grow(float **buf, size_t *cap, size_t n) { return tempo_grow_buffer(buf, cap, n * sizeof(float)); }
 static tempo_status grow_d(double **buf, size_t *cap, size_t n) { return tempo_grow_buffer(buf, cap, n * sizeof(double)); }
+static tempo_status grow_h(uint16_t **buf, size_t *cap, size_t n) { return tempo_grow_buffer(buf, cap, n * sizeof(uint16_t)); }
+
+/* W' as floats for the checks: the blinded W' itself, or its rounded copy on the 16-bit wire. */
+static const float *w_floats(const tempo_sc *sc, const tempo_state *s) { return sc->bf16 ? s->wpf : s->wp; }
+
+/* Row i (p values) of dY* as a double. */
+static inline double dy_at(const tempo_sc *sc, const tempo_state *s, size_t i) {
+  return sc->bf16 ? (double)tempo_bf16_to_f32(s->dys16[i]) : (double)s->dys[i];
+}
+
+/* n floats of a wire operand: A itself (float32), or widened into slot `slot` (bfloat16);
+ * NULL when out of memory. */
+static const float *widen(tempo_sc *sc, int slot, const void *a, size_t n) {
+  if (!sc->bf16) return a;
+  if (tempo_grow_buffer(&sc->wide[slot], &sc->cap_wide[slot], n * sizeof(float))) return NULL;
+  tempo_bf16_unpack(a, sc->wide[slot], n);
+  return sc->wide[slot];
+}
 
 static void site_free(void *state) {
   tempo_state *s = state;
@@ -69,6 +97,8 @@ static void site_free(void *state) {
   tempo_free_floats(s->frmax);
   tempo_free_floats((float *)s->fu);
   tempo_free_floats((float *)s->fub);
+  tempo_free_floats((float *)s->xp16), tempo_free_floats((float *)s->wp16), tempo_free_floats((float *)s->dys16);
+  tempo_free_floats(s->wpf);
   free(s);
 }
 
@@ -98,8 +128,17 @@ static tempo_status prepare(tempo_scheme *base, void **state, const tempo_mm_sha
   size_t x, w, y; /* the engine checked that these products fit */
   x = (size_t)sh->batch * sh->m * sh->n, w = (size_t)sh->batch * sh->n * sh->p, y = (size_t)sh->batch * sh->m * sh->p;
   tempo_status st;
-  if (backward) return grow(&s->dys, &s->cap_dy, y);
-  if ((st = grow(&s->xp, &s->cap_x, x)) || (st = grow(&s->wp, &s->cap_w, w))) return st;
+  if (sc->bf16) { /* the wire's operands in bfloat16, W' also as floats, and the passes' scratch */
+    const size_t work = tempo_obf_enc16_work(sh->n, sh->p);
+    if ((st = tempo_grow_buffer(&sc->work16, &sc->cap_work16, work * sizeof(float)))) return st;
+    if (backward) return grow_h(&s->dys16, &s->cap_dy16, y);
+    if ((st = grow_h(&s->xp16, &s->cap_x16, x)) || (st = grow_h(&s->wp16, &s->cap_w16, w)) ||
+        (st = grow(&s->wpf, &s->cap_wpf, w)))
+      return st;
+  } else {
+    if (backward) return grow(&s->dys, &s->cap_dy, y);
+    if ((st = grow(&s->xp, &s->cap_x, x)) || (st = grow(&s->wp, &s->cap_w, w))) return st;
+  }
   if (base->fused_forward && sh->batch == 1 && (st = prepare_fused(sc, s, sh))) return st;
   return grow(&sc->vwork, &sc->cap_vwork, 3 * ((size_t)sh->m + sh->n + sh->p) + 64);
 }
@@ -136,14 +175,16 @@ static void encode_x_checked(tempo_sc *sc, tempo_state *s, const tempo_product *
     s->fvmax[(size_t)i * R + q] = tempo_verify_vector(seed, q, p, k->identity ? NULL : k->dp.rcoef_p, v, sc->vabs);
     /* op(W') (n, p): W' stored (n, p), or (p, n) with w_trans */
     const tempo_verify_model md = model_of(&sc->base, k->identity);
-    tempo_verify_matvec(n, p, s->wp + (size_t)i * n * p, sh->w_trans, v, sc->vabs, &md, w, wb);
+    tempo_verify_matvec(n, p, w_floats(sc, s) + (size_t)i * n * p, sh->w_trans, v, sc->vabs, &md, w, wb);
     double *a = sc->wd + (size_t)q * n, *b = sc->wbd + (size_t)q * n;
     for (int j = 0; j < n; j++) a[j] = w[j], b[j] = wb[j];
     wd[q] = a, wbd[q] = b;
     y2[q] = s->fy2 + ((size_t)i * R + q) * m, yb[q] = s->fyb + ((size_t)i * R + q) * m;
   }
-  if (pr->Xr) /* batch 1: gathered row by row, never materialised */
+  if (pr->Xr) /* batch 1: gathered row by row, never materialised (float32 wire only: x_rows) */
     tempo_obf_enc_x_check_rows(k, pr->Xr, s->xp, nd, wd, wbd, y2, yb, sc->wu);
+  else if (sc->bf16)
+    tempo_obf_enc_x16_check(k, pr->X + (size_t)i * m * n, s->xp16 + (size_t)i * m * n, nd, wd, wbd, y2, yb, sc->work16);
   else
     tempo_obf_enc_x_check(k, pr->X + (size_t)i * m * n, s->xp + (size_t)i * m * n, nd, wd, wbd, y2, yb, sc->wu);
 }
@@ -154,25 +195,36 @@ static tempo_status encode(tempo_scheme *base, void *state, const tempo_product 
   const tempo_mm_shape *sh = pr->sh;
   const size_t xs = (size_t)sh->m * sh->n, ws = (size_t)sh->n * sh->p, ys = (size_t)sh->m * sh->p;
   tempo_status st;
-  /* each Enc pass reads the plaintext and writes the blinded copy; X given by rows is read
-   * from its source tensor (its bytes), no column matrix */
+  /* each Enc pass reads the plaintext and writes the blinded copy (the 16-bit wire: in 2 bytes;
+   * W' also as floats); X given by rows is read from its source tensor (its bytes), no column
+   * matrix */
+  const uint64_t out_b = sc->bf16 ? sizeof(uint16_t) : sizeof(float);
   if (pr->Xr && !pr->backward)
     base->bytes += sizeof(float) * (uint64_t)(xs + 2 * ws) + pr->Xr->bytes;
   else
-    base->bytes += 2 * sizeof(float) * (uint64_t)(hi - lo) * (pr->backward ? ys : xs + ws);
+    base->bytes += (sizeof(float) + out_b) * (uint64_t)(hi - lo) * (pr->backward ? ys : xs + ws) +
+                   (sc->bf16 && !pr->backward ? 2 * sizeof(float) * (uint64_t)(hi - lo) * ws : 0);
   for (int i = lo; i < hi; i++) {
     tempo_obf_key *k = &pr->keys[i];
     if (pr->backward) {
-      tempo_obf_enc_dy(k, pr->dY + i * ys, s->dys + i * ys);
+      if (sc->bf16)
+        tempo_obf_enc_dy16(k, pr->dY + i * ys, s->dys16 + i * ys, sc->work16);
+      else
+        tempo_obf_enc_dy(k, pr->dY + i * ys, s->dys + i * ys);
       continue;
     }
     if (sc->blind && (st = tempo_keygen_fill(base->kg, k))) return st;
     if (sc->blind && pr->mixed && (st = tempo_keygen_fill_mix(base->kg, k, TEMPO_SCHEME_MIX_BLOCK))) return st;
-    tempo_obf_enc_w(k, sh->w_trans, pr->W + i * ws, s->wp + i * ws);
+    if (sc->bf16)
+      tempo_obf_enc_w16(k, sh->w_trans, pr->W + i * ws, s->wp16 + i * ws, s->wpf + i * ws);
+    else
+      tempo_obf_enc_w(k, sh->w_trans, pr->W + i * ws, s->wp + i * ws);
     if (base->fused_forward && sh->batch == 1) {
       encode_x_checked(sc, s, pr, i);
     } else if (pr->Xr) {
       tempo_obf_enc_x_rows(k, pr->Xr, s->xp);
+    } else if (sc->bf16) {
+      tempo_obf_enc_x16(k, pr->X + i * xs, s->xp16 + i * xs, sc->work16);
     } else {
       tempo_obf_enc_x(k, pr->X + i * xs, s->xp + i * xs);
     }
@@ -183,16 +235,24 @@ static tempo_status encode(tempo_scheme *base, void *state, const tempo_product 
 static const void *operand(const void *state, int share, int which) {
   const tempo_state *s = state;
   (void)share;
+  if (s->xp16 || s->dys16) /* the 16-bit wire (a site's buffers are of one wire) */
+    return which == TEMPO_OPERAND_X ? (const void *)s->xp16 : which == TEMPO_OPERAND_W ? (const void *)s->wp16 : s->dys16;
   return which == TEMPO_OPERAND_X ? s->xp : which == TEMPO_OPERAND_W ? s->wp : s->dys;
 }
 
 static bool check(tempo_scheme *base, int r, int k, int c, const void *A, bool at, const void *B, bool bt,
                   const void *C, const float *cw, uint64_t seed) {
   tempo_sc *sc = (tempo_sc *)base;
-  base->bytes += sizeof(float) * ((uint64_t)r * k + (uint64_t)k * c + (uint64_t)r * c); /* A, B, C read once */
+  const uint64_t z = sc->bf16 ? sizeof(uint16_t) : sizeof(float); /* the operands' (results: float32) */
+  base->bytes += z * ((uint64_t)r * k + (uint64_t)k * c) + sizeof(float) * (uint64_t)r * c; /* A, B, C read once */
+  /* the 16-bit wire: the exact bfloat16 values widened (and written and read again: these are
+   * the checks after arrival, of batched instances and accumulated dX') */
+  if (sc->bf16) base->bytes += 2 * sizeof(float) * ((uint64_t)r * k + (uint64_t)k * c);
+  const float *a = widen(sc, 0, A, (size_t)r * k), *b = widen(sc, 1, B, (size_t)k * c);
+  if (!a || !b) return false; /* out of memory: a failed check, recomputed */
   const tempo_verify_model md = model_of(base, cw == NULL); /* weights exactly for blinded products */
   tempo_verify_set_class(TEMPO_VCLASS_OTHER);
-  return tempo_verify_product_model(r, k, c, A, at, B, bt, C, cw, &md, base->verify_rounds, seed, sc->vwork) ==
+  return tempo_verify_product_model(r, k, c, a, at, b, bt, C, cw, &md, base->verify_rounds, seed, sc->vwork) ==
          TEMPO_STATUS_OK;
 }
 
@@ -272,7 +332,7 @@ static bool check_dw(tempo_scheme *base, const void *state, const tempo_product 
   const tempo_state *s = state;
   const tempo_mm_shape *sh = pr->sh;
   const int R = base->verify_rounds, m = sh->m, n = sh->n, p = sh->p;
-  const float *dw = dwp, *dys = s->dys;
+  const float *dw = dwp;
   double *g = sc->gh, *g2 = g + p, *h = g2 + p, *hg = h + p;
   const tempo_verify_model md = model_of(base, pr->keys[0].identity);
   const double rho = tempo_verify_rho(&md, hi - lo);
@@ -302,10 +362,10 @@ static bool check_dw(tempo_scheme *base, const void *state, const tempo_product 
         }
       }
     for (int i = lo; i < hi; i++) {
-      const float *row = dys + (size_t)i * p;
+      const size_t row = (size_t)i * p;
       const double ui = u[i], gi = ub[i] + rho * ui * ui;
       for (int k = 0; k < p; k++) {
-        const double b = row[k];
+        const double b = dy_at(sc, s, row + k);
         h[k] += ui * b, hg[k] += gi * b * b;
       }
     }
@@ -342,15 +402,22 @@ static bool check_take_dx(tempo_scheme *base, const void *state, const tempo_pro
     vmax[q] = tempo_verify_vector(seed, q, n, k->identity ? NULL : k->dn.coef_p, vv, va);
     for (int j = 0; j < n; j++) vd[(size_t)q * n + j] = vv[j];
     /* op(W') = W'^T (p, n): W' stored (n, p), or (p, n) with w_trans */
-    tempo_verify_matvec(p, n, s->wp, !sh->w_trans, vv, va, &md, w + (size_t)q * p, wb + (size_t)q * p);
+    tempo_verify_matvec(p, n, w_floats(sc, s), !sh->w_trans, vv, va, &md, w + (size_t)q * p, wb + (size_t)q * p);
     vq[q] = vd + (size_t)q * n, vabsq[q] = va, y1q[q] = y1 + (size_t)q * rows, y1bq[q] = y1b + (size_t)q * rows;
   }
   tempo_obf_dec_dx_rows_dots(k, dxp, lo, hi, pr->dX, R, vq, vabsq, y1q, y1bq);
   base->bytes += sizeof(float) * (uint64_t)rows * (2 * (uint64_t)n + (uint64_t)R * p); /* dX' in, dX out, dY* */
-  for (int q = 0; q < R; q++)
-    if (tempo_verify_rows_a(rows, p, n, s->dys + (size_t)lo * p, w + (size_t)q * p, wb + (size_t)q * p, y1q[q],
-                            y1bq[q], vmax[q], &md, lo, m, q))
-      return false;
+  /* the block's rows of dY* (bfloat16 on the 16-bit wire: widened DX_ROWS rows at a time, in cache) */
+  enum { DX_ROWS = 64 };
+  for (int r0 = 0; r0 < rows; r0 += sc->bf16 ? DX_ROWS : rows) {
+    const int nr = !sc->bf16 || rows - r0 < DX_ROWS ? rows - r0 : DX_ROWS;
+    const float *a = sc->bf16 ? widen(sc, 0, s->dys16 + (size_t)(lo + r0) * p, (size_t)nr * p) : s->dys + (size_t)lo * p;
+    if (!a) return false;
+    for (int q = 0; q < R; q++)
+      if (tempo_verify_rows_a(nr, p, n, a, w + (size_t)q * p, wb + (size_t)q * p, y1q[q] + r0, y1bq[q] + r0, vmax[q],
+                              &md, lo + r0, m, q))
+        return false;
+  }
   return true;
 }
 
@@ -360,6 +427,7 @@ static void sc_free(tempo_scheme *base) {
   double *d[] = {sc->wd, sc->wbd, sc->wu, sc->gh, sc->dxs};
   for (size_t i = 0; i < sizeof d / sizeof d[0]; i++) tempo_free_floats((float *)d[i]);
   tempo_free_floats(sc->vwork);
+  tempo_free_floats(sc->work16), tempo_free_floats(sc->wide[0]), tempo_free_floats(sc->wide[1]);
   free(sc);
 }
 
@@ -376,6 +444,8 @@ tempo_status tempo_scheme_tempo_create(const tempo_mm_config *cfg, tempo_scheme 
                             .can_mix = true /* tempo: mixing blocks in its keys; plain: identity keys */,
                             .x_rows = true};
   sc->blind = cfg->mode == TEMPO_MODE_TEMPO;
+  sc->bf16 = cfg->wire == TEMPO_WIRE_BF16;
+  if (sc->bf16) sc->base.dtype = TEMPO_DTYPE_BF16, sc->base.x_rows = false; /* pass16 reads a materialised X */
   /* forward and dW' vectors share the X' pass's R_MAX dots */
   sc->base.fused_forward = cfg->verify_rounds >= 1 && 2 * cfg->verify_rounds <= R_MAX;
   tempo_obf_set_threads(cfg->threads); /* the master's Enc/Dec passes use its --threads */

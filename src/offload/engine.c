@@ -75,6 +75,9 @@ struct tempo_engine {
 };
 
 static size_t es(const tempo_engine *e) { return tempo_msg_dtype_size(e->sc->dtype); }
+/* Results' element size and dtype (a BF16 wire's results are float32, protocol.h). */
+static size_t rs(const tempo_engine *e) { return tempo_msg_result_size(e->sc->dtype); }
+static uint16_t rdtype(const tempo_engine *e) { return e->sc->dtype == TEMPO_DTYPE_BF16 ? TEMPO_DTYPE_F32 : e->sc->dtype; }
 static const void *off(const void *base, size_t elems, size_t z) { return (const uint8_t *)base + elems * z; }
 static void *woff(void *base, size_t elems, size_t z) { return (uint8_t *)base + elems * z; }
 
@@ -317,8 +320,8 @@ static bool check_dw(tempo_engine *e, const tempo_obf_key *k, bool wt, int rows,
 
 /* Share s's gathered Y' or dX', and its dW' slot for block index j of the share (batch 1)
  * or instance 0 (batch > 1). */
-static void *res_of(tempo_engine *e, int s) { return woff(e->res, (size_t)s * e->res_stride, es(e)); }
-static void *resw_of(tempo_engine *e, int s) { return woff(e->resw, (size_t)s * e->resw_stride, es(e)); }
+static void *res_of(tempo_engine *e, int s) { return woff(e->res, (size_t)s * e->res_stride, rs(e)); }
+static void *resw_of(tempo_engine *e, int s) { return woff(e->resw, (size_t)s * e->resw_stride, rs(e)); }
 
 /* Checks the result of task t (header already matched) and takes it. False when it fails. */
 static bool consume(tempo_engine *e, round_ctx *c, task *t, const tempo_msg_header *h, const uint8_t *pay) {
@@ -329,7 +332,7 @@ static bool consume(tempo_engine *e, round_ctx *c, task *t, const tempo_msg_head
   const int cnt = sh->batch == 1 ? 1 : (int)(b->hi - b->lo);
   const int rows = sh->batch == 1 ? (int)(b->hi - b->lo) : sh->m;
   const int n = sh->n, p = sh->p;
-  const size_t xs = (size_t)rows * n, ws = (size_t)n * p, ys = (size_t)rows * p, z = es(e);
+  const size_t xs = (size_t)rows * n, ws = (size_t)n * p, ys = (size_t)rows * p, z = es(e), zr = rs(e);
   const void *xb = off(e->sc->ops->operand(s->ss, b->share, TEMPO_OPERAND_X), blk_off(sh, b, (size_t)n), z);
   const void *wb = off(e->sc->ops->operand(s->ss, b->share, TEMPO_OPERAND_W), blk_w_off(sh, b), z);
   const void *dyb = c->pr.backward ? off(e->sc->ops->operand(s->ss, b->share, TEMPO_OPERAND_DY),
@@ -341,7 +344,7 @@ static bool consume(tempo_engine *e, round_ctx *c, task *t, const tempo_msg_head
   e->sc->precision = tempo_rounds_precision(&e->r, t->worker); /* its results are held to its declaration */
   /* a chain member's dW' is in the sum; the last member's dW' is the sum, checked whole after the round */
   const bool checks_dw = c->want_dw && role == ROLE_PLAIN, take_dw = c->want_dw && role != ROLE_MEMBER;
-  const void *dxr = pay, *dwr = off(pay, c->want_dx ? (size_t)cnt * xs : 0, z);
+  const void *dxr = pay, *dwr = off(pay, c->want_dx ? (size_t)cnt * xs : 0, zr);
   /* a row block's dX' that is not accumulated: its check rides in its decryption (a failed
    * block's rows are overwritten by the recomputation) */
   const bool fused = e->sc->fused_forward && sh->batch == 1; /* scheme.h: batch-1 products only */
@@ -362,14 +365,14 @@ static bool consume(tempo_engine *e, round_ctx *c, task *t, const tempo_msg_head
     const tempo_obf_key *k = &s->k.keys[sh->batch == 1 ? 0 : (int)b->lo + i];
     const bool id = k->identity;
     if (!c->pr.backward) {
-      ok = check(e, rows, n, p, off(xb, i * xs, z), false, off(wb, i * ws, z), wt, off(pay, i * ys, z),
+      ok = check(e, rows, n, p, off(xb, i * xs, z), false, off(wb, i * ws, z), wt, off(pay, i * ys, zr),
                  id ? NULL : k->dp.rcoef_p);
     } else {
       if (c->want_dx) /* dX' (rows, n) = dY* (rows, p) . W'^T */
-        ok = check(e, rows, p, n, off(dyb, i * ys, z), false, off(wb, i * ws, z), !wt, off(dxr, i * xs, z),
+        ok = check(e, rows, p, n, off(dyb, i * ys, z), false, off(wb, i * ws, z), !wt, off(dxr, i * xs, zr),
                    id ? NULL : k->dn.coef_p);
       if (ok && checks_dw)
-        ok = check_dw(e, k, wt, rows, n, p, off(xb, i * xs, z), off(dyb, i * ys, z), off(dwr, i * ws, z));
+        ok = check_dw(e, k, wt, rows, n, p, off(xb, i * xs, z), off(dyb, i * ys, z), off(dwr, i * ws, zr));
     }
   }
   double t1 = tempo_now();
@@ -390,13 +393,13 @@ static bool consume(tempo_engine *e, round_ctx *c, task *t, const tempo_msg_head
       e->sc->ops->take_rows(e->sc, &c->pr, (int)b->lo, (int)b->hi, c->pr.backward ? dxr : pay);
       e->r.st.t_unblind += tempo_now() - t1;
     }
-    e->r.st.master_bytes += 2 * (uint64_t)cnt * z *
+    e->r.st.master_bytes += 2 * (uint64_t)cnt * zr *
                             ((copy_y ? (!c->pr.backward ? ys : xs) : 0) + (take_dw ? ws : 0)); /* the copies */
-    if (copy_y && !c->pr.backward) memcpy(woff(res_of(e, b->share), yo, z), pay, (size_t)cnt * ys * z);
-    if (copy_y && c->pr.backward) memcpy(woff(res_of(e, b->share), yo, z), dxr, (size_t)cnt * xs * z);
+    if (copy_y && !c->pr.backward) memcpy(woff(res_of(e, b->share), yo, zr), pay, (size_t)cnt * ys * zr);
+    if (copy_y && c->pr.backward) memcpy(woff(res_of(e, b->share), yo, zr), dxr, (size_t)cnt * xs * zr);
     if (c->pr.backward && take_dw) {
       const size_t wo = sh->batch == 1 ? (size_t)(t->unit - s->first[b->share]) * ws : (size_t)b->lo * ws;
-      memcpy(woff(resw_of(e, b->share), wo, z), dwr, (size_t)cnt * ws * z);
+      memcpy(woff(resw_of(e, b->share), wo, zr), dwr, (size_t)cnt * ws * zr);
     }
   }
   c->base.consume_time += tempo_now() - t0;
@@ -591,7 +594,7 @@ static tempo_status get_site(tempo_engine *e, int slot, site **out) {
 
 /* Room to gather every share's results of shape sh (nb: the most blocks of one share). */
 static tempo_status prepare_gather(tempo_engine *e, const tempo_mm_shape *sh, int nb) {
-  const size_t S = (size_t)e->sc->shares, z = es(e);
+  const size_t S = (size_t)e->sc->shares, z = rs(e);
   const size_t big = (size_t)(sh->n > sh->p ? sh->n : sh->p);
   size_t per, perw, bytes, bytesw;
   if (!tempo_mul3_size((size_t)sh->batch, (size_t)sh->m, big, &per) ||
@@ -676,7 +679,7 @@ static bool sum_partials(tempo_engine *e, const site *s, int sh_i, const task *c
                          void **out) {
   *out = resw_of(e, sh_i);
   return tempo_rounds_sum_partials(&e->r, *out, s->first[sh_i + 1] - s->first[sh_i],
-                                   (size_t)s->k.shape.n * s->k.shape.p, e->sc->dtype, chain, sum_digest) >= 0;
+                                   (size_t)s->k.shape.n * s->k.shape.p, rdtype(e), chain, sum_digest) >= 0;
 }
 
 /* After a backward round whose share sh_i went as a dW' reduction chain (batch 1): checks
@@ -689,7 +692,7 @@ static bool reduced_sum_ok(tempo_engine *e, const round_ctx *c, int sh_i) {
   const tempo_mm_shape *sh = &s->k.shape;
   if (c->reduce_broken[sh_i]) return false;
   const int last = s->first[sh_i + 1] - s->first[sh_i] - 1;
-  const void *dw = off(resw_of(e, sh_i), (size_t)last * sh->n * sh->p, es(e));
+  const void *dw = off(resw_of(e, sh_i), (size_t)last * sh->n * sh->p, rs(e));
   const double t0 = tempo_now();
   e->sc->precision = 0; /* the sum passed through several workers: the weakest declaration among them */
   for (int w = 0; w < e->r.nw; w++)
@@ -715,13 +718,13 @@ static tempo_status take_dw_sums(tempo_engine *e, round_ctx *c, void **dw) {
   uint8_t sum_digest[MAX_SHARES][TEMPO_MSG_CHAIN_DIGEST];
   for (int i = 0; i < e->sc->shares; i++) {
     const int n = s->first[i + 1] - s->first[i];
-    void *last = woff(resw_of(e, i), (size_t)(n - 1) * ws, es(e));
+    void *last = woff(resw_of(e, i), (size_t)(n - 1) * ws, rs(e));
     if (c->reduced[i] && reduced_sum_ok(e, c, i)) {
       dw[i] = last;
     } else {
       again_share[i] = c->reduced[i];
       redo = redo || c->reduced[i];
-      if ((blame[i] = c->reduced[i] && !c->reduce_broken[i])) tempo_msg_chain_digest(last, ws * es(e), sum_digest[i]);
+      if ((blame[i] = c->reduced[i] && !c->reduce_broken[i])) tempo_msg_chain_digest(last, ws * rs(e), sum_digest[i]);
       dw[i] = NULL;
     }
   }

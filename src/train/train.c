@@ -297,6 +297,7 @@ static void write_config(FILE *f, const tempo_train_config *c, const tempo_model
   fprintf(f, ",\"workers\":%d", e->mode == TEMPO_MODE_LOCAL ? 0 : e->workers);
   json_str(f, "transport", e->transport ? "mpi" : "in-process");
   json_str(f, "protect", tempo_protect_name(tempo_mm_config_protect(e)));
+  json_str(f, "wire", tempo_wire_name(e->wire));
   fprintf(f, ",\"verify_rounds\":%d,\"threads\":%d", e->verify_rounds, e->threads);
   if (e->seed) fprintf(f, ",\"key_seed\":%llu", (unsigned long long)e->seed);
   else fputs(",\"key_seed\":null", f);
@@ -560,11 +561,11 @@ tempo_status tempo_train_run(const tempo_train_config *cfg_in, tempo_train_resul
   const bool bar = pg.bar;
   if (!c.quiet)
     printf("tempo: training %s (%zu parameters) on %s: %d train / %d test images, batch %d, %d epoch(s), "
-           "%ld steps, %s lr %g (%s), mode %s (protect %s), %d worker(s), verify rounds %d, out %s\n",
+           "%ld steps, %s lr %g (%s), mode %s (protect %s, wire %s), %d worker(s), verify rounds %d, out %s\n",
            c.model, m->params.count, tempo_dataset_kind_name(c.dataset), r.train.n, r.test.n, c.batch_size,
            c.epochs, planned, tempo_optim_kind_name(c.optim.kind), c.optim.lr, tempo_sched_kind_name(c.optim.schedule),
            tempo_mode_name(c.engine.mode), tempo_protect_name(tempo_mm_config_protect(&c.engine)),
-           c.engine.mode == TEMPO_MODE_LOCAL ? 0 : c.engine.workers, c.engine.verify_rounds, c.out_dir);
+           tempo_wire_name(c.engine.wire), c.engine.mode == TEMPO_MODE_LOCAL ? 0 : c.engine.workers, c.engine.verify_rounds, c.out_dir);
   if (!c.quiet && c.key) {
     char id[2 * TEMPO_OWNER_KEY_ID_BYTES + 1];
     tempo_owner_key_id_hex(c.key, id);

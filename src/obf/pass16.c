@@ -1,0 +1,187 @@
+/* pass16.c - the Enc passes with bfloat16 outputs (the 16-bit wire, protocol.h
+ * TEMPO_DTYPE_BF16; obf.h tempo_obf_enc_*16).
+ *
+ * Each output element is the float32 value the float passes compute ((in * cs) * rs, or the
+ * mixed pass's value) rounded to nearest even as it is stored (bf16.h), so a pass still reads
+ * its input once and writes its (half as large) output once:
+ * - plain keys: input rows are read in order (as the float scatter kernels do); each row's
+ *   gathered and scaled float values go through one row of scratch (L1) and are rounded into
+ *   the output row the permutation sends it to;
+ * - keys with mixing blocks: mix.c's pass computes 16 output rows at a time into scratch (a
+ *   sub-problem of 16 rows: the same rows, blocks and scales), which are rounded from there;
+ * - identity keys (plain mode): each row is rounded straight from the input.
+ * The forward check's dots (tempo_obf_enc_x16_check) are summed in double on the rounded
+ * values, i.e. on exactly what the worker receives: nothing of the rounding is left to the
+ * check's bound. The passes run in the calling thread (tempo_obf_set_threads is not used). */
+#include <string.h>
+
+#include "obf/obf_internal.h"
+#include "tempo/bf16.h"
+#include "tempo/common.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define P16_X86 1
+#else
+#define P16_X86 0
+#endif
+
+#define P16_CHUNK 16 /* output rows per mixed sub-problem: a multiple of every block size */
+
+typedef struct {
+  int ndots;
+  const double *const *w, *const *wb; /* (cols) per dot, in output column order */
+  double *const *y, *const *yb;       /* (rows) per dot */
+} p16_dots;
+
+static bool have_avx2_fma(void) {
+#if P16_X86
+  static int cached = -1;
+  if (cached < 0) {
+    __builtin_cpu_init();
+    cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }
+  return cached;
+#else
+  return false;
+#endif
+}
+
+#if P16_X86
+/* Rounds row (C floats) into dst and, for ND dots, sums x w and x^2 wb in double on the
+ * rounded x (four accumulators per dot would not pay: ND >= 2 gives the FMAs their overlap). */
+__attribute__((target("avx2,fma"), always_inline)) static inline void pack_nd(const float *row, uint16_t *dst, int C,
+                                                                             const p16_dots *d, size_t i, const int ND) {
+  __m256d y[TEMPO_OBF_MAX_DOTS], yb[TEMPO_OBF_MAX_DOTS];
+  for (int q = 0; q < ND; q++) y[q] = yb[q] = _mm256_setzero_pd();
+  const __m256i bias = _mm256_set1_epi32(0x7fff), one = _mm256_set1_epi32(1), absm = _mm256_set1_epi32(0x7fffffff);
+  const __m256i inf = _mm256_set1_epi32(0x7f800000), quiet = _mm256_set1_epi32(0x40);
+  int j = 0;
+  for (; j + 8 <= C; j += 8) {
+    const __m256i u = _mm256_castps_si256(_mm256_loadu_ps(row + j));
+    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), one);
+    __m256i h = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(u, bias), lsb), 16);
+    const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, absm), inf);
+    h = _mm256_blendv_epi8(h, _mm256_or_si256(_mm256_srli_epi32(u, 16), quiet), nan);
+    _mm_storeu_si128((__m128i *)(dst + j),
+                     _mm_packus_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1)));
+    if (ND) {
+      const __m256 x = _mm256_castsi256_ps(_mm256_slli_epi32(h, 16)); /* the rounded values */
+      const __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(x)), hi = _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1));
+      const __m256d lo2 = _mm256_mul_pd(lo, lo), hi2 = _mm256_mul_pd(hi, hi);
+      for (int q = 0; q < ND; q++) {
+        y[q] = _mm256_fmadd_pd(lo, _mm256_loadu_pd(d->w[q] + j), y[q]);
+        y[q] = _mm256_fmadd_pd(hi, _mm256_loadu_pd(d->w[q] + j + 4), y[q]);
+        yb[q] = _mm256_fmadd_pd(lo2, _mm256_loadu_pd(d->wb[q] + j), yb[q]);
+        yb[q] = _mm256_fmadd_pd(hi2, _mm256_loadu_pd(d->wb[q] + j + 4), yb[q]);
+      }
+    }
+  }
+  double t[TEMPO_OBF_MAX_DOTS], tb[TEMPO_OBF_MAX_DOTS];
+  for (int q = 0; q < ND; q++) {
+    double a[4], b[4];
+    _mm256_storeu_pd(a, y[q]), _mm256_storeu_pd(b, yb[q]);
+    t[q] = (a[0] + a[1]) + (a[2] + a[3]), tb[q] = (b[0] + b[1]) + (b[2] + b[3]);
+  }
+  for (; j < C; j++) {
+    dst[j] = tempo_bf16_from_f32(row[j]);
+    const double x = tempo_bf16_to_f32(dst[j]);
+    for (int q = 0; q < ND; q++) t[q] += x * d->w[q][j], tb[q] += x * x * d->wb[q][j];
+  }
+  for (int q = 0; q < ND; q++) d->y[q][i] = t[q], d->yb[q][i] = tb[q];
+}
+
+__attribute__((target("avx2,fma"))) static void pack_avx2(const float *row, uint16_t *dst, int C, const p16_dots *d,
+                                                          size_t i) {
+  switch (d ? d->ndots : 0) {
+  case 0: pack_nd(row, dst, C, d, i, 0); break;
+  case 1: pack_nd(row, dst, C, d, i, 1); break;
+  case 2: pack_nd(row, dst, C, d, i, 2); break;
+  case 3: pack_nd(row, dst, C, d, i, 3); break;
+  default: pack_nd(row, dst, C, d, i, 4); break;
+  }
+}
+#endif
+
+/* Output row i: row (C floats) rounded into dst, with the dots of d (NULL: none) on the
+ * rounded values. */
+static void pack_row(const float *row, uint16_t *dst, int C, const p16_dots *d, size_t i) {
+#if P16_X86
+  if (have_avx2_fma()) {
+    pack_avx2(row, dst, C, d, i);
+    return;
+  }
+#endif
+  tempo_bf16_pack(row, dst, (size_t)C);
+  for (int q = 0; d && q < d->ndots; q++) {
+    double t = 0, tb = 0;
+    for (int j = 0; j < C; j++) {
+      const double x = tempo_bf16_to_f32(dst[j]);
+      t += x * d->w[q][j], tb += x * x * d->wb[q][j];
+    }
+    d->y[q][i] = t, d->yb[q][i] = tb;
+  }
+}
+
+/* One Enc pass (the roles of rd, cd, rs, cs as in passes.c: output row i reads input row
+ * rd->perm[i], output column j input column cd->perm[j], scaled by cs[j] then rs[i]); the
+ * mixed forms lf, rf of a key with mixing blocks (rdim, cdim: the dimensions' indices).
+ * work: P16_CHUNK cols floats. */
+static void enc16(const tempo_obf_key *k, int rows, int cols, const float *in, uint16_t *out, const tempo_obf_dim *rd,
+                  int rdim, int lf, const float *rs, const tempo_obf_dim *cd, int cdim, int rf, const float *cs,
+                  const p16_dots *d, float *work) {
+  if (k->identity) {
+    for (int a = 0; a < rows; a++)
+      pack_row(in + (size_t)a * cols, out + (size_t)a * cols, cols, d, (size_t)a);
+    return;
+  }
+  if (k->mix) { /* 16 output rows at a time: the same pass on a sub-problem of those rows */
+    tempo_obf_key kk = *k; /* shallow: the blocks of rows [i0, i1) start at block i0 / b */
+    const float *L = k->mixd[rdim][lf];
+    for (int i0 = 0; i0 < rows; i0 += P16_CHUNK) {
+      const int t = rows - i0 < P16_CHUNK ? rows - i0 : P16_CHUNK;
+      tempo_obf_dim sub = *rd;
+      sub.size = t, sub.perm = rd->perm + i0;
+      kk.mixd[rdim][lf] = L + (size_t)(i0 / k->mix) * k->mix * k->mix;
+      tempo_obf_mix_pass(&kk, true, t, cols, in, work, &sub, rdim, lf, rs + i0, cd, cdim, rf, cs, false, 0, t, NULL, NULL);
+      for (int r = 0; r < t; r++)
+        pack_row(work + (size_t)r * cols, out + (size_t)(i0 + r) * cols, cols, d, (size_t)(i0 + r));
+    }
+    return;
+  }
+  const uint32_t *ro = rd->inv, *ci = cd->perm;
+  for (int a = 0; a < rows; a++) { /* input rows in order, each to its output row */
+    const float *src = in + (size_t)a * cols;
+    const uint32_t i = ro[a];
+    const float s = rs[i];
+    for (int j = 0; j < cols; j++) work[j] = src[ci[j]] * cs[j] * s;
+    pack_row(work, out + (size_t)i * cols, cols, d, i);
+  }
+}
+
+size_t tempo_obf_enc16_work(int n, int p) { return (size_t)P16_CHUNK * (size_t)(n > p ? n : p); }
+
+void tempo_obf_enc_x16(const tempo_obf_key *k, const float *X, uint16_t *Xp, float *work) {
+  enc16(k, k->m, k->n, X, Xp, &k->dm, 0, TEMPO_OBF_MIX_M, k->dm.coef_p, &k->dn, 1, TEMPO_OBF_MIX_M, k->dn.coef_p,
+        NULL, work);
+}
+
+void tempo_obf_enc_x16_check(const tempo_obf_key *k, const float *X, uint16_t *Xp, int ndots, const double *const *w,
+                             const double *const *wb, double *const *y, double *const *yb, float *work) {
+  TEMPO_ASSERT(ndots >= 1 && ndots <= TEMPO_OBF_MAX_DOTS);
+  const p16_dots d = {.ndots = ndots, .w = w, .wb = wb, .y = y, .yb = yb};
+  enc16(k, k->m, k->n, X, Xp, &k->dm, 0, TEMPO_OBF_MIX_M, k->dm.coef_p, &k->dn, 1, TEMPO_OBF_MIX_M, k->dn.coef_p,
+        &d, work);
+}
+
+void tempo_obf_enc_dy16(const tempo_obf_key *k, const float *dY, uint16_t *dYs, float *work) {
+  enc16(k, k->m, k->p, dY, dYs, &k->dm, 0, TEMPO_OBF_MIX_INVT, k->dm.rcoef_p, &k->dp, 2, TEMPO_OBF_MIX_INVT,
+        k->dp.rcoef_p, NULL, work);
+}
+
+void tempo_obf_enc_w16(const tempo_obf_key *k, bool w_trans, const float *W, uint16_t *Wp, float *Wpf) {
+  tempo_obf_enc_w(k, w_trans, W, Wpf); /* weight-sized: rounded in place from there */
+  const size_t n = (size_t)k->n * k->p;
+  tempo_bf16_pack(Wpf, Wp, n);
+  tempo_bf16_unpack(Wp, Wpf, n);
+}
