@@ -11,7 +11,8 @@
  * - the engine: an honest bfloat16 wire gives no false alarm over thousands of products of every
  *   kind the engine checks (row splits, mixed, batched, accumulated dX, dW' chains), its products
  *   are within the bound of the operands' rounding, and a rogue worker's cheats of 1e-2 of a
- *   row's largest value (and whole tensors zeroed, halved, negated) are all caught. */
+ *   row's largest value (and whole tensors zeroed, halved, negated) are all caught;
+ * - an audit trail of the 16-bit wire reads back (tempo-attack's loader). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -26,6 +27,7 @@
 #include "obf/obf_internal.h"
 #include "offload/scheme.h"
 #include "rogue_worker.h"
+#include "tempo/attack.h"
 #include "tempo/bf16.h"
 #include "tempo/gemm.h"
 #include "tempo/matmul.h"
@@ -449,6 +451,55 @@ static void test_rogue_caught(void **state) {
   free(honest), free(got);
 }
 
+/* A plain-mode trail of the 16-bit wire reads back as the rounded operands and float32 results. */
+static void test_trail(void **state) {
+  (void)state;
+  enum { M = 200, N = 20, P = 12 };
+  char dir[] = "/tmp/tempo_test_wire16_XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  tempo_mm_config cfg;
+  tempo_mm_config_default(&cfg);
+  cfg.mode = TEMPO_MODE_PLAIN;
+  cfg.workers = 2;
+  cfg.wire = TEMPO_WIRE_BF16;
+  cfg.audit_dir = dir;
+  tempo_mm *mm = NULL;
+  assert_int_equal(tempo_mm_create(&cfg, &mm), TEMPO_STATUS_OK);
+  tempo_mm_set_training(mm, true);
+  static float X[M * N], W[P * N], Y[M * P], dY[M * P], dX[M * N], dW[P * N];
+  static uint16_t h[M * N];
+  tempo_rng r;
+  tempo_rng_seed(&r, 8, 16);
+  test_randn(X, M * N, &r), test_randn(W, P * N, &r), test_randn(dY, M * P, &r);
+  tempo_mm_site site = {0};
+  const tempo_mm_shape s = {.batch = 1, .m = M, .n = N, .p = P, .w_trans = true};
+  assert_int_equal(tempo_mm_forward(mm, &site, &s, X, W, Y), TEMPO_STATUS_OK);
+  assert_int_equal(tempo_mm_backward(mm, &site, &s, X, W, dY, dX, dW, 0), TEMPO_STATUS_OK);
+  tempo_mm_step_end(mm);
+  tempo_mm_free(mm);
+  tempo_trail_step t;
+  assert_int_equal(tempo_trail_load_step(dir, 0, &t), TEMPO_STATUS_OK);
+  assert_int_equal(t.n, 1);
+  const struct {
+    const float *got, *plain;
+    size_t n;
+  } ops[] = {{t.prods[0].x, X, M * N}, {t.prods[0].w, W, P * N}, {t.prods[0].dy, dY, M * P}};
+  for (size_t i = 0; i < 3; i++) { /* identity keys: the operands as sent are the plaintext, rounded */
+    assert_non_null(ops[i].got);
+    float *want = malloc(ops[i].n * sizeof(float));
+    assert_non_null(want);
+    tempo_bf16_pack(ops[i].plain, h, ops[i].n);
+    tempo_bf16_unpack(h, want, ops[i].n);
+    assert_memory_equal(ops[i].got, want, ops[i].n * sizeof(float));
+    free(want);
+  }
+  assert_memory_equal(t.prods[0].y, Y, sizeof Y); /* float32 results: plain Dec is a copy */
+  tempo_trail_step_free(&t);
+  char path[256];
+  snprintf(path, sizeof path, "rm -rf %s", dir);
+  assert_int_equal(system(path), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_rounding),
@@ -457,6 +508,7 @@ int main(void) {
       cmocka_unit_test(test_worker_bf16),
       cmocka_unit_test(test_honest_no_false_alarms),
       cmocka_unit_test(test_rogue_caught),
+      cmocka_unit_test(test_trail),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

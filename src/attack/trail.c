@@ -7,6 +7,7 @@
 
 #include "tempo/attack.h"
 #include "tempo/audit.h"
+#include "tempo/bf16.h"
 #include "tempo/common.h"
 
 typedef struct {
@@ -45,8 +46,16 @@ void tempo_trail_step_free(tempo_trail_step *s) {
 
 /* Copies n payload elements of the header's dtype into floats (float64 payloads, shield
  * mode's shares, are rounded to float32: their per-element signal, ~1/alpha relative, is
- * far above float32's 2^-24). */
+ * far above float32's 2^-24; bfloat16 operands are widened exactly). */
 static void copy_elems(float *dst, const uint8_t *src, size_t n, uint16_t dtype) {
+  if (dtype == TEMPO_DTYPE_BF16) {
+    for (size_t i = 0; i < n; i++) {
+      uint16_t v;
+      memcpy(&v, src + i * sizeof v, sizeof v);
+      dst[i] = tempo_bf16_to_f32(v);
+    }
+    return;
+  }
   if (dtype != TEMPO_DTYPE_F64) {
     memcpy(dst, src, n * sizeof(float));
     return;
@@ -68,7 +77,8 @@ static void put_split(float *dst, const tempo_msg_header *h, int cols, const uin
     off = (size_t)h->lo * h->m * (size_t)cols;
     len = (size_t)(h->hi - h->lo) * h->m * (size_t)cols;
   }
-  copy_elems(dst + off, src, len, h->dtype);
+  /* a RESULT's tensors are of the result dtype (float32 on the BF16 wire) */
+  copy_elems(dst + off, src, len, h->op == TEMPO_OP_RESULT && h->dtype == TEMPO_DTYPE_BF16 ? TEMPO_DTYPE_F32 : h->dtype);
 }
 
 tempo_status tempo_trail_load_step(const char *dir, int step, tempo_trail_step *out) {
