@@ -141,8 +141,9 @@ void tempo_obf_enc_w(const tempo_obf_key *k, bool w_trans, const float *W, float
 void tempo_obf_enc_dy(const tempo_obf_key *k, const float *dY, float *dYs);
 /* The Enc passes of the 16-bit wire (src/obf/pass16.c): the float32 values of the passes
  * above rounded to bfloat16 (nearest even, bf16.h) as they are stored, in the same pass. The
- * check dots of _x16_check are those of tempo_obf_enc_x_check summed in double on the rounded
- * values (the ones the worker gets; wb, yb as w, y). enc_w16 also leaves the rounded values as
+ * check dots of _x16_check are those of tempo_obf_enc_x_check on the rounded values (the ones
+ * the worker gets): y summed in double, yb an upper bound of its sum within (n + 4) 2^-22
+ * relative (float sums rounded up). enc_w16 also leaves the rounded values as
  * floats in Wpf (the checks read W' from there; n p floats). work: tempo_obf_enc16_work(n, p)
  * floats. In the calling thread. */
 size_t tempo_obf_enc16_work(int n, int p); /* floats, for keys of any m and these n, p */

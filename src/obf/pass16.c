@@ -27,10 +27,12 @@
 #endif
 
 #define P16_CHUNK 16 /* output rows per mixed sub-problem: a multiple of every block size */
+#define P16_PREFETCH_ROW_BYTES 512 /* output rows up to this long are prefetched for writing */
 
 typedef struct {
   int ndots;
   const double *const *w, *const *wb; /* (cols) per dot, in output column order */
+  const float *wbf[TEMPO_OBF_MAX_DOTS]; /* wb as floats rounded up (the vector kernel's bound sums) */
   double *const *y, *const *yb;       /* (rows) per dot */
 } p16_dots;
 
@@ -48,17 +50,34 @@ static bool have_avx2_fma(void) {
 }
 
 #if P16_X86
-/* Rounds row (C floats) into dst and, for ND dots, sums x w and x^2 wb in double on the
- * rounded x (four accumulators per dot would not pay: ND >= 2 gives the FMAs their overlap). */
-__attribute__((target("avx2,fma"), always_inline)) static inline void pack_nd(const float *row, uint16_t *dst, int C,
-                                                                             const p16_dots *d, size_t i, const int ND) {
-  __m256d y[TEMPO_OBF_MAX_DOTS], yb[TEMPO_OBF_MAX_DOTS];
-  for (int q = 0; q < ND; q++) y[q] = yb[q] = _mm256_setzero_pd();
+/* Output columns j.. j+7 of a row as floats: row[j..] (ci NULL), or gathered from row by ci
+ * (scalar loads) and scaled by cs, then by rv: the float passes' (in * cs) * rs. */
+__attribute__((target("avx2,fma"), always_inline)) static inline __m256 load8(const float *row, const uint32_t *ci,
+                                                                             const float *cs, __m256 rv, int j) {
+  if (!ci) return _mm256_loadu_ps(row + j);
+  const uint32_t *c = ci + j;
+  const __m128 lo = _mm_set_ps(row[c[3]], row[c[2]], row[c[1]], row[c[0]]);
+  const __m128 hi = _mm_set_ps(row[c[7]], row[c[6]], row[c[5]], row[c[4]]);
+  const __m256 g = _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
+  return _mm256_mul_ps(_mm256_mul_ps(g, _mm256_loadu_ps(cs + j)), rv);
+}
+
+/* Rounds a row's C values (load8) into dst and, for ND dots, sums x w in double on the rounded
+ * x, and x^2 wb in float (the bound's sums of squares: at most C/8 nonnegative terms per lane,
+ * each rounded twice, so scaling by 1 + C 2^-23 keeps them upper bounds, as passes.c does). */
+__attribute__((target("avx2,fma"), always_inline)) static inline void pack_nd(const float *row, const uint32_t *ci,
+                                                                             const float *cs, float rs, uint16_t *dst,
+                                                                             int C, const p16_dots *d, size_t i,
+                                                                             const int ND) {
+  const __m256 rv = _mm256_set1_ps(rs);
+  __m256d y[TEMPO_OBF_MAX_DOTS];
+  __m256 yb[TEMPO_OBF_MAX_DOTS];
+  for (int q = 0; q < ND; q++) y[q] = _mm256_setzero_pd(), yb[q] = _mm256_setzero_ps();
   const __m256i bias = _mm256_set1_epi32(0x7fff), one = _mm256_set1_epi32(1), absm = _mm256_set1_epi32(0x7fffffff);
   const __m256i inf = _mm256_set1_epi32(0x7f800000), quiet = _mm256_set1_epi32(0x40);
   int j = 0;
   for (; j + 8 <= C; j += 8) {
-    const __m256i u = _mm256_castps_si256(_mm256_loadu_ps(row + j));
+    const __m256i u = _mm256_castps_si256(load8(row, ci, cs, rv, j));
     const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), one);
     __m256i h = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(u, bias), lsb), 16);
     const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, absm), inf);
@@ -68,23 +87,26 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void pack_nd(co
     if (ND) {
       const __m256 x = _mm256_castsi256_ps(_mm256_slli_epi32(h, 16)); /* the rounded values */
       const __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(x)), hi = _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1));
-      const __m256d lo2 = _mm256_mul_pd(lo, lo), hi2 = _mm256_mul_pd(hi, hi);
+      const __m256 sq = _mm256_mul_ps(x, x);
       for (int q = 0; q < ND; q++) {
         y[q] = _mm256_fmadd_pd(lo, _mm256_loadu_pd(d->w[q] + j), y[q]);
         y[q] = _mm256_fmadd_pd(hi, _mm256_loadu_pd(d->w[q] + j + 4), y[q]);
-        yb[q] = _mm256_fmadd_pd(lo2, _mm256_loadu_pd(d->wb[q] + j), yb[q]);
-        yb[q] = _mm256_fmadd_pd(hi2, _mm256_loadu_pd(d->wb[q] + j + 4), yb[q]);
+        yb[q] = _mm256_fmadd_ps(sq, _mm256_loadu_ps(d->wbf[q] + j), yb[q]);
       }
     }
   }
   double t[TEMPO_OBF_MAX_DOTS], tb[TEMPO_OBF_MAX_DOTS];
+  const double up = 1.0 + (double)C * 0x1p-23;
   for (int q = 0; q < ND; q++) {
-    double a[4], b[4];
-    _mm256_storeu_pd(a, y[q]), _mm256_storeu_pd(b, yb[q]);
-    t[q] = (a[0] + a[1]) + (a[2] + a[3]), tb[q] = (b[0] + b[1]) + (b[2] + b[3]);
+    double a[4];
+    float b[8];
+    _mm256_storeu_pd(a, y[q]), _mm256_storeu_ps(b, yb[q]);
+    t[q] = (a[0] + a[1]) + (a[2] + a[3]), tb[q] = 0;
+    for (int l = 0; l < 8; l++) tb[q] += b[l];
+    tb[q] *= up;
   }
   for (; j < C; j++) {
-    dst[j] = tempo_bf16_from_f32(row[j]);
+    dst[j] = tempo_bf16_from_f32(ci ? row[ci[j]] * cs[j] * rs : row[j]);
     const double x = tempo_bf16_to_f32(dst[j]);
     for (int q = 0; q < ND; q++) t[q] += x * d->w[q][j], tb[q] += x * x * d->wb[q][j];
   }
@@ -94,11 +116,41 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void pack_nd(co
 __attribute__((target("avx2,fma"))) static void pack_avx2(const float *row, uint16_t *dst, int C, const p16_dots *d,
                                                           size_t i) {
   switch (d ? d->ndots : 0) {
-  case 0: pack_nd(row, dst, C, d, i, 0); break;
-  case 1: pack_nd(row, dst, C, d, i, 1); break;
-  case 2: pack_nd(row, dst, C, d, i, 2); break;
-  case 3: pack_nd(row, dst, C, d, i, 3); break;
-  default: pack_nd(row, dst, C, d, i, 4); break;
+  case 0: pack_nd(row, NULL, NULL, 1.0f, dst, C, d, i, 0); break;
+  case 1: pack_nd(row, NULL, NULL, 1.0f, dst, C, d, i, 1); break;
+  case 2: pack_nd(row, NULL, NULL, 1.0f, dst, C, d, i, 2); break;
+  case 3: pack_nd(row, NULL, NULL, 1.0f, dst, C, d, i, 3); break;
+  default: pack_nd(row, NULL, NULL, 1.0f, dst, C, d, i, 4); break;
+  }
+}
+
+/* Plain keys: input rows [0, rows) in order, each gathered, scaled and rounded into its output
+ * row ro[a] in one loop; the next rows' input is prefetched (the gathers hide the stream from
+ * the hardware prefetcher) and the output rows two ahead for writing (short rows at random
+ * places otherwise wait for each line's read-for-ownership). */
+__attribute__((target("avx2,fma"))) static void scatter_avx2(const float *in, uint16_t *out, int rows, int C,
+                                                             const uint32_t *ro, const uint32_t *ci, const float *cs,
+                                                             const float *rs, const p16_dots *d) {
+  const size_t rb = (size_t)C * sizeof(float), ob = (size_t)C * sizeof(uint16_t);
+  for (int a = 0; a < rows; a++) {
+    if (a + 2 < rows) {
+      const char *pi = (const char *)(in + (size_t)(a + 2) * C), *po = (const char *)(out + (size_t)ro[a + 2] * C);
+      for (size_t o = 0; o < rb; o += 64) _mm_prefetch(pi + o, _MM_HINT_T0);
+      if (ob <= P16_PREFETCH_ROW_BYTES) {
+        for (size_t o = 0; o < ob; o += 64) __builtin_prefetch(po + o, 1, 3);
+        __builtin_prefetch(po + ob - 1, 1, 3);
+      }
+    }
+    const float *src = in + (size_t)a * C;
+    const uint32_t i = ro[a];
+    uint16_t *dst = out + (size_t)i * C;
+    switch (d ? d->ndots : 0) {
+    case 0: pack_nd(src, ci, cs, rs[i], dst, C, d, i, 0); break;
+    case 1: pack_nd(src, ci, cs, rs[i], dst, C, d, i, 1); break;
+    case 2: pack_nd(src, ci, cs, rs[i], dst, C, d, i, 2); break;
+    case 3: pack_nd(src, ci, cs, rs[i], dst, C, d, i, 3); break;
+    default: pack_nd(src, ci, cs, rs[i], dst, C, d, i, 4); break;
+    }
   }
 }
 #endif
@@ -126,10 +178,16 @@ static void pack_row(const float *row, uint16_t *dst, int C, const p16_dots *d, 
 /* One Enc pass (the roles of rd, cd, rs, cs as in passes.c: output row i reads input row
  * rd->perm[i], output column j input column cd->perm[j], scaled by cs[j] then rs[i]); the
  * mixed forms lf, rf of a key with mixing blocks (rdim, cdim: the dimensions' indices).
- * work: P16_CHUNK cols floats. */
+ * work: tempo_obf_enc16_work floats (the dots' float weights, then rows of scratch). */
 static void enc16(const tempo_obf_key *k, int rows, int cols, const float *in, uint16_t *out, const tempo_obf_dim *rd,
                   int rdim, int lf, const float *rs, const tempo_obf_dim *cd, int cdim, int rf, const float *cs,
-                  const p16_dots *d, float *work) {
+                  p16_dots *d, float *work) {
+  for (int q = 0; d && q < d->ndots; q++) { /* rounded up: the bound stays an upper bound */
+    float *f = work + (size_t)q * cols;
+    for (int j = 0; j < cols; j++) f[j] = (float)d->wb[q][j] * (1.0f + 0x1p-22f);
+    d->wbf[q] = f;
+  }
+  work += (size_t)TEMPO_OBF_MAX_DOTS * cols;
   if (k->identity) {
     for (int a = 0; a < rows; a++)
       pack_row(in + (size_t)a * cols, out + (size_t)a * cols, cols, d, (size_t)a);
@@ -150,7 +208,13 @@ static void enc16(const tempo_obf_key *k, int rows, int cols, const float *in, u
     return;
   }
   const uint32_t *ro = rd->inv, *ci = cd->perm;
-  for (int a = 0; a < rows; a++) { /* input rows in order, each to its output row */
+#if P16_X86
+  if (have_avx2_fma()) {
+    scatter_avx2(in, out, rows, cols, ro, ci, cs, rs, d);
+    return;
+  }
+#endif
+  for (int a = 0; a < rows; a++) { /* input rows in order, each to its output row (portable) */
     const float *src = in + (size_t)a * cols;
     const uint32_t i = ro[a];
     const float s = rs[i];
@@ -159,7 +223,9 @@ static void enc16(const tempo_obf_key *k, int rows, int cols, const float *in, u
   }
 }
 
-size_t tempo_obf_enc16_work(int n, int p) { return (size_t)P16_CHUNK * (size_t)(n > p ? n : p); }
+size_t tempo_obf_enc16_work(int n, int p) {
+  return (size_t)(P16_CHUNK + TEMPO_OBF_MAX_DOTS) * (size_t)(n > p ? n : p);
+}
 
 void tempo_obf_enc_x16(const tempo_obf_key *k, const float *X, uint16_t *Xp, float *work) {
   enc16(k, k->m, k->n, X, Xp, &k->dm, 0, TEMPO_OBF_MIX_M, k->dm.coef_p, &k->dn, 1, TEMPO_OBF_MIX_M, k->dn.coef_p,
@@ -169,7 +235,7 @@ void tempo_obf_enc_x16(const tempo_obf_key *k, const float *X, uint16_t *Xp, flo
 void tempo_obf_enc_x16_check(const tempo_obf_key *k, const float *X, uint16_t *Xp, int ndots, const double *const *w,
                              const double *const *wb, double *const *y, double *const *yb, float *work) {
   TEMPO_ASSERT(ndots >= 1 && ndots <= TEMPO_OBF_MAX_DOTS);
-  const p16_dots d = {.ndots = ndots, .w = w, .wb = wb, .y = y, .yb = yb};
+  p16_dots d = {.ndots = ndots, .w = w, .wb = wb, .y = y, .yb = yb};
   enc16(k, k->m, k->n, X, Xp, &k->dm, 0, TEMPO_OBF_MIX_M, k->dm.coef_p, &k->dn, 1, TEMPO_OBF_MIX_M, k->dn.coef_p,
         &d, work);
 }
