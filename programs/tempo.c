@@ -380,6 +380,10 @@ static int parse_options(int argc, char **argv, tempo_train_config *cfg, bool is
     usage_error("%s", "--data npy needs the training split: --train-x X.npy --train-y Y.npy");
   if ((cfg->npy.test_x == NULL) != (cfg->npy.test_y == NULL))
     usage_error("%s", "--test-x and --test-y go together");
+  if (cfg->engine.wire != TEMPO_WIRE_F32 && cfg->engine.mode != TEMPO_MODE_PLAIN && cfg->engine.mode != TEMPO_MODE_TEMPO)
+    usage_error("--wire %s is for plain and tempo mode (%s mode %s)", tempo_wire_name(cfg->engine.wire),
+                tempo_mode_name(cfg->engine.mode),
+                cfg->engine.mode == TEMPO_MODE_SHIELD ? "has its own dtypes: --shield-dtype" : "sends nothing");
 #if TEMPO_HAVE_MPI
   if (mpi_workers > 0) cfg->engine.workers = mpi_workers, cfg->engine.transport = tempo_mpi_transport;
 #endif

@@ -7,7 +7,7 @@ CHECK_NAME=cli . "$(dirname "$0")/check_common.sh"
 
 check "help exits 0" 0 "$T" --help
 for flag in --model --data --data-dir --epochs --max-steps --batch-size --lr --optimizer --seed --out --resume \
-            --mode --workers --verify-rounds --audit --init-from --checkpoint-every --log-every --privacy-report --version; do
+            --mode --workers --wire --verify-rounds --audit --init-from --checkpoint-every --log-every --privacy-report --version; do
   grep_in "help explains $flag" "$tmp/out" "$flag"
 done
 check "version exits 0" 0 "$T" --version
@@ -24,6 +24,12 @@ grep_in "unknown model lists names" "$tmp/err" "mlp"
 check "missing dataset" 1 "$T" train --data-dir /nonexistent --mode local --out "$tmp/x"
 grep_in "missing dataset says what to do" "$tmp/err" "dataset-fashion-mnist"
 check "eval needs a checkpoint" 2 "$T" eval
+check "unknown wire" 2 "$T" train --wire fp16
+check "shield has its own dtypes" 2 "$T" train --mode shield --workers 4 --wire bf16
+grep_in "shield wire hint" "$tmp/err" "--shield-dtype"
+check "16-bit wire trains" 0 "$T" train --mode tempo --wire bf16 --max-steps 20 --log-every 10 --out "$tmp/w16" --no-progress
+grep_in "16-bit wire in the config" "$tmp/w16/metrics.jsonl" '"wire":"bf16"'
+grep_in "16-bit wire: no failed check" "$tmp/out" "verify failures 0"
 check "train runs" 0 "$T" train --mode local --max-steps 30 --log-every 10 --out "$tmp/run" --no-progress
 grep_in "metrics has steps" "$tmp/run/metrics.jsonl" '"images_per_s"'
 grep_in "metrics has a summary" "$tmp/run/metrics.jsonl" '"summary"'
