@@ -5,10 +5,15 @@
  * threads, and prints a markdown table: GB/s counts bytes read + written; "vs memcpy" is
  * the pass's speed as a fraction of memcpy's (1.0 = as fast).
  *
- * Usage: bench_obf [--reps N] [--quick] [--variants] [--shape RxC]
+ * Usage: bench_obf [--reps N] [--quick] [--variants] [--shape RxC] [--mix MxNxP[,MxNxP...]]
  *   --quick     small shapes only (a smoke run)
  *   --variants  also compare the kernels (naive, scatter scalar/AVX2, NT stores) on enc_x
- *   --shape     one shape instead of the default list */
+ *   --shape     one shape instead of the default list
+ *   --mix       instead: one training product's master work (keygen, every Enc/Dec pass as the
+ *               tempo scheme calls it, with the check dots of one verification round) on a key
+ *               without and with mixing blocks (b = 4), single-threaded, per (m, n, p); the
+ *               default list is resnet20's three conv shapes at batch 64 */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,12 +78,122 @@ static void die(const char *what) {
   exit(1);
 }
 
+/* ---- --mix: a training product's passes, unmixed against mixed ---- */
+
+enum { M_FILL, M_FILL_MIX, M_ENC_W, M_ENC_X_CHECK, M_DEC_Y, M_ENC_DY, M_DEC_DX_DOTS, M_DEC_DX_ACC, M_DEC_DW, M_COUNT };
+static const char *mix_name[M_COUNT] = {"keygen_fill", "keygen_fill_mix", "enc_w",     "enc_x_check (2 dots)",
+                                        "dec_y",       "enc_dy",          "dec_dx_rows_dots (1 dot)",
+                                        "dec_dx (accumulate)", "dec_dw"};
+
+typedef struct {
+  tempo_keygen *g;
+  tempo_obf_key k;
+  int m, n, p;
+  const float *X, *W, *dY; /* (m, n), (n, p), (m, p) */
+  float *xo, *wo, *yo;     /* outputs of the same sizes */
+  const double *w[2], *wb[2], *v[1];
+  const float *vsq[1];
+  double *y[2], *yb[2], *y1[1], *y1b[1], *u;
+} mix_ctx;
+
+static void mix_once(mix_ctx *c, int which, bool mixed) {
+  tempo_obf_key *k = &c->k;
+  switch (which) {
+  case M_FILL:
+    if (tempo_keygen_fill(c->g, k)) die("keygen fill");
+    break;
+  case M_FILL_MIX:
+    if (mixed && tempo_keygen_fill_mix(c->g, k, 4)) die("keygen fill_mix");
+    break;
+  case M_ENC_W: tempo_obf_enc_w(k, false, c->W, c->wo); break;
+  case M_ENC_X_CHECK: tempo_obf_enc_x_check(k, c->X, c->xo, 2, c->w, c->wb, c->y, c->yb, c->u); break;
+  case M_DEC_Y: tempo_obf_dec_y_rows(k, c->dY, 0, c->m, c->yo); break;
+  case M_ENC_DY: tempo_obf_enc_dy(k, c->dY, c->yo); break;
+  case M_DEC_DX_DOTS: tempo_obf_dec_dx_rows_dots(k, c->X, 0, c->m, c->xo, 1, c->v, c->vsq, c->y1, c->y1b); break;
+  case M_DEC_DX_ACC: tempo_obf_dec_dx_rows(k, c->X, 0, c->m, c->xo, true); break;
+  case M_DEC_DW: tempo_obf_dec_dw(k, false, c->W, c->wo, false); break;
+  }
+}
+
+/* Median of reps runs of pass `which` (after one warm-up); the key is filled (and mixed) first. */
+static double mix_time(mix_ctx *c, int which, bool mixed, int reps) {
+  double t[256];
+  if (reps > 256) reps = 256;
+  mix_once(c, M_FILL, mixed), mix_once(c, M_FILL_MIX, mixed);
+  mix_once(c, which, mixed);
+  for (int r = 0; r < reps; r++) {
+    if (which == M_FILL_MIX) mix_once(c, M_FILL, mixed); /* fill_mix follows a fill */
+    const double t0 = tempo_now();
+    mix_once(c, which, mixed);
+    t[r] = tempo_now() - t0;
+  }
+  return bench_median(t, reps);
+}
+
+static int mix_main(const char *list, int reps) {
+  int shapes[16][3], ns = 0;
+  for (const char *q = list; ns < 16 && *q;) {
+    int used = 0;
+    if (sscanf(q, "%dx%dx%d%n", &shapes[ns][0], &shapes[ns][1], &shapes[ns][2], &used) != 3 || shapes[ns][0] < 1 ||
+        shapes[ns][1] < 1 || shapes[ns][2] < 1) {
+      fprintf(stderr, "bench_obf: --mix wants MxNxP[,MxNxP...]\n");
+      return 2;
+    }
+    ns++, q += used;
+    if (*q == ',') q++;
+  }
+  uint8_t secret[32] = {1, 2, 3};
+  tempo_keygen *g;
+  if (tempo_keygen_create(secret, NULL, &g) != TEMPO_STATUS_OK) die("keygen");
+  tempo_obf_set_threads(1);
+  printf("| pass | m x n x p | unmixed ms | mixed ms | mixed / unmixed |\n|---|---|---|---|---|\n");
+  for (int s = 0; s < ns; s++) {
+    const int m = shapes[s][0], n = shapes[s][1], p = shapes[s][2];
+    const size_t xs = (size_t)m * n, ws = (size_t)n * p, ys = (size_t)m * p;
+    float *X = tempo_alloc_floats(xs), *W = tempo_alloc_floats(ws), *dY = tempo_alloc_floats(ys);
+    float *xo = tempo_alloc_floats(xs), *wo = tempo_alloc_floats(ws), *yo = tempo_alloc_floats(ys);
+    float *vsq = tempo_alloc_floats((size_t)n);
+    double *d = (double *)tempo_alloc_floats(2 * (9 * (size_t)n + 6 * (size_t)m));
+    if (!X || !W || !dY || !xo || !wo || !yo || !vsq || !d) die("out of memory");
+    for (size_t i = 0; i < xs; i++) X[i] = (float)(i % 1000) * 0.001f - 0.5f;
+    for (size_t i = 0; i < ws; i++) W[i] = (float)(i % 777) * 0.001f - 0.3f;
+    for (size_t i = 0; i < ys; i++) dY[i] = (float)(i % 555) * 0.001f - 0.2f;
+    mix_ctx c = {.g = g, .m = m, .n = n, .p = p, .X = X, .W = W, .dY = dY, .xo = xo, .wo = wo, .yo = yo};
+    double *w = d, *wb = w + 2 * (size_t)n, *v = wb + 2 * (size_t)n, *y = v + (size_t)n, *yb = y + 2 * (size_t)m;
+    double *y1 = yb + 2 * (size_t)m;
+    c.u = y1 + 2 * (size_t)m; /* 4 n doubles: enc_x_check's scratch (2 n per dot) */
+    for (int j = 0; j < n; j++) {
+      w[j] = (j % 7) - 3.0, w[n + j] = (j % 5) - 2.0, wb[j] = fabs(w[j]), wb[n + j] = fabs(w[n + j]);
+      v[j] = (j % 3) - 1.0, vsq[j] = (float)(v[j] * v[j]);
+    }
+    c.w[0] = w, c.w[1] = w + n, c.wb[0] = wb, c.wb[1] = wb + n, c.y[0] = y, c.y[1] = y + m, c.yb[0] = yb;
+    c.yb[1] = yb + m, c.v[0] = v, c.vsq[0] = vsq, c.y1[0] = y1, c.y1b[0] = y1 + m;
+    if (tempo_obf_key_alloc(&c.k, m, n, p)) die("key alloc");
+    double sum[2] = {0, 0};
+    for (int which = 0; which < M_COUNT; which++) {
+      const double t0 = mix_time(&c, which, false, reps), t1 = mix_time(&c, which, true, reps);
+      sum[0] += t0, sum[1] += t1;
+      printf("| %s | %dx%dx%d | %.3f | %.3f | %.2f |\n", mix_name[which], m, n, p, t0 * 1e3, t1 * 1e3,
+             t0 > 0 ? t1 / t0 : 0.0);
+    }
+    printf("| all | %dx%dx%d | %.3f | %.3f | %.2f |\n", m, n, p, sum[0] * 1e3, sum[1] * 1e3, sum[1] / sum[0]);
+    tempo_obf_key_free(&c.k);
+    tempo_free_floats(X), tempo_free_floats(W), tempo_free_floats(dY), tempo_free_floats(xo);
+    tempo_free_floats(wo), tempo_free_floats(yo), tempo_free_floats(vsq), tempo_free_floats((float *)d);
+  }
+  tempo_keygen_free(g);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   int reps = 9;
   bool quick = false, variants = false;
   shape one = {0, 0};
+  const char *mix = NULL;
   for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--reps") && i + 1 < argc)
+    if (!strcmp(argv[i], "--mix"))
+      mix = i + 1 < argc && argv[i + 1][0] != '-' ? argv[++i] : "65536x144x16,16384x288x32,4096x576x64";
+    else if (!strcmp(argv[i], "--reps") && i + 1 < argc)
       reps = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--quick"))
       quick = true;
@@ -88,11 +203,12 @@ int main(int argc, char **argv) {
              one.rows > 0 && one.cols > 0)
       i++;
     else {
-      fprintf(stderr, "usage: bench_obf [--reps N] [--quick] [--variants] [--shape RxC]\n");
+      fprintf(stderr, "usage: bench_obf [--reps N] [--quick] [--variants] [--shape RxC] [--mix MxNxP[,...]]\n");
       return 2;
     }
   }
   if (reps < 1) reps = 1;
+  if (mix) return mix_main(mix, reps);
   static const shape full[] = {{512, 512}, {2048, 2048}, {4096, 1024}, {50176, 576}, {50176, 64}};
   static const shape small[] = {{64, 64}, {512, 512}};
   const shape *shapes = quick ? small : full;

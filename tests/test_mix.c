@@ -4,8 +4,8 @@
  * three worker products computed on mixed operands decode to the plaintext products within
  * a float bound (both W layouts, whole and row-range Dec, accumulation); the dots formed in
  * the passes equal the dots of the floats written / read; a mixed X' has no zero where X has
- * its zero pattern (padding) and keeps no sign pattern; wiping drops the mixing. Both the
- * b = 4 AVX2 tiles and the portable loops. */
+ * its zero pattern (padding) and keeps no sign pattern; wiping drops the mixing. The b = 4
+ * AVX-512 and AVX2 tiles (where the CPU has them) and the portable loops. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "obf/obf_internal.h"
+#include "tempo/common.h"
 #include "tempo/gemm.h"
 #include "tempo/obf.h"
 #include "tempo/rng.h"
@@ -180,13 +181,14 @@ static void test_products(void **state) {
   tempo_keygen *g = keygen();
   static const int shapes[][3] = {{16, 8, 4}, {33, 17, 9}, {64, 27, 16}, {7, 5, 3}, {1, 1, 1}, {40, 64, 12}, {64, 36, 16}};
   static const int bs[] = {1, 2, 4, 8};
-  for (int scalar = 0; scalar < 2; scalar++) { /* b = 4's AVX2 tiles (where the CPU has them), then the loops */
-    tempo_obf_mix_force_scalar(scalar);
+  /* b = 4's AVX-512 tiles, its AVX2 tiles (where the CPU has them), then the loops */
+  for (int isa = tempo_obf_mix_isa(); isa >= TEMPO_OBF_MIX_ISA_SCALAR; isa--) {
+    tempo_obf_mix_set_isa(isa);
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
       for (size_t i = 0; i < 4; i++)
         for (int wt = 0; wt < 2; wt++) product_case(g, shapes[s][0], shapes[s][1], shapes[s][2], bs[i], wt);
   }
-  tempo_obf_mix_force_scalar(false);
+  tempo_obf_mix_set_isa(TEMPO_OBF_MIX_ISA_AUTO);
   tempo_keygen_free(g);
 }
 
@@ -221,10 +223,88 @@ static void test_signs(void **state) {
   tempo_keygen_free(g);
 }
 
+/* max |a - b| over max |b|. */
+static double max_rel(const float *a, const float *b, size_t n) {
+  double d = 0, s = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (fabs((double)a[i] - b[i]) > d) d = fabs((double)a[i] - b[i]);
+    if (fabs((double)b[i]) > s) s = fabs((double)b[i]);
+  }
+  return d / (s + 1e-30);
+}
+
+/* Outputs of at least TEMPO_OBF_NT_BYTES: the tiles stream them (non-temporal stores; the
+ * X' pass mixes into scratch for its dots first). Every kernel's X', dX and Y against the
+ * portable loops' (same products, other rounding), the dots against the floats written and
+ * read, the dots pass against the plain one bit for bit. */
+static void test_large(void **state) {
+  (void)state;
+  tempo_keygen *g = keygen();
+  enum { M = 16384, N = 128, P = 16 }; /* X' and dX 8 MiB */
+  const size_t xs = (size_t)M * N, ys = (size_t)M * P;
+  /* 64-byte aligned (tempo_alloc_floats), as the engine's buffers: the streamed stores need it */
+  float *X = tempo_alloc_floats(xs), *dXp = tempo_alloc_floats(xs), *Yp = tempo_alloc_floats(ys),
+        *ref_x = tempo_alloc_floats(xs), *ref_dx = tempo_alloc_floats(xs), *ref_y = tempo_alloc_floats(ys),
+        *out = tempo_alloc_floats(xs), *out2 = tempo_alloc_floats(xs);
+  double *y = malloc(4 * (size_t)M * 8), w[2 * N], wb[2 * N], v[N], u[4 * N];
+  float vsq[N];
+  tempo_rng r;
+  tempo_rng_seed(&r, 11, 0);
+  randn(X, xs, &r), randn(dXp, xs, &r), randn(Yp, ys, &r);
+  for (int j = 0; j < 2 * N; j++) w[j] = tempo_rng_normal(&r), wb[j] = fabs(w[j]);
+  for (int j = 0; j < N; j++) v[j] = tempo_rng_normal(&r), vsq[j] = (float)(v[j] * v[j]);
+  const double *wq[2] = {w, w + N}, *wbq[2] = {wb, wb + N}, *vq[1] = {v};
+  const float *vsqq[1] = {vsq};
+  double *yq[2] = {y, y + M}, *ybq[2] = {y + 2 * M, y + 3 * M};
+  tempo_obf_key k;
+  assert_int_equal(tempo_obf_key_alloc(&k, M, N, P), TEMPO_STATUS_OK);
+  assert_int_equal(tempo_keygen_fill(g, &k), TEMPO_STATUS_OK);
+  assert_int_equal(tempo_keygen_fill_mix(g, &k, 4), TEMPO_STATUS_OK);
+  for (int isa = TEMPO_OBF_MIX_ISA_SCALAR; isa <= tempo_obf_mix_isa(); isa++) {
+    tempo_obf_mix_set_isa(isa);
+    tempo_obf_enc_x_check(&k, X, out, 2, wq, wbq, yq, ybq, u);
+    for (int i = 0; i < M; i++)
+      for (int q = 0; q < 2; q++) {
+        double s = 0, sa = 0, sb = 0;
+        for (int j = 0; j < N; j++) {
+          const double x = out[(size_t)i * N + j];
+          s += x * w[q * N + j], sa += fabs(x * w[q * N + j]), sb += x * x * wb[q * N + j];
+        }
+        if (!(fabs(s - yq[q][i]) <= 1e-12 * sa && fabs(sb - ybq[q][i]) <= 1e-12 * sb))
+          fail_msg("isa %d: X' dot %d of row %d: %g, the row's %g", isa, q, i, yq[q][i], s);
+      }
+    if (isa == TEMPO_OBF_MIX_ISA_SCALAR) memcpy(ref_x, out, xs * 4);
+    double e = max_rel(out, ref_x, xs);
+    if (!(e < 1e-5)) fail_msg("isa %d: X' off the loops' by %g", isa, e);
+    tempo_obf_dec_dx_rows_dots(&k, dXp, 0, M, out, 1, vq, vsqq, yq, ybq);
+    for (int i = 0; i < M; i++) {
+      double s = 0, sa = 0;
+      for (int j = 0; j < N; j++) s += (double)dXp[(size_t)i * N + j] * v[j], sa += fabs(dXp[(size_t)i * N + j] * v[j]);
+      if (!(fabs(s - yq[0][i]) <= 1e-12 * sa)) fail_msg("isa %d: dX' dot of row %d", isa, i);
+    }
+    tempo_obf_dec_dx(&k, dXp, out2, false);
+    assert_memory_equal(out, out2, xs * 4);
+    if (isa == TEMPO_OBF_MIX_ISA_SCALAR) memcpy(ref_dx, out, xs * 4);
+    e = max_rel(out, ref_dx, xs);
+    if (!(e < 1e-5)) fail_msg("isa %d: dX off the loops' by %g", isa, e);
+    tempo_obf_dec_y(&k, Yp, out);
+    if (isa == TEMPO_OBF_MIX_ISA_SCALAR) memcpy(ref_y, out, ys * 4);
+    e = max_rel(out, ref_y, ys);
+    if (!(e < 1e-5)) fail_msg("isa %d: Y off the loops' by %g", isa, e);
+  }
+  tempo_obf_mix_set_isa(TEMPO_OBF_MIX_ISA_AUTO);
+  tempo_obf_key_free(&k);
+  tempo_keygen_free(g);
+  float *f[] = {X, dXp, Yp, ref_x, ref_dx, ref_y, out, out2};
+  for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) tempo_free_floats(f[i]);
+  free(y);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_products),
       cmocka_unit_test(test_signs),
+      cmocka_unit_test(test_large),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

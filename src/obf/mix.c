@@ -75,9 +75,6 @@ static void dots_row(const tempo_obf_mix_dots *d, const float *row, int cols, si
 #include <immintrin.h>
 #define MIX_X86 1
 
-static atomic_bool mix_scalar; /* tests: force the portable loops */
-void tempo_obf_mix_force_scalar(bool on) { atomic_store(&mix_scalar, on); }
-
 /* T = G R for a 4x4 tile: T_r = sum_k G_r[k] R_k */
 __attribute__((target("avx2,fma"), always_inline)) static inline __m128 tile_right(__m128 g, const __m128 R[4]) {
   __m128 t = _mm_mul_ps(_mm_permute_ps(g, 0x00), R[0]);
@@ -199,23 +196,41 @@ __attribute__((target("avx2"))) static void scatter4(const float *h, int cols, c
     for (int r = 0; r < 4; r++) o[r][j] = acc ? o[r][j] + v[r] : v[r];
   }
 }
+#else
+#define MIX_X86 0
+#endif
 
-static bool mix_avx2(int b, int cols) {
-  if (b != 4 || cols % 4 || atomic_load(&mix_scalar)) return false;
+static atomic_int mix_isa_max = TEMPO_OBF_MIX_ISA_AVX512; /* tests: the best kernels passes may use */
+void tempo_obf_mix_set_isa(int isa) {
+  atomic_store(&mix_isa_max, isa < TEMPO_OBF_MIX_ISA_SCALAR ? TEMPO_OBF_MIX_ISA_AVX512 : isa);
+}
+void tempo_obf_mix_force_scalar(bool on) {
+  tempo_obf_mix_set_isa(on ? TEMPO_OBF_MIX_ISA_SCALAR : TEMPO_OBF_MIX_ISA_AUTO);
+}
+
+int tempo_obf_mix_isa(void) {
+#if MIX_X86
   static atomic_int cached = -1;
   int c = atomic_load(&cached);
   if (c < 0) {
     __builtin_cpu_init();
-    c = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    c = !__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma") ? TEMPO_OBF_MIX_ISA_SCALAR
+        : __builtin_cpu_supports("avx512f")                                ? TEMPO_OBF_MIX_ISA_AVX512
+                                                                           : TEMPO_OBF_MIX_ISA_AVX2;
     atomic_store(&cached, c);
   }
   return c;
-}
 #else
-#define MIX_X86 0
-void tempo_obf_mix_force_scalar(bool on) { (void)on; }
-static bool mix_avx2(int b, int cols) { return false; }
+  return TEMPO_OBF_MIX_ISA_SCALAR;
 #endif
+}
+
+/* The kernels a pass with block size b on rows of cols uses (the tiles need b = 4, cols % 4 == 0). */
+static int mix_isa(int b, int cols) {
+  const int best = tempo_obf_mix_isa(), max = atomic_load(&mix_isa_max);
+  if (b != 4 || cols % 4) return TEMPO_OBF_MIX_ISA_SCALAR;
+  return best < max ? best : max;
+}
 
 /* Input row a of an Enc pass: in's row a, or (src) row a gathered into buf (cols floats). */
 static const float *enc_row(const float *in, const tempo_rows *src, uint32_t a, int cols, float *buf) {
@@ -234,10 +249,15 @@ void tempo_obf_mix_pass(const tempo_obf_key *k, bool enc, int rows, int cols, co
   const float *L = k->mixd[rdim][lform], *R = k->mixd[cdim][rform];
   float *g = k->mix_tmp, *h = g + (size_t)b * cols, *f = h + (size_t)b * cols;
   const uint32_t *perm = rd->perm;
-  const bool fast = mix_avx2(b, cols);
+  const int isa = mix_isa(b, cols);
+  const bool fast = isa == TEMPO_OBF_MIX_ISA_AVX2;
+  int start = lo; /* the blocks left to the loops below */
+  if (isa == TEMPO_OBF_MIX_ISA_AVX512) /* whole blocks; a last smaller one below */
+    start = tempo_obf_mix_pass512(enc, rows, cols, in, out, perm, enc ? cd->perm : cd->inv, L, R, rs, cs, acc, lo, hi,
+                               dots, g);
   if (enc) { /* output rows i0.. i0+t: gather, mix columns, mix rows, scale */
     const uint32_t *ci = cd->perm;
-    for (int i0 = lo; i0 < hi; i0 += b) {
+    for (int i0 = start; i0 < hi; i0 += b) {
       const int t = rows - i0 < b ? rows - i0 : b;
       const float *A = L + (size_t)(i0 / b) * b * b;
 #if MIX_X86
@@ -268,7 +288,7 @@ void tempo_obf_mix_pass(const tempo_obf_key *k, bool enc, int rows, int cols, co
   }
   /* Dec: input rows a0.. a0+t (in holds rows [lo, hi)): scale, mix rows, mix columns, scatter */
   const uint32_t *ci = cd->inv;
-  for (int a0 = lo; a0 < hi; a0 += b) {
+  for (int a0 = start; a0 < hi; a0 += b) {
     const int t = rows - a0 < b ? rows - a0 : b;
     const float *A = L + (size_t)(a0 / b) * b * b;
     const float *src = in + (size_t)(a0 - lo) * cols;

@@ -51,8 +51,22 @@ void tempo_obf_mix_pass(const tempo_obf_key *k, bool enc, int rows, int cols, co
                         int cdim, int rform, const float *cs, bool acc, int lo, int hi,
                         const tempo_obf_mix_dots *dots, const tempo_rows *src);
 
-/* Makes the mixed passes use their portable loops (not the b = 4 AVX2 tiles), for tests. */
+/* The kernels of the mixed passes: the portable loops (the reference), b = 4 AVX2+FMA 4x4
+ * tiles (mix.c), b = 4 AVX-512F 16-column tiles (mix512.c). tempo_obf_mix_isa: the best this
+ * CPU runs; tempo_obf_mix_set_isa caps what the passes use (tests, measurement; AUTO: the
+ * best); tempo_obf_mix_force_scalar(on): the portable loops, or AUTO again. */
+enum { TEMPO_OBF_MIX_ISA_AUTO = 0, TEMPO_OBF_MIX_ISA_SCALAR = 1, TEMPO_OBF_MIX_ISA_AVX2 = 2, TEMPO_OBF_MIX_ISA_AVX512 = 3 };
+int tempo_obf_mix_isa(void);
+void tempo_obf_mix_set_isa(int isa);
 void tempo_obf_mix_force_scalar(bool on);
+
+/* mix512.c: the mixed pass's whole blocks of 4 rows in [lo, hi) with AVX-512F (b = 4,
+ * cols % 4 == 0, lo % 4 == 0, arguments as tempo_obf_mix_pass's with perm the rows' and ci the
+ * columns' index vector of the direction, L, R the forms); scratch: 8 cols + 64 floats.
+ * Returns where it stopped (the first row of a last block smaller than 4, else hi). */
+int tempo_obf_mix_pass512(bool enc, int rows, int cols, const float *in, float *out, const uint32_t *perm,
+                          const uint32_t *ci, const float *L, const float *R, const float *rs, const float *cs,
+                          bool acc, int lo, int hi, const tempo_obf_mix_dots *dots, float *scratch);
 
 /* Makes tempo_verify_product use its portable (scalar) kernels, for tests. */
 void tempo_verify_force_scalar(bool on);
