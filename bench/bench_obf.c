@@ -5,18 +5,23 @@
  * threads, and prints a markdown table: GB/s counts bytes read + written; "vs memcpy" is
  * the pass's speed as a fraction of memcpy's (1.0 = as fast).
  *
- * Usage: bench_obf [--reps N] [--quick] [--variants] [--shape RxC] [--mix MxNxP[,MxNxP...]]
+ * Usage: bench_obf [--reps N] [--quick] [--variants] [--shape RxC] [--mix [MxNxP[,MxNxP...]]]
  *   --quick     small shapes only (a smoke run)
  *   --variants  also compare the kernels (naive, scatter scalar/AVX2, NT stores) on enc_x
  *   --shape     one shape instead of the default list
  *   --mix       instead: one training product's master work (keygen, every Enc/Dec pass as the
  *               tempo scheme calls it, with the check dots of one verification round) on a key
  *               without and with mixing blocks (b = 4), single-threaded, per (m, n, p); the
- *               default list is resnet20's three conv shapes at batch 64 */
+ *               default list is resnet20's conv shapes at batch 64, and the last lines sum
+ *               them over resnet20's 18 mixed convolutions (one training step; the
+ *               accumulating dX decryption is not in it). Times are
+ *               the thread's CPU time (median), so a loaded machine's descheduling does
+ *               not count (its cache and memory contention still does) */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bench_util.h"
 #include "obf/obf_internal.h"
@@ -115,7 +120,13 @@ static void mix_once(mix_ctx *c, int which, bool mixed) {
   }
 }
 
-/* Median of reps runs of pass `which` (after one warm-up); the key is filled (and mixed) first. */
+static double cpu_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Median CPU time of reps runs of pass `which` (after one warm-up); the key is filled (and mixed) first. */
 static double mix_time(mix_ctx *c, int which, bool mixed, int reps) {
   double t[256];
   if (reps > 256) reps = 256;
@@ -123,15 +134,19 @@ static double mix_time(mix_ctx *c, int which, bool mixed, int reps) {
   mix_once(c, which, mixed);
   for (int r = 0; r < reps; r++) {
     if (which == M_FILL_MIX) mix_once(c, M_FILL, mixed); /* fill_mix follows a fill */
-    const double t0 = tempo_now();
+    const double t0 = cpu_now();
     mix_once(c, which, mixed);
-    t[r] = tempo_now() - t0;
+    t[r] = cpu_now() - t0;
   }
   return bench_median(t, reps);
 }
 
 static int mix_main(const char *list, int reps) {
   int shapes[16][3], ns = 0;
+  double per_step[16]; /* how often each shape occurs in the step summed on the last line (0: no sum) */
+  const bool resnet20 = !strcmp(list, "resnet20");
+  if (resnet20) list = "65536x144x16,16384x144x32,16384x288x32,4096x288x64,4096x576x64";
+  static const double resnet20_count[5] = {6, 1, 5, 1, 5};
   for (const char *q = list; ns < 16 && *q;) {
     int used = 0;
     if (sscanf(q, "%dx%dx%d%n", &shapes[ns][0], &shapes[ns][1], &shapes[ns][2], &used) != 3 || shapes[ns][0] < 1 ||
@@ -139,6 +154,7 @@ static int mix_main(const char *list, int reps) {
       fprintf(stderr, "bench_obf: --mix wants MxNxP[,MxNxP...]\n");
       return 2;
     }
+    per_step[ns] = resnet20 ? resnet20_count[ns] : 0;
     ns++, q += used;
     if (*q == ',') q++;
   }
@@ -147,6 +163,7 @@ static int mix_main(const char *list, int reps) {
   if (tempo_keygen_create(secret, NULL, &g) != TEMPO_STATUS_OK) die("keygen");
   tempo_obf_set_threads(1);
   printf("| pass | m x n x p | unmixed ms | mixed ms | mixed / unmixed |\n|---|---|---|---|---|\n");
+  double step[2][M_COUNT] = {{0}};
   for (int s = 0; s < ns; s++) {
     const int m = shapes[s][0], n = shapes[s][1], p = shapes[s][2];
     const size_t xs = (size_t)m * n, ws = (size_t)n * p, ys = (size_t)m * p;
@@ -173,6 +190,8 @@ static int mix_main(const char *list, int reps) {
     for (int which = 0; which < M_COUNT; which++) {
       const double t0 = mix_time(&c, which, false, reps), t1 = mix_time(&c, which, true, reps);
       sum[0] += t0, sum[1] += t1;
+      if (which != M_DEC_DX_ACC) /* not in resnet20's step: its convolutions' dX is not accumulated */
+        step[0][which] += per_step[s] * t0, step[1][which] += per_step[s] * t1;
       printf("| %s | %dx%dx%d | %.3f | %.3f | %.2f |\n", mix_name[which], m, n, p, t0 * 1e3, t1 * 1e3,
              t0 > 0 ? t1 / t0 : 0.0);
     }
@@ -180,6 +199,16 @@ static int mix_main(const char *list, int reps) {
     tempo_obf_key_free(&c.k);
     tempo_free_floats(X), tempo_free_floats(W), tempo_free_floats(dY), tempo_free_floats(xo);
     tempo_free_floats(wo), tempo_free_floats(yo), tempo_free_floats(vsq), tempo_free_floats((float *)d);
+  }
+  if (resnet20) {
+    double all[2] = {0, 0};
+    for (int w = 0; w < M_COUNT; w++) {
+      if (w == M_DEC_DX_ACC) continue;
+      all[0] += step[0][w], all[1] += step[1][w];
+      printf("| %s | resnet20 step (18 convs) | %.3f | %.3f | %.2f |\n", mix_name[w], step[0][w] * 1e3,
+             step[1][w] * 1e3, step[0][w] > 0 ? step[1][w] / step[0][w] : 0.0);
+    }
+    printf("| all | resnet20 step (18 convs) | %.3f | %.3f | %.2f |\n", all[0] * 1e3, all[1] * 1e3, all[1] / all[0]);
   }
   tempo_keygen_free(g);
   return 0;
@@ -192,7 +221,7 @@ int main(int argc, char **argv) {
   const char *mix = NULL;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--mix"))
-      mix = i + 1 < argc && argv[i + 1][0] != '-' ? argv[++i] : "65536x144x16,16384x288x32,4096x576x64";
+      mix = i + 1 < argc && argv[i + 1][0] != '-' ? argv[++i] : "resnet20";
     else if (!strcmp(argv[i], "--reps") && i + 1 < argc)
       reps = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--quick"))

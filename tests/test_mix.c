@@ -300,11 +300,86 @@ static void test_large(void **state) {
   free(y);
 }
 
+/* det of the n x n a (row-major, n <= 8; a is overwritten), by elimination with pivoting. */
+static double det(double *a, int n) {
+  double d = 1;
+  for (int c = 0; c < n; c++) {
+    int piv = c;
+    for (int r = c + 1; r < n; r++)
+      if (fabs(a[r * n + c]) > fabs(a[piv * n + c])) piv = r;
+    if (piv != c) {
+      for (int j = 0; j < n; j++) {
+        const double t = a[c * n + j];
+        a[c * n + j] = a[piv * n + j], a[piv * n + j] = t;
+      }
+      d = -d;
+    }
+    d *= a[c * n + c];
+    for (int r = c + 1; r < n; r++) {
+      const double f = a[r * n + c] / a[c * n + c];
+      for (int j = c; j < n; j++) a[r * n + j] -= f * a[c * n + j];
+    }
+  }
+  return d;
+}
+
+/* The rotations Q of the blocks (B = Q diag(s), so B o B^-T = Q o Q) are Haar-distributed on
+ * O(b): the moments E q^2 = 1/b, E q^4 = 3/(b(b+2)), E q_ij^2 q_kl^2 = (b+1)/((b-1)b(b+2)) and
+ * E q_ij q_kl q_il q_kj = -1/((b-1)b(b+2)) (i != k, j != l), E q_ij q_kl = 0 for two entries,
+ * and det Q = -1 half of the time. b = 4 (quaternions) and b = 8 (Gram-Schmidt) over many
+ * blocks; a rotation from one quaternion only (same 4th moments), or without the reflection,
+ * fails them. */
+static void test_haar(void **state) {
+  (void)state;
+  tempo_keygen *g = keygen();
+  static const int bs[] = {4, 8};
+  for (size_t bi = 0; bi < 2; bi++) {
+    const int b = bs[bi], nblk = 40000 / b, M = nblk * b;
+    tempo_obf_key k;
+    assert_int_equal(tempo_obf_key_alloc(&k, M, 8, 8), TEMPO_STATUS_OK);
+    assert_int_equal(tempo_keygen_fill(g, &k), TEMPO_STATUS_OK);
+    assert_int_equal(tempo_keygen_fill_mix(g, &k, b), TEMPO_STATUS_OK);
+    double m2 = 0, m4 = 0, p22 = 0, c4 = 0, neg = 0, np = 0, nc = 0, q[64];
+    static double cross[64 * 64];
+    memset(cross, 0, sizeof cross);
+    for (int J = 0; J < nblk; J++) {
+      const float *B = k.mixd[0][TEMPO_OBF_MIX_M] + (size_t)J * b * b, *IT = k.mixd[0][TEMPO_OBF_MIX_INVT] + (size_t)J * b * b;
+      for (int i = 0; i < b * b; i++) q[i] = copysign(sqrt((double)B[i] * IT[i]), B[i]);
+      for (int i = 0; i < b * b; i++) m2 += q[i] * q[i], m4 += q[i] * q[i] * q[i] * q[i];
+      for (int i = 0; i < b * b; i++)
+        for (int j = 0; j < b * b; j++) cross[i * b * b + j] += q[i] * q[j];
+      for (int i = 0; i < b; i++)
+        for (int kk = i + 1; kk < b; kk++)
+          for (int j = 0; j < b; j++)
+            for (int l = 0; l < b; l++) {
+              if (j == l) continue;
+              p22 += q[i * b + j] * q[i * b + j] * q[kk * b + l] * q[kk * b + l], np++;
+              if (j < l) c4 += q[i * b + j] * q[kk * b + l] * q[i * b + l] * q[kk * b + j], nc++;
+            }
+      neg += det(q, b) < 0;
+    }
+    m2 /= (double)nblk * b * b, m4 /= (double)nblk * b * b, p22 /= np, c4 /= nc, neg /= nblk;
+    const double n = b, e4 = 3 / (n * (n + 2)), e22 = (n + 1) / ((n - 1) * n * (n + 2)), ec = -1 / ((n - 1) * n * (n + 2));
+    for (int i = 0; i < b * b * b * b; i++) cross[i] /= nblk;
+    double worst = 0; /* E q_ij q_kl = 0 for (i, j) != (k, l): a rotation from one quaternion has 1/4 */
+    for (int i = 0; i < b * b; i++)
+      for (int j = 0; j < b * b; j++)
+        if (i != j && fabs(cross[i * b * b + j]) > worst) worst = fabs(cross[i * b * b + j]);
+    if (!(fabs(m2 - 1 / n) < 1e-3 && fabs(m4 - e4) < 0.04 * e4 && fabs(p22 - e22) < 0.04 * e22 &&
+          fabs(c4 - ec) < 0.25 * -ec && fabs(neg - 0.5) < 0.03 && worst < 0.02))
+      fail_msg("b=%d: E q^2 %g (%g), E q^4 %g (%g), E q^2 q^2 %g (%g), E qqqq %g (%g), P(det<0) %g, max E q q %g", b,
+               m2, 1 / n, m4, e4, p22, e22, c4, ec, neg, worst);
+    tempo_obf_key_free(&k);
+  }
+  tempo_keygen_free(g);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_products),
       cmocka_unit_test(test_signs),
       cmocka_unit_test(test_large),
+      cmocka_unit_test(test_haar),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

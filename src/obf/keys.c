@@ -305,53 +305,111 @@ tempo_status tempo_keygen_fill(tempo_keygen *g, tempo_obf_key *k) {
 
 static size_t mix_blocks_floats(int size, int b) { return (size_t)((size + b - 1) / b) * (size_t)b * (size_t)b; }
 
-/* Two independent standard normals: Marsaglia's polar method on 53-bit uniforms in [-1, 1)^2
- * (exact like Box-Muller, without its cosine: one log, one sqrt and on average 2.5 keystream
- * words per pair). */
+/* Uniform in [-1, 1) on a 2^-52 grid. */
+static double keygen_sym(tempo_keygen *g) { return (double)(keygen_u64(g) >> 11) * 0x1.0p-52 - 1.0; }
+
+/* Two independent standard normals: Marsaglia's polar method (exact like Box-Muller, without
+ * its cosine: one log, one sqrt and on average 2.5 keystream words per pair). */
 static void keygen_normal2(tempo_keygen *g, double *z0, double *z1) {
   double x, y, s;
   do {
-    x = (double)(keygen_u64(g) >> 11) * 0x1.0p-52 - 1.0;
-    y = (double)(keygen_u64(g) >> 11) * 0x1.0p-52 - 1.0;
+    x = keygen_sym(g), y = keygen_sym(g);
     s = x * x + y * y;
   } while (s >= 1.0 || s == 0.0);
   const double f = sqrt(-2.0 * log(s) / s);
   *z0 = x * f, *z1 = y * f;
 }
 
-/* The four forms of one t x t block (row stride b) of B = Q diag(s): B, B^-1 = diag(1/s) Q^T,
- * B^T = diag(s) Q^T, B^-T = Q diag(1/s). Q: Gram-Schmidt (twice, in double) of Gaussian rows. */
-static void mix_block(tempo_keygen *g, int t, int b, float *const out[4]) {
-  double q[TEMPO_OBF_MIX_MAX][TEMPO_OBF_MIX_MAX], s[TEMPO_OBF_MIX_MAX], is[TEMPO_OBF_MIX_MAX], spare;
+/* A point uniform on the unit sphere S^3 of R^4 (Marsaglia 1972: (x1, x2), (x3, x4) uniform in
+ * the unit disk, then (x1, x2, x3 f, x4 f) with f = sqrt((1 - s1) / s2)). */
+static void keygen_s3(tempo_keygen *g, double p[4]) {
+  double x1, x2, x3, x4, s1, s2;
+  do {
+    x1 = keygen_sym(g), x2 = keygen_sym(g);
+    s1 = x1 * x1 + x2 * x2;
+  } while (s1 >= 1.0);
+  do {
+    x3 = keygen_sym(g), x4 = keygen_sym(g);
+    s2 = x3 * x3 + x4 * x4;
+  } while (s2 >= 1.0 || s2 == 0.0);
+  const double f = sqrt((1.0 - s1) / s2);
+  p[0] = x1, p[1] = x2, p[2] = x3 * f, p[3] = x4 * f;
+}
+
+/* q (t x t, row-major): a Haar-distributed (uniformly random) orthogonal matrix: Gram-Schmidt
+ * (twice, in double) of Gaussian rows. */
+static void haar_gram_schmidt(tempo_keygen *g, int t, double *q) {
+  double spare;
   for (int r = 0; r < t; r++) {
-    double nn;
+    double *qr = q + (size_t)r * t, nn;
     do {
-      for (int c = 0; c < t; c += 2) keygen_normal2(g, &q[r][c], c + 1 < t ? &q[r][c + 1] : &spare);
+      for (int c = 0; c < t; c += 2) keygen_normal2(g, &qr[c], c + 1 < t ? &qr[c + 1] : &spare);
       for (int pass = 0; pass < 2; pass++)
         for (int u = 0; u < r; u++) {
+          const double *qu = q + (size_t)u * t;
           double d = 0;
-          for (int c = 0; c < t; c++) d += q[r][c] * q[u][c];
-          for (int c = 0; c < t; c++) q[r][c] -= d * q[u][c];
+          for (int c = 0; c < t; c++) d += qr[c] * qu[c];
+          for (int c = 0; c < t; c++) qr[c] -= d * qu[c];
         }
       nn = 0;
-      for (int c = 0; c < t; c++) nn += q[r][c] * q[r][c];
+      for (int c = 0; c < t; c++) nn += qr[c] * qr[c];
     } while (nn < 1e-6); /* a (practically impossible) dependent draw: draw the row again */
     const double inv = 1.0 / sqrt(nn);
-    for (int c = 0; c < t; c++) q[r][c] *= inv;
-    s[r] = exp2(2.0 * ((double)(keygen_u64(g) >> 11) * 0x1.0p-53) - 1.0); /* log-uniform in [1/2, 2) */
+    for (int c = 0; c < t; c++) qr[c] *= inv;
+  }
+  sodium_memzero(&spare, sizeof spare);
+}
+
+/* q (4 x 4): the same distribution as haar_gram_schmidt(g, 4, q), 4x faster (the engine's b = 4:
+ * Gram-Schmidt's 16 Gaussians were most of a mixed product's key generation). x -> a x b for
+ * unit quaternions a, b independent and uniform on S^3 is a Haar-distributed rotation (the map
+ * S^3 x S^3 -> SO(4) is a surjective homomorphism of compact groups, so it carries the product
+ * of the uniform measures to Haar measure), and negating its first row with probability 1/2
+ * gives Haar measure on O(4), which is what Gram-Schmidt of Gaussian rows gives. */
+static void haar_quaternions(tempo_keygen *g, double *q) {
+  double a[4], b[4];
+  keygen_s3(g, a);
+  keygen_s3(g, b);
+  /* left multiplication by a and right multiplication by b as 4x4 matrices on (1, i, j, k) */
+  double La[16] = {a[0], -a[1], -a[2], -a[3], a[1], a[0], -a[3], a[2],
+                         a[2], a[3],  a[0], -a[1], a[3], -a[2], a[1], a[0]};
+  double Rb[16] = {b[0], -b[1], -b[2], -b[3], b[1], b[0], b[3], -b[2],
+                         b[2], -b[3], b[0], b[1],  b[3], b[2], -b[1], b[0]};
+  const double flip = keygen_u32(g) & 1 ? -1.0 : 1.0;
+  for (int r = 0; r < 4; r++)
+    for (int c = 0; c < 4; c++) {
+      double v = 0;
+      for (int k = 0; k < 4; k++) v += La[r * 4 + k] * Rb[k * 4 + c];
+      q[r * 4 + c] = r == 0 ? flip * v : v;
+    }
+  sodium_memzero(a, sizeof a), sodium_memzero(b, sizeof b);
+  sodium_memzero(La, sizeof La), sodium_memzero(Rb, sizeof Rb);
+}
+
+/* The four forms of one t x t block (row stride b) of B = Q diag(s): B, B^-1 = diag(1/s) Q^T,
+ * B^T = diag(s) Q^T, B^-T = Q diag(1/s), with Q Haar-distributed orthogonal and s log-uniform
+ * in [1/2, 2). */
+static void mix_block(tempo_keygen *g, int t, int b, float *const out[4]) {
+  double q[TEMPO_OBF_MIX_MAX * TEMPO_OBF_MIX_MAX], s[TEMPO_OBF_MIX_MAX], is[TEMPO_OBF_MIX_MAX];
+  if (t == 4)
+    haar_quaternions(g, q);
+  else
+    haar_gram_schmidt(g, t, q);
+  for (int r = 0; r < t; r++) {
+    s[r] = exp2(2.0 * ((double)(keygen_u64(g) >> 11) * 0x1.0p-53) - 1.0);
     is[r] = 1.0 / s[r];
   }
   for (int r = 0; r < t; r++)
     for (int c = 0; c < t; c++) {
-      out[TEMPO_OBF_MIX_M][r * b + c] = (float)(q[r][c] * s[c]);
-      out[TEMPO_OBF_MIX_INV][r * b + c] = (float)(q[c][r] * is[r]);
-      out[TEMPO_OBF_MIX_T][r * b + c] = (float)(q[c][r] * s[r]);
-      out[TEMPO_OBF_MIX_INVT][r * b + c] = (float)(q[r][c] * is[c]);
+      const double qrc = q[r * t + c], qcr = q[c * t + r];
+      out[TEMPO_OBF_MIX_M][r * b + c] = (float)(qrc * s[c]);
+      out[TEMPO_OBF_MIX_INV][r * b + c] = (float)(qcr * is[r]);
+      out[TEMPO_OBF_MIX_T][r * b + c] = (float)(qcr * s[r]);
+      out[TEMPO_OBF_MIX_INVT][r * b + c] = (float)(qrc * is[c]);
     }
-  sodium_memzero(q, sizeof q);
+  sodium_memzero(q, (size_t)t * t * sizeof q[0]);
   sodium_memzero(s, sizeof s);
   sodium_memzero(is, sizeof is);
-  sodium_memzero(&spare, sizeof spare);
 }
 
 tempo_status tempo_keygen_fill_mix(tempo_keygen *g, tempo_obf_key *k, int b) {
