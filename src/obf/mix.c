@@ -225,11 +225,13 @@ int tempo_obf_mix_isa(void) {
 #endif
 }
 
-/* The kernels a pass with block size b on rows of cols uses (the tiles need b = 4, cols % 4 == 0). */
+/* The kernels a pass with block size b on rows of cols uses (the tiles need b = 4, cols % 4 == 0;
+ * the 16-column tiles' scratch cols >= 8). */
 static int mix_isa(int b, int cols) {
   const int best = tempo_obf_mix_isa(), max = atomic_load(&mix_isa_max);
   if (b != 4 || cols % 4) return TEMPO_OBF_MIX_ISA_SCALAR;
-  return best < max ? best : max;
+  const int isa = best < max ? best : max;
+  return isa == TEMPO_OBF_MIX_ISA_AVX512 && cols < 8 ? TEMPO_OBF_MIX_ISA_AVX2 : isa;
 }
 
 /* Input row a of an Enc pass: in's row a, or (src) row a gathered into buf (cols floats). */
@@ -254,7 +256,7 @@ void tempo_obf_mix_pass(const tempo_obf_key *k, bool enc, int rows, int cols, co
   int start = lo; /* the blocks left to the loops below */
   if (isa == TEMPO_OBF_MIX_ISA_AVX512) /* whole blocks; a last smaller one below */
     start = tempo_obf_mix_pass512(enc, rows, cols, in, out, perm, enc ? cd->perm : cd->inv, L, R, rs, cs, acc, lo, hi,
-                               dots, g);
+                                  dots, enc ? xs : NULL, g);
   if (enc) { /* output rows i0.. i0+t: gather, mix columns, mix rows, scale */
     const uint32_t *ci = cd->perm;
     for (int i0 = start; i0 < hi; i0 += b) {

@@ -146,17 +146,27 @@ T512_INLINE __m512 left16(const float *a, int r, __m512 t0, __m512 t1, __m512 t2
   return _mm512_fmadd_ps(_mm512_set1_ps(a[4 * r + 3]), t3, v);
 }
 
-/* Enc of output rows i0.. i0+3 into o (4 rows, stride cols): gather input rows perm[i0 + r],
- * mix, write (streamed with nt). */
-T512 static void enc_block(const float *in, float *o, int rows, int cols, int i0, const uint32_t *perm,
-                           const uint32_t *ci, const float *A, const float *rs, const float *Rg, bool nt) {
-  const float *s0 = in + (size_t)perm[i0] * cols, *s1 = in + (size_t)perm[i0 + 1] * cols,
-              *s2 = in + (size_t)perm[i0 + 2] * cols, *s3 = in + (size_t)perm[i0 + 3] * cols;
-  /* the input rows MIX_IN_AHEAD on are random rows: prefetch them (the hardware prefetcher cannot) */
-  for (int r = MIX_IN_AHEAD; r < MIX_IN_AHEAD + 4 && i0 + r < rows; r++) {
-    const char *q = (const char *)(in + (size_t)perm[i0 + r] * cols);
+/* The input rows MIX_IN_AHEAD output rows after i0 are random rows: prefetch the next block's
+ * of them into L2 (the hardware prefetcher cannot; one block ahead into L1 was too late). */
+static inline void prefetch_in(const float *in, int rows, int cols, int i0, const uint32_t *perm) {
+  for (int r = i0 + MIX_IN_AHEAD; r < i0 + MIX_IN_AHEAD + 4 && r < rows; r++) {
+    const char *q = (const char *)(in + (size_t)perm[r] * cols);
     for (size_t off = 0; off < (size_t)cols * sizeof(float); off += 64) _mm_prefetch(q + off, _MM_HINT_T1);
   }
+}
+
+/* Row fetch (Enc): input row a, in's row a or (src) row a gathered into buf (cols floats). */
+static inline const float *enc_row(const float *in, const tempo_rows *src, uint32_t a, int cols, float *buf) {
+  if (!src) return in + (size_t)a * cols;
+  src->fill(src->ctx, (int)a, (int)a + 1, buf);
+  return buf;
+}
+
+/* Enc of output rows i0.. i0+3 from their input rows s[0..3] into o (4 rows, stride cols):
+ * gather, mix, write (streamed with nt). */
+T512 static void enc_block(const float *const s[4], float *o, int cols, int i0, const uint32_t *ci, const float *A,
+                           const float *rs, const float *Rg, bool nt) {
+  const float *s0 = s[0], *s1 = s[1], *s2 = s[2], *s3 = s[3];
   float a[16] __attribute__((aligned(64)));
   left_coefs(A, rs + i0, true, a);
   for (int j0 = 0; j0 < cols; j0 += 16, Rg += 64) {
@@ -251,10 +261,12 @@ static inline void prefetch_out(float *out, int cols, const uint32_t *perm, int 
 
 int tempo_obf_mix_pass512(bool enc, int rows, int cols, const float *in, float *out, const uint32_t *perm,
                           const uint32_t *ci, const float *L, const float *R, const float *rs, const float *cs,
-                          bool acc, int lo, int hi, const tempo_obf_mix_dots *dots, float *scratch) {
-  TEMPO_ASSERT(cols % 4 == 0 && lo % 4 == 0);
+                          bool acc, int lo, int hi, const tempo_obf_mix_dots *dots, const tempo_rows *xs,
+                          float *scratch) {
+  TEMPO_ASSERT(cols % 4 == 0 && cols >= 8 && lo % 4 == 0);
   const int end = lo + (hi - lo) / 4 * 4; /* whole blocks; mix.c does a last smaller one */
-  float *h = scratch, *Rg = scratch + (size_t)4 * cols; /* 4 cols + 64 ceil(cols / 16) floats */
+  /* scratch: h (4 cols), Rg (64 ceil(cols / 16) <= 4 cols + 48), gathered rows (4 cols) */
+  float *h = scratch, *Rg = scratch + (size_t)4 * cols, *xb = Rg + (size_t)64 * ((cols + 15) / 16);
   prep_right(R, cs, cols, enc, Rg);
   /* large outputs of short rows: non-temporal stores of whole lines, as passes.c (no
    * read-for-ownership of lines written once) */
@@ -262,19 +274,20 @@ int tempo_obf_mix_pass512(bool enc, int rows, int cols, const float *in, float *
   const bool nt = !acc && cols % 16 == 0 && ((uintptr_t)out & 63) == 0 && bytes >= TEMPO_OBF_NT_BYTES &&
                   (size_t)cols * sizeof(float) < TEMPO_OBF_NT_MAX_ROW_BYTES;
   if (enc) {
-    for (int r = lo; r < lo + MIX_IN_AHEAD && r < rows; r++) { /* enc_block prefetches the rows from MIX_IN_AHEAD on */
-      const char *q = (const char *)(in + (size_t)perm[r] * cols);
-      for (size_t off = 0; off < (size_t)cols * sizeof(float); off += 64) _mm_prefetch(q + off, _MM_HINT_T1);
-    }
+    for (int i0 = lo - MIX_IN_AHEAD; !xs && i0 < lo; i0 += 4) prefetch_in(in, rows, cols, i0, perm);
     for (int i0 = lo; i0 < end; i0 += 4) {
+      const float *sr[4];
+      for (int r = 0; r < 4; r++) sr[r] = enc_row(in, xs, perm[i0 + r], cols, xb + (size_t)r * cols);
+      if (!xs) prefetch_in(in, rows, cols, i0, perm);
       float *o = out + (size_t)i0 * cols;
+      const float *A = L + (size_t)i0 * 4;
       if (nt && dots) { /* the dots read the rows: mix into h (in L1), then stream h out */
-        enc_block(in, h, rows, cols, i0, perm, ci, L + (size_t)i0 * 4, rs, Rg, false);
+        enc_block(sr, h, cols, i0, ci, A, rs, Rg, false);
         dots_rows4(dots, h, cols, (size_t)i0);
         stream_copy(o, h, (size_t)4 * cols);
         continue;
       }
-      enc_block(in, o, rows, cols, i0, perm, ci, L + (size_t)i0 * 4, rs, Rg, nt);
+      enc_block(sr, o, cols, i0, ci, A, rs, Rg, nt);
       if (dots) dots_rows4(dots, o, cols, (size_t)i0);
     }
     if (nt) _mm_sfence(); /* streamed stores are visible before the pass returns */
@@ -296,8 +309,9 @@ int tempo_obf_mix_pass512(bool enc, int rows, int cols, const float *in, float *
 #else
 int tempo_obf_mix_pass512(bool enc, int rows, int cols, const float *in, float *out, const uint32_t *perm,
                           const uint32_t *ci, const float *L, const float *R, const float *rs, const float *cs,
-                          bool acc, int lo, int hi, const tempo_obf_mix_dots *dots, float *scratch) {
-  (void)enc, (void)rows, (void)cols, (void)in, (void)out, (void)perm, (void)ci, (void)L, (void)R, (void)rs;
+                          bool acc, int lo, int hi, const tempo_obf_mix_dots *dots, const tempo_rows *xs,
+                          float *scratch) {
+  (void)xs, (void)enc, (void)rows, (void)cols, (void)in, (void)out, (void)perm, (void)ci, (void)L, (void)R, (void)rs;
   (void)cs, (void)acc, (void)hi, (void)dots, (void)scratch;
   return lo;
 }

@@ -61,12 +61,13 @@ void tempo_obf_mix_set_isa(int isa);
 void tempo_obf_mix_force_scalar(bool on);
 
 /* mix512.c: the mixed pass's whole blocks of 4 rows in [lo, hi) with AVX-512F (b = 4,
- * cols % 4 == 0, lo % 4 == 0, arguments as tempo_obf_mix_pass's with perm the rows' and ci the
- * columns' index vector of the direction, L, R the forms); scratch: 8 cols + 64 floats.
- * Returns where it stopped (the first row of a last block smaller than 4, else hi). */
+ * cols % 4 == 0, cols >= 8, lo % 4 == 0, arguments as tempo_obf_mix_pass's with perm the rows'
+ * and ci the columns' index vector of the direction, L, R the forms); scratch: 12 cols + 48
+ * floats. Returns where it stopped (the first row of a last block smaller than 4, else hi). */
 int tempo_obf_mix_pass512(bool enc, int rows, int cols, const float *in, float *out, const uint32_t *perm,
                           const uint32_t *ci, const float *L, const float *R, const float *rs, const float *cs,
-                          bool acc, int lo, int hi, const tempo_obf_mix_dots *dots, float *scratch);
+                          bool acc, int lo, int hi, const tempo_obf_mix_dots *dots, const tempo_rows *src,
+                          float *scratch);
 
 /* Makes tempo_verify_product use its portable (scalar) kernels, for tests. */
 void tempo_verify_force_scalar(bool on);
