@@ -4,7 +4,8 @@
  * - bfloat16 rounding: nearest even, NaN stays NaN, infinities and the range of float32; the
  *   vector conversions give the scalar's bits;
  * - the 16-bit Enc passes write exactly the float passes' values rounded to bfloat16 (plain,
- *   mixed and identity keys), and the forward check's dots are the sums on the rounded values;
+ *   mixed and identity keys; X' also from a row source), and the forward check's dots are the
+ *   sums on the rounded values;
  * - the protocol: BF16 requests carry 2-byte operands, their RESULTs float32; the worker core
  *   computes the float32 product of the widened operands exactly as for a float32 request, and
  *   refuses a cached operand of the other dtype;
@@ -113,8 +114,18 @@ static tempo_keygen *keygen(void) {
   return g;
 }
 
-/* Every 16-bit pass against bf16(the float pass), for a key of kind `kind`: 0 identity,
- * 1 plain, 2.. mixing blocks of size kind - 1 (1, 2, 4, 8 via the table). */
+/* A row source over a materialised matrix (rows.h), for the _rows passes. */
+typedef struct {
+  const float *x;
+  int cols;
+} mat_src;
+static void mat_fill(const void *ctx, int lo, int hi, float *dst) {
+  const mat_src *m = ctx;
+  memcpy(dst, m->x + (size_t)lo * m->cols, (size_t)(hi - lo) * m->cols * sizeof(float));
+}
+
+/* Every 16-bit pass against bf16(the float pass), for an identity key, a plain one or one
+ * with mixing blocks of size mix; the X' passes also from a row source. */
 static void passes_match(int m, int n, int p, int mix, bool identity) {
   tempo_keygen *g = keygen();
   tempo_obf_key k;
@@ -164,6 +175,21 @@ static void passes_match(int m, int n, int p, int mix, bool identity) {
       /* the bound's sum of squares: an upper bound within (n + 4) 2^-22 (float sums, rounded up) */
       assert_true(yb[q][i] >= tb * (1 - 1e-15) && yb[q][i] <= tb * (1 + (n + 4) * 0x1p-22) + 1e-300);
     }
+  /* from a row source: the same bits and dots */
+  const mat_src ms = {X, n};
+  const tempo_rows src = {.fill = mat_fill, .ctx = &ms, .rows = m, .cols = n, .bytes = xs * 4};
+  uint16_t *h2 = malloc(xs * 2);
+  double *y2 = malloc(m * 8), *yb2 = malloc(m * 8);
+  assert_true(h2 && y2 && yb2);
+  tempo_obf_enc_x16_rows(&k, &src, h2, work);
+  assert_memory_equal(h2, h, xs * 2);
+  memset(h2, 0, xs * 2);
+  double *y2q[2] = {y2, y[1]}, *yb2q[2] = {yb2, yb[1]};
+  tempo_obf_enc_x16_check_rows(&k, &src, h2, 2, (const double *const *)w, (const double *const *)wb, y2q, yb2q, work);
+  assert_memory_equal(h2, h, xs * 2);
+  assert_memory_equal(y2, y[0], m * 8);
+  assert_memory_equal(yb2, yb[0], m * 8);
+  free(h2), free(y2), free(yb2);
   for (int q = 0; q < 2; q++) free(w[q]), free(wb[q]), free(y[q]), free(yb[q]);
   free(X), free(W), free(dY), free(f), free(wpf), free(work), free(h);
   tempo_obf_key_free(&k);

@@ -150,6 +150,11 @@ size_t tempo_obf_enc16_work(int n, int p); /* floats, for keys of any m and thes
 void tempo_obf_enc_x16(const tempo_obf_key *k, const float *X, uint16_t *Xp, float *work);
 void tempo_obf_enc_x16_check(const tempo_obf_key *k, const float *X, uint16_t *Xp, int ndots, const double *const *w,
                              const double *const *wb, double *const *y, double *const *yb, float *work);
+/* The same X' passes with X given by a row source (rows.h; as tempo_obf_enc_x_rows). */
+void tempo_obf_enc_x16_rows(const tempo_obf_key *k, const tempo_rows *xs, uint16_t *Xp, float *work);
+void tempo_obf_enc_x16_check_rows(const tempo_obf_key *k, const tempo_rows *xs, uint16_t *Xp, int ndots,
+                                  const double *const *w, const double *const *wb, double *const *y, double *const *yb,
+                                  float *work);
 void tempo_obf_enc_w16(const tempo_obf_key *k, bool w_trans, const float *W, uint16_t *Wp, float *Wpf);
 void tempo_obf_enc_dy16(const tempo_obf_key *k, const float *dY, uint16_t *dYs, float *work);
 void tempo_obf_dec_y(const tempo_obf_key *k, const float *Yp, float *Y);

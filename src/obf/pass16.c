@@ -10,6 +10,8 @@
  * - keys with mixing blocks: mix.c's pass computes 16 output rows at a time into scratch (a
  *   sub-problem of 16 rows: the same rows, blocks and scales), which are rounded from there;
  * - identity keys (plain mode): each row is rounded straight from the input.
+ * X given by a row source (rows.h, a convolution's im2col) is gathered P16_CHUNK rows at a time
+ * into scratch (plain and identity keys) or row by row by mix.c (mixed keys), never materialised.
  * The forward check's dots (tempo_obf_enc_x16_check) are summed in double on the rounded
  * values, i.e. on exactly what the worker receives: nothing of the rounding is left to the
  * check's bound. The passes run in the calling thread (tempo_obf_set_threads is not used). */
@@ -175,39 +177,10 @@ static void pack_row(const float *row, uint16_t *dst, int C, const p16_dots *d, 
   }
 }
 
-/* One Enc pass (the roles of rd, cd, rs, cs as in passes.c: output row i reads input row
- * rd->perm[i], output column j input column cd->perm[j], scaled by cs[j] then rs[i]); the
- * mixed forms lf, rf of a key with mixing blocks (rdim, cdim: the dimensions' indices).
- * work: tempo_obf_enc16_work floats (the dots' float weights, then rows of scratch). */
-static void enc16(const tempo_obf_key *k, int rows, int cols, const float *in, uint16_t *out, const tempo_obf_dim *rd,
-                  int rdim, int lf, const float *rs, const tempo_obf_dim *cd, int cdim, int rf, const float *cs,
-                  p16_dots *d, float *work) {
-  for (int q = 0; d && q < d->ndots; q++) { /* rounded up: the bound stays an upper bound */
-    float *f = work + (size_t)q * cols;
-    for (int j = 0; j < cols; j++) f[j] = (float)d->wb[q][j] * (1.0f + 0x1p-22f);
-    d->wbf[q] = f;
-  }
-  work += (size_t)TEMPO_OBF_MAX_DOTS * cols;
-  if (k->identity) {
-    for (int a = 0; a < rows; a++)
-      pack_row(in + (size_t)a * cols, out + (size_t)a * cols, cols, d, (size_t)a);
-    return;
-  }
-  if (k->mix) { /* 16 output rows at a time: the same pass on a sub-problem of those rows */
-    tempo_obf_key kk = *k; /* shallow: the blocks of rows [i0, i1) start at block i0 / b */
-    const float *L = k->mixd[rdim][lf];
-    for (int i0 = 0; i0 < rows; i0 += P16_CHUNK) {
-      const int t = rows - i0 < P16_CHUNK ? rows - i0 : P16_CHUNK;
-      tempo_obf_dim sub = *rd;
-      sub.size = t, sub.perm = rd->perm + i0;
-      kk.mixd[rdim][lf] = L + (size_t)(i0 / k->mix) * k->mix * k->mix;
-      tempo_obf_mix_pass(&kk, true, t, cols, in, work, &sub, rdim, lf, rs + i0, cd, cdim, rf, cs, false, 0, t, NULL, NULL);
-      for (int r = 0; r < t; r++)
-        pack_row(work + (size_t)r * cols, out + (size_t)(i0 + r) * cols, cols, d, (size_t)(i0 + r));
-    }
-    return;
-  }
-  const uint32_t *ro = rd->inv, *ci = cd->perm;
+/* Plain keys: input rows [0, rows) of in, row a to output row ro[a] (gathered by ci, scaled by
+ * cs then rs[ro[a]], rounded; dots per output row); row: cols floats of scratch (portable loop). */
+static void scatter_rows(const float *in, int rows, int cols, const uint32_t *ro, const uint32_t *ci, const float *cs,
+                         const float *rs, uint16_t *out, const p16_dots *d, float *row) {
 #if P16_X86
   if (have_avx2_fma()) {
     scatter_avx2(in, out, rows, cols, ro, ci, cs, rs, d);
@@ -218,17 +191,58 @@ static void enc16(const tempo_obf_key *k, int rows, int cols, const float *in, u
     const float *src = in + (size_t)a * cols;
     const uint32_t i = ro[a];
     const float s = rs[i];
-    for (int j = 0; j < cols; j++) work[j] = src[ci[j]] * cs[j] * s;
-    pack_row(work, out + (size_t)i * cols, cols, d, i);
+    for (int j = 0; j < cols; j++) row[j] = src[ci[j]] * cs[j] * s;
+    pack_row(row, out + (size_t)i * cols, cols, d, i);
+  }
+}
+
+/* One Enc pass (the roles of rd, cd, rs, cs as in passes.c: output row i reads input row
+ * rd->perm[i], output column j input column cd->perm[j], scaled by cs[j] then rs[i]); the
+ * mixed forms lf, rf of a key with mixing blocks (rdim, cdim: the dimensions' indices). The
+ * input is in, or (in NULL) the row source src. work: tempo_obf_enc16_work floats (the dots'
+ * float weights, a row, then P16_CHUNK rows of scratch). */
+static void enc16(const tempo_obf_key *k, int rows, int cols, const float *in, const tempo_rows *src, uint16_t *out,
+                  const tempo_obf_dim *rd, int rdim, int lf, const float *rs, const tempo_obf_dim *cd, int cdim, int rf,
+                  const float *cs, p16_dots *d, float *work) {
+  for (int q = 0; d && q < d->ndots; q++) { /* rounded up: the bound stays an upper bound */
+    float *f = work + (size_t)q * cols;
+    for (int j = 0; j < cols; j++) f[j] = (float)d->wb[q][j] * (1.0f + 0x1p-22f);
+    d->wbf[q] = f;
+  }
+  float *row = work + (size_t)TEMPO_OBF_MAX_DOTS * cols, *chunk = row + cols;
+  if (k->mix) { /* 16 output rows at a time: the same pass on a sub-problem of those rows */
+    tempo_obf_key kk = *k; /* shallow: the blocks of rows [i0, i1) start at block i0 / b */
+    const float *L = k->mixd[rdim][lf];
+    for (int i0 = 0; i0 < rows; i0 += P16_CHUNK) {
+      const int t = rows - i0 < P16_CHUNK ? rows - i0 : P16_CHUNK;
+      tempo_obf_dim sub = *rd;
+      sub.size = t, sub.perm = rd->perm + i0;
+      kk.mixd[rdim][lf] = L + (size_t)(i0 / k->mix) * k->mix * k->mix;
+      tempo_obf_mix_pass(&kk, true, t, cols, in, chunk, &sub, rdim, lf, rs + i0, cd, cdim, rf, cs, false, 0, t, NULL,
+                         src);
+      for (int r = 0; r < t; r++)
+        pack_row(chunk + (size_t)r * cols, out + (size_t)(i0 + r) * cols, cols, d, (size_t)(i0 + r));
+    }
+    return;
+  }
+  for (int a0 = 0; a0 < rows; a0 += src ? P16_CHUNK : rows) { /* a row source: P16_CHUNK rows at a time */
+    const int t = !src || rows - a0 < P16_CHUNK ? rows - a0 : P16_CHUNK;
+    const float *x = in;
+    if (src) src->fill(src->ctx, a0, a0 + t, chunk), x = chunk;
+    if (k->identity)
+      for (int r = 0; r < t; r++)
+        pack_row(x + (size_t)r * cols, out + (size_t)(a0 + r) * cols, cols, d, (size_t)(a0 + r));
+    else
+      scatter_rows(x, t, cols, rd->inv + a0, cd->perm, cs, rs, out, d, row);
   }
 }
 
 size_t tempo_obf_enc16_work(int n, int p) {
-  return (size_t)(P16_CHUNK + TEMPO_OBF_MAX_DOTS) * (size_t)(n > p ? n : p);
+  return (size_t)(P16_CHUNK + TEMPO_OBF_MAX_DOTS + 1) * (size_t)(n > p ? n : p);
 }
 
 void tempo_obf_enc_x16(const tempo_obf_key *k, const float *X, uint16_t *Xp, float *work) {
-  enc16(k, k->m, k->n, X, Xp, &k->dm, 0, TEMPO_OBF_MIX_M, k->dm.coef_p, &k->dn, 1, TEMPO_OBF_MIX_M, k->dn.coef_p,
+  enc16(k, k->m, k->n, X, NULL, Xp, &k->dm, 0, TEMPO_OBF_MIX_M, k->dm.coef_p, &k->dn, 1, TEMPO_OBF_MIX_M, k->dn.coef_p,
         NULL, work);
 }
 
@@ -236,12 +250,12 @@ void tempo_obf_enc_x16_check(const tempo_obf_key *k, const float *X, uint16_t *X
                              const double *const *wb, double *const *y, double *const *yb, float *work) {
   TEMPO_ASSERT(ndots >= 1 && ndots <= TEMPO_OBF_MAX_DOTS);
   p16_dots d = {.ndots = ndots, .w = w, .wb = wb, .y = y, .yb = yb};
-  enc16(k, k->m, k->n, X, Xp, &k->dm, 0, TEMPO_OBF_MIX_M, k->dm.coef_p, &k->dn, 1, TEMPO_OBF_MIX_M, k->dn.coef_p,
+  enc16(k, k->m, k->n, X, NULL, Xp, &k->dm, 0, TEMPO_OBF_MIX_M, k->dm.coef_p, &k->dn, 1, TEMPO_OBF_MIX_M, k->dn.coef_p,
         &d, work);
 }
 
 void tempo_obf_enc_dy16(const tempo_obf_key *k, const float *dY, uint16_t *dYs, float *work) {
-  enc16(k, k->m, k->p, dY, dYs, &k->dm, 0, TEMPO_OBF_MIX_INVT, k->dm.rcoef_p, &k->dp, 2, TEMPO_OBF_MIX_INVT,
+  enc16(k, k->m, k->p, dY, NULL, dYs, &k->dm, 0, TEMPO_OBF_MIX_INVT, k->dm.rcoef_p, &k->dp, 2, TEMPO_OBF_MIX_INVT,
         k->dp.rcoef_p, NULL, work);
 }
 
@@ -250,4 +264,19 @@ void tempo_obf_enc_w16(const tempo_obf_key *k, bool w_trans, const float *W, uin
   const size_t n = (size_t)k->n * k->p;
   tempo_bf16_pack(Wpf, Wp, n);
   tempo_bf16_unpack(Wp, Wpf, n);
+}
+
+void tempo_obf_enc_x16_rows(const tempo_obf_key *k, const tempo_rows *xs, uint16_t *Xp, float *work) {
+  TEMPO_ASSERT(xs->rows == k->m && xs->cols == k->n);
+  enc16(k, k->m, k->n, NULL, xs, Xp, &k->dm, 0, TEMPO_OBF_MIX_M, k->dm.coef_p, &k->dn, 1, TEMPO_OBF_MIX_M, k->dn.coef_p,
+        NULL, work);
+}
+
+void tempo_obf_enc_x16_check_rows(const tempo_obf_key *k, const tempo_rows *xs, uint16_t *Xp, int ndots,
+                                  const double *const *w, const double *const *wb, double *const *y, double *const *yb,
+                                  float *work) {
+  TEMPO_ASSERT(ndots >= 1 && ndots <= TEMPO_OBF_MAX_DOTS && xs->rows == k->m && xs->cols == k->n);
+  p16_dots d = {.ndots = ndots, .w = w, .wb = wb, .y = y, .yb = yb};
+  enc16(k, k->m, k->n, NULL, xs, Xp, &k->dm, 0, TEMPO_OBF_MIX_M, k->dm.coef_p, &k->dn, 1, TEMPO_OBF_MIX_M, k->dn.coef_p,
+        &d, work);
 }

@@ -181,7 +181,9 @@ static void encode_x_checked(tempo_sc *sc, tempo_state *s, const tempo_product *
     wd[q] = a, wbd[q] = b;
     y2[q] = s->fy2 + ((size_t)i * R + q) * m, yb[q] = s->fyb + ((size_t)i * R + q) * m;
   }
-  if (pr->Xr) /* batch 1: gathered row by row, never materialised (float32 wire only: x_rows) */
+  if (pr->Xr && sc->bf16) /* batch 1: gathered row by row, never materialised */
+    tempo_obf_enc_x16_check_rows(k, pr->Xr, s->xp16, nd, wd, wbd, y2, yb, sc->work16);
+  else if (pr->Xr)
     tempo_obf_enc_x_check_rows(k, pr->Xr, s->xp, nd, wd, wbd, y2, yb, sc->wu);
   else if (sc->bf16)
     tempo_obf_enc_x16_check(k, pr->X + (size_t)i * m * n, s->xp16 + (size_t)i * m * n, nd, wd, wbd, y2, yb, sc->work16);
@@ -200,7 +202,8 @@ static tempo_status encode(tempo_scheme *base, void *state, const tempo_product 
    * matrix */
   const uint64_t out_b = sc->bf16 ? sizeof(uint16_t) : sizeof(float);
   if (pr->Xr && !pr->backward)
-    base->bytes += sizeof(float) * (uint64_t)(xs + 2 * ws) + pr->Xr->bytes;
+    base->bytes += out_b * (uint64_t)xs + sizeof(float) * (uint64_t)(2 * ws) + pr->Xr->bytes +
+                   (sc->bf16 ? 2 * sizeof(float) * (uint64_t)ws : 0);
   else
     base->bytes += (sizeof(float) + out_b) * (uint64_t)(hi - lo) * (pr->backward ? ys : xs + ws) +
                    (sc->bf16 && !pr->backward ? 2 * sizeof(float) * (uint64_t)(hi - lo) * ws : 0);
@@ -221,6 +224,8 @@ static tempo_status encode(tempo_scheme *base, void *state, const tempo_product 
       tempo_obf_enc_w(k, sh->w_trans, pr->W + i * ws, s->wp + i * ws);
     if (base->fused_forward && sh->batch == 1) {
       encode_x_checked(sc, s, pr, i);
+    } else if (pr->Xr && sc->bf16) {
+      tempo_obf_enc_x16_rows(k, pr->Xr, s->xp16, sc->work16);
     } else if (pr->Xr) {
       tempo_obf_enc_x_rows(k, pr->Xr, s->xp);
     } else if (sc->bf16) {
@@ -445,7 +450,7 @@ tempo_status tempo_scheme_tempo_create(const tempo_mm_config *cfg, tempo_scheme 
                             .x_rows = true};
   sc->blind = cfg->mode == TEMPO_MODE_TEMPO;
   sc->bf16 = cfg->wire == TEMPO_WIRE_BF16;
-  if (sc->bf16) sc->base.dtype = TEMPO_DTYPE_BF16, sc->base.x_rows = false; /* pass16 reads a materialised X */
+  if (sc->bf16) sc->base.dtype = TEMPO_DTYPE_BF16;
   /* forward and dW' vectors share the X' pass's R_MAX dots */
   sc->base.fused_forward = cfg->verify_rounds >= 1 && 2 * cfg->verify_rounds <= R_MAX;
   tempo_obf_set_threads(cfg->threads); /* the master's Enc/Dec passes use its --threads */
