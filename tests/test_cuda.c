@@ -1,6 +1,7 @@
 /* test_cuda.c - the CUDA backend against the CPU backend: forward and backward products
  * (w_trans both ways, batched instances), device-resident operands re-used by key after
- * the host copy is overwritten, forget(), float64 (cublasDgemm), and the worker core running on it. Skips (exit 0)
+ * the host copy is overwritten, forget(), float64 (cublasDgemm), bfloat16 operands (cublasGemmEx,
+ * the 16-bit wire), and the worker core running on it. Skips (exit 0)
  * when built without nvcc or when cudaGetDeviceCount finds no GPU. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tempo/bf16.h"
 #include "tempo/worker.h"
 #if TEMPO_HAVE_CUDA
 #include "cuda/cuda.h"
@@ -90,13 +92,46 @@ static void test_f64_matches_cpu(void **state) {
   tempo_cuda_backend_free(g);
 }
 
+/* bfloat16 operands (the 16-bit wire): cublasGemmEx with float32 compute and results against
+ * the CPU's float32 GEMM of the widened operands (the products of two bfloat16 values are exact
+ * in float32, so only the summation order differs: 1e-4 as for float32), keyed operands re-used. */
+static void test_bf16_matches_cpu(void **state) {
+  (void)state;
+  tempo_backend *g;
+  assert_int_equal(tempo_cuda_backend_create(0, false, &g), TEMPO_STATUS_OK);
+  const tempo_backend *c = tempo_backend_cpu();
+  assert_non_null(g->forward_bf16);
+  assert_non_null(g->backward_bf16);
+  for (int wt = 0; wt < 2; wt++) {
+    tempo_gemm_desc d = {.cnt = 3, .rows = 37, .n = 53, .p = 29, .w_trans = wt};
+    size_t xs = 3 * 37 * 53, ws = 3 * 53 * 29, ys = 3 * 37 * 29;
+    float *X = malloc(xs * 4), *W = malloc(ws * 4), *dY = malloc(ys * 4), *a = malloc((xs + ws) * 4),
+          *b = malloc((xs + ws) * 4);
+    uint16_t *X16 = malloc(xs * 2), *W16 = malloc(ws * 2), *dY16 = malloc(ys * 2);
+    fill(X, xs, 4), fill(W, ws, 5), fill(dY, ys, 6);
+    tempo_bf16_pack(X, X16, xs), tempo_bf16_pack(W, W16, ws), tempo_bf16_pack(dY, dY16, ys);
+    tempo_bf16_unpack(X16, X, xs), tempo_bf16_unpack(W16, W, ws), tempo_bf16_unpack(dY16, dY, ys);
+    assert_int_equal(g->forward_bf16(g->ctx, &d, X16, 30, W16, 31, a), TEMPO_STATUS_OK);
+    assert_int_equal(c->forward(c->ctx, &d, X, 0, W, 0, b), TEMPO_STATUS_OK);
+    close_to(a, b, ys);
+    memset(X16, 0, xs * 2), memset(W16, 0, ws * 2); /* the device keeps the keyed copies */
+    assert_int_equal(g->backward_bf16(g->ctx, &d, X16, 30, W16, 31, dY16, a, a + xs), TEMPO_STATUS_OK);
+    assert_int_equal(c->backward(c->ctx, &d, X, 0, W, 0, dY, b, b + xs), TEMPO_STATUS_OK);
+    close_to(a, b, xs + ws);
+    g->forget(g->ctx, 0);
+    free(X), free(W), free(dY), free(a), free(b), free(X16), free(W16), free(dY16);
+  }
+  tempo_cuda_backend_free(g);
+}
+
 int main(void) {
   int n = tempo_cuda_device_count();
   if (n <= 0) {
     printf("skip: no CUDA device (cudaGetDeviceCount found none)\n");
     return 0;
   }
-  const struct CMUnitTest tests[] = {cmocka_unit_test(test_matches_cpu), cmocka_unit_test(test_f64_matches_cpu)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_matches_cpu), cmocka_unit_test(test_f64_matches_cpu),
+                                     cmocka_unit_test(test_bf16_matches_cpu)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
 #else
