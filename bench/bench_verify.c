@@ -3,9 +3,11 @@
  *
  *   bench_verify [--model mlp|resnet20|vit-mini] [--steps S] [--batch B] [--workers W]
  *                [--gemm auto|openblas|dnnl] [--reduce 0|1] [--key-range R] [--rogue REL] [--skip S] [--kinds LIST]
+ *                [--protect none|spatial|all]
  *
  * Trains the model on Fashion-MNIST in tempo mode with W in-process workers and the chosen
- * worker GEMM (--reduce 1: the workers sum dW' along chains, as MPI workers do), and records |residual| / bound of every check block (verify.c's recorder) by
+ * worker GEMM (--protect: the policy, none by default: every product to the workers; spatial,
+ * tempo's default, mixes most convolutions' rows, all mixes every product; --reduce 1: the workers sum dW' along chains, as MPI workers do), and records |residual| / bound of every check block (verify.c's recorder) by
  * product class. With --rogue REL, workers 1.. are rogues (tests/rogue_worker.h) that each
  * cheat twice (kinds cycled from --kinds element,zero,halve,negate; the element error is REL of
  * the row's largest |value| in the blinded result: --key-range 1.0001 makes that the plaintext
@@ -74,6 +76,7 @@ int main(int argc, char **argv) {
   double rogue = 0;
   bool reduce = false;
   double key_range = 0;
+  tempo_protect protect = TEMPO_PROTECT_NONE;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "--model")) model = argv[i + 1];
     else if (!strcmp(argv[i], "--steps")) steps = atoi(argv[i + 1]);
@@ -85,6 +88,12 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--kinds")) kinds = argv[i + 1];
     else if (!strcmp(argv[i], "--key-range")) key_range = atof(argv[i + 1]);
     else if (!strcmp(argv[i], "--reduce")) reduce = atoi(argv[i + 1]) != 0;
+    else if (!strcmp(argv[i], "--protect")) {
+      if (!tempo_protect_parse(argv[i + 1], &protect)) {
+        fprintf(stderr, "bench_verify: unknown --protect %s\n", argv[i + 1]);
+        return 2;
+      }
+    }
     else {
       fprintf(stderr, "bench_verify: unknown option %s\n", argv[i]);
       return 2;
@@ -110,7 +119,7 @@ int main(int argc, char **argv) {
   c.engine.workers = workers;
   c.engine.seed = 5;
   c.engine.key_range = key_range;
-  c.engine.protect = TEMPO_PROTECT_NONE; /* every product to the workers, the first layer and the head too */
+  c.engine.protect = protect; /* none: every product to the workers, the first layer and the head too */
   c.engine.transport = rogue_transport;
   c.engine.transport_ctx = &rc;
   char out[64];
@@ -131,8 +140,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "bench_verify: %s\n", tempo_errmsg());
     return 1;
   }
-  printf("model %s, %ld steps of batch %d, %d workers%s, worker GEMM %s%s\n", model, r.steps, batch, workers,
-         reduce ? " (dW' chains)" : "", gemm,
+  printf("model %s, %ld steps of batch %d, %d workers%s, worker GEMM %s, protect %s%s\n", model, r.steps, batch,
+         workers, reduce ? " (dW' chains)" : "", gemm, tempo_protect_name(protect),
          rogue > 0 ? " (rogues from worker 1)" : "");
   printf("%-14s %9s %8s %11s %11s %11s %8s %11s\n", "class", "checks", "k", "median", "p99.99", "max", "failed",
          "min failed");

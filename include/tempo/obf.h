@@ -247,18 +247,18 @@ TEMPO_WUR tempo_status tempo_verify_rows(int rows, int k, int c, const float *C,
 TEMPO_WUR tempo_status tempo_verify_rows_a(int rows, int k, int c, const float *A, const float *w, const float *wg,
                                            const double *y1, const double *c2, float vmax,
                                            const tempo_verify_model *md, int row0, int total_rows, int round);
-/* The left check's lam is TEMPO_VERIFY_LEFT_FACTOR times the derived one: honest dW' replies
- * (resnet20's stem, k = 25,088, OpenBLAS and the in-pass dots) were measured at up to 0.8 of the
- * derived bound, ~10 standard deviations of the model's prediction, where every right check stays
- * below 0.1 (docs/obfuscation.md, "Verification": an open question, this factor its stopgap). */
-#define TEMPO_VERIFY_LEFT_FACTOR 2.0
-/* Freivalds from the left, for C = A B (len, c) with A (len, k), B (k, c): g = r^T C against
- * h = (r^T A) B, with g2 = (r o r)^T (C o C) and G = ((r o r)^T (A o A) + rho (r^T A)^2) (B o B)
- * (all c, in double; r of length len with max |r| = rmax): |g - h|_j <= lam sqrt(ac g2_j +
- * aq G_j) + tiny, the bound of tempo_verify_product with rows and columns exchanged (the
- * union over the c columns). A non-finite g fails. */
-TEMPO_WUR tempo_status tempo_verify_left(int k, int len, int c, const double *g, const double *g2, const double *h,
-                                         const double *G, float rmax, const tempo_verify_model *md, int round);
+/* Freivalds from the left, for a dW' C = A B (len, c) with A (len, k), B (k, c) (A = X'^T: k is
+ * the rows the dW' sums over): g = r^T C against h = (r^T A) B, with g2 = (r o r)^T (C o C) and
+ * G = ((r o r)^T (A o A) + rho (r^T A)^2) (B o B) (all c, in double; r of length len with
+ * max |r| = rmax; rho = tempo_verify_left_rho): |g - h|_j <= lam sqrt(ac g2_j + aq G_j) + tiny
+ * (the union over the c columns). The bound counts on the workers accumulating dW' as
+ * precision.h asks (TEMPO_DW_CHUNK_ROWS), in `parts` chain partials (1: one worker's); past
+ * 2 TEMPO_DW_CHUNK_ROWS rows of a permuted product it is that accumulation's (verify.c,
+ * docs/obfuscation.md derive it), otherwise tempo_verify_product's. A non-finite g fails. */
+double tempo_verify_left_rho(const tempo_verify_model *md, int k, int parts);
+TEMPO_WUR tempo_status tempo_verify_left(int k, int parts, int len, int c, const double *g, const double *g2,
+                                         const double *h, const double *G, float rmax, const tempo_verify_model *md,
+                                         int round);
 
 #ifdef __cplusplus
 }

@@ -31,6 +31,13 @@ bool tempo_precision_parse(const char *s, tempo_precision *out);
 /* The unit roundoffs the check's bound uses for a declared precision: u_acc of the
  * accumulation, u_in of the operands' rounding before the products (0 for FP32). */
 void tempo_precision_units(tempo_precision p, double *u_acc, double *u_in);
+/* How every worker accumulates a dW' (inner dimension: its rows), whatever its precision: the
+ * rows in consecutive chunks of at most TEMPO_DW_CHUNK_ROWS, each chunk summed on its own (in any
+ * order) and its result added to the running sum, then a chain member adds its predecessor's
+ * partial once. The master's left check counts on it (obf.h, tempo_verify_left): a long
+ * sequential sum rounds the many equal terms of uniform image regions alike (docs/obfuscation.md,
+ * "Verification"), and its error outgrows the bound. */
+#define TEMPO_DW_CHUNK_ROWS 64
 /* True when precision p is at least as precise as `min` (p <= min in the order above). */
 static inline bool tempo_precision_meets(int p, int min) { return p >= 0 && p <= min; }
 

@@ -117,15 +117,16 @@ template <typename T> tempo_status download(ctx *c, int k, T *host, const T *dev
 }
 
 // cuBLAS GEMM of either precision (column-major, as cuBLAS takes it).
+// acc: C += A B (beta 1) instead of C = A B.
 cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const float *A,
-                    int lda, const float *B, int ldb, float *C, int ldc) {
-  const float one = 1.0f, zero = 0.0f;
-  return cublasSgemm(h, ta, tb, m, n, k, &one, A, lda, B, ldb, &zero, C, ldc);
+                    int lda, const float *B, int ldb, float *C, int ldc, bool acc = false) {
+  const float one = 1.0f, beta = acc ? 1.0f : 0.0f;
+  return cublasSgemm(h, ta, tb, m, n, k, &one, A, lda, B, ldb, &beta, C, ldc);
 }
 cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const double *A,
-                    int lda, const double *B, int ldb, double *C, int ldc) {
-  const double one = 1.0, zero = 0.0;
-  return cublasDgemm(h, ta, tb, m, n, k, &one, A, lda, B, ldb, &zero, C, ldc);
+                    int lda, const double *B, int ldb, double *C, int ldc, bool acc = false) {
+  const double one = 1.0, beta = acc ? 1.0 : 0.0;
+  return cublasDgemm(h, ta, tb, m, n, k, &one, A, lda, B, ldb, &beta, C, ldc);
 }
 // bfloat16 operands (the bits of bf16.h), float32 accumulation and result
 cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
@@ -193,11 +194,15 @@ tempo_status bwd(void *vc, const tempo_gemm_desc *d, const T *X, uint64_t xkey, 
     if (dXh)  // dX^T (n, rows) = W dY^T
       s = gemm(c->blas, d->w_trans ? CUBLAS_OP_N : CUBLAS_OP_T, CUBLAS_OP_N, n, rows, p, dW + b * ws,
                d->w_trans ? n : p, gy + b * ys, p, gx + b * xs, n);
-    if (s == CUBLAS_STATUS_SUCCESS && dWh) {
+    // dW' in chunks of TEMPO_DW_CHUNK_ROWS rows added to the running sum (precision.h: the
+    // master's bound counts on it); a chunk's K is too short for cuBLAS to split it further
+    for (int lo = 0; s == CUBLAS_STATUS_SUCCESS && dWh && lo < rows; lo += TEMPO_DW_CHUNK_ROWS) {
+      const int len = rows - lo < TEMPO_DW_CHUNK_ROWS ? rows - lo : TEMPO_DW_CHUNK_ROWS;
+      const T *xc = dX + b * xs + (size_t)lo * n, *gc = gy + b * ys + (size_t)lo * p;
       if (d->w_trans)  // dW (p, n) row-major: col-major (n, p) = X^T dY
-        s = gemm(c->blas, CUBLAS_OP_N, CUBLAS_OP_T, n, p, rows, dX + b * xs, n, gy + b * ys, p, gw + b * ws, n);
+        s = gemm(c->blas, CUBLAS_OP_N, CUBLAS_OP_T, n, p, len, xc, n, gc, p, gw + b * ws, n, lo > 0);
       else  // dW (n, p) row-major: col-major (p, n) = dY^T X
-        s = gemm(c->blas, CUBLAS_OP_N, CUBLAS_OP_T, p, n, rows, gy + b * ys, p, dX + b * xs, n, gw + b * ws, p);
+        s = gemm(c->blas, CUBLAS_OP_N, CUBLAS_OP_T, p, n, len, gc, p, xc, n, gw + b * ws, p, lo > 0);
     }
     if (s != CUBLAS_STATUS_SUCCESS) return blas_err(s, "backward gemm");
     if (dXh && (st = download<R>(c, k, dXh + b * xs, gx + b * xs, xs))) return st;

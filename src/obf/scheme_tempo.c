@@ -340,7 +340,8 @@ static bool check_dw(tempo_scheme *base, const void *state, const tempo_product 
   const float *dw = dwp;
   double *g = sc->gh, *g2 = g + p, *h = g2 + p, *hg = h + p;
   const tempo_verify_model md = model_of(base, pr->keys[0].identity);
-  const double rho = tempo_verify_rho(&md, hi - lo);
+  const int parts = base->dw_parts > 1 ? base->dw_parts : 1; /* chain partials in the sum (engine) */
+  const double rho = tempo_verify_left_rho(&md, hi - lo, parts);
   tempo_verify_set_class(lo == 0 && hi == m ? TEMPO_VCLASS_DW_SUM : TEMPO_VCLASS_DW);
   base->bytes += sizeof(float) * (uint64_t)R * ((uint64_t)n * p + (uint64_t)(hi - lo) * p); /* dW' and dY* rows */
   for (int q = 0; q < R; q++) {
@@ -374,7 +375,7 @@ static bool check_dw(tempo_scheme *base, const void *state, const tempo_product 
         h[k] += ui * b, hg[k] += gi * b * b;
       }
     }
-    if (tempo_verify_left(hi - lo, n, p, g, g2, h, hg, s->frmax[f], &md, q)) return false;
+    if (tempo_verify_left(hi - lo, parts, n, p, g, g2, h, hg, s->frmax[f], &md, q)) return false;
   }
   return true;
 }

@@ -377,11 +377,47 @@ tempo_status tempo_verify_product(int r, int k, int c, const float *A, bool a_tr
   return tempo_verify_product_model(r, k, c, A, a_trans, B, b_trans, C, NULL, NULL, rounds, rng_seed, work);
 }
 
-tempo_status tempo_verify_left(int k, int len, int c, const double *g, const double *g2, const double *h,
+/* The left check's bound (docs/obfuscation.md, "Verification", the dW' check): a dW' of k rows
+ * from `parts` chain partials, each accumulated as precision.h asks (chunks of at most
+ * L = TEMPO_DW_CHUNK_ROWS rows added to a running sum). Past 2L rows, permuted, the partial sums
+ * are those of the chunks (sizes 1..L, k / L times) and of the running sums (sizes 2L, 3L, .., k,
+ * plus `parts` more for the chain and a last short chunk), each of E[s^2] = (M/k)^2 S^2 +
+ * M (k - M) / (k - 1) T / k over the key's random order, so
+ *   ac = u^2 [(k/L) sum_m<=L (m/k)^2 + sum_j (min(jL, k)/k)^2 + parts]
+ *   aq = u^2 [(k/L) sum_m<=L m (k-m)/(k (k-1)) + sum_j h(min(jL, k)) + parts k/(4 (k-1)) + 1] + u_in^2
+ * with h(M) = M'(k - M')/(k (k-1)), M' = min(M, k/2), and lam = sqrt(8)/pi L (the running sums
+ * start from zero in every chunk: a random walk's tail, exp(-pi^2 z / 16)). Otherwise (up to 2L
+ * rows, or identity keys): bound_of, the sequential chain. */
+static void left_bound_of(const tempo_verify_model *md, int k, int parts, int cols, vbound *b) {
+  bound_of(md, k, cols, b);
+  if (!md || !md->permuted || k <= 2 * TEMPO_DW_CHUNK_ROWS) return;
+  double ua, ui;
+  tempo_precision_units(md->precision, &ua, &ui);
+  const double kk = (double)k, L = TEMPO_DW_CHUNK_ROWS, w = parts > 1 ? (double)parts : 1.0;
+  double as = 0, at = 0;
+  for (int m = 1; m <= TEMPO_DW_CHUNK_ROWS; m++) as += (m / kk) * (m / kk), at += m * (kk - m) / (kk * (kk - 1.0));
+  as *= kk / L, at *= kk / L;
+  for (long j = 2; (j - 1) * TEMPO_DW_CHUNK_ROWS < k; j++) {
+    const double M = fmin((double)j * L, kk), Mh = fmin(M, kk / 2);
+    as += (M / kk) * (M / kk), at += Mh * (kk - Mh) / (kk * (kk - 1.0));
+  }
+  as += w, at += w * kk / (4.0 * (kk - 1.0)) + 1.0;
+  b->ac = ua * ua * as;
+  b->aq = ua * ua * at + ui * ui;
+  b->lam = sqrt(8.0) / M_PI * log(2.0 * 64.0 * (double)(cols > 0 ? cols : 1) / TEMPO_VERIFY_FALSE_ALARM);
+  b->rho = (ui * ui + 0x1p-46) / b->aq;
+}
+
+double tempo_verify_left_rho(const tempo_verify_model *md, int k, int parts) {
+  vbound b;
+  left_bound_of(md, k, parts, 1, &b);
+  return b.rho;
+}
+
+tempo_status tempo_verify_left(int k, int parts, int len, int c, const double *g, const double *g2, const double *h,
                                const double *G, float rmax, const tempo_verify_model *md, int round) {
   vbound b;
-  bound_of(md, k, c, &b);
-  b.lam *= TEMPO_VERIFY_LEFT_FACTOR; /* measured, not derived: obf.h */
+  left_bound_of(md, k, parts, c, &b);
   const double tiny = (double)k * (double)len * (double)rmax * 0x1p-126;
   return compare(c, g, g2, h, G, &b, tiny, 0, c, k, len, round, true);
 }

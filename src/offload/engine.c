@@ -358,7 +358,10 @@ static bool consume(tempo_engine *e, round_ctx *c, task *t, const tempo_msg_head
       if (c->want_dx)
         ok = dx_in_dec ? e->sc->ops->check_take_dx(e->sc, s->ss, &c->pr, lo, hi, dxr)
                        : check(e, rows, p, n, dyb, false, wb, !wt, dxr, s->k.keys[0].identity ? NULL : s->k.keys[0].dn.coef_p);
-      if (ok && checks_dw) ok = e->sc->ops->check_dw(e->sc, s->ss, &c->pr, lo, hi, dwr);
+      if (ok && checks_dw) {
+        e->sc->dw_parts = 1;
+        ok = e->sc->ops->check_dw(e->sc, s->ss, &c->pr, lo, hi, dwr);
+      }
     }
   }
   for (int i = 0; i < cnt && ok && !fused; i++) {
@@ -694,6 +697,7 @@ static bool reduced_sum_ok(tempo_engine *e, const round_ctx *c, int sh_i) {
   const int last = s->first[sh_i + 1] - s->first[sh_i] - 1;
   const void *dw = off(resw_of(e, sh_i), (size_t)last * sh->n * sh->p, rs(e));
   const double t0 = tempo_now();
+  e->sc->dw_parts = last + 1;
   e->sc->precision = 0; /* the sum passed through several workers: the weakest declaration among them */
   for (int w = 0; w < e->r.nw; w++)
     if (e->r.live[w] && tempo_rounds_precision(&e->r, w) > e->sc->precision) e->sc->precision = tempo_rounds_precision(&e->r, w);

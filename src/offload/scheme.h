@@ -102,6 +102,8 @@ struct tempo_scheme {
   int precision;            /* tempo_precision the worker whose result is checked declared: the engine
                              * sets it before each check (the check's bound follows it, obf.h) */
   bool x_rows;              /* encode can read a batch-1 forward's X from a row source (tempo_product.Xr) */
+  int dw_parts;             /* chain partials in the dW' check_dw checks (1: one worker's block): the
+                             * engine sets it before each check_dw (tempo_verify_left's `parts`) */
 };
 
 /* Plain (identity keys: Enc/Dec are copies) or tempo (fresh keys per product) on float32. */

@@ -2,8 +2,10 @@
  * the master's local mode, and cblas_dgemm for float64 requests, in the calling thread. Keys are ignored: the operand cache
  * already holds the host operands. */
 #include <cblas.h>
+#include <stdlib.h>
 
 #include "tempo/gemm.h"
+#include "tempo/precision.h"
 #include "tempo/worker.h"
 
 static tempo_status cpu_forward(void *ctx, const tempo_gemm_desc *d, const float *X, uint64_t xkey, const float *W,
@@ -17,23 +19,39 @@ static tempo_status cpu_forward(void *ctx, const tempo_gemm_desc *d, const float
   return TEMPO_STATUS_OK;
 }
 
+/* dW' of `rows` rows, (p, n) = dY*^T X' with wt, else (n, p) = X'^T dY*, as precision.h asks:
+ * chunks of TEMPO_DW_CHUNK_ROWS rows, each a GEMM of its own (tmp), added to the running sum.
+ * tmp: n p floats, or NULL when rows fit one chunk. */
+static void dw_chunked(bool wt, int rows, int n, int p, const float *X, const float *dy, float *dW, float *tmp) {
+  for (int lo = 0; lo < rows; lo += TEMPO_DW_CHUNK_ROWS) {
+    const int len = rows - lo < TEMPO_DW_CHUNK_ROWS ? rows - lo : TEMPO_DW_CHUNK_ROWS;
+    float *out = lo ? tmp : dW;
+    const float *x = X + (size_t)lo * n, *g = dy + (size_t)lo * p;
+    if (wt)
+      tempo_sgemm(true, false, p, n, len, 1.0f, g, p, x, n, 0.0f, out, n);
+    else
+      tempo_sgemm(true, false, n, p, len, 1.0f, x, n, g, p, 0.0f, out, p);
+    if (lo)
+      for (size_t i = 0; i < (size_t)n * p; i++) dW[i] += tmp[i];
+  }
+}
+
 static tempo_status cpu_backward(void *ctx, const tempo_gemm_desc *d, const float *X, uint64_t xkey, const float *W,
                                  uint64_t wkey, const float *dY, float *dX, float *dW) {
   (void)ctx, (void)xkey, (void)wkey;
   const int rows = d->rows, n = d->n, p = d->p;
   const bool wt = d->w_trans;
   const size_t xs = (size_t)rows * n, ws = (size_t)n * p, ys = (size_t)rows * p;
+  float *tmp = NULL;
+  if (dW && rows > TEMPO_DW_CHUNK_ROWS && !(tmp = malloc(ws * sizeof(float))))
+    return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "worker: out of memory (dW' chunk of %d x %d)", n, p);
   for (int b = 0; b < d->cnt; b++) {
     const float *dy = dY + b * ys;
     if (dX) /* dX' (rows, n) = dY* (rows, p) . W'^T */
       tempo_sgemm(false, !wt, rows, n, p, 1.0f, dy, p, W + b * ws, wt ? n : p, 0.0f, dX + b * xs, n);
-    if (dW) {
-      if (wt) /* dW' (p, n) = dY*^T . X' */
-        tempo_sgemm(true, false, p, n, rows, 1.0f, dy, p, X + b * xs, n, 0.0f, dW + b * ws, n);
-      else /* dW' (n, p) = X'^T . dY* */
-        tempo_sgemm(true, false, n, p, rows, 1.0f, X + b * xs, n, dy, p, 0.0f, dW + b * ws, p);
-    }
+    if (dW) dw_chunked(wt, rows, n, p, X + b * xs, dy, dW + b * ws, tmp);
   }
+  free(tmp);
   return TEMPO_STATUS_OK;
 }
 
