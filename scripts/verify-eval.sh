@@ -5,12 +5,13 @@
 #
 # Honest: build/bench/bench_verify trains each model in tempo mode (--protect none: every
 # product to the workers) with WORKERS in-process workers summing dW' along chains, for the
-# steps that give about CHECKS check blocks, once per worker GEMM (openblas, dnnl). Rogue: for
+# steps that give about CHECKS check blocks, once per worker GEMM (openblas, dnnl), and the
+# models in SPATIAL ("resnet20") once more under tempo's default --protect spatial. Rogue: for
 # each error size in RELS, rogues (workers 1..8 of 9, two cheats each, key_range 1.0001 so the
 # row's largest |value| is the plaintext row's) plant single-element errors in one class at a
 # time; the line says how many were planted and how many checks failed.
 # Environment: MODELS ("mlp resnet20 vit-mini"), GEMMS ("openblas dnnl"), RELS
-# ("1e-3 3e-4 1e-4 3e-5"), STEPS (training steps of every honest run instead of the defaults), OUT (the tables, default /tmp/tempo-verify-eval.md).
+# ("1e-3 3e-4 1e-4 3e-5"), SPATIAL, STEPS (training steps of every honest run instead of the defaults), OUT (the tables, default /tmp/tempo-verify-eval.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${BENCH:-build/bench/bench_verify}
@@ -18,6 +19,7 @@ B=${BENCH:-build/bench/bench_verify}
 MODELS=${MODELS:-"mlp resnet20 vit-mini"}
 GEMMS=${GEMMS:-"openblas dnnl"}
 RELS=${RELS:-"1e-3 3e-4 1e-4 3e-5"}
+SPATIAL=${SPATIAL-resnet20}
 OUT=${OUT:-/tmp/tempo-verify-eval.md}
 export OPENBLAS_NUM_THREADS=1
 steps_of() { [ -n "${STEPS:-}" ] && { echo "$STEPS"; return; }; case "$1" in mlp) echo 2500 ;; resnet20) echo 60 ;; *) echo 25 ;; esac; }
@@ -30,6 +32,10 @@ workers_of() { case "$1" in mlp) echo 8 ;; *) echo 4 ;; esac; }
       "$B" --model "$m" --steps "$(steps_of "$m")" --workers "$(workers_of "$m")" --reduce 1 --gemm "$g" |
         sed -n 's/^MD|/|/p'
     done
+  done
+  for m in $SPATIAL; do
+    "$B" --model "$m" --steps "$(steps_of "$m")" --workers "$(workers_of "$m")" --reduce 1 --gemm openblas \
+      --protect spatial | sed -n 's/^MD| \([^|]*\) | \([^|]*\) |/| \1 (spatial) | \2 |/p'
   done
   echo
   echo "| model | class | element error (of the row's largest) | planted | caught |"
