@@ -130,9 +130,9 @@ cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb
 }
 // bfloat16 operands (the bits of bf16.h), float32 accumulation and result
 cublasStatus_t gemm(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
-                    const uint16_t *A, int lda, const uint16_t *B, int ldb, float *C, int ldc) {
-  const float one = 1.0f, zero = 0.0f;
-  return cublasGemmEx(h, ta, tb, m, n, k, &one, A, CUDA_R_16BF, lda, B, CUDA_R_16BF, ldb, &zero, C, CUDA_R_32F, ldc,
+                    const uint16_t *A, int lda, const uint16_t *B, int ldb, float *C, int ldc, bool acc = false) {
+  const float one = 1.0f, beta = acc ? 1.0f : 0.0f;
+  return cublasGemmEx(h, ta, tb, m, n, k, &one, A, CUDA_R_16BF, lda, B, CUDA_R_16BF, ldb, &beta, C, CUDA_R_32F, ldc,
                       CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
 }
 
