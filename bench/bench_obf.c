@@ -5,7 +5,7 @@
  * threads, and prints a markdown table: GB/s counts bytes read + written; "vs memcpy" is
  * the pass's speed as a fraction of memcpy's (1.0 = as fast).
  *
- * Usage: bench_obf [--reps N] [--quick] [--variants] [--shape RxC] [--mix [MxNxP[,MxNxP...]]]
+ * Usage: bench_obf [--reps N] [--quick] [--variants] [--shape RxC] [--mix [MxNxP[,MxNxP...]]] [--mix-isa I]
  *   --quick     small shapes only (a smoke run)
  *   --variants  also compare the kernels (naive, scatter scalar/AVX2, NT stores) on enc_x
  *   --shape     one shape instead of the default list
@@ -16,7 +16,9 @@
  *               them over resnet20's 18 mixed convolutions (one training step; the
  *               accumulating dX decryption is not in it). Times are
  *               the thread's CPU time (median), so a loaded machine's descheduling does
- *               not count (its cache and memory contention still does) */
+ *               not count (its cache and memory contention still does)
+ *   --mix-isa   the best mixing kernels to use: 1 the portable loops, 2 AVX2, 3 AVX-512
+ *               (default: the best this CPU has) */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -162,6 +164,9 @@ static int mix_main(const char *list, int reps) {
   tempo_keygen *g;
   if (tempo_keygen_create(secret, NULL, &g) != TEMPO_STATUS_OK) die("keygen");
   tempo_obf_set_threads(1);
+  static const char *isa_name[] = {"auto", "portable loops", "AVX2", "AVX-512"};
+  printf("mixing kernels: %s (best on this CPU: %s)\n\n", isa_name[tempo_obf_mix_isa_used()],
+         isa_name[tempo_obf_mix_isa()]);
   printf("| pass | m x n x p | unmixed ms | mixed ms | mixed / unmixed |\n|---|---|---|---|---|\n");
   double step[2][M_COUNT] = {{0}};
   for (int s = 0; s < ns; s++) {
@@ -220,7 +225,9 @@ int main(int argc, char **argv) {
   shape one = {0, 0};
   const char *mix = NULL;
   for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--mix"))
+    if (!strcmp(argv[i], "--mix-isa") && i + 1 < argc)
+      tempo_obf_mix_set_isa(atoi(argv[++i]));
+    else if (!strcmp(argv[i], "--mix"))
       mix = i + 1 < argc && argv[i + 1][0] != '-' ? argv[++i] : "resnet20";
     else if (!strcmp(argv[i], "--reps") && i + 1 < argc)
       reps = atoi(argv[++i]);
@@ -232,7 +239,8 @@ int main(int argc, char **argv) {
              one.rows > 0 && one.cols > 0)
       i++;
     else {
-      fprintf(stderr, "usage: bench_obf [--reps N] [--quick] [--variants] [--shape RxC] [--mix MxNxP[,...]]\n");
+      fprintf(stderr, "usage: bench_obf [--reps N] [--quick] [--variants] [--shape RxC] [--mix [MxNxP[,...]]] "
+                      "[--mix-isa 1|2|3]\n");
       return 2;
     }
   }

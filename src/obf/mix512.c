@@ -151,7 +151,7 @@ T512_INLINE __m512 left16(const float *a, int r, __m512 t0, __m512 t1, __m512 t2
 static inline void prefetch_in(const float *in, int rows, int cols, int i0, const uint32_t *perm) {
   for (int r = i0 + MIX_IN_AHEAD; r < i0 + MIX_IN_AHEAD + 4 && r < rows; r++) {
     const char *q = (const char *)(in + (size_t)perm[r] * cols);
-    for (size_t off = 0; off < (size_t)cols * sizeof(float); off += 64) _mm_prefetch(q + off, _MM_HINT_T1);
+    for (size_t off = 0; off < (size_t)cols * sizeof(float); off += 64) tempo_obf_prefetch_l2(q + off);
   }
 }
 
@@ -254,8 +254,8 @@ static inline void prefetch_out(float *out, int cols, const uint32_t *perm, int 
   if (bytes > TEMPO_OBF_NT_MAX_ROW_BYTES) return;
   for (int r = a; r < a + 4 && r < hi; r++) {
     const char *d = (const char *)(out + (size_t)perm[r] * cols);
-    for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(d + off, 1, 3);
-    __builtin_prefetch(d + bytes - 1, 1, 3);
+    for (size_t off = 0; off < bytes; off += 64) tempo_obf_prefetch_w(d + off);
+    tempo_obf_prefetch_w(d + bytes - 1);
   }
 }
 

@@ -51,12 +51,22 @@ void tempo_obf_mix_pass(const tempo_obf_key *k, bool enc, int rows, int cols, co
                         int cdim, int rform, const float *cs, bool acc, int lo, int hi,
                         const tempo_obf_mix_dots *dots, const tempo_rows *src);
 
+/* Prefetches of one line the compiler keeps: GCC 12 at -O2 deletes a loop whose only effect
+ * is _mm_prefetch / __builtin_prefetch (mix.c's and mix512.c's row prefetch loops were gone). */
+#if defined(__x86_64__) || defined(__i386__)
+static inline void tempo_obf_prefetch_l1(const void *p) { __asm__ volatile("prefetcht0 %0" : : "m"(*(const char *)p)); }
+static inline void tempo_obf_prefetch_l2(const void *p) { __asm__ volatile("prefetcht1 %0" : : "m"(*(const char *)p)); }
+static inline void tempo_obf_prefetch_w(const void *p) { __asm__ volatile("prefetchw %0" : : "m"(*(const char *)p)); }
+#endif
+
 /* The kernels of the mixed passes: the portable loops (the reference), b = 4 AVX2+FMA 4x4
  * tiles (mix.c), b = 4 AVX-512F 16-column tiles (mix512.c). tempo_obf_mix_isa: the best this
  * CPU runs; tempo_obf_mix_set_isa caps what the passes use (tests, measurement; AUTO: the
- * best); tempo_obf_mix_force_scalar(on): the portable loops, or AUTO again. */
+ * best), tempo_obf_mix_isa_used says what that leaves (for b = 4 and cols % 4 == 0);
+ * tempo_obf_mix_force_scalar(on): the portable loops, or AUTO again. */
 enum { TEMPO_OBF_MIX_ISA_AUTO = 0, TEMPO_OBF_MIX_ISA_SCALAR = 1, TEMPO_OBF_MIX_ISA_AVX2 = 2, TEMPO_OBF_MIX_ISA_AVX512 = 3 };
 int tempo_obf_mix_isa(void);
+int tempo_obf_mix_isa_used(void);
 void tempo_obf_mix_set_isa(int isa);
 void tempo_obf_mix_force_scalar(bool on);
 
