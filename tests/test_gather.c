@@ -5,7 +5,8 @@
  * every kernel, 1 and 4 threads, identity, tempo and mixed keys (b = 4 tiles and portable
  * loops). Through the engine: a conv's forward and backward offloaded from rows give the same
  * Y, dW and dx as the product on the materialised columns under the same key seed, in plain
- * and tempo mode, policies none and spatial; the master's byte count drops by exactly the
+ * and tempo mode, policies none and spatial, with and without the checks fused into the X'
+ * pass (1, 0 and 3 check rounds); the master's byte count drops by exactly the
  * column matrix's read less the activation's; a non-finite input is found through the
  * source; tempo_mm_forward_rows refuses products the master computes. */
 #include <setjmp.h>
@@ -168,9 +169,12 @@ static void test_gather_threads(void **state) {
 
 /* ---- through the engine ---- */
 
+static int verify_rounds = 1; /* of the engines made next */
+
 static tempo_mm *engine(tempo_mode mode, tempo_protect protect, int threads) {
   tempo_mm_config cfg;
   tempo_mm_config_default(&cfg);
+  cfg.verify_rounds = verify_rounds;
   cfg.mode = mode;
   cfg.seed = 77;
   cfg.protect = protect;
@@ -261,6 +265,12 @@ static void test_engine_rows(void **state) {
   for (size_t i = 0; i < sizeof gs / sizeof gs[0]; i++)
     for (int mode = 0; mode < 2; mode++)
       for (int q = 0; q < 2; q++) engine_case(&gs[i], mode ? TEMPO_MODE_TEMPO : TEMPO_MODE_PLAIN, pol[q], i == 4 ? 2 : 1);
+  /* no fused checks (none, or too many rounds for the X' pass's dots): X' from rows all the same */
+  for (int rounds = 0; rounds <= 3; rounds += 3) {
+    verify_rounds = rounds;
+    for (int q = 0; q < 2; q++) engine_case(&gs[0], TEMPO_MODE_TEMPO, pol[q], 1);
+  }
+  verify_rounds = 1;
 }
 
 /* A NaN in the activation: the check of the blinded product fails and the master, scanning X
