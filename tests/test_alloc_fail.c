@@ -51,6 +51,7 @@ TEST_TMPDIR_GROUP("allocfail")
 static const char *cur_name = "";
 static long cur_n;
 static int every_thread; /* the scenario's failures hit the in-process workers' allocations too */
+static uint64_t worker_timeouts; /* every_thread: the replies the engine waited out (tempo_mm_stats) */
 static double engine_timeout; /* > 0: the engine's reply timeout (s) */
 
 static void on_crash(int sig) {
@@ -128,6 +129,11 @@ static tempo_status engine_run(tempo_mode mode, int workers, int steps, double *
         fold(fp, nfp, eY[i], sz_y(s)), fold(fp, nfp, edX[i], sz_x(s)), fold(fp, nfp, edW[i], sz_w(s));
     }
     if (!st) tempo_mm_step_end(mm);
+  }
+  if (every_thread) {
+    tempo_mm_stats rs;
+    tempo_mm_stats_run(mm, &rs);
+    worker_timeouts += rs.timeouts;
   }
   tempo_mm_free(mm);
   return st;
@@ -397,12 +403,22 @@ static void test_engine_chain(void **state) {
 }
 
 /* The worker threads' allocations fail too: a worker that cannot allocate answers an error,
- * or, when not even that can be encoded, says nothing (transport_inproc.c: it behaves as a
- * stall, timed out: 1 s here instead of the default 60), and its block is recomputed on the
- * other worker; or the product fails cleanly. */
+ * or, when not even that can be encoded (or no reply node can be had), an empty reply
+ * (transport_inproc.c), which the master fails at once as malformed: no run waits for a reply
+ * until the engine's timeout (30 s here, so a slow machine does not time out either), and the
+ * block is recomputed on the other worker; or the product fails cleanly. */
 static void test_engine_workers(void **state) {
   (void)state;
-  drive("engine-tempo-all-threads", scen_tempo, 1, 1.0);
+  worker_timeouts = 0;
+  drive("engine-tempo-all-threads", scen_tempo, 1, 30.0);
+  if (worker_timeouts) fail_msg("engine-tempo-all-threads: the engine waited out %llu replies",
+                                (unsigned long long)worker_timeouts);
+  /* and along the dW' reduction chain, whose members wait for their predecessor's partial */
+  assert_int_equal(setenv("TEMPO_INPROC_REDUCE", "1", 1), 0);
+  drive("engine-tempo-chain-all-threads", scen_chain, 1, 30.0);
+  assert_int_equal(unsetenv("TEMPO_INPROC_REDUCE"), 0);
+  if (worker_timeouts) fail_msg("engine-tempo-chain-all-threads: the engine waited out %llu replies",
+                                (unsigned long long)worker_timeouts);
 }
 
 static void test_engine_shield(void **state) {

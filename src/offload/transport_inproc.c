@@ -57,6 +57,7 @@ typedef struct {
   node *free_replies; /* under t->lock */
   parcel *mail;       /* under t->lock */
   uint64_t seq_done;  /* the last group/chain this worker stopped waiting in; later parcels for it are dropped */
+  uint64_t seq_lost;  /* the last group/chain whose parcel for this worker could not be made (out of memory) */
   bool paused, evicted;
   pthread_cond_t wake;
   uint8_t key[TEMPO_RELAY_KEY_SIZE]; /* relay key (random at create, wiped at free) */
@@ -105,13 +106,15 @@ static parcel *parcel_take(inproc *t) {
   return p;
 }
 
-/* Puts p (taken over) in worker `to`'s mailbox, unless `to` stopped waiting in its group/chain. */
+/* Puts p (taken over) in worker `to`'s mailbox, unless `to` stopped waiting in its group/chain;
+ * p NULL (out of memory): tells `to` that no parcel of seq comes. */
 static void parcel_deliver(inproc *t, int to, uint64_t seq, parcel *p) {
-  if (!p) return; /* out of memory: the successor stops waiting by its other signals */
-  p->seq = seq;
   pthread_mutex_lock(&t->lock);
   wslot *s = &t->ws[to];
-  if (seq <= s->seq_done) {
+  if (!p) { /* out of memory: the successor stops waiting at once, as for a parcel that is bad */
+    if (seq > s->seq_lost) s->seq_lost = seq;
+    pthread_cond_broadcast(&s->wake);
+  } else if ((p->seq = seq) <= s->seq_done) {
     parcel_recycle(t, p);
   } else {
     p->next = s->mail;
@@ -131,8 +134,8 @@ static struct timespec deadline_in(double seconds) {
 }
 
 /* Waits for worker `from`'s parcel of group/chain seq; NULL when it gives up first: `from`
- * evicted, another request queued for this worker (the engine has given up on the round),
- * the timeout, or stop. Older parcels found on the way are dropped. */
+ * evicted or out of memory for the parcel, another request queued for this worker (the engine
+ * has given up on the round), the timeout, or stop. Older parcels found on the way are dropped. */
 static parcel *parcel_await(inproc *t, wslot *s, uint64_t seq, int from) {
   const double timeout = t->base.timeout_s > 0 ? t->base.timeout_s : TEMPO_ENGINE_DEFAULT_TIMEOUT;
   const struct timespec until = deadline_in(timeout);
@@ -150,7 +153,7 @@ static parcel *parcel_await(inproc *t, wslot *s, uint64_t seq, int from) {
       if (p->seq == seq && !got) got = p;
       else parcel_recycle(t, p);
     }
-    if (got || t->stop || s->head || t->ws[from].evicted || timed_out) break;
+    if (got || t->stop || s->head || t->ws[from].evicted || s->seq_lost >= seq || timed_out) break;
     timed_out = pthread_cond_timedwait(&s->wake, &t->lock, &until) == ETIMEDOUT;
   }
   s->seq_done = seq;
@@ -260,14 +263,20 @@ static void *worker_main(void *arg) {
     if (n->kind == REQ_GROUP) st = handle_group(t, s, n, &v, out, &send);
     else if (n->kind == REQ_CHAIN) st = handle_chain(t, s, n, &v, out, &send);
     else st = tempo_worker_handle(s->w, &v, out, &send);
-    if (st) send = false;
     tempo_msgbuf_free(&lost);
     tempo_msg_header rq;
-    if (send && r && !tempo_msg_header_read(n->req.header, TEMPO_MSG_HEADER_SIZE, &rq) &&
-        r->buf.len > tempo_msg_reply_bound(&rq))
-      tempo_msgbuf_free(&r->buf); /* longer than its request allows: goes up empty (a malformed reply) */
-    free(n);
-    if (!r) continue; /* out of memory: behaves as a stall; the master times out */
+    /* a reply that could not be encoded (out of memory, not even its ERROR), or that is longer
+     * than its request allows, goes up empty: a malformed reply the master fails at once, where
+     * silence would stall it until its timeout; with no reply node, the request's node carries it */
+    if (send && r && (st || (!tempo_msg_header_read(n->req.header, TEMPO_MSG_HEADER_SIZE, &rq) &&
+                             r->buf.len > tempo_msg_reply_bound(&rq))))
+      tempo_msgbuf_free(&r->buf);
+    if (r) {
+      free(n);
+    } else {
+      r = n;
+      r->buf = (tempo_msgbuf){0};
+    }
     r->worker = s->index;
     r->next = NULL;
     pthread_mutex_lock(&t->lock);
