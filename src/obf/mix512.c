@@ -5,9 +5,10 @@
  * folded in (prep_right: Enc R S_c, Dec S_c R); per block of 4 rows the left block gets the
  * row scales (Enc S_r L, Dec L S_r). A 4x4 tile's right product is then 4 in-lane broadcasts
  * (vpermilps) and 4 FMAs per 16 elements, the left product 4 broadcast FMAs per 16 elements,
- * and no separate scaling: about 3x fewer instructions than the 128-bit tiles. The row
- * fetch / row store points (fetch16, store_row16, scatter_rows) are small functions of their
- * own. Same results as the portable loops to float rounding (tests/test_mix.c runs both). */
+ * and no separate scaling: about 3x fewer instructions than the 128-bit tiles. The row fetch
+ * (enc_row, fetch16) and row store points (store_row16, scatter_rows, scatter_regs16) are small
+ * functions of their own. Same results as the portable loops to float rounding
+ * (tests/test_mix.c runs every kernel). */
 #include <stdint.h>
 
 #include "obf/obf_internal.h"
@@ -20,8 +21,9 @@
 #define T512 __attribute__((target("avx512f")))
 #define T512_INLINE __attribute__((target("avx512f"), always_inline)) static inline
 
-/* Rows ahead whose lines a pass prefetches: Enc its random input rows (into L2: four blocks
- * ahead into L1 was 2x slower on 65536 x 144), Dec its random output rows (for writing). */
+/* Rows ahead whose lines a pass prefetches: Enc its random input rows (four blocks ahead into
+ * L2; two blocks ahead into L1 was 2x slower on 65536 x 144), Dec its random output rows (for
+ * writing). */
 #define MIX_IN_AHEAD 16
 #define MIX_DST_AHEAD 8
 
