@@ -19,7 +19,8 @@
 
 static tempo_mm *make(tempo_mode mode) {
   tempo_mm *mm = test_make_mm(mode, 2, 77, NULL);
-  tempo_mm_set_timeout(mm, 0.1); /* a stalled worker costs 0.1 s per request */
+  /* a stalled worker costs 0.5 s per request; 0.1 s timed out honest workers at load 15 */
+  tempo_mm_set_timeout(mm, 0.5);
   return mm;
 }
 
@@ -31,7 +32,7 @@ static tempo_mm *make_mixed(void) {
   tempo_mm *mm;
   assert_int_equal(tempo_mm_create(&cfg, &mm), TEMPO_STATUS_OK);
   tempo_mm_set_training(mm, true);
-  tempo_mm_set_timeout(mm, 0.1);
+  tempo_mm_set_timeout(mm, 0.5);
   return mm;
 }
 
