@@ -232,3 +232,4 @@ clean:
 -include $(LIB_OBJ:.o=.d) $(TESTS:%=%.d) $(O)/programs/tempo.d $(O)/programs/tempo_worker.d $(O)/src/mpi/master_mpi.d $(O)/src/mpi/worker_mpi.d $(O)/src/mpi/net.d $(O)/src/mpi/bridge_mpi.d
 -include $(O)/tests/tempo_worker_faulty.d $(O)/tests/alloc_hook.d
 -include $(O)/programs/tempo_owner.d $(O)/programs/tempo_attack.d $(O)/programs/cli_common.d
+-include $(BENCHES:%=%.d)

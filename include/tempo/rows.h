@@ -27,11 +27,19 @@ typedef struct {
    * be called from several threads at once for disjoint ranges and in any row order, so
    * it writes nothing but dst; it neither fails nor allocates. */
   void (*fill)(const void *ctx, int lo, int hi, float *dst);
+  /* Optional (NULL: none): a hint that row `row` will be filled soon, so that a pass reading
+   * rows in random order (a key with mixing blocks gathers output row i from input row
+   * perm[i]) can have the source's cache lines fetched while it works on earlier rows. It
+   * issues prefetch instructions only: it reads and writes nothing and never fails. */
+  void (*prefetch)(const void *ctx, int row);
   const void *ctx; /* the owner's (a conv layer and its input); kept alive while the product runs */
   int rows, cols;  /* the matrix's shape (cols <= TEMPO_ROWS_MAX_COLS) */
   uint64_t bytes;  /* what reading every row once reads from memory (the source tensor once), for
                     * the master's byte accounting (tempo_mm_stats.master_bytes) */
 } tempo_rows;
+
+/* Hints rows perm[i] for i in [lo, hi) and i < rows (r->prefetch; nothing without it). */
+void tempo_rows_prefetch(const tempo_rows *r, const uint32_t *perm, int lo, int hi);
 
 /* The first non-finite element of the matrix (row-major index; its value in *value), or -1
  * (every row filled once, in chunks on the stack). */

@@ -3,6 +3,11 @@
 
 #include "tempo/common.h"
 
+void tempo_rows_prefetch(const tempo_rows *r, const uint32_t *perm, int lo, int hi) {
+  if (!r->prefetch) return;
+  for (int i = lo; i < hi && i < r->rows; i++) r->prefetch(r->ctx, (int)perm[i]);
+}
+
 long tempo_rows_find_nonfinite(const tempo_rows *r, float *value) {
   float buf[TEMPO_ROWS_MAX_COLS];
   const int per = r->cols > 0 && r->cols <= TEMPO_ROWS_MAX_COLS ? TEMPO_ROWS_MAX_COLS / r->cols : 0;

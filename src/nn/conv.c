@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/prefetch.h"
 #include "tempo/cnn.h"
 #include "tempo/common.h"
 #include "tempo/parallel.h"
@@ -419,10 +420,37 @@ static void conv_fill_rows(const void *ctx, int lo, int hi, float *dst) {
   }
 }
 
+/* The row source's prefetch (rows.h): the input lines row u's taps read, kh runs of up to kw
+ * pixels (channels last: one run of kw cin floats per input row; channels first: one per
+ * channel, skipped where that is more than 64 runs). */
+static void conv_prefetch_row(const void *ctx, int u) {
+  const tempo_conv2d_src *c = ctx;
+  const tempo_conv2d *l = c->l;
+  const in_strides s = strides_of(l);
+  const size_t per = (size_t)l->out_h * l->out_w, r = (size_t)u % per;
+  const int oh = (int)(r / (size_t)l->out_w), ow = (int)(r % (size_t)l->out_w);
+  const int iw0 = ow * l->stride - l->pad, lo = iw0 < 0 ? 0 : iw0, hi = iw0 + l->kw > l->in_w ? l->in_w : iw0 + l->kw;
+  const bool last = s.sc == 1;
+  const int planes = last ? 1 : l->cin;
+  if (hi <= lo || planes * l->kh > 64) return;
+  const size_t run = last ? (size_t)(hi - lo) * l->cin : (size_t)(hi - lo); /* floats, contiguous */
+  const float *xb = c->x + ((size_t)u / per) * s.sb;
+  for (int i = 0; i < l->kh; i++) {
+    const int ih = oh * l->stride - l->pad + i;
+    if (ih < 0 || ih >= l->in_h) continue;
+    for (int ch = 0; ch < planes; ch++) {
+      const char *a = (const char *)(xb + (size_t)ih * s.sh + (size_t)lo * s.sw + (size_t)ch * s.sc);
+      const char *e = a + run * sizeof(float) - 1;
+      for (; a <= e; a += 64) tempo_prefetch_l1(a);
+      tempo_prefetch_l1(e); /* a run that is not line-aligned ends on a line of its own */
+    }
+  }
+}
+
 tempo_rows tempo_conv2d_rows(const tempo_conv2d *l, const float *x, int batch, tempo_conv2d_src *src) {
   *src = (tempo_conv2d_src){l, x};
   const size_t in = (size_t)batch * l->in_h * l->in_w * l->cin;
-  return (tempo_rows){.fill = conv_fill_rows, .ctx = src, .rows = batch * l->out_h * l->out_w,
+  return (tempo_rows){.fill = conv_fill_rows, .prefetch = conv_prefetch_row, .ctx = src, .rows = batch * l->out_h * l->out_w,
                       .cols = l->cin * l->kh * l->kw, .bytes = sizeof(float) * (uint64_t)in};
 }
 

@@ -2,6 +2,7 @@
 #ifndef TEMPO_OBF_INTERNAL_H
 #define TEMPO_OBF_INTERNAL_H
 
+#include "core/prefetch.h"
 #include "tempo/obf.h"
 #include "tempo/status.h"
 
@@ -50,14 +51,6 @@ void tempo_obf_mix_pass(const tempo_obf_key *k, bool enc, int rows, int cols, co
                         const tempo_obf_dim *rd, int rdim, int lform, const float *rs, const tempo_obf_dim *cd,
                         int cdim, int rform, const float *cs, bool acc, int lo, int hi,
                         const tempo_obf_mix_dots *dots, const tempo_rows *src);
-
-/* Prefetches of one line the compiler keeps: GCC 12 at -O2 deletes a loop whose only effect
- * is _mm_prefetch / __builtin_prefetch (mix.c's and mix512.c's row prefetch loops were gone). */
-#if defined(__x86_64__) || defined(__i386__)
-static inline void tempo_obf_prefetch_l1(const void *p) { __asm__ volatile("prefetcht0 %0" : : "m"(*(const char *)p)); }
-static inline void tempo_obf_prefetch_l2(const void *p) { __asm__ volatile("prefetcht1 %0" : : "m"(*(const char *)p)); }
-static inline void tempo_obf_prefetch_w(const void *p) { __asm__ volatile("prefetchw %0" : : "m"(*(const char *)p)); }
-#endif
 
 /* The kernels of the mixed passes: the portable loops (the reference), b = 4 AVX2+FMA 4x4
  * tiles (mix.c), b = 4 AVX-512F 16-column tiles (mix512.c). tempo_obf_mix_isa: the best this
