@@ -102,8 +102,11 @@ for sig in INT TERM; do
   steps_once "$tmp/$sig" 120
 done
 
-# --- a second SIGINT aborts at once (slow steps: batch 8192), without a checkpoint
-"$T" train --mode tempo --batch-size 8192 --max-steps 50 --log-every 1 --no-progress --out "$tmp/twice" \
+# --- a second SIGINT aborts at once (slow steps: batch 8192), without a checkpoint. The
+# process _exit()s with its buffers still allocated, on purpose; under make check's
+# AddressSanitizer the leak check at _exit then turned exit status 130 into 1 in some runs, so
+# this one run has leak detection off (the rest of the suite keeps it).
+ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" "$T" train --mode tempo --batch-size 8192 --max-steps 50 --log-every 1 --no-progress --out "$tmp/twice" \
   >"$tmp/twice.out" 2>"$tmp/twice.err" &
 pid=$!
 wait_step "$pid" "$tmp/twice" 1
