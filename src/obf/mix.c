@@ -117,7 +117,11 @@ __attribute__((target("avx2,fma"))) static void dots_row_avx2(const tempo_obf_mi
 /* The input rows of the block of 4 sixteen output rows after i0 are random rows: prefetch them
  * into L2 (the hardware prefetcher cannot; measured on 65536 x 144 with AVX2: the next block's
  * into L1 20.5 ms, these 16.8 ms). */
-static void prefetch_next4(const float *in, int rows, int cols, int i0, const uint32_t *perm) {
+static void prefetch_next4(const float *in, const tempo_rows *xs, int rows, int cols, int i0, const uint32_t *perm) {
+  if (xs) { /* a row source: its own lines (rows.h) */
+    tempo_rows_prefetch(xs, perm, i0 + 16, i0 + 20);
+    return;
+  }
   for (int r = 16; r < 20 && i0 + r < rows; r++) {
     const char *q = (const char *)(in + (size_t)perm[i0 + r] * cols);
     for (size_t off = 0; off < (size_t)cols * sizeof(float); off += 64) tempo_prefetch_l2(q + off);
@@ -271,8 +275,7 @@ void tempo_obf_mix_pass(const tempo_obf_key *k, bool enc, int rows, int cols, co
       if (fast && t == 4) {
         const float *sr[4]; /* f (b rows) holds gathered rows: Enc does not use it otherwise */
         for (int r = 0; r < 4; r++) sr[r] = enc_row(in, xs, perm[i0 + r], cols, f + (size_t)r * cols);
-        if (!xs) prefetch_next4(in, rows, cols, i0, perm);
-        else tempo_rows_prefetch(xs, perm, i0 + 16, i0 + 20); /* as prefetch_next4, from the source */
+        prefetch_next4(in, xs, rows, cols, i0, perm);
         enc_block4(sr, out, cols, i0, ci, A, R, rs, cs);
         for (int r = 0; dots && r < 4; r++) dots_row_avx2(dots, out + (size_t)(i0 + r) * cols, cols, (size_t)(i0 + r));
         continue;

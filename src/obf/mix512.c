@@ -150,7 +150,12 @@ T512_INLINE __m512 left16(const float *a, int r, __m512 t0, __m512 t1, __m512 t2
 
 /* The input rows MIX_IN_AHEAD output rows after i0 are random rows: prefetch the next block's
  * of them into L2 (the hardware prefetcher cannot; one block ahead into L1 was too late). */
-static inline void prefetch_in(const float *in, int rows, int cols, int i0, const uint32_t *perm) {
+static inline void prefetch_in(const float *in, const tempo_rows *xs, int rows, int cols, int i0,
+                               const uint32_t *perm) {
+  if (xs) { /* a row source: its own lines (rows.h) */
+    tempo_rows_prefetch(xs, perm, i0 + MIX_IN_AHEAD, i0 + MIX_IN_AHEAD + 4);
+    return;
+  }
   for (int r = i0 + MIX_IN_AHEAD; r < i0 + MIX_IN_AHEAD + 4 && r < rows; r++) {
     const char *q = (const char *)(in + (size_t)perm[r] * cols);
     for (size_t off = 0; off < (size_t)cols * sizeof(float); off += 64) tempo_prefetch_l2(q + off);
@@ -276,13 +281,11 @@ int tempo_obf_mix_pass512(bool enc, int rows, int cols, const float *in, float *
   const bool nt = !acc && cols % 16 == 0 && ((uintptr_t)out & 63) == 0 && bytes >= TEMPO_OBF_NT_BYTES &&
                   (size_t)cols * sizeof(float) < TEMPO_OBF_NT_MAX_ROW_BYTES;
   if (enc) {
-    for (int i0 = lo - MIX_IN_AHEAD; !xs && i0 < lo; i0 += 4) prefetch_in(in, rows, cols, i0, perm);
-    if (xs) tempo_rows_prefetch(xs, perm, lo, lo + MIX_IN_AHEAD); /* the row source's lines, as prefetch_in */
+    for (int i0 = lo - MIX_IN_AHEAD; i0 < lo; i0 += 4) prefetch_in(in, xs, rows, cols, i0, perm);
     for (int i0 = lo; i0 < end; i0 += 4) {
       const float *sr[4];
       for (int r = 0; r < 4; r++) sr[r] = enc_row(in, xs, perm[i0 + r], cols, xb + (size_t)r * cols);
-      if (!xs) prefetch_in(in, rows, cols, i0, perm);
-      else tempo_rows_prefetch(xs, perm, i0 + MIX_IN_AHEAD, i0 + MIX_IN_AHEAD + 4);
+      prefetch_in(in, xs, rows, cols, i0, perm);
       float *o = out + (size_t)i0 * cols;
       const float *A = L + (size_t)i0 * 4;
       if (nt && dots) { /* the dots read the rows: mix into h (in L1), then stream h out */
