@@ -5,7 +5,8 @@
  * workers with INVALID_ARGUMENT; the role signs recombine the product exactly (in double,
  * on integers); mask expansion (float32 and float64) is deterministic per seed, has the
  * stated moments, and the float64 mask has no coarse lattice; the double Enc passes
- * equal the float ones; the float64 Freivalds check passes honest products and catches a
+ * equal the float ones; the one-pass blinding draws the expansion's values in output
+ * order and writes Enc(A + R0) and Enc(R0); the float64 Freivalds check passes honest products and catches a
  * changed element and a NaN; the view test: what each worker receives does not reveal
  * signs or zero patterns (tempo mode does, as a control), and the sign-of-sum
  * distinguisher on role A's X'' over fresh keys and masks is at chance with the default
@@ -167,6 +168,70 @@ static void test_enc64(void **state) {
     for (size_t i = 0; i < cnt; i++)
       if (fabs(od[i] - of[i]) > 1e-6 * fabs(od[i])) fail_msg("enc %d element %zu: %g vs %g", which, i, od[i], of[i]);
   }
+  tempo_obf_key_free(&k);
+  tempo_keygen_free(kg);
+}
+
+/* The one-pass blinding: for each operand layout the mask is exactly the key scales times
+ * the float64 expansion read in output order, masked - mask is Enc(A) (double and float
+ * Enc passes), and the float32 pass likewise within float rounding. */
+static void test_blind(void **state) {
+  (void)state;
+  enum { M = 13, N = 300, P = 7 }; /* N > the pass's 256-value chunk */
+  tempo_keyspace ks;
+  tempo_keyspace_default(&ks);
+  uint8_t secret[32] = {7}, seed[32] = {8, 9};
+  tempo_keygen *kg;
+  tempo_obf_key k = {0};
+  assert_int_equal(tempo_keygen_create(secret, &ks, &kg), TEMPO_STATUS_OK);
+  assert_int_equal(tempo_obf_key_alloc(&k, M, N, P), TEMPO_STATUS_OK);
+  assert_int_equal(tempo_keygen_fill(kg, &k), TEMPO_STATUS_OK);
+  enum { MAX = M * N };
+  float *af = malloc(MAX * 4), *mf = malloc(MAX * 4), *rf = malloc(MAX * 4), *ef = malloc(MAX * 4),
+        *gf = malloc(MAX * 4);
+  double *ad = malloc(MAX * 8), *md = malloc(MAX * 8), *rd = malloc(MAX * 8), *ed = malloc(MAX * 8),
+         *g = malloc(MAX * 8);
+  tempo_rng r;
+  tempo_rng_seed(&r, 5, 6);
+  for (int i = 0; i < MAX; i++) af[i] = (float)tempo_rng_normal(&r), ad[i] = af[i];
+  const double sigma = 2.5;
+  tempo_shield_expand64(seed, sigma, g, MAX);
+  tempo_shield_expand(seed, (float)sigma, gf, MAX);
+  for (int which = 0; which < 4; which++) {
+    const int op = which == 0 ? TEMPO_SHIELD_OPERAND_X : which == 3 ? TEMPO_SHIELD_OPERAND_DY : TEMPO_SHIELD_OPERAND_W;
+    const bool wt = which == 2;
+    const tempo_shield_gather ga = tempo_shield_gather_of(&k, op, wt);
+    const int cnt = ga.rows * ga.cols;
+    assert_int_equal(cnt, which == 0 ? M * N : which == 3 ? M * P : N * P);
+    tempo_shield_blind64(&k, op, wt, seed, sigma, af, md, rd);
+    tempo_shield_blind32(&k, op, wt, seed, (float)sigma, af, mf, rf);
+    if (which == 0) tempo_shield_enc_x64(&k, ad, ed), tempo_obf_enc_x(&k, af, ef);
+    else if (which == 3) tempo_shield_enc_dy64(&k, ad, ed), tempo_obf_enc_dy(&k, af, ef);
+    else tempo_shield_enc_w64(&k, wt, ad, ed), tempo_obf_enc_w(&k, wt, af, ef);
+    for (int i = 0; i < ga.rows; i++)
+      for (int j = 0; j < ga.cols; j++) {
+        const int e = i * ga.cols + j;
+        const double rc = (double)ga.rs[i] * (double)ga.cs[j];
+        if (rd[e] != rc * g[e]) fail_msg("blind64 %d (%d, %d): mask %.17g, expected %.17g", which, i, j, rd[e], rc * g[e]);
+        if (fabs((md[e] - rd[e]) - ed[e]) > 1e-12 * fabs(rc) * 16 * sigma)
+          fail_msg("blind64 %d (%d, %d): masked - mask %.17g vs Enc %.17g", which, i, j, md[e] - rd[e], ed[e]);
+        if (fabs(rf[e] - rc * gf[e]) > 1e-6 * fabs(rc * gf[e]) + 1e-30)
+          fail_msg("blind32 %d (%d, %d): mask %g, expected %g", which, i, j, rf[e], rc * gf[e]);
+        if (fabs((mf[e] - rf[e]) - ef[e]) > 4e-6 * fabs(rc) * 16 * sigma)
+          fail_msg("blind32 %d (%d, %d): masked - mask %g vs Enc %g", which, i, j, mf[e] - rf[e], ef[e]);
+      }
+  }
+  /* a different seed gives a different mask */
+  seed[0] ^= 1;
+  tempo_shield_blind64(&k, TEMPO_SHIELD_OPERAND_X, false, seed, sigma, af, md, ed);
+  int same = 0;
+  tempo_shield_blind64(&k, TEMPO_SHIELD_OPERAND_X, false, seed, sigma, af, md, rd);
+  assert_memory_equal(rd, ed, (size_t)M * N * 8);
+  seed[0] ^= 1;
+  tempo_shield_blind64(&k, TEMPO_SHIELD_OPERAND_X, false, seed, sigma, af, md, ed);
+  for (int i = 0; i < M * N; i++) same += rd[i] == ed[i];
+  assert_true(same < 4);
+  free(af), free(mf), free(rf), free(ef), free(gf), free(ad), free(md), free(rd), free(ed), free(g);
   tempo_obf_key_free(&k);
   tempo_keygen_free(kg);
 }
@@ -428,7 +493,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_roles),           cmocka_unit_test(test_expand),
       cmocka_unit_test(test_expand64),        cmocka_unit_test(test_enc64),
-      cmocka_unit_test(test_verify64),
+      cmocka_unit_test(test_blind),           cmocka_unit_test(test_verify64),
       cmocka_unit_test(test_too_few_workers), cmocka_unit_test(test_eval_backward_refused),
       cmocka_unit_test(test_products),        cmocka_unit_test(test_view),
   };

@@ -85,6 +85,27 @@ void tempo_shield_accumulate64(double *acc, const double *share, int sign, size_
 void tempo_shield_enc_x64(const tempo_obf_key *k, const double *X, double *Xp);
 void tempo_shield_enc_w64(const tempo_obf_key *k, bool w_trans, const double *W, double *Wp);
 void tempo_shield_enc_dy64(const tempo_obf_key *k, const double *dY, double *dYs);
+/* ---- the master's one-pass blinding (blind.c) ---- */
+enum { TEMPO_SHIELD_OPERAND_X = 0, TEMPO_SHIELD_OPERAND_W = 1, TEMPO_SHIELD_OPERAND_DY = 2 };
+/* Enc of one operand as a gather: out[i][j] = rs[i] cs[j] in[ri[i]][ci[j]], (rows, cols);
+ * NULL arrays for an identity key. Pointers are k's. k must have no mixing blocks. */
+typedef struct {
+  int rows, cols;
+  const uint32_t *ri;
+  const float *rs;
+  const uint32_t *ci;
+  const float *cs;
+} tempo_shield_gather;
+tempo_shield_gather tempo_shield_gather_of(const tempo_obf_key *k, int operand, bool w_trans);
+/* Masks and blinds one plaintext operand instance A (TEMPO_SHIELD_OPERAND_*, laid out as
+ * tempo_obf_enc_x / _w / _dy take it) in one pass: mask = Enc(R0), masked = Enc(A + R0) with
+ * R0 the mask of scale sigma from seed, its values drawn in the output's order from the
+ * stream tempo_shield_expand64 (expand) reads, so mask[i][j] = rs_i cs_j expand64(seed)[i cols + j].
+ * blind.c says why this has the distribution of masking before Enc. k has no mixing blocks. */
+void tempo_shield_blind64(const tempo_obf_key *k, int operand, bool w_trans, const uint8_t seed[TEMPO_SHIELD_SEED_BYTES],
+                          double sigma, const float *A, double *masked, double *mask);
+void tempo_shield_blind32(const tempo_obf_key *k, int operand, bool w_trans, const uint8_t seed[TEMPO_SHIELD_SEED_BYTES],
+                          float sigma, const float *A, float *masked, float *mask);
 /* Freivalds' check of a float64 product C (r, c) = op(A) (r, k) op(B) (k, c), layouts as in
  * tempo_verify_product, v_j = +-U[0.5, 1). The bound covers any float64 evaluation order of
  * the worker's product AND the check's own double rounding (both are float64 now):

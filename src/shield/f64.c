@@ -9,34 +9,32 @@
 #include "tempo/obf.h"
 #include "tempo/rng.h"
 #include "tempo/shield.h"
-
-#define EXPAND_WORDS 4095 /* uint32 words of key stream per chunk: 819 elements of 5 words */
+#include "mask_stream.h"
 
 /* The float32 expansion's distribution (Irwin-Hall n = 4 of 32-bit uniforms, mask.c)
  * plus a fifth 32-bit uniform below the last bit of the sum. Without it the mask would lie
  * on a lattice of spacing sqrt(3) sigma 2^-32, far coarser than the double rounding of
  * x + r (2^-52 sigma), and x modulo that lattice would show through. With it r is
  * continuous down to its own double rounding, so x + r rounds like x + (a continuous r). */
-void tempo_shield_expand64(const uint8_t seed[TEMPO_SHIELD_SEED_BYTES], double sigma, double *out, size_t n) {
-  uint32_t buf[EXPAND_WORDS + 1];
-  uint8_t nonce[crypto_stream_chacha20_NONCEBYTES] = {1}; /* a stream apart from the float32 one */
-  uint64_t ic = 0;
-  const double scale = 1.7320508075688772 * sigma * 0x1p-32;
-  for (size_t done = 0; done < n;) {
-    memset(buf, 0, sizeof buf);
-    crypto_stream_chacha20_xor_ic((uint8_t *)buf, (const uint8_t *)buf, sizeof buf, nonce, ic, seed);
-    ic += (sizeof buf + 63) / 64;
-    size_t k = EXPAND_WORDS / 5;
-    if (k > n - done) k = n - done;
-    double *o = out + done;
-    for (size_t i = 0; i < k; i++) {
-      const uint32_t *u = buf + 5 * i;
+void tempo_shield_draw64(tempo_shield_stream *s, double *out, size_t n) {
+  while (n > 0) {
+    if (s->pos == s->have) tempo_shield_stream_refill(s);
+    size_t k = (size_t)(s->have - s->pos);
+    if (k > n) k = n;
+    const uint32_t *u = s->buf + 5 * (size_t)s->pos;
+    for (size_t i = 0; i < k; i++, u += 5) {
       const int64_t sum = (int64_t)u[0] + u[1] + u[2] + u[3] - ((int64_t)1 << 33);
-      o[i] = ((double)sum + (double)u[4] * 0x1p-32) * scale;
+      out[i] = ((double)sum + (double)u[4] * 0x1p-32) * s->scale;
     }
-    done += k;
+    s->pos += (int)k, out += k, n -= k;
   }
-  sodium_memzero(buf, sizeof buf);
+}
+
+void tempo_shield_expand64(const uint8_t seed[TEMPO_SHIELD_SEED_BYTES], double sigma, double *out, size_t n) {
+  tempo_shield_stream s;
+  tempo_shield_stream_init(&s, seed, sigma, true);
+  tempo_shield_draw64(&s, out, n);
+  tempo_shield_stream_wipe(&s);
 }
 
 double tempo_shield_rms64(const double *x, size_t n) {
@@ -53,40 +51,33 @@ void tempo_shield_accumulate64(double *acc, const double *share, int sign, size_
     for (size_t i = 0; i < n; i++) acc[i] -= share[i];
 }
 
-/* out[i][j] = rs[i] cs[j] in[ri[i]][ci[j]] (rows, cols), the Enc gather of passes.c */
-static void pass64(int rows, int cols, const double *in, double *out, const uint32_t *ri, const float *rs,
-                   const uint32_t *ci, const float *cs) {
-  for (int i = 0; i < rows; i++) {
-    const double *src = in + (size_t)ri[i] * cols;
-    double *dst = out + (size_t)i * cols;
-    const double r = rs[i];
-    for (int j = 0; j < cols; j++) dst[j] = r * (double)cs[j] * src[ci[j]];
+/* out[i][j] = rs[i] cs[j] in[ri[i]][ci[j]], the Enc gather of passes.c in double */
+static void pass64(const tempo_shield_gather *g, const double *in, double *out) {
+  if (!g->ri) {
+    memcpy(out, in, (size_t)g->rows * g->cols * sizeof *in);
+    return;
+  }
+  for (int i = 0; i < g->rows; i++) {
+    const double *src = in + (size_t)g->ri[i] * g->cols;
+    double *dst = out + (size_t)i * g->cols;
+    const double r = g->rs[i];
+    for (int j = 0; j < g->cols; j++) dst[j] = r * (double)g->cs[j] * src[g->ci[j]];
   }
 }
 
 void tempo_shield_enc_x64(const tempo_obf_key *k, const double *X, double *Xp) {
-  if (k->identity) {
-    memcpy(Xp, X, (size_t)k->m * k->n * sizeof *X);
-    return;
-  }
-  pass64(k->m, k->n, X, Xp, k->dm.perm, k->dm.coef_p, k->dn.perm, k->dn.coef_p);
+  const tempo_shield_gather g = tempo_shield_gather_of(k, TEMPO_SHIELD_OPERAND_X, false);
+  pass64(&g, X, Xp);
 }
 
 void tempo_shield_enc_w64(const tempo_obf_key *k, bool w_trans, const double *W, double *Wp) {
-  if (k->identity) {
-    memcpy(Wp, W, (size_t)k->n * k->p * sizeof *W);
-    return;
-  }
-  if (w_trans) pass64(k->p, k->n, W, Wp, k->dp.perm, k->dp.coef_p, k->dn.perm, k->dn.rcoef_p);
-  else pass64(k->n, k->p, W, Wp, k->dn.perm, k->dn.rcoef_p, k->dp.perm, k->dp.coef_p);
+  const tempo_shield_gather g = tempo_shield_gather_of(k, TEMPO_SHIELD_OPERAND_W, w_trans);
+  pass64(&g, W, Wp);
 }
 
 void tempo_shield_enc_dy64(const tempo_obf_key *k, const double *dY, double *dYs) {
-  if (k->identity) {
-    memcpy(dYs, dY, (size_t)k->m * k->p * sizeof *dY);
-    return;
-  }
-  pass64(k->m, k->p, dY, dYs, k->dm.perm, k->dm.rcoef_p, k->dp.perm, k->dp.rcoef_p);
+  const tempo_shield_gather g = tempo_shield_gather_of(k, TEMPO_SHIELD_OPERAND_DY, false);
+  pass64(&g, dY, dYs);
 }
 
 /* y = op(M) x and yb = |op(M)| xb with op(M) (rows, cols): M stored (rows, cols), or

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "tempo/shield.h"
+#include "mask_stream.h"
 
 /* role:            A      B      C      D
  * X operand:       X''    X''    R      R
@@ -23,8 +24,6 @@ int tempo_shield_sign_dx(int role) { return sgn(tempo_shield_role_masked_dy(role
 /* dW' = (X'' - R)^T (dY** - T) */
 int tempo_shield_sign_dw(int role) { return sgn(tempo_shield_role_masked_x(role)) * sgn(tempo_shield_role_masked_dy(role)); }
 
-#define EXPAND_WORDS 4096 /* uint32 words of key stream per chunk (16 KiB) */
-
 /* The mask distribution: the sum of four independent 32-bit uniforms, centred and scaled
  * to variance sigma^2 (Irwin-Hall, n = 4). It is as good as a Gaussian for hiding: the
  * statistical distance between x + r and r is |x| f_max with f_max = 0.385 / sigma
@@ -34,26 +33,48 @@ int tempo_shield_sign_dw(int role) { return sgn(tempo_shield_role_masked_x(role)
  * lattice of r (spacing 2^-30 sigma) below the float32 rounding of x + r (2^-23 sigma and
  * coarser), so x modulo the lattice is not visible. No transcendental functions: the
  * loop is integer adds and one multiply-add per element, and ChaCha20 dominates. */
-void tempo_shield_expand(const uint8_t seed[TEMPO_SHIELD_SEED_BYTES], float sigma, float *out, size_t n) {
-  uint32_t buf[EXPAND_WORDS];
-  uint8_t nonce[crypto_stream_chacha20_NONCEBYTES] = {0};
-  uint64_t ic = 0; /* 64-byte blocks of key stream consumed so far */
-  /* r = (sum u_i 2^-32 - 2) sqrt(3) sigma, with the sum taken exactly in 64-bit integers */
-  const double scale = 1.7320508075688772 * (double)sigma * 0x1p-32;
-  for (size_t done = 0; done < n;) {
-    memset(buf, 0, sizeof buf);
-    crypto_stream_chacha20_xor_ic((uint8_t *)buf, (const uint8_t *)buf, sizeof buf, nonce, ic, seed);
-    ic += sizeof buf / 64;
-    size_t k = EXPAND_WORDS / 4;
-    if (k > n - done) k = n - done;
-    float *o = out + done;
-    for (size_t i = 0; i < k; i++) {
-      const int64_t sum = (int64_t)buf[4 * i] + buf[4 * i + 1] + buf[4 * i + 2] + buf[4 * i + 3] - ((int64_t)1 << 33);
-      o[i] = (float)((double)sum * scale);
+void tempo_shield_stream_init(tempo_shield_stream *s, const uint8_t seed[TEMPO_SHIELD_SEED_BYTES], double sigma,
+                              bool f64) {
+  s->seed = seed;
+  s->scale = 1.7320508075688772 * sigma * 0x1p-32;
+  s->ic = 0;
+  s->pos = s->have = 0;
+  s->f64 = f64;
+}
+
+/* The next chunk of key stream: float32 values take four words (1024 per chunk), float64
+ * ones five (819, the last word unused); the float64 stream has its own nonce. */
+void tempo_shield_stream_refill(tempo_shield_stream *s) {
+  uint8_t nonce[crypto_stream_chacha20_NONCEBYTES] = {s->f64 ? 1 : 0};
+  memset(s->buf, 0, sizeof s->buf);
+  crypto_stream_chacha20_xor_ic((uint8_t *)s->buf, (const uint8_t *)s->buf, sizeof s->buf, nonce, s->ic, s->seed);
+  s->ic += sizeof s->buf / 64;
+  s->pos = 0;
+  s->have = s->f64 ? (TEMPO_SHIELD_STREAM_WORDS - 1) / 5 : TEMPO_SHIELD_STREAM_WORDS / 4;
+}
+
+void tempo_shield_draw32(tempo_shield_stream *s, float *out, size_t n) {
+  while (n > 0) {
+    if (s->pos == s->have) tempo_shield_stream_refill(s);
+    size_t k = (size_t)(s->have - s->pos);
+    if (k > n) k = n;
+    const uint32_t *u = s->buf + 4 * (size_t)s->pos;
+    /* r = (sum u_i 2^-32 - 2) sqrt(3) sigma, with the sum taken exactly in 64-bit integers */
+    for (size_t i = 0; i < k; i++, u += 4) {
+      const int64_t sum = (int64_t)u[0] + u[1] + u[2] + u[3] - ((int64_t)1 << 33);
+      out[i] = (float)((double)sum * s->scale);
     }
-    done += k;
+    s->pos += (int)k, out += k, n -= k;
   }
-  sodium_memzero(buf, sizeof buf);
+}
+
+void tempo_shield_stream_wipe(tempo_shield_stream *s) { sodium_memzero(s, sizeof *s); }
+
+void tempo_shield_expand(const uint8_t seed[TEMPO_SHIELD_SEED_BYTES], float sigma, float *out, size_t n) {
+  tempo_shield_stream s;
+  tempo_shield_stream_init(&s, seed, sigma, false);
+  tempo_shield_draw32(&s, out, n);
+  tempo_shield_stream_wipe(&s);
 }
 
 double tempo_shield_rms(const float *x, size_t n) {

@@ -1,7 +1,8 @@
 /* scheme_shield.c - the shield scheme of the offload engine (offload/scheme.h, shield.h,
  * docs/shield.md): tempo keys plus fresh additive masks, four shares (roles) per product.
  *
- * Forward: X'' = Enc(X + R0), R = Enc(R0), W'' = Enc(W + S0), S = Enc(S0); role r gets
+ * Forward: X'' = Enc(X + R0), R = Enc(R0), W'' = Enc(W + S0), S = Enc(S0), each pair written
+ * in one pass over the plaintext (blind.c); role r gets
  * (X'' or R, W'' or S) as tempo_shield_role_masked_* say, and the signed sum of the four
  * products is Enc(X) Enc(W) = Y' (likewise dY** / T for the backward). Shares are float64
  * by default (masks, Enc, Freivalds and the combine in double, rounded to float32 once,
@@ -21,10 +22,9 @@ typedef struct {
   tempo_scheme base;
   bool f64;
   double alpha;
-  void *enc, *enc2; /* one instance's masked sum and mask (double-sized) */
   float *narrow;    /* one instance's combined share, float32 */
   void *vwork;      /* check vectors (double-sized) */
-  size_t cap_enc, cap_enc2, cap_narrow, cap_vwork; /* bytes (tempo_grow_buffer) */
+  size_t cap_narrow, cap_vwork; /* bytes (tempo_grow_buffer) */
 } shield_sc;
 
 typedef struct {
@@ -57,43 +57,30 @@ static tempo_status prepare(tempo_scheme *base, void **state, const tempo_mm_sha
     if ((st = tempo_grow_buffer(&s->dym, &s->cap_dym, B * y * z))) return st;
     return tempo_grow_buffer(&s->t, &s->cap_t, B * y * z);
   }
-  size_t one = x > w ? x : w;
+  size_t one = x > w ? x : w; /* the combine's one instance of Y', dX' or dW' */
   one = one > y ? one : y;
   const size_t need = 3 * ((size_t)sh->m + sh->n + sh->p) + 64; /* check work, doubles */
   if ((st = tempo_grow_buffer(&s->xm, &s->cap_xm, B * x * z)) || (st = tempo_grow_buffer(&s->r, &s->cap_r, B * x * z)) ||
       (st = tempo_grow_buffer(&s->wm, &s->cap_wm, B * w * z)) || (st = tempo_grow_buffer(&s->s, &s->cap_s, B * w * z)) ||
-      (st = tempo_grow_buffer(&sc->enc, &sc->cap_enc, one * z)) ||
-      (st = tempo_grow_buffer(&sc->enc2, &sc->cap_enc2, one * z)) ||
       (st = tempo_grow_buffer(&sc->narrow, &sc->cap_narrow, one * sizeof(float))) ||
       (st = tempo_grow_buffer(&sc->vwork, &sc->cap_vwork, need * z)))
     return st;
   return TEMPO_STATUS_OK;
 }
 
-/* Masks one plaintext operand instance A (n floats) in the plaintext domain, then blinds
- * both: R0 = sigma N(0,1) with sigma = alpha rms(A); *masked = Enc(A + R0), *mask = Enc(R0).
- * Masking before Enc keeps every share's magnitude proportional to the key scale of its
- * row and column, so the combine loses the same relative precision in every element
- * (masking after Enc with one sigma swamps rows with small key scales). */
+/* Masks one plaintext operand instance A (n floats) and blinds both shares in one pass
+ * (tempo_shield_blind64/32, blind.c): *masked = Enc(A + R0), *mask = Enc(R0), R0 of scale
+ * sigma = alpha rms(A). Masking before Enc (which the pass reproduces) keeps every share's
+ * magnitude proportional to the key scale of its row and column, so the combine loses the
+ * same relative precision in every element (masking after Enc with one sigma swamps rows
+ * with small key scales). */
 static void mask_into(shield_sc *sc, const tempo_obf_key *k, int which, bool wt, const float *A, void *mask,
                       void *masked, size_t n) {
   uint8_t seed[TEMPO_SHIELD_SEED_BYTES];
   tempo_keygen_bytes(sc->base.kg, seed, sizeof seed);
-  if (sc->f64) { /* A + R0 and R0 in double, blinded in double */
-    double *r0 = sc->enc2, *sum = sc->enc;
-    tempo_shield_expand64(seed, sc->alpha * tempo_shield_rms(A, n), r0, n);
-    for (size_t i = 0; i < n; i++) sum[i] = (double)A[i] + r0[i];
-    if (which == TEMPO_OPERAND_X) tempo_shield_enc_x64(k, sum, masked), tempo_shield_enc_x64(k, r0, mask);
-    else if (which == TEMPO_OPERAND_W) tempo_shield_enc_w64(k, wt, sum, masked), tempo_shield_enc_w64(k, wt, r0, mask);
-    else tempo_shield_enc_dy64(k, sum, masked), tempo_shield_enc_dy64(k, r0, mask);
-  } else {
-    float *r0 = sc->enc2, *sum = sc->enc;
-    tempo_shield_expand(seed, tempo_shield_sigma(sc->alpha, tempo_shield_rms(A, n)), r0, n);
-    tempo_shield_add(A, r0, sum, n);
-    if (which == TEMPO_OPERAND_X) tempo_obf_enc_x(k, sum, masked), tempo_obf_enc_x(k, r0, mask);
-    else if (which == TEMPO_OPERAND_W) tempo_obf_enc_w(k, wt, sum, masked), tempo_obf_enc_w(k, wt, r0, mask);
-    else tempo_obf_enc_dy(k, sum, masked), tempo_obf_enc_dy(k, r0, mask);
-  }
+  const double rms = tempo_shield_rms(A, n);
+  if (sc->f64) tempo_shield_blind64(k, which, wt, seed, sc->alpha * rms, A, masked, mask);
+  else tempo_shield_blind32(k, which, wt, seed, tempo_shield_sigma(sc->alpha, rms), A, masked, mask);
   sodium_memzero(seed, sizeof seed);
 }
 
@@ -103,8 +90,8 @@ static tempo_status encode(tempo_scheme *base, void *state, const tempo_product 
   const tempo_mm_shape *sh = pr->sh;
   const size_t xs = (size_t)sh->m * sh->n, ws = (size_t)sh->n * sh->p, ys = (size_t)sh->m * sh->p, z = es(sc);
   tempo_status st;
-  /* per element: the plaintext read twice (rms, sum), mask and sum written, read by Enc, both shares written */
-  base->bytes += (2 * sizeof(float) + 6 * z) * (uint64_t)(hi - lo) * (pr->backward ? ys : xs + ws);
+  /* per element: the plaintext read twice (rms, the blinding pass), both shares written */
+  base->bytes += (2 * sizeof(float) + 2 * z) * (uint64_t)(hi - lo) * (pr->backward ? ys : xs + ws);
   for (int i = lo; i < hi; i++) {
     tempo_obf_key *k = &pr->keys[i];
     if (pr->backward) {
@@ -185,8 +172,6 @@ static void finish(tempo_scheme *base, const tempo_product *pr, const void *cons
 
 static void sc_free(tempo_scheme *base) {
   shield_sc *sc = (shield_sc *)base;
-  tempo_free_floats(sc->enc);
-  tempo_free_floats(sc->enc2);
   tempo_free_floats(sc->narrow);
   tempo_free_floats(sc->vwork);
   free(sc);
