@@ -19,10 +19,13 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sodium.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "offload/transport.h"
+#include "shield/aesctr.h"
+#include "shield/mask_stream.h"
 #include "tempo/audit.h"
 #include "tempo/common.h"
 #include "tempo/matmul.h"
@@ -170,6 +173,50 @@ static void test_enc64(void **state) {
   }
   tempo_obf_key_free(&k);
   tempo_keygen_free(kg);
+}
+
+/* The mask stream's AES-256-CTR equals libsodium's AES-256-GCM ciphertext of zeros (its
+ * counter blocks start at 2) for both implementations, whole 32-block groups and tails;
+ * a ChaCha20 stream (forced) and the AES one are different streams with the same
+ * moments. */
+static void test_stream_cipher(void **state) {
+  (void)state;
+  if (tempo_aesctr_support() == TEMPO_AESCTR_NONE) {
+    printf("no AES instructions: the mask stream is ChaCha20 only\n");
+  } else {
+    enum { BLOCKS = 32 * 3 + 13 };
+    uint8_t key[32], nonce[12], zero[BLOCKS * 16] = {0}, ref[BLOCKS * 16 + 16], out[BLOCKS * 16];
+    for (int i = 0; i < 32; i++) key[i] = (uint8_t)(7 * i + 1);
+    for (int i = 0; i < 12; i++) nonce[i] = (uint8_t)(3 * i + 5);
+    unsigned long long clen = 0;
+    assert_int_equal(crypto_aead_aes256gcm_encrypt(ref, &clen, zero, sizeof zero, NULL, 0, NULL, nonce, key), 0);
+    tempo_aesctr_key k;
+    assert_true(tempo_aesctr_init(&k, key));
+    for (int impl = TEMPO_AESCTR_AESNI; impl <= tempo_aesctr_support(); impl++)
+      for (int n = 1; n <= BLOCKS; n += n < 40 ? 1 : 17) {
+        memset(out, 0, sizeof out);
+        tempo_aesctr_stream(&k, impl, nonce, 2, out, (size_t)n);
+        if (memcmp(out, ref, (size_t)n * 16)) fail_msg("AES-CTR impl %d, %d blocks: differs from AES-256-GCM", impl, n);
+      }
+    tempo_aesctr_wipe(&k);
+  }
+  enum { N = 50001 };
+  double *a = malloc(N * 8), *c = malloc(N * 8);
+  uint8_t seed[32] = {1, 2, 3};
+  tempo_shield_stream s;
+  tempo_shield_stream_init_cipher(&s, seed, 2.0, true, TEMPO_AESCTR_NONE);
+  tempo_shield_draw64(&s, c, N);
+  tempo_shield_stream_wipe(&s);
+  tempo_shield_expand64(seed, 2.0, a, N);
+  int same = 0;
+  for (int pass = 0; pass < 2; pass++) {
+    const double *x = pass ? c : a;
+    double s1 = 0, s2 = 0;
+    for (int i = 0; i < N; i++) s1 += x[i], s2 += x[i] * x[i], same += pass && a[i] == c[i];
+    assert_true(fabs(s1 / N) < 0.04 && fabs(s2 / N - 4.0) < 0.1);
+  }
+  if (tempo_aesctr_support() != TEMPO_AESCTR_NONE) assert_true(same < 4);
+  free(a), free(c);
 }
 
 /* The one-pass blinding: for each operand layout the mask is exactly the key scales times
@@ -493,7 +540,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_roles),           cmocka_unit_test(test_expand),
       cmocka_unit_test(test_expand64),        cmocka_unit_test(test_enc64),
-      cmocka_unit_test(test_blind),           cmocka_unit_test(test_verify64),
+      cmocka_unit_test(test_stream_cipher),   cmocka_unit_test(test_blind),           cmocka_unit_test(test_verify64),
       cmocka_unit_test(test_too_few_workers), cmocka_unit_test(test_eval_backward_refused),
       cmocka_unit_test(test_products),        cmocka_unit_test(test_view),
   };

@@ -56,7 +56,7 @@ int tempo_shield_sign_dx(int role);
 int tempo_shield_sign_dw(int role);
 
 /* Expands a mask: out[i] i < n, mean 0, standard deviation sigma, from a 32-byte seed
- * (ChaCha20 key stream; each value is a centred sum of four 32-bit uniforms, a near-
+ * (AES-256-CTR key stream, or ChaCha20 on CPUs without AES instructions; each value is a centred sum of four 32-bit uniforms, a near-
  * Gaussian with support +-2 sqrt(3) sigma; mask.c says why that hides as well). A pure
  * function of (seed, sigma, n): a worker given the seed can expand the same mask (it
  * then learns that mask, which is independent of every secret). */

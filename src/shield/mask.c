@@ -32,23 +32,43 @@ int tempo_shield_sign_dw(int role) { return sgn(tempo_shield_role_masked_x(role)
  * is ~ (|x| / sigma)^4 / 24 per element (1e-7 at alpha 32). 32-bit uniforms keep the
  * lattice of r (spacing 2^-30 sigma) below the float32 rounding of x + r (2^-23 sigma and
  * coarser), so x modulo the lattice is not visible. No transcendental functions: the
- * loop is integer adds and one multiply-add per element, and ChaCha20 dominates. */
-void tempo_shield_stream_init(tempo_shield_stream *s, const uint8_t seed[TEMPO_SHIELD_SEED_BYTES], double sigma,
-                              bool f64) {
+ * loop is integer adds and one multiply-add per element beside the cipher (AES-256-CTR
+ * where the CPU has AES instructions, else ChaCha20: mask_stream.h). */
+void tempo_shield_stream_init_cipher(tempo_shield_stream *s, const uint8_t seed[TEMPO_SHIELD_SEED_BYTES], double sigma,
+                                     bool f64, int aes) {
   s->seed = seed;
   s->scale = 1.7320508075688772 * sigma * 0x1p-32;
   s->ic = 0;
   s->pos = s->have = 0;
   s->f64 = f64;
+  const int best = tempo_aesctr_support();
+  s->aes = aes == TEMPO_AESCTR_NONE ? TEMPO_AESCTR_NONE : aes < best ? aes : best;
+  if (s->aes != TEMPO_AESCTR_NONE && !tempo_aesctr_init(&s->key, seed)) s->aes = TEMPO_AESCTR_NONE;
+}
+
+void tempo_shield_stream_init(tempo_shield_stream *s, const uint8_t seed[TEMPO_SHIELD_SEED_BYTES], double sigma,
+                              bool f64) {
+  tempo_shield_stream_init_cipher(s, seed, sigma, f64, TEMPO_AESCTR_VAES);
 }
 
 /* The next chunk of key stream: float32 values take four words (1024 per chunk), float64
  * ones five (819, the last word unused); the float64 stream has its own nonce. */
 void tempo_shield_stream_refill(tempo_shield_stream *s) {
-  uint8_t nonce[crypto_stream_chacha20_NONCEBYTES] = {s->f64 ? 1 : 0};
-  memset(s->buf, 0, sizeof s->buf);
-  crypto_stream_chacha20_xor_ic((uint8_t *)s->buf, (const uint8_t *)s->buf, sizeof s->buf, nonce, s->ic, s->seed);
-  s->ic += sizeof s->buf / 64;
+  enum { AES_BLOCKS = sizeof s->buf / 16 };
+  if (s->aes != TEMPO_AESCTR_NONE && s->ic + AES_BLOCKS > ((uint64_t)1 << 32)) { /* never reuse a counter */
+    s->aes = TEMPO_AESCTR_NONE;
+    s->ic = 0; /* ChaCha20 keyed by the seed: a stream apart from AES's */
+  }
+  if (s->aes != TEMPO_AESCTR_NONE) {
+    const uint8_t nonce[12] = {s->f64 ? 1 : 0};
+    tempo_aesctr_stream(&s->key, s->aes, nonce, (uint32_t)s->ic, (uint8_t *)s->buf, AES_BLOCKS);
+    s->ic += AES_BLOCKS;
+  } else {
+    uint8_t nonce[crypto_stream_chacha20_NONCEBYTES] = {s->f64 ? 1 : 0};
+    memset(s->buf, 0, sizeof s->buf);
+    crypto_stream_chacha20_xor_ic((uint8_t *)s->buf, (const uint8_t *)s->buf, sizeof s->buf, nonce, s->ic, s->seed);
+    s->ic += sizeof s->buf / 64;
+  }
   s->pos = 0;
   s->have = s->f64 ? (TEMPO_SHIELD_STREAM_WORDS - 1) / 5 : TEMPO_SHIELD_STREAM_WORDS / 4;
 }
