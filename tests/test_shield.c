@@ -25,6 +25,7 @@
 
 #include "offload/transport.h"
 #include "shield/aesctr.h"
+#include "shield/fused.h"
 #include "shield/mask_stream.h"
 #include "tempo/audit.h"
 #include "tempo/common.h"
@@ -250,7 +251,7 @@ static void test_blind(void **state) {
     const tempo_shield_gather ga = tempo_shield_gather_of(&k, op, wt);
     const int cnt = ga.rows * ga.cols;
     assert_int_equal(cnt, which == 0 ? M * N : which == 3 ? M * P : N * P);
-    tempo_shield_blind64(&k, op, wt, seed, sigma, af, md, rd);
+    tempo_shield_blind64(&k, op, wt, seed, sigma, af, md, rd, NULL);
     tempo_shield_blind32(&k, op, wt, seed, (float)sigma, af, mf, rf);
     if (which == 0) tempo_shield_enc_x64(&k, ad, ed), tempo_obf_enc_x(&k, af, ef);
     else if (which == 3) tempo_shield_enc_dy64(&k, ad, ed), tempo_obf_enc_dy(&k, af, ef);
@@ -270,15 +271,88 @@ static void test_blind(void **state) {
   }
   /* a different seed gives a different mask */
   seed[0] ^= 1;
-  tempo_shield_blind64(&k, TEMPO_SHIELD_OPERAND_X, false, seed, sigma, af, md, ed);
+  tempo_shield_blind64(&k, TEMPO_SHIELD_OPERAND_X, false, seed, sigma, af, md, ed, NULL);
   int same = 0;
-  tempo_shield_blind64(&k, TEMPO_SHIELD_OPERAND_X, false, seed, sigma, af, md, rd);
+  tempo_shield_blind64(&k, TEMPO_SHIELD_OPERAND_X, false, seed, sigma, af, md, rd, NULL);
   assert_memory_equal(rd, ed, (size_t)M * N * 8);
   seed[0] ^= 1;
-  tempo_shield_blind64(&k, TEMPO_SHIELD_OPERAND_X, false, seed, sigma, af, md, ed);
+  tempo_shield_blind64(&k, TEMPO_SHIELD_OPERAND_X, false, seed, sigma, af, md, ed, NULL);
   for (int i = 0; i < M * N; i++) same += rd[i] == ed[i];
   assert_true(same < 4);
   free(af), free(mf), free(rf), free(ef), free(gf), free(ad), free(md), free(rd), free(ed), free(g);
+  tempo_obf_key_free(&k);
+  tempo_keygen_free(kg);
+}
+
+/* The checks formed in the X pass (fused.h): honest float64 shares of every role pass the
+ * Y' and dW' checks (row blocks and whole sums, W stored both ways), and one element
+ * changed by 1e-9 of the result's scale (undetectable in float32) or a NaN fails them. */
+static void test_fused_checks(void **state) {
+  (void)state;
+  enum { M = 37, N = 300, P = 23 };
+  tempo_keyspace ks;
+  tempo_keyspace_default(&ks);
+  uint8_t secret[32] = {3}, seed[32] = {4};
+  tempo_keygen *kg;
+  tempo_obf_key k = {0};
+  assert_int_equal(tempo_keygen_create(secret, &ks, &kg), TEMPO_STATUS_OK);
+  assert_int_equal(tempo_obf_key_alloc(&k, M, N, P), TEMPO_STATUS_OK);
+  float *X = malloc(M * N * 4), *W = malloc(N * P * 4), *dY = malloc(M * P * 4);
+  double *xs[2] = {malloc(M * N * 8), malloc(M * N * 8)}, *wsh[2] = {malloc(N * P * 8), malloc(N * P * 8)};
+  double *dys[2] = {malloc(M * P * 8), malloc(M * P * 8)}, *Y = malloc(M * P * 8), *dW = malloc(N * P * 8);
+  tempo_rng r;
+  tempo_rng_seed(&r, 8, 8);
+  for (int i = 0; i < M * N; i++) X[i] = (float)tempo_rng_normal(&r);
+  for (int i = 0; i < N * P; i++) W[i] = (float)tempo_rng_normal(&r);
+  for (int i = 0; i < M * P; i++) dY[i] = (float)tempo_rng_normal(&r);
+  tempo_shield_fused f = {0};
+  for (int wt = 0; wt < 2; wt++) {
+    assert_int_equal(tempo_keygen_fill(kg, &k), TEMPO_STATUS_OK);
+    assert_int_equal(tempo_shield_fused_prepare(&f, 2, M, N, P), TEMPO_STATUS_OK);
+    seed[1] = (uint8_t)wt;
+    tempo_shield_blind64(&k, TEMPO_SHIELD_OPERAND_W, wt, seed, 100.0, W, wsh[0], wsh[1], NULL);
+    tempo_shield_rowdots rd;
+    tempo_shield_fused_begin(&f, 77 + wt, wsh[0], wsh[1], wt, true, &rd);
+    assert_int_equal(rd.count, 6);
+    seed[2] = 1;
+    tempo_shield_blind64(&k, TEMPO_SHIELD_OPERAND_X, false, seed, 100.0, X, xs[0], xs[1], &rd);
+    seed[2] = 2;
+    tempo_shield_blind64(&k, TEMPO_SHIELD_OPERAND_DY, false, seed, 100.0, dY, dys[0], dys[1], NULL);
+    for (int role = 0; role < TEMPO_SHIELD_ROLES; role++) {
+      const bool mx = tempo_shield_role_masked_x(role), mw = tempo_shield_role_masked_w(role);
+      const double *A = xs[mx ? 0 : 1], *B = wsh[mw ? 0 : 1], *D = dys[tempo_shield_role_masked_dy(role) ? 0 : 1];
+      double scale = 0, wscale = 0;
+      for (int i = 0; i < M; i++)
+        for (int j = 0; j < P; j++) {
+          double sum = 0;
+          for (int l = 0; l < N; l++) sum += A[i * N + l] * (wt ? B[j * N + l] : B[l * P + j]);
+          Y[i * P + j] = sum, scale = fmax(scale, fabs(sum));
+        }
+      for (int l = 0; l < N; l++)
+        for (int j = 0; j < P; j++) {
+          double sum = 0;
+          for (int i = 0; i < M; i++) sum += A[i * N + l] * D[i * P + j];
+          dW[wt ? j * N + l : l * P + j] = sum, wscale = fmax(wscale, fabs(sum));
+        }
+      assert_true(tempo_shield_fused_check_y(&f, mx, mw, 0, M, Y));
+      assert_true(tempo_shield_fused_check_y(&f, mx, mw, 5, 9, Y + 5 * P));
+      assert_true(tempo_shield_fused_check_dw(&f, mx, wt, 0, M, D, dW, 1));
+      Y[7 * P + 3] += 1e-9 * scale;
+      assert_false(tempo_shield_fused_check_y(&f, mx, mw, 0, M, Y));
+      assert_false(tempo_shield_fused_check_y(&f, mx, mw, 5, 9, Y + 5 * P));
+      assert_true(tempo_shield_fused_check_y(&f, mx, mw, 8, 12, Y + 8 * P)); /* rows apart from the change */
+      Y[7 * P + 3] = NAN;
+      assert_false(tempo_shield_fused_check_y(&f, mx, mw, 0, M, Y));
+      if (role != 0) assert_false(tempo_shield_fused_check_y(&f, !mx, mw, 0, 1, Y)); /* another share's sums */
+      dW[5] += 1e-9 * wscale;
+      assert_false(tempo_shield_fused_check_dw(&f, mx, wt, 0, M, D, dW, 1));
+      dW[5] = NAN;
+      assert_false(tempo_shield_fused_check_dw(&f, mx, wt, 0, M, D, dW, 1));
+    }
+  }
+  tempo_shield_fused_free(&f);
+  free(X), free(W), free(dY), free(xs[0]), free(xs[1]), free(wsh[0]), free(wsh[1]), free(dys[0]), free(dys[1]);
+  free(Y), free(dW);
   tempo_obf_key_free(&k);
   tempo_keygen_free(kg);
 }
@@ -540,7 +614,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_roles),           cmocka_unit_test(test_expand),
       cmocka_unit_test(test_expand64),        cmocka_unit_test(test_enc64),
-      cmocka_unit_test(test_stream_cipher),   cmocka_unit_test(test_blind),           cmocka_unit_test(test_verify64),
+      cmocka_unit_test(test_stream_cipher),   cmocka_unit_test(test_blind),
+      cmocka_unit_test(test_fused_checks),           cmocka_unit_test(test_verify64),
       cmocka_unit_test(test_too_few_workers), cmocka_unit_test(test_eval_backward_refused),
       cmocka_unit_test(test_products),        cmocka_unit_test(test_view),
   };

@@ -101,9 +101,12 @@ tempo_shield_gather tempo_shield_gather_of(const tempo_obf_key *k, int operand, 
  * tempo_obf_enc_x / _w / _dy take it) in one pass: mask = Enc(R0), masked = Enc(A + R0) with
  * R0 the mask of scale sigma from seed, its values drawn in the output's order from the
  * stream tempo_shield_expand64 (expand) reads, so mask[i][j] = rs_i cs_j expand64(seed)[i cols + j].
- * blind.c says why this has the distribution of masking before Enc. k has no mixing blocks. */
+ * blind.c says why this has the distribution of masking before Enc. k has no mixing blocks.
+ * rd (NULL: none; src/shield/fused.h) names check dots to form per row of both shares. */
+struct tempo_shield_rowdots_s;
 void tempo_shield_blind64(const tempo_obf_key *k, int operand, bool w_trans, const uint8_t seed[TEMPO_SHIELD_SEED_BYTES],
-                          double sigma, const float *A, double *masked, double *mask);
+                          double sigma, const float *A, double *masked, double *mask,
+                          const struct tempo_shield_rowdots_s *rd);
 void tempo_shield_blind32(const tempo_obf_key *k, int operand, bool w_trans, const uint8_t seed[TEMPO_SHIELD_SEED_BYTES],
                           float sigma, const float *A, float *masked, float *mask);
 /* Freivalds' check of a float64 product C (r, c) = op(A) (r, k) op(B) (k, c), layouts as in

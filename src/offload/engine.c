@@ -352,6 +352,7 @@ static bool consume(tempo_engine *e, round_ctx *c, task *t, const tempo_msg_head
                          e->sc->ops->check_take_dx && !(c->pr.accum & TEMPO_MM_ACCUM_DX);
   if (fused) { /* the expensive halves were formed in the X' pass: Y', dX' (in its decryption), dW' read */
     const int lo = (int)b->lo, hi = (int)b->hi;
+    e->sc->share = b->share;
     if (!c->pr.backward) {
       ok = e->sc->ops->check_forward(e->sc, s->ss, &c->pr, lo, hi, pay);
     } else {
@@ -701,6 +702,7 @@ static bool reduced_sum_ok(tempo_engine *e, const round_ctx *c, int sh_i) {
   e->sc->precision = 0; /* the sum passed through several workers: the weakest declaration among them */
   for (int w = 0; w < e->r.nw; w++)
     if (e->r.live[w] && tempo_rounds_precision(&e->r, w) > e->sc->precision) e->sc->precision = tempo_rounds_precision(&e->r, w);
+  e->sc->share = sh_i;
   const bool ok = e->sc->fused_forward /* a reduced sum is a batch-1 product's */
                       ? e->sc->ops->check_dw(e->sc, s->ss, &c->pr, 0, sh->m, dw)
                       : check_dw(e, &s->k.keys[0], sh->w_trans, sh->m, sh->n, sh->p,

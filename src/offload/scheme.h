@@ -104,6 +104,8 @@ struct tempo_scheme {
   bool x_rows;              /* encode can read a batch-1 forward's X from a row source (tempo_product.Xr) */
   int dw_parts;             /* chain partials in the dW' check_dw checks (1: one worker's block): the
                              * engine sets it before each check_dw (tempo_verify_left's `parts`) */
+  int share;                /* the share whose result check_forward / check_dw check: the engine sets
+                             * it before each call (0 for single-share schemes) */
 };
 
 /* Plain (identity keys: Enc/Dec are copies) or tempo (fresh keys per product) on float32. */

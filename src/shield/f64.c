@@ -9,6 +9,7 @@
 #include "tempo/obf.h"
 #include "tempo/rng.h"
 #include "tempo/shield.h"
+#include "fused.h"
 #include "mask_stream.h"
 
 /* The float32 expansion's distribution (Irwin-Hall n = 4 of 32-bit uniforms, mask.c)
@@ -83,8 +84,8 @@ void tempo_shield_enc_dy64(const tempo_obf_key *k, const double *dY, double *dYs
 /* y = op(M) x and yb = |op(M)| xb with op(M) (rows, cols): M stored (rows, cols), or
  * (cols, rows) with trans. Row dots use four partial sums; the transposed form sweeps M's
  * stored rows (axpy order). */
-static void matvec64(int rows, int cols, const double *M, bool trans, const double *x, const double *xb, double *y,
-                     double *yb) {
+void tempo_shield_matvec64(int rows, int cols, const double *M, bool trans, const double *x, const double *xb,
+                           double *y, double *yb) {
   if (!trans) {
     for (int i = 0; i < rows; i++) {
       const double *m = M + (size_t)i * cols;
@@ -124,8 +125,8 @@ tempo_status tempo_shield_verify64(int r, int k, int c, const double *A, bool a_
       vabs[j] = mag;
       vmax = mag > vmax ? mag : vmax;
     }
-    matvec64(k, c, B, b_trans, v, vabs, w, wb); /* w = op(B) v (k) */
-    matvec64(r, k, A, a_trans, w, wb, y2, yb);  /* y2 = op(A) w (r) */
+    tempo_shield_matvec64(k, c, B, b_trans, v, vabs, w, wb); /* w = op(B) v (k) */
+    tempo_shield_matvec64(r, k, A, a_trans, w, wb, y2, yb);  /* y2 = op(A) w (r) */
     const double tiny = (double)k * (double)c * vmax * 0x1p-1022;
     for (int i = 0; i < r; i++) {
       const double *ci = C + (size_t)i * c;

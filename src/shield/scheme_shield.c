@@ -15,6 +15,7 @@
 #include "offload/scheme.h"
 #include "tempo/common.h"
 #include "tempo/shield.h"
+#include "fused.h"
 
 #define NR TEMPO_SHIELD_ROLES
 
@@ -32,6 +33,7 @@ typedef struct {
   void *wm, *s;   /* W'' and S (batch, n, p) or (batch, p, n) */
   void *dym, *t;  /* dY** and T (batch, m, p) */
   size_t cap_xm, cap_r, cap_wm, cap_s, cap_dym, cap_t; /* bytes */
+  tempo_shield_fused fz; /* the checks formed in the passes (batch-1 float64 products, fused.h) */
 } shield_state;
 
 static size_t es(const shield_sc *sc) { return sc->f64 ? sizeof(double) : sizeof(float); }
@@ -42,6 +44,7 @@ static void site_free(void *state) {
   if (!s) return;
   void *f[] = {s->xm, s->r, s->wm, s->s, s->dym, s->t};
   for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) tempo_free_floats(f[i]);
+  tempo_shield_fused_free(&s->fz);
   free(s);
 }
 
@@ -65,6 +68,8 @@ static tempo_status prepare(tempo_scheme *base, void **state, const tempo_mm_sha
       (st = tempo_grow_buffer(&sc->narrow, &sc->cap_narrow, one * sizeof(float))) ||
       (st = tempo_grow_buffer(&sc->vwork, &sc->cap_vwork, need * z)))
     return st;
+  if (base->fused_forward && sh->batch == 1)
+    return tempo_shield_fused_prepare(&s->fz, base->verify_rounds, sh->m, sh->n, sh->p);
   return TEMPO_STATUS_OK;
 }
 
@@ -75,11 +80,11 @@ static tempo_status prepare(tempo_scheme *base, void **state, const tempo_mm_sha
  * same relative precision in every element (masking after Enc with one sigma swamps rows
  * with small key scales). */
 static void mask_into(shield_sc *sc, const tempo_obf_key *k, int which, bool wt, const float *A, void *mask,
-                      void *masked, size_t n) {
+                      void *masked, size_t n, const tempo_shield_rowdots *rd) {
   uint8_t seed[TEMPO_SHIELD_SEED_BYTES];
   tempo_keygen_bytes(sc->base.kg, seed, sizeof seed);
   const double rms = tempo_shield_rms(A, n);
-  if (sc->f64) tempo_shield_blind64(k, which, wt, seed, sc->alpha * rms, A, masked, mask);
+  if (sc->f64) tempo_shield_blind64(k, which, wt, seed, sc->alpha * rms, A, masked, mask, rd);
   else tempo_shield_blind32(k, which, wt, seed, tempo_shield_sigma(sc->alpha, rms), A, masked, mask);
   sodium_memzero(seed, sizeof seed);
 }
@@ -95,12 +100,20 @@ static tempo_status encode(tempo_scheme *base, void *state, const tempo_product 
   for (int i = lo; i < hi; i++) {
     tempo_obf_key *k = &pr->keys[i];
     if (pr->backward) {
-      mask_into(sc, k, TEMPO_OPERAND_DY, false, pr->dY + i * ys, at(s->t, i * ys, z), at(s->dym, i * ys, z), ys);
+      mask_into(sc, k, TEMPO_OPERAND_DY, false, pr->dY + i * ys, at(s->t, i * ys, z), at(s->dym, i * ys, z), ys, NULL);
       continue;
     }
     if ((st = tempo_keygen_fill(base->kg, k))) return st;
-    mask_into(sc, k, TEMPO_OPERAND_X, false, pr->X + i * xs, at(s->r, i * xs, z), at(s->xm, i * xs, z), xs);
-    mask_into(sc, k, TEMPO_OPERAND_W, sh->w_trans, pr->W + i * ws, at(s->s, i * ws, z), at(s->wm, i * ws, z), ws);
+    void *wm = at(s->wm, i * ws, z), *sm = at(s->s, i * ws, z);
+    mask_into(sc, k, TEMPO_OPERAND_W, sh->w_trans, pr->W + i * ws, sm, wm, ws, NULL);
+    tempo_shield_rowdots rd, *rdp = NULL;
+    if (base->fused_forward && sh->batch == 1) { /* W'' and S written: the check vectors and W_s v, then the X pass */
+      uint64_t vseed;
+      tempo_keygen_bytes(base->vg, &vseed, sizeof vseed);
+      tempo_shield_fused_begin(&s->fz, vseed, wm, sm, sh->w_trans, pr->training, &rd);
+      rdp = &rd;
+    }
+    mask_into(sc, k, TEMPO_OPERAND_X, false, pr->X + i * xs, at(s->r, i * xs, z), at(s->xm, i * xs, z), xs, rdp);
   }
   return TEMPO_STATUS_OK;
 }
@@ -124,6 +137,34 @@ static bool check(tempo_scheme *base, int r, int k, int c, const void *A, bool a
   const tempo_verify_model md = {.precision = (tempo_precision)base->precision, .permuted = cw != NULL};
   return tempo_verify_product_model(r, k, c, A, at_, B, bt, C, cw, &md, base->verify_rounds, seed, sc->vwork) ==
          TEMPO_STATUS_OK;
+}
+
+/* The fused hooks (fused.h; batch-1 float64 products). Share base->share's Y' rows [lo, hi). */
+static bool check_forward(tempo_scheme *base, const void *state, const tempo_product *pr, int lo, int hi,
+                          const void *y) {
+  const shield_state *s = state;
+  const int r = base->share;
+  base->bytes += sizeof(double) * (uint64_t)(hi - lo) * pr->sh->p; /* Y' rows read once */
+  return tempo_shield_fused_check_y(&s->fz, tempo_shield_role_masked_x(r), tempo_shield_role_masked_w(r), lo, hi, y);
+}
+
+/* Share base->share's dW' from rows [lo, hi): from dW' and its dY rows, with the X_s u the
+ * training forward formed; without them (no training forward before) the full check. */
+static bool check_dw(tempo_scheme *base, const void *state, const tempo_product *pr, int lo, int hi, const void *dw) {
+  const shield_state *s = state;
+  const tempo_mm_shape *sh = pr->sh;
+  const int r = base->share, rows = hi - lo;
+  const double *dys = (const double *)operand(state, r, TEMPO_OPERAND_DY) + (size_t)lo * sh->p;
+  if (s->fz.dw_ready && s->fz.m == sh->m && s->fz.n == sh->n && s->fz.p == sh->p) {
+    base->bytes += sizeof(double) * ((uint64_t)sh->n * sh->p + (uint64_t)rows * sh->p); /* dW' and dY_s rows */
+    return tempo_shield_fused_check_dw(&s->fz, tempo_shield_role_masked_x(r), sh->w_trans, lo, hi, dys, dw,
+                                       base->dw_parts);
+  }
+  const double *xs = (const double *)operand(state, r, TEMPO_OPERAND_X) + (size_t)lo * sh->n;
+  uint64_t seed;
+  tempo_keygen_bytes(base->vg, &seed, sizeof seed);
+  if (sh->w_trans) return check(base, sh->p, rows, sh->n, dys, true, xs, false, dw, NULL, seed);
+  return check(base, sh->n, rows, sh->p, xs, true, dys, false, dw, NULL, seed);
 }
 
 /* out = (float) sum over roles r of sign(r) share_r[i], added in role order (double). */
@@ -178,7 +219,8 @@ static void sc_free(tempo_scheme *base) {
 }
 
 static const tempo_scheme_ops shield_ops = {.site_free = site_free, .prepare = prepare, .encode = encode,
-                                            .operand = operand, .check = check, .finish = finish, .free = sc_free};
+                                            .operand = operand, .check = check, .finish = finish,
+                                            .check_forward = check_forward, .check_dw = check_dw, .free = sc_free};
 
 bool tempo_scheme_shield_configure(tempo_scheme *base, bool f32, double alpha) {
   if (!base || base->ops != &shield_ops) return false;
@@ -186,6 +228,8 @@ bool tempo_scheme_shield_configure(tempo_scheme *base, bool f32, double alpha) {
   sc->f64 = !f32;
   sc->alpha = alpha > 0 ? alpha : f32 ? TEMPO_SHIELD_DEFAULT_ALPHA_F32 : TEMPO_SHIELD_DEFAULT_ALPHA;
   base->dtype = f32 ? TEMPO_DTYPE_F32 : TEMPO_DTYPE_F64;
+  /* float64 shares check batch-1 products from dots formed in the X pass (fused.h) */
+  base->fused_forward = !f32 && base->verify_rounds >= 1 && base->verify_rounds <= TEMPO_SHIELD_FUSED_ROUNDS;
   return true;
 }
 

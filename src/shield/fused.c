@@ -1,0 +1,167 @@
+/* fused.c - shield's float64 checks formed inside the blinding passes (fused.h). The bounds
+ * are tempo_shield_verify64's (shield.h): they cover any float64 evaluation order of the
+ * worker's product and the check's own double rounding. Master side only. */
+#include "fused.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tempo/rng.h"
+
+#define SAFE(k, c) (TEMPO_VERIFY_SAFETY * (2.0 * ((double)(k) + (double)(c)) + 8.0) * 0x1p-53)
+
+tempo_status tempo_shield_fused_prepare(tempo_shield_fused *f, int rounds, int m, int n, int p) {
+  const size_t R = (size_t)rounds;
+  const size_t need = R * (2 * (size_t)p + 2 * (size_t)n + 4 * (size_t)n + 8 * (size_t)m + 4 * (size_t)m);
+  if (need * sizeof(double) > f->cap) {
+    double *mem = realloc(f->mem, need * sizeof(double));
+    if (!mem) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "shield: out of memory for the fused checks");
+    f->mem = mem, f->cap = need * sizeof(double);
+  }
+  f->rounds = rounds, f->m = m, f->n = n, f->p = p;
+  f->forward_ready = f->dw_ready = false;
+  double *q = f->mem;
+  f->v = q, q += R * p;
+  f->vabs = q, q += R * p;
+  f->u = q, q += R * n;
+  f->uabs = q, q += R * n;
+  f->wv = q, q += 2 * R * n;
+  f->wvb = q, q += 2 * R * n;
+  f->y2 = q, q += 4 * R * m;
+  f->yb = q, q += 4 * R * m;
+  f->xu = q, q += 2 * R * m;
+  f->xub = q;
+  return TEMPO_STATUS_OK;
+}
+
+void tempo_shield_fused_free(tempo_shield_fused *f) {
+  free(f->mem);
+  memset(f, 0, sizeof *f);
+}
+
+/* v_j = +-U[0.5, 1), as tempo_shield_verify64 draws them; returns max |v_j| */
+static double draw(tempo_rng *rng, double *v, double *vabs, int n) {
+  double vmax = 0;
+  for (int j = 0; j < n; j++) {
+    const uint64_t x = tempo_rng_u64(rng);
+    const double mag = 0.5 + 0.5 * (double)(x >> 11) * 0x1p-53;
+    v[j] = (x & 1) ? -mag : mag;
+    vabs[j] = mag;
+    vmax = mag > vmax ? mag : vmax;
+  }
+  return vmax;
+}
+
+void tempo_shield_fused_begin(tempo_shield_fused *f, uint64_t rng_seed, const double *wm, const double *s,
+                              bool w_trans, bool training, tempo_shield_rowdots *rd) {
+  const int n = f->n, p = f->p, m = f->m;
+  memset(rd, 0, sizeof *rd);
+  for (int q = 0; q < f->rounds; q++) {
+    tempo_rng rng;
+    tempo_rng_seed(&rng, rng_seed, 0x7368696564363400ULL + (uint64_t)q);
+    f->vmax[q] = draw(&rng, f->v + (size_t)q * p, f->vabs + (size_t)q * p, p);
+    tempo_rng_seed(&rng, rng_seed, 0x736869656475ULL + (uint64_t)q); /* the left vectors' own stream */
+    f->umax[q] = draw(&rng, f->u + (size_t)q * n, f->uabs + (size_t)q * n, n);
+    for (int ws = 0; ws < 2; ws++) {
+      double *wv = f->wv + ((size_t)q * 2 + ws) * n, *wvb = f->wvb + ((size_t)q * 2 + ws) * n;
+      tempo_shield_matvec64(n, p, ws ? s : wm, w_trans, f->v + (size_t)q * p, f->vabs + (size_t)q * p, wv, wvb);
+      const int k = rd->count++;
+      rd->vec[k] = wv, rd->vabs[k] = wvb;
+      for (int xs = 0; xs < 2; xs++) {
+        rd->ys[xs][k] = f->y2 + (((size_t)q * 2 + xs) * 2 + ws) * m;
+        rd->yb[xs][k] = f->yb + (((size_t)q * 2 + xs) * 2 + ws) * m;
+      }
+    }
+    if (!training) continue;
+    const int k = rd->count++;
+    rd->vec[k] = f->u + (size_t)q * n, rd->vabs[k] = f->uabs + (size_t)q * n;
+    for (int xs = 0; xs < 2; xs++) {
+      rd->ys[xs][k] = f->xu + ((size_t)q * 2 + xs) * m;
+      rd->yb[xs][k] = f->xub + ((size_t)q * 2 + xs) * m;
+    }
+  }
+  f->forward_ready = true;
+  f->dw_ready = training;
+}
+
+static double dot(const double *a, const double *b, int n) {
+  double s[4] = {0, 0, 0, 0};
+  int j = 0;
+  for (; j + 4 <= n; j += 4)
+    for (int q = 0; q < 4; q++) s[q] += a[j + q] * b[j + q];
+  for (; j < n; j++) s[0] += a[j] * b[j];
+  return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+bool tempo_shield_fused_check_y(const tempo_shield_fused *f, bool x_masked, bool w_masked, int lo, int hi,
+                                const double *y) {
+  if (!f->forward_ready || lo < 0 || hi > f->m || lo > hi) return false;
+  const int n = f->n, p = f->p, m = f->m;
+  const size_t comb = (size_t)(x_masked ? 0 : 1) * 2 + (w_masked ? 0 : 1);
+  const double factor = SAFE(n, p);
+  for (int q = 0; q < f->rounds; q++) {
+    const double *v = f->v + (size_t)q * p, *y2 = f->y2 + ((size_t)q * 4 + comb) * m,
+                 *yb = f->yb + ((size_t)q * 4 + comb) * m;
+    const double tiny = (double)n * (double)p * f->vmax[q] * 0x1p-1022;
+    for (int i = lo; i < hi; i++) {
+      const double y1 = dot(y + (size_t)(i - lo) * p, v, p);
+      if (!isfinite(y1)) {
+        tempo_set_error(TEMPO_STATUS_VERIFY_FAILED, "shield check: non-finite value in result row %d of (%d, %d)", i, m,
+                        p);
+        return false;
+      }
+      const double diff = fabs(y1 - y2[i]), tol = factor * yb[i] + tiny;
+      if (!(diff <= tol)) {
+        tempo_set_error(TEMPO_STATUS_VERIFY_FAILED,
+                        "shield check failed: row %d of (%d, %d) x (%d), round %d: |Y'v - X(Wv)| = %.3g > %.3g", i, m, p,
+                        n, q, diff, tol);
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
+bool tempo_shield_fused_check_dw(const tempo_shield_fused *f, bool x_masked, bool w_trans, int lo, int hi,
+                                 const double *dys, const double *dw, int parts) {
+  if (!f->dw_ready || lo < 0 || hi > f->m || lo >= hi) return false;
+  const int n = f->n, p = f->p, m = f->m, rows = hi - lo;
+  const double factor = TEMPO_VERIFY_SAFETY * (2.0 * ((double)rows + (double)n) + 8.0 + 2.0 * parts) * 0x1p-53;
+  enum { CH = 512 }; /* result columns at a time: the sums stay in cache */
+  double lhs[CH], rhs[CH], bnd[CH];
+  for (int q = 0; q < f->rounds; q++) {
+    const double *u = f->u + (size_t)q * n, *xu = f->xu + ((size_t)q * 2 + (x_masked ? 0 : 1)) * m,
+                 *xub = f->xub + ((size_t)q * 2 + (x_masked ? 0 : 1)) * m;
+    const double tiny = (double)rows * (double)n * f->umax[q] * 0x1p-1022;
+    for (int j0 = 0; j0 < p; j0 += CH) {
+      const int nj = p - j0 < CH ? p - j0 : CH;
+      for (int j = 0; j < nj; j++) lhs[j] = rhs[j] = bnd[j] = 0;
+      if (w_trans) /* dW' (p, n): row j dotted with u */
+        for (int j = 0; j < nj; j++) lhs[j] = dot(dw + (size_t)(j0 + j) * n, u, n);
+      else /* dW' (n, p): u^T dW', swept by rows */
+        for (int l = 0; l < n; l++) {
+          const double *r = dw + (size_t)l * p + j0, ul = u[l];
+          for (int j = 0; j < nj; j++) lhs[j] += ul * r[j];
+        }
+      for (int i = 0; i < rows; i++) { /* (X_s u)^T dY_s and its bound */
+        const double *d = dys + (size_t)i * p + j0, g = xu[lo + i], gb = xub[lo + i];
+        for (int j = 0; j < nj; j++) rhs[j] += g * d[j], bnd[j] += gb * fabs(d[j]);
+      }
+      for (int j = 0; j < nj; j++) {
+        if (!isfinite(lhs[j])) {
+          tempo_set_error(TEMPO_STATUS_VERIFY_FAILED, "shield dW' check: non-finite value in column %d", j0 + j);
+          return false;
+        }
+        const double diff = fabs(lhs[j] - rhs[j]), tol = factor * bnd[j] + tiny;
+        if (!(diff <= tol)) {
+          tempo_set_error(TEMPO_STATUS_VERIFY_FAILED,
+                          "shield dW' check failed: column %d of (%d, %d) over rows [%d, %d), round %d: %.3g > %.3g",
+                          j0 + j, n, p, lo, hi, q, diff, tol);
+          return false;
+        }
+      }
+    }
+  }
+  return true;
+}
