@@ -84,9 +84,11 @@ if rows and memcpy_gbps > 0:
           "Enc/Dec passes 2 threads against the 2-thread local step (the 2 workers then share the same 2 cores). The projected one-GPU step is a projection, not a "
           f"measurement: max(master busy, wire bytes / {PCIE_GBPS:.0f} GB/s PCIe, product FLOPs / H100 rate) with "
           f"the published dense tensor-core rates {TF32_TFLOPS:.0f} TFLOP/s TF32 and {BF16_TFLOPS:.0f} BF16; wire "
-          "bytes as sent today (fp32 or shield's fp64).\n")
-    print("| model | mode | threads | workers | local ms | master busy ms | ceiling | master MB | memcpy ms | crypto ms | crypto/memcpy | wire MB | GFLOP | projected 1-GPU ms (TF32 / BF16) | projected speed-up over local |")
-    print("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+          "bytes as sent today (fp32 or shield's fp64). cap = local / (master busy - crypto ms): the ceiling the "
+          "master's other work alone (element-wise layers, im2col/col2im, loss, optimizer) allows if blinding, checks "
+          "and decoding cost nothing; ceiling/cap says how close the crypto passes leave the row to it.\n")
+    print("| model | mode | threads | workers | local ms | master busy ms | ceiling | cap | ceiling/cap | master MB | memcpy ms | crypto ms | crypto/memcpy | wire MB | GFLOP | projected 1-GPU ms (TF32 / BF16) | projected speed-up over local |")
+    print("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     loc = {(r["model"], r["threads"]): r["ms_median"] for r in modes + ceiling2
            if r.get("mode") == "local" and "ms_median" in r}
     for r in rows:
@@ -103,11 +105,13 @@ if rows and memcpy_gbps > 0:
         p32 = max(busy, pcie_ms, gf / TF32_TFLOPS)
         p16 = max(busy, pcie_ms, gf / BF16_TFLOPS)
         ceil_s = f"{l / busy:.2f}" if l else "n/a"
+        other = busy - crypto
+        cap_s = f"{l / other:.2f} | {other / busy:.2f}" if l and other > 0 else "n/a | n/a"
         sp = f"{l / p32:.2f} / {l / p16:.2f}" if l else "n/a"
-        print(f"| {r['model']} | {r['mode']} | {r['threads']} | {r['workers']} | {l:.1f} | {busy:.1f} | {ceil_s} | {mb:.0f} | "
+        print(f"| {r['model']} | {r['mode']} | {r['threads']} | {r['workers']} | {l:.1f} | {busy:.1f} | {ceil_s} | {cap_s} | {mb:.0f} | "
               f"{memcpy_ms:.1f} | {crypto:.1f} | {crypto / memcpy_ms if memcpy_ms else 0:.2f} | {wire:.0f} | {gf:.2f} | "
               f"{p32:.1f} / {p16:.1f} | {sp} |" if l else
-              f"| {r['model']} | {r['mode']} | {r['threads']} | {r['workers']} | n/a | {busy:.1f} | n/a | {mb:.0f} | {memcpy_ms:.1f} | "
+              f"| {r['model']} | {r['mode']} | {r['threads']} | {r['workers']} | n/a | {busy:.1f} | n/a | n/a | n/a | {mb:.0f} | {memcpy_ms:.1f} | "
               f"{crypto:.1f} | {crypto / memcpy_ms if memcpy_ms else 0:.2f} | {wire:.0f} | {gf:.2f} | {p32:.1f} / {p16:.1f} | n/a |")
 
 scaling_path = os.path.join(d, "scaling.jsonl")
