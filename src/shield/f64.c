@@ -107,6 +107,18 @@ void tempo_shield_matvec64(int rows, int cols, const double *M, bool trans, cons
   }
 }
 
+double tempo_shield_check_vector(tempo_rng *rng, double *v, double *vabs, int n) {
+  double vmax = 0;
+  for (int j = 0; j < n; j++) {
+    const uint64_t x = tempo_rng_u64(rng);
+    const double mag = 0.5 + 0.5 * (double)(x >> 11) * 0x1p-53; /* [0.5, 1) */
+    v[j] = (x & 1) ? -mag : mag;
+    vabs[j] = mag;
+    vmax = mag > vmax ? mag : vmax;
+  }
+  return vmax;
+}
+
 tempo_status tempo_shield_verify64(int r, int k, int c, const double *A, bool a_trans, const double *B, bool b_trans,
                                    const double *C, int rounds, uint64_t rng_seed, double *work) {
   if (r < 1 || k < 1 || c < 1 || rounds < 1 || !A || !B || !C || !work)
@@ -117,14 +129,7 @@ tempo_status tempo_shield_verify64(int r, int k, int c, const double *A, bool a_
   for (int round = 0; round < rounds; round++) {
     tempo_rng rng;
     tempo_rng_seed(&rng, rng_seed, 0x7368696564363400ULL + (uint64_t)round);
-    double vmax = 0;
-    for (int j = 0; j < c; j++) {
-      uint64_t x = tempo_rng_u64(&rng);
-      double mag = 0.5 + 0.5 * (double)(x >> 11) * 0x1p-53; /* [0.5, 1) */
-      v[j] = (x & 1) ? -mag : mag;
-      vabs[j] = mag;
-      vmax = mag > vmax ? mag : vmax;
-    }
+    const double vmax = tempo_shield_check_vector(&rng, v, vabs, c);
     tempo_shield_matvec64(k, c, B, b_trans, v, vabs, w, wb); /* w = op(B) v (k) */
     tempo_shield_matvec64(r, k, A, a_trans, w, wb, y2, yb);  /* y2 = op(A) w (r) */
     const double tiny = (double)k * (double)c * vmax * 0x1p-1022;

@@ -4,21 +4,16 @@
 #include "fused.h"
 
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
-#include "tempo/rng.h"
 
 #define SAFE(k, c) (TEMPO_VERIFY_SAFETY * (2.0 * ((double)(k) + (double)(c)) + 8.0) * 0x1p-53)
 
 tempo_status tempo_shield_fused_prepare(tempo_shield_fused *f, int rounds, int m, int n, int p) {
   const size_t R = (size_t)rounds;
   const size_t need = R * (2 * (size_t)p + 2 * (size_t)n + 4 * (size_t)n + 8 * (size_t)m + 4 * (size_t)m);
-  if (need * sizeof(double) > f->cap) {
-    double *mem = realloc(f->mem, need * sizeof(double));
-    if (!mem) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "shield: out of memory for the fused checks");
-    f->mem = mem, f->cap = need * sizeof(double);
-  }
+  tempo_status st = tempo_grow_buffer(&f->mem, &f->cap, need * sizeof(double));
+  if (st) return st;
   f->rounds = rounds, f->m = m, f->n = n, f->p = p;
   f->forward_ready = f->dw_ready = false;
   double *q = f->mem;
@@ -36,21 +31,8 @@ tempo_status tempo_shield_fused_prepare(tempo_shield_fused *f, int rounds, int m
 }
 
 void tempo_shield_fused_free(tempo_shield_fused *f) {
-  free(f->mem);
+  tempo_free_floats((float *)f->mem);
   memset(f, 0, sizeof *f);
-}
-
-/* v_j = +-U[0.5, 1), as tempo_shield_verify64 draws them; returns max |v_j| */
-static double draw(tempo_rng *rng, double *v, double *vabs, int n) {
-  double vmax = 0;
-  for (int j = 0; j < n; j++) {
-    const uint64_t x = tempo_rng_u64(rng);
-    const double mag = 0.5 + 0.5 * (double)(x >> 11) * 0x1p-53;
-    v[j] = (x & 1) ? -mag : mag;
-    vabs[j] = mag;
-    vmax = mag > vmax ? mag : vmax;
-  }
-  return vmax;
 }
 
 void tempo_shield_fused_begin(tempo_shield_fused *f, uint64_t rng_seed, const double *wm, const double *s,
@@ -60,9 +42,9 @@ void tempo_shield_fused_begin(tempo_shield_fused *f, uint64_t rng_seed, const do
   for (int q = 0; q < f->rounds; q++) {
     tempo_rng rng;
     tempo_rng_seed(&rng, rng_seed, 0x7368696564363400ULL + (uint64_t)q);
-    f->vmax[q] = draw(&rng, f->v + (size_t)q * p, f->vabs + (size_t)q * p, p);
+    f->vmax[q] = tempo_shield_check_vector(&rng, f->v + (size_t)q * p, f->vabs + (size_t)q * p, p);
     tempo_rng_seed(&rng, rng_seed, 0x736869656475ULL + (uint64_t)q); /* the left vectors' own stream */
-    f->umax[q] = draw(&rng, f->u + (size_t)q * n, f->uabs + (size_t)q * n, n);
+    f->umax[q] = tempo_shield_check_vector(&rng, f->u + (size_t)q * n, f->uabs + (size_t)q * n, n);
     for (int ws = 0; ws < 2; ws++) {
       double *wv = f->wv + ((size_t)q * 2 + ws) * n, *wvb = f->wvb + ((size_t)q * 2 + ws) * n;
       tempo_shield_matvec64(n, p, ws ? s : wm, w_trans, f->v + (size_t)q * p, f->vabs + (size_t)q * p, wv, wvb);

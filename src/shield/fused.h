@@ -19,6 +19,7 @@
 
 #include "tempo/common.h"
 #include "tempo/obf.h"
+#include "tempo/rng.h"
 
 #define TEMPO_SHIELD_FUSED_ROUNDS 2 /* check rounds the fused checks handle (more: unfused) */
 #define TEMPO_SHIELD_ROWDOTS (3 * TEMPO_SHIELD_FUSED_ROUNDS)
@@ -60,6 +61,9 @@ bool tempo_shield_fused_check_y(const tempo_shield_fused *f, bool x_masked, bool
  * of dys (the share's dY rows [lo, hi), (hi - lo) x p), summed over `parts` partials. */
 bool tempo_shield_fused_check_dw(const tempo_shield_fused *f, bool x_masked, bool w_trans, int lo, int hi,
                                  const double *dys, const double *dw, int parts);
+/* v_j = +-U[0.5, 1) and vabs_j = |v_j| (n) from rng, the check vectors of tempo_shield_verify64
+ * and of the fused checks (f64.c); returns max |v_j|. */
+double tempo_shield_check_vector(tempo_rng *rng, double *v, double *vabs, int n);
 /* y = op(M) x, yb = |op(M)| xb, op(M) (rows, cols): M stored (rows, cols) or, with trans,
  * (cols, rows) (f64.c). */
 void tempo_shield_matvec64(int rows, int cols, const double *M, bool trans, const double *x, const double *xb,
