@@ -2,7 +2,8 @@
 # 1 master + 2 CPU workers under mpirun (loopback, timeout-guarded) train 20 steps: the
 # losses equal the in-process tempo run with the same key seed bit for bit, and local mode
 # within 0.01 (blinding changes float rounding); with and without the W' relay, and with and
-# without adding the partial dW' among the workers (which must download less).
+# without adding the partial dW' among the workers (which must download less); and shield mode over
+# 4 worker processes equals its in-process run.
 set -u
 cd "$(dirname "$0")/.."
 . tests/mpi_common.sh
@@ -24,4 +25,13 @@ down() { grep -o "downloaded [0-9.]* MB" "$1" | grep -o "[0-9.]*"; }
 awk -v a="$(down "$T/mpi11.log")" -v b="$(down "$T/mpi10.log")" 'BEGIN {exit !(a > 0 && a < 0.7 * b)}' ||
   fail "dW' reduction among the workers: downloaded $(down "$T/mpi11.log") MB, without it $(down "$T/mpi10.log") MB"
 echo "master downloads $(down "$T/mpi11.log") MB with the dW' reduction among workers, $(down "$T/mpi10.log") MB without"
+# shield over MPI: the master keeps each role's reply message until it has combined the four
+# (read in place, not copied); 4 worker processes, one per role: losses equal the in-process run
+SARGS=(train --protect none --max-steps 8 --log-every 1 --no-progress --quiet --key-seed 7 --threads 1 --mode shield)
+"$B/tempo" "${SARGS[@]}" --workers 4 --out "$T/shield-inproc" >/dev/null || fail "in-process shield run"
+timeout 120 "${MPIRUN[@]}" -np 1 "$B/tempo" "${SARGS[@]}" --out "$T/shield-mpi" : -np 4 "$B/tempo-worker" --backend cpu \
+  > "$T/shield-mpi.log" 2>&1 || { cat "$T/shield-mpi.log"; fail "mpirun shield"; }
+[ "$(losses "$T/shield-mpi" | wc -l)" = 8 ] || fail "shield: not 8 logged steps"
+diff <(losses "$T/shield-inproc") <(losses "$T/shield-mpi") || fail "shield: MPI losses differ from in-process"
+echo "shield over MPI, 4 worker processes: 8 losses equal to in-process shield (last $(losses "$T/shield-mpi" | tail -1))"
 echo ok

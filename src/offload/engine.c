@@ -60,6 +60,10 @@ typedef struct {
   bool reduced[MAX_SHARES];       /* the share was sent as a reduction chain */
   bool reduce_broken[MAX_SHARES]; /* a chain member failed: the sum is incomplete */
   uint8_t role[MAX_BLOCKS];       /* ROLE_* per block, as sent */
+  /* a multi-share product's share answered by one block: its reply is held (kept[share], the
+   * transport's message) and read in place by the combine instead of copied into res/resw */
+  tempo_in_msg kept[MAX_SHARES];
+  const void *kres[MAX_SHARES], *kdw[MAX_SHARES]; /* in kept[share]: Y' or dX', and dW' (NULL: none) */
 } round_ctx;
 
 struct tempo_engine {
@@ -323,6 +327,22 @@ static bool check_dw(tempo_engine *e, const tempo_obf_key *k, bool wt, int rows,
 static void *res_of(tempo_engine *e, int s) { return woff(e->res, (size_t)s * e->res_stride, rs(e)); }
 static void *resw_of(tempo_engine *e, int s) { return woff(e->resw, (size_t)s * e->resw_stride, rs(e)); }
 
+/* Whether block b's reply is kept and read in place (round_ctx.kept): a share of a multi-share
+ * product that is one block of the whole product (no chain). */
+static bool keeps_reply(const round_ctx *c, const block *b, int unit) {
+  const site *s = c->s;
+  return c->e->sc->shares > 1 && !c->direct && !c->rows_direct && s->first[b->share + 1] - s->first[b->share] == 1 &&
+         c->role[unit] == ROLE_PLAIN;
+}
+
+/* Gives back the replies round c kept (after the combine, or on an error). */
+static void give_back_kept(tempo_engine *e, round_ctx *c) {
+  for (int i = 0; i < MAX_SHARES; i++) {
+    if (c->kept[i].token) e->r.tr->ops->done(e->r.tr, &c->kept[i]);
+    c->kept[i].token = NULL, c->kres[i] = c->kdw[i] = NULL;
+  }
+}
+
 /* Checks the result of task t (header already matched) and takes it. False when it fails. */
 static bool consume(tempo_engine *e, round_ctx *c, task *t, const tempo_msg_header *h, const uint8_t *pay) {
   site *s = c->s;
@@ -396,6 +416,16 @@ static bool consume(tempo_engine *e, round_ctx *c, task *t, const tempo_msg_head
     if (c->rows_direct && (!c->pr.backward || (c->want_dx && !dx_in_dec))) { /* decode this block's rows now */
       e->sc->ops->take_rows(e->sc, &c->pr, (int)b->lo, (int)b->hi, c->pr.backward ? dxr : pay);
       e->r.st.t_unblind += tempo_now() - t1;
+    }
+    if (keeps_reply(c, b, t->unit) && c->base.msg && c->base.msg->token) { /* held, read in place by finish */
+      const int sh_i = b->share;
+      if (c->kept[sh_i].token) e->r.tr->ops->done(e->r.tr, &c->kept[sh_i]);
+      c->kept[sh_i] = *c->base.msg;
+      c->base.msg->token = NULL;
+      c->kres[sh_i] = copy_y ? (c->pr.backward ? dxr : pay) : NULL;
+      c->kdw[sh_i] = c->pr.backward && take_dw ? dwr : NULL;
+      c->base.consume_time += tempo_now() - t0;
+      return true;
     }
     e->r.st.master_bytes += 2 * (uint64_t)cnt * zr *
                             ((copy_y ? (!c->pr.backward ? ys : xs) : 0) + (take_dw ? ws : 0)); /* the copies */
@@ -630,11 +660,12 @@ static void init_tasks(task *tasks, int nblocks) {
 
 /* The scheme's finish on the gathered results (rows_taken: Y' / dX' went to take_rows),
  * timed as unblinding. */
-static void finish(tempo_engine *e, const tempo_product *pr, bool rows_taken, void *const *dw) {
+static void finish(tempo_engine *e, const round_ctx *c, const void *const *dw) {
   const void *res[MAX_SHARES], *dws[MAX_SHARES];
-  for (int i = 0; i < e->sc->shares; i++) res[i] = rows_taken ? NULL : res_of(e, i), dws[i] = dw ? dw[i] : NULL;
+  for (int i = 0; i < e->sc->shares; i++)
+    res[i] = c->rows_direct ? NULL : c->kres[i] ? c->kres[i] : res_of(e, i), dws[i] = dw ? dw[i] : NULL;
   const double t0 = tempo_now();
-  e->sc->ops->finish(e->sc, pr, res, dws);
+  e->sc->ops->finish(e->sc, &c->pr, res, dws);
   e->r.st.t_unblind += tempo_now() - t0;
 }
 
@@ -668,8 +699,10 @@ tempo_status tempo_engine_forward(tempo_engine *e, int slot, unsigned kind, cons
   task tasks[MAX_BLOCKS];
   init_tasks(tasks, s->nblocks);
   c.base.tasks = tasks;
-  if ((st = run_round(e, &c, plan))) return st;
-  if (!direct) finish(e, &c.pr, c.rows_direct, NULL);
+  st = run_round(e, &c, plan);
+  if (!st && !direct) finish(e, &c, NULL);
+  give_back_kept(e, &c);
+  if (st) return st;
   e->r.st.decryptions += (uint64_t)sh->batch;
   e->r.st.products += (uint64_t)sh->batch;
   if (training) s->k.fwd_valid = true;
@@ -716,7 +749,7 @@ static bool reduced_sum_ok(tempo_engine *e, const round_ctx *c, int sh_i) {
 /* Batch 1 with dW': each share's dW' (the workers' checked sum, else the partials summed
  * here, asking every block's partial again where a chain failed; a chain whose sum failed
  * although every member answered names the member that tampered, tempo_rounds_sum_partials). */
-static tempo_status take_dw_sums(tempo_engine *e, round_ctx *c, void **dw) {
+static tempo_status take_dw_sums(tempo_engine *e, round_ctx *c, const void **dw) {
   site *s = c->s;
   const size_t ws = (size_t)s->k.shape.n * s->k.shape.p;
   bool redo = false;
@@ -725,7 +758,9 @@ static tempo_status take_dw_sums(tempo_engine *e, round_ctx *c, void **dw) {
   for (int i = 0; i < e->sc->shares; i++) {
     const int n = s->first[i + 1] - s->first[i];
     void *last = woff(resw_of(e, i), (size_t)(n - 1) * ws, rs(e));
-    if (c->reduced[i] && reduced_sum_ok(e, c, i)) {
+    if (c->kdw[i]) { /* one block, its reply kept: its dW' is the share's */
+      dw[i] = c->kdw[i];
+    } else if (c->reduced[i] && reduced_sum_ok(e, c, i)) {
       dw[i] = last;
     } else {
       again_share[i] = c->reduced[i];
@@ -746,6 +781,7 @@ static tempo_status take_dw_sums(tempo_engine *e, round_ctx *c, void **dw) {
     again.pr.dX = NULL;
     e->r.st.recomputed += (uint64_t)nt;
     tempo_status st = run_round(e, &again, NULL);
+    give_back_kept(e, &again); /* none: the shares asked again are chains of several blocks */
     if (st) return st;
     for (int i = 0, k = 0; i < e->sc->shares; i++) /* blame only what the same workers recomputed */
       for (int b = s->first[i]; again_share[i] && b < s->first[i + 1]; b++, k++)
@@ -753,7 +789,9 @@ static tempo_status take_dw_sums(tempo_engine *e, round_ctx *c, void **dw) {
   }
   for (int i = 0; i < e->sc->shares; i++) {
     if (dw[i]) continue;
-    const bool named = sum_partials(e, s, i, blame[i] ? &c->base.tasks[s->first[i]] : NULL, sum_digest[i], &dw[i]);
+    void *sum;
+    const bool named = sum_partials(e, s, i, blame[i] ? &c->base.tasks[s->first[i]] : NULL, sum_digest[i], &sum);
+    dw[i] = sum;
     if (c->reduced[i] && !c->reduce_broken[i] && !named && ++e->reduce_failures == MAX_REDUCE_FAILURES)
       fprintf(stderr,
               "tempo: %d wrong dW' sums from the workers without a culprit; summing on the master from now on\n",
@@ -803,15 +841,19 @@ tempo_status tempo_engine_backward(tempo_engine *e, int slot, const tempo_mm_sha
   task tasks[MAX_BLOCKS];
   init_tasks(tasks, s->nblocks);
   c.base.tasks = tasks;
-  if ((st = run_round(e, &c, NULL))) return st;
-  void *dw[MAX_SHARES] = {NULL};
-  if (!direct && dW && sh->batch == 1 && (st = take_dw_sums(e, &c, dw))) return st;
+  const void *dw[MAX_SHARES] = {NULL};
+  if (!(st = run_round(e, &c, NULL)) && !direct && dW && sh->batch == 1) st = take_dw_sums(e, &c, dw);
+  if (st) {
+    give_back_kept(e, &c);
+    return st;
+  }
   e->r.st.naive_bytes_up = naive; /* the round's own first sends are not the naive count */
   if (!direct) {
     if (dW && sh->batch > 1)
-      for (int i = 0; i < e->sc->shares; i++) dw[i] = resw_of(e, i);
-    finish(e, &c.pr, c.rows_direct, dw);
+      for (int i = 0; i < e->sc->shares; i++) dw[i] = c.kdw[i] ? c.kdw[i] : resw_of(e, i);
+    finish(e, &c, dw);
   }
+  give_back_kept(e, &c);
   e->r.st.decryptions += outs * (uint64_t)sh->batch;
   e->r.st.products += outs * (uint64_t)sh->batch;
   return TEMPO_STATUS_OK;

@@ -242,7 +242,7 @@ static tempo_status expire(tempo_rounds *r, tempo_round *rd, double now) {
 }
 
 /* Handles one reply m; *pending drops when it completes a task. */
-static tempo_status handle(tempo_rounds *r, tempo_round *rd, const tempo_in_msg *m, int *pending) {
+static tempo_status handle(tempo_rounds *r, tempo_round *rd, tempo_in_msg *m, int *pending) {
   const int w = m->worker;
   tempo_msg_header h;
   const uint8_t *pay;
@@ -270,7 +270,10 @@ static tempo_status handle(tempo_rounds *r, tempo_round *rd, const tempo_in_msg 
   if (!rd->fits(rd, t, &h)) return rd->on_failure(rd, t, w, TEMPO_WHY_MALFORMED);
   t->reported = true;
   tempo_msg_chain_digest_get(&h, t->chain_digest);
-  if (!rd->consume(rd, t, &h, pay)) return rd->on_failure(rd, t, w, TEMPO_WHY_VERIFY);
+  rd->msg = m;
+  const bool ok = rd->consume(rd, t, &h, pay);
+  rd->msg = NULL;
+  if (!ok) return rd->on_failure(rd, t, w, TEMPO_WHY_VERIFY);
   t->pending = false;
   (*pending)--;
   r->wcomp[w] += (double)h.compute_ns * 1e-9;

@@ -84,6 +84,10 @@ struct tempo_round {
   bool (*consume)(tempo_round *rd, tempo_round_task *t, const tempo_msg_header *h, const uint8_t *pay);
   /* t's result was consumed (optional) */
   void (*done)(tempo_round *rd, tempo_round_task *t);
+  /* the message consume is given (set by tempo_rounds_collect): consume may keep it past the
+   * round by copying *msg and clearing msg->token, and later gives the copy back with the
+   * transport's done() itself (transport.h) */
+  tempo_in_msg *msg;
 };
 
 /* What the engine keeps per site for every scheme: the shape and one key per instance. */

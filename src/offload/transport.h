@@ -38,6 +38,8 @@ typedef struct {
   TEMPO_WUR tempo_status (*send)(tempo_transport *t, int worker, const tempo_out_msg *m);
   /* Waits up to timeout_s for a reply from any worker; *got false on timeout. */
   TEMPO_WUR tempo_status (*recv)(tempo_transport *t, double timeout_s, tempo_in_msg *m, bool *got);
+  /* Gives m back; a message may be held across later recv calls until then (the engine keeps a
+   * multi-share product's replies until it has combined them). No-op when m->token is NULL. */
   void (*done)(tempo_transport *t, tempo_in_msg *m);
   void (*free)(tempo_transport *t); /* stops and joins the workers */
   /* Optional (NULL: the engine sends one by one). Sends n messages to n distinct workers
