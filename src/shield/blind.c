@@ -15,11 +15,6 @@
 #include <sodium.h>
 #include <string.h>
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-#define BL_X86 1
-#endif
-
 #include "fused.h"
 #include "mask_stream.h"
 #include "tempo/obf.h"
@@ -39,53 +34,8 @@ tempo_shield_gather tempo_shield_gather_of(const tempo_obf_key *k, int operand, 
   return g;
 }
 
-/* *ys = row . x, *yb = |row| . xb (n doubles): four partial sums, as the checks' dots */
-static void dot2_c(const double *row, int n, const double *x, const double *xb, double *ys, double *yb) {
-  double s[4] = {0, 0, 0, 0}, b[4] = {0, 0, 0, 0};
-  int j = 0;
-  for (; j + 4 <= n; j += 4)
-    for (int q = 0; q < 4; q++) s[q] += row[j + q] * x[j + q], b[q] += fabs(row[j + q]) * xb[j + q];
-  for (; j < n; j++) s[0] += row[j] * x[j], b[0] += fabs(row[j]) * xb[j];
-  *ys = (s[0] + s[1]) + (s[2] + s[3]);
-  *yb = (b[0] + b[1]) + (b[2] + b[3]);
-}
-
-#if BL_X86
-__attribute__((target("avx2,fma"))) static double hsum(__m256d a) {
-  __m128d s = _mm_add_pd(_mm256_castpd256_pd128(a), _mm256_extractf128_pd(a, 1));
-  return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
-}
-
-__attribute__((target("avx2,fma"))) static void dot2_avx2(const double *row, int n, const double *x, const double *xb,
-                                                         double *ys, double *yb) {
-  const __m256d absmask = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7fffffffffffffffLL));
-  __m256d s0 = _mm256_setzero_pd(), s1 = s0, b0 = s0, b1 = s0;
-  int j = 0;
-  for (; j + 8 <= n; j += 8) {
-    const __m256d r0 = _mm256_loadu_pd(row + j), r1 = _mm256_loadu_pd(row + j + 4);
-    s0 = _mm256_fmadd_pd(r0, _mm256_loadu_pd(x + j), s0);
-    s1 = _mm256_fmadd_pd(r1, _mm256_loadu_pd(x + j + 4), s1);
-    b0 = _mm256_fmadd_pd(_mm256_and_pd(r0, absmask), _mm256_loadu_pd(xb + j), b0);
-    b1 = _mm256_fmadd_pd(_mm256_and_pd(r1, absmask), _mm256_loadu_pd(xb + j + 4), b1);
-  }
-  double s = hsum(_mm256_add_pd(s0, s1)), b = hsum(_mm256_add_pd(b0, b1));
-  for (; j < n; j++) s += row[j] * x[j], b += fabs(row[j]) * xb[j];
-  *ys = s, *yb = b;
-}
-#endif
-
-typedef void (*dot2_fn)(const double *, int, const double *, const double *, double *, double *);
-static dot2_fn pick_dot2(void) {
-#if BL_X86
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return dot2_avx2;
-#endif
-  return dot2_c;
-}
-
 void tempo_shield_blind64(const tempo_obf_key *k, int operand, bool w_trans, const uint8_t seed[TEMPO_SHIELD_SEED_BYTES],
                           double sigma, const float *A, double *masked, double *mask, const tempo_shield_rowdots *rd) {
-  const dot2_fn dot2 = rd && rd->count ? pick_dot2() : NULL;
   const tempo_shield_gather g = tempo_shield_gather_of(k, operand, w_trans);
   tempo_shield_stream st;
   tempo_shield_stream_init(&st, seed, sigma, true);
@@ -106,11 +56,10 @@ void tempo_shield_blind64(const tempo_obf_key *k, int operand, bool w_trans, con
       else
         for (int j = 0; j < nj; j++) dm[j0 + j] = (double)src[j0 + j] + r[j], dr[j0 + j] = r[j];
     }
-    if (dot2) /* the checks' dots of both rows, still in cache (fused.h) */
-      for (int q = 0; q < rd->count; q++) {
-        dot2(dm, g.cols, rd->vec[q], rd->vabs[q], &rd->ys[0][q][i], &rd->yb[0][q][i]);
-        dot2(dr, g.cols, rd->vec[q], rd->vabs[q], &rd->ys[1][q][i], &rd->yb[1][q][i]);
-      }
+    for (int q = 0; rd && q < rd->count; q++) { /* the checks' dots of both rows, still in cache (fused.h) */
+      tempo_shield_dot2(dm, g.cols, rd->vec[q], rd->vabs[q], &rd->ys[0][q][i], &rd->yb[0][q][i]);
+      tempo_shield_dot2(dr, g.cols, rd->vec[q], rd->vabs[q], &rd->ys[1][q][i], &rd->yb[1][q][i]);
+    }
   }
   tempo_shield_stream_wipe(&st);
   sodium_memzero(r, sizeof r);

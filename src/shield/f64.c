@@ -87,24 +87,11 @@ void tempo_shield_enc_dy64(const tempo_obf_key *k, const double *dY, double *dYs
 void tempo_shield_matvec64(int rows, int cols, const double *M, bool trans, const double *x, const double *xb,
                            double *y, double *yb) {
   if (!trans) {
-    for (int i = 0; i < rows; i++) {
-      const double *m = M + (size_t)i * cols;
-      double s[4] = {0, 0, 0, 0}, b[4] = {0, 0, 0, 0};
-      int j = 0;
-      for (; j + 4 <= cols; j += 4)
-        for (int q = 0; q < 4; q++) s[q] += m[j + q] * x[j + q], b[q] += fabs(m[j + q]) * xb[j + q];
-      for (; j < cols; j++) s[0] += m[j] * x[j], b[0] += fabs(m[j]) * xb[j];
-      y[i] = (s[0] + s[1]) + (s[2] + s[3]);
-      yb[i] = (b[0] + b[1]) + (b[2] + b[3]);
-    }
+    for (int i = 0; i < rows; i++) tempo_shield_dot2(M + (size_t)i * cols, cols, x, xb, &y[i], &yb[i]);
     return;
   }
   for (int i = 0; i < rows; i++) y[i] = 0, yb[i] = 0;
-  for (int l = 0; l < cols; l++) {
-    const double *m = M + (size_t)l * rows;
-    const double xl = x[l], bl = xb[l];
-    for (int i = 0; i < rows; i++) y[i] += m[i] * xl, yb[i] += fabs(m[i]) * bl;
-  }
+  for (int l = 0; l < cols; l++) tempo_shield_axpy2(rows, M + (size_t)l * rows, x[l], xb[l], y, yb);
 }
 
 double tempo_shield_check_vector(tempo_rng *rng, double *v, double *vabs, int n) {
@@ -134,13 +121,7 @@ tempo_status tempo_shield_verify64(int r, int k, int c, const double *A, bool a_
     tempo_shield_matvec64(r, k, A, a_trans, w, wb, y2, yb);  /* y2 = op(A) w (r) */
     const double tiny = (double)k * (double)c * vmax * 0x1p-1022;
     for (int i = 0; i < r; i++) {
-      const double *ci = C + (size_t)i * c;
-      double s[4] = {0, 0, 0, 0};
-      int j = 0;
-      for (; j + 4 <= c; j += 4)
-        for (int q = 0; q < 4; q++) s[q] += ci[j + q] * v[j + q];
-      for (; j < c; j++) s[0] += ci[j] * v[j];
-      const double y1 = (s[0] + s[1]) + (s[2] + s[3]);
+      const double y1 = tempo_shield_dot(C + (size_t)i * c, v, c);
       if (!isfinite(y1))
         return tempo_set_error(TEMPO_STATUS_VERIFY_FAILED, "shield check: non-finite value in result row %d of (%d, %d)",
                                i, r, c);

@@ -67,15 +67,6 @@ void tempo_shield_fused_begin(tempo_shield_fused *f, uint64_t rng_seed, const do
   f->dw_ready = training;
 }
 
-static double dot(const double *a, const double *b, int n) {
-  double s[4] = {0, 0, 0, 0};
-  int j = 0;
-  for (; j + 4 <= n; j += 4)
-    for (int q = 0; q < 4; q++) s[q] += a[j + q] * b[j + q];
-  for (; j < n; j++) s[0] += a[j] * b[j];
-  return (s[0] + s[1]) + (s[2] + s[3]);
-}
-
 bool tempo_shield_fused_check_y(const tempo_shield_fused *f, bool x_masked, bool w_masked, int lo, int hi,
                                 const double *y) {
   if (!f->forward_ready || lo < 0 || hi > f->m || lo > hi) return false;
@@ -87,7 +78,7 @@ bool tempo_shield_fused_check_y(const tempo_shield_fused *f, bool x_masked, bool
                  *yb = f->yb + ((size_t)q * 4 + comb) * m;
     const double tiny = (double)n * (double)p * f->vmax[q] * 0x1p-1022;
     for (int i = lo; i < hi; i++) {
-      const double y1 = dot(y + (size_t)(i - lo) * p, v, p);
+      const double y1 = tempo_shield_dot(y + (size_t)(i - lo) * p, v, p);
       if (!isfinite(y1)) {
         tempo_set_error(TEMPO_STATUS_VERIFY_FAILED, "shield check: non-finite value in result row %d of (%d, %d)", i, m,
                         p);
@@ -120,16 +111,11 @@ bool tempo_shield_fused_check_dw(const tempo_shield_fused *f, bool x_masked, boo
       const int nj = p - j0 < CH ? p - j0 : CH;
       for (int j = 0; j < nj; j++) lhs[j] = rhs[j] = bnd[j] = 0;
       if (w_trans) /* dW' (p, n): row j dotted with u */
-        for (int j = 0; j < nj; j++) lhs[j] = dot(dw + (size_t)(j0 + j) * n, u, n);
+        for (int j = 0; j < nj; j++) lhs[j] = tempo_shield_dot(dw + (size_t)(j0 + j) * n, u, n);
       else /* dW' (n, p): u^T dW', swept by rows */
-        for (int l = 0; l < n; l++) {
-          const double *r = dw + (size_t)l * p + j0, ul = u[l];
-          for (int j = 0; j < nj; j++) lhs[j] += ul * r[j];
-        }
-      for (int i = 0; i < rows; i++) { /* (X_s u)^T dY_s and its bound */
-        const double *d = dys + (size_t)i * p + j0, g = xu[lo + i], gb = xub[lo + i];
-        for (int j = 0; j < nj; j++) rhs[j] += g * d[j], bnd[j] += gb * fabs(d[j]);
-      }
+        for (int l = 0; l < n; l++) tempo_shield_axpy(nj, u[l], dw + (size_t)l * p + j0, lhs);
+      for (int i = 0; i < rows; i++) /* (X_s u)^T dY_s and its bound */
+        tempo_shield_axpy2(nj, dys + (size_t)i * p + j0, xu[lo + i], xub[lo + i], rhs, bnd);
       for (int j = 0; j < nj; j++) {
         if (!isfinite(lhs[j])) {
           tempo_set_error(TEMPO_STATUS_VERIFY_FAILED, "shield dW' check: non-finite value in column %d", j0 + j);

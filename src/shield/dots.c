@@ -1,0 +1,118 @@
+/* dots.c - the float64 dot and axpy kernels of shield's checks (fused.h): AVX2 with FMA where
+ * the CPU has them, portable C elsewhere. The checks' bounds hold for any evaluation order of
+ * a sum (tempo_shield_verify64), so the vector forms' order needs no bound of its own. */
+#include <math.h>
+
+#include "fused.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define DOTS_X86 1
+#endif
+
+static double dot_c(const double *a, const double *b, int n) {
+  double s[4] = {0, 0, 0, 0};
+  int j = 0;
+  for (; j + 4 <= n; j += 4)
+    for (int q = 0; q < 4; q++) s[q] += a[j + q] * b[j + q];
+  for (; j < n; j++) s[0] += a[j] * b[j];
+  return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+static void dot2_c(const double *row, int n, const double *x, const double *xb, double *ys, double *yb) {
+  double s[4] = {0, 0, 0, 0}, b[4] = {0, 0, 0, 0};
+  int j = 0;
+  for (; j + 4 <= n; j += 4)
+    for (int q = 0; q < 4; q++) s[q] += row[j + q] * x[j + q], b[q] += fabs(row[j + q]) * xb[j + q];
+  for (; j < n; j++) s[0] += row[j] * x[j], b[0] += fabs(row[j]) * xb[j];
+  *ys = (s[0] + s[1]) + (s[2] + s[3]);
+  *yb = (b[0] + b[1]) + (b[2] + b[3]);
+}
+
+static void axpy2_c(int n, const double *m, double a, double ab, double *y, double *yb) {
+  for (int i = 0; i < n; i++) y[i] += a * m[i], yb[i] += ab * fabs(m[i]);
+}
+
+static void axpy_c(int n, double a, const double *x, double *y) {
+  for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+#if DOTS_X86
+#define AVX2 __attribute__((target("avx2,fma")))
+AVX2 static double hsum(__m256d a) {
+  __m128d s = _mm_add_pd(_mm256_castpd256_pd128(a), _mm256_extractf128_pd(a, 1));
+  return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+}
+
+AVX2 static __m256d absv(__m256d x) {
+  return _mm256_and_pd(x, _mm256_castsi256_pd(_mm256_set1_epi64x(0x7fffffffffffffffLL)));
+}
+
+AVX2 static double dot_avx2(const double *a, const double *b, int n) {
+  __m256d s0 = _mm256_setzero_pd(), s1 = s0, s2 = s0, s3 = s0;
+  int j = 0;
+  for (; j + 16 <= n; j += 16) {
+    s0 = _mm256_fmadd_pd(_mm256_loadu_pd(a + j), _mm256_loadu_pd(b + j), s0);
+    s1 = _mm256_fmadd_pd(_mm256_loadu_pd(a + j + 4), _mm256_loadu_pd(b + j + 4), s1);
+    s2 = _mm256_fmadd_pd(_mm256_loadu_pd(a + j + 8), _mm256_loadu_pd(b + j + 8), s2);
+    s3 = _mm256_fmadd_pd(_mm256_loadu_pd(a + j + 12), _mm256_loadu_pd(b + j + 12), s3);
+  }
+  for (; j + 4 <= n; j += 4) s0 = _mm256_fmadd_pd(_mm256_loadu_pd(a + j), _mm256_loadu_pd(b + j), s0);
+  double s = hsum(_mm256_add_pd(_mm256_add_pd(s0, s1), _mm256_add_pd(s2, s3)));
+  for (; j < n; j++) s += a[j] * b[j];
+  return s;
+}
+
+AVX2 static void dot2_avx2(const double *row, int n, const double *x, const double *xb, double *ys, double *yb) {
+  __m256d s0 = _mm256_setzero_pd(), s1 = s0, b0 = s0, b1 = s0;
+  int j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m256d r0 = _mm256_loadu_pd(row + j), r1 = _mm256_loadu_pd(row + j + 4);
+    s0 = _mm256_fmadd_pd(r0, _mm256_loadu_pd(x + j), s0);
+    s1 = _mm256_fmadd_pd(r1, _mm256_loadu_pd(x + j + 4), s1);
+    b0 = _mm256_fmadd_pd(absv(r0), _mm256_loadu_pd(xb + j), b0);
+    b1 = _mm256_fmadd_pd(absv(r1), _mm256_loadu_pd(xb + j + 4), b1);
+  }
+  double s = hsum(_mm256_add_pd(s0, s1)), b = hsum(_mm256_add_pd(b0, b1));
+  for (; j < n; j++) s += row[j] * x[j], b += fabs(row[j]) * xb[j];
+  *ys = s, *yb = b;
+}
+
+AVX2 static void axpy2_avx2(int n, const double *m, double a, double ab, double *y, double *yb) {
+  const __m256d va = _mm256_set1_pd(a), vb = _mm256_set1_pd(ab);
+  int i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const __m256d x = _mm256_loadu_pd(m + i);
+    _mm256_storeu_pd(y + i, _mm256_fmadd_pd(va, x, _mm256_loadu_pd(y + i)));
+    _mm256_storeu_pd(yb + i, _mm256_fmadd_pd(vb, absv(x), _mm256_loadu_pd(yb + i)));
+  }
+  for (; i < n; i++) y[i] += a * m[i], yb[i] += ab * fabs(m[i]);
+}
+
+AVX2 static void axpy_avx2(int n, double a, const double *x, double *y) {
+  const __m256d va = _mm256_set1_pd(a);
+  int i = 0;
+  for (; i + 4 <= n; i += 4) _mm256_storeu_pd(y + i, _mm256_fmadd_pd(va, _mm256_loadu_pd(x + i), _mm256_loadu_pd(y + i)));
+  for (; i < n; i++) y[i] += a * x[i];
+}
+
+static bool have_avx2(void) {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+#define PICK(vec, c) (have_avx2() ? (vec) : (c))
+#else
+#define PICK(vec, c) (c)
+#endif
+
+double tempo_shield_dot(const double *a, const double *b, int n) { return PICK(dot_avx2, dot_c)(a, b, n); }
+
+void tempo_shield_dot2(const double *row, int n, const double *x, const double *xb, double *ys, double *yb) {
+  PICK(dot2_avx2, dot2_c)(row, n, x, xb, ys, yb);
+}
+
+void tempo_shield_axpy2(int n, const double *m, double a, double ab, double *y, double *yb) {
+  PICK(axpy2_avx2, axpy2_c)(n, m, a, ab, y, yb);
+}
+
+void tempo_shield_axpy(int n, double a, const double *x, double *y) { PICK(axpy_avx2, axpy_c)(n, a, x, y); }
