@@ -143,6 +143,27 @@ static void test_expand64(void **state) {
     f1 += q - floor(q);
   }
   assert_true(fabs(f1 / N - 0.5) < 0.01); /* a lattice would give mean fractional part ~0 */
+  /* drawn in odd pieces (the scalar path for values off a block boundary, the vector one for
+   * whole blocks) the stream gives the same doubles as in one piece */
+  tempo_shield_stream st;
+  tempo_shield_stream_init(&st, seed, 3.0, true);
+  for (size_t at = 0, piece = 1; at < N; at += piece, piece = piece * 3 % 1000 + 1)
+    tempo_shield_draw64(&st, b + at, at + piece > N ? N - at : piece);
+  tempo_shield_stream_wipe(&st);
+  assert_memory_equal(a, b, N * 8);
+  /* the layout: value v of a chunk is ((sum of u_k - 2^33) + u_4 2^-32) scale with u_k =
+   * word 5 L (v / L) + L k + v % L, L = TEMPO_SHIELD_F64_LANES */
+  tempo_shield_stream_init(&st, seed, 3.0, true);
+  tempo_shield_stream_refill(&st);
+  const int L = TEMPO_SHIELD_F64_LANES;
+  for (int v = 0; v < st.have; v += v < 20 ? 1 : 97) {
+    const uint32_t *u = st.buf + 5 * L * (v / L) + v % L;
+    const double want = ((double)((int64_t)u[0] + u[L] + u[2 * L] + u[3 * L] - ((int64_t)1 << 33)) +
+                         (double)u[4 * L] * 0x1p-32) * st.scale;
+    if (want != a[v]) fail_msg("value %d: %.17g, the layout gives %.17g", v, a[v], want);
+  }
+  assert_int_equal(st.have, 816);
+  tempo_shield_stream_wipe(&st);
   free(a), free(b);
 }
 

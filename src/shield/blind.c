@@ -13,14 +13,23 @@
  * two shares once. Master side only (it reads keys). */
 #include <math.h>
 #include <sodium.h>
+#include <stdint.h>
 #include <string.h>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define BL_X86 1
+#endif
+
+#include "core/prefetch.h"
 #include "fused.h"
 #include "mask_stream.h"
 #include "tempo/obf.h"
 #include "tempo/shield.h"
 
 #define CHUNK 256 /* mask values drawn at a time */
+#define PREFETCH_ROWS 8           /* a permuted source row is asked for this many rows ahead */
+#define PREFETCH_MAX_BYTES 16384  /* longer rows stream well enough on their own */
 
 tempo_shield_gather tempo_shield_gather_of(const tempo_obf_key *k, int operand, bool w_trans) {
   tempo_shield_gather g = {0};
@@ -34,25 +43,68 @@ tempo_shield_gather tempo_shield_gather_of(const tempo_obf_key *k, int operand, 
   return g;
 }
 
+/* One chunk of a row of both shares: dm_j = rc_j (src[ci_j] + r_j), dr_j = rc_j r_j with
+ * rc_j = rsi cs_j, each product and sum rounded once as written (no contraction), so every
+ * form gives the same doubles. */
+static void gather_row_c(const float *src, const uint32_t *ci, const float *cs, double rsi, const double *r, int n,
+                         double *dm, double *dr) {
+  for (int j = 0; j < n; j++) {
+    const double rc = rsi * (double)cs[j];
+    dm[j] = rc * ((double)src[ci[j]] + r[j]);
+    dr[j] = rc * r[j];
+  }
+}
+
+#if BL_X86
+__attribute__((target("avx2"))) static void gather_row_avx2(const float *src, const uint32_t *ci, const float *cs,
+                                                            double rsi, const double *r, int n, double *dm,
+                                                            double *dr) {
+  const __m256d vr = _mm256_set1_pd(rsi);
+  int j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const __m256d rc = _mm256_mul_pd(vr, _mm256_cvtps_pd(_mm_loadu_ps(cs + j)));
+    const __m256d x = _mm256_cvtps_pd(_mm_i32gather_ps(src, _mm_loadu_si128((const __m128i *)(ci + j)), 4));
+    const __m256d m = _mm256_loadu_pd(r + j);
+    _mm256_storeu_pd(dm + j, _mm256_mul_pd(rc, _mm256_add_pd(x, m)));
+    _mm256_storeu_pd(dr + j, _mm256_mul_pd(rc, m));
+  }
+  gather_row_c(src, ci + j, cs + j, rsi, r + j, n - j, dm + j, dr + j);
+}
+#endif
+
+typedef void (*gather_row_fn)(const float *, const uint32_t *, const float *, double, const double *, int, double *,
+                              double *);
+static gather_row_fn pick_gather_row(void) {
+#if BL_X86
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx2")) return gather_row_avx2;
+#endif
+  return gather_row_c;
+}
+
 void tempo_shield_blind64(const tempo_obf_key *k, int operand, bool w_trans, const uint8_t seed[TEMPO_SHIELD_SEED_BYTES],
                           double sigma, const float *A, double *masked, double *mask, const tempo_shield_rowdots *rd) {
   const tempo_shield_gather g = tempo_shield_gather_of(k, operand, w_trans);
+  const gather_row_fn gather_row = pick_gather_row();
   tempo_shield_stream st;
   tempo_shield_stream_init(&st, seed, sigma, true);
   double r[CHUNK];
+  const size_t row_bytes = (size_t)g.cols * sizeof *A;
   for (int i = 0; i < g.rows; i++) {
     const float *src = A + (size_t)(g.ri ? g.ri[i] : (uint32_t)i) * g.cols;
     double *dm = masked + (size_t)i * g.cols, *dr = mask + (size_t)i * g.cols;
     const double rsi = g.rs ? g.rs[i] : 1.0;
+    if (g.ri && i + PREFETCH_ROWS < g.rows && row_bytes <= PREFETCH_MAX_BYTES) {
+      /* the permuted rows come from anywhere in A: ask for a later one while this one is blinded */
+      const char *ahead = (const char *)(A + (size_t)g.ri[i + PREFETCH_ROWS] * g.cols);
+      for (size_t b = 0; b < row_bytes; b += 64) tempo_prefetch_l2(ahead + b);
+      tempo_prefetch_l2(ahead + row_bytes - 1);
+    }
     for (int j0 = 0; j0 < g.cols; j0 += CHUNK) {
       const int nj = g.cols - j0 < CHUNK ? g.cols - j0 : CHUNK;
       tempo_shield_draw64(&st, r, (size_t)nj);
       if (g.ri)
-        for (int j = 0; j < nj; j++) {
-          const double rc = rsi * (double)g.cs[j0 + j];
-          dm[j0 + j] = rc * ((double)src[g.ci[j0 + j]] + r[j]);
-          dr[j0 + j] = rc * r[j];
-        }
+        gather_row(src, g.ci + j0, g.cs + j0, rsi, r, nj, dm + j0, dr + j0);
       else
         for (int j = 0; j < nj; j++) dm[j0 + j] = (double)src[j0 + j] + r[j], dr[j0 + j] = r[j];
     }

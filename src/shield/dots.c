@@ -1,9 +1,8 @@
-/* dots.c - the float64 dot and axpy kernels of shield's checks (fused.h): AVX2 with FMA where
- * the CPU has them, portable C elsewhere. The checks' bounds hold for any evaluation order of
- * a sum (tempo_shield_verify64), so the vector forms' order needs no bound of its own. */
-#include <math.h>
+/* dots.c - the float64 kernels of shield's master passes and checks (dots.h). */
+#include "dots.h"
 
-#include "fused.h"
+#include <math.h>
+#include <stdbool.h>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -35,6 +34,12 @@ static void axpy2_c(int n, const double *m, double a, double ab, double *y, doub
 
 static void axpy_c(int n, double a, const double *x, double *y) {
   for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+static double sumsq_c(const float *x, size_t n) {
+  double s = 0;
+  for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+  return s;
 }
 
 #if DOTS_X86
@@ -96,6 +101,20 @@ AVX2 static void axpy_avx2(int n, double a, const double *x, double *y) {
   for (; i < n; i++) y[i] += a * x[i];
 }
 
+AVX2 static double sumsq_avx2(const float *x, size_t n) {
+  __m256d s0 = _mm256_setzero_pd(), s1 = s0, s2 = s0, s3 = s0;
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256d a = _mm256_cvtps_pd(_mm_loadu_ps(x + i)), b = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4));
+    const __m256d c = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 8)), d = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 12));
+    s0 = _mm256_fmadd_pd(a, a, s0), s1 = _mm256_fmadd_pd(b, b, s1);
+    s2 = _mm256_fmadd_pd(c, c, s2), s3 = _mm256_fmadd_pd(d, d, s3);
+  }
+  double s = hsum(_mm256_add_pd(_mm256_add_pd(s0, s1), _mm256_add_pd(s2, s3)));
+  for (; i < n; i++) s += (double)x[i] * x[i];
+  return s;
+}
+
 static bool have_avx2(void) {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
@@ -116,3 +135,5 @@ void tempo_shield_axpy2(int n, const double *m, double a, double ab, double *y, 
 }
 
 void tempo_shield_axpy(int n, double a, const double *x, double *y) { PICK(axpy_avx2, axpy_c)(n, a, x, y); }
+
+double tempo_shield_sumsq(const float *x, size_t n) { return PICK(sumsq_avx2, sumsq_c)(x, n); }

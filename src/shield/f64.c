@@ -6,6 +6,10 @@
 #include <stdint.h>
 #include <string.h>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 #include "tempo/obf.h"
 #include "tempo/rng.h"
 #include "tempo/shield.h"
@@ -16,16 +20,60 @@
  * plus a fifth 32-bit uniform below the last bit of the sum. Without it the mask would lie
  * on a lattice of spacing sqrt(3) sigma 2^-32, far coarser than the double rounding of
  * x + r (2^-52 sigma), and x modulo that lattice would show through. With it r is
- * continuous down to its own double rounding, so x + r rounds like x + (a continuous r). */
+ * continuous down to its own double rounding, so x + r rounds like x + (a continuous r).
+ *
+ * A chunk's words are laid out in blocks of TEMPO_SHIELD_F64_LANES values: word
+ * 5 L b + L k + l is uniform k of value L b + l (planes, so eight values load as five
+ * vectors). Each uniform u enters as the exact integer u - 2^31, the sum of four such is
+ * exact in a double, and (sum + u_4 2^-32) and its product with the scale are rounded once
+ * each, in the scalar and the vector form alike: both give the same doubles. */
+#define LANES TEMPO_SHIELD_F64_LANES
+
+static double value64(const uint32_t *blk, int l, double scale) {
+  const int64_t sum = (int64_t)blk[l] + blk[LANES + l] + blk[2 * LANES + l] + blk[3 * LANES + l] - ((int64_t)1 << 33);
+  return ((double)sum + (double)blk[4 * LANES + l] * 0x1p-32) * scale;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2"))) static __m256d centred(const uint32_t *u, int half) {
+  const __m128i v = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(u + 4 * half)), _mm_set1_epi32(INT32_MIN));
+  return _mm256_cvtepi32_pd(v); /* u - 2^31, exactly */
+}
+
+/* Blocks [0, nb) of buf into out (nb * LANES values). */
+__attribute__((target("avx2"))) static void blocks_avx2(const uint32_t *buf, int nb, double scale, double *out) {
+  const __m256d sc = _mm256_set1_pd(scale), lo = _mm256_set1_pd(0x1p-32), half31 = _mm256_set1_pd(0x1p31);
+  for (int b = 0; b < nb; b++, buf += 5 * LANES, out += LANES)
+    for (int h = 0; h < LANES / 4; h++) {
+      const __m256d sum = _mm256_add_pd(_mm256_add_pd(_mm256_add_pd(centred(buf, h), centred(buf + LANES, h)),
+                                                      centred(buf + 2 * LANES, h)),
+                                        centred(buf + 3 * LANES, h));
+      const __m256d u4 = _mm256_add_pd(centred(buf + 4 * LANES, h), half31); /* exact */
+      _mm256_storeu_pd(out + 4 * h, _mm256_mul_pd(_mm256_add_pd(sum, _mm256_mul_pd(u4, lo)), sc));
+    }
+}
+#endif
+
 void tempo_shield_draw64(tempo_shield_stream *s, double *out, size_t n) {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  const bool avx2 = __builtin_cpu_supports("avx2");
+#endif
   while (n > 0) {
     if (s->pos == s->have) tempo_shield_stream_refill(s);
     size_t k = (size_t)(s->have - s->pos);
     if (k > n) k = n;
-    const uint32_t *u = s->buf + 5 * (size_t)s->pos;
-    for (size_t i = 0; i < k; i++, u += 5) {
-      const int64_t sum = (int64_t)u[0] + u[1] + u[2] + u[3] - ((int64_t)1 << 33);
-      out[i] = ((double)sum + (double)u[4] * 0x1p-32) * s->scale;
+    size_t i = 0;
+#if defined(__x86_64__)
+    if (avx2 && s->pos % LANES == 0 && k >= LANES) { /* whole blocks */
+      const int nb = (int)(k / LANES);
+      blocks_avx2(s->buf + 5 * (size_t)s->pos, nb, s->scale, out);
+      i = (size_t)nb * LANES;
+    }
+#endif
+    for (; i < k; i++) {
+      const int v = s->pos + (int)i;
+      out[i] = value64(s->buf + 5 * (size_t)(v - v % LANES), v % LANES, s->scale);
     }
     s->pos += (int)k, out += k, n -= k;
   }

@@ -20,6 +20,7 @@
 #include "tempo/common.h"
 #include "tempo/obf.h"
 #include "tempo/rng.h"
+#include "dots.h"
 
 #define TEMPO_SHIELD_FUSED_ROUNDS 2 /* check rounds the fused checks handle (more: unfused) */
 #define TEMPO_SHIELD_ROWDOTS (3 * TEMPO_SHIELD_FUSED_ROUNDS)
@@ -68,13 +69,5 @@ double tempo_shield_check_vector(tempo_rng *rng, double *v, double *vabs, int n)
  * (cols, rows) (f64.c). */
 void tempo_shield_matvec64(int rows, int cols, const double *M, bool trans, const double *x, const double *xb,
                            double *y, double *yb);
-
-/* The kernels of the checks (dots.c; AVX2 with FMA where the CPU has them, any summation
- * order being covered by the bounds): a . b (n); *ys = row . x and *yb = |row| . xb (n);
- * y += a m and yb += ab |m| (n); y += a x (n). */
-double tempo_shield_dot(const double *a, const double *b, int n);
-void tempo_shield_dot2(const double *row, int n, const double *x, const double *xb, double *ys, double *yb);
-void tempo_shield_axpy2(int n, const double *m, double a, double ab, double *y, double *yb);
-void tempo_shield_axpy(int n, double a, const double *x, double *y);
 
 #endif

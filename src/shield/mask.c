@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "tempo/shield.h"
+#include "dots.h"
 #include "mask_stream.h"
 
 /* role:            A      B      C      D
@@ -52,7 +53,8 @@ void tempo_shield_stream_init(tempo_shield_stream *s, const uint8_t seed[TEMPO_S
 }
 
 /* The next chunk of key stream: float32 values take four words (1024 per chunk), float64
- * ones five (819, the last word unused); the float64 stream has its own nonce. */
+ * ones five, in blocks of TEMPO_SHIELD_F64_LANES values (816 per chunk, the last 16 words
+ * unused; f64.c); the float64 stream has its own nonce. */
 void tempo_shield_stream_refill(tempo_shield_stream *s) {
   enum { AES_BLOCKS = sizeof s->buf / 16 };
   if (s->aes != TEMPO_AESCTR_NONE && s->ic + AES_BLOCKS > ((uint64_t)1 << 32)) { /* never reuse a counter */
@@ -70,7 +72,8 @@ void tempo_shield_stream_refill(tempo_shield_stream *s) {
     s->ic += sizeof s->buf / 64;
   }
   s->pos = 0;
-  s->have = s->f64 ? (TEMPO_SHIELD_STREAM_WORDS - 1) / 5 : TEMPO_SHIELD_STREAM_WORDS / 4;
+  s->have = s->f64 ? TEMPO_SHIELD_STREAM_WORDS / (5 * TEMPO_SHIELD_F64_LANES) * TEMPO_SHIELD_F64_LANES
+                   : TEMPO_SHIELD_STREAM_WORDS / 4;
 }
 
 void tempo_shield_draw32(tempo_shield_stream *s, float *out, size_t n) {
@@ -99,9 +102,7 @@ void tempo_shield_expand(const uint8_t seed[TEMPO_SHIELD_SEED_BYTES], float sigm
 
 double tempo_shield_rms(const float *x, size_t n) {
   if (n == 0) return 0;
-  double s = 0;
-  for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
-  return sqrt(s / (double)n);
+  return sqrt(tempo_shield_sumsq(x, n) / (double)n);
 }
 
 float tempo_shield_sigma(double alpha, double rms) {

@@ -22,6 +22,7 @@
 #include "tempo/shield.h"
 
 #define TEMPO_SHIELD_STREAM_WORDS 4096 /* uint32 words of key stream per chunk (16 KiB) */
+#define TEMPO_SHIELD_F64_LANES 8       /* float64 values per block of five word planes (f64.c) */
 
 typedef struct {
   const uint8_t *seed; /* borrowed, TEMPO_SHIELD_SEED_BYTES */
