@@ -370,6 +370,39 @@ static void test_fused_checks(void **state) {
       dW[5] = NAN;
       assert_false(tempo_shield_fused_check_dw(&f, mx, wt, 0, M, D, dW, 1));
     }
+    /* the backward's dX' check inside the combine: sums formed in the dY pass */
+    tempo_shield_fused_begin_dx(&f, 91 + wt, wsh[0], wsh[1], wt, &rd);
+    assert_int_equal(rd.count, 4);
+    tempo_shield_blind64(&k, TEMPO_SHIELD_OPERAND_DY, false, seed, 100.0, dY, dys[0], dys[1], &rd);
+    double *dx[TEMPO_SHIELD_ROLES], dscale = 0;
+    for (int role = 0; role < TEMPO_SHIELD_ROLES; role++) {
+      const double *B = wsh[tempo_shield_role_masked_w(role) ? 0 : 1], *D = dys[tempo_shield_role_masked_dy(role) ? 0 : 1];
+      dx[role] = malloc(M * N * 8);
+      for (int i = 0; i < M; i++)
+        for (int l = 0; l < N; l++) {
+          double sum = 0;
+          for (int j = 0; j < P; j++) sum += D[i * P + j] * (wt ? B[j * N + l] : B[l * P + j]);
+          dx[role][i * N + l] = sum, dscale = fmax(dscale, fabs(sum));
+        }
+    }
+    float *out = malloc(M * N * 4);
+    assert_int_equal(tempo_shield_fused_combine_dx(&f, (const double *const *)dx, out), -1);
+    for (int i = 0; i < M * N; i++) { /* the sum of the combine without checks, bit for bit */
+      const float want = (float)(((tempo_shield_sign_dx(0) * dx[0][i] + tempo_shield_sign_dx(1) * dx[1][i]) +
+                                  tempo_shield_sign_dx(2) * dx[2][i]) +
+                                 tempo_shield_sign_dx(3) * dx[3][i]);
+      if (out[i] != want) fail_msg("dX element %d: %.9g, the combine gives %.9g", i, out[i], want);
+    }
+    for (int role = 0; role < TEMPO_SHIELD_ROLES; role++) {
+      const double keep = dx[role][11 * N + 7];
+      dx[role][11 * N + 7] += 1e-9 * dscale;
+      assert_int_equal(tempo_shield_fused_combine_dx(&f, (const double *const *)dx, out), role);
+      dx[role][11 * N + 7] = NAN;
+      assert_int_equal(tempo_shield_fused_combine_dx(&f, (const double *const *)dx, out), role);
+      dx[role][11 * N + 7] = keep;
+    }
+    for (int role = 0; role < TEMPO_SHIELD_ROLES; role++) free(dx[role]);
+    free(out);
   }
   tempo_shield_fused_free(&f);
   free(X), free(W), free(dY), free(xs[0]), free(xs[1]), free(wsh[0]), free(wsh[1]), free(dys[0]), free(dys[1]);

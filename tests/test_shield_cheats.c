@@ -96,6 +96,36 @@ static void test_each_cheat(void **state) {
   }
 }
 
+/* Cheats on backward replies only (every second request from the first backward): a wrong
+ * dX' share is caught inside the master's combine (the dX' check runs there when every role
+ * is one block), its role is recomputed on the spare and the combine runs again; a wrong dW'
+ * is caught on arrival. Every product is still right and the cheater is evicted after 3. */
+static void test_backward_cheats(void **state) {
+  (void)state;
+  tempo_rng r;
+  tempo_rng_seed(&r, 11, 0);
+  const tempo_fault_kind kinds[] = {TEMPO_FAULT_WRONG_ELEMENT, TEMPO_FAULT_SCALE, TEMPO_FAULT_ZERO};
+  for (size_t ki = 0; ki < sizeof kinds / sizeof kinds[0]; ki++)
+    for (int cheater = 0; cheater < 5; cheater += kinds[ki] == TEMPO_FAULT_WRONG_ELEMENT ? 1 : 5) {
+      tempo_mm *mm = make(5);
+      tempo_transport *tr = tempo_mm_test_transport(mm);
+      tempo_worker_fault f = {.kind = kinds[ki], .start = 1, .period = 2};
+      tempo_transport_inproc_set_fault(tr, cheater, &f);
+      for (int it = 0; it < 6; it++) assert_int_equal(one_product(mm, &r, true), TEMPO_STATUS_OK);
+      tempo_mm_stats st;
+      tempo_mm_stats_run(mm, &st);
+      const uint64_t injected = tempo_transport_inproc_faults(tr, cheater);
+      if (injected != 3 || st.verify_failures != 3 || st.evictions != 1 || st.recomputed != 3 ||
+          tempo_mm_live_workers(mm) != 4)
+        fail_msg("%s on worker %d's backward replies: injected %llu verify failures %llu evictions %llu recomputed %llu "
+                 "live %d",
+                 tempo_fault_name(kinds[ki]), cheater, (unsigned long long)injected,
+                 (unsigned long long)st.verify_failures, (unsigned long long)st.evictions,
+                 (unsigned long long)st.recomputed, tempo_mm_live_workers(mm));
+      tempo_mm_free(mm);
+    }
+}
+
 static void test_no_spare(void **state) {
   (void)state;
   tempo_rng r;
@@ -112,6 +142,7 @@ static void test_no_spare(void **state) {
 }
 
 int main(void) {
-  const struct CMUnitTest tests[] = {cmocka_unit_test(test_each_cheat), cmocka_unit_test(test_no_spare)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_each_cheat), cmocka_unit_test(test_backward_cheats),
+                                     cmocka_unit_test(test_no_spare)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -303,8 +303,10 @@ static void take_instances(tempo_scheme *sc, const tempo_product *pr, int lo, in
   sc->bytes += decode(pr, lo, hi, y_or_dx, dw);
 }
 
-static void finish(tempo_scheme *sc, const tempo_product *pr, const void *const *res, const void *const *dw) {
+static int finish(tempo_scheme *sc, const void *state, const tempo_product *pr, const void *const *res,
+                  const void *const *dw) {
   sc->bytes += decode(pr, 0, pr->sh->batch, res[0], dw[0]);
+  return -1; /* its checks all ran on arrival */
 }
 
 /* Rows [lo, hi) of a batch-1 forward's Y' against the checks encode formed. */

@@ -64,6 +64,7 @@ typedef struct {
    * transport's message) and read in place by the combine instead of copied into res/resw */
   tempo_in_msg kept[MAX_SHARES];
   const void *kres[MAX_SHARES], *kdw[MAX_SHARES]; /* in kept[share]: Y' or dX', and dW' (NULL: none) */
+  bool dx_deferred; /* the scheme checks dX' in finish (scheme.h): consume does not */
 } round_ctx;
 
 struct tempo_engine {
@@ -376,7 +377,8 @@ static bool consume(tempo_engine *e, round_ctx *c, task *t, const tempo_msg_head
     if (!c->pr.backward) {
       ok = e->sc->ops->check_forward(e->sc, s->ss, &c->pr, lo, hi, pay);
     } else {
-      if (c->want_dx)
+      const bool deferred = c->dx_deferred && keeps_reply(c, b, t->unit) && c->base.msg && c->base.msg->token;
+      if (c->want_dx && !deferred)
         ok = dx_in_dec ? e->sc->ops->check_take_dx(e->sc, s->ss, &c->pr, lo, hi, dxr)
                        : check(e, rows, p, n, dyb, false, wb, !wt, dxr, s->k.keys[0].identity ? NULL : s->k.keys[0].dn.coef_p);
       if (ok && checks_dw) {
@@ -660,13 +662,30 @@ static void init_tasks(task *tasks, int nblocks) {
 
 /* The scheme's finish on the gathered results (rows_taken: Y' / dX' went to take_rows),
  * timed as unblinding. */
-static void finish(tempo_engine *e, const round_ctx *c, const void *const *dw) {
+static int finish(tempo_engine *e, const round_ctx *c, const void *const *dw) {
   const void *res[MAX_SHARES], *dws[MAX_SHARES];
   for (int i = 0; i < e->sc->shares; i++)
     res[i] = c->rows_direct ? NULL : c->kres[i] ? c->kres[i] : res_of(e, i), dws[i] = dw ? dw[i] : NULL;
   const double t0 = tempo_now();
-  e->sc->ops->finish(e->sc, &c->pr, res, dws);
+  const int bad = e->sc->ops->finish(e->sc, c->s->ss, &c->pr, res, dws);
   e->r.st.t_unblind += tempo_now() - t0;
+  return bad;
+}
+
+/* A backward's finish with dX' checked inside the combine: while a share fails, its worker is
+ * charged and its block recomputed on another (as a check on arrival would), and finish runs
+ * again on the new reply. */
+static tempo_status finish_checked(tempo_engine *e, round_ctx *c, const void **dw) {
+  for (;;) {
+    const int bad = finish(e, c, dw);
+    if (bad < 0) return TEMPO_STATUS_OK;
+    task *t = &c->base.tasks[c->s->first[bad]]; /* one block per share when deferred */
+    tempo_status st = on_failure(&c->base, t, t->worker, TEMPO_WHY_VERIFY);
+    if (!st) st = tempo_rounds_collect(&e->r, &c->base, tempo_now());
+    if (st) return st;
+    for (int i = 0; i < e->sc->shares; i++) /* a recomputed reply replaced its share's kept one */
+      if (c->kdw[i]) dw[i] = c->kdw[i];
+  }
 }
 
 tempo_status tempo_engine_forward(tempo_engine *e, int slot, unsigned kind, const tempo_mm_shape *sh,
@@ -700,7 +719,7 @@ tempo_status tempo_engine_forward(tempo_engine *e, int slot, unsigned kind, cons
   init_tasks(tasks, s->nblocks);
   c.base.tasks = tasks;
   st = run_round(e, &c, plan);
-  if (!st && !direct) finish(e, &c, NULL);
+  if (!st && !direct) (void)finish(e, &c, NULL); /* a forward's checks all ran on arrival */
   give_back_kept(e, &c);
   if (st) return st;
   e->r.st.decryptions += (uint64_t)sh->batch;
@@ -824,11 +843,17 @@ tempo_status tempo_engine_backward(tempo_engine *e, int slot, const tempo_mm_sha
   tempo_status st;
   if ((st = get_site(e, slot, &s)) || (st = tempo_site_keys_backward_check(&s->k, sh))) return st;
   if (!dX && !dW) return TEMPO_STATUS_OK;
+  /* dX' checked in the scheme's combine: a batch-1 dX whose shares are one block each (the
+   * scheme's prepare clears it when its state cannot) */
+  bool one_block = e->sc->shares > 1;
+  for (int i = 0; i < e->sc->shares; i++) one_block = one_block && s->first[i + 1] - s->first[i] == 1;
+  e->sc->dx_deferred = e->sc->dx_in_finish && dX && sh->batch == 1 && one_block && e->cfg.verify_rounds > 0;
   if ((st = e->sc->ops->prepare(e->sc, &s->ss, sh, true))) return st;
   const bool direct = sh->batch > 1 && e->sc->shares == 1 && e->sc->ops->take_instances;
   if (!direct && (st = prepare_gather(e, sh, max_share_blocks(e, s)))) return st;
   round_ctx c = {.base = {.ntasks = s->nblocks}, .s = s, .want_dx = dX != NULL, .want_dw = dW != NULL,
                  .direct = direct, .may_reduce = true, .rows_direct = rows_direct(e, sh),
+                 .dx_deferred = e->sc->dx_deferred,
                  .pr = {.backward = true, .sh = &s->k.shape, .keys = s->k.keys, .dY = dY, .dX = dX, .dW = dW,
                         .accum = flags, .mixed = s->mixed}};
   if (!direct && (st = encode_range(e, &c, 0, sh->batch))) return st;
@@ -851,9 +876,10 @@ tempo_status tempo_engine_backward(tempo_engine *e, int slot, const tempo_mm_sha
   if (!direct) {
     if (dW && sh->batch > 1)
       for (int i = 0; i < e->sc->shares; i++) dw[i] = c.kdw[i] ? c.kdw[i] : resw_of(e, i);
-    finish(e, &c, dw);
+    st = finish_checked(e, &c, dw);
   }
   give_back_kept(e, &c);
+  if (st) return st;
   e->r.st.decryptions += outs * (uint64_t)sh->batch;
   e->r.st.products += outs * (uint64_t)sh->batch;
   return TEMPO_STATUS_OK;

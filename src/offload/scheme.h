@@ -65,9 +65,13 @@ typedef struct {
    * other blocks are still being computed. dW' partials are gathered all the same. */
   void (*take_rows)(tempo_scheme *sc, const tempo_product *pr, int lo, int hi, const void *y_or_dx);
   /* After the round: res[s] is share s's whole Y' or dX' (NULL: taken by take_rows), dw[s]
-   * its whole dW' (NULL when not asked), gathered by the engine; combines the shares and
-   * decodes into pr's outputs. Not called when take_instances took everything. */
-  void (*finish)(tempo_scheme *sc, const tempo_product *pr, const void *const *res, const void *const *dw);
+   * its whole dW' (NULL when not asked), gathered by the engine or its reply; combines the
+   * shares and decodes into pr's outputs. Not called when take_instances took everything.
+   * Returns -1, or with dx_deferred set the share whose dX' failed the check inside the
+   * combine: then nothing was decoded (the error is set) and the engine recomputes that
+   * share and calls finish again. */
+  int (*finish)(tempo_scheme *sc, const void *state, const tempo_product *pr, const void *const *res,
+                const void *const *dw);
   /* Optional (used when fused_forward is set, batch-1 products only): checks rows [lo, hi)
    * of a forward's Y', the payload y, against what encode formed while blinding (X'(W'v)
    * inside the X' pass). False when it fails. */
@@ -106,6 +110,10 @@ struct tempo_scheme {
                              * engine sets it before each check_dw (tempo_verify_left's `parts`) */
   int share;                /* the share whose result check_forward / check_dw check: the engine sets
                              * it before each call (0 for single-share schemes) */
+  bool dx_in_finish;        /* finish can check a batch-1 backward's dX' shares inside its combine */
+  bool dx_deferred;         /* set by the engine before a backward's prepare (cleared by prepare when
+                             * it cannot): encode forms that check's sums in the dY pass, the engine
+                             * does not check dX' on arrival, finish does (above) */
 };
 
 /* Plain (identity keys: Enc/Dec are copies) or tempo (fresh keys per product) on float32. */

@@ -42,6 +42,14 @@ static double sumsq_c(const float *x, size_t n) {
   return s;
 }
 
+static void combine4_dots_c(const double *a, const double *b, const double *c, const double *d, const double *sg,
+                            int n, const double *x, int rounds, float *out, double (*y1)[4]) {
+  const double *row[4] = {a, b, c, d};
+  for (int j = 0; j < n; j++) out[j] = (float)(((sg[0] * a[j] + sg[1] * b[j]) + sg[2] * c[j]) + sg[3] * d[j]);
+  for (int q = 0; q < rounds; q++)
+    for (int r = 0; r < 4; r++) y1[q][r] = dot_c(row[r], x + (size_t)q * n, n);
+}
+
 #if DOTS_X86
 #define AVX2 __attribute__((target("avx2,fma")))
 AVX2 static double hsum(__m256d a) {
@@ -115,6 +123,43 @@ AVX2 static double sumsq_avx2(const float *x, size_t n) {
   return s;
 }
 
+AVX2 static void combine4_dots_avx2(const double *a, const double *b, const double *c, const double *d,
+                                    const double *sg, int n, const double *x, int rounds, float *out,
+                                    double (*y1)[4]) {
+  const __m256d g0 = _mm256_set1_pd(sg[0]), g1 = _mm256_set1_pd(sg[1]), g2 = _mm256_set1_pd(sg[2]),
+                g3 = _mm256_set1_pd(sg[3]);
+  __m256d acc[2][4];
+  for (int q = 0; q < 2; q++)
+    for (int r = 0; r < 4; r++) acc[q][r] = _mm256_setzero_pd();
+  const double *x1 = rounds > 1 ? x + n : x;
+  int j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const __m256d va = _mm256_loadu_pd(a + j), vb = _mm256_loadu_pd(b + j), vc = _mm256_loadu_pd(c + j),
+                  vd = _mm256_loadu_pd(d + j);
+    __m256d t = _mm256_add_pd(_mm256_mul_pd(g0, va), _mm256_mul_pd(g1, vb));
+    t = _mm256_add_pd(_mm256_add_pd(t, _mm256_mul_pd(g2, vc)), _mm256_mul_pd(g3, vd));
+    _mm_storeu_ps(out + j, _mm256_cvtpd_ps(t));
+    const __m256d x0 = _mm256_loadu_pd(x + j);
+    acc[0][0] = _mm256_fmadd_pd(va, x0, acc[0][0]), acc[0][1] = _mm256_fmadd_pd(vb, x0, acc[0][1]);
+    acc[0][2] = _mm256_fmadd_pd(vc, x0, acc[0][2]), acc[0][3] = _mm256_fmadd_pd(vd, x0, acc[0][3]);
+    if (rounds > 1) {
+      const __m256d xq = _mm256_loadu_pd(x1 + j);
+      acc[1][0] = _mm256_fmadd_pd(va, xq, acc[1][0]), acc[1][1] = _mm256_fmadd_pd(vb, xq, acc[1][1]);
+      acc[1][2] = _mm256_fmadd_pd(vc, xq, acc[1][2]), acc[1][3] = _mm256_fmadd_pd(vd, xq, acc[1][3]);
+    }
+  }
+  const double *row[4] = {a, b, c, d};
+  for (int q = 0; q < rounds && q < 2; q++)
+    for (int r = 0; r < 4; r++) {
+      double s = hsum(acc[q][r]);
+      for (int k = j; k < n; k++) s += row[r][k] * (q ? x1 : x)[k];
+      y1[q][r] = s;
+    }
+  for (; j < n; j++) out[j] = (float)(((sg[0] * a[j] + sg[1] * b[j]) + sg[2] * c[j]) + sg[3] * d[j]);
+  for (int q = 2; q < rounds; q++) /* rounds beyond two: the dots on their own */
+    for (int r = 0; r < 4; r++) y1[q][r] = dot_avx2(row[r], x + (size_t)q * n, n);
+}
+
 static bool have_avx2(void) {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
@@ -137,3 +182,8 @@ void tempo_shield_axpy2(int n, const double *m, double a, double ab, double *y, 
 void tempo_shield_axpy(int n, double a, const double *x, double *y) { PICK(axpy_avx2, axpy_c)(n, a, x, y); }
 
 double tempo_shield_sumsq(const float *x, size_t n) { return PICK(sumsq_avx2, sumsq_c)(x, n); }
+
+void tempo_shield_combine4_dots(const double *a, const double *b, const double *c, const double *d, const double *sg,
+                                int n, const double *x, int rounds, float *out, double (*y1)[4]) {
+  PICK(combine4_dots_avx2, combine4_dots_c)(a, b, c, d, sg, n, x, rounds, out, y1);
+}

@@ -15,6 +15,11 @@ void tempo_shield_dot2(const double *row, int n, const double *x, const double *
 void tempo_shield_axpy2(int n, const double *m, double a, double ab, double *y, double *yb);
 /* y += a x (n) */
 void tempo_shield_axpy(int n, double a, const double *x, double *y);
+/* out_j = (float)(((sg0 a_j + sg1 b_j) + sg2 c_j) + sg3 d_j), each step rounded as written (the
+ * same floats in every form), and y1[q][r] = share_r . x_q (x: `rounds` vectors of n, back to
+ * back) for the four rows a, b, c, d (n each) */
+void tempo_shield_combine4_dots(const double *a, const double *b, const double *c, const double *d, const double *sg,
+                                int n, const double *x, int rounds, float *out, double (*y1)[4]);
 /* the sum of x_i^2 over n floats, in double */
 double tempo_shield_sumsq(const float *x, size_t n);
 

@@ -6,16 +6,19 @@
 #include <math.h>
 #include <string.h>
 
+#include "tempo/shield.h"
+
 
 #define SAFE(k, c) (TEMPO_VERIFY_SAFETY * (2.0 * ((double)(k) + (double)(c)) + 8.0) * 0x1p-53)
 
 tempo_status tempo_shield_fused_prepare(tempo_shield_fused *f, int rounds, int m, int n, int p) {
   const size_t R = (size_t)rounds;
-  const size_t need = R * (2 * (size_t)p + 2 * (size_t)n + 4 * (size_t)n + 8 * (size_t)m + 4 * (size_t)m);
+  const size_t need = R * (2 * (size_t)p + 2 * (size_t)n + 4 * (size_t)n + 8 * (size_t)m + 4 * (size_t)m) +
+                      R * (2 * (size_t)n + 4 * (size_t)p + 8 * (size_t)m); /* the dX' check's */
   tempo_status st = tempo_grow_buffer(&f->mem, &f->cap, need * sizeof(double));
   if (st) return st;
   f->rounds = rounds, f->m = m, f->n = n, f->p = p;
-  f->forward_ready = f->dw_ready = false;
+  f->forward_ready = f->dw_ready = f->dx_ready = false;
   double *q = f->mem;
   f->v = q, q += R * p;
   f->vabs = q, q += R * p;
@@ -26,7 +29,13 @@ tempo_status tempo_shield_fused_prepare(tempo_shield_fused *f, int rounds, int m
   f->y2 = q, q += 4 * R * m;
   f->yb = q, q += 4 * R * m;
   f->xu = q, q += 2 * R * m;
-  f->xub = q;
+  f->xub = q, q += 2 * R * m;
+  f->xv = q, q += R * n;
+  f->xvabs = q, q += R * n;
+  f->wtv = q, q += 2 * R * p;
+  f->wtvb = q, q += 2 * R * p;
+  f->dy2 = q, q += 4 * R * m;
+  f->dyb = q;
   return TEMPO_STATUS_OK;
 }
 
@@ -132,4 +141,61 @@ bool tempo_shield_fused_check_dw(const tempo_shield_fused *f, bool x_masked, boo
     }
   }
   return true;
+}
+
+void tempo_shield_fused_begin_dx(tempo_shield_fused *f, uint64_t rng_seed, const double *wm, const double *s,
+                                 bool w_trans, tempo_shield_rowdots *rd) {
+  const int n = f->n, p = f->p, m = f->m;
+  memset(rd, 0, sizeof *rd);
+  for (int q = 0; q < f->rounds; q++) {
+    tempo_rng rng;
+    tempo_rng_seed(&rng, rng_seed, 0x736869656478ULL + (uint64_t)q); /* the dX' vectors' own stream */
+    f->xvmax[q] = tempo_shield_check_vector(&rng, f->xv + (size_t)q * n, f->xvabs + (size_t)q * n, n);
+    for (int ws = 0; ws < 2; ws++) {
+      double *wv = f->wtv + ((size_t)q * 2 + ws) * p, *wvb = f->wtvb + ((size_t)q * 2 + ws) * p;
+      /* W^T (p x n): stored transposed unless w_trans */
+      tempo_shield_matvec64(p, n, ws ? s : wm, !w_trans, f->xv + (size_t)q * n, f->xvabs + (size_t)q * n, wv, wvb);
+      const int k = rd->count++;
+      rd->vec[k] = wv, rd->vabs[k] = wvb;
+      for (int ds = 0; ds < 2; ds++) {
+        rd->ys[ds][k] = f->dy2 + (((size_t)q * 2 + ds) * 2 + ws) * m;
+        rd->yb[ds][k] = f->dyb + (((size_t)q * 2 + ds) * 2 + ws) * m;
+      }
+    }
+  }
+  f->dx_ready = true;
+}
+
+int tempo_shield_fused_combine_dx(const tempo_shield_fused *f, const double *const *share, float *out) {
+  const int n = f->n, p = f->p, m = f->m, R = f->rounds;
+  if (!f->dx_ready) {
+    tempo_set_error(TEMPO_STATUS_INTERNAL, "shield: dX' combine without its check vectors");
+    return 0;
+  }
+  const double factor = SAFE(p, n);
+  double sg[TEMPO_SHIELD_ROLES];
+  size_t comb[TEMPO_SHIELD_ROLES]; /* the role's (dY share, W share) */
+  for (int r = 0; r < TEMPO_SHIELD_ROLES; r++)
+    sg[r] = tempo_shield_sign_dx(r),
+    comb[r] = (size_t)(tempo_shield_role_masked_dy(r) ? 0 : 1) * 2 + (tempo_shield_role_masked_w(r) ? 0 : 1);
+  for (int i = 0; i < m; i++) {
+    const size_t o = (size_t)i * n;
+    double y1[TEMPO_SHIELD_FUSED_ROUNDS][TEMPO_SHIELD_ROLES];
+    tempo_shield_combine4_dots(share[0] + o, share[1] + o, share[2] + o, share[3] + o, sg, n, f->xv, R, out + o, y1);
+    for (int q = 0; q < R; q++) {
+      const double tiny = (double)p * (double)n * f->xvmax[q] * 0x1p-1022;
+      for (int r = 0; r < TEMPO_SHIELD_ROLES; r++) {
+        const size_t at = ((size_t)q * 4 + comb[r]) * m + (size_t)i;
+        const double diff = fabs(y1[q][r] - f->dy2[at]), tol = factor * f->dyb[at] + tiny;
+        if (!isfinite(y1[q][r]) || !(diff <= tol)) {
+          tempo_set_error(TEMPO_STATUS_VERIFY_FAILED,
+                          "shield dX' check failed: role %d, row %d of (%d, %d) x (%d), round %d: |dX'x - dY(W^T x)| = "
+                          "%.3g > %.3g",
+                          r, i, m, n, p, q, diff, tol);
+          return r;
+        }
+      }
+    }
+  }
+  return -1;
 }

@@ -43,6 +43,13 @@ typedef struct {
   double *wv, *wvb;             /* [q][w share 0 = W'', 1 = S] x n */
   double *y2, *yb;              /* [q][x share][w share] x m: X_s (W_s v), |X_s| (|W_s| |v|) */
   double *xu, *xub;             /* [q][x share] x m: X_s u, |X_s| |u| */
+  /* the backward's dX' check (tempo_shield_fused_begin_dx): right vectors x (n per round),
+   * W_s^T x (p per round and W share), and per row of dY** and T their dots with it */
+  bool dx_ready;
+  double *xv, *xvabs;           /* rounds x n */
+  double xvmax[TEMPO_SHIELD_FUSED_ROUNDS];
+  double *wtv, *wtvb;           /* [q][w share] x p: W_s^T x, |W_s^T| |x| */
+  double *dy2, *dyb;            /* [q][dy share][w share] x m: dY_s (W_s^T x), |dY_s| (|W_s^T| |x|) */
   double *mem;
   size_t cap;                   /* bytes of mem */
 } tempo_shield_fused;
@@ -62,6 +69,16 @@ bool tempo_shield_fused_check_y(const tempo_shield_fused *f, bool x_masked, bool
  * of dys (the share's dY rows [lo, hi), (hi - lo) x p), summed over `parts` partials. */
 bool tempo_shield_fused_check_dw(const tempo_shield_fused *f, bool x_masked, bool w_trans, int lo, int hi,
                                  const double *dys, const double *dw, int parts);
+/* A batch-1 backward's dX' check, formed in the dY pass and finished inside the combine: draws
+ * the vectors x (from rng_seed), forms W_s^T x from the two W shares kept from the forward
+ * (n x p, or p x n when w_trans) and fills rd for the dY pass (tempo_shield_blind64 of dY). */
+void tempo_shield_fused_begin_dx(tempo_shield_fused *f, uint64_t rng_seed, const double *wm, const double *s,
+                                 bool w_trans, tempo_shield_rowdots *rd);
+/* out (m x n floats) = the four dX' shares (share[role], m x n each) added with their signs in
+ * role order and rounded once (as the combine without checks), and in the same pass each
+ * share's dX' x checked against dY_s (W_s^T x) with tempo_shield_verify64's bound. Returns -1
+ * when all hold, else the first role whose row failed (out is then partial; the error is set). */
+int tempo_shield_fused_combine_dx(const tempo_shield_fused *f, const double *const *share, float *out);
 /* v_j = +-U[0.5, 1) and vabs_j = |v_j| (n) from rng, the check vectors of tempo_shield_verify64
  * and of the fused checks (f64.c); returns max |v_j|. */
 double tempo_shield_check_vector(tempo_rng *rng, double *v, double *vabs, int n);

@@ -57,6 +57,9 @@ static tempo_status prepare(tempo_scheme *base, void **state, const tempo_mm_sha
   const size_t x = (size_t)sh->m * sh->n, w = (size_t)sh->n * sh->p, y = (size_t)sh->m * sh->p, B = (size_t)sh->batch;
   tempo_status st;
   if (backward) {
+    /* dX' checked in the combine: batch 1, with the fused state of this shape's forward */
+    base->dx_deferred = base->dx_deferred && sh->batch == 1 && s->fz.mem && s->fz.m == sh->m && s->fz.n == sh->n &&
+                        s->fz.p == sh->p;
     if ((st = tempo_grow_buffer(&s->dym, &s->cap_dym, B * y * z))) return st;
     return tempo_grow_buffer(&s->t, &s->cap_t, B * y * z);
   }
@@ -100,7 +103,14 @@ static tempo_status encode(tempo_scheme *base, void *state, const tempo_product 
   for (int i = lo; i < hi; i++) {
     tempo_obf_key *k = &pr->keys[i];
     if (pr->backward) {
-      mask_into(sc, k, TEMPO_OPERAND_DY, false, pr->dY + i * ys, at(s->t, i * ys, z), at(s->dym, i * ys, z), ys, NULL);
+      tempo_shield_rowdots rd, *rdp = NULL;
+      if (base->dx_deferred) { /* the dX' check's vectors and W_s^T x, then its sums in the dY pass */
+        uint64_t vseed;
+        tempo_keygen_bytes(base->vg, &vseed, sizeof vseed);
+        tempo_shield_fused_begin_dx(&s->fz, vseed, s->wm, s->s, sh->w_trans, &rd);
+        rdp = &rd;
+      }
+      mask_into(sc, k, TEMPO_OPERAND_DY, false, pr->dY + i * ys, at(s->t, i * ys, z), at(s->dym, i * ys, z), ys, rdp);
       continue;
     }
     if ((st = tempo_keygen_fill(base->kg, k))) return st;
@@ -184,8 +194,10 @@ static void combine(const shield_sc *sc, const void *const *share, size_t off, i
   }
 }
 
-static void finish(tempo_scheme *base, const tempo_product *pr, const void *const *res, const void *const *dw) {
+static int finish(tempo_scheme *base, const void *state, const tempo_product *pr, const void *const *res,
+                  const void *const *dw) {
   shield_sc *sc = (shield_sc *)base;
+  const shield_state *s = state;
   const tempo_mm_shape *sh = pr->sh;
   const size_t xs = (size_t)sh->m * sh->n, ws = (size_t)sh->n * sh->p, ys = (size_t)sh->m * sh->p;
   /* per element: four shares read, the sum written and read by Dec, the output written (and read to accumulate) */
@@ -200,7 +212,13 @@ static void finish(tempo_scheme *base, const tempo_product *pr, const void *cons
       tempo_obf_dec_y(k, sc->narrow, pr->Y + i * ys);
       continue;
     }
-    if (pr->dX) {
+    if (pr->dX && base->dx_deferred) { /* batch 1: each share's dX' checked inside the combine */
+      const double *four[NR];
+      for (int r = 0; r < NR; r++) four[r] = res[r];
+      const int bad = tempo_shield_fused_combine_dx(&s->fz, four, sc->narrow);
+      if (bad >= 0) return bad; /* nothing decoded: the engine recomputes share `bad` */
+      tempo_obf_dec_dx(k, sc->narrow, pr->dX, pr->accum & TEMPO_MM_ACCUM_DX);
+    } else if (pr->dX) {
       combine(sc, res, i * xs, tempo_shield_sign_dx, sc->narrow, xs);
       tempo_obf_dec_dx(k, sc->narrow, pr->dX + i * xs, pr->accum & TEMPO_MM_ACCUM_DX);
     }
@@ -209,6 +227,7 @@ static void finish(tempo_scheme *base, const tempo_product *pr, const void *cons
       tempo_obf_dec_dw(k, sh->w_trans, sc->narrow, pr->dW + i * ws, pr->accum & TEMPO_MM_ACCUM_DW);
     }
   }
+  return -1;
 }
 
 static void sc_free(tempo_scheme *base) {
@@ -230,6 +249,7 @@ bool tempo_scheme_shield_configure(tempo_scheme *base, bool f32, double alpha) {
   base->dtype = f32 ? TEMPO_DTYPE_F32 : TEMPO_DTYPE_F64;
   /* float64 shares check batch-1 products from dots formed in the X pass (fused.h) */
   base->fused_forward = !f32 && base->verify_rounds >= 1 && base->verify_rounds <= TEMPO_SHIELD_FUSED_ROUNDS;
+  base->dx_in_finish = base->fused_forward; /* and their dX' inside the combine */
   return true;
 }
 
