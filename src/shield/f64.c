@@ -65,10 +65,14 @@ void tempo_shield_draw64(tempo_shield_stream *s, double *out, size_t n) {
     if (k > n) k = n;
     size_t i = 0;
 #if defined(__x86_64__)
-    if (avx2 && s->pos % LANES == 0 && k >= LANES) { /* whole blocks */
-      const int nb = (int)(k / LANES);
-      blocks_avx2(s->buf + 5 * (size_t)s->pos, nb, s->scale, out);
-      i = (size_t)nb * LANES;
+    if (avx2) { /* up to a block boundary one by one, then whole blocks */
+      for (; i < k && (s->pos + (int)i) % LANES; i++) {
+        const int v = s->pos + (int)i;
+        out[i] = value64(s->buf + 5 * (size_t)(v - v % LANES), v % LANES, s->scale);
+      }
+      const int nb = (int)((k - i) / LANES);
+      blocks_avx2(s->buf + 5 * (size_t)(s->pos + (int)i), nb, s->scale, out + i);
+      i += (size_t)nb * LANES;
     }
 #endif
     for (; i < k; i++) {
