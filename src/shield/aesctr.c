@@ -96,6 +96,7 @@ AESNI static void stream_aesni(const tempo_aesctr_key *k, const uint8_t nonce[12
     for (int r = 1; r < 14; r++) b = _mm_aesenc_si128(b, rk[r]);
     _mm_storeu_si128((__m128i *)out, _mm_aesenclast_si128(b, rk[14]));
   }
+  sodium_memzero(rk, sizeof rk); /* the round keys' copy on this stack (the schedule itself is the caller's) */
 }
 
 VAES static void stream_vaes(const tempo_aesctr_key *k, const uint8_t nonce[12], uint32_t ctr, uint8_t *out,
@@ -136,6 +137,7 @@ VAES static void stream_vaes(const tempo_aesctr_key *k, const uint8_t nonce[12],
     ctr += 32;
   }
   if (blocks > 0) stream_aesni(k, nonce, ctr, out, blocks);
+  sodium_memzero(rk, sizeof rk); /* as in stream_aesni */
 }
 
 void tempo_aesctr_stream(const tempo_aesctr_key *k, int impl, const uint8_t nonce[12], uint32_t ctr0, uint8_t *out,

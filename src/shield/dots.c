@@ -131,7 +131,7 @@ AVX2 static void combine4_dots_avx2(const double *a, const double *b, const doub
   __m256d acc[2][4];
   for (int q = 0; q < 2; q++)
     for (int r = 0; r < 4; r++) acc[q][r] = _mm256_setzero_pd();
-  const double *x1 = rounds > 1 ? x + n : x;
+  const double *x1 = rounds > 1 ? x + n : x; /* rounds 0: the sum only (x unused) */
   int j = 0;
   for (; j + 4 <= n; j += 4) {
     const __m256d va = _mm256_loadu_pd(a + j), vb = _mm256_loadu_pd(b + j), vc = _mm256_loadu_pd(c + j),
@@ -139,6 +139,7 @@ AVX2 static void combine4_dots_avx2(const double *a, const double *b, const doub
     __m256d t = _mm256_add_pd(_mm256_mul_pd(g0, va), _mm256_mul_pd(g1, vb));
     t = _mm256_add_pd(_mm256_add_pd(t, _mm256_mul_pd(g2, vc)), _mm256_mul_pd(g3, vd));
     _mm_storeu_ps(out + j, _mm256_cvtpd_ps(t));
+    if (rounds < 1) continue;
     const __m256d x0 = _mm256_loadu_pd(x + j);
     acc[0][0] = _mm256_fmadd_pd(va, x0, acc[0][0]), acc[0][1] = _mm256_fmadd_pd(vb, x0, acc[0][1]);
     acc[0][2] = _mm256_fmadd_pd(vc, x0, acc[0][2]), acc[0][3] = _mm256_fmadd_pd(vd, x0, acc[0][3]);

@@ -17,7 +17,7 @@ void tempo_shield_axpy2(int n, const double *m, double a, double ab, double *y, 
 void tempo_shield_axpy(int n, double a, const double *x, double *y);
 /* out_j = (float)(((sg0 a_j + sg1 b_j) + sg2 c_j) + sg3 d_j), each step rounded as written (the
  * same floats in every form), and y1[q][r] = share_r . x_q (x: `rounds` vectors of n, back to
- * back) for the four rows a, b, c, d (n each) */
+ * back; none and x, y1 unused when rounds is 0) for the four rows a, b, c, d (n each) */
 void tempo_shield_combine4_dots(const double *a, const double *b, const double *c, const double *d, const double *sg,
                                 int n, const double *x, int rounds, float *out, double (*y1)[4]);
 /* the sum of x_i^2 over n floats, in double */

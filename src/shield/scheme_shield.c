@@ -185,7 +185,10 @@ static void combine(const shield_sc *sc, const void *const *share, size_t off, i
   if (sc->f64) {
     const double *a = (const double *)share[0] + off, *b = (const double *)share[1] + off,
                  *c = (const double *)share[2] + off, *d = (const double *)share[3] + off;
-    for (size_t i = 0; i < n; i++) out[i] = (float)(((sg[0] * a[i] + sg[1] * b[i]) + sg[2] * c[i]) + sg[3] * d[i]);
+    enum { PIECE = 1 << 20 }; /* the kernel counts in int */
+    for (size_t i = 0; i < n; i += PIECE) /* the checked combine's sum, without its dots (dots.h) */
+      tempo_shield_combine4_dots(a + i, b + i, c + i, d + i, sg, n - i < PIECE ? (int)(n - i) : PIECE, NULL, 0,
+                                 out + i, NULL);
   } else {
     const float *a = (const float *)share[0] + off, *b = (const float *)share[1] + off,
                 *c = (const float *)share[2] + off, *d = (const float *)share[3] + off;
