@@ -60,10 +60,12 @@ typedef struct {
   bool reduced[MAX_SHARES];       /* the share was sent as a reduction chain */
   bool reduce_broken[MAX_SHARES]; /* a chain member failed: the sum is incomplete */
   uint8_t role[MAX_BLOCKS];       /* ROLE_* per block, as sent */
-  /* a multi-share product's share answered by one block: its reply is held (kept[share], the
-   * transport's message) and read in place by the combine instead of copied into res/resw */
-  tempo_in_msg kept[MAX_SHARES];
-  const void *kres[MAX_SHARES], *kdw[MAX_SHARES]; /* in kept[share]: Y' or dX', and dW' (NULL: none) */
+  /* keep: a multi-share product whose shares are split alike (one block each when batch 1): each
+   * block's reply is held (kept[block], the transport's message) and read in place by the
+   * combine instead of copied into res/resw */
+  bool keep;
+  tempo_in_msg kept[MAX_BLOCKS];
+  const void *kres[MAX_BLOCKS], *kdw[MAX_BLOCKS]; /* in kept[block]: Y' or dX', and dW' (NULL: none) */
   bool dx_deferred; /* the scheme checks dX' in finish (scheme.h): consume does not */
 } round_ctx;
 
@@ -328,17 +330,28 @@ static bool check_dw(tempo_engine *e, const tempo_obf_key *k, bool wt, int rows,
 static void *res_of(tempo_engine *e, int s) { return woff(e->res, (size_t)s * e->res_stride, rs(e)); }
 static void *resw_of(tempo_engine *e, int s) { return woff(e->resw, (size_t)s * e->resw_stride, rs(e)); }
 
-/* Whether block b's reply is kept and read in place (round_ctx.kept): a share of a multi-share
- * product that is one block of the whole product (no chain). */
-static bool keeps_reply(const round_ctx *c, const block *b, int unit) {
+/* round_ctx.keep for a product's first round: several shares, gathered (not decoded on
+ * arrival), every share split into the same blocks, and one block per share when batch 1 (a
+ * row split's dW' partials are summed, its dX' rows decoded by the sum's share). */
+static bool keep_plan(const tempo_engine *e, const round_ctx *c) {
   const site *s = c->s;
-  return c->e->sc->shares > 1 && !c->direct && !c->rows_direct && s->first[b->share + 1] - s->first[b->share] == 1 &&
-         c->role[unit] == ROLE_PLAIN;
+  const int S = e->sc->shares, nb = s->first[1] - s->first[0];
+  if (S < 2 || c->direct || c->rows_direct || (s->k.shape.batch == 1 && nb != 1)) return false;
+  for (int i = 1; i < S; i++) {
+    if (s->first[i + 1] - s->first[i] != nb) return false;
+    for (int j = 0; j < nb; j++)
+      if (s->blocks[s->first[i] + j].lo != s->blocks[j].lo || s->blocks[s->first[i] + j].hi != s->blocks[j].hi)
+        return false;
+  }
+  return true;
 }
+
+/* Whether the reply to block `unit` is kept and read in place (round_ctx.kept). */
+static bool keeps_reply(const round_ctx *c, int unit) { return c->keep && c->role[unit] == ROLE_PLAIN; }
 
 /* Gives back the replies round c kept (after the combine, or on an error). */
 static void give_back_kept(tempo_engine *e, round_ctx *c) {
-  for (int i = 0; i < MAX_SHARES; i++) {
+  for (int i = 0; i < MAX_BLOCKS; i++) {
     if (c->kept[i].token) e->r.tr->ops->done(e->r.tr, &c->kept[i]);
     c->kept[i].token = NULL, c->kres[i] = c->kdw[i] = NULL;
   }
@@ -377,7 +390,7 @@ static bool consume(tempo_engine *e, round_ctx *c, task *t, const tempo_msg_head
     if (!c->pr.backward) {
       ok = e->sc->ops->check_forward(e->sc, s->ss, &c->pr, lo, hi, pay);
     } else {
-      const bool deferred = c->dx_deferred && keeps_reply(c, b, t->unit) && c->base.msg && c->base.msg->token;
+      const bool deferred = c->dx_deferred && keeps_reply(c, t->unit) && c->base.msg && c->base.msg->token;
       if (c->want_dx && !deferred)
         ok = dx_in_dec ? e->sc->ops->check_take_dx(e->sc, s->ss, &c->pr, lo, hi, dxr)
                        : check(e, rows, p, n, dyb, false, wb, !wt, dxr, s->k.keys[0].identity ? NULL : s->k.keys[0].dn.coef_p);
@@ -419,13 +432,13 @@ static bool consume(tempo_engine *e, round_ctx *c, task *t, const tempo_msg_head
       e->sc->ops->take_rows(e->sc, &c->pr, (int)b->lo, (int)b->hi, c->pr.backward ? dxr : pay);
       e->r.st.t_unblind += tempo_now() - t1;
     }
-    if (keeps_reply(c, b, t->unit) && c->base.msg && c->base.msg->token) { /* held, read in place by finish */
-      const int sh_i = b->share;
-      if (c->kept[sh_i].token) e->r.tr->ops->done(e->r.tr, &c->kept[sh_i]);
-      c->kept[sh_i] = *c->base.msg;
+    if (keeps_reply(c, t->unit) && c->base.msg && c->base.msg->token) { /* held, read in place by finish */
+      const int u = t->unit;
+      if (c->kept[u].token) e->r.tr->ops->done(e->r.tr, &c->kept[u]);
+      c->kept[u] = *c->base.msg;
       c->base.msg->token = NULL;
-      c->kres[sh_i] = copy_y ? (c->pr.backward ? dxr : pay) : NULL;
-      c->kdw[sh_i] = c->pr.backward && take_dw ? dwr : NULL;
+      c->kres[u] = copy_y ? (c->pr.backward ? dxr : pay) : NULL;
+      c->kdw[u] = c->pr.backward && take_dw ? dwr : NULL;
       c->base.consume_time += tempo_now() - t0;
       return true;
     }
@@ -664,10 +677,38 @@ static void init_tasks(task *tasks, int nblocks) {
  * timed as unblinding. */
 static int finish(tempo_engine *e, const round_ctx *c, const void *const *dw) {
   const void *res[MAX_SHARES], *dws[MAX_SHARES];
-  for (int i = 0; i < e->sc->shares; i++)
-    res[i] = c->rows_direct ? NULL : c->kres[i] ? c->kres[i] : res_of(e, i), dws[i] = dw ? dw[i] : NULL;
+  const site *s = c->s;
+  const tempo_mm_shape *sh = c->pr.sh;
+  const int S = e->sc->shares;
   const double t0 = tempo_now();
-  const int bad = e->sc->ops->finish(e->sc, c->s->ss, &c->pr, res, dws);
+  int bad = -1;
+  if (c->keep && sh->batch > 1) { /* by instance blocks (alike in every share), each share's read in place */
+    const size_t xs = (size_t)sh->m * sh->n, ws = (size_t)sh->n * sh->p, ys = (size_t)sh->m * sh->p;
+    const size_t zr = rs(e), rows = c->pr.backward ? xs : ys;
+    for (int j = 0; j < s->first[1] && bad < 0; j++) {
+      const int lo = (int)s->blocks[j].lo, hi = (int)s->blocks[j].hi;
+      for (int i = 0; i < S; i++) {
+        const int u = s->first[i] + j;
+        res[i] = c->kres[u] ? c->kres[u] : off(res_of(e, i), (size_t)lo * rows, zr);
+        dws[i] = !dw ? NULL : c->kdw[u] ? c->kdw[u] : off(dw[i], (size_t)lo * ws, zr);
+      }
+      tempo_mm_shape part = *sh;
+      part.batch = hi - lo;
+      tempo_product p = c->pr;
+      p.sh = &part, p.keys = c->pr.keys + lo;
+      p.X = p.X ? p.X + (size_t)lo * xs : NULL, p.W = p.W ? p.W + (size_t)lo * ws : NULL;
+      p.dY = p.dY ? p.dY + (size_t)lo * ys : NULL;
+      p.Y = p.Y ? p.Y + (size_t)lo * ys : NULL, p.dX = p.dX ? p.dX + (size_t)lo * xs : NULL;
+      p.dW = p.dW ? p.dW + (size_t)lo * ws : NULL;
+      bad = e->sc->ops->finish(e->sc, s->ss, &p, res, dws);
+    }
+  } else {
+    for (int i = 0; i < S; i++) {
+      const int u = s->first[i]; /* a kept batch-1 share is one block */
+      res[i] = c->rows_direct ? NULL : c->keep && c->kres[u] ? c->kres[u] : res_of(e, i), dws[i] = dw ? dw[i] : NULL;
+    }
+    bad = e->sc->ops->finish(e->sc, s->ss, &c->pr, res, dws);
+  }
   e->r.st.t_unblind += tempo_now() - t0;
   return bad;
 }
@@ -684,7 +725,7 @@ static tempo_status finish_checked(tempo_engine *e, round_ctx *c, const void **d
     if (!st) st = tempo_rounds_collect(&e->r, &c->base, tempo_now());
     if (st) return st;
     for (int i = 0; i < e->sc->shares; i++) /* a recomputed reply replaced its share's kept one */
-      if (c->kdw[i]) dw[i] = c->kdw[i];
+      if (c->kdw[c->s->first[i]]) dw[i] = c->kdw[c->s->first[i]];
   }
 }
 
@@ -710,6 +751,7 @@ tempo_status tempo_engine_forward(tempo_engine *e, int slot, unsigned kind, cons
   round_ctx c = {.base = {.ntasks = s->nblocks}, .s = s, .direct = direct, .rows_direct = rows_direct(e, sh),
                  .pr = {.training = training, .sh = &s->k.shape, .keys = s->k.keys, .X = X, .Xr = Xr, .W = W,
                         .Y = Y, .mixed = s->mixed}};
+  c.keep = keep_plan(e, &c);
   /* every block of a row split needs all of W', every share all instances: blind before the round */
   if (!direct && (st = encode_range(e, &c, 0, sh->batch))) return st;
   e->r.st.encryptions += 2 * (uint64_t)sh->batch;
@@ -777,8 +819,8 @@ static tempo_status take_dw_sums(tempo_engine *e, round_ctx *c, const void **dw)
   for (int i = 0; i < e->sc->shares; i++) {
     const int n = s->first[i + 1] - s->first[i];
     void *last = woff(resw_of(e, i), (size_t)(n - 1) * ws, rs(e));
-    if (c->kdw[i]) { /* one block, its reply kept: its dW' is the share's */
-      dw[i] = c->kdw[i];
+    if (c->kdw[s->first[i]]) { /* one block, its reply kept: its dW' is the share's */
+      dw[i] = c->kdw[s->first[i]];
     } else if (c->reduced[i] && reduced_sum_ok(e, c, i)) {
       dw[i] = last;
     } else {
@@ -856,6 +898,7 @@ tempo_status tempo_engine_backward(tempo_engine *e, int slot, const tempo_mm_sha
                  .dx_deferred = e->sc->dx_deferred,
                  .pr = {.backward = true, .sh = &s->k.shape, .keys = s->k.keys, .dY = dY, .dX = dX, .dW = dW,
                         .accum = flags, .mixed = s->mixed}};
+  c.keep = keep_plan(e, &c);
   if (!direct && (st = encode_range(e, &c, 0, sh->batch))) return st;
   e->r.st.encryptions += (uint64_t)sh->batch;
   const uint64_t outs = (dX ? 1u : 0u) + (dW ? 1u : 0u);
@@ -875,7 +918,7 @@ tempo_status tempo_engine_backward(tempo_engine *e, int slot, const tempo_mm_sha
   e->r.st.naive_bytes_up = naive; /* the round's own first sends are not the naive count */
   if (!direct) {
     if (dW && sh->batch > 1)
-      for (int i = 0; i < e->sc->shares; i++) dw[i] = c.kdw[i] ? c.kdw[i] : resw_of(e, i);
+      for (int i = 0; i < e->sc->shares; i++) dw[i] = resw_of(e, i); /* kept blocks: finish reads them in place */
     st = finish_checked(e, &c, dw);
   }
   give_back_kept(e, &c);
