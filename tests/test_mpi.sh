@@ -3,7 +3,7 @@
 # losses equal the in-process tempo run with the same key seed bit for bit, and local mode
 # within 0.01 (blinding changes float rounding); with and without the W' relay, and with and
 # without adding the partial dW' among the workers (which must download less); and shield mode over
-# 4 worker processes equals its in-process run.
+# 4 worker processes equals its in-process run (the MLP, and vit-mini for batched products).
 set -u
 cd "$(dirname "$0")/.."
 . tests/mpi_common.sh
@@ -34,4 +34,13 @@ timeout 120 "${MPIRUN[@]}" -np 1 "$B/tempo" "${SARGS[@]}" --out "$T/shield-mpi" 
 [ "$(losses "$T/shield-mpi" | wc -l)" = 8 ] || fail "shield: not 8 logged steps"
 diff <(losses "$T/shield-inproc") <(losses "$T/shield-mpi") || fail "shield: MPI losses differ from in-process"
 echo "shield over MPI, 4 worker processes: 8 losses equal to in-process shield (last $(losses "$T/shield-mpi" | tail -1))"
+# and a model with batched products (vit-mini's attention): each role's instance blocks are kept too
+VARGS=(train --model vit-mini --batch 8 --no-eval --protect none --max-steps 2 --log-every 1 --no-progress --quiet
+  --key-seed 7 --threads 1 --mode shield)
+"$B/tempo" "${VARGS[@]}" --workers 4 --out "$T/vit-inproc" >/dev/null || fail "in-process vit-mini shield run"
+timeout 120 "${MPIRUN[@]}" -np 1 "$B/tempo" "${VARGS[@]}" --out "$T/vit-mpi" : -np 4 "$B/tempo-worker" --backend cpu \
+  > "$T/vit-mpi.log" 2>&1 || { cat "$T/vit-mpi.log"; fail "mpirun vit-mini shield"; }
+[ "$(losses "$T/vit-mpi" | wc -l)" = 2 ] || fail "vit-mini shield: not 2 logged steps"
+diff <(losses "$T/vit-inproc") <(losses "$T/vit-mpi") || fail "vit-mini shield: MPI losses differ from in-process"
+echo "vit-mini shield over MPI (batched products): 2 losses equal to in-process shield"
 echo ok
