@@ -60,13 +60,7 @@ typedef struct {
   bool reduced[MAX_SHARES];       /* the share was sent as a reduction chain */
   bool reduce_broken[MAX_SHARES]; /* a chain member failed: the sum is incomplete */
   uint8_t role[MAX_BLOCKS];       /* ROLE_* per block, as sent */
-  /* keep: a multi-share product whose shares are split alike (one block each when batch 1): each
-   * block's reply is held (kept[block], the transport's message) and read in place by the
-   * combine instead of copied into res/resw */
-  bool keep;
-  tempo_in_msg kept[MAX_BLOCKS];
-  const void *kres[MAX_BLOCKS], *kdw[MAX_BLOCKS]; /* in kept[block]: Y' or dX', and dW' (NULL: none) */
-  bool dx_deferred; /* the scheme checks dX' in finish (scheme.h): consume does not */
+  bool keep; /* the replies are held in the engine's kept[] and read in place (keep_plan) */
 } round_ctx;
 
 struct tempo_engine {
@@ -79,6 +73,12 @@ struct tempo_engine {
   size_t cap_res, cap_resw; /* bytes */
   size_t res_stride, resw_stride; /* elements per share */
   int reduce_failures; /* dW' sums that failed their check */
+  /* The replies of a keeping round (round_ctx.keep; one round at a time keeps): block u's
+   * transport message, and in it its Y' or dX' and its dW' (NULL: none); all clear between
+   * products (give_back_kept). Here, not in round_ctx, so that a product's round context
+   * stays small to set up. */
+  tempo_in_msg kept[MAX_BLOCKS];
+  const void *kres[MAX_BLOCKS], *kdw[MAX_BLOCKS];
 };
 
 static size_t es(const tempo_engine *e) { return tempo_msg_dtype_size(e->sc->dtype); }
@@ -330,13 +330,17 @@ static bool check_dw(tempo_engine *e, const tempo_obf_key *k, bool wt, int rows,
 static void *res_of(tempo_engine *e, int s) { return woff(e->res, (size_t)s * e->res_stride, rs(e)); }
 static void *resw_of(tempo_engine *e, int s) { return woff(e->resw, (size_t)s * e->resw_stride, rs(e)); }
 
+/* A batch-1 product of a single-share scheme whose row blocks decode on arrival. */
+static bool rows_direct(const tempo_engine *e, const tempo_mm_shape *sh) {
+  return sh->batch == 1 && e->sc->shares == 1 && e->sc->ops->take_rows;
+}
+
 /* round_ctx.keep for a product's first round: several shares, gathered (not decoded on
- * arrival), every share split into the same blocks, and one block per share when batch 1 (a
- * row split's dW' partials are summed, its dX' rows decoded by the sum's share). */
-static bool keep_plan(const tempo_engine *e, const round_ctx *c) {
-  const site *s = c->s;
+ * arrival: not direct), every share split into the same blocks, and one block per share when
+ * batch 1 (a row split's dW' partials are summed). */
+static bool keep_plan(const tempo_engine *e, const site *s, bool direct) {
   const int S = e->sc->shares, nb = s->first[1] - s->first[0];
-  if (S < 2 || c->direct || c->rows_direct || (s->k.shape.batch == 1 && nb != 1)) return false;
+  if (S < 2 || direct || rows_direct(e, &s->k.shape) || (s->k.shape.batch == 1 && nb != 1)) return false;
   for (int i = 1; i < S; i++) {
     if (s->first[i + 1] - s->first[i] != nb) return false;
     for (int j = 0; j < nb; j++)
@@ -350,10 +354,10 @@ static bool keep_plan(const tempo_engine *e, const round_ctx *c) {
 static bool keeps_reply(const round_ctx *c, int unit) { return c->keep && c->role[unit] == ROLE_PLAIN; }
 
 /* Gives back the replies round c kept (after the combine, or on an error). */
-static void give_back_kept(tempo_engine *e, round_ctx *c) {
-  for (int i = 0; i < MAX_BLOCKS; i++) {
-    if (c->kept[i].token) e->r.tr->ops->done(e->r.tr, &c->kept[i]);
-    c->kept[i].token = NULL, c->kres[i] = c->kdw[i] = NULL;
+static void give_back_kept(tempo_engine *e, const round_ctx *c) {
+  for (int i = 0; c->keep && i < c->s->nblocks; i++) {
+    if (e->kept[i].token) e->r.tr->ops->done(e->r.tr, &e->kept[i]);
+    e->kept[i].token = NULL, e->kres[i] = e->kdw[i] = NULL;
   }
 }
 
@@ -372,6 +376,7 @@ static bool consume(tempo_engine *e, round_ctx *c, task *t, const tempo_msg_head
   const void *dyb = c->pr.backward ? off(e->sc->ops->operand(s->ss, b->share, TEMPO_OPERAND_DY),
                                          blk_off(sh, b, (size_t)p), z)
                                    : NULL;
+  const bool keep = keeps_reply(c, t->unit) && c->base.msg && c->base.msg->token; /* read in place by finish */
   double t0 = tempo_now();
   bool ok = true;
   const int role = c->role[t->unit];
@@ -390,8 +395,7 @@ static bool consume(tempo_engine *e, round_ctx *c, task *t, const tempo_msg_head
     if (!c->pr.backward) {
       ok = e->sc->ops->check_forward(e->sc, s->ss, &c->pr, lo, hi, pay);
     } else {
-      const bool deferred = c->dx_deferred && keeps_reply(c, t->unit) && c->base.msg && c->base.msg->token;
-      if (c->want_dx && !deferred)
+      if (c->want_dx && !(keep && e->sc->dx_deferred)) /* deferred: checked in finish */
         ok = dx_in_dec ? e->sc->ops->check_take_dx(e->sc, s->ss, &c->pr, lo, hi, dxr)
                        : check(e, rows, p, n, dyb, false, wb, !wt, dxr, s->k.keys[0].identity ? NULL : s->k.keys[0].dn.coef_p);
       if (ok && checks_dw) {
@@ -432,13 +436,13 @@ static bool consume(tempo_engine *e, round_ctx *c, task *t, const tempo_msg_head
       e->sc->ops->take_rows(e->sc, &c->pr, (int)b->lo, (int)b->hi, c->pr.backward ? dxr : pay);
       e->r.st.t_unblind += tempo_now() - t1;
     }
-    if (keeps_reply(c, t->unit) && c->base.msg && c->base.msg->token) { /* held, read in place by finish */
+    if (keep) { /* held, read in place by finish */
       const int u = t->unit;
-      if (c->kept[u].token) e->r.tr->ops->done(e->r.tr, &c->kept[u]);
-      c->kept[u] = *c->base.msg;
+      if (e->kept[u].token) e->r.tr->ops->done(e->r.tr, &e->kept[u]); /* a recomputation's earlier reply */
+      e->kept[u] = *c->base.msg;
       c->base.msg->token = NULL;
-      c->kres[u] = copy_y ? (c->pr.backward ? dxr : pay) : NULL;
-      c->kdw[u] = c->pr.backward && take_dw ? dwr : NULL;
+      e->kres[u] = copy_y ? (c->pr.backward ? dxr : pay) : NULL;
+      e->kdw[u] = c->pr.backward && take_dw ? dwr : NULL;
       c->base.consume_time += tempo_now() - t0;
       return true;
     }
@@ -655,11 +659,6 @@ static tempo_status prepare_gather(tempo_engine *e, const tempo_mm_shape *sh, in
   return st ? st : tempo_grow_buffer(&e->resw, &e->cap_resw, bytesw);
 }
 
-/* A batch-1 product of a single-share scheme whose row blocks decode on arrival. */
-static bool rows_direct(const tempo_engine *e, const tempo_mm_shape *sh) {
-  return sh->batch == 1 && e->sc->shares == 1 && e->sc->ops->take_rows;
-}
-
 static int max_share_blocks(const tempo_engine *e, const site *s) {
   int nb = 1;
   for (int i = 0; i < e->sc->shares; i++)
@@ -689,8 +688,8 @@ static int finish(tempo_engine *e, const round_ctx *c, const void *const *dw) {
       const int lo = (int)s->blocks[j].lo, hi = (int)s->blocks[j].hi;
       for (int i = 0; i < S; i++) {
         const int u = s->first[i] + j;
-        res[i] = c->kres[u] ? c->kres[u] : off(res_of(e, i), (size_t)lo * rows, zr);
-        dws[i] = !dw ? NULL : c->kdw[u] ? c->kdw[u] : off(dw[i], (size_t)lo * ws, zr);
+        res[i] = e->kres[u] ? e->kres[u] : off(res_of(e, i), (size_t)lo * rows, zr);
+        dws[i] = !dw ? NULL : e->kdw[u] ? e->kdw[u] : off(dw[i], (size_t)lo * ws, zr);
       }
       tempo_mm_shape part = *sh;
       part.batch = hi - lo;
@@ -705,7 +704,7 @@ static int finish(tempo_engine *e, const round_ctx *c, const void *const *dw) {
   } else {
     for (int i = 0; i < S; i++) {
       const int u = s->first[i]; /* a kept batch-1 share is one block */
-      res[i] = c->rows_direct ? NULL : c->keep && c->kres[u] ? c->kres[u] : res_of(e, i), dws[i] = dw ? dw[i] : NULL;
+      res[i] = c->rows_direct ? NULL : e->kres[u] ? e->kres[u] : res_of(e, i), dws[i] = dw ? dw[i] : NULL;
     }
     bad = e->sc->ops->finish(e->sc, s->ss, &c->pr, res, dws);
   }
@@ -725,7 +724,7 @@ static tempo_status finish_checked(tempo_engine *e, round_ctx *c, const void **d
     if (!st) st = tempo_rounds_collect(&e->r, &c->base, tempo_now());
     if (st) return st;
     for (int i = 0; i < e->sc->shares; i++) /* a recomputed reply replaced its share's kept one */
-      if (c->kdw[c->s->first[i]]) dw[i] = c->kdw[c->s->first[i]];
+      if (e->kdw[c->s->first[i]]) dw[i] = e->kdw[c->s->first[i]];
   }
 }
 
@@ -749,9 +748,9 @@ tempo_status tempo_engine_forward(tempo_engine *e, int slot, unsigned kind, cons
   const bool direct = sh->batch > 1 && e->sc->shares == 1 && e->sc->ops->take_instances;
   if (!direct && (st = prepare_gather(e, sh, max_share_blocks(e, s)))) return st;
   round_ctx c = {.base = {.ntasks = s->nblocks}, .s = s, .direct = direct, .rows_direct = rows_direct(e, sh),
+                 .keep = keep_plan(e, s, direct),
                  .pr = {.training = training, .sh = &s->k.shape, .keys = s->k.keys, .X = X, .Xr = Xr, .W = W,
                         .Y = Y, .mixed = s->mixed}};
-  c.keep = keep_plan(e, &c);
   /* every block of a row split needs all of W', every share all instances: blind before the round */
   if (!direct && (st = encode_range(e, &c, 0, sh->batch))) return st;
   e->r.st.encryptions += 2 * (uint64_t)sh->batch;
@@ -819,8 +818,8 @@ static tempo_status take_dw_sums(tempo_engine *e, round_ctx *c, const void **dw)
   for (int i = 0; i < e->sc->shares; i++) {
     const int n = s->first[i + 1] - s->first[i];
     void *last = woff(resw_of(e, i), (size_t)(n - 1) * ws, rs(e));
-    if (c->kdw[s->first[i]]) { /* one block, its reply kept: its dW' is the share's */
-      dw[i] = c->kdw[s->first[i]];
+    if (e->kdw[s->first[i]]) { /* one block, its reply kept: its dW' is the share's */
+      dw[i] = e->kdw[s->first[i]];
     } else if (c->reduced[i] && reduced_sum_ok(e, c, i)) {
       dw[i] = last;
     } else {
@@ -842,7 +841,6 @@ static tempo_status take_dw_sums(tempo_engine *e, round_ctx *c, const void **dw)
     again.pr.dX = NULL;
     e->r.st.recomputed += (uint64_t)nt;
     tempo_status st = run_round(e, &again, NULL);
-    give_back_kept(e, &again); /* none: the shares asked again are chains of several blocks */
     if (st) return st;
     for (int i = 0, k = 0; i < e->sc->shares; i++) /* blame only what the same workers recomputed */
       for (int b = s->first[i]; again_share[i] && b < s->first[i + 1]; b++, k++)
@@ -885,20 +883,17 @@ tempo_status tempo_engine_backward(tempo_engine *e, int slot, const tempo_mm_sha
   tempo_status st;
   if ((st = get_site(e, slot, &s)) || (st = tempo_site_keys_backward_check(&s->k, sh))) return st;
   if (!dX && !dW) return TEMPO_STATUS_OK;
-  /* dX' checked in the scheme's combine: a batch-1 dX whose shares are one block each (the
-   * scheme's prepare clears it when its state cannot) */
-  bool one_block = e->sc->shares > 1;
-  for (int i = 0; i < e->sc->shares; i++) one_block = one_block && s->first[i + 1] - s->first[i] == 1;
-  e->sc->dx_deferred = e->sc->dx_in_finish && dX && sh->batch == 1 && one_block && e->cfg.verify_rounds > 0;
-  if ((st = e->sc->ops->prepare(e->sc, &s->ss, sh, true))) return st;
   const bool direct = sh->batch > 1 && e->sc->shares == 1 && e->sc->ops->take_instances;
+  const bool keep = keep_plan(e, s, direct);
+  /* dX' checked in the scheme's combine: a batch-1 dX whose kept shares are one block each (the
+   * scheme's prepare clears it when its state cannot) */
+  e->sc->dx_deferred = e->sc->dx_in_finish && dX && sh->batch == 1 && keep && e->cfg.verify_rounds > 0;
+  if ((st = e->sc->ops->prepare(e->sc, &s->ss, sh, true))) return st;
   if (!direct && (st = prepare_gather(e, sh, max_share_blocks(e, s)))) return st;
   round_ctx c = {.base = {.ntasks = s->nblocks}, .s = s, .want_dx = dX != NULL, .want_dw = dW != NULL,
-                 .direct = direct, .may_reduce = true, .rows_direct = rows_direct(e, sh),
-                 .dx_deferred = e->sc->dx_deferred,
+                 .direct = direct, .may_reduce = true, .rows_direct = rows_direct(e, sh), .keep = keep,
                  .pr = {.backward = true, .sh = &s->k.shape, .keys = s->k.keys, .dY = dY, .dX = dX, .dW = dW,
                         .accum = flags, .mixed = s->mixed}};
-  c.keep = keep_plan(e, &c);
   if (!direct && (st = encode_range(e, &c, 0, sh->batch))) return st;
   e->r.st.encryptions += (uint64_t)sh->batch;
   const uint64_t outs = (dX ? 1u : 0u) + (dW ? 1u : 0u);
