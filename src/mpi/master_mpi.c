@@ -103,7 +103,7 @@ static reply *take_spare(net_tr *t, size_t need) {
 }
 
 static void give_spare(net_tr *t, reply *r) {
-  if (t->nspare >= 6 * t->base.n_workers + 4) { /* the engine may hold 4 replies per worker (a batched shield product) */
+  if (t->nspare >= (TEMPO_TRANSPORT_HELD_PER_WORKER + 2) * t->base.n_workers + 4) { /* all the engine may hold, and more */
     free(r->data);
     free(r);
     return;

@@ -22,6 +22,8 @@
 #define MAX_SHARES 4
 #define MAX_BLOCKS 256        /* all shares together */
 #define MAX_REDUCE_FAILURES 3 /* wrong dW' sums before the engine stops reducing among workers */
+/* a keeping round holds every block's reply: a worker's blocks of a batched product at most */
+_Static_assert(TEMPO_ENGINE_BLOCKS_PER_WORKER <= TEMPO_TRANSPORT_HELD_PER_WORKER, "held replies per worker");
 
 /* A backward task's part in a dW' reduction among the workers (transport.h send_reduce). */
 enum { ROLE_PLAIN = 0, ROLE_MEMBER = 1, ROLE_LAST = 2 };

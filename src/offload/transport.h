@@ -16,6 +16,7 @@
 #include "tempo/worker_fault.h"
 
 #define TEMPO_ENGINE_DEFAULT_TIMEOUT 60.0 /* seconds a worker may take for one reply (timeout_s 0) */
+#define TEMPO_TRANSPORT_HELD_PER_WORKER 4 /* replies the engine may hold per worker before done() */
 
 typedef struct {
   uint8_t header[TEMPO_MSG_HEADER_SIZE]; /* encoded, checked by the sender */
@@ -39,7 +40,8 @@ typedef struct {
   /* Waits up to timeout_s for a reply from any worker; *got false on timeout. */
   TEMPO_WUR tempo_status (*recv)(tempo_transport *t, double timeout_s, tempo_in_msg *m, bool *got);
   /* Gives m back; a message may be held across later recv calls until then (the engine keeps a
-   * multi-share product's replies until it has combined them). No-op when m->token is NULL. */
+   * multi-share product's replies until it has combined them, at most
+   * TEMPO_TRANSPORT_HELD_PER_WORKER per worker). No-op when m->token is NULL. */
   void (*done)(tempo_transport *t, tempo_in_msg *m);
   void (*free)(tempo_transport *t); /* stops and joins the workers */
   /* Optional (NULL: the engine sends one by one). Sends n messages to n distinct workers

@@ -150,15 +150,13 @@ AVX2 static void combine4_dots_avx2(const double *a, const double *b, const doub
     }
   }
   const double *row[4] = {a, b, c, d};
-  for (int q = 0; q < rounds && q < 2; q++)
+  for (int q = 0; q < rounds; q++)
     for (int r = 0; r < 4; r++) {
       double s = hsum(acc[q][r]);
       for (int k = j; k < n; k++) s += row[r][k] * (q ? x1 : x)[k];
       y1[q][r] = s;
     }
   for (; j < n; j++) out[j] = (float)(((sg[0] * a[j] + sg[1] * b[j]) + sg[2] * c[j]) + sg[3] * d[j]);
-  for (int q = 2; q < rounds; q++) /* rounds beyond two: the dots on their own */
-    for (int r = 0; r < 4; r++) y1[q][r] = dot_avx2(row[r], x + (size_t)q * n, n);
 }
 
 static bool have_avx2(void) {

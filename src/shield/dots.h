@@ -16,8 +16,9 @@ void tempo_shield_axpy2(int n, const double *m, double a, double ab, double *y, 
 /* y += a x (n) */
 void tempo_shield_axpy(int n, double a, const double *x, double *y);
 /* out_j = (float)(((sg0 a_j + sg1 b_j) + sg2 c_j) + sg3 d_j), each step rounded as written (the
- * same floats in every form), and y1[q][r] = share_r . x_q (x: `rounds` vectors of n, back to
- * back; none and x, y1 unused when rounds is 0) for the four rows a, b, c, d (n each) */
+ * same floats in every form), and y1[q][r] = share_r . x_q (x: `rounds` <= 2 vectors of n, back
+ * to back, the fused checks' TEMPO_SHIELD_FUSED_ROUNDS; none and x, y1 unused when rounds is 0) for
+ * the four rows a, b, c, d (n each) */
 void tempo_shield_combine4_dots(const double *a, const double *b, const double *c, const double *d, const double *sg,
                                 int n, const double *x, int rounds, float *out, double (*y1)[4]);
 /* the sum of x_i^2 over n floats, in double */

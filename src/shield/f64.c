@@ -34,6 +34,14 @@ static double value64(const uint32_t *blk, int l, double scale) {
   return ((double)sum + (double)blk[4 * LANES + l] * 0x1p-32) * scale;
 }
 
+/* out[i] for i in [from, to): values pos + i of s's chunk */
+static void values_one_by_one(const tempo_shield_stream *s, double *out, size_t from, size_t to) {
+  for (size_t i = from; i < to; i++) {
+    const int v = s->pos + (int)i;
+    out[i] = value64(s->buf + 5 * (size_t)(v - v % LANES), v % LANES, s->scale);
+  }
+}
+
 #if defined(__x86_64__)
 __attribute__((target("avx2"))) static __m256d centred(const uint32_t *u, int half) {
   const __m128i v = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(u + 4 * half)), _mm_set1_epi32(INT32_MIN));
@@ -66,19 +74,15 @@ void tempo_shield_draw64(tempo_shield_stream *s, double *out, size_t n) {
     size_t i = 0;
 #if defined(__x86_64__)
     if (avx2) { /* up to a block boundary one by one, then whole blocks */
-      for (; i < k && (s->pos + (int)i) % LANES; i++) {
-        const int v = s->pos + (int)i;
-        out[i] = value64(s->buf + 5 * (size_t)(v - v % LANES), v % LANES, s->scale);
-      }
-      const int nb = (int)((k - i) / LANES);
-      blocks_avx2(s->buf + 5 * (size_t)(s->pos + (int)i), nb, s->scale, out + i);
-      i += (size_t)nb * LANES;
+      i = (size_t)((LANES - s->pos % LANES) % LANES);
+      i = i < k ? i : k;
+      values_one_by_one(s, out, 0, i);
+      const size_t nb = (k - i) / LANES;
+      blocks_avx2(s->buf + 5 * (size_t)(s->pos + (int)i), (int)nb, s->scale, out + i);
+      i += nb * LANES;
     }
 #endif
-    for (; i < k; i++) {
-      const int v = s->pos + (int)i;
-      out[i] = value64(s->buf + 5 * (size_t)(v - v % LANES), v % LANES, s->scale);
-    }
+    values_one_by_one(s, out, i, k);
     s->pos += (int)k, out += k, n -= k;
   }
 }

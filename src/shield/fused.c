@@ -8,7 +8,6 @@
 
 #include "tempo/shield.h"
 
-
 #define SAFE(k, c) (TEMPO_VERIFY_SAFETY * (2.0 * ((double)(k) + (double)(c)) + 8.0) * 0x1p-53)
 
 tempo_status tempo_shield_fused_prepare(tempo_shield_fused *f, int rounds, int m, int n, int p) {
