@@ -66,8 +66,8 @@ static int fuzz_worker_one(const uint8_t *data, size_t size) {
     tempo_msg_header qh;
     tempo_msg_sizes z;
     if (pass.len && (tempo_msg_header_read(msg, TEMPO_MSG_HEADER_SIZE, &qh) ||
-                     (tempo_msg_split_sizes(&qh, &z), pass.len != z.dw * tempo_msg_dtype_size(qh.dtype))))
-      abort(); /* a partial passed on is one dW' of the request */
+                     (tempo_msg_split_sizes(&qh, &z), pass.len != z.dw * tempo_msg_result_size(qh.dtype))))
+      abort(); /* a partial passed on is one dW' of the request, in its result type (bf16 sums in f32) */
   } else if (tempo_worker_handle_buf(w, msg, len, &reply, &send)) {
     return 0; /* out of memory only */
   }
