@@ -115,8 +115,61 @@ T512_INLINE void dots_nd(const tempo_obf_mix_dots *d, const float *row, int cols
   if (ND > 3) d->y[3][idx] = _mm512_reduce_add_pd(y3), d->yb[3][idx] = _mm512_reduce_add_pd(z3);
 }
 
+/* The check dots of 4 rows (stride cols) at once, for ND <= 2: each weight vector is loaded
+ * once for the 4 rows, and the 4 ND accumulator pairs are independent chains, so neither the
+ * loads nor the FMA latency bound the loop (per row, 2 ND chains of one FMA per 8 columns
+ * waited on the FMA's latency). Per row and dot the same lanes, the same order and the same
+ * reduction as dots_nd: bit for bit its results. */
+T512_INLINE void dots4_nd(const tempo_obf_mix_dots *d, const float *row, int cols, size_t idx, const int ND,
+                          const bool WB) {
+  const double *w0 = d->w[0], *w1 = ND > 1 ? d->w[1] : w0;
+  const double *b0 = WB ? d->wb[0] : NULL, *b1 = WB && ND > 1 ? d->wb[1] : b0;
+  const float *f0 = WB ? NULL : d->fb[0], *f1 = !WB && ND > 1 ? d->fb[1] : f0;
+  const float *r0 = row, *r1 = row + cols, *r2 = row + 2 * (size_t)cols, *r3 = row + 3 * (size_t)cols;
+  const __m512d zero = _mm512_setzero_pd();
+  __m512d y00 = zero, z00 = zero, y01 = zero, z01 = zero, y10 = zero, z10 = zero, y11 = zero, z11 = zero;
+  __m512d y20 = zero, z20 = zero, y21 = zero, z21 = zero, y30 = zero, z30 = zero, y31 = zero, z31 = zero;
+#define MIX_DOT4(src, ya, za, yb, zb)                                                                                  \
+  {                                                                                                                    \
+    const __m512d x = _mm512_cvtps_pd(load8(m, src + j)), x2 = _mm512_mul_pd(x, x);                                   \
+    ya = _mm512_fmadd_pd(x, wv0, ya), za = _mm512_fmadd_pd(x2, bv0, za);                                              \
+    if (ND > 1) yb = _mm512_fmadd_pd(x, wv1, yb), zb = _mm512_fmadd_pd(x2, bv1, zb);                                  \
+  }
+  for (int j = 0; j < cols; j += 8) {
+    const __mmask8 m = (__mmask8)(cols - j >= 8 ? 0xff : (1u << (cols - j)) - 1u);
+    const __m512d wv0 = _mm512_maskz_loadu_pd(m, w0 + j);
+    const __m512d bv0 = WB ? _mm512_maskz_loadu_pd(m, b0 + j) : _mm512_cvtps_pd(load8(m, f0 + j));
+    const __m512d wv1 = ND > 1 ? _mm512_maskz_loadu_pd(m, w1 + j) : zero;
+    const __m512d bv1 = ND < 2 ? zero : WB ? _mm512_maskz_loadu_pd(m, b1 + j) : _mm512_cvtps_pd(load8(m, f1 + j));
+    MIX_DOT4(r0, y00, z00, y01, z01)
+    MIX_DOT4(r1, y10, z10, y11, z11)
+    MIX_DOT4(r2, y20, z20, y21, z21)
+    MIX_DOT4(r3, y30, z30, y31, z31)
+  }
+#undef MIX_DOT4
+  double *y = d->y[0] + idx, *yb = d->yb[0] + idx;
+  y[0] = _mm512_reduce_add_pd(y00), y[1] = _mm512_reduce_add_pd(y10);
+  y[2] = _mm512_reduce_add_pd(y20), y[3] = _mm512_reduce_add_pd(y30);
+  yb[0] = _mm512_reduce_add_pd(z00), yb[1] = _mm512_reduce_add_pd(z10);
+  yb[2] = _mm512_reduce_add_pd(z20), yb[3] = _mm512_reduce_add_pd(z30);
+  if (ND > 1) {
+    y = d->y[1] + idx, yb = d->yb[1] + idx;
+    y[0] = _mm512_reduce_add_pd(y01), y[1] = _mm512_reduce_add_pd(y11);
+    y[2] = _mm512_reduce_add_pd(y21), y[3] = _mm512_reduce_add_pd(y31);
+    yb[0] = _mm512_reduce_add_pd(z01), yb[1] = _mm512_reduce_add_pd(z11);
+    yb[2] = _mm512_reduce_add_pd(z21), yb[3] = _mm512_reduce_add_pd(z31);
+  }
+}
+
 T512 static void dots_rows4(const tempo_obf_mix_dots *d, const float *row, int cols, size_t idx) {
   const int sel = (d->ndots < 4 ? d->ndots : 4) * 2 + (d->wb != NULL);
+  switch (sel) { /* one or two dots: the 4 rows together */
+  case 2: dots4_nd(d, row, cols, idx, 1, false); return;
+  case 3: dots4_nd(d, row, cols, idx, 1, true); return;
+  case 4: dots4_nd(d, row, cols, idx, 2, false); return;
+  case 5: dots4_nd(d, row, cols, idx, 2, true); return;
+  default: break;
+  }
   for (int r = 0; r < 4; r++, row += cols, idx++) switch (sel) {
     case 2: dots_nd(d, row, cols, idx, 1, false); break;
     case 3: dots_nd(d, row, cols, idx, 1, true); break;
