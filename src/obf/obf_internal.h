@@ -75,6 +75,16 @@ int tempo_obf_mix_pass512(bool enc, int rows, int cols, const float *in, float *
 /* Makes tempo_verify_product use its portable (scalar) kernels, for tests. */
 void tempo_verify_force_scalar(bool on);
 
+/* The dW' check's sums (scheme_tempo.c check_dw), in float64 with float64 weights, AVX2 where
+ * the CPU has it (the check's bound holds for any summation order):
+ * tempo_verify_cols_acc: y[i] += sum_l M[l][i] x[l], yb[i] += sum_l M[l][i]^2 xb[l] (i < cols);
+ * tempo_verify_rows_d: y[i] = sum_j M[i][j] x[j], yb[i] = sum_j M[i][j]^2 xb[j] (i < rows);
+ * M of row stride ld, xb >= 0. */
+void tempo_verify_cols_acc(int lrows, int cols, const float *M, size_t ld, const double *x, const double *xb,
+                           double *y, double *yb);
+void tempo_verify_rows_d(int rows, int cols, const float *M, size_t ld, const double *x, const double *xb, double *y,
+                         double *yb);
+
 /* Measurement (bench/bench_verify.c): fn is called after every block of a check with its
  * product class (below), inner dimension k, width (columns c, or for a left check the c
  * columns it spans) and the largest |residual| / bound of the block (> 1: the block failed,

@@ -29,7 +29,8 @@ typedef struct {
   double *wd, *wbd, *wu;
   double *gh; /* the dW' check's r^T dW', its sum of squares, (X'r)^T dY* and its bound (4 p) */
   double *dxs; /* the dX' check's vectors and sums: R (n + 2 rows) doubles, then R (2 n + 2 p) floats */
-  size_t cap_p, cap_w, cap_wb, cap_wd, cap_wbd, cap_wu, cap_gh, cap_dxs;
+  double *dws; /* the dW' check's weights: r, r o r (n), the rows' (hi - lo) */
+  size_t cap_dws, cap_p, cap_w, cap_wb, cap_wd, cap_wbd, cap_wu, cap_gh, cap_dxs;
   bool bf16;  /* the 16-bit wire: operands in bfloat16 (the *16 buffers of tempo_state) */
   float *work16; /* the 16-bit Enc passes' scratch (tempo_obf_enc16_work) */
   float *wide[2]; /* a check's bfloat16 operands A, B widened (checks after arrival), or rows of dY* */
@@ -68,11 +69,6 @@ static tempo_status grow_h(uint16_t **buf, size_t *cap, size_t n) { return tempo
 
 /* W' as floats for the checks: the blinded W' itself, or its rounded copy on the 16-bit wire. */
 static const float *w_floats(const tempo_sc *sc, const tempo_state *s) { return sc->bf16 ? s->wpf : s->wp; }
-
-/* Row i (p values) of dY* as a double. */
-static inline double dy_at(const tempo_sc *sc, const tempo_state *s, size_t i) {
-  return sc->bf16 ? (double)tempo_bf16_to_f32(s->dys16[i]) : (double)s->dys[i];
-}
 
 /* n floats of a wire operand: A itself (float32), or widened into slot `slot` (bfloat16);
  * NULL when out of memory. */
@@ -346,36 +342,29 @@ static bool check_dw(tempo_scheme *base, const void *state, const tempo_product 
   const double rho = tempo_verify_left_rho(&md, hi - lo, parts);
   tempo_verify_set_class(lo == 0 && hi == m ? TEMPO_VCLASS_DW_SUM : TEMPO_VCLASS_DW);
   base->bytes += sizeof(float) * (uint64_t)R * ((uint64_t)n * p + (uint64_t)(hi - lo) * p); /* dW' and dY* rows */
+  const int rows = hi - lo;
+  /* per round: r and r o r as doubles (n), then the rows' weights ub_i + rho u_i^2 */
+  if (grow_d(&sc->dws, &sc->cap_dws, 2 * (size_t)n + (size_t)rows)) return false; /* out of memory: recomputed */
+  double *rd = sc->dws, *r2 = rd + n, *gw = r2 + n;
+  enum { DW_ROWS = 64 }; /* bfloat16 dY* widened this many rows at a time (in cache) */
   for (int q = 0; q < R; q++) {
     const size_t f = (size_t)q;
     const float *r = s->fr + f * n;
     const double *u = s->fu + f * m, *ub = s->fub + f * m;
+    for (int j = 0; j < n; j++) rd[j] = r[j], r2[j] = (double)r[j] * r[j];
+    for (int i = 0; i < rows; i++) gw[i] = ub[lo + i] + rho * u[lo + i] * u[lo + i];
     for (int k = 0; k < p; k++) g[k] = g2[k] = h[k] = hg[k] = 0;
+    /* r^T dW' (dW' (n, p)) or dW'_stored r ((p, n)), with sum_j (r_j dW'_jk)^2 */
     if (sh->w_trans)
-      for (int k = 0; k < p; k++) {
-        double t = 0, t2 = 0;
-        for (int j = 0; j < n; j++) {
-          const double x = (double)dw[(size_t)k * n + j] * r[j];
-          t += x, t2 += x * x;
-        }
-        g[k] = t, g2[k] = t2;
-      }
+      tempo_verify_rows_d(p, n, dw, (size_t)n, rd, r2, g, g2);
     else
-      for (int j = 0; j < n; j++) {
-        const double rj = r[j];
-        const float *row = dw + (size_t)j * p;
-        for (int k = 0; k < p; k++) {
-          const double x = rj * row[k];
-          g[k] += x, g2[k] += x * x;
-        }
-      }
-    for (int i = lo; i < hi; i++) {
-      const size_t row = (size_t)i * p;
-      const double ui = u[i], gi = ub[i] + rho * ui * ui;
-      for (int k = 0; k < p; k++) {
-        const double b = dy_at(sc, s, row + k);
-        h[k] += ui * b, hg[k] += gi * b * b;
-      }
+      tempo_verify_cols_acc(n, p, dw, (size_t)p, rd, r2, g, g2);
+    /* (X'r)^T dY* over the rows, with its bound's sum */
+    for (int r0 = 0; r0 < rows; r0 += sc->bf16 ? DW_ROWS : rows) {
+      const int nr = !sc->bf16 || rows - r0 < DW_ROWS ? rows - r0 : DW_ROWS;
+      const float *b = sc->bf16 ? widen(sc, 0, s->dys16 + (size_t)(lo + r0) * p, (size_t)nr * p) : s->dys + (size_t)lo * p;
+      if (!b) return false;
+      tempo_verify_cols_acc(nr, p, b, (size_t)p, u + lo + r0, gw + r0, h, hg);
     }
     if (tempo_verify_left(hi - lo, parts, n, p, g, g2, h, hg, s->frmax[f], &md, q)) return false;
   }
@@ -432,7 +421,7 @@ static bool check_take_dx(tempo_scheme *base, const void *state, const tempo_pro
 static void sc_free(tempo_scheme *base) {
   tempo_sc *sc = (tempo_sc *)base;
   tempo_free_floats(sc->vabs), tempo_free_floats(sc->w), tempo_free_floats(sc->wb);
-  double *d[] = {sc->wd, sc->wbd, sc->wu, sc->gh, sc->dxs};
+  double *d[] = {sc->wd, sc->wbd, sc->wu, sc->gh, sc->dxs, sc->dws};
   for (size_t i = 0; i < sizeof d / sizeof d[0]; i++) tempo_free_floats((float *)d[i]);
   tempo_free_floats(sc->vwork);
   tempo_free_floats(sc->work16), tempo_free_floats(sc->wide[0]), tempo_free_floats(sc->wide[1]);

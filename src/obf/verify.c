@@ -199,6 +199,108 @@ static void dot_cols(int lrows, int i0, int cnt, const float *M, size_t ld, cons
   dot_cols_scalar(lrows, i0, cnt, M, ld, x, xb, y, yb);
 }
 
+/* ---- the dW' check's sums with float64 weights (tempo_verify_cols_acc, tempo_verify_rows_d) ---- */
+
+static void cols_acc_scalar(int lrows, int cols, const float *M, size_t ld, const double *x, const double *xb,
+                            double *y, double *yb) {
+  for (int l = 0; l < lrows; l++) {
+    const float *m = M + (size_t)l * ld;
+    for (int i = 0; i < cols; i++) {
+      const double v = m[i];
+      y[i] += v * x[l], yb[i] += v * v * xb[l];
+    }
+  }
+}
+
+static void rows_d_scalar(int rows, int cols, const float *M, size_t ld, const double *x, const double *xb,
+                          double *y, double *yb) {
+  for (int i = 0; i < rows; i++) {
+    const float *m = M + (size_t)i * ld;
+    double s = 0, sb = 0;
+    for (int j = 0; j < cols; j++) {
+      const double v = m[j];
+      s += v * x[j], sb += v * v * xb[j];
+    }
+    y[i] = s, yb[i] = sb;
+  }
+}
+
+#if VF_X86
+/* Four rows of M per sweep over y, yb (a quarter of the accumulator loads and stores). */
+__attribute__((target("avx2,fma"))) static void cols_acc_avx2(int lrows, int cols, const float *M, size_t ld,
+                                                             const double *x, const double *xb, double *y,
+                                                             double *yb) {
+  const int c4 = cols & ~3;
+  int l = 0;
+  for (; l + 4 <= lrows; l += 4) {
+    const float *m0 = M + (size_t)l * ld, *m1 = m0 + ld, *m2 = m1 + ld, *m3 = m2 + ld;
+    const __m256d x0 = _mm256_set1_pd(x[l]), x1 = _mm256_set1_pd(x[l + 1]);
+    const __m256d x2 = _mm256_set1_pd(x[l + 2]), x3 = _mm256_set1_pd(x[l + 3]);
+    const __m256d b0 = _mm256_set1_pd(xb[l]), b1 = _mm256_set1_pd(xb[l + 1]);
+    const __m256d b2 = _mm256_set1_pd(xb[l + 2]), b3 = _mm256_set1_pd(xb[l + 3]);
+    int i = 0;
+    for (; i < c4; i += 4) {
+      const __m256d v0 = _mm256_cvtps_pd(_mm_loadu_ps(m0 + i)), v1 = _mm256_cvtps_pd(_mm_loadu_ps(m1 + i));
+      const __m256d v2 = _mm256_cvtps_pd(_mm_loadu_ps(m2 + i)), v3 = _mm256_cvtps_pd(_mm_loadu_ps(m3 + i));
+      __m256d acc = _mm256_loadu_pd(y + i), ab = _mm256_loadu_pd(yb + i);
+      acc = _mm256_fmadd_pd(v0, x0, acc), ab = _mm256_fmadd_pd(_mm256_mul_pd(v0, v0), b0, ab);
+      acc = _mm256_fmadd_pd(v1, x1, acc), ab = _mm256_fmadd_pd(_mm256_mul_pd(v1, v1), b1, ab);
+      acc = _mm256_fmadd_pd(v2, x2, acc), ab = _mm256_fmadd_pd(_mm256_mul_pd(v2, v2), b2, ab);
+      _mm256_storeu_pd(y + i, _mm256_fmadd_pd(v3, x3, acc));
+      _mm256_storeu_pd(yb + i, _mm256_fmadd_pd(_mm256_mul_pd(v3, v3), b3, ab));
+    }
+    if (i < cols) cols_acc_scalar(4, cols - i, m0 + i, ld, x + l, xb + l, y + i, yb + i);
+  }
+  if (l < lrows) cols_acc_scalar(lrows - l, cols, M + (size_t)l * ld, ld, x + l, xb + l, y, yb);
+}
+
+__attribute__((target("avx2,fma"))) static void rows_d_avx2(int rows, int cols, const float *M, size_t ld,
+                                                           const double *x, const double *xb, double *y, double *yb) {
+  const int c8 = cols & ~7;
+  for (int i = 0; i < rows; i++) {
+    const float *m = M + (size_t)i * ld;
+    __m256d s0 = _mm256_setzero_pd(), s1 = s0, b0 = s0, b1 = s0;
+    int j = 0;
+    for (; j < c8; j += 8) {
+      const __m256 mv = _mm256_loadu_ps(m + j);
+      const __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(mv)), hi = _mm256_cvtps_pd(_mm256_extractf128_ps(mv, 1));
+      s0 = _mm256_fmadd_pd(lo, _mm256_loadu_pd(x + j), s0);
+      s1 = _mm256_fmadd_pd(hi, _mm256_loadu_pd(x + j + 4), s1);
+      b0 = _mm256_fmadd_pd(_mm256_mul_pd(lo, lo), _mm256_loadu_pd(xb + j), b0);
+      b1 = _mm256_fmadd_pd(_mm256_mul_pd(hi, hi), _mm256_loadu_pd(xb + j + 4), b1);
+    }
+    double s = hsum(_mm256_add_pd(s0, s1)), sb = hsum(_mm256_add_pd(b0, b1));
+    for (; j < cols; j++) {
+      const double v = m[j];
+      s += v * x[j], sb += v * v * xb[j];
+    }
+    y[i] = s, yb[i] = sb;
+  }
+}
+#endif
+
+void tempo_verify_cols_acc(int lrows, int cols, const float *M, size_t ld, const double *x, const double *xb,
+                           double *y, double *yb) {
+#if VF_X86
+  if (vf_avx2()) {
+    cols_acc_avx2(lrows, cols, M, ld, x, xb, y, yb);
+    return;
+  }
+#endif
+  cols_acc_scalar(lrows, cols, M, ld, x, xb, y, yb);
+}
+
+void tempo_verify_rows_d(int rows, int cols, const float *M, size_t ld, const double *x, const double *xb, double *y,
+                         double *yb) {
+#if VF_X86
+  if (vf_avx2()) {
+    rows_d_avx2(rows, cols, M, ld, x, xb, y, yb);
+    return;
+  }
+#endif
+  rows_d_scalar(rows, cols, M, ld, x, xb, y, yb);
+}
+
 /* ---- the acceptance bound (docs/obfuscation.md, "Verification", derives it) ----
  * Row i of a check with inner dimension k passes when, with c2 = sum_j C_ij^2 v_j^2 (the
  * reply's own values) and G = sum_l A_il^2 g_l, g = (B o B)(v o v) + rho (B v)^2:
