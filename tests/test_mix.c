@@ -329,6 +329,42 @@ static double det(double *a, int n) {
  * and det Q = -1 half of the time. b = 4 (quaternions) and b = 8 (Gram-Schmidt) over many
  * blocks; a rotation from one quaternion only (same 4th moments), or without the reflection,
  * fails them. */
+/* Wiping a mixed key zeroes every float its blocks and its passes' scratch wrote (the wipe
+ * covers only that part of a buffer sized for TEMPO_OBF_MIX_MAX): all four passes of every
+ * kernel, b = 4 then b = 2 without a fill between, then a wipe; the whole buffer reads zero. */
+static void test_wipe_extent(void **state) {
+  (void)state;
+  tempo_keygen *g = keygen();
+  enum { M = 64, N = 40, P = 24 };
+  tempo_obf_key k;
+  assert_int_equal(tempo_obf_key_alloc(&k, M, N, P), TEMPO_STATUS_OK);
+  assert_int_equal(tempo_keygen_fill(g, &k), TEMPO_STATUS_OK);
+  assert_int_equal(tempo_keygen_fill_mix(g, &k, 4), TEMPO_STATUS_OK); /* allocates the buffer */
+  memset(k.mixbuf, 0, k.mix_floats * sizeof(float));                 /* a known start */
+  float *X = tempo_alloc_floats(M * N), *W = tempo_alloc_floats(N * P), *Y = tempo_alloc_floats(M * P);
+  float *o = tempo_alloc_floats(M * N);
+  tempo_rng r;
+  tempo_rng_seed(&r, 5, 0);
+  randn(X, M * N, &r), randn(W, N * P, &r), randn(Y, M * P, &r);
+  for (int isa = TEMPO_OBF_MIX_ISA_SCALAR; isa <= tempo_obf_mix_isa(); isa++)
+    for (int b = 4; b >= 2; b /= 2) {
+      assert_int_equal(tempo_keygen_fill(g, &k), TEMPO_STATUS_OK);
+      assert_int_equal(tempo_keygen_fill_mix(g, &k, b), TEMPO_STATUS_OK);
+      if (b == 2) assert_int_equal(tempo_keygen_fill_mix(g, &k, 4), TEMPO_STATUS_OK); /* again, no fill */
+      tempo_obf_mix_set_isa(isa);
+      tempo_obf_enc_x(&k, X, o), tempo_obf_enc_w(&k, false, W, o), tempo_obf_enc_dy(&k, Y, o);
+      tempo_obf_dec_dx(&k, X, o, false), tempo_obf_dec_y(&k, Y, o);
+      tempo_obf_key_wipe(&k);
+      size_t nonzero = 0;
+      for (size_t i = 0; i < k.mix_floats; i++) nonzero += k.mixbuf[i] != 0;
+      if (nonzero) fail_msg("isa %d b %d: %zu floats of the mixing buffer survive the wipe", isa, b, nonzero);
+    }
+  tempo_obf_mix_set_isa(TEMPO_OBF_MIX_ISA_AUTO);
+  tempo_free_floats(X), tempo_free_floats(W), tempo_free_floats(Y), tempo_free_floats(o);
+  tempo_obf_key_free(&k);
+  tempo_keygen_free(g);
+}
+
 static void test_haar(void **state) {
   (void)state;
   tempo_keygen *g = keygen();
@@ -379,6 +415,7 @@ int main(void) {
       cmocka_unit_test(test_products),
       cmocka_unit_test(test_signs),
       cmocka_unit_test(test_large),
+      cmocka_unit_test(test_wipe_extent),
       cmocka_unit_test(test_haar),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

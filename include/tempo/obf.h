@@ -72,6 +72,7 @@ typedef struct {
   int mix;          /* block size b (a power of two <= TEMPO_OBF_MIX_MAX), 0 = none */
   float *mixbuf;    /* owned (locked where allowed): the blocks, then the passes' scratch */
   size_t mix_floats;
+  size_t mix_used;  /* floats at the start of mixbuf the blocks and passes may have written since its last wipe */
   const float *mixd[3][4]; /* [dm, dn, dp][TEMPO_OBF_MIX_*]: (ceil(size / b), b, b) row-major */
   float *mix_tmp;   /* scratch: 3 b max(m, n, p) floats */
 } tempo_obf_key;

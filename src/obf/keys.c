@@ -107,10 +107,14 @@ tempo_status tempo_obf_key_alloc(tempo_obf_key *k, int m, int n, int p) {
   return TEMPO_STATUS_OK;
 }
 
-/* Drops the mixing blocks from use (the buffer stays, wiped, for the next fill_mix). */
+/* Drops the mixing blocks from use (the buffer stays, wiped, for the next fill_mix). Only
+ * the part the blocks and the passes' scratch can have written since the last wipe: a b = 4
+ * key uses about a third of a buffer sized for TEMPO_OBF_MIX_MAX, and wiping all of it at
+ * every step's end was 2% of a resnet20 tempo step's master time. */
 static void mix_clear(tempo_obf_key *k) {
-  if (k->mixbuf && k->mix) sodium_memzero(k->mixbuf, k->mix_floats * sizeof(float));
+  if (k->mixbuf && k->mix) sodium_memzero(k->mixbuf, k->mix_used * sizeof(float));
   k->mix = 0;
+  k->mix_used = 0;
 }
 
 void tempo_obf_key_wipe(tempo_obf_key *k) {
@@ -429,6 +433,7 @@ tempo_status tempo_keygen_fill_mix(tempo_keygen *g, tempo_obf_key *k, int b) {
     }
     k->mix_floats = 0;
     k->mix = 0;
+    k->mix_used = 0;
     float *buf = aligned_alloc(KEY_ALIGN, round_up(need * sizeof(float)));
     if (!buf) return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "out of memory allocating mixing blocks");
     (void)sodium_mlock(buf, need * sizeof(float)); /* best effort, as the key */
@@ -446,6 +451,10 @@ tempo_status tempo_keygen_fill_mix(tempo_keygen *g, tempo_obf_key *k, int b) {
     }
   }
   k->mix_tmp = cur;
+  /* the passes' scratch: 3 b cols floats (mix.c), or 12 cols + 64 for b = 4 (mix512.c) */
+  const size_t scratch = 3 * (size_t)b * (size_t)big + 64, left = k->mix_floats - (size_t)(cur - k->mixbuf);
+  const size_t used = (size_t)(cur - k->mixbuf) + (scratch < left ? scratch : left);
+  if (used > k->mix_used) k->mix_used = used; /* a second fill_mix without a fill: both extents */
   k->mix = b;
   return TEMPO_STATUS_OK;
 }
