@@ -10,7 +10,7 @@
  * - keys with mixing blocks: mix.c's pass computes 16 output rows at a time into scratch (a
  *   sub-problem of 16 rows: the same rows, blocks and scales), which are rounded from there;
  * - identity keys (plain mode): each row is rounded straight from the input.
- * X given by a row source (rows.h, a convolution's im2col) is gathered P16_CHUNK rows at a time
+ * X given by a row source (rows.h, a convolution's im2col) is gathered chunk_rows rows at a time
  * into scratch (plain and identity keys) or row by row by mix.c (mixed keys), never materialised.
  * The forward check's dots (tempo_obf_enc_x16_check) are summed in double on the rounded
  * values, i.e. on exactly what the worker receives: nothing of the rounding is left to the
@@ -28,7 +28,17 @@
 #define P16_X86 0
 #endif
 
-#define P16_CHUNK 16 /* output rows per mixed sub-problem: a multiple of every block size */
+/* Rows per chunk: a mixed key's sub-problem (each one prepares the pass's column blocks again,
+ * about 4 cols values: 25% of the pass at 16 rows, measured resnet20 bf16 blind 200 -> 157 ms
+ * per step at 256 rows), or a row source's gather. About P16_CHUNK_BYTES of floats, at least
+ * P16_CHUNK_MIN and at most P16_CHUNK_MAX rows, a multiple of 16 (of every block size). */
+#define P16_CHUNK_BYTES (512u << 10)
+#define P16_CHUNK_MIN 64
+#define P16_CHUNK_MAX 256
+static int chunk_rows(int cols) {
+  const size_t r = P16_CHUNK_BYTES / (sizeof(float) * (size_t)cols);
+  return r < P16_CHUNK_MIN ? P16_CHUNK_MIN : r > P16_CHUNK_MAX ? P16_CHUNK_MAX : (int)r / 16 * 16;
+}
 #define P16_PREFETCH_ROW_BYTES 512 /* output rows up to this long are prefetched for writing */
 
 typedef struct {
@@ -200,7 +210,7 @@ static void scatter_rows(const float *in, int rows, int cols, const uint32_t *ro
  * rd->perm[i], output column j input column cd->perm[j], scaled by cs[j] then rs[i]); the
  * mixed forms lf, rf of a key with mixing blocks (rdim, cdim: the dimensions' indices). The
  * input is in, or (in NULL) the row source src. work: tempo_obf_enc16_work floats (the dots'
- * float weights, a row, then P16_CHUNK rows of scratch). */
+ * float weights, a row, then chunk_rows(cols) rows of scratch). */
 static void enc16(const tempo_obf_key *k, int rows, int cols, const float *in, const tempo_rows *src, uint16_t *out,
                   const tempo_obf_dim *rd, int rdim, int lf, const float *rs, const tempo_obf_dim *cd, int cdim, int rf,
                   const float *cs, p16_dots *d, float *work) {
@@ -213,8 +223,9 @@ static void enc16(const tempo_obf_key *k, int rows, int cols, const float *in, c
   if (k->mix) { /* 16 output rows at a time: the same pass on a sub-problem of those rows */
     tempo_obf_key kk = *k; /* shallow: the blocks of rows [i0, i1) start at block i0 / b */
     const float *L = k->mixd[rdim][lf];
-    for (int i0 = 0; i0 < rows; i0 += P16_CHUNK) {
-      const int t = rows - i0 < P16_CHUNK ? rows - i0 : P16_CHUNK;
+    const int ch = chunk_rows(cols);
+    for (int i0 = 0; i0 < rows; i0 += ch) {
+      const int t = rows - i0 < ch ? rows - i0 : ch;
       tempo_obf_dim sub = *rd;
       sub.size = t, sub.perm = rd->perm + i0;
       kk.mixd[rdim][lf] = L + (size_t)(i0 / k->mix) * k->mix * k->mix;
@@ -225,8 +236,9 @@ static void enc16(const tempo_obf_key *k, int rows, int cols, const float *in, c
     }
     return;
   }
-  for (int a0 = 0; a0 < rows; a0 += src ? P16_CHUNK : rows) { /* a row source: P16_CHUNK rows at a time */
-    const int t = !src || rows - a0 < P16_CHUNK ? rows - a0 : P16_CHUNK;
+  const int ch = chunk_rows(cols);
+  for (int a0 = 0; a0 < rows; a0 += src ? ch : rows) { /* a row source: ch rows at a time */
+    const int t = !src || rows - a0 < ch ? rows - a0 : ch;
     const float *x = in;
     if (src) src->fill(src->ctx, a0, a0 + t, chunk), x = chunk;
     if (k->identity)
@@ -238,7 +250,10 @@ static void enc16(const tempo_obf_key *k, int rows, int cols, const float *in, c
 }
 
 size_t tempo_obf_enc16_work(int n, int p) {
-  return (size_t)(P16_CHUNK + TEMPO_OBF_MAX_DOTS + 1) * (size_t)(n > p ? n : p);
+  /* chunk_rows(c) c <= max(P16_CHUNK_MIN c, P16_CHUNK_BYTES / 4) for every c <= max(n, p) */
+  const size_t c = (size_t)(n > p ? n : p), chunk = (size_t)P16_CHUNK_MIN * c;
+  const size_t most = P16_CHUNK_BYTES / sizeof(float);
+  return (size_t)(TEMPO_OBF_MAX_DOTS + 1) * c + (chunk > most ? chunk : most);
 }
 
 void tempo_obf_enc_x16(const tempo_obf_key *k, const float *X, uint16_t *Xp, float *work) {
