@@ -416,7 +416,7 @@ static size_t outputs_floats(void) {
   size_t n = 0;
   for (size_t q = 0; q < N_PRODS; q++) {
     const tempo_mm_shape *sh = &steps_prods[q].sh;
-    n += (size_t)sh->batch * (2 * (size_t)sh->m * sh->n + (size_t)sh->m * sh->p + (size_t)sh->n * sh->p);
+    n += (size_t)sh->batch * ((size_t)sh->m * sh->n + (size_t)sh->m * sh->p + (size_t)sh->n * sh->p); /* Y, dX, dW */
   }
   return n;
 }
@@ -446,7 +446,7 @@ static void test_honest_no_false_alarms(void **state) {
 static void test_rogue_caught(void **state) {
   (void)state;
   const size_t nout = outputs_floats();
-  float *honest = malloc(nout * 4), *got = malloc(nout * 4);
+  float *honest = calloc(nout, 4), *got = calloc(nout, 4);
   assert_true(honest && got);
   rogue_transport_ctx hc = {.reduce = true};
   tempo_mm *mm = make(&hc, 1.0001, 41);
