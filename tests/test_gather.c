@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "obf/obf_internal.h"
+#include "offload/transport.h"
 #include "tempo/cnn.h"
 #include "tempo/common.h"
 #include "tempo/obf.h"
@@ -236,7 +237,26 @@ static void engine_case(const geom *ge, tempo_mode mode, tempo_protect protect, 
   memcpy(dw1, tempo_params_grad(&p, l.w_idx), sizeof(float) * (size_t)cout * n);
   assert_int_equal(tempo_mm_backward(b, &site2, &s, c2, wt, dy, dc2, dw2, 0), TEMPO_STATUS_OK);
   tempo_col2im(&l, dc2, ge->batch, dx2, false);
-  assert_memory_equal(dx1, dx2, xn * sizeof *dx1);
+  if (tap && mode == TEMPO_MODE_TEMPO && verify_rounds >= 1) {
+    /* dX went onto dx by rows (a row sink, rows.h) in the key's row order: the same terms as
+     * col2im's, summed in another order, so each element within the two orders' rounding
+     * 2 (k^2 - 1) 2^-24 of the sum of its terms' magnitudes (col2im of |dX|) */
+    float *ab = tempo_alloc_floats((size_t)m * n), *sa = tempo_alloc_floats(xn);
+    assert_true(ab && sa);
+    for (size_t i = 0; i < (size_t)m * n; i++) ab[i] = fabsf(dc2[i]);
+    tempo_col2im(&l, ab, ge->batch, sa, false);
+    const double kk = (double)ge->k * ge->k;
+    size_t differ = 0;
+    for (size_t i = 0; i < xn; i++) {
+      if (dx1[i] != dx2[i]) differ++;
+      if (!(fabs((double)dx1[i] - dx2[i]) <= 2 * (kk - 1) * 0x1p-24 * 1.0001 * sa[i]))
+        fail_msg("dx[%zu] by rows %.9g, by columns %.9g (terms' magnitude %.3g)", i, dx1[i], dx2[i], sa[i]);
+    }
+    if (ge->batch * l.out_h * l.out_w >= 1024 && differ == 0) fail_msg("dx by rows equals col2im's bit for bit: no row sink?");
+    tempo_free_floats(ab), tempo_free_floats(sa);
+  } else {
+    assert_memory_equal(dx1, dx2, xn * sizeof *dx1); /* plain keys' rows come in col2im's order */
+  }
   if (tap) { /* the layer adds its tap-major gradient back in the weight's layout */
     float *g = tempo_alloc_floats((size_t)cout * n);
     assert_non_null(g);
@@ -271,6 +291,91 @@ static void test_engine_rows(void **state) {
     for (int q = 0; q < 2; q++) engine_case(&gs[0], TEMPO_MODE_TEMPO, pol[q], 1);
   }
   verify_rounds = 1;
+}
+
+/* ---- dX by rows: a failed block resumes where its added rows end ---- */
+
+/* Worker 1's first dX' reply of a backward gets one element of its last row off by 1e-2 of
+ * that row's largest magnitude: the block's chunks before the last passed and were added to
+ * dx, the last fails, the honest worker recomputes the block and only its rows from the
+ * failed chunk on are added. */
+typedef struct {
+  int cheats;
+} late_cheat;
+
+static tempo_status late_result(void *ctx, tempo_msg_header *rh, void *pay, size_t count, bool *send_reply) {
+  (void)count, (void)send_reply;
+  late_cheat *lc = ctx;
+  if (lc->cheats || !(rh->flags & TEMPO_MSG_F_WANT_DX) || rh->batch != 1) return TEMPO_STATUS_OK;
+  const size_t rows = rh->hi - rh->lo, n = rh->n;
+  float *row = (float *)pay + (rows - 1) * n, mx = 0;
+  for (size_t j = 0; j < n; j++) mx = fmaxf(mx, fabsf(row[j]));
+  row[n / 2] += row[n / 2] < 0 ? -1e-2f * mx : 1e-2f * mx;
+  lc->cheats++;
+  return TEMPO_STATUS_OK;
+}
+
+static void late_destroy(void *ctx) { (void)ctx; }
+
+static late_cheat late;
+
+static tempo_status late_transport(void *ctx, int requested, tempo_transport **out) {
+  (void)ctx;
+  tempo_status st = tempo_transport_inproc_create(requested, out);
+  const tempo_worker_hooks h = {.ctx = &late, .result = late_result, .destroy = late_destroy};
+  if (!st) tempo_transport_inproc_set_hooks(*out, 1, &h);
+  return st;
+}
+
+static void test_rows_resume(void **state) {
+  (void)state;
+  const geom ge = {16, 3, 1, 1, 32, 32, 8, TEMPO_LAYOUT_NHWC}; /* 8192 rows: blocks of several chunks */
+  const int cout = 16;
+  float *dx[2] = {NULL, NULL};
+  tempo_mm_stats st[2];
+  size_t xn = 0;
+  for (int rogue = 0; rogue < 2; rogue++) {
+    tempo_params p;
+    tempo_conv2d l;
+    layer(&ge, cout, &p, &l);
+    tempo_rng r;
+    tempo_rng_seed(&r, 5, 1);
+    const int n = ge.cin * ge.k * ge.k;
+    test_randn(tempo_params_ptr(&p, l.w_idx), (size_t)cout * n, &r);
+    xn = (size_t)ge.batch * ge.h * ge.w * ge.cin;
+    const int m = ge.batch * l.out_h * l.out_w;
+    const size_t cf = tempo_conv2d_cols_floats(&l, ge.batch);
+    float *x = tempo_alloc_floats(xn), *cols = tempo_alloc_floats(cf), *dcols = tempo_alloc_floats(cf);
+    float *y = tempo_alloc_floats((size_t)m * cout), *dy = tempo_alloc_floats((size_t)m * cout);
+    dx[rogue] = tempo_alloc_floats(xn);
+    assert_true(x && cols && dcols && y && dy && dx[rogue]);
+    test_randn(x, xn, &r);
+    test_randn(dy, (size_t)m * cout, &r);
+    tempo_mm_config cfg;
+    tempo_mm_config_default(&cfg);
+    cfg.mode = TEMPO_MODE_TEMPO, cfg.seed = 77, cfg.protect = TEMPO_PROTECT_NONE;
+    if (rogue) cfg.transport = late_transport;
+    late.cheats = 0;
+    tempo_mm *mm;
+    assert_int_equal(tempo_mm_create(&cfg, &mm), TEMPO_STATUS_OK);
+    tempo_mm_set_training(mm, true);
+    assert_int_equal(tempo_conv2d_forward(&l, mm, &p, x, ge.batch, cols, y), TEMPO_STATUS_OK);
+    assert_int_equal(tempo_conv2d_backward(&l, mm, &p, x, ge.batch, cols, dy, dcols, dx[rogue], 0), TEMPO_STATUS_OK);
+    tempo_mm_stats_run(mm, &st[rogue]);
+    if (rogue) assert_int_equal(late.cheats, 1);
+    tempo_mm_step_end(mm);
+    tempo_mm_free(mm);
+    float *bufs[] = {x, cols, dcols, y, dy};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) tempo_free_floats(bufs[i]);
+    tempo_params_free(&p);
+  }
+  assert_int_equal((int)st[0].verify_failures, 0);
+  assert_int_equal((int)st[1].verify_failures, 1); /* the late chunk, once */
+  assert_true(st[1].recomputed >= 1);
+  /* the rows added from the cheat's reply are the honest worker's floats, added in the same
+   * (block, then key row) order: dx bit for bit the honest run's */
+  assert_memory_equal(dx[0], dx[1], xn * sizeof(float));
+  tempo_free_floats(dx[0]), tempo_free_floats(dx[1]);
 }
 
 /* A NaN in the activation: the check of the blinded product fails and the master, scanning X
@@ -346,6 +451,7 @@ static void test_rows_refused(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_gather_small), cmocka_unit_test(test_gather_threads), cmocka_unit_test(test_engine_rows),
+      cmocka_unit_test(test_rows_resume),
       cmocka_unit_test(test_rows_nonfinite), cmocka_unit_test(test_rows_refused)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -43,4 +43,15 @@ timeout 120 "${MPIRUN[@]}" -np 1 "$B/tempo" "${VARGS[@]}" --out "$T/vit-mpi" : -
 [ "$(losses "$T/vit-mpi" | wc -l)" = 2 ] || fail "vit-mini shield: not 2 logged steps"
 diff <(losses "$T/vit-inproc") <(losses "$T/vit-mpi") || fail "vit-mini shield: MPI losses differ from in-process"
 echo "vit-mini shield over MPI (batched products): 2 losses equal to in-process shield"
+# resnet20 in tempo mode: each conv's dX goes onto the activation gradient by rows, its blocks'
+# replies held until the round ends and added in block order, so whichever worker process
+# answers first the sums are the in-process run's
+RARGS=(train --model resnet20 --batch 8 --no-eval --max-steps 3 --log-every 1 --no-progress --quiet --key-seed 7
+  --threads 1 --mode tempo)
+"$B/tempo" "${RARGS[@]}" --workers 2 --out "$T/r20-inproc" >/dev/null || fail "in-process resnet20 tempo run"
+timeout 120 "${MPIRUN[@]}" -np 1 "$B/tempo" "${RARGS[@]}" --out "$T/r20-mpi" : -np 2 "$B/tempo-worker" --backend cpu \
+  > "$T/r20-mpi.log" 2>&1 || { cat "$T/r20-mpi.log"; fail "mpirun resnet20 tempo"; }
+[ "$(losses "$T/r20-mpi" | wc -l)" = 3 ] || fail "resnet20 tempo: not 3 logged steps"
+diff <(losses "$T/r20-inproc") <(losses "$T/r20-mpi") || fail "resnet20 tempo: MPI losses differ from in-process"
+echo "resnet20 tempo over MPI (dX by rows): 3 losses equal to in-process tempo (last $(losses "$T/r20-mpi" | tail -1))"
 echo ok

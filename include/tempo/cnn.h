@@ -72,6 +72,15 @@ typedef struct {
   const float *x;
 } tempo_conv2d_src;
 tempo_rows tempo_conv2d_rows(const tempo_conv2d *l, const float *x, int batch, tempo_conv2d_src *src);
+/* tempo_col2im's adds as a row sink (rows.h), for tap-major columns (NHWC input, kernel
+ * larger than 1x1): row u of the (B*OH*OW, K) dX is added onto dx (input layout) exactly as
+ * tempo_col2im adds it (dx is not cleared: the caller zeroes it unless accumulating). ctx is
+ * the sink's context, filled here; it and dx must outlive the sink's use. */
+typedef struct {
+  const tempo_conv2d *l;
+  float *dx;
+} tempo_conv2d_sink;
+tempo_rows_sink tempo_conv2d_dx_sink(const tempo_conv2d *l, float *dx, int batch, tempo_conv2d_sink *ctx);
 /* dx (input layout) = [dx +] the sum of cols' entries back onto their input pixels
  * (the adjoint of tempo_im2col); overwrites dx unless accumulate. */
 void tempo_col2im(const tempo_conv2d *l, const float *cols, int batch, float *dx, bool accumulate);

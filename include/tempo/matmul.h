@@ -73,6 +73,15 @@ TEMPO_WUR tempo_status tempo_mm_backward(tempo_mm *mm, tempo_mm_site *site, cons
                                          const float *X, const float *W, const float *dY, float *dX,
                                          float *dW, unsigned flags);
 
+/* tempo_mm_backward with dX taken by a row sink (rows.h; dXs->rows == m, dXs->cols == n,
+ * batch 1) where the product's route allows: each verified row of the blinded dX' is
+ * decrypted and added into the sink's destination as it arrives, so dX is never written.
+ * *sunk says whether it was (then dX is untouched); otherwise dX holds dX as
+ * tempo_mm_backward writes it and the caller scatters it itself. dXs NULL: tempo_mm_backward. */
+TEMPO_WUR tempo_status tempo_mm_backward_rows(tempo_mm *mm, tempo_mm_site *site, const tempo_mm_shape *shape,
+                                              const float *X, const float *W, const float *dY, float *dX,
+                                              const tempo_rows_sink *dXs, float *dW, unsigned flags, bool *sunk);
+
 /* Records the shape of every later forward product into buf (cap entries; *count
  * counts them, also past cap) until called again with buf NULL. Used by the privacy
  * report, which needs the products of one step but none of their values. */

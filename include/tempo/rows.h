@@ -38,6 +38,24 @@ typedef struct {
                     * the master's byte accounting (tempo_mm_stats.master_bytes) */
 } tempo_rows;
 
+/* The other direction: a matrix result taken row by row instead of materialised. A lowered
+ * convolution's dX (m x n, the gradient of its column matrix) is only ever scattered into the
+ * activation gradient (col2im); a row sink lets the master's Dec pass of a blinded backward
+ * add each verified row there straight away, so the column matrix is never written or read
+ * again (src/nn/conv.c makes one; matmul.h tempo_mm_backward_rows takes it). */
+typedef struct {
+  /* Adds row `row` (cols floats) into the destination. Called from one thread at a time, each
+   * row exactly once per product, in any order; it neither fails nor allocates. */
+  void (*add)(const void *ctx, int row, const float *src);
+  /* Optional (NULL: none): a hint that row `row` will be added soon (rows arrive in random
+   * order), so the destination's lines can be fetched meanwhile; prefetches only. */
+  void (*prefetch)(const void *ctx, int row);
+  const void *ctx; /* the owner's (a conv layer and its gradient); kept alive while the product runs */
+  int rows, cols;  /* the matrix's shape */
+  uint64_t bytes;  /* what adding every row once writes to the destination (byte accounting: as the
+                    * column matrix's write it replaces) */
+} tempo_rows_sink;
+
 /* Hints rows perm[i] for i in [lo, hi) and i < rows (r->prefetch; nothing without it). */
 void tempo_rows_prefetch(const tempo_rows *r, const uint32_t *perm, int lo, int hi);
 

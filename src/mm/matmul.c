@@ -154,11 +154,21 @@ void tempo_mm_record_shapes(tempo_mm *mm, tempo_mm_shape *buf, int cap, int *cou
 
 tempo_status tempo_mm_backward(tempo_mm *mm, tempo_mm_site *site, const tempo_mm_shape *s, const float *X,
                                const float *W, const float *dY, float *dX, float *dW, unsigned flags) {
+  bool sunk;
+  return tempo_mm_backward_rows(mm, site, s, X, W, dY, dX, NULL, dW, flags, &sunk);
+}
+
+tempo_status tempo_mm_backward_rows(tempo_mm *mm, tempo_mm_site *site, const tempo_mm_shape *s, const float *X,
+                                    const float *W, const float *dY, float *dX, const tempo_rows_sink *dXs, float *dW,
+                                    unsigned flags, bool *sunk) {
+  *sunk = false;
   tempo_status st = check_shape(s);
   if (st) return st;
   if (site->slot == 0) return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "matmul: backward before forward");
+  if (dXs && (!dX || s->batch != 1 || dXs->rows != s->m || dXs->cols != s->n || !dXs->add))
+    return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT, "matmul: a dX row sink needs dX, batch 1 and the (m, n) shape");
   if (engine_for(mm, site)) {
-    st = tempo_engine_backward(mm->engine, site->slot, s, dY, dX, dW, flags);
+    st = tempo_engine_backward(mm->engine, site->slot, s, dY, dX, dXs, dW, flags, sunk);
     tempo_engine_take_stats(mm->engine, &mm->run, &mm->step);
     if (!st) count(mm, s, (dX != NULL) + (dW != NULL), 0, 0);
     return st;

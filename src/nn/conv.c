@@ -354,34 +354,77 @@ static void col2im_samples(void *arg, size_t lo, size_t hi) {
   }
 }
 
-/* Tap-major col2im of samples [lo, hi): the column rows are read in order and row i of each
- * window adds onto its run of kw*Ci floats of dx (clipped to the image); each sample writes
- * only its own part of dx. */
+/* Tap-major col2im of one column row: pixel (oh, ow) of the sample whose dx is xb; row i of
+ * its window adds onto its run of kw*Ci floats of xb (clipped to the image). */
+static inline __attribute__((always_inline)) void col2im_pixel_tap(const tempo_conv2d *l, float *xb, int oh, int ow,
+                                                                   const float *src) {
+  const int cin = l->cin, kw = l->kw;
+  const int iw0 = ow * l->stride - l->pad;
+  const int j0 = iw0 < 0 ? -iw0 : 0, j1 = l->in_w - iw0 < kw ? l->in_w - iw0 : kw;
+  if (j0 >= j1) return;
+  const int n = (j1 - j0) * cin;
+  for (int i = 0; i < l->kh; i++) {
+    const int ih = oh * l->stride - l->pad + i;
+    if (ih < 0 || ih >= l->in_h) continue;
+    float *restrict d = xb + ((size_t)ih * l->in_w + iw0 + j0) * cin;
+    const float *restrict s = src + ((size_t)i * kw + j0) * cin;
+    for (int c = 0; c < n; c++) d[c] += s[c];
+  }
+}
+
+/* Tap-major col2im of samples [lo, hi): the column rows are read in order (col2im_pixel_tap);
+ * each sample writes only its own part of dx. */
 CONV_CLONES
 static void col2im_samples_tap(void *arg, size_t lo, size_t hi) {
   const cols_job *jb = arg;
   const tempo_conv2d *l = jb->l;
-  const int cin = l->cin, kw = l->kw;
-  const size_t k = (size_t)cin * l->kh * kw, sb = (size_t)l->in_h * l->in_w * cin;
+  const size_t k = (size_t)l->cin * l->kh * l->kw, sb = (size_t)l->in_h * l->in_w * l->cin;
   if (!jb->accumulate) memset(jb->dx + lo * sb, 0, (hi - lo) * sb * sizeof *jb->dx);
   const float *src = jb->ccols + lo * l->out_h * l->out_w * k;
   for (size_t b = lo; b < hi; b++) {
     float *xb = jb->dx + b * sb;
     for (int oh = 0; oh < l->out_h; oh++)
-      for (int ow = 0; ow < l->out_w; ow++, src += k) {
-        const int iw0 = ow * l->stride - l->pad;
-        const int j0 = iw0 < 0 ? -iw0 : 0, j1 = l->in_w - iw0 < kw ? l->in_w - iw0 : kw;
-        if (j0 >= j1) continue;
-        const int n = (j1 - j0) * cin;
-        for (int i = 0; i < l->kh; i++) {
-          const int ih = oh * l->stride - l->pad + i;
-          if (ih < 0 || ih >= l->in_h) continue;
-          float *restrict d = xb + ((size_t)ih * l->in_w + iw0 + j0) * cin;
-          const float *restrict s = src + ((size_t)i * kw + j0) * cin;
-          for (int c = 0; c < n; c++) d[c] += s[c];
-        }
-      }
+      for (int ow = 0; ow < l->out_w; ow++, src += k) col2im_pixel_tap(l, xb, oh, ow, src);
   }
+}
+
+/* The row sink's add (rows.h): column row u, pixel (u % OW, u / OW % OH) of sample u / (OH OW),
+ * added onto dx as tempo_col2im adds it. */
+CONV_CLONES
+static void conv_add_row(const void *ctx, int u, const float *src) {
+  const tempo_conv2d_sink *c = ctx;
+  const tempo_conv2d *l = c->l;
+  const uint32_t per = (uint32_t)(l->out_h * l->out_w), r = (uint32_t)u % per; /* 32-bit divisions */
+  float *xb = c->dx + (size_t)((uint32_t)u / per) * l->in_h * l->in_w * l->cin;
+  col2im_pixel_tap(l, xb, (int)(r / (uint32_t)l->out_w), (int)(r % (uint32_t)l->out_w), src);
+}
+
+/* The row sink's prefetch: the first and last line of each of the kh runs of dx that row u
+ * adds onto (the lines between follow them in the hardware's adjacent-line and stream
+ * prefetch; every line of them cost as much as the adds). */
+static void conv_prefetch_dx(const void *ctx, int u) {
+  const tempo_conv2d_sink *c = ctx;
+  const tempo_conv2d *l = c->l;
+  const uint32_t per = (uint32_t)(l->out_h * l->out_w), r = (uint32_t)u % per;
+  const int oh = (int)(r / (uint32_t)l->out_w), ow = (int)(r % (uint32_t)l->out_w), cin = l->cin;
+  const int iw0 = ow * l->stride - l->pad, lo = iw0 < 0 ? 0 : iw0, hi = iw0 + l->kw > l->in_w ? l->in_w : iw0 + l->kw;
+  if (hi <= lo) return;
+  const float *xb = c->dx + (size_t)((uint32_t)u / per) * l->in_h * l->in_w * cin;
+  const size_t run = (size_t)(hi - lo) * cin;
+  for (int i = 0; i < l->kh; i++) {
+    const int ih = oh * l->stride - l->pad + i;
+    if (ih < 0 || ih >= l->in_h) continue;
+    const float *a = xb + ((size_t)ih * l->in_w + lo) * cin;
+    tempo_prefetch_w(a), tempo_prefetch_w(a + run - 1);
+  }
+}
+
+tempo_rows_sink tempo_conv2d_dx_sink(const tempo_conv2d *l, float *dx, int batch, tempo_conv2d_sink *ctx) {
+  *ctx = (tempo_conv2d_sink){l, dx};
+  const int n = l->cin * l->kh * l->kw;
+  return (tempo_rows_sink){.add = conv_add_row, .prefetch = conv_prefetch_dx, .ctx = ctx,
+                           .rows = batch * l->out_h * l->out_w, .cols = n,
+                           .bytes = sizeof(float) * (uint64_t)batch * l->out_h * l->out_w * (uint64_t)n};
 }
 
 void tempo_col2im(const tempo_conv2d *l, const float *cols, int batch, float *dx, bool accumulate) {
@@ -581,6 +624,7 @@ tempo_status tempo_conv2d_backward(tempo_conv2d *l, tempo_mm *mm, tempo_params *
     mmflags &= ~(unsigned)TEMPO_MM_ACCUM_DW;
   }
   const int low = l->lowering; /* the forward's (FUSED kept no columns) */
+  bool sunk = false; /* dX went onto dx by rows (tempo_mm_backward_rows) */
   const int tile = low == LOWER_FULL ? batch : tile_samples(l, &s, batch);
   const size_t per = (size_t)l->out_h * l->out_w, sk = per * (size_t)s.n, sb = in_sample_floats(l);
   if (low == LOWER_FUSED) {
@@ -595,6 +639,13 @@ tempo_status tempo_conv2d_backward(tempo_conv2d *l, tempo_mm *mm, tempo_params *
         return st;
       if (dx) tempo_col2im(l, dcols, nb, dx + (size_t)b0 * sb, acc);
     }
+  } else if (low == LOWER_FULL && tap && dx && !l->direct && tempo_mm_takes_rows(mm, &l->site, &s)) {
+    /* offloaded: each verified row of dX' is decrypted and added onto dx as it arrives, so the
+     * column gradient dcols is never written (unless the engine cannot here: then col2im) */
+    tempo_conv2d_sink ctx;
+    const tempo_rows_sink sink = tempo_conv2d_dx_sink(l, dx, batch, &ctx);
+    if (!acc) memset(dx, 0, (size_t)batch * sb * sizeof *dx);
+    if ((st = tempo_mm_backward_rows(mm, &l->site, &s, cols, W, dy, dX, &sink, dW, mmflags, &sunk))) return st;
   } else if ((st = tempo_mm_backward(mm, &l->site, &s, l->direct ? x : cols, W, dy, low == LOWER_DX ? NULL : dX, dW,
                                      mmflags))) {
     return st;
@@ -616,7 +667,7 @@ tempo_status tempo_conv2d_backward(tempo_conv2d *l, tempo_mm *mm, tempo_params *
       for (int c = 0; c < cin; c++)
         for (int t = 0; t < kk; t++) g[((size_t)o * cin + c) * kk + t] += dW[((size_t)o * kk + t) * cin + c];
   }
-  if (dx && !l->direct && low == LOWER_FULL) tempo_col2im(l, dcols, batch, dx, acc);
+  if (dx && !l->direct && low == LOWER_FULL && !sunk) tempo_col2im(l, dcols, batch, dx, acc);
   if (l->b_idx >= 0) {
     float *db = tempo_params_grad(p, l->b_idx);
     for (int r = 0; r < s.m; r++) {

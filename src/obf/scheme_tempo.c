@@ -33,6 +33,11 @@ typedef struct {
   size_t cap_dws, cap_p, cap_w, cap_wb, cap_wd, cap_wbd, cap_wu, cap_gh, cap_dxs;
   bool bf16;  /* the 16-bit wire: operands in bfloat16 (the *16 buffers of tempo_state) */
   float *work16; /* the 16-bit Enc passes' scratch (tempo_obf_enc16_work) */
+  float *dxc;    /* dX taken by rows: a chunk of decoded rows */
+  uint32_t *ramp; /* and the chunk's row maps (2 m: reply row to chunk row, back) */
+  float *ones;    /* identity keys (whose arrays a step's end wipes): unit scales, and */
+  uint32_t *iota; /* the identity permutation (n each) */
+  size_t cap_dxc, cap_ramp, cap_ones, cap_iota;
   float *wide[2]; /* a check's bfloat16 operands A, B widened (checks after arrival), or rows of dY* */
   size_t cap_work16, cap_wide[2];
 } tempo_sc;
@@ -54,6 +59,12 @@ typedef struct {
   uint16_t *xp16, *wp16, *dys16;
   float *wpf;
   size_t cap_x16, cap_w16, cap_dy16, cap_wpf;
+  /* a backward's dX taken by rows (pr->dXs): per block (by its first row) the rows from it
+   * already added to the sink, so a recomputed block adds only the rest (reset by prepare) */
+  int nsunk;
+  struct {
+    int lo, done;
+  } sunk[64];
 } tempo_state;
 
 /* What the check's bound assumes (obf.h): the checked worker's declared precision, and a
@@ -127,11 +138,13 @@ static tempo_status prepare(tempo_scheme *base, void **state, const tempo_mm_sha
   if (sc->bf16) { /* the wire's operands in bfloat16, W' also as floats, and the passes' scratch */
     const size_t work = tempo_obf_enc16_work(sh->n, sh->p);
     if ((st = tempo_grow_buffer(&sc->work16, &sc->cap_work16, work * sizeof(float)))) return st;
+    if (backward) s->nsunk = 0;
     if (backward) return grow_h(&s->dys16, &s->cap_dy16, y);
     if ((st = grow_h(&s->xp16, &s->cap_x16, x)) || (st = grow_h(&s->wp16, &s->cap_w16, w)) ||
         (st = grow(&s->wpf, &s->cap_wpf, w)))
       return st;
   } else {
+    if (backward) s->nsunk = 0;
     if (backward) return grow(&s->dys, &s->cap_dy, y);
     if ((st = grow(&s->xp, &s->cap_x, x)) || (st = grow(&s->wp, &s->cap_w, w))) return st;
   }
@@ -371,6 +384,97 @@ static bool check_dw(tempo_scheme *base, const void *state, const tempo_product 
   return true;
 }
 
+/* The dX' check's second half for rows [a0, a1) of block [lo, hi): dY* w of those rows (bfloat16
+ * dY* widened DX_ROWS rows at a time, in cache) against the dX'v formed in their decryption
+ * (y1q, y1bq index rows from lo). */
+static bool dx_rows_pass(tempo_sc *sc, const tempo_state *s, const tempo_product *pr, int lo, int a0, int a1,
+                         const float *w, const float *wb, double *const *y1q, double *const *y1bq, const float *vmax,
+                         const tempo_verify_model *md) {
+  const int R = sc->base.verify_rounds, m = pr->sh->m, n = pr->sh->n, p = pr->sh->p, rows = a1 - a0;
+  enum { DX_ROWS = 64 };
+  for (int r0 = 0; r0 < rows; r0 += sc->bf16 ? DX_ROWS : rows) {
+    const int nr = !sc->bf16 || rows - r0 < DX_ROWS ? rows - r0 : DX_ROWS;
+    const float *a = sc->bf16 ? widen(sc, 0, s->dys16 + (size_t)(a0 + r0) * p, (size_t)nr * p) : s->dys + (size_t)a0 * p;
+    if (!a) return false;
+    for (int q = 0; q < R; q++)
+      if (tempo_verify_rows_a(nr, p, n, a, w + (size_t)q * p, wb + (size_t)q * p, y1q[q] + (a0 - lo) + r0,
+                              y1bq[q] + (a0 - lo) + r0, vmax[q], md, a0 + r0, m, q))
+        return false;
+  }
+  return true;
+}
+
+/* Rows per chunk of a dX taken by rows: about DXS_BYTES of decoded floats, in L2 until added. */
+#define DXS_BYTES (256u << 10)
+
+/* check_take_dx with pr->dXs: the block's rows from where an earlier reply to it stopped, a
+ * chunk at a time: decoded (with the check's dots) into scratch in reply order, checked, then
+ * added to the sink at their plaintext rows; false at the first chunk that fails (the chunks
+ * before it stay added, scheme.h). */
+static bool take_dx_sunk(tempo_sc *sc, tempo_state *s, const tempo_product *pr, int lo, int hi, const float *dxp,
+                         const double *const *vq, const float *const *vabsq, double *const *y1q, double *const *y1bq,
+                         const float *w, const float *wb, const float *vmax, const tempo_verify_model *md) {
+  const tempo_mm_shape *sh = pr->sh;
+  const int R = sc->base.verify_rounds, m = sh->m, n = sh->n, p = sh->p;
+  int slot = 0;
+  while (slot < s->nsunk && s->sunk[slot].lo != lo) slot++;
+  if (slot == s->nsunk) {
+    if (slot == (int)(sizeof s->sunk / sizeof s->sunk[0])) return false; /* more blocks than the engine makes */
+    s->sunk[s->nsunk++].lo = lo, s->sunk[slot].done = lo;
+  }
+  const size_t cr = DXS_BYTES / (sizeof(float) * (size_t)n);
+  const int ch = cr < 16 ? 16 : cr > 1024 ? 1024 : (int)cr / 8 * 8; /* whole mixing blocks (obf.h) */
+  if (tempo_grow_buffer(&sc->dxc, &sc->cap_dxc, ((size_t)ch * n + 4) * sizeof(float)) ||
+      tempo_grow_buffer((float **)&sc->ramp, &sc->cap_ramp, 2 * (size_t)m * sizeof(uint32_t) + 64))
+    return false; /* out of memory: a failed check, recomputed */
+  /* the key with its rows mapped into the chunk (perm: reply row a to chunk row a - a0, inv
+   * back). An identity key goes through the general pass with unit scales and the identity
+   * column order (the same floats: copies); its own arrays are not read (a step's end wipes
+   * them to zero and leaves only the flag). The chunk is 16 bytes off a 64-byte line: the
+   * passes' streamed stores need aligned rows, so it is written through the caches and read
+   * back from them. */
+  const bool id = pr->keys[0].identity;
+  tempo_obf_key kk = pr->keys[0];
+  kk.identity = false;
+  kk.dm.perm = sc->ramp, kk.dm.inv = sc->ramp + m;
+  if (id) {
+    const size_t need = (size_t)(m > n ? m : n), had = sc->cap_ones / sizeof(float);
+    if (tempo_grow_buffer(&sc->ones, &sc->cap_ones, need * sizeof(float)) ||
+        tempo_grow_buffer((float **)&sc->iota, &sc->cap_iota, need * sizeof(uint32_t)))
+      return false;
+    if (need > had)
+      for (size_t i = 0; i < sc->cap_ones / sizeof(float) && i < sc->cap_iota / sizeof(uint32_t); i++)
+        sc->ones[i] = 1.0f, sc->iota[i] = (uint32_t)i;
+    kk.dn.perm = kk.dn.inv = sc->iota;
+    kk.dn.coef = kk.dn.rcoef = kk.dn.coef_p = kk.dn.rcoef_p = sc->ones;
+    kk.mix = 0;
+  }
+  float *chunk = sc->dxc + 4;
+  const uint32_t *perm = pr->keys[0].dm.perm;
+  double *y1c[R_MAX], *y1bc[R_MAX];
+  for (int a0 = s->sunk[slot].done; a0 < hi; a0 += ch) {
+    const int a1 = hi - a0 < ch ? hi : a0 + ch;
+    for (int a = a0; a < a1; a++) sc->ramp[a] = (uint32_t)(a - a0), sc->ramp[m + a - a0] = (uint32_t)a;
+    /* the unmixed Dec scales output row i by dm.coef[i]: chunk row a - a0 is plaintext row
+     * perm[a], whose scale is coef[perm[a]] = coef_p[a] (the mixed pass reads coef_p itself) */
+    kk.dm.coef = id ? sc->ones : pr->keys[0].dm.coef_p + a0;
+    for (int q = 0; q < R; q++) y1c[q] = y1q[q] + (a0 - lo), y1bc[q] = y1bq[q] + (a0 - lo);
+    tempo_obf_dec_dx_rows_dots(&kk, dxp + (size_t)(a0 - lo) * n, a0, a1, chunk, R, vq, vabsq, y1c, y1bc);
+    if (!dx_rows_pass(sc, s, pr, lo, a0, a1, w, wb, y1q, y1bq, vmax, md)) return false;
+    const tempo_rows_sink *k2 = pr->dXs;
+    enum { AHEAD = 4 }; /* rows whose destination lines are fetched ahead (random places) */
+    for (int a = a0; a < a1 && a < a0 + AHEAD && k2->prefetch; a++) k2->prefetch(k2->ctx, id ? a : (int)perm[a]);
+    for (int a = a0; a < a1; a++) {
+      if (k2->prefetch && a + AHEAD < a1) k2->prefetch(k2->ctx, id ? a + AHEAD : (int)perm[a + AHEAD]);
+      k2->add(k2->ctx, id ? a : (int)perm[a], chunk + (size_t)(a - a0) * n);
+    }
+    s->sunk[slot].done = a1;
+  }
+  const uint64_t rows = (uint64_t)(hi - lo);
+  sc->base.bytes += sizeof(float) * rows * ((uint64_t)n + (uint64_t)R * p) + pr->dXs->bytes * rows / (uint64_t)m;
+  return true;
+}
+
 /* Rows [lo, hi) of a batch-1 backward's dX' (not accumulated): for each round a fresh v (n)
  * weighted by the result columns' inverse key scales, w = W'^T v from the small W', y2 =
  * dY* w from the block's rows of dY*, and dX'v formed while the rows are decrypted
@@ -381,7 +485,7 @@ static bool check_take_dx(tempo_scheme *base, const void *state, const tempo_pro
   const tempo_state *s = state;
   const tempo_mm_shape *sh = pr->sh;
   const tempo_obf_key *k = &pr->keys[0];
-  const int R = base->verify_rounds, m = sh->m, n = sh->n, p = sh->p, rows = hi - lo;
+  const int R = base->verify_rounds, n = sh->n, p = sh->p, rows = hi - lo;
   const size_t nd = (size_t)R * ((size_t)n + 2 * (size_t)rows), nf = (size_t)R * (2 * (size_t)n + 2 * (size_t)p);
   if (grow_d(&sc->dxs, &sc->cap_dxs, nd + (nf + 1) / 2)) return false; /* out of memory: a failed check, recomputed */
   double *vd = sc->dxs, *y1 = vd + (size_t)R * n, *y1b = y1 + (size_t)R * rows;
@@ -402,20 +506,11 @@ static bool check_take_dx(tempo_scheme *base, const void *state, const tempo_pro
     tempo_verify_matvec(p, n, w_floats(sc, s), !sh->w_trans, vv, va, &md, w + (size_t)q * p, wb + (size_t)q * p);
     vq[q] = vd + (size_t)q * n, vabsq[q] = va, y1q[q] = y1 + (size_t)q * rows, y1bq[q] = y1b + (size_t)q * rows;
   }
+  if (pr->dXs) /* the scheme's own state: the rows already added */
+    return take_dx_sunk(sc, (tempo_state *)s, pr, lo, hi, dxp, vq, vabsq, y1q, y1bq, w, wb, vmax, &md);
   tempo_obf_dec_dx_rows_dots(k, dxp, lo, hi, pr->dX, R, vq, vabsq, y1q, y1bq);
   base->bytes += sizeof(float) * (uint64_t)rows * (2 * (uint64_t)n + (uint64_t)R * p); /* dX' in, dX out, dY* */
-  /* the block's rows of dY* (bfloat16 on the 16-bit wire: widened DX_ROWS rows at a time, in cache) */
-  enum { DX_ROWS = 64 };
-  for (int r0 = 0; r0 < rows; r0 += sc->bf16 ? DX_ROWS : rows) {
-    const int nr = !sc->bf16 || rows - r0 < DX_ROWS ? rows - r0 : DX_ROWS;
-    const float *a = sc->bf16 ? widen(sc, 0, s->dys16 + (size_t)(lo + r0) * p, (size_t)nr * p) : s->dys + (size_t)lo * p;
-    if (!a) return false;
-    for (int q = 0; q < R; q++)
-      if (tempo_verify_rows_a(nr, p, n, a, w + (size_t)q * p, wb + (size_t)q * p, y1q[q] + r0, y1bq[q] + r0, vmax[q],
-                              &md, lo + r0, m, q))
-        return false;
-  }
-  return true;
+  return dx_rows_pass(sc, s, pr, lo, lo, hi, w, wb, y1q, y1bq, vmax, &md);
 }
 
 static void sc_free(tempo_scheme *base) {
@@ -425,6 +520,8 @@ static void sc_free(tempo_scheme *base) {
   for (size_t i = 0; i < sizeof d / sizeof d[0]; i++) tempo_free_floats((float *)d[i]);
   tempo_free_floats(sc->vwork);
   tempo_free_floats(sc->work16), tempo_free_floats(sc->wide[0]), tempo_free_floats(sc->wide[1]);
+  tempo_free_floats(sc->dxc), tempo_free_floats((float *)sc->ramp);
+  tempo_free_floats(sc->ones), tempo_free_floats((float *)sc->iota);
   free(sc);
 }
 

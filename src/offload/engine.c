@@ -63,6 +63,10 @@ typedef struct {
   bool reduce_broken[MAX_SHARES]; /* a chain member failed: the sum is incomplete */
   uint8_t role[MAX_BLOCKS];       /* ROLE_* per block, as sent */
   bool keep; /* the replies are held in the engine's kept[] and read in place (keep_plan) */
+  bool sink_later; /* a backward's dX to a row sink: blocks are checked, decoded and added in block
+                    * order, on arrival when it is the next block's turn, else held (kept[], kres[]
+                    * its dX') until after the round (sink_dx) */
+  int sink_next;   /* the first block not yet added */
 } round_ctx;
 
 struct tempo_engine {
@@ -357,7 +361,7 @@ static bool keeps_reply(const round_ctx *c, int unit) { return c->keep && c->rol
 
 /* Gives back the replies round c kept (after the combine, or on an error). */
 static void give_back_kept(tempo_engine *e, const round_ctx *c) {
-  for (int i = 0; c->keep && i < c->s->nblocks; i++) {
+  for (int i = 0; (c->keep || c->sink_later) && i < c->s->nblocks; i++) {
     if (e->kept[i].token) e->r.tr->ops->done(e->r.tr, &e->kept[i]);
     e->kept[i].token = NULL, e->kres[i] = e->kdw[i] = NULL;
   }
@@ -389,6 +393,7 @@ static bool consume(tempo_engine *e, round_ctx *c, task *t, const tempo_msg_head
   /* a row block's dX' that is not accumulated: its check rides in its decryption (a failed
    * block's rows are overwritten by the recomputation) */
   const bool fused = e->sc->fused_forward && sh->batch == 1; /* scheme.h: batch-1 products only */
+  bool sunk_now = false; /* its dX' went to the row sink here */
   const bool dx_in_dec = c->pr.backward && c->want_dx && c->rows_direct && fused &&
                          e->sc->ops->check_take_dx && !(c->pr.accum & TEMPO_MM_ACCUM_DX);
   if (fused) { /* the expensive halves were formed in the X' pass: Y', dX' (in its decryption), dW' read */
@@ -397,7 +402,9 @@ static bool consume(tempo_engine *e, round_ctx *c, task *t, const tempo_msg_head
     if (!c->pr.backward) {
       ok = e->sc->ops->check_forward(e->sc, s->ss, &c->pr, lo, hi, pay);
     } else {
-      if (c->want_dx && !(keep && e->sc->dx_deferred)) /* deferred: checked in finish */
+      if (c->sink_later && t->unit == c->sink_next) /* its turn: added now (a failure resumes it) */
+        sunk_now = ok = e->sc->ops->check_take_dx(e->sc, s->ss, &c->pr, lo, hi, dxr);
+      else if (c->want_dx && !(keep && e->sc->dx_deferred) && !c->sink_later) /* deferred: in finish or sink_dx */
         ok = dx_in_dec ? e->sc->ops->check_take_dx(e->sc, s->ss, &c->pr, lo, hi, dxr)
                        : check(e, rows, p, n, dyb, false, wb, !wt, dxr, s->k.keys[0].identity ? NULL : s->k.keys[0].dn.coef_p);
       if (ok && checks_dw) {
@@ -455,6 +462,14 @@ static bool consume(tempo_engine *e, round_ctx *c, task *t, const tempo_msg_head
     if (c->pr.backward && take_dw) {
       const size_t wo = sh->batch == 1 ? (size_t)(t->unit - s->first[b->share]) * ws : (size_t)b->lo * ws;
       memcpy(woff(resw_of(e, b->share), wo, zr), dwr, (size_t)cnt * ws * zr);
+    }
+    if (sunk_now) c->sink_next++;
+    if (c->sink_later && !sunk_now && c->base.msg && c->base.msg->token) { /* its dX' waits for sink_dx */
+      const int u = t->unit;
+      if (e->kept[u].token) e->r.tr->ops->done(e->r.tr, &e->kept[u]); /* a recomputation's earlier reply */
+      e->kept[u] = *c->base.msg;
+      c->base.msg->token = NULL;
+      e->kres[u] = dxr;
     }
   }
   c->base.consume_time += tempo_now() - t0;
@@ -730,6 +745,32 @@ static tempo_status finish_checked(tempo_engine *e, round_ctx *c, const void **d
   }
 }
 
+/* A backward whose dX goes to a row sink (round_ctx.sink_later), after its round: from the
+ * first block not added on arrival, block by block in order, the held dX' is checked, decoded
+ * and added (the scheme's check_take_dx), so the sums in the sink's destination have one order
+ * whichever worker answered first or was recomputed (the same floats as a run without a
+ * cheat). A failing block's worker is charged and the block recomputed, as a check on arrival
+ * would, and the block resumes at its first row not added. */
+static tempo_status sink_dx(tempo_engine *e, round_ctx *c) {
+  const site *s = c->s;
+  for (int u = c->sink_next; u < s->nblocks; u++, c->sink_next = u)
+    for (;;) {
+      task *t = &c->base.tasks[u];
+      if (!e->kres[u]) return tempo_set_error(TEMPO_STATUS_INTERNAL, "engine: block %d's reply was not held", u);
+      const double t0 = tempo_now();
+      e->sc->share = s->blocks[u].share;
+      e->sc->precision = tempo_rounds_precision(&e->r, t->worker);
+      const bool ok = e->sc->ops->check_take_dx(e->sc, s->ss, &c->pr, (int)s->blocks[u].lo, (int)s->blocks[u].hi,
+                                                e->kres[u]);
+      e->r.st.t_verify += tempo_now() - t0;
+      if (ok) break;
+      tempo_status st = on_failure(&c->base, t, t->worker, TEMPO_WHY_VERIFY);
+      if (!st) st = tempo_rounds_collect(&e->r, &c->base, tempo_now());
+      if (st) return st;
+    }
+  return TEMPO_STATUS_OK;
+}
+
 tempo_status tempo_engine_forward(tempo_engine *e, int slot, unsigned kind, const tempo_mm_shape *sh,
                                   const float *X, const tempo_rows *Xr, const float *W, float *Y, bool training) {
   site *s;
@@ -880,9 +921,10 @@ static uint64_t naive_backward_bytes(const tempo_engine *e, const site *s, bool 
 }
 
 tempo_status tempo_engine_backward(tempo_engine *e, int slot, const tempo_mm_shape *sh, const float *dY, float *dX,
-                                   float *dW, unsigned flags) {
+                                   const tempo_rows_sink *dXs, float *dW, unsigned flags, bool *sunk) {
   site *s;
   tempo_status st;
+  *sunk = false;
   if ((st = get_site(e, slot, &s)) || (st = tempo_site_keys_backward_check(&s->k, sh))) return st;
   if (!dX && !dW) return TEMPO_STATUS_OK;
   const bool direct = sh->batch > 1 && e->sc->shares == 1 && e->sc->ops->take_instances;
@@ -892,10 +934,15 @@ tempo_status tempo_engine_backward(tempo_engine *e, int slot, const tempo_mm_sha
   e->sc->dx_deferred = e->sc->dx_in_finish && dX && sh->batch == 1 && keep && e->cfg.verify_rounds > 0;
   if ((st = e->sc->ops->prepare(e->sc, &s->ss, sh, true))) return st;
   if (!direct && (st = prepare_gather(e, sh, max_share_blocks(e, s)))) return st;
+  /* dX by rows where every block's dX' is checked in its decryption (consume's dx_in_dec) */
+  const bool sink = dX && dXs && rows_direct(e, sh) && e->sc->fused_forward && e->sc->ops->check_take_dx &&
+                    !(flags & TEMPO_MM_ACCUM_DX) && !e->sc->dx_deferred;
   round_ctx c = {.base = {.ntasks = s->nblocks}, .s = s, .want_dx = dX != NULL, .want_dw = dW != NULL,
                  .direct = direct, .may_reduce = true, .rows_direct = rows_direct(e, sh), .keep = keep,
+                 .sink_later = sink,
                  .pr = {.backward = true, .sh = &s->k.shape, .keys = s->k.keys, .dY = dY, .dX = dX, .dW = dW,
-                        .accum = flags, .mixed = s->mixed}};
+                        .dXs = sink ? dXs : NULL, .accum = flags, .mixed = s->mixed}};
+  *sunk = sink;
   if (!direct && (st = encode_range(e, &c, 0, sh->batch))) return st;
   e->r.st.encryptions += (uint64_t)sh->batch;
   const uint64_t outs = (dX ? 1u : 0u) + (dW ? 1u : 0u);
@@ -907,7 +954,9 @@ tempo_status tempo_engine_backward(tempo_engine *e, int slot, const tempo_mm_sha
   init_tasks(tasks, s->nblocks);
   c.base.tasks = tasks;
   const void *dw[MAX_SHARES] = {NULL};
-  if (!(st = run_round(e, &c, NULL)) && !direct && dW && sh->batch == 1) st = take_dw_sums(e, &c, dw);
+  if (!(st = run_round(e, &c, NULL)) && sink) st = sink_dx(e, &c); /* before the dW' sums: a recomputed
+                                                                     * block's reply brings its partial too */
+  if (!st && !direct && dW && sh->batch == 1) st = take_dw_sums(e, &c, dw);
   if (st) {
     give_back_kept(e, &c);
     return st;

@@ -48,8 +48,12 @@ void tempo_engine_free(tempo_engine *e); /* NULL is fine; joins the workers */
 TEMPO_WUR tempo_status tempo_engine_forward(tempo_engine *e, int slot, unsigned kind, const tempo_mm_shape *s,
                                             const float *X, const tempo_rows *Xr, const float *W, float *Y,
                                             bool training);
+/* dXs (NULL: none): dX taken by a row sink where this product allows (a batch-1 single-share
+ * row split whose dX' check rides in its decryption, not accumulated): *sunk then says so and
+ * dX is not written; otherwise dX is. */
 TEMPO_WUR tempo_status tempo_engine_backward(tempo_engine *e, int slot, const tempo_mm_shape *s, const float *dY,
-                                             float *dX, float *dW, unsigned flags);
+                                             float *dX, const tempo_rows_sink *dXs, float *dW, unsigned flags,
+                                             bool *sunk);
 /* Wipes the step's keys and releases the workers' operands (waits for their ACKs). */
 TEMPO_WUR tempo_status tempo_engine_step_end(tempo_engine *e);
 

@@ -29,6 +29,7 @@ typedef struct {
   const float *X, *W, *dY; /* plaintext inputs: X, W (forward), dY (backward) */
   const tempo_rows *Xr;    /* a batch-1 forward's X given by rows instead (X NULL; only when x_rows) */
   float *Y, *dX, *dW;      /* outputs; in a backward NULL = not wanted */
+  const tempo_rows_sink *dXs; /* a backward's dX taken by rows (check_take_dx adds them; dX unused) */
   unsigned accum;          /* TEMPO_MM_ACCUM_* */
   bool mixed;              /* the protection policy's MIXED route (engine.h): the scheme blinds with
                             * mixing blocks (only when the scheme's can_mix is set) */
@@ -82,7 +83,10 @@ typedef struct {
   bool (*check_dw)(tempo_scheme *sc, const void *state, const tempo_product *pr, int lo, int hi, const void *dw);
   /* Optional (likewise, for a batch-1 backward whose dX is not accumulated): checks rows
    * [lo, hi) of dX' and decodes them in one pass (the check's dX'v formed in the decryption);
-   * on a failure the rows written are garbage that the recomputed block overwrites. */
+   * on a failure the rows written are garbage that the recomputed block overwrites. With
+   * pr->dXs the rows are decoded a chunk at a time into scratch and added to the sink once
+   * the chunk passed; a failed block's chunks that passed stay added, and its recomputation
+   * (the same lo, hi, before the next prepare) adds only the rows after them. */
   bool (*check_take_dx)(tempo_scheme *sc, const void *state, const tempo_product *pr, int lo, int hi,
                         const void *dx);
   void (*free)(tempo_scheme *sc);
