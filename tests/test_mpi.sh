@@ -25,33 +25,30 @@ down() { grep -o "downloaded [0-9.]* MB" "$1" | grep -o "[0-9.]*"; }
 awk -v a="$(down "$T/mpi11.log")" -v b="$(down "$T/mpi10.log")" 'BEGIN {exit !(a > 0 && a < 0.7 * b)}' ||
   fail "dW' reduction among the workers: downloaded $(down "$T/mpi11.log") MB, without it $(down "$T/mpi10.log") MB"
 echo "master downloads $(down "$T/mpi11.log") MB with the dW' reduction among workers, $(down "$T/mpi10.log") MB without"
+# same_over_mpi NAME W STEPS ARGS...: the run with W in-process workers and the run under
+# mpirun with W worker processes log the same STEPS losses (the last in $LAST)
+same_over_mpi() {
+  local name=$1 w=$2 steps=$3
+  shift 3
+  "$B/tempo" "$@" --workers "$w" --out "$T/$name-inproc" >/dev/null || fail "in-process $name run"
+  timeout 120 "${MPIRUN[@]}" -np 1 "$B/tempo" "$@" --out "$T/$name-mpi" : -np "$w" "$B/tempo-worker" --backend cpu \
+    > "$T/$name-mpi.log" 2>&1 || { cat "$T/$name-mpi.log"; fail "mpirun $name"; }
+  [ "$(losses "$T/$name-mpi" | wc -l)" = "$steps" ] || fail "$name: not $steps logged steps"
+  diff <(losses "$T/$name-inproc") <(losses "$T/$name-mpi") || fail "$name: MPI losses differ from in-process"
+  LAST=$(losses "$T/$name-mpi" | tail -1)
+}
+COMMON=(--log-every 1 --no-progress --quiet --key-seed 7 --threads 1)
 # shield over MPI: the master keeps each role's reply message until it has combined the four
 # (read in place, not copied); 4 worker processes, one per role: losses equal the in-process run
-SARGS=(train --protect none --max-steps 8 --log-every 1 --no-progress --quiet --key-seed 7 --threads 1 --mode shield)
-"$B/tempo" "${SARGS[@]}" --workers 4 --out "$T/shield-inproc" >/dev/null || fail "in-process shield run"
-timeout 120 "${MPIRUN[@]}" -np 1 "$B/tempo" "${SARGS[@]}" --out "$T/shield-mpi" : -np 4 "$B/tempo-worker" --backend cpu \
-  > "$T/shield-mpi.log" 2>&1 || { cat "$T/shield-mpi.log"; fail "mpirun shield"; }
-[ "$(losses "$T/shield-mpi" | wc -l)" = 8 ] || fail "shield: not 8 logged steps"
-diff <(losses "$T/shield-inproc") <(losses "$T/shield-mpi") || fail "shield: MPI losses differ from in-process"
-echo "shield over MPI, 4 worker processes: 8 losses equal to in-process shield (last $(losses "$T/shield-mpi" | tail -1))"
+same_over_mpi shield 4 8 train --protect none --max-steps 8 "${COMMON[@]}" --mode shield
+echo "shield over MPI, 4 worker processes: 8 losses equal to in-process shield (last $LAST)"
 # and a model with batched products (vit-mini's attention): each role's instance blocks are kept too
-VARGS=(train --model vit-mini --batch 8 --no-eval --protect none --max-steps 2 --log-every 1 --no-progress --quiet
-  --key-seed 7 --threads 1 --mode shield)
-"$B/tempo" "${VARGS[@]}" --workers 4 --out "$T/vit-inproc" >/dev/null || fail "in-process vit-mini shield run"
-timeout 120 "${MPIRUN[@]}" -np 1 "$B/tempo" "${VARGS[@]}" --out "$T/vit-mpi" : -np 4 "$B/tempo-worker" --backend cpu \
-  > "$T/vit-mpi.log" 2>&1 || { cat "$T/vit-mpi.log"; fail "mpirun vit-mini shield"; }
-[ "$(losses "$T/vit-mpi" | wc -l)" = 2 ] || fail "vit-mini shield: not 2 logged steps"
-diff <(losses "$T/vit-inproc") <(losses "$T/vit-mpi") || fail "vit-mini shield: MPI losses differ from in-process"
+same_over_mpi vit 4 2 train --model vit-mini --batch 8 --no-eval --protect none --max-steps 2 "${COMMON[@]}" \
+  --mode shield
 echo "vit-mini shield over MPI (batched products): 2 losses equal to in-process shield"
-# resnet20 in tempo mode: each conv's dX goes onto the activation gradient by rows, its blocks'
-# replies held until the round ends and added in block order, so whichever worker process
-# answers first the sums are the in-process run's
-RARGS=(train --model resnet20 --batch 8 --no-eval --max-steps 3 --log-every 1 --no-progress --quiet --key-seed 7
-  --threads 1 --mode tempo)
-"$B/tempo" "${RARGS[@]}" --workers 2 --out "$T/r20-inproc" >/dev/null || fail "in-process resnet20 tempo run"
-timeout 120 "${MPIRUN[@]}" -np 1 "$B/tempo" "${RARGS[@]}" --out "$T/r20-mpi" : -np 2 "$B/tempo-worker" --backend cpu \
-  > "$T/r20-mpi.log" 2>&1 || { cat "$T/r20-mpi.log"; fail "mpirun resnet20 tempo"; }
-[ "$(losses "$T/r20-mpi" | wc -l)" = 3 ] || fail "resnet20 tempo: not 3 logged steps"
-diff <(losses "$T/r20-inproc") <(losses "$T/r20-mpi") || fail "resnet20 tempo: MPI losses differ from in-process"
-echo "resnet20 tempo over MPI (dX by rows): 3 losses equal to in-process tempo (last $(losses "$T/r20-mpi" | tail -1))"
+# resnet20 in tempo mode: each conv's dX goes onto the activation gradient by rows, block by
+# block in order (a reply that arrives early is held), so whichever worker process answers
+# first the sums are the in-process run's
+same_over_mpi r20 2 3 train --model resnet20 --batch 8 --no-eval --max-steps 3 "${COMMON[@]}" --mode tempo
+echo "resnet20 tempo over MPI (dX by rows): 3 losses equal to in-process tempo (last $LAST)"
 echo ok
