@@ -79,7 +79,8 @@ typedef struct {
 
 /* Allocates a key for shape (m, n, p), initialised to the identity. */
 TEMPO_WUR tempo_status tempo_obf_key_alloc(tempo_obf_key *k, int m, int n, int p);
-/* Overwrites every secret with zeros (the identity flag is set). */
+/* Overwrites every secret with zeros (the identity flag is set). An identity key holds no
+ * secret (a fill clears the flag) and is left as it is, its arrays still the identity's. */
 void tempo_obf_key_wipe(tempo_obf_key *k);
 /* Wipes and frees; safe on a zeroed struct. */
 void tempo_obf_key_free(tempo_obf_key *k);

@@ -118,7 +118,7 @@ static void mix_clear(tempo_obf_key *k) {
 }
 
 void tempo_obf_key_wipe(tempo_obf_key *k) {
-  if (!k || !k->dm.perm) return;
+  if (!k || !k->dm.perm || k->identity) return; /* no secret: a fill clears the flag */
   sodium_memzero(k->dm.perm, key_bytes(k));
   mix_clear(k);
   k->identity = true;

@@ -35,9 +35,7 @@ typedef struct {
   float *work16; /* the 16-bit Enc passes' scratch (tempo_obf_enc16_work) */
   float *dxc;    /* dX taken by rows: a chunk of decoded rows */
   uint32_t *ramp; /* and the chunk's row maps (2 m: reply row to chunk row, back) */
-  float *ones;    /* identity keys (whose arrays a step's end wipes): unit scales, and */
-  uint32_t *iota; /* the identity permutation (n each) */
-  size_t cap_dxc, cap_ramp, cap_ones, cap_iota;
+  size_t cap_dxc, cap_ramp;
   float *wide[2]; /* a check's bfloat16 operands A, B widened (checks after arrival), or rows of dY* */
   size_t cap_work16, cap_wide[2];
 } tempo_sc;
@@ -59,12 +57,10 @@ typedef struct {
   uint16_t *xp16, *wp16, *dys16;
   float *wpf;
   size_t cap_x16, cap_w16, cap_dy16, cap_wpf;
-  /* a backward's dX taken by rows (pr->dXs): per block (by its first row) the rows from it
-   * already added to the sink, so a recomputed block adds only the rest (reset by prepare) */
-  int nsunk;
-  struct {
-    int lo, done;
-  } sunk[64];
+  /* a backward's dX taken by rows (pr->dXs): rows [0, dx_done) of dX' are added to the sink
+   * (the engine adds the blocks in row order), so a recomputed block adds only the rest; reset
+   * by prepare */
+  int dx_done;
 } tempo_state;
 
 /* What the check's bound assumes (obf.h): the checked worker's declared precision, and a
@@ -138,13 +134,13 @@ static tempo_status prepare(tempo_scheme *base, void **state, const tempo_mm_sha
   if (sc->bf16) { /* the wire's operands in bfloat16, W' also as floats, and the passes' scratch */
     const size_t work = tempo_obf_enc16_work(sh->n, sh->p);
     if ((st = tempo_grow_buffer(&sc->work16, &sc->cap_work16, work * sizeof(float)))) return st;
-    if (backward) s->nsunk = 0;
+    if (backward) s->dx_done = 0;
     if (backward) return grow_h(&s->dys16, &s->cap_dy16, y);
     if ((st = grow_h(&s->xp16, &s->cap_x16, x)) || (st = grow_h(&s->wp16, &s->cap_w16, w)) ||
         (st = grow(&s->wpf, &s->cap_wpf, w)))
       return st;
   } else {
-    if (backward) s->nsunk = 0;
+    if (backward) s->dx_done = 0;
     if (backward) return grow(&s->dys, &s->cap_dy, y);
     if ((st = grow(&s->xp, &s->cap_x, x)) || (st = grow(&s->wp, &s->cap_w, w))) return st;
   }
@@ -410,65 +406,46 @@ static bool dx_rows_pass(tempo_sc *sc, const tempo_state *s, const tempo_product
 /* check_take_dx with pr->dXs: the block's rows from where an earlier reply to it stopped, a
  * chunk at a time: decoded (with the check's dots) into scratch in reply order, checked, then
  * added to the sink at their plaintext rows; false at the first chunk that fails (the chunks
- * before it stay added, scheme.h). */
+ * before it stay added, scheme.h). Blocks come in row order, so what is added is rows
+ * [0, dx_done): a block starts there (a block already added adds nothing). */
 static bool take_dx_sunk(tempo_sc *sc, tempo_state *s, const tempo_product *pr, int lo, int hi, const float *dxp,
                          const double *const *vq, const float *const *vabsq, double *const *y1q, double *const *y1bq,
                          const float *w, const float *wb, const float *vmax, const tempo_verify_model *md) {
   const tempo_mm_shape *sh = pr->sh;
   const int R = sc->base.verify_rounds, m = sh->m, n = sh->n, p = sh->p;
-  int slot = 0;
-  while (slot < s->nsunk && s->sunk[slot].lo != lo) slot++;
-  if (slot == s->nsunk) {
-    if (slot == (int)(sizeof s->sunk / sizeof s->sunk[0])) return false; /* more blocks than the engine makes */
-    s->sunk[s->nsunk++].lo = lo, s->sunk[slot].done = lo;
-  }
+  TEMPO_ASSERT(s->dx_done >= lo); /* the engine's order: every block before this one added */
   const size_t cr = DXS_BYTES / (sizeof(float) * (size_t)n);
   const int ch = cr < 16 ? 16 : cr > 1024 ? 1024 : (int)cr / 8 * 8; /* whole mixing blocks (obf.h) */
   if (tempo_grow_buffer(&sc->dxc, &sc->cap_dxc, ((size_t)ch * n + 4) * sizeof(float)) ||
       tempo_grow_buffer((float **)&sc->ramp, &sc->cap_ramp, 2 * (size_t)m * sizeof(uint32_t) + 64))
     return false; /* out of memory: a failed check, recomputed */
   /* the key with its rows mapped into the chunk (perm: reply row a to chunk row a - a0, inv
-   * back). An identity key goes through the general pass with unit scales and the identity
-   * column order (the same floats: copies); its own arrays are not read (a step's end wipes
-   * them to zero and leaves only the flag). The chunk is 16 bytes off a 64-byte line: the
-   * passes' streamed stores need aligned rows, so it is written through the caches and read
-   * back from them. */
-  const bool id = pr->keys[0].identity;
+   * back), through the general pass: an identity key's arrays are the identity's (unit scales,
+   * the same floats: copies; a wipe leaves identity keys as they are, obf.h). The chunk is 16 bytes off a 64-byte line: the passes' streamed
+   * stores need aligned rows, so it is written through the caches and read back from them. */
   tempo_obf_key kk = pr->keys[0];
   kk.identity = false;
   kk.dm.perm = sc->ramp, kk.dm.inv = sc->ramp + m;
-  if (id) {
-    const size_t need = (size_t)(m > n ? m : n), had = sc->cap_ones / sizeof(float);
-    if (tempo_grow_buffer(&sc->ones, &sc->cap_ones, need * sizeof(float)) ||
-        tempo_grow_buffer((float **)&sc->iota, &sc->cap_iota, need * sizeof(uint32_t)))
-      return false;
-    if (need > had)
-      for (size_t i = 0; i < sc->cap_ones / sizeof(float) && i < sc->cap_iota / sizeof(uint32_t); i++)
-        sc->ones[i] = 1.0f, sc->iota[i] = (uint32_t)i;
-    kk.dn.perm = kk.dn.inv = sc->iota;
-    kk.dn.coef = kk.dn.rcoef = kk.dn.coef_p = kk.dn.rcoef_p = sc->ones;
-    kk.mix = 0;
-  }
   float *chunk = sc->dxc + 4;
   const uint32_t *perm = pr->keys[0].dm.perm;
   double *y1c[R_MAX], *y1bc[R_MAX];
-  for (int a0 = s->sunk[slot].done; a0 < hi; a0 += ch) {
+  for (int a0 = s->dx_done > lo ? s->dx_done : lo; a0 < hi; a0 += ch) {
     const int a1 = hi - a0 < ch ? hi : a0 + ch;
     for (int a = a0; a < a1; a++) sc->ramp[a] = (uint32_t)(a - a0), sc->ramp[m + a - a0] = (uint32_t)a;
     /* the unmixed Dec scales output row i by dm.coef[i]: chunk row a - a0 is plaintext row
      * perm[a], whose scale is coef[perm[a]] = coef_p[a] (the mixed pass reads coef_p itself) */
-    kk.dm.coef = id ? sc->ones : pr->keys[0].dm.coef_p + a0;
+    kk.dm.coef = pr->keys[0].dm.coef_p + a0;
     for (int q = 0; q < R; q++) y1c[q] = y1q[q] + (a0 - lo), y1bc[q] = y1bq[q] + (a0 - lo);
     tempo_obf_dec_dx_rows_dots(&kk, dxp + (size_t)(a0 - lo) * n, a0, a1, chunk, R, vq, vabsq, y1c, y1bc);
     if (!dx_rows_pass(sc, s, pr, lo, a0, a1, w, wb, y1q, y1bq, vmax, md)) return false;
     const tempo_rows_sink *k2 = pr->dXs;
     enum { AHEAD = 4 }; /* rows whose destination lines are fetched ahead (random places) */
-    for (int a = a0; a < a1 && a < a0 + AHEAD && k2->prefetch; a++) k2->prefetch(k2->ctx, id ? a : (int)perm[a]);
+    for (int a = a0; a < a1 && a < a0 + AHEAD && k2->prefetch; a++) k2->prefetch(k2->ctx, (int)perm[a]);
     for (int a = a0; a < a1; a++) {
-      if (k2->prefetch && a + AHEAD < a1) k2->prefetch(k2->ctx, id ? a + AHEAD : (int)perm[a + AHEAD]);
-      k2->add(k2->ctx, id ? a : (int)perm[a], chunk + (size_t)(a - a0) * n);
+      if (k2->prefetch && a + AHEAD < a1) k2->prefetch(k2->ctx, (int)perm[a + AHEAD]);
+      k2->add(k2->ctx, (int)perm[a], chunk + (size_t)(a - a0) * n);
     }
-    s->sunk[slot].done = a1;
+    s->dx_done = a1;
   }
   const uint64_t rows = (uint64_t)(hi - lo);
   sc->base.bytes += sizeof(float) * rows * ((uint64_t)n + (uint64_t)R * p) + pr->dXs->bytes * rows / (uint64_t)m;
@@ -521,7 +498,6 @@ static void sc_free(tempo_scheme *base) {
   tempo_free_floats(sc->vwork);
   tempo_free_floats(sc->work16), tempo_free_floats(sc->wide[0]), tempo_free_floats(sc->wide[1]);
   tempo_free_floats(sc->dxc), tempo_free_floats((float *)sc->ramp);
-  tempo_free_floats(sc->ones), tempo_free_floats((float *)sc->iota);
   free(sc);
 }
 

@@ -63,10 +63,9 @@ typedef struct {
   bool reduce_broken[MAX_SHARES]; /* a chain member failed: the sum is incomplete */
   uint8_t role[MAX_BLOCKS];       /* ROLE_* per block, as sent */
   bool keep; /* the replies are held in the engine's kept[] and read in place (keep_plan) */
-  bool sink_later; /* a backward's dX to a row sink: blocks are checked, decoded and added in block
-                    * order, on arrival when it is the next block's turn, else held (kept[], kres[]
-                    * its dX') until after the round (sink_dx) */
-  int sink_next;   /* the first block not yet added */
+  int sink_next; /* pr.dXs (a backward's dX to a row sink): blocks are checked, decoded and added in
+                  * block order, on arrival when it is the next block's turn, else held (kept[],
+                  * kres[] its dX') until after the round (sink_dx); this is the first not added */
 } round_ctx;
 
 struct tempo_engine {
@@ -361,7 +360,7 @@ static bool keeps_reply(const round_ctx *c, int unit) { return c->keep && c->rol
 
 /* Gives back the replies round c kept (after the combine, or on an error). */
 static void give_back_kept(tempo_engine *e, const round_ctx *c) {
-  for (int i = 0; (c->keep || c->sink_later) && i < c->s->nblocks; i++) {
+  for (int i = 0; (c->keep || c->pr.dXs) && i < c->s->nblocks; i++) {
     if (e->kept[i].token) e->r.tr->ops->done(e->r.tr, &e->kept[i]);
     e->kept[i].token = NULL, e->kres[i] = e->kdw[i] = NULL;
   }
@@ -402,9 +401,9 @@ static bool consume(tempo_engine *e, round_ctx *c, task *t, const tempo_msg_head
     if (!c->pr.backward) {
       ok = e->sc->ops->check_forward(e->sc, s->ss, &c->pr, lo, hi, pay);
     } else {
-      if (c->sink_later && t->unit == c->sink_next) /* its turn: added now (a failure resumes it) */
+      if (c->pr.dXs && t->unit == c->sink_next) /* its turn: added now (a failure resumes it) */
         sunk_now = ok = e->sc->ops->check_take_dx(e->sc, s->ss, &c->pr, lo, hi, dxr);
-      else if (c->want_dx && !(keep && e->sc->dx_deferred) && !c->sink_later) /* deferred: in finish or sink_dx */
+      else if (c->want_dx && !(keep && e->sc->dx_deferred) && !c->pr.dXs) /* deferred: in finish or sink_dx */
         ok = dx_in_dec ? e->sc->ops->check_take_dx(e->sc, s->ss, &c->pr, lo, hi, dxr)
                        : check(e, rows, p, n, dyb, false, wb, !wt, dxr, s->k.keys[0].identity ? NULL : s->k.keys[0].dn.coef_p);
       if (ok && checks_dw) {
@@ -464,7 +463,7 @@ static bool consume(tempo_engine *e, round_ctx *c, task *t, const tempo_msg_head
       memcpy(woff(resw_of(e, b->share), wo, zr), dwr, (size_t)cnt * ws * zr);
     }
     if (sunk_now) c->sink_next++;
-    if (c->sink_later && !sunk_now && c->base.msg && c->base.msg->token) { /* its dX' waits for sink_dx */
+    if (c->pr.dXs && !sunk_now && c->base.msg && c->base.msg->token) { /* its dX' waits for sink_dx */
       const int u = t->unit;
       if (e->kept[u].token) e->r.tr->ops->done(e->r.tr, &e->kept[u]); /* a recomputation's earlier reply */
       e->kept[u] = *c->base.msg;
@@ -745,7 +744,7 @@ static tempo_status finish_checked(tempo_engine *e, round_ctx *c, const void **d
   }
 }
 
-/* A backward whose dX goes to a row sink (round_ctx.sink_later), after its round: from the
+/* A backward whose dX goes to a row sink (round_ctx.sink_next), after its round: from the
  * first block not added on arrival, block by block in order, the held dX' is checked, decoded
  * and added (the scheme's check_take_dx), so the sums in the sink's destination have one order
  * whichever worker answered first or was recomputed (the same floats as a run without a
@@ -939,7 +938,6 @@ tempo_status tempo_engine_backward(tempo_engine *e, int slot, const tempo_mm_sha
                     !(flags & TEMPO_MM_ACCUM_DX) && !e->sc->dx_deferred;
   round_ctx c = {.base = {.ntasks = s->nblocks}, .s = s, .want_dx = dX != NULL, .want_dw = dW != NULL,
                  .direct = direct, .may_reduce = true, .rows_direct = rows_direct(e, sh), .keep = keep,
-                 .sink_later = sink,
                  .pr = {.backward = true, .sh = &s->k.shape, .keys = s->k.keys, .dY = dY, .dX = dX, .dW = dW,
                         .dXs = sink ? dXs : NULL, .accum = flags, .mixed = s->mixed}};
   *sunk = sink;

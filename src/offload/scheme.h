@@ -85,8 +85,9 @@ typedef struct {
    * [lo, hi) of dX' and decodes them in one pass (the check's dX'v formed in the decryption);
    * on a failure the rows written are garbage that the recomputed block overwrites. With
    * pr->dXs the rows are decoded a chunk at a time into scratch and added to the sink once
-   * the chunk passed; a failed block's chunks that passed stay added, and its recomputation
-   * (the same lo, hi, before the next prepare) adds only the rows after them. */
+   * the chunk passed; the engine calls it for the blocks in row order (a block's recomputation
+   * again before the next one), a failed block's chunks that passed stay added, and its
+   * recomputation adds only the rows after them. */
   bool (*check_take_dx)(tempo_scheme *sc, const void *state, const tempo_product *pr, int lo, int hi,
                         const void *dx);
   void (*free)(tempo_scheme *sc);
