@@ -18,7 +18,9 @@
  *               the thread's CPU time (median), so a loaded machine's descheduling does
  *               not count (its cache and memory contention still does)
  *   --mix-isa   the best mixing kernels to use: 1 the portable loops, 2 AVX2, 3 AVX-512
- *               (default: the best this CPU has) */
+ *               (default: the best this CPU has)
+ *   --threads N with --mix: the passes on N threads (the master's --threads); times are then
+ *               wall-clock medians (the CPU time of one thread would not count the others) */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +28,7 @@
 #include <time.h>
 
 #include "bench_util.h"
+#include "tempo/parallel.h"
 #include "obf/obf_internal.h"
 #include "tempo/common.h"
 #include "tempo/obf.h"
@@ -123,9 +126,11 @@ static void mix_once(mix_ctx *c, int which, bool mixed) {
   }
 }
 
+static int mix_threads = 1;
+
 static double cpu_now(void) {
   struct timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  clock_gettime(mix_threads > 1 ? CLOCK_MONOTONIC : CLOCK_THREAD_CPUTIME_ID, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
@@ -164,10 +169,11 @@ static int mix_main(const char *list, int reps) {
   uint8_t secret[32] = {1, 2, 3};
   tempo_keygen *g;
   if (tempo_keygen_create(secret, NULL, &g) != TEMPO_STATUS_OK) die("keygen");
-  tempo_obf_set_threads(1);
+  tempo_obf_set_threads(mix_threads);
+  tempo_parallel_set_threads(mix_threads);
   static const char *isa_name[] = {"auto", "portable loops", "AVX2", "AVX-512"};
-  printf("mixing kernels: %s (best on this CPU: %s)\n\n", isa_name[tempo_obf_mix_isa_used()],
-         isa_name[tempo_obf_mix_isa()]);
+  printf("mixing kernels: %s (best on this CPU: %s); %d thread(s), %s\n\n", isa_name[tempo_obf_mix_isa_used()],
+         isa_name[tempo_obf_mix_isa()], mix_threads, mix_threads > 1 ? "wall-clock medians" : "CPU-time medians");
   printf("| pass | m x n x p | unmixed ms | mixed ms | mixed / unmixed |\n|---|---|---|---|---|\n");
   double step[2][M_COUNT] = {{0}};
   for (int s = 0; s < ns; s++) {
@@ -230,6 +236,8 @@ int main(int argc, char **argv) {
       tempo_obf_mix_set_isa(atoi(argv[++i]));
     else if (!strcmp(argv[i], "--mix"))
       mix = i + 1 < argc && argv[i + 1][0] != '-' ? argv[++i] : "resnet20";
+    else if (!strcmp(argv[i], "--threads") && i + 1 < argc && atoi(argv[i + 1]) >= 1)
+      mix_threads = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--reps") && i + 1 < argc)
       reps = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--quick"))
@@ -241,7 +249,7 @@ int main(int argc, char **argv) {
       i++;
     else {
       fprintf(stderr, "usage: bench_obf [--reps N] [--quick] [--variants] [--shape RxC] [--mix [MxNxP[,...]]] "
-                      "[--mix-isa 1|2|3]\n");
+                      "[--mix-isa 1|2|3] [--threads N]\n");
       return 2;
     }
   }

@@ -4,8 +4,9 @@
  * three worker products computed on mixed operands decode to the plaintext products within
  * a float bound (both W layouts, whole and row-range Dec, accumulation); the dots formed in
  * the passes equal the dots of the floats written / read; a mixed X' has no zero where X has
- * its zero pattern (padding) and keeps no sign pattern; wiping drops the mixing. The b = 4
- * AVX-512 and AVX2 tiles (where the CPU has them) and the portable loops. */
+ * its zero pattern (padding) and keeps no sign pattern; wiping drops the mixing; a pass split
+ * over 2 and 3 threads writes the floats and dots of one thread. The b = 4 AVX-512 and AVX2
+ * tiles (where the CPU has them) and the portable loops. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,7 +21,9 @@
 #include "tempo/common.h"
 #include "tempo/gemm.h"
 #include "tempo/obf.h"
+#include "tempo/parallel.h"
 #include "tempo/rng.h"
+#include "tempo/rows.h"
 
 static tempo_keygen *keygen(void) {
   uint8_t secret[32] = {7};
@@ -300,6 +303,81 @@ static void test_large(void **state) {
   free(y);
 }
 
+/* A pass over the master's threads (mix.c: whole blocks per part, a Dec part's input rows and
+ * dots moved with it) gives the floats and dots of the one-thread pass, bit for bit: Enc X'
+ * with 2 check dots from a matrix and from a row source, Dec dX rows [lo, hi) with a dot (lo
+ * and hi inside the matrix, so the parts' offsets matter), Dec dX accumulated, Dec Y; every
+ * kernel set. 16384 x 128: up to 8 parts of 256k elements. */
+static void fill_rows_of(const void *ctx, int lo, int hi, float *dst) {
+  memcpy(dst, (const float *)ctx + (size_t)lo * 128, (size_t)(hi - lo) * 128 * sizeof(float));
+}
+
+static void test_threads(void **state) {
+  (void)state;
+  tempo_keygen *g = keygen();
+  enum { M = 16384, N = 128, P = 16, LO = 400, HI = M - 148, OUTS = 6 };
+  const size_t xs = (size_t)M * N, ys = (size_t)M * P;
+  float *X = tempo_alloc_floats(xs), *dXp = tempo_alloc_floats(xs), *Yp = tempo_alloc_floats(ys);
+  float *out[OUTS], *ref_out[OUTS];
+  double *dots = malloc(4 * (size_t)M * sizeof(double)), *ref_dots = malloc(2 * 4 * (size_t)M * sizeof(double));
+  assert_true(X && dXp && Yp && dots && ref_dots);
+  for (int o = 0; o < OUTS; o++) {
+    out[o] = tempo_alloc_floats(xs), ref_out[o] = tempo_alloc_floats(xs);
+    assert_true(out[o] && ref_out[o]);
+  }
+  tempo_rng r;
+  tempo_rng_seed(&r, 23, 0);
+  randn(X, xs, &r), randn(dXp, xs, &r), randn(Yp, ys, &r);
+  double w[2 * N], wb[2 * N], v[N], u[4 * N];
+  float vsq[N];
+  for (int j = 0; j < 2 * N; j++) w[j] = tempo_rng_normal(&r), wb[j] = fabs(w[j]);
+  for (int j = 0; j < N; j++) v[j] = tempo_rng_normal(&r), vsq[j] = (float)(v[j] * v[j]);
+  const double *wq[2] = {w, w + N}, *wbq[2] = {wb, wb + N}, *vq[1] = {v};
+  const float *vsqq[1] = {vsq};
+  double *yq[2] = {dots, dots + M}, *ybq[2] = {dots + 2 * M, dots + 3 * M};
+  const tempo_rows src = {.fill = fill_rows_of, .ctx = X, .rows = M, .cols = N, .bytes = xs * sizeof(float)};
+  tempo_obf_key k;
+  assert_int_equal(tempo_obf_key_alloc(&k, M, N, P), TEMPO_STATUS_OK);
+  assert_int_equal(tempo_keygen_fill(g, &k), TEMPO_STATUS_OK);
+  assert_int_equal(tempo_keygen_fill_mix(g, &k, 4), TEMPO_STATUS_OK);
+  for (int isa = TEMPO_OBF_MIX_ISA_SCALAR; isa <= tempo_obf_mix_isa(); isa++) {
+    tempo_obf_mix_set_isa(isa);
+    for (int t = 1; t <= 3; t++) {
+      tempo_parallel_set_threads(t);
+      tempo_obf_set_threads(t);
+      for (int o = 0; o < OUTS; o++) memset(out[o], 0, xs * sizeof(float));
+      memset(dots, 0, 4 * (size_t)M * sizeof(double));
+      tempo_obf_enc_x_check(&k, X, out[0], 2, wq, wbq, yq, ybq, u);
+      if (t == 1) memcpy(ref_dots, dots, 4 * (size_t)M * sizeof(double));
+      else if (memcmp(ref_dots, dots, 4 * (size_t)M * sizeof(double))) fail_msg("isa %d, %d threads: X' dots", isa, t);
+      tempo_obf_enc_x_check_rows(&k, &src, out[1], 2, wq, wbq, yq, ybq, u);
+      if (memcmp(ref_dots, dots, 4 * (size_t)M * sizeof(double))) fail_msg("isa %d, %d threads: X' (rows) dots", isa, t);
+      memset(dots, 0, 4 * (size_t)M * sizeof(double));
+      tempo_obf_dec_dx_rows_dots(&k, dXp + (size_t)LO * N, LO, HI, out[2], 1, vq, vsqq, yq, ybq);
+      if (t == 1) memcpy(ref_dots + 4 * M, dots, 4 * (size_t)M * sizeof(double));
+      else if (memcmp(ref_dots + 4 * M, dots, 4 * (size_t)M * sizeof(double)))
+        fail_msg("isa %d, %d threads: dX' dots", isa, t);
+      memcpy(out[3], X, xs * sizeof(float));
+      tempo_obf_dec_dx(&k, dXp, out[3], true);
+      tempo_obf_dec_dx(&k, dXp, out[4], false);
+      tempo_obf_dec_y(&k, Yp, out[5]);
+      for (int o = 0; o < OUTS; o++) {
+        if (t == 1) memcpy(ref_out[o], out[o], xs * sizeof(float));
+        else if (memcmp(ref_out[o], out[o], xs * sizeof(float))) fail_msg("isa %d, %d threads: output %d", isa, t, o);
+      }
+      assert_memory_equal(out[0], out[1], xs * sizeof(float)); /* X' from the matrix or its rows */
+    }
+  }
+  tempo_parallel_set_threads(1);
+  tempo_obf_set_threads(1);
+  tempo_obf_mix_set_isa(TEMPO_OBF_MIX_ISA_AUTO);
+  tempo_obf_key_free(&k);
+  tempo_keygen_free(g);
+  for (int o = 0; o < OUTS; o++) tempo_free_floats(out[o]), tempo_free_floats(ref_out[o]);
+  tempo_free_floats(X), tempo_free_floats(dXp), tempo_free_floats(Yp);
+  free(dots), free(ref_dots);
+}
+
 /* det of the n x n a (row-major, n <= 8; a is overwritten), by elimination with pivoting. */
 static double det(double *a, int n) {
   double d = 1;
@@ -415,6 +493,7 @@ int main(void) {
       cmocka_unit_test(test_products),
       cmocka_unit_test(test_signs),
       cmocka_unit_test(test_large),
+      cmocka_unit_test(test_threads),
       cmocka_unit_test(test_wipe_extent),
       cmocka_unit_test(test_haar),
   };

@@ -99,12 +99,16 @@ bool tempo_gemm_set_backend(tempo_gemm_backend b) {
  * took the core the next layer needed (ViT-mini at 2 threads: 1530 ms/step spinning, 480 ms
  * passive). Forced OpenBLAS (TEMPO_GEMM=openblas) keeps OpenBLAS's own threads instead. */
 static atomic_int gemm_threads = 1;
+static atomic_int split_threads = 1; /* the parts tempo_sgemm splits a product into */
 
+/* The pool has the threads in either case: the master's element-wise layers and mixed Enc/Dec
+ * passes run on it too (between products, never beside OpenBLAS's own threads). */
 static void apply_threads(void) {
   const int t = atomic_load(&gemm_threads);
   const bool own = tempo_gemm_get_backend() == TEMPO_GEMM_OPENBLAS || !TEMPO_HAVE_DNNL;
   openblas_set_num_threads(own ? t : 1);
-  tempo_parallel_set_threads(own ? 1 : t);
+  atomic_store(&split_threads, own ? 1 : t);
+  tempo_parallel_set_threads(t);
 }
 
 void tempo_gemm_set_threads(int threads) {
@@ -342,7 +346,7 @@ void tempo_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, c
   const tempo_gemm_backend forced_be = tempo_gemm_get_backend();
   tempo_gemm_backend b = forced_be;
   const double macs = (double)m * n * k;
-  const int threads = tempo_parallel_threads();
+  const int threads = atomic_load(&split_threads);
   if (b == TEMPO_GEMM_AUTO) /* k <= 16 favours OpenBLAS on one thread only (bench_gemm) */
     b = TEMPO_HAVE_DNNL && macs >= AUTO_MIN_MACS && (k >= AUTO_MIN_K || threads > 1) ? TEMPO_GEMM_DNNL
                                                                                       : TEMPO_GEMM_OPENBLAS;

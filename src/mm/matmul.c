@@ -10,6 +10,7 @@
 #include "offload/scheme.h"
 #include "tempo/common.h"
 #include "tempo/gemm.h"
+#include "tempo/parallel.h"
 
 struct tempo_mm {
   tempo_mm_config cfg;
@@ -56,6 +57,10 @@ tempo_status tempo_mm_create(const tempo_mm_config *cfg, tempo_mm **out) {
     tempo_scheme *sc;
     tempo_status st = cfg->mode == TEMPO_MODE_SHIELD ? tempo_scheme_shield_create(cfg, &sc)
                                                      : tempo_scheme_tempo_create(cfg, &sc);
+    /* the master's own threads (the pool) run its Enc/Dec passes and element-wise layers;
+     * products are never split over them (gemm threads stay 1: in-process workers share the
+     * process and call tempo_sgemm from their own threads) */
+    tempo_parallel_set_threads(cfg->threads);
     /* the engine takes sc over; it sets one BLAS thread (in-process workers share the process) */
     tempo_mm_config ec = *cfg;
     ec.protect = mm->cfg.protect;

@@ -15,9 +15,12 @@
  * input rows in order, mixes them, and scatters each to its output row. */
 #include <math.h>
 #include <stdatomic.h>
+#include <sodium.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "obf/obf_internal.h"
+#include "tempo/parallel.h"
 #include "tempo/common.h"
 #include "tempo/obf.h"
 
@@ -250,15 +253,15 @@ static const float *enc_row(const float *in, const tempo_rows *src, uint32_t a, 
   return buf;
 }
 
-void tempo_obf_mix_pass(const tempo_obf_key *k, bool enc, int rows, int cols, const float *in, float *out,
-                        const tempo_obf_dim *rd, int rdim, int lform, const float *rs, const tempo_obf_dim *cd,
-                        int cdim, int rform, const float *cs, bool acc, int lo, int hi,
-                        const tempo_obf_mix_dots *dots, const tempo_rows *xs) {
+/* tempo_obf_mix_pass over rows [lo, hi) on the calling thread, with scratch (3 b cols + 64
+ * floats) for the blocks in flight. */
+static void mix_range(const tempo_obf_key *k, bool enc, int rows, int cols, const float *in, float *out,
+                      const tempo_obf_dim *rd, int rdim, int lform, const float *rs, const tempo_obf_dim *cd, int cdim,
+                      int rform, const float *cs, bool acc, int lo, int hi, const tempo_obf_mix_dots *dots,
+                      const tempo_rows *xs, float *scratch) {
   const int b = k->mix;
-  TEMPO_ASSERT(b >= 1 && rd->size == rows && cd->size == cols && 0 <= lo && lo <= hi && hi <= rows &&
-               lo % b == 0 && (hi % b == 0 || hi == rows));
   const float *L = k->mixd[rdim][lform], *R = k->mixd[cdim][rform];
-  float *g = k->mix_tmp, *h = g + (size_t)b * cols, *f = h + (size_t)b * cols;
+  float *g = scratch, *h = g + (size_t)b * cols, *f = h + (size_t)b * cols;
   const uint32_t *perm = rd->perm;
   const int isa = mix_isa(b, cols);
   const bool fast = isa == TEMPO_OBF_MIX_ISA_AVX2;
@@ -336,4 +339,101 @@ void tempo_obf_mix_pass(const tempo_obf_key *k, bool enc, int rows, int cols, co
         for (int j = 0; j < cols; j++) o[j] = hr[ci[j]];
     }
   }
+}
+
+/* ---- the pass over the master's threads ---- */
+
+/* Parts of a pass split over the master's threads (tempo_parallel_for). Part 0 runs with the
+ * key's scratch; the others with their thread's own, grown once per thread (a fresh page costs
+ * a first touch) and its used part wiped after each part (it held plaintext rows). A part
+ * whose thread cannot get scratch is left to the caller, which runs it after the others. */
+enum { MIX_PARTS_MAX = 16, MIX_PART_MIN_ELEMS = 64 * 1024 };
+
+typedef struct {
+  const tempo_obf_key *k;
+  bool enc, acc;
+  int rows, cols, rdim, lform, cdim, rform, lo, hi, parts;
+  const float *in, *rs, *cs;
+  float *out;
+  const tempo_obf_dim *rd, *cd;
+  const tempo_obf_mix_dots *dots;
+  const tempo_rows *xs;
+  bool left[MIX_PARTS_MAX]; /* parts not run for want of scratch */
+} mix_job;
+
+static _Thread_local float *part_scratch;
+static _Thread_local size_t part_scratch_floats;
+
+static size_t scratch_floats(const mix_job *j) { return 3 * (size_t)j->k->mix * (size_t)j->cols + 64; }
+
+/* Part t: whole blocks of b rows, the last part ending at hi. A Dec part reads its own rows of
+ * in and its dots index rows from its start (the pass's dots index input rows from lo), so both
+ * move with it; Enc reads and indexes by output row and needs no change. */
+static void mix_part_with(const mix_job *j, int t, float *scratch) {
+  const int b = j->k->mix, blocks = (j->hi - j->lo + b - 1) / b;
+  const int a = j->lo + (int)((int64_t)blocks * t / j->parts) * b;
+  const int e = t + 1 == j->parts ? j->hi : j->lo + (int)((int64_t)blocks * (t + 1) / j->parts) * b;
+  if (a >= e) return;
+  const float *in = j->in;
+  const tempo_obf_mix_dots *dots = j->dots;
+  tempo_obf_mix_dots d;
+  double *y[TEMPO_OBF_MAX_DOTS], *yb[TEMPO_OBF_MAX_DOTS];
+  if (!j->enc) {
+    in += (size_t)(a - j->lo) * (size_t)j->cols;
+    if (dots) {
+      d = *dots;
+      for (int q = 0; q < d.ndots; q++) y[q] = d.y[q] + (a - j->lo), yb[q] = d.yb[q] + (a - j->lo);
+      d.y = y, d.yb = yb;
+      dots = &d;
+    }
+  }
+  mix_range(j->k, j->enc, j->rows, j->cols, in, j->out, j->rd, j->rdim, j->lform, j->rs, j->cd, j->cdim, j->rform, j->cs,
+            j->acc, a, e, dots, j->xs, scratch);
+}
+
+static void mix_part(void *arg, int t) {
+  mix_job *j = arg;
+  if (t == 0) {
+    mix_part_with(j, 0, j->k->mix_tmp);
+    return;
+  }
+  const size_t need = scratch_floats(j);
+  if (part_scratch_floats < need) {
+    tempo_free_floats(part_scratch);
+    part_scratch = tempo_alloc_floats(need);
+    part_scratch_floats = part_scratch ? need : 0;
+  }
+  if (!part_scratch) {
+    j->left[t] = true;
+    return;
+  }
+  mix_part_with(j, t, part_scratch);
+  sodium_memzero(part_scratch, need * sizeof(float));
+}
+
+void tempo_obf_mix_pass(const tempo_obf_key *k, bool enc, int rows, int cols, const float *in, float *out,
+                        const tempo_obf_dim *rd, int rdim, int lform, const float *rs, const tempo_obf_dim *cd,
+                        int cdim, int rform, const float *cs, bool acc, int lo, int hi,
+                        const tempo_obf_mix_dots *dots, const tempo_rows *xs) {
+  const int b = k->mix;
+  TEMPO_ASSERT(b >= 1 && rd->size == rows && cd->size == cols && 0 <= lo && lo <= hi && hi <= rows &&
+               lo % b == 0 && (hi % b == 0 || hi == rows));
+  /* a part per MIX_PART_MIN_ELEMS elements at least (the pool's helpers are woken, not
+   * started: a part pays ~10 us, not the ~30 us of a thread start of passes.c), at most one
+   * per block */
+  const size_t elems = (size_t)(hi - lo) * (size_t)cols;
+  int parts = tempo_obf_threads();
+  if ((size_t)parts * MIX_PART_MIN_ELEMS > elems) parts = (int)(elems / MIX_PART_MIN_ELEMS);
+  if (parts > (hi - lo) / b) parts = (hi - lo) / b;
+  if (parts > MIX_PARTS_MAX) parts = MIX_PARTS_MAX;
+  if (parts <= 1) {
+    mix_range(k, enc, rows, cols, in, out, rd, rdim, lform, rs, cd, cdim, rform, cs, acc, lo, hi, dots, xs, k->mix_tmp);
+    return;
+  }
+  mix_job j = {.k = k, .enc = enc, .acc = acc, .rows = rows, .cols = cols, .rdim = rdim, .lform = lform, .cdim = cdim,
+               .rform = rform, .lo = lo, .hi = hi, .parts = parts, .in = in, .rs = rs, .cs = cs, .out = out,
+               .rd = rd, .cd = cd, .dots = dots, .xs = xs};
+  tempo_parallel_for(parts, mix_part, &j);
+  for (int t = 1; t < parts; t++)
+    if (j.left[t]) mix_part_with(&j, t, k->mix_tmp);
 }

@@ -12,6 +12,10 @@
  * (thread start-up is ~30 us here; a thread moves ~1-2 elements per ns). */
 #define TEMPO_OBF_MIN_ELEMS_PER_THREAD (256 * 1024)
 
+/* The threads a pass may use (tempo_obf_set_threads: the master's --threads); the mixed
+ * passes run their parts on the tempo_parallel pool (mix.c). */
+int tempo_obf_threads(void);
+
 /* Outputs of at least TEMPO_OBF_NT_BYTES with rows shorter than TEMPO_OBF_NT_MAX_ROW_BYTES
  * are written with non-temporal stores (measured: 2x faster for 50176x64 and 50176x576,
  * slower for rows of 4 KiB and more, where the prefetcher streams the ordinary stores). */

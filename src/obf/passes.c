@@ -198,6 +198,8 @@ void tempo_obf_set_threads(int threads) {
   atomic_store(&obf_threads, threads);
 }
 
+int tempo_obf_threads(void) { return atomic_load(&obf_threads); }
+
 void tempo_obf_set_kernel(int kernel) { atomic_store(&obf_kernel, kernel); }
 
 /* The naive reference kernel: one output row at a time, gathering from input row ri[i]. */
