@@ -119,7 +119,8 @@ static const char *key_spec; /* --key-file: sealed inputs and outputs */
   "  --min-precision P     the least precise compute a worker may declare: fp32 (default), tf32,\n" \
   "                        bf16 or fp16; weaker workers are refused, each worker's results are\n" \
   "                        checked against the precision it declared\n" \
-  "  --threads N           BLAS threads of the master in local mode (default: CPU count)\n" \
+  "  --threads N           the master's threads: its BLAS in local mode, its Enc/Dec passes\n" \
+  "                        and element-wise layers in the other modes (default: CPU count)\n" \
   "  --audit DIR           record every message to and from the workers in DIR\n" \
   "  --key-seed N          seed of the key stream (default: fresh OS randomness per run)\n"
 

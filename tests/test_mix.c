@@ -5,7 +5,7 @@
  * a float bound (both W layouts, whole and row-range Dec, accumulation); the dots formed in
  * the passes equal the dots of the floats written / read; a mixed X' has no zero where X has
  * its zero pattern (padding) and keeps no sign pattern; wiping drops the mixing; a pass split
- * over 2 and 3 threads writes the floats and dots of one thread. The b = 4 AVX-512 and AVX2
+ * over 2 and 3 threads writes the floats and dots of one thread, and draws the same blocks. The b = 4 AVX-512 and AVX2
  * tiles (where the CPU has them) and the portable loops. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -378,6 +378,57 @@ static void test_threads(void **state) {
   free(dots), free(ref_dots);
 }
 
+/* The mixing blocks are drawn in chunks on the master's threads (keys.c): 1, 2 and 3 threads
+ * give the same blocks, bit for bit, and leave the generator at the same point (its next
+ * bytes equal); b = 4 and 8, a dimension of many chunks and two of one. */
+static void test_fill_threads(void **state) {
+  (void)state;
+  enum { M = 4096 * 8 + 12, N = 72, P = 10 };
+  const int sizes[3] = {M, N, P};
+  float *ref[3][4] = {{NULL}};
+  for (int b = 4; b <= 8; b *= 2)
+    for (int t = 1; t <= 3; t++) {
+      tempo_parallel_set_threads(t);
+      tempo_keygen *g = keygen();
+      tempo_obf_key k;
+      assert_int_equal(tempo_obf_key_alloc(&k, M, N, P), TEMPO_STATUS_OK);
+      assert_int_equal(tempo_keygen_fill(g, &k), TEMPO_STATUS_OK);
+      assert_int_equal(tempo_keygen_fill_mix(g, &k, b), TEMPO_STATUS_OK);
+      uint8_t next[16];
+      static uint8_t ref_next[16];
+      tempo_keygen_bytes(g, next, sizeof next);
+      for (int d = 0; d < 3; d++) {
+        const size_t floats = (size_t)((sizes[d] + b - 1) / b) * b * b;
+        for (int v = 0; v < 4; v++) {
+          if (t == 1) {
+            free(ref[d][v]);
+            ref[d][v] = malloc(floats * sizeof(float));
+            assert_non_null(ref[d][v]);
+            memcpy(ref[d][v], k.mixd[d][v], floats * sizeof(float));
+          } else { /* the t x t written part of each block (a last smaller block: t < b) */
+            for (int J = 0; J * b < sizes[d]; J++) {
+              const int tt = sizes[d] - J * b < b ? sizes[d] - J * b : b;
+              for (int r = 0; r < tt; r++)
+                if (memcmp(ref[d][v] + (size_t)J * b * b + (size_t)r * b, k.mixd[d][v] + (size_t)J * b * b + (size_t)r * b,
+                           (size_t)tt * sizeof(float)))
+                  fail_msg("b %d, %d threads: dimension %d form %d block %d differs from one thread's", b, t, d, v, J);
+            }
+          }
+        }
+      }
+      /* chunks have streams of their own: block 0 and the first block of each later chunk differ */
+      for (int J = 256; J * b < M; J += 256)
+        assert_memory_not_equal(k.mixd[0][0], k.mixd[0][0] + (size_t)J * b * b, (size_t)b * b * sizeof(float));
+      if (t == 1) memcpy(ref_next, next, sizeof next);
+      else assert_memory_equal(ref_next, next, sizeof next);
+      tempo_obf_key_free(&k);
+      tempo_keygen_free(g);
+    }
+  for (int d = 0; d < 3; d++)
+    for (int v = 0; v < 4; v++) free(ref[d][v]);
+  tempo_parallel_set_threads(1);
+}
+
 /* det of the n x n a (row-major, n <= 8; a is overwritten), by elimination with pivoting. */
 static double det(double *a, int n) {
   double d = 1;
@@ -494,6 +545,7 @@ int main(void) {
       cmocka_unit_test(test_signs),
       cmocka_unit_test(test_large),
       cmocka_unit_test(test_threads),
+      cmocka_unit_test(test_fill_threads),
       cmocka_unit_test(test_wipe_extent),
       cmocka_unit_test(test_haar),
   };

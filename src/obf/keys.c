@@ -5,6 +5,7 @@
  * system allows (failure is tolerated: RLIMIT_MEMLOCK is small without privilege), and
  * zeroed with sodium_memzero / sodium_munlock. */
 #include "tempo/obf.h"
+#include "tempo/parallel.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -416,6 +417,36 @@ static void mix_block(tempo_keygen *g, int t, int b, float *const out[4]) {
   sodium_memzero(is, sizeof is);
 }
 
+/* The blocks are drawn MIX_CHUNK at a time, each chunk from its own ChaCha20 stream: key a
+ * sub-key drawn from g for this fill, nonces from dimension << 62 | chunk << 32 on (a chunk
+ * refills its 4 KiB buffer at most ~100 times). So the chunks can be drawn on the master's threads
+ * (tempo_parallel_for), and the blocks are the same whatever the thread count. */
+enum { MIX_CHUNK = 256 };
+
+typedef struct {
+  tempo_obf_key *k;
+  int b, tasks, sizes[3], chunks[3];
+  uint8_t subkey[crypto_stream_chacha20_KEYBYTES];
+} mix_fill_job;
+
+static void mix_fill_chunk(void *arg, int task) {
+  const mix_fill_job *j = arg;
+  int d = 0, c = task;
+  while (c >= j->chunks[d]) c -= j->chunks[d++];
+  tempo_keygen cg; /* this chunk's stream: only key, nonce, pos and buf are used */
+  memcpy(cg.key, j->subkey, sizeof cg.key);
+  cg.nonce = (uint64_t)d << 62 | (uint64_t)c << 32; /* c < 2^23: m < 2^31 */
+  cg.pos = KEYGEN_BUF;
+  const int b = j->b, blocks = (j->sizes[d] + b - 1) / b, end = (c + 1) * MIX_CHUNK < blocks ? (c + 1) * MIX_CHUNK : blocks;
+  for (int J = c * MIX_CHUNK; J < end; J++) {
+    const int t = j->sizes[d] - J * b < b ? j->sizes[d] - J * b : b;
+    float *out[4];
+    for (int v = 0; v < 4; v++) out[v] = (float *)j->k->mixd[d][v] + (size_t)J * b * b;
+    mix_block(&cg, t, b, out);
+  }
+  sodium_memzero(&cg, sizeof cg);
+}
+
 tempo_status tempo_keygen_fill_mix(tempo_keygen *g, tempo_obf_key *k, int b) {
   if (!g || !k || !k->dm.perm || k->identity || b < 1 || b > TEMPO_OBF_MIX_MAX || (b & (b - 1)))
     return tempo_set_error(TEMPO_STATUS_INVALID_ARGUMENT,
@@ -440,16 +471,17 @@ tempo_status tempo_keygen_fill_mix(tempo_keygen *g, tempo_obf_key *k, int b) {
     k->mixbuf = buf, k->mix_floats = need;
   }
   float *cur = k->mixbuf;
+  mix_fill_job j = {.k = k, .b = b, .tasks = 0};
   for (int d = 0; d < 3; d++) {
     const size_t per = mix_blocks_floats(sizes[d], b);
     for (int v = 0; v < 4; v++) k->mixd[d][v] = cur, cur += per;
-    for (int J = 0; J * b < sizes[d]; J++) {
-      const int t = sizes[d] - J * b < b ? sizes[d] - J * b : b;
-      float *out[4];
-      for (int v = 0; v < 4; v++) out[v] = (float *)k->mixd[d][v] + (size_t)J * b * b;
-      mix_block(g, t, b, out);
-    }
+    j.sizes[d] = sizes[d];
+    j.chunks[d] = ((sizes[d] + b - 1) / b + MIX_CHUNK - 1) / MIX_CHUNK;
+    j.tasks += j.chunks[d];
   }
+  tempo_keygen_bytes(g, j.subkey, sizeof j.subkey);
+  tempo_parallel_for(j.tasks, mix_fill_chunk, &j);
+  sodium_memzero(j.subkey, sizeof j.subkey);
   k->mix_tmp = cur;
   /* the passes' scratch: 3 b cols floats (mix.c), or 12 cols + 64 for b = 4 (mix512.c) */
   const size_t scratch = 3 * (size_t)b * (size_t)big + 64, left = k->mix_floats - (size_t)(cur - k->mixbuf);
