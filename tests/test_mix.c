@@ -34,6 +34,13 @@ static tempo_keygen *keygen(void) {
   return g;
 }
 
+/* A key of (m, n, p) filled from g, with mixing blocks of b. */
+static void mixed_key(tempo_keygen *g, tempo_obf_key *k, int m, int n, int p, int b) {
+  assert_int_equal(tempo_obf_key_alloc(k, m, n, p), TEMPO_STATUS_OK);
+  assert_int_equal(tempo_keygen_fill(g, k), TEMPO_STATUS_OK);
+  assert_int_equal(tempo_keygen_fill_mix(g, k, b), TEMPO_STATUS_OK);
+}
+
 static void randn(float *a, size_t n, tempo_rng *r) {
   for (size_t i = 0; i < n; i++) a[i] = (float)tempo_rng_normal(r);
 }
@@ -84,9 +91,7 @@ static void product_case(tempo_keygen *g, int m, int n, int p, int b, bool wt) {
   tempo_rng r;
   tempo_rng_seed(&r, (uint64_t)(m * 1000 + n * 10 + p + b), 1);
   tempo_obf_key k;
-  assert_int_equal(tempo_obf_key_alloc(&k, m, n, p), TEMPO_STATUS_OK);
-  assert_int_equal(tempo_keygen_fill(g, &k), TEMPO_STATUS_OK);
-  assert_int_equal(tempo_keygen_fill_mix(g, &k, b), TEMPO_STATUS_OK);
+  mixed_key(g, &k, m, n, p, b);
   check_forms(&k, m, 0), check_forms(&k, n, 1), check_forms(&k, p, 2);
   const size_t xs = (size_t)m * n, ws = (size_t)n * p, ys = (size_t)m * p;
   float *X = malloc(xs * 4), *W = malloc(ws * 4), *dY = malloc(ys * 4), *Xp = malloc(xs * 4), *Wp = malloc(ws * 4),
@@ -260,9 +265,7 @@ static void test_large(void **state) {
   const float *vsqq[1] = {vsq};
   double *yq[2] = {y, y + M}, *ybq[2] = {y + 2 * M, y + 3 * M};
   tempo_obf_key k;
-  assert_int_equal(tempo_obf_key_alloc(&k, M, N, P), TEMPO_STATUS_OK);
-  assert_int_equal(tempo_keygen_fill(g, &k), TEMPO_STATUS_OK);
-  assert_int_equal(tempo_keygen_fill_mix(g, &k, 4), TEMPO_STATUS_OK);
+  mixed_key(g, &k, M, N, P, 4);
   for (int isa = TEMPO_OBF_MIX_ISA_SCALAR; isa <= tempo_obf_mix_isa(); isa++) {
     tempo_obf_mix_set_isa(isa);
     tempo_obf_enc_x_check(&k, X, out, 2, wq, wbq, yq, ybq, u);
@@ -337,9 +340,7 @@ static void test_threads(void **state) {
   double *yq[2] = {dots, dots + M}, *ybq[2] = {dots + 2 * M, dots + 3 * M};
   const tempo_rows src = {.fill = fill_rows_of, .ctx = X, .rows = M, .cols = N, .bytes = xs * sizeof(float)};
   tempo_obf_key k;
-  assert_int_equal(tempo_obf_key_alloc(&k, M, N, P), TEMPO_STATUS_OK);
-  assert_int_equal(tempo_keygen_fill(g, &k), TEMPO_STATUS_OK);
-  assert_int_equal(tempo_keygen_fill_mix(g, &k, 4), TEMPO_STATUS_OK);
+  mixed_key(g, &k, M, N, P, 4);
   for (int isa = TEMPO_OBF_MIX_ISA_SCALAR; isa <= tempo_obf_mix_isa(); isa++) {
     tempo_obf_mix_set_isa(isa);
     for (int t = 1; t <= 3; t++) {
@@ -391,9 +392,7 @@ static void test_fill_threads(void **state) {
       tempo_parallel_set_threads(t);
       tempo_keygen *g = keygen();
       tempo_obf_key k;
-      assert_int_equal(tempo_obf_key_alloc(&k, M, N, P), TEMPO_STATUS_OK);
-      assert_int_equal(tempo_keygen_fill(g, &k), TEMPO_STATUS_OK);
-      assert_int_equal(tempo_keygen_fill_mix(g, &k, b), TEMPO_STATUS_OK);
+      mixed_key(g, &k, M, N, P, b);
       uint8_t next[16];
       static uint8_t ref_next[16];
       tempo_keygen_bytes(g, next, sizeof next);
@@ -466,9 +465,7 @@ static void test_wipe_extent(void **state) {
   tempo_keygen *g = keygen();
   enum { M = 64, N = 40, P = 24 };
   tempo_obf_key k;
-  assert_int_equal(tempo_obf_key_alloc(&k, M, N, P), TEMPO_STATUS_OK);
-  assert_int_equal(tempo_keygen_fill(g, &k), TEMPO_STATUS_OK);
-  assert_int_equal(tempo_keygen_fill_mix(g, &k, 4), TEMPO_STATUS_OK); /* allocates the buffer */
+  mixed_key(g, &k, M, N, P, 4); /* allocates the buffer */
   memset(k.mixbuf, 0, k.mix_floats * sizeof(float));                 /* a known start */
   float *X = tempo_alloc_floats(M * N), *W = tempo_alloc_floats(N * P), *Y = tempo_alloc_floats(M * P);
   float *o = tempo_alloc_floats(M * N);
@@ -501,9 +498,7 @@ static void test_haar(void **state) {
   for (size_t bi = 0; bi < 2; bi++) {
     const int b = bs[bi], nblk = 40000 / b, M = nblk * b;
     tempo_obf_key k;
-    assert_int_equal(tempo_obf_key_alloc(&k, M, 8, 8), TEMPO_STATUS_OK);
-    assert_int_equal(tempo_keygen_fill(g, &k), TEMPO_STATUS_OK);
-    assert_int_equal(tempo_keygen_fill_mix(g, &k, b), TEMPO_STATUS_OK);
+    mixed_key(g, &k, M, 8, 8, b);
     double m2 = 0, m4 = 0, p22 = 0, c4 = 0, neg = 0, np = 0, nc = 0, q[64];
     static double cross[64 * 64];
     memset(cross, 0, sizeof cross);
