@@ -30,6 +30,16 @@ grep_in "shield wire hint" "$tmp/err" "--shield-dtype"
 check "16-bit wire trains" 0 "$T" train --mode tempo --wire bf16 --max-steps 20 --log-every 10 --out "$tmp/w16" --no-progress
 grep_in "16-bit wire in the config" "$tmp/w16/metrics.jsonl" '"wire":"bf16"'
 grep_in "16-bit wire: no failed check" "$tmp/out" "verify failures 0"
+# the master's threads split the mixed Enc/Dec passes and the mixing blocks' generation
+# (docs/obfuscation.md "Mixing blocks"): the same model at 1 and 2 threads, on both wires
+for w in fp32 bf16; do
+  for th in 1 2; do
+    check "resnet20 tempo $w on $th thread(s)" 0 "$T" train --model resnet20 --wire $w --threads $th --max-steps 2 \
+      --batch-size 32 --no-progress --no-eval --key-seed 3 --out "$tmp/th-$w-$th"
+  done
+  same "resnet20 tempo $w: the same model at 1 and 2 threads" "$(md5sum < "$tmp/th-$w-1/model.ckpt")" \
+    "$(md5sum < "$tmp/th-$w-2/model.ckpt")"
+done
 check "train runs" 0 "$T" train --mode local --max-steps 30 --log-every 10 --out "$tmp/run" --no-progress
 grep_in "metrics has steps" "$tmp/run/metrics.jsonl" '"images_per_s"'
 grep_in "metrics has a summary" "$tmp/run/metrics.jsonl" '"summary"'
