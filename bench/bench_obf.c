@@ -289,6 +289,7 @@ int main(int argc, char **argv) {
     double bytes = 2.0 * (double)c.elems * sizeof(float);
     for (int threads = 1; threads <= 2; threads++) {
       tempo_obf_set_threads(threads);
+      tempo_parallel_set_threads(threads);
       double base = 0;
       for (int w = 0; w < P_COUNT; w++) {
         timing t = time_pass(&c, w, reps);
@@ -300,6 +301,7 @@ int main(int argc, char **argv) {
     if (variants) {
       static const char *kname[] = {"auto", "naive", "scatter scalar", "scatter avx2", "scatter avx2 NT", "permute avx512"};
       tempo_obf_set_threads(1);
+      tempo_parallel_set_threads(1);
       for (int kern = 1; kern < TEMPO_OBF_KERNEL_COUNT; kern++) {
         tempo_obf_set_kernel(kern);
         timing t = time_pass(&c, P_ENC_X, reps);

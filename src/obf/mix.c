@@ -347,7 +347,7 @@ static void mix_range(const tempo_obf_key *k, bool enc, int rows, int cols, cons
  * key's scratch; the others with their thread's own, grown once per thread (a fresh page costs
  * a first touch) and its used part wiped after each part (it held plaintext rows). A part
  * whose thread cannot get scratch is left to the caller, which runs it after the others. */
-enum { MIX_PARTS_MAX = 16, MIX_PART_MIN_ELEMS = 64 * 1024 };
+enum { MIX_PARTS_MAX = 16 };
 
 typedef struct {
   const tempo_obf_key *k;
@@ -418,13 +418,7 @@ void tempo_obf_mix_pass(const tempo_obf_key *k, bool enc, int rows, int cols, co
   const int b = k->mix;
   TEMPO_ASSERT(b >= 1 && rd->size == rows && cd->size == cols && 0 <= lo && lo <= hi && hi <= rows &&
                lo % b == 0 && (hi % b == 0 || hi == rows));
-  /* a part per MIX_PART_MIN_ELEMS elements at least (the pool's helpers are woken, not
-   * started: a part pays ~10 us, not the ~30 us of a thread start of passes.c), at most one
-   * per block */
-  const size_t elems = (size_t)(hi - lo) * (size_t)cols;
-  int parts = tempo_obf_threads();
-  if ((size_t)parts * MIX_PART_MIN_ELEMS > elems) parts = (int)(elems / MIX_PART_MIN_ELEMS);
-  if (parts > (hi - lo) / b) parts = (hi - lo) / b;
+  int parts = tempo_obf_parts((size_t)(hi - lo) * (size_t)cols, (hi - lo) / b); /* whole blocks */
   if (parts > MIX_PARTS_MAX) parts = MIX_PARTS_MAX;
   if (parts <= 1) {
     mix_range(k, enc, rows, cols, in, out, rd, rdim, lform, rs, cd, cdim, rform, cs, acc, lo, hi, dots, xs, k->mix_tmp);

@@ -8,13 +8,14 @@
 
 #define TEMPO_OBF_MAX_THREADS 64
 #define TEMPO_OBF_MAX_DOTS TEMPO_OBF_ENC_X_MAX_DOTS
-/* A pass uses an extra thread only for at least this many elements per thread
- * (thread start-up is ~30 us here; a thread moves ~1-2 elements per ns). */
-#define TEMPO_OBF_MIN_ELEMS_PER_THREAD (256 * 1024)
+/* A pass is split into parts on the master's threads (the tempo_parallel pool, whose helpers
+ * are woken, not started: ~10 us a part) only for at least this many elements per part. */
+#define TEMPO_OBF_MIN_ELEMS_PER_PART (64 * 1024)
 
-/* The threads a pass may use (tempo_obf_set_threads: the master's --threads); the mixed
- * passes run their parts on the tempo_parallel pool (mix.c). */
-int tempo_obf_threads(void);
+/* The parts a pass of `elems` elements in `units` indivisible units (rows, mixing blocks) is
+ * split into: at most tempo_obf_set_threads()'s count, at least 1. Both the plain passes
+ * (passes.c) and the mixed ones (mix.c) use it. */
+int tempo_obf_parts(size_t elems, int units);
 
 /* Outputs of at least TEMPO_OBF_NT_BYTES with rows shorter than TEMPO_OBF_NT_MAX_ROW_BYTES
  * are written with non-temporal stores (measured: 2x faster for 50176x64 and 50176x576,

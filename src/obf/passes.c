@@ -16,14 +16,14 @@
  *   written with non-temporal stores: whole lines, no read-for-ownership of randomly
  *   placed short rows. Long rows are streamed well by the hardware prefetcher with
  *   ordinary stores, and small outputs stay in cache for the consumer.
- * - Passes of at least 2 * TEMPO_OBF_MIN_ELEMS_PER_THREAD elements are split by input
+ * - Passes of at least 2 * TEMPO_OBF_MIN_ELEMS_PER_PART elements are split by input
  *   rows over up to tempo_obf_set_threads() threads. */
 #include <math.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
 
 #include "obf/obf_internal.h"
+#include "tempo/parallel.h"
 #include "tempo/common.h"
 #include "tempo/obf.h"
 
@@ -198,7 +198,6 @@ void tempo_obf_set_threads(int threads) {
   atomic_store(&obf_threads, threads);
 }
 
-int tempo_obf_threads(void) { return atomic_load(&obf_threads); }
 
 void tempo_obf_set_kernel(int kernel) { atomic_store(&obf_kernel, kernel); }
 
@@ -564,45 +563,32 @@ static void run_rows_src(const obf_pass *p, int a0, int a1) {
   }
 }
 
-typedef struct {
-  const obf_pass *p;
-  int r0, r1;
-} obf_chunk;
-
-static void *chunk_main(void *arg) {
-  const obf_chunk *c = arg;
-  run_rows(c->p, c->r0, c->r1);
-  return NULL;
+int tempo_obf_parts(size_t elems, int units) {
+  int t = atomic_load(&obf_threads);
+  if ((size_t)t * TEMPO_OBF_MIN_ELEMS_PER_PART > elems) t = (int)(elems / TEMPO_OBF_MIN_ELEMS_PER_PART);
+  if (t > units) t = units;
+  return t < 1 ? 1 : t;
 }
 
-/* Splits the rows (input rows [row0, row1) of a range) over threads when the pass is
- * large enough to pay for thread start-up. */
+typedef struct {
+  const obf_pass *p;
+  int lo, n, parts;
+} obf_split;
+
+static void run_part(void *arg, int k) {
+  const obf_split *s = arg;
+  run_rows(s->p, s->lo + (int)((int64_t)s->n * k / s->parts), s->lo + (int)((int64_t)s->n * (k + 1) / s->parts));
+}
+
+/* Splits the rows (input rows [row0, row1) of a range) into parts on the master's threads
+ * (the tempo_parallel pool) when the pass is large enough. */
 static void run_pass(const obf_pass *p) {
   const int lo = p->range ? p->row0 : 0, n = p->range ? p->row1 - p->row0 : p->rows;
-  size_t elems = (size_t)n * (size_t)p->cols;
-  int t = atomic_load(&obf_threads);
-  if ((size_t)t * TEMPO_OBF_MIN_ELEMS_PER_THREAD > elems) t = (int)(elems / TEMPO_OBF_MIN_ELEMS_PER_THREAD);
-  if (t > n) t = n;
-  if (t <= 1) {
+  const obf_split s = {.p = p, .lo = lo, .n = n, .parts = tempo_obf_parts((size_t)n * (size_t)p->cols, n)};
+  if (s.parts <= 1)
     run_rows(p, lo, lo + n);
-    return;
-  }
-  pthread_t tid[TEMPO_OBF_MAX_THREADS];
-  obf_chunk ch[TEMPO_OBF_MAX_THREADS];
-  bool started[TEMPO_OBF_MAX_THREADS] = {false};
-  for (int k = 0; k < t; k++) {
-    ch[k].p = p;
-    ch[k].r0 = lo + (int)((int64_t)n * k / t);
-    ch[k].r1 = lo + (int)((int64_t)n * (k + 1) / t);
-  }
-  for (int k = 1; k < t; k++) started[k] = pthread_create(&tid[k], NULL, chunk_main, &ch[k]) == 0;
-  run_rows(p, ch[0].r0, ch[0].r1);
-  for (int k = 1; k < t; k++) {
-    if (started[k])
-      pthread_join(tid[k], NULL);
-    else
-      run_rows(p, ch[k].r0, ch[k].r1); /* no thread available: do it here */
-  }
+  else
+    tempo_parallel_for(s.parts, run_part, (void *)&s);
 }
 
 /* One pass. rd/cd: the dimensions of output rows and columns; rperm: gather rows with pi
