@@ -52,17 +52,20 @@ for model in $MODELS; do
     "$T" eval "$D/secret/model.ckpt" --mode local --batch-size 256 > "$D/secret_eval.txt" 2>&1 || true
     "$T" eval "$D/pre/model.ckpt" --mode local --batch-size 256 > "$D/pre_eval.txt" 2>&1 || true
   fi
-  run "$T" train --resume "$D/secret/checkpoint.ckpt" --mode plain --max-steps "$S2" --no-eval --audit "$D/truth" \
+  # every trail on the fp32 wire: the scoring aligns blinded values to the truth exactly, and a bf16
+  # trail is the fp32 one rounded, so it cannot tell an attacker more than the fp32 trail measured here
+  WIRE=(--wire fp32)
+  run "$T" train --resume "$D/secret/checkpoint.ckpt" --mode plain "${WIRE[@]}" --max-steps "$S2" --no-eval --audit "$D/truth" \
     --out "$D/truth_run" --quiet
-  run "$T" train --model "$model" --mode plain --max-steps 1 --batch-size $B --seed 7 --no-eval --audit "$D/public" \
+  run "$T" train --model "$model" --mode plain "${WIRE[@]}" --max-steps 1 --batch-size $B --seed 7 --no-eval --audit "$D/public" \
     --out "$D/public_run" --quiet
   for spec in $MODES; do
     mode=${spec%%:*}; pol=(); name=$mode
     if [ "$spec" != "$mode" ]; then pol=(--protect "${spec#*:}"); name=$mode-${spec#*:}; fi
-    workers=2; roles=1
-    if [ "$mode" = shield ]; then workers=4; roles=4; fi
+    workers=2; roles=1; wire=("${WIRE[@]}")
+    if [ "$mode" = shield ]; then workers=4; roles=4; wire=(); fi
     mkdir -p "$D/$name"
-    if ! run "$T" train --resume "$D/secret/checkpoint.ckpt" --mode "$mode" "${pol[@]}" --workers $workers --key-seed 5 \
+    if ! run "$T" train --resume "$D/secret/checkpoint.ckpt" --mode "$mode" "${pol[@]}" "${wire[@]}" --workers $workers --key-seed 5 \
       --max-steps "$S2" --no-eval --audit "$D/$name" --out "$D/${name}_run" --quiet; then
       log "$name failed on $model: left out of the table"; continue
     fi
