@@ -79,43 +79,55 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void row_dots_n
                                                                                   double *t, double *tb, const int ND,
                                                                                   const bool SQD, const float rsc) {
   const int C = p->cols, C8 = C & ~7;
-  __m256d d[TEMPO_OBF_MAX_DOTS], bd[TEMPO_OBF_MAX_DOTS];
-  __m256 b[TEMPO_OBF_MAX_DOTS];
-  for (int q = 0; q < ND; q++) d[q] = _mm256_setzero_pd(), bd[q] = _mm256_setzero_pd(), b[q] = _mm256_setzero_ps();
+  /* Named accumulators (arrays indexed by q went through the stack: every FMA waited on a store
+   * and a reload, 2x the pass), two chains per sum (the row's low and high 4 lanes). */
+  const __m256d zd = _mm256_setzero_pd();
+  const __m256 zf = _mm256_setzero_ps();
+  __m256d d0 = zd, e0 = zd, d1 = zd, e1 = zd, d2 = zd, e2 = zd, d3 = zd, e3 = zd; /* dots */
+  __m256d g0 = zd, h0 = zd, g1 = zd, h1 = zd, g2 = zd, h2 = zd, g3 = zd, h3 = zd; /* SQD bounds */
+  __m256 b0 = zf, b1 = zf, b2 = zf, b3 = zf;                                         /* float bounds */
+  const double *u0 = p->du[0], *u1 = ND > 1 ? p->du[1] : u0, *u2 = ND > 2 ? p->du[2] : u0, *u3 = ND > 3 ? p->du[3] : u0;
+  const float *w0 = p->dub[0], *w1 = ND > 1 ? p->dub[1] : w0, *w2 = ND > 2 ? p->dub[2] : w0,
+              *w3 = ND > 3 ? p->dub[3] : w0;
   int c = 0;
   const __m256 rv = _mm256_set1_ps(rsc);
+#define ROW_DOT(q)                                                                                                     \
+  {                                                                                                                    \
+    d##q = _mm256_fmadd_pd(lo, _mm256_loadu_pd(u##q + c), d##q);                                                       \
+    e##q = _mm256_fmadd_pd(hi, _mm256_loadu_pd(u##q + c + 4), e##q);                                                   \
+    if (SQD) {                                                                                                         \
+      const __m256 gw = _mm256_loadu_ps(w##q + c);                                                                     \
+      g##q = _mm256_fmadd_pd(lo2, _mm256_cvtps_pd(_mm256_castps256_ps128(gw)), g##q);                                  \
+      h##q = _mm256_fmadd_pd(hi2, _mm256_cvtps_pd(_mm256_extractf128_ps(gw, 1)), h##q);                                \
+    } else {                                                                                                           \
+      b##q = _mm256_fmadd_ps(sq, _mm256_loadu_ps(w##q + c), b##q);                                                     \
+    }                                                                                                                  \
+  }
   for (; c < C8; c += 8) {
     __m256 v = _mm256_loadu_ps(src + c);
     if (!SQD && p->dcs) v = _mm256_mul_ps(_mm256_mul_ps(v, _mm256_loadu_ps(p->dcs + c)), rv); /* the X' floats */
     const __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v)), hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
-    if (SQD) {
-      const __m256d lo2 = _mm256_mul_pd(lo, lo), hi2 = _mm256_mul_pd(hi, hi);
-      for (int q = 0; q < ND; q++) {
-        const __m256 g = _mm256_loadu_ps(p->dub[q] + c);
-        d[q] = _mm256_fmadd_pd(lo, _mm256_loadu_pd(p->du[q] + c), d[q]);
-        d[q] = _mm256_fmadd_pd(hi, _mm256_loadu_pd(p->du[q] + c + 4), d[q]);
-        bd[q] = _mm256_fmadd_pd(lo2, _mm256_cvtps_pd(_mm256_castps256_ps128(g)), bd[q]);
-        bd[q] = _mm256_fmadd_pd(hi2, _mm256_cvtps_pd(_mm256_extractf128_ps(g, 1)), bd[q]);
-      }
-    } else {
-      const __m256 sq = _mm256_mul_ps(v, v);
-      for (int q = 0; q < ND; q++) {
-        d[q] = _mm256_fmadd_pd(lo, _mm256_loadu_pd(p->du[q] + c), d[q]);
-        d[q] = _mm256_fmadd_pd(hi, _mm256_loadu_pd(p->du[q] + c + 4), d[q]);
-        b[q] = _mm256_fmadd_ps(sq, _mm256_loadu_ps(p->dub[q] + c), b[q]);
-      }
-    }
+    const __m256d lo2 = SQD ? _mm256_mul_pd(lo, lo) : zd, hi2 = SQD ? _mm256_mul_pd(hi, hi) : zd;
+    const __m256 sq = SQD ? zf : _mm256_mul_ps(v, v);
+    ROW_DOT(0)
+    if (ND > 1) ROW_DOT(1)
+    if (ND > 2) ROW_DOT(2)
+    if (ND > 3) ROW_DOT(3)
   }
+#undef ROW_DOT
+  const __m256d dq[4] = {_mm256_add_pd(d0, e0), _mm256_add_pd(d1, e1), _mm256_add_pd(d2, e2), _mm256_add_pd(d3, e3)};
+  const __m256d gq[4] = {_mm256_add_pd(g0, h0), _mm256_add_pd(g1, h1), _mm256_add_pd(g2, h2), _mm256_add_pd(g3, h3)};
+  const __m256 bq[4] = {b0, b1, b2, b3};
   for (int q = 0; q < ND; q++) {
-    __m128d ds = _mm_add_pd(_mm256_castpd256_pd128(d[q]), _mm256_extractf128_pd(d[q], 1));
+    __m128d ds = _mm_add_pd(_mm256_castpd256_pd128(dq[q]), _mm256_extractf128_pd(dq[q], 1));
     double sd = _mm_cvtsd_f64(_mm_add_sd(ds, _mm_unpackhi_pd(ds, ds)));
     double sb = 0;
     if (SQD) {
-      __m128d bs = _mm_add_pd(_mm256_castpd256_pd128(bd[q]), _mm256_extractf128_pd(bd[q], 1));
+      __m128d bs = _mm_add_pd(_mm256_castpd256_pd128(gq[q]), _mm256_extractf128_pd(gq[q], 1));
       sb = _mm_cvtsd_f64(_mm_add_sd(bs, _mm_unpackhi_pd(bs, bs)));
     } else {
       float bl[8];
-      _mm256_storeu_ps(bl, b[q]);
+      _mm256_storeu_ps(bl, bq[q]);
       for (int l = 0; l < 8; l++) sb += bl[l];
     }
     for (int k = c; k < C; k++) {
@@ -154,10 +166,17 @@ static inline void in_row_dots(const obf_pass *p, size_t a) {
   if (p->ndots) row_dots(p, a);
 }
 
+#define ROW_DOTS_AHEAD 8 /* rows */
 static void row_dots(const obf_pass *p, size_t a) {
   const float *src = in_row(p, a);
   const uint32_t i = p->identity ? (uint32_t)a : p->ro[a];
   const float sf = p->identity ? 1.0f : p->rs[i];
+  /* an Enc pass writes each row's dots at its random output row: fetch those lines ahead for
+   * writing, as the kernels do the output rows (otherwise each waits for its read-for-ownership) */
+  if (!p->dots_in && !p->identity && a + ROW_DOTS_AHEAD < (size_t)p->rows) {
+    const uint32_t ia = p->ro[a + ROW_DOTS_AHEAD];
+    for (int q = 0; q < p->ndots; q++) __builtin_prefetch(p->dot[q] + ia, 1, 3), __builtin_prefetch(p->dotb[q] + ia, 1, 3);
+  }
   const double s = p->dcs ? 1.0 : (double)sf; /* the X' floats already carry the row scale */
   double t[TEMPO_OBF_MAX_DOTS], tb[TEMPO_OBF_MAX_DOTS];
   /* the bound's float sums (at most C/8 terms per lane, all >= 0, each a square rounded
