@@ -71,7 +71,19 @@ PCIE_GBPS, TF32_TFLOPS, BF16_TFLOPS = 50.0, 495.0, 990.0  # H100 SXM dense tenso
 gbps = [r["memcpy_gbps"] for r in modes_all + shield_all if "memcpy_gbps" in r]
 memcpy_gbps = sorted(gbps)[len(gbps) // 2] if gbps else 0.0
 ceiling2 = [r for r in jl(os.path.join(d, "ceiling2.jsonl")) if "model" in r]
-rows = [r for r in modes + shield + ceiling2 if "ms_median" in r and r["mode"] != "local"]
+wire16 = [r for r in jl(os.path.join(d, "wire16.jsonl")) if "model" in r]
+order = {m: i for i, m in enumerate(dict.fromkeys(r["model"] for r in modes if "model" in r))}
+# 1 thread, 2 workers: each model's rows on both wires side by side; then shield's and the 2-thread rows
+base = sorted([r for r in modes + wire16 if "ms_median" in r and r["mode"] != "local"],
+              key=lambda r: (order.get(r["model"], 99), r["mode"] != "plain", r.get("wire", "fp32") != "fp32"))
+rows = base + [r for r in shield + ceiling2 if "ms_median" in r and r["mode"] != "local"]
+
+
+def wire_of(r):
+    """The operands' wire format of a row: --wire (plain, tempo) or shield's share dtype."""
+    if r["mode"] == "shield":
+        return r.get("shield_dtype", "f64")
+    return r.get("wire", "fp32")
 if rows and memcpy_gbps > 0:
     print("\n## Offload ceiling\n")
     print("How much faster than local mode a step could get if the workers were infinitely fast: the master's busy "
@@ -84,11 +96,12 @@ if rows and memcpy_gbps > 0:
           "Enc/Dec passes 2 threads against the 2-thread local step (the 2 workers then share the same 2 cores). The projected one-GPU step is a projection, not a "
           f"measurement: max(master busy, wire bytes / {PCIE_GBPS:.0f} GB/s PCIe, product FLOPs / H100 rate) with "
           f"the published dense tensor-core rates {TF32_TFLOPS:.0f} TFLOP/s TF32 and {BF16_TFLOPS:.0f} BF16; wire "
-          "bytes as sent today (fp32 or shield's fp64). cap = local / (master busy - crypto ms): the ceiling the "
+          "bytes as the row sends them (its wire: fp32 or bf16 operands with fp32 results, shield's f64 shares). cap = local / (master busy - crypto ms): the ceiling the "
           "master's other work alone (element-wise layers, im2col/col2im, loss, optimizer) allows if blinding, checks "
-          "and decoding cost nothing; ceiling/cap says how close the crypto passes leave the row to it.\n")
-    print("| model | mode | threads | workers | local ms | master busy ms | ceiling | cap | ceiling/cap | master MB | memcpy ms | crypto ms | crypto/memcpy | wire MB | GFLOP | projected 1-GPU ms (TF32 / BF16) | projected speed-up over local |")
-    print("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+          "and decoding cost nothing; ceiling/cap says how close the crypto passes leave the row to it. Below the "
+          "table: the better wire per model and mode (master on 1 thread), by ceiling.\n")
+    print("| model | mode | wire | threads | workers | local ms | master busy ms | ceiling | cap | ceiling/cap | master MB | memcpy ms | crypto ms | crypto/memcpy | wire MB | GFLOP | projected 1-GPU ms (TF32 / BF16) | projected speed-up over local |")
+    print("|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     loc = {(r["model"], r["threads"]): r["ms_median"] for r in modes + ceiling2
            if r.get("mode") == "local" and "ms_median" in r}
     for r in rows:
@@ -108,11 +121,20 @@ if rows and memcpy_gbps > 0:
         other = busy - crypto
         cap_s = f"{l / other:.2f} | {other / busy:.2f}" if l and other > 0 else "n/a | n/a"
         sp = f"{l / p32:.2f} / {l / p16:.2f}" if l else "n/a"
-        print(f"| {r['model']} | {r['mode']} | {r['threads']} | {r['workers']} | {l:.1f} | {busy:.1f} | {ceil_s} | {cap_s} | {mb:.0f} | "
+        print(f"| {r['model']} | {r['mode']} | {wire_of(r)} | {r['threads']} | {r['workers']} | {l:.1f} | {busy:.1f} | {ceil_s} | {cap_s} | {mb:.0f} | "
               f"{memcpy_ms:.1f} | {crypto:.1f} | {crypto / memcpy_ms if memcpy_ms else 0:.2f} | {wire:.0f} | {gf:.2f} | "
               f"{p32:.1f} / {p16:.1f} | {sp} |" if l else
-              f"| {r['model']} | {r['mode']} | {r['threads']} | {r['workers']} | n/a | {busy:.1f} | n/a | n/a | n/a | {mb:.0f} | {memcpy_ms:.1f} | "
+              f"| {r['model']} | {r['mode']} | {wire_of(r)} | {r['threads']} | {r['workers']} | n/a | {busy:.1f} | n/a | n/a | n/a | {mb:.0f} | {memcpy_ms:.1f} | "
               f"{crypto:.1f} | {crypto / memcpy_ms if memcpy_ms else 0:.2f} | {wire:.0f} | {gf:.2f} | {p32:.1f} / {p16:.1f} | n/a |")
+
+    best = {}
+    for r in base:
+        l, busy = loc.get((r["model"], r["threads"])), r.get("t_master_busy_ms")
+        if l and busy and ((r["model"], r["mode"]) not in best or l / busy > best[(r["model"], r["mode"])][1]):
+            best[(r["model"], r["mode"])] = (wire_of(r), l / busy)
+    if best and wire16:
+        print("\nBetter wire by ceiling (master on 1 thread, 2 workers): " +
+              "; ".join(f"{m} {mo}: {w} ({c:.2f})" for (m, mo), (w, c) in best.items()) + ".")
 
 scaling_path = os.path.join(d, "scaling.jsonl")
 if os.path.exists(scaling_path):

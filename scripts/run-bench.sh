@@ -3,8 +3,9 @@
 #   1. local-mode training steps of each reference model against the PyTorch twin
 #      (../shared/tools/peer_bench.py, same batch and threads, jemalloc as in peer-baselines.md),
 #      measured in the same run, with ratios;
-#   2. ms per step in local, plain and tempo modes (2 in-process workers), with ratios, and tempo mode
-#      under each protection policy (--protect; BENCH_PROTECT_MODELS, default resnet20,vit-mini);
+#   2. ms per step in local, plain and tempo modes (2 in-process workers), with ratios, plain and tempo
+#      on the bf16 wire too (the offload ceiling per wire), and tempo mode under each protection policy
+#      (--protect; BENCH_PROTECT_MODELS, default resnet20,vit-mini);
 #   3. every other bench/bench_* program's own table (Enc/Dec vs memcpy, offload shapes, ...).
 # Environment: BENCH_MODELS (default: all six), BENCH_STEPS (default 5), BENCH_BUDGET_S (per config, 40),
 # BENCH_SKIP_PEER=1 to skip PyTorch, BENCH_OUT (default docs/BENCHMARKS.md), BENCH_PROGRAMS (comma list of
@@ -35,6 +36,9 @@ fi
 echo "bench: modes local, plain, tempo with 2 workers" >&2
 OPENBLAS_NUM_THREADS=1 "$B/bench/bench_step" --models "$MODELS" --modes local,plain,tempo --threads 1 --workers 2 \
   --steps "$STEPS" --budget-s "$BUDGET" | tee "$tmp/modes.jsonl" >&2
+echo "bench: plain and tempo modes on the bf16 wire (the CLI's default), 2 workers" >&2
+OPENBLAS_NUM_THREADS=1 "$B/bench/bench_step" --models "$MODELS" --modes plain,tempo --wire bf16 --threads 1 --workers 2 \
+  --steps "$STEPS" --budget-s "$BUDGET" | tee "$tmp/wire16.jsonl" >&2
 echo "bench: the offload ceiling with the master on 2 threads" >&2
 OPENBLAS_NUM_THREADS=2 "$B/bench/bench_step" --models "$MODELS" --modes local,tempo --threads 2 --workers 2 \
   --steps "$STEPS" --budget-s "$BUDGET" | tee "$tmp/ceiling2.jsonl" >&2
