@@ -58,7 +58,7 @@ SHLIB := $(O)/libtempo.so.$(VERSION)
 # No model, optimizer, dataset or key code (tests/test_worker_program.sh checks with nm).
 # src/worker/fault.c (test-only fault injection) is in libtempo.a and the test-only worker program only.
 WORKER_LIB_SRC := $(sort $(wildcard src/wire/*.c) $(filter-out src/worker/fault.c,$(wildcard src/worker/*.c))) \
-  src/core/status.c src/core/common.c src/core/gemm.c src/core/parallel.c
+  src/core/status.c src/core/common.c src/core/gemm.c src/core/gemm16.c src/core/parallel.c
 WORKER_LIB := $(O)/libtempo_worker.a
 # TESTS ONLY: the worker program again with --fault (tempo/worker_fault.h), for the MPI fault tests.
 FAULTY_WORKER := $(O)/tests/tempo-worker-faulty
@@ -213,7 +213,7 @@ uninstall:
 # scripts/fuzz.sh SECONDS builds and runs them; tests/test_fuzz_replay.c replays the corpus.
 FUZZ_CC ?= clang
 FUZZ_SRC := src/wire/protocol.c src/wire/envelope.c src/wire/bf16.c src/worker/worker.c src/worker/backend_cpu.c src/core/status.c src/core/common.c \
-  src/core/gemm.c src/core/parallel.c
+  src/core/gemm.c src/core/gemm16.c src/core/parallel.c
 fuzz: $(O)/fuzz/fuzz_worker $(O)/fuzz/fuzz_master $(O)/fuzz/fuzz_netfile
 # the network-file parser: it links alone
 FUZZ_NET_SRC := src/models/netfile.c src/models/netfile_shape.c src/core/status.c src/io/fileio.c

@@ -2,7 +2,7 @@
  * build (and the automatic choice), all four transpose cases, alpha/beta, padded row strides,
  * odd shapes on both sides of the automatic threshold, split over 2 and 3 threads; the backend
  * switch; signals arriving during products (a signal handled inside oneDNN's JIT sgemm corrupted
- * the heap); and tempo_parallel_for (every task once, nested calls). */
+ * the heap); tempo_sgemm16 (bfloat16 operands); and tempo_parallel_for (every task once, nested calls). */
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -100,6 +100,70 @@ static void test_dnnl(void **state) {
     skip();
   }
   check_backend(TEMPO_GEMM_DNNL);
+}
+
+/* tempo_sgemm16 against a double reference on the exact bfloat16 values: every transpose case
+ * with padded strides, shapes from 1x1x1 to the convolutions' (the padding of C untouched), each
+ * entry within float32 accumulation's bound (k + 2) 2^-24 sum |a b|. On a CPU with AVX512_BF16 in
+ * a build with oneDNN every product must run (else the test would pass on the fallback alone);
+ * TEMPO_GEMM=openblas refuses them all. */
+static uint16_t bf16_of(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+static double f_of(uint16_t h) {
+  const uint32_t u = (uint32_t)h << 16;
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
+static bool check16(bool ta, bool tb, int m, int n, int k, tempo_rng *rng) {
+  const int pad = 5, ar = ta ? k : m, ac = ta ? m : k, br = tb ? n : k, bc = tb ? k : n;
+  const int lda = ac + pad, ldb = bc + pad, ldc = n + pad;
+  uint16_t *A = malloc(2 * (size_t)ar * lda), *B = malloc(2 * (size_t)br * ldb);
+  float *C = malloc(sizeof(float) * (size_t)m * ldc);
+  assert_true(A && B && C);
+  for (size_t i = 0; i < (size_t)ar * lda; i++) A[i] = bf16_of((float)tempo_rng_normal(rng));
+  for (size_t i = 0; i < (size_t)br * ldb; i++) B[i] = bf16_of((float)tempo_rng_normal(rng));
+  for (size_t i = 0; i < (size_t)m * ldc; i++) C[i] = -7.0f;
+  const bool ran = tempo_sgemm16(ta, tb, m, n, k, A, lda, B, ldb, C, ldc);
+  for (int i = 0; ran && i < m; i++) {
+    for (int j = 0; j < n; j++) {
+      double s = 0, sa = 0;
+      for (int t = 0; t < k; t++) {
+        const double a = f_of(ta ? A[(size_t)t * lda + i] : A[(size_t)i * lda + t]);
+        const double b = f_of(tb ? B[(size_t)j * ldb + t] : B[(size_t)t * ldb + j]);
+        s += a * b, sa += fabs(a * b);
+      }
+      const double e = fabs(C[(size_t)i * ldc + j] - s);
+      if (e > (k + 2) * 0x1p-24 * sa + 1e-30)
+        fail_msg("sgemm16 m=%d n=%d k=%d ta=%d tb=%d: C[%d][%d] off by %g (bound %g)", m, n, k, ta, tb, i, j, e,
+                 (k + 2) * 0x1p-24 * sa);
+    }
+    for (int j = n; j < ldc; j++) assert_true(C[(size_t)i * ldc + j] == -7.0f);
+  }
+  free(A), free(B), free(C);
+  return ran;
+}
+
+static void test_sgemm16(void **state) {
+  (void)state;
+  tempo_rng rng;
+  tempo_rng_seed(&rng, 16, 16);
+  __builtin_cpu_init();
+  const bool native = tempo_gemm_have_dnnl() && __builtin_cpu_supports("avx512bf16");
+  static const int shapes[][3] = {{1, 1, 1}, {7, 5, 3}, {64, 16, 144}, {144, 16, 64}, {129, 70, 131}, {300, 33, 9}};
+  int ran = 0, all = 0;
+  for (int rep = 0; rep < 2; rep++) /* the second time from the thread's cached primitives */
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+      for (int t = 0; t < 4; t++, all++) ran += check16(t & 1, t & 2, shapes[s][0], shapes[s][1], shapes[s][2], &rng);
+  if (native) assert_int_equal(ran, all);
+  assert_true(tempo_gemm_set_backend(TEMPO_GEMM_OPENBLAS));
+  assert_false(check16(false, false, 64, 16, 144, &rng));
+  assert_true(tempo_gemm_set_backend(TEMPO_GEMM_AUTO));
+  if (!native) skip();
 }
 
 /* Signals sent at a high rate to a thread while it runs products (the shape of the mlp's first
@@ -230,6 +294,7 @@ int main(void) {
       cmocka_unit_test(test_dnnl),
       cmocka_unit_test(test_threads_and_names),
       cmocka_unit_test(test_signals_during_products),
+      cmocka_unit_test(test_sgemm16),
       cmocka_unit_test(test_parallel_for),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -7,8 +7,9 @@
  *   mixed and identity keys; X' also from a row source), and the forward check's dots are the
  *   sums on the rounded values;
  * - the protocol: BF16 requests carry 2-byte operands, their RESULTs float32; the worker core
- *   computes the float32 product of the widened operands exactly as for a float32 request, and
- *   refuses a cached operand of the other dtype;
+ *   computes the float32 product of the widened operands exactly as for a float32 request (the
+ *   converting path, TEMPO_GEMM=openblas) or, with the CPU backend's bfloat16 GEMM (oneDNN), within
+ *   float32 accumulation's bound of it, and refuses a cached operand of the other dtype;
  * - the engine: an honest bfloat16 wire gives no false alarm over thousands of products of every
  *   kind the engine checks (row splits, mixed, batched, accumulated dX, dW' chains), its products
  *   are within the bound of the operands' rounding, and a rogue worker's cheats of 1e-2 of a
@@ -250,8 +251,26 @@ static const uint8_t *ask(tempo_worker *w, tempo_msg_header *h, const void *cons
   return pay;
 }
 
-static void test_worker_bf16(void **state) {
-  (void)state;
+/* got (cnt floats) against want: the same bits (exact), or each within float32 accumulation's
+ * bound of the widened sgemm's, 2 (k + 2) 2^-24 sum |a b| (both sums are within half of it of the
+ * exact one; mag: sum |a b| per entry). */
+static void same_or_within(const uint8_t *got, const float *want, const float *mag, int cnt, int k, bool exact) {
+  if (exact) {
+    assert_memory_equal(got, want, (size_t)cnt * sizeof(float));
+    return;
+  }
+  for (int i = 0; i < cnt; i++) {
+    float g;
+    memcpy(&g, got + (size_t)i * sizeof g, sizeof g);
+    assert_true(fabs((double)g - want[i]) <= 2 * (k + 2) * 0x1p-24 * mag[i] + 1e-30);
+  }
+}
+
+/* One forward and one backward of the worker on the bfloat16 wire. exact: the converting path
+ * (TEMPO_GEMM=openblas: operands widened, then tempo_sgemm), bit for bit what a float32 request of
+ * the widened operands gives; else the CPU backend's bfloat16 GEMM where it has one (oneDNN),
+ * within the accumulation bound. */
+static void worker_bf16_case(bool exact) {
   enum { M = 37, N = 29, P = 11 };
   tempo_rng r;
   tempo_rng_seed(&r, 3, 16);
@@ -264,6 +283,14 @@ static void test_worker_bf16(void **state) {
   tempo_sgemm(false, true, M, P, N, 1.0f, X, N, W, N, 0.0f, Y, P);
   tempo_sgemm(false, false, M, N, P, 1.0f, dY, P, W, N, 0.0f, dX, N);
   tempo_sgemm(true, false, P, N, M, 1.0f, dY, P, X, N, 0.0f, dW, N);
+  float aY[M * P], adX[M * N], adW[P * N], aX[M * N], aW[P * N], adY[M * P]; /* sum |a b|: the same products of |.| */
+  for (int i = 0; i < M * N; i++) aX[i] = fabsf(X[i]);
+  for (int i = 0; i < P * N; i++) aW[i] = fabsf(W[i]);
+  for (int i = 0; i < M * P; i++) adY[i] = fabsf(dY[i]);
+  tempo_sgemm(false, true, M, P, N, 1.0f, aX, N, aW, N, 0.0f, aY, P);
+  tempo_sgemm(false, false, M, N, P, 1.0f, adY, P, aW, N, 0.0f, adX, N);
+  tempo_sgemm(true, false, P, N, M, 1.0f, adY, P, aX, N, 0.0f, adW, N);
+  assert_true(tempo_gemm_set_backend(exact ? TEMPO_GEMM_OPENBLAS : TEMPO_GEMM_AUTO));
   tempo_worker *w;
   assert_int_equal(tempo_worker_create(NULL, &w), TEMPO_STATUS_OK);
   tempo_msgbuf req = {0}, rep = {0};
@@ -278,7 +305,7 @@ static void test_worker_bf16(void **state) {
   assert_int_equal(rh.op, TEMPO_OP_RESULT);
   assert_int_equal(rh.dtype, TEMPO_DTYPE_BF16);
   assert_int_equal((int)rh.payload_len, (int)sizeof Y);
-  assert_memory_equal(pay, Y, sizeof Y);
+  same_or_within(pay, Y, aY, M * P, N, exact);
   /* the backward reuses the cached bfloat16 X', W' */
   tempo_msg_header_init(&h, TEMPO_OP_BACKWARD);
   h.dtype = TEMPO_DTYPE_BF16, h.task_id = 6, h.handle_x = 1, h.handle_w = 2, h.batch = 1, h.m = M, h.n = N, h.p = P;
@@ -287,8 +314,8 @@ static void test_worker_bf16(void **state) {
   pay = ask(w, &h, seg, len, 1, &req, &rep, &rh);
   assert_int_equal(rh.op, TEMPO_OP_RESULT);
   assert_int_equal((int)rh.payload_len, (int)(sizeof dX + sizeof dW));
-  assert_memory_equal(pay, dX, sizeof dX);
-  assert_memory_equal(pay + sizeof dX, dW, sizeof dW);
+  same_or_within(pay, dX, adX, M * N, P, exact);
+  same_or_within(pay + sizeof dX, dW, adW, P * N, M, exact);
   /* a float32 request naming the bfloat16 operands: refused */
   h.dtype = TEMPO_DTYPE_F32, h.task_id = 7;
   seg[0] = dY, len[0] = sizeof dY;
@@ -297,6 +324,13 @@ static void test_worker_bf16(void **state) {
   assert_int_equal(rh.code, -TEMPO_STATUS_MISMATCH);
   tempo_msgbuf_free(&req), tempo_msgbuf_free(&rep);
   tempo_worker_free(w);
+  assert_true(tempo_gemm_set_backend(TEMPO_GEMM_AUTO));
+}
+
+static void test_worker_bf16(void **state) {
+  (void)state;
+  worker_bf16_case(true);
+  worker_bf16_case(false);
 }
 
 /* ---- the engine ---- */

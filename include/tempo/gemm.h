@@ -22,6 +22,7 @@
 #define TEMPO_GEMM_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -37,6 +38,15 @@ typedef enum {
  * an internal kernel entry, like BLAS). */
 void tempo_sgemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *A, int lda,
                  const float *B, int ldb, float beta, float *C, int ldc);
+
+/* C (m, n) = op(A) . op(B) (beta 0) with A and B in bfloat16 (the 16-bit wire's operands,
+ * bf16.h), C in float32, accumulated in float32, on oneDNN's native bf16 matmul kernels
+ * (src/core/gemm16.c; per-thread primitives, one per shape). Shapes and strides as
+ * tempo_sgemm's. False where this build, this CPU or TEMPO_GEMM=openblas gives no such kernel
+ * for the shape, or oneDNN failed (C then may hold part of a result): the caller widens the
+ * operands to float32 and computes C with tempo_sgemm. */
+bool tempo_sgemm16(bool trans_a, bool trans_b, int m, int n, int k, const uint16_t *A, int lda, const uint16_t *B,
+                   int ldb, float *C, int ldc);
 
 /* Forces a backend for all later calls (TEMPO_GEMM_AUTO restores the automatic choice);
  * false, and no change, when the backend is not in this build. Overrides TEMPO_GEMM. */

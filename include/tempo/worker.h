@@ -60,8 +60,10 @@ typedef struct {
   int precision;
   /* The same products on bfloat16 operands (TEMPO_DTYPE_BF16 requests, bf16.h) with float32
    * accumulation and float32 results (the CUDA backend: cublasGemmEx, CUDA_R_16BF inputs,
-   * CUBLAS_COMPUTE_32F); keys name the bfloat16 operands. NULL: the worker core widens the
-   * operands to float32 in reused buffers (exact) and calls forward / backward. */
+   * CUBLAS_COMPUTE_32F; the CPU backend: oneDNN's bf16 matmul, tempo_sgemm16); keys name the
+   * bfloat16 operands. NULL, or TEMPO_STATUS_UNSUPPORTED from them (with no error set and the
+   * outputs to be written again): the worker core widens the operands to float32 in reused
+   * buffers (exact) and calls forward / backward. */
   TEMPO_WUR tempo_status (*forward_bf16)(void *ctx, const tempo_gemm_desc *d, const uint16_t *X, uint64_t xkey,
                                          const uint16_t *W, uint64_t wkey, float *Y);
   TEMPO_WUR tempo_status (*backward_bf16)(void *ctx, const tempo_gemm_desc *d, const uint16_t *X, uint64_t xkey,

@@ -9,6 +9,7 @@
  *   but attention  65x32x65 NN 110 -> 102, 65x65x32 NT 74 -> 62 (tiny products: less call overhead),
  *   and k = 16     65536x144x16 NN 63 -> 53.
  * So AUTO picks oneDNN for products of at least 2^20 multiply-adds with k > 16. */
+#include "core/sigblock.h"
 #include "tempo/gemm.h"
 #include "tempo/common.h"
 #include "tempo/parallel.h"
@@ -289,19 +290,12 @@ static void run_one(tempo_gemm_backend be, bool ta, bool tb, int m, int n, int k
 #if TEMPO_HAVE_DNNL
   if (be == TEMPO_GEMM_DNNL) {
     omp_set_num_threads(1); /* this thread's ICV: no OpenMP team (see above) */
-    /* oneDNN 2.x's JIT sgemm kernels point rsp into a heap workspace (oneDNN issue #4845, fixed
-     * upstream by PR #4855 in 2026; Debian 12 ships 2.6.3): a signal handled on this thread inside
-     * one writes its frame into the heap, and a later free() aborts (a Ctrl-C during training
-     * did). So asynchronous signals wait on this thread until the call returns; one sent to the
-     * process goes to a thread not in a call. Two rt_sigprocmask calls per product (0.5 us here; the
-     * products that come here under AUTO are at least 2^20 multiply-adds, ~20 us). */
-    sigset_t async, old;
-    sigfillset(&async);
-    static const int sync_sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT, SIGSYS};
-    for (size_t i = 0; i < sizeof sync_sigs / sizeof sync_sigs[0]; i++) sigdelset(&async, sync_sigs[i]);
-    pthread_sigmask(SIG_BLOCK, &async, &old);
+    /* oneDNN's JIT kernels must not take a signal (sigblock.h); the products that come here
+     * under AUTO are at least 2^20 multiply-adds (~20 us) against 0.5 us for the mask */
+    sigset_t old;
+    tempo_async_signals_block(&old);
     const dnnl_status_t ds = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    tempo_async_signals_restore(&old);
     if (ds == dnnl_success) return; /* on a refusal (it has none for valid arguments) OpenBLAS computes it */
   }
 #else

@@ -1,5 +1,6 @@
 /* backend_cpu.c - the CPU GEMM backend (worker.h): tempo_sgemm (gemm.h), the same GEMM as
- * the master's local mode, and cblas_dgemm for float64 requests, in the calling thread. Keys are ignored: the operand cache
+ * the master's local mode, tempo_sgemm16 for bfloat16 requests, and cblas_dgemm for float64
+ * requests, in the calling thread. Keys are ignored: the operand cache
  * already holds the host operands. */
 #include <cblas.h>
 #include <stdlib.h>
@@ -89,8 +90,59 @@ static tempo_status cpu_backward64(void *ctx, const tempo_gemm_desc *d, const do
   return TEMPO_STATUS_OK;
 }
 
+/* bfloat16 operands: oneDNN's native bf16 matmul (tempo_sgemm16) for each product above, in the
+ * same layouts and the same dW' chunks; where it has none (no AVX512_BF16, a build without
+ * oneDNN, TEMPO_GEMM=openblas), TEMPO_STATUS_UNSUPPORTED: the worker core widens the operands
+ * to float32 (exact) and calls cpu_forward / cpu_backward. */
+static tempo_status cpu_forward16(void *ctx, const tempo_gemm_desc *d, const uint16_t *X, uint64_t xkey,
+                                  const uint16_t *W, uint64_t wkey, float *Y) {
+  (void)ctx, (void)xkey, (void)wkey;
+  const int rows = d->rows, n = d->n, p = d->p;
+  const bool wt = d->w_trans;
+  const size_t xs = (size_t)rows * n, ws = (size_t)n * p, ys = (size_t)rows * p;
+  for (int b = 0; b < d->cnt; b++)
+    if (!tempo_sgemm16(false, wt, rows, p, n, X + b * xs, n, W + b * ws, wt ? n : p, Y + b * ys, p))
+      return TEMPO_STATUS_UNSUPPORTED;
+  return TEMPO_STATUS_OK;
+}
+
+static bool dw_chunked16(bool wt, int rows, int n, int p, const uint16_t *X, const uint16_t *dy, float *dW,
+                         float *tmp) {
+  for (int lo = 0; lo < rows; lo += TEMPO_DW_CHUNK_ROWS) {
+    const int len = rows - lo < TEMPO_DW_CHUNK_ROWS ? rows - lo : TEMPO_DW_CHUNK_ROWS;
+    float *out = lo ? tmp : dW;
+    const uint16_t *x = X + (size_t)lo * n, *g = dy + (size_t)lo * p;
+    if (!(wt ? tempo_sgemm16(true, false, p, n, len, g, p, x, n, out, n)
+             : tempo_sgemm16(true, false, n, p, len, x, n, g, p, out, p)))
+      return false;
+    if (lo)
+      for (size_t i = 0; i < (size_t)n * p; i++) dW[i] += tmp[i];
+  }
+  return true;
+}
+
+static tempo_status cpu_backward16(void *ctx, const tempo_gemm_desc *d, const uint16_t *X, uint64_t xkey,
+                                   const uint16_t *W, uint64_t wkey, const uint16_t *dY, float *dX, float *dW) {
+  (void)ctx, (void)xkey, (void)wkey;
+  const int rows = d->rows, n = d->n, p = d->p;
+  const bool wt = d->w_trans;
+  const size_t xs = (size_t)rows * n, ws = (size_t)n * p, ys = (size_t)rows * p;
+  float *tmp = NULL;
+  if (dW && rows > TEMPO_DW_CHUNK_ROWS && !(tmp = malloc(ws * sizeof(float))))
+    return tempo_set_error(TEMPO_STATUS_NO_MEMORY, "worker: out of memory (dW' chunk of %d x %d)", n, p);
+  tempo_status st = TEMPO_STATUS_OK;
+  for (int b = 0; b < d->cnt && !st; b++) {
+    const uint16_t *dy = dY + b * ys;
+    if (dX && !tempo_sgemm16(false, !wt, rows, n, p, dy, p, W + b * ws, wt ? n : p, dX + b * xs, n))
+      st = TEMPO_STATUS_UNSUPPORTED;
+    if (!st && dW && !dw_chunked16(wt, rows, n, p, X + b * xs, dy, dW + b * ws, tmp)) st = TEMPO_STATUS_UNSUPPORTED;
+  }
+  free(tmp);
+  return st;
+}
+
 static const tempo_backend cpu_backend = {
     "cpu", NULL, cpu_forward, cpu_backward, NULL, NULL, cpu_forward64, cpu_backward64, 0 /* TEMPO_PRECISION_FP32 */,
-    NULL, NULL /* bfloat16: the worker core widens to float32 (exact) and calls cpu_forward / cpu_backward */};
+    cpu_forward16, cpu_backward16};
 
 const tempo_backend *tempo_backend_cpu(void) { return &cpu_backend; }

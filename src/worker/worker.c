@@ -237,11 +237,11 @@ static tempo_status run_bf16(tempo_worker *w, const tempo_msg_header *h, const t
                              const tempo_msg_sizes *sz, const void *X, uint64_t xkey, const void *W, uint64_t wkey,
                              const void *dY, float *dX, float *dW, float *Y) {
   const tempo_backend *be = w->cfg.backend;
-  if (h->op == TEMPO_OP_FORWARD && be->forward_bf16) return be->forward_bf16(be->ctx, d, X, xkey, W, wkey, Y);
-  if (h->op == TEMPO_OP_BACKWARD && be->backward_bf16)
-    return be->backward_bf16(be->ctx, d, X, xkey, W, wkey, dY, dX, dW);
+  tempo_status st = TEMPO_STATUS_UNSUPPORTED;
+  if (h->op == TEMPO_OP_FORWARD && be->forward_bf16) st = be->forward_bf16(be->ctx, d, X, xkey, W, wkey, Y);
+  if (h->op == TEMPO_OP_BACKWARD && be->backward_bf16) st = be->backward_bf16(be->ctx, d, X, xkey, W, wkey, dY, dX, dW);
+  if (st != TEMPO_STATUS_UNSUPPORTED) return st; /* else: no bfloat16 kernel for it, widened */
   const float *xf, *wf, *dyf;
-  tempo_status st;
   if ((st = widen(w, 0, dY, sz->dy, &dyf)) || (st = widen(w, 1, X, sz->x, &xf)) || (st = widen(w, 2, W, sz->w, &wf)))
     return st;
   if (h->op == TEMPO_OP_FORWARD) return be->forward(be->ctx, d, xf, xkey, wf, wkey, Y);
