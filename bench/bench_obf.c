@@ -28,7 +28,6 @@
 #include <time.h>
 
 #include "bench_util.h"
-#include "tempo/parallel.h"
 #include "obf/obf_internal.h"
 #include "tempo/common.h"
 #include "tempo/obf.h"
@@ -170,7 +169,6 @@ static int mix_main(const char *list, int reps) {
   tempo_keygen *g;
   if (tempo_keygen_create(secret, NULL, &g) != TEMPO_STATUS_OK) die("keygen");
   tempo_obf_set_threads(mix_threads);
-  tempo_parallel_set_threads(mix_threads);
   static const char *isa_name[] = {"auto", "portable loops", "AVX2", "AVX-512"};
   printf("mixing kernels: %s (best on this CPU: %s); %d thread(s), %s\n\n", isa_name[tempo_obf_mix_isa_used()],
          isa_name[tempo_obf_mix_isa()], mix_threads, mix_threads > 1 ? "wall-clock medians" : "CPU-time medians");
@@ -289,7 +287,6 @@ int main(int argc, char **argv) {
     double bytes = 2.0 * (double)c.elems * sizeof(float);
     for (int threads = 1; threads <= 2; threads++) {
       tempo_obf_set_threads(threads);
-      tempo_parallel_set_threads(threads);
       double base = 0;
       for (int w = 0; w < P_COUNT; w++) {
         timing t = time_pass(&c, w, reps);
@@ -301,7 +298,6 @@ int main(int argc, char **argv) {
     if (variants) {
       static const char *kname[] = {"auto", "naive", "scatter scalar", "scatter avx2", "scatter avx2 NT", "permute avx512"};
       tempo_obf_set_threads(1);
-      tempo_parallel_set_threads(1);
       for (int kern = 1; kern < TEMPO_OBF_KERNEL_COUNT; kern++) {
         tempo_obf_set_kernel(kern);
         timing t = time_pass(&c, P_ENC_X, reps);

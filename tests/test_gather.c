@@ -23,7 +23,6 @@
 #include "tempo/cnn.h"
 #include "tempo/common.h"
 #include "tempo/obf.h"
-#include "tempo/parallel.h"
 #include "test_util.h"
 
 typedef struct {
@@ -129,7 +128,6 @@ static void gather_case(tempo_keygen *g, const geom *ge, int threads) {
     assert_memory_equal(cols + (size_t)lo * n, rows, (size_t)(hi - lo) * n * sizeof *cols);
   }
   tempo_obf_set_threads(threads);
-  tempo_parallel_set_threads(threads);
   tempo_obf_key k = {0};
   assert_int_equal(tempo_obf_key_alloc(&k, m, n, 6), TEMPO_STATUS_OK);
   for (int kind = 0; kind < 3; kind++) { /* identity (plain), tempo, tempo with mixing blocks */
@@ -148,7 +146,6 @@ static void gather_case(tempo_keygen *g, const geom *ge, int threads) {
   }
   tempo_obf_key_free(&k);
   tempo_obf_set_threads(1);
-  tempo_parallel_set_threads(1);
   tempo_free_floats(x), tempo_free_floats(cols), tempo_free_floats(rows);
   tempo_params_free(&p);
 }

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "tempo/bf16.h"
 #include "tempo/gemm.h"
 #include "tempo/parallel.h"
 #include "tempo/rng.h"
@@ -107,34 +108,22 @@ static void test_dnnl(void **state) {
  * entry within float32 accumulation's bound (k + 2) 2^-24 sum |a b|. On a CPU with AVX512_BF16 in
  * a build with oneDNN every product must run (else the test would pass on the fallback alone);
  * TEMPO_GEMM=openblas refuses them all. */
-static uint16_t bf16_of(float f) {
-  uint32_t u;
-  memcpy(&u, &f, 4);
-  return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-static double f_of(uint16_t h) {
-  const uint32_t u = (uint32_t)h << 16;
-  float f;
-  memcpy(&f, &u, 4);
-  return f;
-}
-
 static bool check16(bool ta, bool tb, int m, int n, int k, tempo_rng *rng) {
   const int pad = 5, ar = ta ? k : m, ac = ta ? m : k, br = tb ? n : k, bc = tb ? k : n;
   const int lda = ac + pad, ldb = bc + pad, ldc = n + pad;
   uint16_t *A = malloc(2 * (size_t)ar * lda), *B = malloc(2 * (size_t)br * ldb);
   float *C = malloc(sizeof(float) * (size_t)m * ldc);
   assert_true(A && B && C);
-  for (size_t i = 0; i < (size_t)ar * lda; i++) A[i] = bf16_of((float)tempo_rng_normal(rng));
-  for (size_t i = 0; i < (size_t)br * ldb; i++) B[i] = bf16_of((float)tempo_rng_normal(rng));
+  for (size_t i = 0; i < (size_t)ar * lda; i++) A[i] = tempo_bf16_from_f32((float)tempo_rng_normal(rng));
+  for (size_t i = 0; i < (size_t)br * ldb; i++) B[i] = tempo_bf16_from_f32((float)tempo_rng_normal(rng));
   for (size_t i = 0; i < (size_t)m * ldc; i++) C[i] = -7.0f;
   const bool ran = tempo_sgemm16(ta, tb, m, n, k, A, lda, B, ldb, C, ldc);
   for (int i = 0; ran && i < m; i++) {
     for (int j = 0; j < n; j++) {
       double s = 0, sa = 0;
       for (int t = 0; t < k; t++) {
-        const double a = f_of(ta ? A[(size_t)t * lda + i] : A[(size_t)i * lda + t]);
-        const double b = f_of(tb ? B[(size_t)j * ldb + t] : B[(size_t)t * ldb + j]);
+        const double a = tempo_bf16_to_f32(ta ? A[(size_t)t * lda + i] : A[(size_t)i * lda + t]);
+        const double b = tempo_bf16_to_f32(tb ? B[(size_t)j * ldb + t] : B[(size_t)t * ldb + j]);
         s += a * b, sa += fabs(a * b);
       }
       const double e = fabs(C[(size_t)i * ldc + j] - s);

@@ -344,7 +344,6 @@ static void test_threads(void **state) {
   for (int isa = TEMPO_OBF_MIX_ISA_SCALAR; isa <= tempo_obf_mix_isa(); isa++) {
     tempo_obf_mix_set_isa(isa);
     for (int t = 1; t <= 3; t++) {
-      tempo_parallel_set_threads(t);
       tempo_obf_set_threads(t);
       for (int o = 0; o < OUTS; o++) memset(out[o], 0, xs * sizeof(float));
       memset(dots, 0, 4 * (size_t)M * sizeof(double));
@@ -369,7 +368,6 @@ static void test_threads(void **state) {
       assert_memory_equal(out[0], out[1], xs * sizeof(float)); /* X' from the matrix or its rows */
     }
   }
-  tempo_parallel_set_threads(1);
   tempo_obf_set_threads(1);
   tempo_obf_mix_set_isa(TEMPO_OBF_MIX_ISA_AUTO);
   tempo_obf_key_free(&k);

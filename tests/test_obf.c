@@ -13,7 +13,6 @@
 #include "obf/obf_internal.h"
 #include "tempo/common.h"
 #include "tempo/obf.h"
-#include "tempo/parallel.h"
 #include "tempo/rng.h"
 
 static const uint8_t SECRET[32] = {7, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
@@ -326,7 +325,6 @@ static void test_passes_kernels_threads(void **state) {
     float *acc0 = rand_matrix(&r, e), *accref = tempo_alloc_floats(e);
     tempo_obf_set_kernel(TEMPO_OBF_KERNEL_NAIVE);
     tempo_obf_set_threads(1);
-    tempo_parallel_set_threads(1);
     tempo_obf_enc_x(&k, in, ref);
     memcpy(accref, acc0, e * sizeof(float));
     tempo_obf_dec_dx(&k, in, accref, true);
@@ -334,7 +332,6 @@ static void test_passes_kernels_threads(void **state) {
       for (int t = 1; t <= 3; t++) {
         tempo_obf_set_kernel(kern);
         tempo_obf_set_threads(t);
-        tempo_parallel_set_threads(t);
         memset(out, 0, e * sizeof(float));
         tempo_obf_enc_x(&k, in, out);
         assert_memory_equal(out, ref, e * sizeof(float));
@@ -344,7 +341,6 @@ static void test_passes_kernels_threads(void **state) {
       }
     tempo_obf_set_kernel(TEMPO_OBF_KERNEL_AUTO);
     tempo_obf_set_threads(1);
-    tempo_parallel_set_threads(1);
     tempo_free_floats(in), tempo_free_floats(ref), tempo_free_floats(out);
     tempo_free_floats(acc0), tempo_free_floats(accref);
     tempo_obf_key_free(&k);
@@ -378,7 +374,6 @@ static void test_passes_row_blocks(void **state) {
         for (int q = 0; q < 4; q++) {
           tempo_obf_set_kernel(kern);
           tempo_obf_set_threads(t);
-          tempo_parallel_set_threads(t);
           const int nb = splits[q] < R ? splits[q] : R;
           memset(out, 0, e * sizeof(float));
           for (int b = nb - 1; b >= 0; b--) { /* any arrival order */
@@ -397,7 +392,6 @@ static void test_passes_row_blocks(void **state) {
         }
     tempo_obf_set_kernel(TEMPO_OBF_KERNEL_AUTO);
     tempo_obf_set_threads(1);
-    tempo_parallel_set_threads(1);
     tempo_free_floats(in), tempo_free_floats(acc0), tempo_free_floats(refy);
     tempo_free_floats(refx), tempo_free_floats(out), tempo_free_floats(blk);
     tempo_obf_key_free(&k);
@@ -436,7 +430,6 @@ static void test_enc_x_check_dots(void **state) {
         for (int t = 1; t <= 3; t += 2) {
           tempo_obf_set_kernel(kern);
           tempo_obf_set_threads(t);
-          tempo_parallel_set_threads(t);
           memset(out, 0, e * sizeof(float));
           tempo_obf_enc_x_check(&k, in, out, ND, wq, wbq, yq, ybq, u);
           assert_memory_equal(out, ref, e * sizeof(float));
@@ -455,7 +448,6 @@ static void test_enc_x_check_dots(void **state) {
         }
       tempo_obf_set_kernel(TEMPO_OBF_KERNEL_AUTO);
       tempo_obf_set_threads(1);
-      tempo_parallel_set_threads(1);
       free(w), free(y), free(u);
       tempo_free_floats(in), tempo_free_floats(ref), tempo_free_floats(out);
       tempo_obf_key_free(&k);

@@ -174,6 +174,8 @@ void tempo_obf_dec_dx_rows(const tempo_obf_key *k, const float *dXp, int lo, int
 void tempo_obf_dec_dx_rows_dots(const tempo_obf_key *k, const float *dXp, int lo, int hi, float *dX, int ndots,
                                 const double *const *v, const float *const *vsq, double *const *y1,
                                 double *const *y1b);
+/* The master's threads for the passes: the tempo_parallel pool's (parallel.h), which runs their
+ * parts (and the master's element-wise layers); 1..64, clamped. */
 void tempo_obf_set_threads(int threads);
 
 /* Freivalds' check of a product C = op(A) . op(B), with C (r, c), op(A) (r, k), op(B) (k, c),

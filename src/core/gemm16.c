@@ -30,7 +30,7 @@
 enum { G16_SLOTS = 48 }; /* shapes per thread (resnet50's convolutions need about 40 per worker) */
 
 typedef struct {
-  bool used, ok; /* ok: a JIT primitive (else refused, remembered) */
+  bool ok; /* a JIT primitive (else refused, remembered); m == 0: a free slot */
   bool ta, tb;
   int m, n, k, lda, ldb, ldc;
   dnnl_primitive_t prim;
@@ -114,14 +114,14 @@ static bool slot_build(g16_cache *c, g16_slot *s) {
 static g16_slot *lookup(g16_cache *c, bool ta, bool tb, int m, int n, int k, int lda, int ldb, int ldc) {
   for (int i = 0; i < G16_SLOTS; i++) {
     g16_slot *s = &c->slot[i];
-    if (s->used && s->ta == ta && s->tb == tb && s->m == m && s->n == n && s->k == k && s->lda == lda &&
+    if (s->m == m && s->ta == ta && s->tb == tb && s->n == n && s->k == k && s->lda == lda &&
         s->ldb == ldb && s->ldc == ldc)
       return s;
   }
   g16_slot *s = &c->slot[c->next];
   c->next = (c->next + 1) % G16_SLOTS;
   slot_release(s);
-  *s = (g16_slot){.used = true, .ta = ta, .tb = tb, .m = m, .n = n, .k = k, .lda = lda, .ldb = ldb, .ldc = ldc};
+  *s = (g16_slot){.ta = ta, .tb = tb, .m = m, .n = n, .k = k, .lda = lda, .ldb = ldb, .ldc = ldc};
   s->ok = slot_build(c, s);
   if (!s->ok) slot_release(s); /* remembered as refused */
   return s;

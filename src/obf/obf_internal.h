@@ -6,15 +6,14 @@
 #include "tempo/obf.h"
 #include "tempo/status.h"
 
-#define TEMPO_OBF_MAX_THREADS 64
 #define TEMPO_OBF_MAX_DOTS TEMPO_OBF_ENC_X_MAX_DOTS
 /* A pass is split into parts on the master's threads (the tempo_parallel pool, whose helpers
  * are woken, not started: ~10 us a part) only for at least this many elements per part. */
 #define TEMPO_OBF_MIN_ELEMS_PER_PART (64 * 1024)
 
 /* The parts a pass of `elems` elements in `units` indivisible units (rows, mixing blocks) is
- * split into: at most tempo_obf_set_threads()'s count, at least 1. Both the plain passes
- * (passes.c) and the mixed ones (mix.c) use it. */
+ * split into: at most the tempo_parallel pool's threads (tempo_obf_set_threads), at least 1.
+ * Both the plain passes (passes.c) and the mixed ones (mix.c) use it. */
 int tempo_obf_parts(size_t elems, int units);
 
 /* Outputs of at least TEMPO_OBF_NT_BYTES with rows shorter than TEMPO_OBF_NT_MAX_ROW_BYTES

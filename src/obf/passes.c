@@ -17,7 +17,7 @@
  *   placed short rows. Long rows are streamed well by the hardware prefetcher with
  *   ordinary stores, and small outputs stay in cache for the consumer.
  * - Passes of at least 2 * TEMPO_OBF_MIN_ELEMS_PER_PART elements are split by input
- *   rows over up to tempo_obf_set_threads() threads. */
+ *   rows into parts on the tempo_parallel pool (tempo_obf_set_threads sets its threads). */
 #include <math.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -208,15 +208,10 @@ static void row_dots(const obf_pass *p, size_t a) {
   for (int q = 0; q < p->ndots; q++) p->dot[q][i] = t[q] * s, p->dotb[q][i] = tb[q] * s * s * up;
 }
 
-static atomic_int obf_threads = 1;
 static atomic_int obf_kernel = TEMPO_OBF_KERNEL_AUTO;
 
-void tempo_obf_set_threads(int threads) {
-  if (threads < 1) threads = 1;
-  if (threads > TEMPO_OBF_MAX_THREADS) threads = TEMPO_OBF_MAX_THREADS;
-  atomic_store(&obf_threads, threads);
-}
-
+/* The passes' parts run on the tempo_parallel pool: its thread count is theirs. */
+void tempo_obf_set_threads(int threads) { tempo_parallel_set_threads(threads); }
 
 void tempo_obf_set_kernel(int kernel) { atomic_store(&obf_kernel, kernel); }
 
@@ -583,7 +578,7 @@ static void run_rows_src(const obf_pass *p, int a0, int a1) {
 }
 
 int tempo_obf_parts(size_t elems, int units) {
-  int t = atomic_load(&obf_threads);
+  int t = tempo_parallel_threads();
   if ((size_t)t * TEMPO_OBF_MIN_ELEMS_PER_PART > elems) t = (int)(elems / TEMPO_OBF_MIN_ELEMS_PER_PART);
   if (t > units) t = units;
   return t < 1 ? 1 : t;

@@ -518,7 +518,6 @@ tempo_status tempo_scheme_tempo_create(const tempo_mm_config *cfg, tempo_scheme 
   if (sc->bf16) sc->base.dtype = TEMPO_DTYPE_BF16;
   /* forward and dW' vectors share the X' pass's R_MAX dots */
   sc->base.fused_forward = cfg->verify_rounds >= 1 && 2 * cfg->verify_rounds <= R_MAX;
-  tempo_obf_set_threads(cfg->threads); /* the master's Enc/Dec passes use its --threads */
   *out = &sc->base;
   return TEMPO_STATUS_OK;
 }
